@@ -1,0 +1,46 @@
+# Every target does its own set-up on a fresh Debian 12 machine (as root):
+# bazel-bootstrap from apt when bazel is missing, a .venv with pinned packages.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHON_BIN_PATH := $(abspath $(PY))
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TF's oneDNN notice on every import is noise in test logs.
+export TF_ENABLE_ONEDNN_OPTS ?= 1
+
+.PHONY: setup build dev test test-native test-python demo clean
+
+$(STAMP): requirements.txt
+	@command -v bazel >/dev/null || { apt-get update -q && apt-get install -y -q bazel-bootstrap; }
+	@test -x $(PY) || python3 -m venv $(VENV) || { apt-get install -y -q python3-venv python3-dev && python3 -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+setup: $(STAMP)
+
+# The wheel build reads the installed TensorFlow, hence --no-build-isolation.
+build: setup
+	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+
+# In-tree build for quick iteration: PYTHONPATH=python $(PY) -m pytest tests/...
+dev: setup
+	bazel build //native:_native.so
+	install -m 755 bazel-bin/native/_native.so python/leangraph/_native.so
+
+test-native: setup
+	bazel test //native/...
+
+# Tests import the installed package, never the source tree.
+test-python: build
+	cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. -q
+
+test: test-native test-python
+
+demo: build
+	$(VENV)/bin/leangraph demo
+
+clean:
+	bazel clean
+	rm -rf build dist python/leangraph/_native.so

@@ -1,0 +1,144 @@
+// leangraph._native: the Python face of the C++ core. Policy (defaults, file
+// handling, reports) lives in Python; this file only converts arguments and
+// statuses. Graphs cross the boundary as serialized bytes so that Python's
+// protobuf runtime and TF's C++ one never share objects.
+#include <climits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "native/graph_check.h"
+#include "native/status_error.h"
+#include "native/tf_graph_transforms.h"
+#include "native/transform_params.h"
+#include "native/transform_runner.h"
+#include "pybind11/pybind11.h"
+#include "pybind11/stl.h"
+
+namespace py = pybind11;
+
+namespace leangraph {
+namespace {
+
+absl::StatusOr<tensorflow::GraphDef> ParseGraph(const std::string& bytes) {
+  // Protobuf cannot represent a message of 2 GiB or more.
+  if (bytes.size() >= static_cast<size_t>(INT_MAX)) {
+    return absl::InvalidArgumentError(
+        "the graph is 2 GiB or larger, beyond protobuf's limit; store large "
+        "weights outside the GraphDef");
+  }
+  tensorflow::GraphDef graph;
+  if (!graph.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InvalidArgumentError(
+        "the data is not a serialized GraphDef (protobuf parsing failed: "
+        "corrupt or truncated)");
+  }
+  return graph;
+}
+
+py::bytes Transform(const std::string& graph_bytes,
+                    const std::string& transforms,
+                    const std::vector<std::string>& inputs,
+                    const std::vector<std::string>& outputs) {
+  std::string result;
+  absl::Status status;
+  {
+    // Transforms such as fold_constants run a whole TF session; other
+    // Python threads keep running meanwhile.
+    py::gil_scoped_release release;
+    absl::StatusOr<std::vector<TransformStep>> steps = ParseTransforms(transforms);
+    absl::StatusOr<tensorflow::GraphDef> graph =
+        steps.ok() ? ParseGraph(graph_bytes)
+                   : absl::StatusOr<tensorflow::GraphDef>(steps.status());
+    absl::StatusOr<tensorflow::GraphDef> transformed =
+        graph.ok() ? RunTransforms(*graph, *steps, inputs, outputs)
+                   : graph;
+    if (transformed.ok() && !transformed->SerializeToString(&result)) {
+      transformed = absl::InternalError(
+          "the transformed graph could not be serialized (2 GiB or larger?)");
+    }
+    status = transformed.status();
+  }
+  ThrowIfError(status, ErrorKind::kTransform);
+  return py::bytes(result);
+}
+
+using ParsedStep = std::pair<std::string, TransformParams>;
+
+std::vector<ParsedStep> ParseForPython(const std::string& text) {
+  absl::StatusOr<std::vector<TransformStep>> steps = ParseTransforms(text);
+  ThrowIfError(steps.status(), ErrorKind::kTransform);
+  std::vector<ParsedStep> out;
+  for (TransformStep& step : *steps) {
+    out.emplace_back(std::move(step.name), std::move(step.params));
+  }
+  return out;
+}
+
+std::vector<ParsedStep> TfParseForPython(const std::string& text) {
+  tensorflow::graph_transforms::TransformParameters params;
+  ThrowIfError(tensorflow::graph_transforms::ParseTransformParameters(text, &params),
+               ErrorKind::kTransform);
+  return {params.begin(), params.end()};
+}
+
+void CheckGraphBytes(const std::string& graph_bytes) {
+  absl::Status status;
+  {
+    py::gil_scoped_release release;
+    absl::StatusOr<tensorflow::GraphDef> graph = ParseGraph(graph_bytes);
+    status = graph.ok() ? CheckGraph(*graph) : graph.status();
+  }
+  ThrowIfError(status, ErrorKind::kTransform);
+}
+
+py::list ListForPython() {
+  py::list out;
+  for (const TransformInfo& info : ListTransforms()) {
+    out.append(py::make_tuple(info.name, info.origin, info.params, info.summary));
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace leangraph
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "leangraph's C++ core (TensorFlow graph transforms and timer).";
+
+  // The Python classes are created once by leangraph.errors and live as long
+  // as the interpreter, so plain handles (never released) are safe here.
+  py::module_ errors = py::module_::import("leangraph.errors");
+  static py::handle transform_error = py::object(errors.attr("TransformError")).release();
+  static py::handle benchmark_error = py::object(errors.attr("BenchmarkError")).release();
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const leangraph::StatusError& e) {
+      const py::handle type = e.kind() == leangraph::ErrorKind::kBenchmark
+                                  ? benchmark_error
+                                  : transform_error;
+      PyErr_SetString(type.ptr(), e.what());
+    }
+  });
+
+  // The wheel's release_version.h needs macros only TF's own build defines,
+  // so the version comes from the repository rule.
+  m.attr("TF_VERSION") = LEANGRAPH_TF_VERSION;
+
+  m.def("transform", &leangraph::Transform, py::arg("graph"),
+        py::arg("transforms"), py::arg("inputs"), py::arg("outputs"),
+        "Applies a transform string to a serialized GraphDef; returns the "
+        "serialized result.");
+  m.def("parse_transforms", &leangraph::ParseForPython, py::arg("text"),
+        "leangraph's parser: [(name, {param: [values]})].");
+  m.def("tf_parse_transforms", &leangraph::TfParseForPython, py::arg("text"),
+        "TensorFlow's own parser, for comparison in tests.");
+  m.def("check_graph", &leangraph::CheckGraphBytes, py::arg("graph"),
+        "Raises TransformError if the serialized graph is malformed.");
+  m.def("list_transforms", &leangraph::ListForPython,
+        "[(name, origin, params, summary)] for every transform, by name.");
+  m.def("closest_transforms", &leangraph::ClosestTransforms, py::arg("name"),
+        py::arg("limit") = 3);
+}

@@ -1,0 +1,50 @@
+// What one of leangraph's own transforms is given, and how it is registered.
+#ifndef LEANGRAPH_NATIVE_TRANSFORM_CONTEXT_H_
+#define LEANGRAPH_NATIVE_TRANSFORM_CONTEXT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "native/transform_params.h"
+#include "tensorflow/core/framework/graph.pb.h"
+
+namespace leangraph {
+
+struct TransformContext {
+  std::string transform;             // the step's name, for error messages
+  std::vector<std::string> inputs;   // graph inputs, as given to the runner
+  std::vector<std::string> outputs;  // graph outputs, as given to the runner
+  TransformParams params;
+
+  // A parameter given at most once; `fallback` when absent. A malformed or
+  // repeated value is an InvalidArgument error that names the parameter.
+  absl::StatusOr<std::string> GetString(const std::string& key,
+                                        const std::string& fallback) const;
+  absl::StatusOr<bool> GetBool(const std::string& key, bool fallback) const;
+  absl::StatusOr<double> GetDouble(const std::string& key,
+                                   double fallback) const;
+  absl::StatusOr<long long> GetInt(const std::string& key,
+                                   long long fallback) const;
+  // Every value given for `key` (none when absent).
+  std::vector<std::string> GetAll(const std::string& key) const;
+};
+
+using TransformFn = absl::Status (*)(const tensorflow::GraphDef& in,
+                                     const TransformContext& context,
+                                     tensorflow::GraphDef* out);
+
+struct OwnTransform {
+  const char* name;
+  TransformFn fn;
+  const char* params;   // "name=default, ..." as shown by list_transforms()
+  const char* summary;  // one line
+};
+
+// leangraph's own transforms, in a fixed order.
+const std::vector<OwnTransform>& OwnTransforms();
+
+}  // namespace leangraph
+
+#endif  // LEANGRAPH_NATIVE_TRANSFORM_CONTEXT_H_

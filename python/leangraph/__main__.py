@@ -1,0 +1,5 @@
+import sys
+
+from leangraph.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `leangraph` CLI, one module each."""

@@ -1,0 +1,45 @@
+"""`leangraph transform`: TF's transform_graph command line, flag for flag."""
+
+import argparse
+
+from leangraph.errors import TransformError
+
+
+def _names(text):
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "transform",
+        help="apply graph transforms (transform_graph's flags)",
+        description=(
+            "Apply graph transforms to a frozen GraphDef. Accepts transform_graph's flags, "
+            "so its recipes run verbatim; TensorFlow's and leangraph's transforms mix."
+        ),
+    )
+    parser.add_argument("--in_graph", "--in-graph", required=True, help=".pb or .pbtxt input")
+    parser.add_argument("--out_graph", "--out-graph", required=True, help="where to write the result")
+    parser.add_argument("--inputs", default="", help="comma-separated input nodes (default: Placeholders)")
+    parser.add_argument("--outputs", default="", help="comma-separated output nodes (default: sinks)")
+    parser.add_argument("--transforms", required=True, help='e.g. "fold_constants(ignore_errors=true) fold_batch_norms"')
+    parser.add_argument(
+        "--output_as_text", "--output-as-text", nargs="?", const="true", default="false",
+        type=lambda v: v.lower() in ("1", "true", "yes"),
+        help="write a text GraphDef",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from leangraph import graphs
+    from leangraph.transform import transform
+
+    if graphs.same_file(args.in_graph, args.out_graph):
+        raise TransformError(
+            f"--out_graph {args.out_graph} is the input graph; refusing to overwrite the input"
+        )
+    result = transform(args.in_graph, args.transforms, _names(args.inputs), _names(args.outputs))
+    graphs.save_graph(result, args.out_graph, as_text=args.output_as_text)
+    print(f"wrote {args.out_graph} ({len(result.node)} nodes)")
+    return 0

@@ -1,0 +1,29 @@
+"""Exceptions raised by leangraph. The native module raises these classes too."""
+
+
+class LeangraphError(Exception):
+    """Base class of every error leangraph raises on purpose."""
+
+
+class TransformError(LeangraphError, ValueError):
+    """A graph or transform string was refused, or a transform failed."""
+
+
+class GraphError(TransformError):
+    """The graph itself is malformed, or is not what the operation needs."""
+
+
+class BenchmarkError(LeangraphError, RuntimeError):
+    """The timer could not load, feed or run a graph."""
+
+
+class FreezeError(LeangraphError, ValueError):
+    """A model could not be loaded or frozen."""
+
+
+class UnsafeModelError(FreezeError):
+    """Loading the model would run code stored in the file (e.g. a Keras Lambda)."""
+
+
+class VersionError(LeangraphError, ImportError):
+    """The installed TensorFlow is not the one leangraph was built against."""

@@ -1,0 +1,30 @@
+"""Shared fixtures: small graphs built here, so no test needs a download."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import graph_builders  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def conv_bn_graph():
+    return graph_builders.conv_bn_graph()
+
+
+@pytest.fixture(scope="session")
+def keras_cnn_graph():
+    return graph_builders.keras_cnn_graph()
+
+
+@pytest.fixture(scope="session")
+def keras_mlp_graph():
+    return graph_builders.keras_mlp_graph()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

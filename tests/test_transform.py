@@ -1,0 +1,311 @@
+"""leangraph.transform() against TensorFlow's own transform_graph, and its failure modes."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from tensorflow.core.framework import graph_pb2
+from tensorflow.python.util import _pywrap_transform_graph
+
+import graph_builders
+import leangraph
+from leangraph import graphs
+
+DEPLOY_RECIPE = (
+    "strip_unused_nodes(type=float) remove_nodes(op=Identity, op=CheckNumerics) "
+    "fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms"
+)
+
+# Every transform the issue names, with parameters that make it do something.
+TRANSFORMS = [
+    "strip_unused_nodes(type=float)",
+    "remove_nodes(op=Identity, op=CheckNumerics)",
+    "fold_constants(ignore_errors=true)",
+    "fold_batch_norms",
+    "fold_old_batch_norms",
+    "remove_control_dependencies",
+    "quantize_weights(minimum_size=16)",
+    "round_weights(num_steps=16)",
+    "sort_by_execution_order",
+    "merge_duplicate_nodes",
+    "remove_device",
+    "add_default_attributes",
+    "fuse_pad_and_conv",
+    "flatten_atrous_conv",
+    "obfuscate_names",
+    "rename_op(old_op_name=Relu, new_op_name=Relu6)",
+    DEPLOY_RECIPE,
+]
+
+GRAPHS = ["conv_bn_graph", "keras_cnn_graph", "keras_mlp_graph"]
+
+
+def oracle(graph_def, inputs, outputs, transforms):
+    data = _pywrap_transform_graph.TransformGraphWithStringInputs(
+        graph_def.SerializeToString(),
+        ",".join(inputs).encode(),
+        ",".join(outputs).encode(),
+        transforms.encode(),
+    )
+    result = graph_pb2.GraphDef()
+    result.ParseFromString(data)
+    return result
+
+
+def endpoints(graph_def):
+    return graphs.default_inputs(graph_def), graphs.default_outputs(graph_def)
+
+
+@pytest.mark.parametrize("graph_name", GRAPHS)
+@pytest.mark.parametrize("transforms", TRANSFORMS)
+def test_equals_tensorflow_oracle(request, graph_name, transforms):
+    graph_def = request.getfixturevalue(graph_name)
+    inputs, outputs = endpoints(graph_def)
+    expected = oracle(graph_def, inputs, outputs, transforms)
+    actual = leangraph.transform(graph_def, transforms, inputs, outputs)
+    assert isinstance(actual, graph_pb2.GraphDef)
+    assert [n.name for n in actual.node] == [n.name for n in expected.node]
+    assert actual == expected
+
+
+def test_transforms_change_the_graph(conv_bn_graph):
+    """The differential test above would pass for a no-op runner; this one would not."""
+    inputs, outputs = endpoints(conv_bn_graph)
+    ops = lambda g: [n.op for n in g.node]  # noqa: E731
+    stripped = leangraph.transform(conv_bn_graph, "remove_nodes(op=Identity, op=CheckNumerics)", inputs, outputs)
+    assert "Identity" in ops(conv_bn_graph) and "Identity" not in ops(stripped)
+    assert "CheckNumerics" not in ops(stripped)
+    folded = leangraph.transform(conv_bn_graph, DEPLOY_RECIPE, inputs, outputs)
+    # fold_batch_norms merges the per-channel Mul into the convolution's weights.
+    assert "Mul" in ops(conv_bn_graph) and "Mul" not in ops(folded)
+    assert len(folded.node) < len(conv_bn_graph.node)
+
+
+def test_recipe_keeps_the_function(conv_bn_graph, rng):
+    inputs, outputs = endpoints(conv_bn_graph)
+    folded = leangraph.transform(conv_bn_graph, DEPLOY_RECIPE, inputs, outputs)
+    x = rng.normal(size=(1, 16, 16, 3)).astype(np.float32)
+    (before,) = graph_builders.run_graph(conv_bn_graph, {"input:0": x}, outputs)
+    (after,) = graph_builders.run_graph(folded, {"input:0": x}, outputs)
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_list_of_strings_equals_one_string(keras_cnn_graph):
+    steps = ["fold_constants(ignore_errors=true)", "fold_batch_norms", "sort_by_execution_order"]
+    assert leangraph.transform(keras_cnn_graph, steps) == leangraph.transform(keras_cnn_graph, " ".join(steps))
+
+
+def test_default_endpoints_are_placeholders_and_sinks(conv_bn_graph):
+    assert graphs.default_inputs(conv_bn_graph) == ["input"]
+    assert graphs.default_outputs(conv_bn_graph) == ["output"]
+    inputs, outputs = endpoints(conv_bn_graph)
+    explicit = leangraph.transform(conv_bn_graph, DEPLOY_RECIPE, inputs, outputs)
+    assert leangraph.transform(conv_bn_graph, DEPLOY_RECIPE) == explicit
+
+
+def test_graph_from_bytes_and_paths(conv_bn_graph, tmp_path):
+    pb = tmp_path / "g.pb"
+    pbtxt = tmp_path / "g.pbtxt"
+    leangraph.save_graph(conv_bn_graph, pb)
+    leangraph.save_graph(conv_bn_graph, pbtxt)
+    assert pbtxt.read_text().lstrip().startswith("node")
+    expected = leangraph.transform(conv_bn_graph, "fold_constants")
+    for source in (conv_bn_graph.SerializeToString(), pb, str(pb), pbtxt):
+        assert leangraph.transform(source, "fold_constants") == expected
+
+
+# The 29 names TF 2.21 registers (tensorflow/tools/graph_transforms).
+TF_TRANSFORMS = """
+add_default_attributes backport_concatv2 backport_tensor_array_v3 flatten_atrous_conv
+fold_batch_norms fold_constants fold_old_batch_norms freeze_requantization_ranges
+fuse_pad_and_conv fuse_resize_and_conv fuse_resize_pad_and_conv inline_partitionedcall
+insert_logging merge_duplicate_nodes obfuscate_names quantize_nodes quantize_weights
+remove_attribute remove_control_dependencies remove_device remove_nodes rename_attribute
+rename_node rename_op round_weights set_device sort_by_execution_order sparsify_gather
+strip_unused_nodes
+""".split()
+
+
+def _oracle_knows(name):
+    empty = graph_pb2.GraphDef().SerializeToString()
+    try:
+        _pywrap_transform_graph.TransformGraphWithStringInputs(
+            empty, b"", b"", f"{name}(ignore_errors=true)".encode()
+        )
+    except Exception as exc:
+        return "not recognized" not in str(exc)
+    return True
+
+
+def test_list_transforms_has_every_tensorflow_name():
+    infos = leangraph.list_transforms()
+    names = [t.name for t in infos]
+    assert len(TF_TRANSFORMS) == 29
+    assert set(TF_TRANSFORMS) <= set(names)
+    assert len(names) == len(set(names))
+    assert not _oracle_knows("no_such_transform")
+    for info in infos:
+        if info.origin == "tensorflow":
+            assert _oracle_knows(info.name), info.name
+    info = {t.name: t for t in infos}
+    assert info["fold_constants"].origin == "tensorflow"
+    assert "max_constant_size_in_bytes" in info["fold_constants"].params
+
+
+def test_parser_matches_tensorflow_parser():
+    from leangraph import _native
+
+    for text in TRANSFORMS + ["a(b=\"1, 2\", b=3) c d(e=f)"]:
+        assert _native.parse_transforms(text) == _native.tf_parse_transforms(text)
+
+
+# --- bad input: always an exception naming the problem, never a dead process ---
+
+
+def test_random_bytes_raise(rng):
+    junk = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    with pytest.raises(leangraph.TransformError, match="not a serialized GraphDef"):
+        leangraph.transform(junk, "fold_constants", inputs=["a"], outputs=["b"])
+
+
+def test_random_bytes_raise_with_default_endpoints(rng):
+    junk = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    with pytest.raises(leangraph.GraphError, match="not a serialized GraphDef"):
+        leangraph.transform(junk, "fold_constants")
+
+
+def test_truncated_protobuf_raises(keras_cnn_graph):
+    data = keras_cnn_graph.SerializeToString()
+    with pytest.raises(leangraph.TransformError, match="corrupt or truncated"):
+        leangraph.transform(data[: len(data) // 2 + 3], "fold_constants", inputs=["input"], outputs=["Identity"])
+
+
+def test_unknown_transform_lists_closest_names(conv_bn_graph):
+    with pytest.raises(leangraph.TransformError, match="unknown transform 'fold_batchnorms'") as info:
+        leangraph.transform(conv_bn_graph, "fold_constants fold_batchnorms")
+    assert "fold_batch_norms" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["fold_constants(", "fold_constants(ignore_errors)", 'rename_op(old_op_name="Relu', "a(b=1 c=2)"]
+)
+def test_malformed_parameters_raise(conv_bn_graph, text):
+    with pytest.raises(leangraph.TransformError, match="malformed transform string at column"):
+        leangraph.transform(conv_bn_graph, text)
+
+
+def test_output_not_in_graph_raises(conv_bn_graph):
+    with pytest.raises(leangraph.TransformError, match="output 'no_such_node' is not a node of the graph"):
+        leangraph.transform(conv_bn_graph, "strip_unused_nodes", inputs=["input"], outputs=["no_such_node"])
+
+
+def test_input_not_in_graph_raises(conv_bn_graph):
+    with pytest.raises(leangraph.TransformError, match="input 'nope:0' is not a node"):
+        leangraph.transform(conv_bn_graph, "fold_constants", inputs=["nope:0"], outputs=["output"])
+
+
+def test_tensorflow_error_message_is_passed_through(conv_bn_graph):
+    with pytest.raises(leangraph.TransformError, match=r"step 1 \(rename_node\)"):
+        leangraph.transform(conv_bn_graph, "rename_node(old_node_name=a, old_node_name=b)")
+
+
+def test_wrong_argument_types_raise_type_error(conv_bn_graph):
+    with pytest.raises(TypeError):
+        leangraph.transform(12, "fold_constants")
+    with pytest.raises(TypeError):
+        leangraph.transform(conv_bn_graph, ["fold_constants", 3])
+
+
+def test_gil_is_released_during_native_work(keras_cnn_graph):
+    """A counting thread advances while a slow transform runs in native code."""
+    big = graph_builders.freeze_keras(_wide_model(), (1, 64, 64, 3))
+    count = 0
+    stop = threading.Event()
+
+    def spin():
+        nonlocal count
+        while not stop.is_set():
+            count += 1
+
+    worker = threading.Thread(target=spin)
+    data = big.SerializeToString()
+    from leangraph import _native
+
+    worker.start()
+    try:
+        time.sleep(0.05)
+        before = count
+        start = time.perf_counter()
+        _native.transform(data, "fold_constants " + "round_weights(num_steps=8) sort_by_execution_order " * 12, ["input"], ["Identity"])
+        elapsed = time.perf_counter() - start
+        during = count - before
+    finally:
+        stop.set()
+        worker.join()
+    assert elapsed > 0.2, "the transform was too quick to tell anything"
+    # With the GIL held for the whole call the counter could only move during
+    # the 5 ms switch intervals before and after it.
+    assert during > 20000, f"counter advanced only {during} times in {elapsed:.2f}s"
+
+
+def _wide_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64, 64, 3))
+    x = inputs
+    for width in (256, 256, 256):
+        x = keras.layers.Conv2D(width, 3, padding="same")(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+# --- the CLI runs transform_graph's recipes verbatim ---
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "leangraph", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_runs_the_deploy_recipe_verbatim(conv_bn_graph, tmp_path):
+    src = tmp_path / "in.pb"
+    out = tmp_path / "out.pbtxt"
+    leangraph.save_graph(conv_bn_graph, src)
+    result = _cli(
+        "transform", f"--in_graph={src}", f"--out_graph={out}", "--inputs=input", "--outputs=output",
+        '--transforms=strip_unused_nodes(type=float, shape="1,16,16,3") remove_nodes(op=Identity, op=CheckNumerics) '
+        "fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms",
+        "--output_as_text",
+    )
+    assert result.returncode == 0, result.stderr
+    written = leangraph.load_graph(out)
+    expected = oracle(
+        conv_bn_graph, ["input"], ["output"],
+        'strip_unused_nodes(type=float, shape="1,16,16,3") remove_nodes(op=Identity, op=CheckNumerics) '
+        "fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms",
+    )
+    assert written == expected
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_refuses_to_overwrite_input(conv_bn_graph, tmp_path):
+    src = tmp_path / "in.pb"
+    leangraph.save_graph(conv_bn_graph, src)
+    before = src.read_bytes()
+    result = _cli("transform", f"--in_graph={src}", f"--out_graph={src}", "--transforms=fold_constants")
+    assert result.returncode == 1
+    assert "refusing to overwrite the input" in result.stderr
+    assert src.read_bytes() == before
+
+
+def test_cli_reports_unknown_transform(conv_bn_graph, tmp_path):
+    src = tmp_path / "in.pb"
+    leangraph.save_graph(conv_bn_graph, src)
+    result = _cli("transform", f"--in_graph={src}", f"--out_graph={tmp_path / 'o.pb'}", "--transforms=fold_constantz")
+    assert result.returncode == 1
+    assert "unknown transform 'fold_constantz'" in result.stderr
+    assert not (tmp_path / "o.pb").exists()
