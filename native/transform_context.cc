@@ -14,7 +14,18 @@ absl::Status BadValue(const TransformContext& context, const std::string& key,
                    wanted, ", got '", value, "'"));
 }
 
+std::vector<OwnTransform>& MutableOwnTransforms() {
+  static auto* transforms = new std::vector<OwnTransform>();
+  return *transforms;
+}
+
 }  // namespace
+
+const std::vector<OwnTransform>& OwnTransforms() { return MutableOwnTransforms(); }
+
+TransformRegistrar::TransformRegistrar(const OwnTransform& transform) {
+  MutableOwnTransforms().push_back(transform);
+}
 
 absl::StatusOr<std::string> TransformContext::GetString(
     const std::string& key, const std::string& fallback) const {

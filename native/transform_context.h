@@ -42,8 +42,19 @@ struct OwnTransform {
   const char* summary;  // one line
 };
 
-// leangraph's own transforms, in a fixed order.
+// leangraph's own transforms, in registration order.
 const std::vector<OwnTransform>& OwnTransforms();
+
+// Adds a transform to OwnTransforms() during static initialisation; use the
+// macro below at namespace scope in the transform's own file (its library
+// must be alwayslink, or the linker drops the unreferenced registrar).
+struct TransformRegistrar {
+  explicit TransformRegistrar(const OwnTransform& transform);
+};
+
+#define LEANGRAPH_REGISTER_TRANSFORM(name, fn, params, summary) \
+  static const ::leangraph::TransformRegistrar                  \
+      leangraph_registrar_##fn({name, fn, params, summary})
 
 }  // namespace leangraph
 
