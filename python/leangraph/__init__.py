@@ -16,6 +16,7 @@ from leangraph.errors import (  # noqa: E402
     UnsafeModelError,
     VersionError,
 )
+from leangraph.execute import run  # noqa: E402
 from leangraph.graphs import load_graph, save_graph  # noqa: E402
 from leangraph.transform import (  # noqa: E402
     TransformInfo,
@@ -37,6 +38,7 @@ __all__ = [
     "list_transforms",
     "load_graph",
     "parse_transforms",
+    "run",
     "save_graph",
     "transform",
 ]
