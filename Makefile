@@ -38,8 +38,10 @@ test-python: build
 
 test: test-native test-python
 
+# The default model (Keras Xception, weights=None, 299x299); 20 inputs and 30 timed runs
+# per variant keep it to a few minutes on 2 cores. Results land in ./leangraph-demo.
 demo: build
-	$(VENV)/bin/leangraph demo
+	$(VENV)/bin/leangraph optimize -o leangraph-demo --images 20 --runs 30
 
 clean:
 	bazel clean

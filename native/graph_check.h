@@ -4,6 +4,7 @@
 #ifndef LEANGRAPH_NATIVE_GRAPH_CHECK_H_
 #define LEANGRAPH_NATIVE_GRAPH_CHECK_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,24 @@
 
 namespace leangraph {
 
+// Largest Const value accepted, decoded: protobuf cannot carry more, and a
+// short proto can claim more (missing values repeat the last one).
+inline constexpr int64_t kMaxTensorBytes = int64_t{1} << 31;
+
 // OK, or InvalidArgument naming the first offending node and what is wrong.
+// One pass over nodes and edges: unique names; ops registered (or functions of
+// the library); attributes and input counts valid for the op; inputs naming
+// existing nodes, output ports and matching dtypes; Const values consistent
+// with their attributes; the Const operands TF's folding transforms read
+// unchecked have the rank and dtype they assume; no cycle except through
+// NextIteration.
 absl::Status CheckGraph(const tensorflow::GraphDef& graph);
+
+// Adds the attributes a node leaves out and its op defines with a default, as
+// TF's graph import does. TF's transforms read such attributes unchecked, so
+// a runner calls this before CheckGraph (which refuses a node that lacks
+// one). Nodes of unknown ops are left alone.
+void AddMissingDefaults(tensorflow::GraphDef* graph);
 
 // Every name ("node", "node:1" or "^node") refers to a node of the graph.
 // `role` ("input", "output") is used in the message.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "native/bench/bench_py.h"
 #include "native/graph_check.h"
 #include "native/status_error.h"
 #include "native/tf_graph_transforms.h"
@@ -141,4 +142,6 @@ PYBIND11_MODULE(_native, m) {
         "[(name, origin, params, summary)] for every transform, by name.");
   m.def("closest_transforms", &leangraph::ClosestTransforms, py::arg("name"),
         py::arg("limit") = 3);
+
+  leangraph::RegisterBench(m);
 }

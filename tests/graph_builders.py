@@ -126,3 +126,36 @@ def run_graph(graph_def, feeds, outputs):
         tf.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as session:
         return session.run([o if ":" in o else o + ":0" for o in outputs], feeds)
+
+
+def keras_application_graph(name, size):
+    """A keras.applications architecture (weights=None, pooled features), frozen."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = getattr(keras.applications, name)(
+        weights=None, include_top=False, pooling="avg", input_shape=(size, size, 3)
+    )
+    _randomize_bn(model)
+    return freeze_keras(model, (1, size, size, 3))
+
+
+def keras_separable_deconv_dense_graph():
+    """SeparableConv2D, Conv2DTranspose and Dense, each followed by BatchNormalization."""
+    import keras
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.SeparableConv2D(8, 3, padding="same", depth_multiplier=2)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2DTranspose(6, 3, strides=2, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(10)(x)
+    x = keras.layers.BatchNormalization()(x)
+    outputs = keras.layers.Dense(4)(x)
+    model = keras.Model(inputs, outputs)
+    _randomize_bn(model)
+    return freeze_keras(model, (1, 12, 12, 3))

@@ -7,6 +7,14 @@ from leangraph._tfcheck import check_tf_version as _check_tf_version
 _check_tf_version()
 
 from leangraph._version import __version__  # noqa: E402
+from leangraph.bench import (  # noqa: E402
+    BenchResult,
+    CompareResult,
+    benchmark,
+    benchmark_keras,
+    compare,
+    cpu_supports_bf16,
+)
 from leangraph.errors import (  # noqa: E402
     BenchmarkError,
     FreezeError,
@@ -17,28 +25,57 @@ from leangraph.errors import (  # noqa: E402
     VersionError,
 )
 from leangraph.execute import run  # noqa: E402
+from leangraph.freeze import FrozenGraph, TensorInfo, freeze, load_keras  # noqa: E402
 from leangraph.graphs import load_graph, save_graph  # noqa: E402
+from leangraph.recipes import RECIPES, recipe  # noqa: E402
+from leangraph.safety import find_unsafe_ops, require_safe  # noqa: E402
+from leangraph.summary import GraphSummary, summarize  # noqa: E402
 from leangraph.transform import (  # noqa: E402
     TransformInfo,
     list_transforms,
     parse_transforms,
     transform,
 )
+from leangraph.precision import EvalResult, evaluate  # noqa: E402
+from leangraph.tune import TuneResult, tune  # noqa: E402
+from leangraph.optimize import OptimizeReport, optimize  # noqa: E402
 
 __all__ = [
+    "RECIPES",
+    "recipe",
+    "EvalResult",
+    "TuneResult",
+    "evaluate",
+    "tune",
+    "BenchResult",
     "BenchmarkError",
+    "CompareResult",
     "FreezeError",
+    "FrozenGraph",
     "GraphError",
+    "GraphSummary",
     "LeangraphError",
+    "TensorInfo",
     "TransformError",
     "TransformInfo",
     "UnsafeModelError",
     "VersionError",
     "__version__",
+    "benchmark",
+    "benchmark_keras",
+    "compare",
+    "cpu_supports_bf16",
+    "find_unsafe_ops",
+    "freeze",
     "list_transforms",
     "load_graph",
+    "load_keras",
+    "optimize",
+    "OptimizeReport",
     "parse_transforms",
+    "require_safe",
     "run",
     "save_graph",
+    "summarize",
     "transform",
 ]

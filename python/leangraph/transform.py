@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from leangraph import graphs
 from leangraph._tfcheck import load_native
-from leangraph.errors import TransformError
+from leangraph.errors import GraphError, TransformError
+from leangraph.safety import require_safe
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def parse_transforms(transforms):
     return load_native().parse_transforms(_as_string(transforms))
 
 
-def transform(graph, transforms, inputs=None, outputs=None):
+def transform(graph, transforms, inputs=None, outputs=None, allow_io_ops=False):
     """Applies graph transforms and returns a new `tf.compat.v1.GraphDef`.
 
     graph: a GraphDef, serialized bytes, or a path (`.pb` binary, `.pbtxt` text).
@@ -55,16 +56,27 @@ def transform(graph, transforms, inputs=None, outputs=None):
     inputs / outputs: node names (a list or a comma-separated string); by
         default the Placeholders and the nodes nothing consumes.
 
+    allow_io_ops: graphs holding ops that touch files, processes or Python
+        (ReadFile, WriteFile, PyFunc, SaveV2, ...; see leangraph.safety) are
+        refused unless this is true, because fold_constants executes constant
+        subgraphs: it folds a ReadFile of a constant path into the file's bytes.
+
     The GIL is released while the native code runs. Raises TransformError
     (a ValueError) with TensorFlow's message, or a GraphError for a malformed
-    graph.
+    or unsafe graph.
     """
     native = load_native()
     text = _as_string(transforms)
     data = graphs.serialize(graph)
     graph_def = None
-    if inputs is None or outputs is None:
+    if inputs is None or outputs is None or not allow_io_ops:
         graph_def = graphs.load_graph(data) if not hasattr(graph, "node") else graph
+    if graph_def is not None and not graph_def.node and outputs is None:
+        # Empty bytes, and many files that are not GraphDefs, parse as an empty
+        # graph: transforming one is a mistake worth reporting. (With outputs
+        # given, the native check names the missing output instead.)
+        raise GraphError("the graph has no nodes (an empty file, or not a GraphDef?)")
+    require_safe(graph_def, allow_io_ops, what="the graph to transform")
     inputs = _as_names(inputs, "input")
     outputs = _as_names(outputs, "output")
     if inputs is None:

@@ -22,7 +22,13 @@ def add_parser(subparsers):
     parser.add_argument("--out_graph", "--out-graph", required=True, help="where to write the result")
     parser.add_argument("--inputs", default="", help="comma-separated input nodes (default: Placeholders)")
     parser.add_argument("--outputs", default="", help="comma-separated output nodes (default: sinks)")
-    parser.add_argument("--transforms", required=True, help='e.g. "fold_constants(ignore_errors=true) fold_batch_norms"')
+    steps = parser.add_mutually_exclusive_group(required=True)
+    steps.add_argument("--transforms", help='e.g. "fold_constants(ignore_errors=true) fold_batch_norms"')
+    steps.add_argument(
+        "--recipe",
+        help="a named recipe instead of --transforms: deploy, tf-deploy or tf-eightbit "
+        "(the input shape is taken from the graph's Placeholder)",
+    )
     parser.add_argument(
         "--output_as_text", "--output-as-text", nargs="?", const="true", default="false",
         type=lambda v: v.lower() in ("1", "true", "yes"),
@@ -39,7 +45,12 @@ def run(args):
         raise TransformError(
             f"--out_graph {args.out_graph} is the input graph; refusing to overwrite the input"
         )
-    result = transform(args.in_graph, args.transforms, _names(args.inputs), _names(args.outputs))
+    transforms = args.transforms
+    if args.recipe is not None:
+        from leangraph.recipes import recipe
+
+        transforms = recipe(args.recipe, args.in_graph)
+    result = transform(args.in_graph, transforms, _names(args.inputs), _names(args.outputs))
     graphs.save_graph(result, args.out_graph, as_text=args.output_as_text)
     print(f"wrote {args.out_graph} ({len(result.node)} nodes)")
     return 0

@@ -1,0 +1,197 @@
+"""Precision bench: what bf16 and 8-bit buy, measured side by side in one process.
+
+    PYTHONPATH=python .venv/bin/python bench/precision_bench.py [--runs 40] [--skip-xception]
+
+Xception 299x299 (keras.applications, weights=None, frozen at batch 1):
+  fp32 frozen graph vs the `to_bfloat16` graph vs Grappler's run-time bf16
+  rewrite (auto_mixed_precision_onednn_bfloat16=ON), timed in interleaved
+  rounds so drift hits every variant alike; file sizes; distance to the bf16
+  floor (2 * MACs / measured bf16 matmul peak).
+Digits reference model: held-out accuracy and file size of fp32, bf16,
+  Grappler bf16, quantize_weights and quantize_nodes, with batch-32 latency.
+
+Timing uses a tf.compat.v1 Session loop here (leangraph.bench, the native
+timer, was not in the tree when this was written); every variant runs in the
+same process with the same thread settings. Speed claims live here, never in
+tests.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from leangraph import graphs, precision  # noqa: E402
+from leangraph.reference_model import cache_dir, reference_model  # noqa: E402
+
+
+def session(graph_def, config=None, threads=None):
+    cfg = tf.compat.v1.ConfigProto()
+    if config is not None:
+        cfg.CopyFrom(config)
+    if threads:
+        cfg.intra_op_parallelism_threads = threads
+        cfg.inter_op_parallelism_threads = 1
+    g = tf.Graph()
+    with g.as_default():
+        tf.import_graph_def(graph_def, name="")
+    return tf.compat.v1.Session(graph=g, config=cfg)
+
+
+def interleaved(variants, feeds, output, runs, warmup=5):
+    """{name: samples_ms}: one run of each variant per round, order rotated each round."""
+    sessions = {name: session(g, cfg) for name, (g, cfg) in variants.items()}
+    fetch, feed = output + ":0", {k + ":0": v for k, v in feeds.items()}
+    for s in sessions.values():
+        for _ in range(warmup):
+            s.run(fetch, feed)
+    names = list(sessions)
+    samples = {n: [] for n in names}
+    for r in range(runs):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            sessions[name].run(fetch, feed)
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    for s in sessions.values():
+        s.close()
+    return samples
+
+
+def bf16_matmul_peak_gflops(n=2048, runs=10):
+    """Measured bf16 GEMM throughput of this CPU through TF/oneDNN (all cores)."""
+    g = tf.Graph()
+    with g.as_default():
+        a = tf.compat.v1.placeholder(tf.bfloat16, [n, n], name="a")
+        b = tf.constant(np.random.default_rng(0).normal(size=(n, n)), tf.bfloat16)
+        out = tf.matmul(a, b)
+    feed = {a: np.random.default_rng(1).normal(size=(n, n)).astype(tf.bfloat16.as_numpy_dtype)}
+    with tf.compat.v1.Session(graph=g) as s:
+        for _ in range(3):
+            s.run(out, feed)
+        best = float("inf")
+        for _ in range(runs):
+            start = time.perf_counter()
+            s.run(out, feed)
+            best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def xception_graph():
+    path = cache_dir() / "bench" / "xception-299-b1.pb"
+    if path.exists():
+        return graphs.load_graph(path)
+    import keras
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.Xception(weights=None, input_shape=(299, 299, 3))
+    fn = tf.function(lambda x: model(x, training=False))
+    spec = tf.TensorSpec((1, 299, 299, 3), tf.float32, name="input")
+    graph_def = convert_variables_to_constants_v2(fn.get_concrete_function(spec)).graph.as_graph_def()
+    graphs.save_graph(graph_def, path)
+    return graph_def
+
+
+def stats(samples):
+    a = np.asarray(samples)
+    return float(np.median(a)), float(np.percentile(a, 10)), float(np.percentile(a, 90))
+
+
+def bench_xception(runs):
+    print("== Xception 299x299, batch 1, frozen (keras.applications, weights=None) ==")
+    t0 = time.time()
+    fp32 = xception_graph()
+    output = graphs.default_outputs(fp32)[0]
+    t1 = time.time()
+    bf16 = precision.to_bfloat16(fp32)
+    t2 = time.time()
+    qw = precision.quantize_weights(fp32)
+    print(f"freeze/load {t1 - t0:.1f} s, to_bfloat16 {t2 - t1:.2f} s")
+    sizes = {n: len(g.SerializeToString()) for n, g in
+             (("fp32", fp32), ("bf16", bf16), ("quantize_weights", qw))}
+    for name, size in sizes.items():
+        print(f"  file {name:17s} {size / 1e6:8.2f} MB  {100 * size / sizes['fp32']:5.1f} % of fp32")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 299, 299, 3)).astype(np.float32)
+    variants = {
+        "fp32": (fp32, None),
+        "to_bfloat16": (bf16, None),
+        "grappler-bf16": (fp32, precision.grappler_bf16_config()),
+    }
+    samples = interleaved(variants, {"input": x}, output, runs)
+    p50 = {n: stats(s)[0] for n, s in samples.items()}
+    for name, s in samples.items():
+        med, lo, hi = stats(s)
+        print(f"  {name:14s} p50 {med:7.2f} ms  (p10 {lo:6.2f}, p90 {hi:6.2f})  "
+              f"{p50['fp32'] / med:4.2f}x fp32")
+    print(f"  to_bfloat16 vs Grappler bf16: {p50['grappler-bf16'] / p50['to_bfloat16']:.2f}x")
+    ref = {}
+    for name, (g, cfg) in variants.items():
+        with session(g, cfg) as s:
+            ref[name] = s.run(output + ":0", {"input:0": x})
+    for name in ("to_bfloat16", "grappler-bf16"):
+        diff = np.abs(ref[name] - ref["fp32"]).max()
+        # Random weights give a near-uniform softmax: the difference, not top-1, is the signal.
+        print(f"  {name}: max |diff| vs fp32 {diff:.2e} (output max {np.abs(ref['fp32']).max():.2e}),"
+              f" same top-1: {int(ref[name].argmax() == ref['fp32'].argmax())}")
+    try:
+        from leangraph.summary import summarize
+
+        macs = summarize(fp32).macs
+    except Exception as exc:  # noqa: BLE001 - the floor is optional context
+        print(f"  (no MAC count: {exc})")
+        return
+    peak = bf16_matmul_peak_gflops()
+    floor = 2 * macs / (peak * 1e9) * 1e3
+    print(f"  MACs {macs / 1e9:.2f} G; bf16 matmul peak {peak:.0f} GFLOP/s -> floor {floor:.1f} ms;"
+          f" to_bfloat16 at {p50['to_bfloat16'] / floor:.2f}x the floor,"
+          f" Grappler at {p50['grappler-bf16'] / floor:.2f}x")
+
+
+def bench_digits(runs):
+    print("== digits reference model (Xception-style, 32x32x3), held-out split ==")
+    model = reference_model()
+    fp32 = model.graph_def
+    out = model.output_name
+    variants = {name: precision.apply_precision(fp32, name)
+                for name in ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8")}
+    base = None
+    for name, (g, cfg) in variants.items():
+        r = precision.evaluate(g, model.x_test, model.y_test, reference=fp32, output_name=out,
+                               session_config=cfg)
+        size = len(g.SerializeToString())
+        base = base or (r.accuracy, size)
+        print(f"  {name:13s} accuracy {100 * r.accuracy:6.2f} % ({100 * (r.accuracy - base[0]):+.2f} pts)"
+              f"  agree {100 * r.top1_agreement:6.2f} %  max|diff| {r.max_abs_diff:.3g}"
+              f"  file {size / 1024:6.1f} KB ({100 * size / base[1]:5.1f} %)")
+    x = model.x_test[:32]
+    samples = interleaved(variants, {"input": x}, out, runs)
+    p50 = {n: stats(s)[0] for n, s in samples.items()}
+    print("  batch-32 latency: " + ", ".join(
+        f"{n} {v:.2f} ms ({p50['fp32'] / v:.2f}x)" for n, v in p50.items()))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--skip-xception", action="store_true")
+    args = parser.parse_args()
+    print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, bf16 supported: "
+          f"{precision.cpu_supports_bf16()}, TF_ENABLE_ONEDNN_OPTS="
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(default)')}")
+    bench_digits(args.runs)
+    if not args.skip_xception:
+        bench_xception(args.runs)
+
+
+if __name__ == "__main__":
+    main()

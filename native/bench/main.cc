@@ -1,0 +1,289 @@
+// leangraph_bench: times a frozen GraphDef in a TF session. Run with --help.
+#include <sched.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/text_format.h"
+#include "native/bench/cpu.h"
+#include "native/bench/npy.h"
+#include "native/bench/runner.h"
+#include "tensorflow/core/framework/graph.pb.h"
+
+namespace leangraph {
+namespace {
+
+constexpr char kUsage[] = R"(usage: leangraph-bench --graph G.pb [options]
+
+Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
+  --graph FILE               the graph (A, with --compare)
+  --compare FILE             graph B: A and B run interleaved A B A B ...
+  --input NAME:SHAPE:DTYPE   e.g. input:1,299,299,3:float32 (repeatable); data
+                             is seeded uniform random in [0,1) (or --zeros)
+  --input-npy NAME=FILE.npy  feed a NumPy array (repeatable)
+  --zeros                    generated inputs are zeros instead of random
+  --seed N                   seed of the generated inputs and the bootstrap (0)
+  --output NAME              a fetched node (repeatable; default: the nodes
+                             nothing consumes)
+  --intra-op-threads N       0 = TensorFlow's default (one per CPU)
+  --inter-op-threads N       0 = TensorFlow's default
+  --cpus LIST                pin the process and every TF thread, e.g. 0,1 or 0-3
+  --precision fp32|bf16      bf16: oneDNN's automatic bf16 rewrite
+  --compare-precision P      with --compare: B's precision (default: --precision)
+  --warmup N                 untimed runs after the first (10)
+  --runs N                   timed runs (100)
+  --max-time S               stop timing after S seconds
+  --batch N                  examples per run, for throughput and unknown
+                             leading dimensions
+  --profile                  time per op type and top nodes (traced runs,
+                             after and apart from the timed ones)
+  --profile-runs N, --top N  traced runs (10), nodes listed (10)
+  --no-overhead              skip measuring the timer's overhead
+  --json                     print the report as JSON on stdout
+Images (--image-dir) are not supported: decode them to a .npy first.
+)";
+
+absl::StatusOr<tensorflow::GraphDef> LoadGraph(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("graph file not found: ", path));
+  const std::string bytes((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  tensorflow::GraphDef graph;
+  const bool text = absl::EndsWith(path, ".pbtxt") || absl::EndsWith(path, ".txt") ||
+                    absl::EndsWith(path, ".prototxt");
+  const bool parsed = text ? google::protobuf::TextFormat::ParseFromString(bytes, &graph)
+                           : bytes.size() < (size_t{1} << 31) &&
+                                 graph.ParseFromArray(bytes.data(),
+                                                      static_cast<int>(bytes.size()));
+  if (!parsed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is not a ", text ? "text" : "binary",
+        " GraphDef (corrupt, truncated, or the wrong format for its suffix)"));
+  }
+  return graph;
+}
+
+absl::StatusOr<InputSpec> ParseInputFlag(const std::string& value) {
+  // NAME:SHAPE:DTYPE; the name itself may contain ':' (a tensor name).
+  const size_t last = value.rfind(':');
+  const size_t middle = last == std::string::npos ? std::string::npos
+                                                  : value.rfind(':', last - 1);
+  if (last == std::string::npos || middle == std::string::npos || middle == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--input '", value, "' is not NAME:SHAPE:DTYPE (e.g. input:1,224,224,3:float32)"));
+  }
+  InputSpec spec;
+  spec.name = value.substr(0, middle);
+  spec.dtype = value.substr(last + 1);
+  spec.has_shape = true;
+  const std::string shape = value.substr(middle + 1, last - middle - 1);
+  for (const absl::string_view dim : absl::StrSplit(shape, ',', absl::SkipEmpty())) {
+    int64_t d = 0;
+    if (!absl::SimpleAtoi(dim, &d) || d < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--input '", value, "': '", dim, "' is not a dimension (a number >= 0)"));
+    }
+    spec.shape.push_back(d);
+  }
+  if (CanonicalDtype(spec.dtype).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--input '", value, "': unknown dtype '", spec.dtype,
+        "' (float32, float64, float16, int8, int16, int32, int64, uint8, uint16, bool)"));
+  }
+  return spec;
+}
+
+absl::StatusOr<InputSpec> ParseNpyFlag(const std::string& value) {
+  const size_t eq = value.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == value.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--input-npy '", value, "' is not NAME=FILE.npy"));
+  }
+  const std::string path = value.substr(eq + 1);
+  absl::StatusOr<NpyArray> array = ReadNpy(path);
+  if (!array.ok()) return array.status();
+  InputSpec spec;
+  spec.name = value.substr(0, eq);
+  spec.dtype = array->dtype;
+  spec.shape = array->shape;
+  spec.has_shape = true;
+  spec.data = std::move(array->data);
+  spec.has_data = true;
+  spec.source = "npy:" + path;
+  return spec;
+}
+
+template <typename T>
+absl::Status ParseNumber(const std::string& flag, const std::string& value, T* out) {
+  if (!absl::SimpleAtoi(value, out)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " needs a whole number, got '", value, "'"));
+  }
+  return absl::OkStatus();
+}
+
+struct Cli {
+  std::string graph, compare;
+  bool json = false;
+  BenchOptions options;
+};
+
+absl::StatusOr<Cli> ParseArgs(int argc, char** argv, bool* help) {
+  Cli cli;
+  cli.options.all_threads = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    std::string value;
+    bool has_value = false;
+    const size_t eq = flag.find('=');
+    if (absl::StartsWith(flag, "--") && eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+      has_value = true;
+    }
+    const auto next = [&]() -> absl::StatusOr<std::string> {
+      if (has_value) return value;
+      if (i + 1 >= argc) {
+        return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
+      }
+      return std::string(argv[++i]);
+    };
+    absl::Status status;
+    if (flag == "-h" || flag == "--help") {
+      *help = true;
+      return cli;
+    } else if (flag == "--json") {
+      cli.json = true;
+    } else if (flag == "--profile") {
+      cli.options.profile = true;
+    } else if (flag == "--zeros") {
+      cli.options.zeros = true;
+    } else if (flag == "--no-overhead") {
+      cli.options.measure_overhead = false;
+    } else if (flag == "--image-dir") {
+      return absl::UnimplementedError(
+          "--image-dir is not supported: decode the images into a .npy array "
+          "(e.g. with Pillow and numpy.save) and pass --input-npy NAME=FILE.npy");
+    } else {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      if (flag == "--graph") {
+        cli.graph = *v;
+      } else if (flag == "--compare") {
+        cli.compare = *v;
+      } else if (flag == "--input") {
+        absl::StatusOr<InputSpec> spec = ParseInputFlag(*v);
+        if (!spec.ok()) return spec.status();
+        cli.options.inputs.push_back(std::move(*spec));
+      } else if (flag == "--input-npy") {
+        absl::StatusOr<InputSpec> spec = ParseNpyFlag(*v);
+        if (!spec.ok()) return spec.status();
+        cli.options.inputs.push_back(std::move(*spec));
+      } else if (flag == "--output") {
+        for (const absl::string_view name : absl::StrSplit(*v, ',', absl::SkipEmpty())) {
+          cli.options.outputs.emplace_back(name);
+        }
+      } else if (flag == "--intra-op-threads") {
+        status = ParseNumber(flag, *v, &cli.options.intra_op_threads);
+      } else if (flag == "--inter-op-threads") {
+        status = ParseNumber(flag, *v, &cli.options.inter_op_threads);
+      } else if (flag == "--cpus") {
+        absl::StatusOr<std::vector<int>> cpus = ParseCpuList(*v);
+        if (!cpus.ok()) return cpus.status();
+        cli.options.cpus = *cpus;
+      } else if (flag == "--precision") {
+        cli.options.precision = *v;
+      } else if (flag == "--compare-precision") {
+        cli.options.precision_b = *v;
+      } else if (flag == "--warmup") {
+        status = ParseNumber(flag, *v, &cli.options.warmup);
+      } else if (flag == "--runs") {
+        status = ParseNumber(flag, *v, &cli.options.runs);
+      } else if (flag == "--max-time") {
+        if (!absl::SimpleAtod(*v, &cli.options.max_time_s) || cli.options.max_time_s <= 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--max-time needs seconds > 0, got '", *v, "'"));
+        }
+      } else if (flag == "--batch") {
+        status = ParseNumber(flag, *v, &cli.options.batch);
+      } else if (flag == "--seed") {
+        status = ParseNumber(flag, *v, &cli.options.seed);
+      } else if (flag == "--profile-runs") {
+        status = ParseNumber(flag, *v, &cli.options.profile_runs);
+      } else if (flag == "--top") {
+        status = ParseNumber(flag, *v, &cli.options.top_n);
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown flag '", flag, "' (see --help)"));
+      }
+    }
+    if (!status.ok()) return status;
+  }
+  if (cli.graph.empty()) {
+    return absl::InvalidArgumentError("--graph is required (see --help)");
+  }
+  return cli;
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "leangraph-bench: error: " << status.message() << "\n";
+  return 2;
+}
+
+int Main(int argc, char** argv) {
+  // TF's INFO logs (oneDNN notices, profiler sessions) would bury the report.
+  setenv("TF_CPP_MIN_LOG_LEVEL", "2", /*overwrite=*/0);
+  bool help = false;
+  absl::StatusOr<Cli> cli = ParseArgs(argc, argv, &help);
+  if (help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (!cli.ok()) return Fail(cli.status());
+  // Pinned first, before TensorFlow starts any thread, so that every thread
+  // of the process inherits the mask (the runner checks them all).
+  if (!cli->options.cpus.empty()) {
+    const absl::Status pinned = PinCallingThread(cli->options.cpus);
+    if (!pinned.ok()) return Fail(pinned);
+  }
+  absl::StatusOr<tensorflow::GraphDef> a = LoadGraph(cli->graph);
+  if (!a.ok()) return Fail(a.status());
+  std::string report;
+  bool affinity_ok = true;
+  if (!cli->compare.empty()) {
+    absl::StatusOr<tensorflow::GraphDef> b = LoadGraph(cli->compare);
+    if (!b.ok()) return Fail(b.status());
+    absl::StatusOr<CompareReport> result = RunCompare(*a, *b, cli->options);
+    if (!result.ok()) return Fail(result.status());
+    report = cli->json ? CompareToJson(*result) : CompareToText(*result);
+    affinity_ok = !result->a.affinity_checked || result->a.affinity_ok;
+  } else {
+    absl::StatusOr<BenchReport> result = RunBenchmark(*a, cli->options);
+    if (!result.ok()) return Fail(result.status());
+    report = cli->json ? ReportToJson(*result) : ReportToText(*result);
+    affinity_ok = !result->affinity_checked || result->affinity_ok;
+  }
+  std::cout << report << (cli->json ? "\n" : "");
+  if (!affinity_ok) {
+    std::cerr << "leangraph-bench: warning: some threads ran outside --cpus "
+                 "(see the threads in --json)\n";
+    return 3;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace leangraph
+
+int main(int argc, char** argv) { return leangraph::Main(argc, argv); }

@@ -1,0 +1,125 @@
+// The timer: loads a GraphDef into a TF session (pinned, with the requested
+// thread pools and precision), feeds it and measures Session::Run latencies.
+// Used by the leangraph_bench binary and, in-process, by leangraph.benchmark.
+#ifndef LEANGRAPH_NATIVE_BENCH_RUNNER_H_
+#define LEANGRAPH_NATIVE_BENCH_RUNNER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "native/bench/cpu.h"
+#include "native/bench/stats.h"
+#include "tensorflow/core/framework/graph.pb.h"
+
+namespace leangraph {
+
+// One fed input. Without data the timer fills a tensor (seeded uniform random
+// values, or zeros) of `shape`, or of the Placeholder's static shape.
+struct InputSpec {
+  std::string name;          // node name; "node:0" is accepted
+  std::string dtype;         // numpy dtype name; empty: the Placeholder's
+  std::vector<int64_t> shape;
+  bool has_shape = false;
+  std::string data;          // raw C-order element bytes
+  bool has_data = false;
+  std::string source;        // for the report, e.g. "npy:x.npy"; default set
+};
+
+struct BenchOptions {
+  std::vector<InputSpec> inputs;  // Placeholders not named here are filled
+  std::vector<std::string> outputs;  // empty: nodes nothing consumes
+  int intra_op_threads = 0;  // 0: TensorFlow's default
+  int inter_op_threads = 0;
+  std::vector<int> cpus;     // empty: no pinning
+  std::string precision = "fp32";  // or "bf16"
+  std::string precision_b;   // RunCompare only: B's precision; empty: the same
+  int64_t warmup = 10;
+  int64_t runs = 100;        // 0 with max_time_s > 0: as many as fit
+  double max_time_s = 0;     // 0: no time limit
+  int64_t batch = 0;         // 0: the first input's leading dimension
+  uint64_t seed = 0;
+  bool zeros = false;        // fill generated inputs with zeros, not random
+  bool profile = false;
+  int profile_runs = 10;
+  int top_n = 10;
+  bool measure_overhead = true;
+  // Report every thread of the process (the binary, which pinned itself
+  // first) rather than only the threads the session created plus the caller.
+  bool all_threads = false;
+};
+
+struct ResolvedInput {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;
+  std::string source;
+};
+
+struct ProfileRow {
+  std::string name;  // node name, or op type in by_op_type
+  std::string op;
+  double ms = 0;     // mean per profiled run
+  double percent = 0;
+  int64_t count = 0; // nodes of this op type (by_op_type only)
+};
+
+struct BenchReport {
+  std::string label;
+  std::vector<double> samples_ms;
+  Stats stats;
+  double init_ms = 0;       // NewSession + Session::Create
+  double first_run_ms = 0;  // first Session::Run (Grappler runs here)
+  double overhead_ms = 0;   // median Run of a Placeholder->Identity graph
+  double peak_rss_mb = 0;   // getrusage(RUSAGE_SELF).ru_maxrss
+  int64_t batch = 1;
+  int64_t warmup = 0;
+  std::string precision;
+  int intra_op_threads = 0;
+  int inter_op_threads = 0;
+  std::string cpus;          // empty: not pinned
+  std::string intra_op_pool; // "per-session" or "global"
+  std::vector<ResolvedInput> inputs;
+  std::vector<std::string> outputs;
+  std::vector<ThreadAffinity> threads;
+  bool affinity_checked = false;
+  bool affinity_ok = false;
+  bool has_profile = false;
+  int profile_runs = 0;
+  std::vector<ProfileRow> by_op_type;
+  std::vector<ProfileRow> top_nodes;
+};
+
+struct CompareReport {
+  BenchReport a, b;
+  std::vector<char> order;  // 'A' / 'B' in the order the runs happened
+  double speedup = 0;       // a.p50 / b.p50
+  RatioInterval speedup_ci;
+  uint64_t seed = 0;
+  int resamples = 2000;
+};
+
+absl::StatusOr<BenchReport> RunBenchmark(const tensorflow::GraphDef& graph,
+                                         const BenchOptions& options);
+
+// A and B in one process with the same options and inputs; after their
+// warm-ups the timed runs alternate A, B, A, B, ...
+absl::StatusOr<CompareReport> RunCompare(const tensorflow::GraphDef& a,
+                                         const tensorflow::GraphDef& b,
+                                         const BenchOptions& options);
+
+std::string ReportToJson(const BenchReport& report);
+std::string CompareToJson(const CompareReport& report);
+std::string StatsToJson(const Stats& stats);
+// Human-readable tables, as the binary prints them.
+std::string ReportToText(const BenchReport& report);
+std::string CompareToText(const CompareReport& report);
+
+// The numpy name of a supported dtype given by name ("float32", "float",
+// "int64", ...); empty when not supported.
+std::string CanonicalDtype(const std::string& name);
+
+}  // namespace leangraph
+
+#endif  // LEANGRAPH_NATIVE_BENCH_RUNNER_H_

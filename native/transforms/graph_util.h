@@ -1,0 +1,138 @@
+// Small GraphDef helpers shared by leangraph's own transforms: edge parsing,
+// a consumer index, op properties from the registry, and float constants
+// (including tiny constant expressions, so batch-norm parameters can be read
+// without running TensorFlow's whole-graph constant folding first).
+#ifndef LEANGRAPH_NATIVE_TRANSFORMS_GRAPH_UTIL_H_
+#define LEANGRAPH_NATIVE_TRANSFORMS_GRAPH_UTIL_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tensorflow/core/framework/graph.pb.h"
+#include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+
+namespace leangraph {
+namespace graph_util {
+
+// One entry of NodeDef.input: "name", "name:port" or "^name".
+struct Edge {
+  std::string node;
+  int port = 0;
+  bool control = false;
+};
+
+Edge ParseEdge(const std::string& input);
+std::string EdgeString(const Edge& edge);
+
+// Stateful per the op registry. An op the registry does not know (a library
+// function, a custom op) counts as stateful: nothing may assume otherwise.
+bool IsStateful(const std::string& op);
+
+// Switch, Merge, Enter, Exit, NextIteration, LoopCond and their Ref forms.
+bool IsControlFlow(const std::string& op);
+
+// The "T"-like type attribute `attr`, or DT_INVALID when absent or not a type.
+tensorflow::DataType TypeAttr(const tensorflow::NodeDef& node,
+                              const std::string& attr);
+
+// "NHWC" when absent, like the ops' defaults.
+std::string DataFormat(const tensorflow::NodeDef& node);
+
+// Who reads each node, by name.
+struct Consumer {
+  int node;   // index into graph.node()
+  int input;  // index into that node's inputs
+  Edge edge;
+};
+
+class GraphIndex {
+ public:
+  explicit GraphIndex(const tensorflow::GraphDef& graph);
+
+  const tensorflow::NodeDef* Find(const std::string& name) const;
+  const std::vector<Consumer>& Consumers(const std::string& name) const;
+  // Inputs that read port 0 of `name` and nothing else reads it (no other
+  // port, no control edge).
+  bool HasSingleDataConsumer(const std::string& name) const;
+
+ private:
+  std::map<std::string, const tensorflow::NodeDef*> nodes_;
+  std::map<std::string, std::vector<Consumer>> consumers_;
+  std::vector<Consumer> none_;
+};
+
+// The value of a Const node of type float32; nullopt for anything else
+// (another op or dtype, or a TensorProto that does not decode).
+std::optional<tensorflow::Tensor> FloatConst(const tensorflow::NodeDef& node);
+
+// Evaluates a small float32 constant expression rooted at `edge`: Const,
+// Identity, Snapshot, Reshape/Squeeze/ExpandDims of float constants (with
+// constant shapes), and the element-wise Add/AddV2/Sub/Mul/RealDiv/Maximum/
+// Minimum (same shape or scalar operand), Rsqrt/Sqrt/Reciprocal/Neg. Every
+// node visited is added to `visited` so callers can drop what they consumed.
+// nullopt when anything does not fit; never evaluates an op with control
+// inputs or of another dtype.
+std::optional<tensorflow::Tensor> EvalFloat(
+    const GraphIndex& index, const Edge& edge,
+    std::set<std::string>* visited = nullptr);
+
+// Where a contraction keeps its output channels in its weight (input 1):
+// dims [first, last] of a rank-`rank` weight, flattened row-major, and the
+// rank of the op's output. Conv2D [H,W,Cin,Cout]: 3..3; DepthwiseConv2dNative
+// [H,W,Cin,M]: 2..3 (channel cin*M+m); Conv2DBackpropInput [H,W,Cout,Cin]:
+// 2..2; MatMul [K,N]: 1..1, or 0..0 with transpose_b.
+struct WeightLayout {
+  int rank;
+  int first;
+  int last;
+  int output_rank;
+};
+
+// The layout of a float32 contraction in NHWC; nullopt for anything else.
+std::optional<WeightLayout> ContractionLayout(const tensorflow::NodeDef& node);
+
+// Output channels of a weight of that layout; -1 when the rank is wrong.
+int64_t ChannelCount(const WeightLayout& layout,
+                     const tensorflow::TensorShape& weight);
+
+// The shape of the Const that `edge` reads, looking through Identity.
+std::optional<tensorflow::TensorShape> ConstShape(const GraphIndex& index,
+                                                  const Edge& edge);
+
+// `value` as one number per channel when it broadcasts only along the
+// channel (last) axis of an output of rank `output_rank`: shapes [], [1],
+// [C], [1,C], [1,1,1,C]... nullopt for anything else.
+std::optional<std::vector<float>> PerChannel(const tensorflow::Tensor& value,
+                                             int64_t channels,
+                                             int output_rank);
+
+// A float32 Const node named `name` holding `value`.
+tensorflow::NodeDef MakeFloatConst(const std::string& name,
+                                   const tensorflow::Tensor& value);
+
+// `base`, or `base_1`, `base_2`... whichever is not in `taken`; the result
+// is added to `taken`.
+std::string UniqueName(const std::string& base, std::set<std::string>* taken);
+
+// Names of all nodes.
+std::set<std::string> NodeNames(const tensorflow::GraphDef& graph);
+
+// Removes, repeatedly, every node named in `candidates` that nothing reads
+// any more (no data or control consumer); a removal can orphan another
+// candidate. Callers pass only nodes they made dead (constants and constant
+// expressions they consumed). `keep` (the graph's endpoints) always stays.
+// Returns the removed names.
+std::set<std::string> RemoveOrphans(tensorflow::GraphDef* graph,
+                                    const std::set<std::string>& candidates,
+                                    const std::set<std::string>& keep);
+
+}  // namespace graph_util
+}  // namespace leangraph
+
+#endif  // LEANGRAPH_NATIVE_TRANSFORMS_GRAPH_UTIL_H_

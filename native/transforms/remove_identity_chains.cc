@@ -1,0 +1,200 @@
+// remove_identity_chains: removes Identity and Snapshot nodes, Casts to the
+// same dtype and Reshapes whose static output shape equals their input's,
+// rewiring readers (data and control) to the original producer — safely,
+// unlike remove_nodes(op=Identity):
+//  - endpoints (the graph's inputs and outputs) always stay;
+//  - a node next to control flow stays (reading from or feeding Switch,
+//    Merge, Enter, Exit, NextIteration, LoopCond): tf.cond hangs its branch
+//    constants on the Identity after a Switch, and loops need theirs;
+//  - a node with control inputs stays (run strip_freeze_artifacts first to
+//    drop the ones that order nothing), as does one reading a stateful op
+//    (an Identity of a ref variable is a snapshot, not a no-op).
+// Never fails; a graph whose shapes cannot be inferred keeps its Reshapes.
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "native/transform_context.h"
+#include "native/transforms/graph_util.h"
+#include "tensorflow/core/common_runtime/graph_constructor.h"
+#include "tensorflow/core/common_runtime/shape_refiner.h"
+#include "tensorflow/core/framework/attr_value.pb.h"
+#include "tensorflow/core/framework/graph.pb.h"
+#include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/framework/tensor.pb.h"
+#include "tensorflow/core/graph/graph.h"
+
+namespace leangraph {
+namespace {
+
+using graph_util::Edge;
+using graph_util::GraphIndex;
+using tensorflow::GraphDef;
+using tensorflow::NodeDef;
+
+bool HasControlInput(const NodeDef& node) {
+  for (const std::string& input : node.input()) {
+    if (!input.empty() && input[0] == '^') return true;
+  }
+  return false;
+}
+
+// Reshapes whose fully known output shape equals their fully known input
+// shape, found by TensorFlow's shape inference on a copy of the graph
+// without its large weights (shapes do not depend on weight values).
+std::set<std::string> NoOpReshapes(const GraphDef& graph) {
+  std::set<std::string> found;
+  bool any = false;
+  for (const NodeDef& node : graph.node()) any = any || node.op() == "Reshape";
+  if (!any) return found;
+  GraphDef light;
+  *light.mutable_versions() = graph.versions();
+  *light.mutable_library() = graph.library();
+  for (const NodeDef& node : graph.node()) {
+    NodeDef* copy = light.add_node();
+    *copy = node;
+    if (node.op() != "Const") continue;
+    auto& value = (*copy->mutable_attr())["value"];
+    if (value.has_tensor() && value.tensor().dtype() == tensorflow::DT_FLOAT &&
+        value.tensor().tensor_content().size() > 256) {
+      value.mutable_tensor()->clear_tensor_content();
+    }
+  }
+  tensorflow::Graph tf_graph(tensorflow::OpRegistry::Global());
+  tensorflow::ShapeRefiner refiner(graph.versions(), tf_graph.op_registry());
+  refiner.set_require_shape_inference_fns(false);
+  tensorflow::ImportGraphDefOptions options;
+  if (!tensorflow::ImportGraphDef(options, light, &tf_graph, &refiner).ok()) {
+    return found;
+  }
+  for (const tensorflow::Node* node : tf_graph.op_nodes()) {
+    if (node->type_string() != "Reshape") continue;
+    tensorflow::shape_inference::InferenceContext* context =
+        refiner.GetContext(node);
+    if (context == nullptr || context->num_inputs() < 1 ||
+        context->num_outputs() < 1) {
+      continue;
+    }
+    const auto in = context->input(0);
+    const auto out = context->output(0);
+    if (!context->FullyDefined(in) || !context->FullyDefined(out) ||
+        context->Rank(in) != context->Rank(out)) {
+      continue;
+    }
+    bool same = true;
+    for (int i = 0; i < context->Rank(in); ++i) {
+      same = same && context->Value(context->Dim(in, i)) ==
+                         context->Value(context->Dim(out, i));
+    }
+    if (same) found.insert(node->name());
+  }
+  return found;
+}
+
+bool IsPassThrough(const NodeDef& node, const std::set<std::string>& reshapes) {
+  const std::string& op = node.op();
+  if ((op == "Identity" || op == "Snapshot") && node.input_size() == 1) {
+    return true;
+  }
+  if (op == "Cast" && node.input_size() == 1) {
+    const auto src = graph_util::TypeAttr(node, "SrcT");
+    return src != tensorflow::DT_INVALID &&
+           src == graph_util::TypeAttr(node, "DstT");
+  }
+  return op == "Reshape" && node.input_size() == 2 &&
+         reshapes.count(node.name()) > 0;
+}
+
+absl::Status RemoveIdentityChains(const GraphDef& in,
+                                  const TransformContext& context,
+                                  GraphDef* out) {
+  const GraphIndex index(in);
+  std::set<std::string> endpoints(context.outputs.begin(),
+                                  context.outputs.end());
+  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> reshapes = NoOpReshapes(in);
+
+  // Removed node -> the edge it forwards.
+  std::map<std::string, Edge> forward;
+  std::set<std::string> shape_operands;
+  for (const NodeDef& node : in.node()) {
+    if (endpoints.count(node.name()) > 0 || !IsPassThrough(node, reshapes) ||
+        HasControlInput(node)) {
+      continue;
+    }
+    const Edge source = graph_util::ParseEdge(node.input(0));
+    const NodeDef* producer = index.Find(source.node);
+    if (producer == nullptr || graph_util::IsControlFlow(producer->op()) ||
+        (producer->op() != "Const" && graph_util::IsStateful(producer->op()))) {
+      continue;
+    }
+    bool next_to_control_flow = false;
+    for (const auto& consumer : index.Consumers(node.name())) {
+      const std::string& op = in.node(consumer.node).op();
+      next_to_control_flow = next_to_control_flow || graph_util::IsControlFlow(op);
+      // Only output 0 exists; anything else is left for TF to reject.
+      if (!consumer.edge.control && consumer.edge.port != 0) {
+        next_to_control_flow = true;
+      }
+    }
+    if (next_to_control_flow) continue;
+    forward[node.name()] = source;
+    if (node.op() == "Reshape") {
+      shape_operands.insert(graph_util::ParseEdge(node.input(1)).node);
+    }
+  }
+  if (forward.empty()) {
+    *out = in;
+    return absl::OkStatus();
+  }
+  // Follows a chain of removed nodes to the edge that survives.
+  const auto resolve = [&forward](Edge edge) {
+    for (size_t hops = 0; hops <= forward.size(); ++hops) {
+      const auto it = forward.find(edge.node);
+      if (it == forward.end()) break;
+      const bool control = edge.control;
+      edge = it->second;
+      edge.control = control;
+    }
+    return edge;
+  };
+  for (const NodeDef& node : in.node()) {
+    if (forward.count(node.name()) > 0) continue;
+    NodeDef* copy = out->add_node();
+    *copy = node;
+    copy->clear_input();
+    std::set<std::string> data_sources;
+    std::set<std::string> control_sources;
+    std::vector<std::string> controls;
+    for (const std::string& input : node.input()) {
+      const Edge edge = resolve(graph_util::ParseEdge(input));
+      if (!edge.control) {
+        copy->add_input(graph_util::EdgeString(edge));
+        data_sources.insert(edge.node);
+      } else if (control_sources.insert(edge.node).second) {
+        controls.push_back(edge.node);
+      }
+    }
+    // A control edge duplicating a data edge (or another control edge)
+    // orders nothing more.
+    for (const std::string& source : controls) {
+      if (data_sources.count(source) == 0) copy->add_input("^" + source);
+    }
+  }
+  graph_util::RemoveOrphans(out, shape_operands, endpoints);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+LEANGRAPH_REGISTER_TRANSFORM(
+    "remove_identity_chains", RemoveIdentityChains, "",
+    "remove Identity, same-dtype Cast and same-shape Reshape nodes, keeping "
+    "endpoints, control-flow neighbours and nodes with control inputs");
+
+}  // namespace leangraph

@@ -1,0 +1,108 @@
+"""`leangraph optimize`: freeze, transform, verify, time and report in one command."""
+
+import argparse
+import sys
+
+# Exit status when the run finished but no variant passed verification.
+EXIT_NO_RESULT = 3
+
+
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _tolerance(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def add_parser(subparsers):
+    from leangraph.optimize import DEFAULT_IMAGES, DEFAULT_MODEL
+
+    parser = subparsers.add_parser(
+        "optimize",
+        help="freeze, transform, verify, benchmark and report, in one command",
+        description=(
+            "Freeze a Keras model, apply TF's and leangraph's recipes, verify every variant against "
+            "Keras on the same inputs, time them side by side and write optimized.pb, "
+            "optimized_savedmodel/, report.md, report.json and latency.png into OUTDIR. "
+            f"Without MODEL it uses the embedded default, {DEFAULT_MODEL} at 299x299."
+        ),
+    )
+    parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                        help=".keras, legacy .h5 or architecture .json (default: Keras Xception, "
+                             "weights=None, 299x299)")
+    parser.add_argument("-o", "--outdir", default="leangraph-optimized",
+                        help="output folder, written atomically (default: %(default)s)")
+    parser.add_argument("--recipe", default="deploy", help="leangraph recipe (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32,bf16",
+                        help="precisions the result may have: fp32, bf16 or both (default: %(default)s)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--images", type=_count, default=None,
+                        help=f"verify on N seeded random images (default: {DEFAULT_IMAGES})")
+    source.add_argument("--image-dir", default=None, metavar="DIR",
+                        help="verify on every JPEG/PNG image in DIR (resized, preprocessed)")
+    parser.add_argument("--preprocess", default=None, metavar="NAME",
+                        help="preprocessing mode or model family (tf, caffe, torch, none, xception, "
+                             "resnet50, ...); default: the model family's")
+    parser.add_argument("--runs", type=_count, default=None,
+                        help="timed runs per variant (default: the number of images)")
+    parser.add_argument("--threads", type=_count, default=None, help="intra-op threads")
+    parser.add_argument("--cpus", default=None, metavar="LIST", help="pin to these CPUs, e.g. 0,1 or 0-3")
+    parser.add_argument("--tolerance", type=_tolerance, default=1e-4,
+                        help="fp32 gate: max relative difference from Keras (default: %(default)g)")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="allow Keras files that run stored Python code (Lambda layers)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress display")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from leangraph.optimize import Interrupted, optimize
+
+    try:
+        report = optimize(
+            model=args.model,
+            outdir=args.outdir,
+            recipe=args.recipe,
+            precisions=args.precision,
+            images=args.images,
+            image_dir=args.image_dir,
+            preprocess=args.preprocess,
+            threads=args.threads,
+            cpus=args.cpus,
+            tolerance=args.tolerance,
+            unsafe=args.unsafe,
+            runs=args.runs,
+            progress=not args.no_progress,
+        )
+    except Interrupted as exc:
+        print(f"leangraph optimize: {exc}; {args.outdir} holds no partial file", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        print(f"leangraph optimize: interrupted; {args.outdir} holds no partial file", file=sys.stderr)
+        return 130
+    print()
+    print(report.model)
+    print(report.table())
+    for note in report.notes:
+        print(f"note: {note}")
+    print()
+    for name, path in report.files.items():
+        print(f"wrote {path}")
+    if not report.ok:
+        print("leangraph optimize: no variant passed verification; no result written", file=sys.stderr)
+        return EXIT_NO_RESULT
+    return 0
+

@@ -1,0 +1,90 @@
+"""`leangraph tune`: the fastest variant of a graph within an accuracy budget."""
+
+from pathlib import Path
+
+from leangraph.errors import LeangraphError
+
+
+def _list(text, kind=str):
+    return [kind(v.strip()) for v in text.split(",") if v.strip()] if text else None
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "tune",
+        help="search recipe x precision x threads for the fastest graph within an accuracy budget",
+        description=(
+            "Searches recipe x precision x threads (Optuna TPE; small spaces are enumerated) for "
+            "the fastest variant of MODEL whose accuracy on --data stays within "
+            "--max-accuracy-drop points of the fp32 original. Writes every trial to "
+            "OUT/trials.json, the Pareto plot to OUT/pareto.png and the winner to OUT/best.pb."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="frozen graph (.pb / .pbtxt)")
+    parser.add_argument("--data", required=True,
+                        help=".npz with arrays x (inputs) and optionally y (class labels)")
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.5,
+                        help="percentage points of accuracy a variant may lose (default 0.5)")
+    parser.add_argument("--trials", type=int, default=24, help="trial budget (default 24)")
+    parser.add_argument("--recipes", default="", help="comma-separated recipe names (default all)")
+    parser.add_argument("--precisions", default="",
+                        help="comma-separated: fp32, bf16, bf16-grappler, int8-weights, int8")
+    parser.add_argument("--threads", default="", help="comma-separated intra-op thread counts")
+    parser.add_argument("--batch-size", type=int, default=1, help="examples per timed run")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use only the first N examples of --data (0 = all)")
+    parser.add_argument("--out", default="tune-out", help="output folder (default tune-out)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run)
+
+
+def _load_data(path, limit):
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise LeangraphError(f"data file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise LeangraphError(f"cannot read {path} as .npz: {exc}") from None
+    if "x" not in arrays:
+        raise LeangraphError(f"{path} has no array 'x' (it has: {', '.join(arrays) or 'none'})")
+    x, y = arrays["x"], arrays.get("y")
+    if limit:
+        x = x[:limit]
+        y = None if y is None else y[:limit]
+    return x, y
+
+
+def run(args):
+    from leangraph import graphs
+    from leangraph.tune import tune
+
+    x, y = _load_data(args.data, args.limit)
+    if y is None:
+        print("no labels (y) in --data: accuracy is top-1 agreement with the fp32 original")
+    result = tune(
+        args.model, x, y,
+        max_accuracy_drop=args.max_accuracy_drop,
+        n_trials=args.trials,
+        recipes=_list(args.recipes),
+        precisions=_list(args.precisions),
+        threads=_list(args.threads, int),
+        batch_size=args.batch_size,
+        seed=args.seed,
+        record=Path(args.out) / "trials.json",
+    )
+    out = Path(args.out)
+    plot = result.plot(out / "pareto.png")
+    graphs.save_graph(result.best_graph, out / "best.pb")
+    print(result.table())
+    best = result.best
+    print(f"best: {best.label()} {best.latency_ms:.3f} ms "
+          f"({result.baseline.latency_ms / best.latency_ms:.2f}x the fp32 original), "
+          f"accuracy {100 * best.accuracy:.2f}% ({best.accuracy_drop:+.2f} points)")
+    if best.precision == "bf16-grappler":
+        print("note: this variant needs Grappler's auto_mixed_precision_onednn_bfloat16 "
+              "session option at run time")
+    print(f"wrote {out / 'best.pb'}, {out / 'trials.json'}, {plot}")
+    return 0

@@ -1,0 +1,265 @@
+"""Precision changes and the accuracy they cost.
+
+evaluate() measures a graph against labels and/or a reference graph;
+to_bfloat16(), quantize_weights() and quantize_nodes() make the variants;
+apply_precision() names them for `leangraph tune`.
+"""
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from leangraph import graphs
+from leangraph.errors import GraphError, LeangraphError
+
+#: Precisions apply_precision() knows, in order of how much they change.
+PRECISIONS = ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What evaluate() measured over `n` examples.
+
+    accuracy: fraction (0..1) of top-1 predictions equal to the labels (None
+        without labels). top1_agreement: fraction of examples whose top-1 class
+        matches the reference graph's (None without a reference).
+    max_abs_diff: largest |output - reference output| over every element.
+    max_rel_diff: max_abs_diff divided by the largest |reference output|, so it
+        is not dominated by elements that are nearly zero.
+    """
+
+    accuracy: float | None
+    top1_agreement: float | None
+    max_abs_diff: float | None
+    max_rel_diff: float | None
+    n: int
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def cpu_supports_bf16():
+    """True when this CPU has native bf16 (AVX512_BF16 or AMX-BF16).
+
+    LEANGRAPH_FAKE_NO_BF16=1 simulates a CPU without it. Delegates to the
+    timer's check (leangraph.bench) when that module is present.
+    """
+    try:
+        from leangraph.bench import cpu_supports_bf16 as timer_check
+    except ImportError:
+        timer_check = None
+    if timer_check is not None:
+        return bool(timer_check())
+    if os.environ.get("LEANGRAPH_FAKE_NO_BF16", "") not in ("", "0"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def grappler_bf16_config(threads=None):
+    """A session ConfigProto with Grappler's oneDNN bf16 auto mixed precision on."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
+        rewriter_config_pb2.RewriterConfig.ON
+    )
+    if threads:
+        config.intra_op_parallelism_threads = int(threads)
+        config.inter_op_parallelism_threads = 1
+    return config
+
+
+def to_bfloat16(graph, exclude_ops=(), exclude_nodes=(), inputs=None, outputs=None):
+    """The graph with its float compute rewritten to bf16 (the `to_bfloat16` transform)."""
+    from leangraph.transform import transform
+
+    params = [f"exclude_op={op}" for op in exclude_ops]
+    params += [f"exclude_node={name}" for name in exclude_nodes]
+    step = f"to_bfloat16({', '.join(params)})" if params else "to_bfloat16"
+    return transform(graph, step, inputs=inputs, outputs=outputs)
+
+
+def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None):
+    """TF's quantize_weights: 8-bit weights in the file, dequantized at load (float compute)."""
+    from leangraph.transform import transform
+
+    return transform(
+        graph, f"quantize_weights(minimum_size={int(minimum_size)})", inputs=inputs, outputs=outputs
+    )
+
+
+def quantize_nodes(graph, inputs=None, outputs=None):
+    """TF's eight-bit recipe (quantize_weights + quantize_nodes): 8-bit compute where TF has ops.
+
+    The input shape is left open (strip_unused_nodes is not run), so the graph
+    keeps a free batch dimension.
+    """
+    from leangraph.transform import transform
+
+    steps = [
+        "add_default_attributes",
+        "fold_constants(ignore_errors=true)",
+        "fold_batch_norms",
+        "fold_old_batch_norms",
+        "quantize_weights",
+        "quantize_nodes",
+        "sort_by_execution_order",
+    ]
+    return transform(graph, steps, inputs=inputs, outputs=outputs)
+
+
+def apply_precision(graph, precision):
+    """(graph, session_config) for a precision name in PRECISIONS.
+
+    "bf16" rewrites the graph (to_bfloat16); "bf16-grappler" leaves it and
+    returns a config that makes Grappler rewrite it at run time; the int8
+    names run TF's 8-bit transforms. Raises LeangraphError for an unknown name.
+    """
+    graph = graphs.load_graph(graph)
+    # The original's inputs and outputs, so no transform renames or drops them.
+    ends = {"inputs": graphs.default_inputs(graph), "outputs": graphs.default_outputs(graph)}
+    if precision == "fp32":
+        return graph, None
+    if precision == "bf16":
+        return to_bfloat16(graph, **ends), None
+    if precision == "bf16-grappler":
+        return graph, grappler_bf16_config()
+    if precision == "int8-weights":
+        return quantize_weights(graph, **ends), None
+    if precision == "int8":
+        return quantize_nodes(graph, **ends), None
+    raise LeangraphError(
+        f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}"
+    )
+
+
+def _placeholder_batch(graph_def, name):
+    for node in graph_def.node:
+        if node.name == name and "shape" in node.attr:
+            shape = node.attr["shape"].shape
+            if not shape.unknown_rank and shape.dim and shape.dim[0].size > 0:
+                return int(shape.dim[0].size)
+    return None
+
+
+class _Runner:
+    """One imported graph and one session, fed batch after batch."""
+
+    def __init__(self, graph, input_name, output_name, session_config=None):
+        import tensorflow as tf
+
+        self.graph_def = graphs.load_graph(graph)
+        inputs = graphs.default_inputs(self.graph_def)
+        outputs = graphs.default_outputs(self.graph_def)
+        self.input_name = input_name or (inputs[0] if len(inputs) == 1 else None)
+        self.output_name = output_name or (outputs[0] if outputs else None)
+        if self.input_name is None:
+            raise GraphError(
+                f"the graph has {len(inputs)} Placeholders ({', '.join(inputs)}); name the input"
+            )
+        if self.output_name is None:
+            raise GraphError("the graph has no output node; name the output")
+        self.fixed_batch = _placeholder_batch(self.graph_def, graphs.node_name(self.input_name))
+        tf_graph = tf.Graph()
+        with tf_graph.as_default():
+            try:
+                tf.import_graph_def(self.graph_def, name="")
+            except (ValueError, tf.errors.OpError) as exc:
+                raise GraphError(f"TensorFlow cannot import the graph: {exc}") from None
+        self._tf = tf
+        self.session = tf.compat.v1.Session(graph=tf_graph, config=session_config)
+        self._feed = _tensor(self.input_name)
+        self._fetch = _tensor(self.output_name)
+
+    def __call__(self, batch):
+        try:
+            out = self.session.run(self._fetch, {self._feed: batch})
+        except (ValueError, self._tf.errors.OpError) as exc:
+            raise GraphError(f"running the graph failed: {exc}") from None
+        return np.asarray(out, dtype=np.float32)
+
+    def close(self):
+        self.session.close()
+
+
+def _tensor(name):
+    return name if ":" in name else name + ":0"
+
+
+def _predict(runner, x, batch_size):
+    batch_size = runner.fixed_batch or batch_size
+    parts = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size]
+        real = len(batch)
+        if runner.fixed_batch and real < batch_size:
+            # A graph frozen for batch B only takes B examples: pad the last one.
+            pad = np.repeat(batch[-1:], batch_size - real, axis=0)
+            batch = np.concatenate([batch, pad])
+        parts.append(runner(batch)[:real])
+    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+
+def _top1(outputs):
+    outputs = outputs.reshape(len(outputs), -1)
+    if outputs.shape[1] == 1:  # one sigmoid unit: class 1 above one half
+        return (outputs[:, 0] > 0.5).astype(np.int64)
+    return np.argmax(outputs, axis=1)
+
+
+def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None,
+             output_name=None, session_config=None, reference_session_config=None):
+    """Runs `graph` on `x` and measures it.
+
+    graph / reference: anything load_graph accepts (same input and output
+    names). y: integer class labels (or one-hot rows) for accuracy. Without
+    `y` and `reference` only n is meaningful. session_config lets a Grappler
+    rewrite (e.g. grappler_bf16_config()) take part in what is measured.
+    A graph frozen with a fixed batch size is fed that batch size.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim < 1 or len(x) == 0:
+        raise LeangraphError("evaluate needs at least one example in x")
+    if batch_size < 1:
+        raise LeangraphError(f"batch_size must be positive, got {batch_size}")
+    labels = None
+    if y is not None:
+        labels = np.asarray(y)
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            labels = np.argmax(labels, axis=1)
+        labels = labels.reshape(-1)
+        if len(labels) != len(x):
+            raise LeangraphError(f"x has {len(x)} examples but y has {len(labels)} labels")
+    runner = _Runner(graph, input_name, output_name, session_config)
+    try:
+        out = _predict(runner, x, batch_size)
+    finally:
+        runner.close()
+    accuracy = None if labels is None else float(np.mean(_top1(out) == labels))
+    agreement = max_abs = max_rel = None
+    if reference is not None:
+        ref_runner = _Runner(reference, input_name, output_name, reference_session_config)
+        try:
+            ref = _predict(ref_runner, x, batch_size)
+        finally:
+            ref_runner.close()
+        if ref.shape != out.shape:
+            raise LeangraphError(
+                f"the graph's output has shape {out.shape}, the reference's {ref.shape}"
+            )
+        agreement = float(np.mean(_top1(out) == _top1(ref)))
+        diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        scale = float(np.abs(ref).max()) if ref.size else 0.0
+        max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    return EvalResult(accuracy, agreement, max_abs, max_rel, int(len(x)))

@@ -1,0 +1,414 @@
+"""What `leangraph optimize` found: the result objects and their report.md, report.json and latency.png.
+
+Every number here comes from a measurement made by leangraph.optimize(); this
+module only arranges them. The renderers return bytes so the caller decides
+where (and how atomically) they are written.
+"""
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PASSED = "passed"
+FAILED = "FAILED"
+SKIPPED = "skipped"
+
+
+@dataclass
+class LatencyStats:
+    """Latency of one variant over `count` timed runs (milliseconds).
+
+    Percentiles use linear interpolation between order statistics (numpy's
+    default), over every sample of every round.
+    """
+
+    count: int
+    samples_ms: list
+    min_ms: float
+    p10_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    stddev_ms: float
+    rounds: int = 1
+
+    @classmethod
+    def from_samples(cls, samples_ms, rounds=1):
+        samples = np.asarray(samples_ms, dtype=np.float64)
+        if samples.size == 0:
+            raise ValueError("no latency samples")
+        p10, p50, p90, p99 = np.percentile(samples, [10, 50, 90, 99])
+        return cls(
+            count=int(samples.size),
+            samples_ms=[float(s) for s in samples],
+            min_ms=float(samples.min()),
+            p10_ms=float(p10),
+            p50_ms=float(p50),
+            p90_ms=float(p90),
+            p99_ms=float(p99),
+            mean_ms=float(samples.mean()),
+            stddev_ms=float(samples.std(ddof=1)) if samples.size > 1 else 0.0,
+            rounds=int(rounds),
+        )
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+
+@dataclass
+class VariantResult:
+    """One way of running the model, verified against Keras and timed.
+
+    kind: "keras" (the model itself) or "graph" (a GraphDef run by the timer).
+    precision: "fp32", "bf16" or "int8-weights". gate: "fp32" (outputs within
+    the relative tolerance) or "top1" (top-1 agreement at least the minimum,
+    for precisions that change numbers on purpose). status: PASSED, FAILED or
+    SKIPPED, with `reason` saying why when not passed. eligible: whether this
+    variant may be written as the result (a standalone graph whose precision
+    was asked for).
+    """
+
+    name: str
+    description: str
+    kind: str
+    precision: str = "fp32"
+    gate: str = "fp32"
+    status: str = PASSED
+    reason: str = None
+    transform: str = None
+    bench_precision: str = "fp32"
+    base: str = None
+    eligible: bool = False
+    nodes: int = None
+    file_bytes: int = None
+    max_abs_diff: float = None
+    max_rel_diff: float = None
+    top1_agreement: float = None
+    verified_on: int = 0
+    latency: LatencyStats = None
+    speedup: float = None
+    init_ms: float = None
+    is_reference: bool = False
+    graph_def: object = field(default=None, repr=False)
+
+    @property
+    def passed(self):
+        return self.status == PASSED
+
+    def fail(self, reason):
+        self.reason = f"{self.reason}; {reason}" if self.status == FAILED and self.reason else reason
+        self.status = FAILED
+
+    def to_dict(self):
+        data = {k: v for k, v in self.__dict__.items() if k not in ("graph_def", "latency")}
+        data["latency"] = self.latency.to_dict() if self.latency else None
+        return data
+
+
+@dataclass
+class OptimizeReport:
+    """Everything leangraph.optimize() measured and wrote.
+
+    result: the name of the variant written as optimized.pb (None when no
+    eligible graph variant passed verification). files: artifact name -> path.
+    """
+
+    model: str
+    outdir: Path
+    settings: dict
+    environment: dict
+    variants: list
+    result: str = None
+    files: dict = field(default_factory=dict)
+    commands: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    step_seconds: dict = field(default_factory=dict)
+
+    @property
+    def ok(self):
+        """True when a verified result was written."""
+        return self.result is not None
+
+    def variant(self, name):
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def to_dict(self):
+        return {
+            "model": self.model,
+            "outdir": str(self.outdir),
+            "result": self.result,
+            "settings": self.settings,
+            "environment": self.environment,
+            "variants": [v.to_dict() for v in self.variants],
+            "files": {k: str(v) for k, v in self.files.items()},
+            "commands": list(self.commands),
+            "notes": list(self.notes),
+            "step_seconds": dict(self.step_seconds),
+        }
+
+    def table(self):
+        """The result table as plain text (what the CLI prints)."""
+        return render_text_table(self)
+
+    def __str__(self):
+        return self.table()
+
+
+# ---------------------------------------------------------------------------
+# formatting helpers
+# ---------------------------------------------------------------------------
+
+def _ms(value):
+    return "—" if value is None else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _size(nbytes):
+    if nbytes is None:
+        return "—"
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def _sci(value):
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0"
+    return f"{value:.1e}"
+
+
+def _pct(value):
+    return "—" if value is None else f"{100.0 * value:.1f} %"
+
+
+def _speedup(value):
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def _status(v, result):
+    text = v.status
+    if v.name == result:
+        text += " (result)"
+    return text
+
+
+_COLUMNS = ("Variant", "Precision", "p50 ms", "p90 ms", "mean ms", "vs Keras predict", "Nodes", "File",
+            "Max abs diff", "Max rel diff", "Top-1 agree", "Status")
+
+
+def _rows(report):
+    rows = []
+    for v in report.variants:
+        lat = v.latency
+        rows.append((
+            v.name,
+            v.precision,
+            _ms(lat.p50_ms if lat else None),
+            _ms(lat.p90_ms if lat else None),
+            _ms(lat.mean_ms if lat else None),
+            _speedup(v.speedup),
+            "—" if v.nodes is None else str(v.nodes),
+            _size(v.file_bytes),
+            "reference" if v.is_reference else _sci(v.max_abs_diff),
+            "reference" if v.is_reference else _sci(v.max_rel_diff),
+            "reference" if v.is_reference else _pct(v.top1_agreement),
+            _status(v, report.result),
+        ))
+    return rows
+
+
+def render_text_table(report):
+    rows = [_COLUMNS] + _rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    for v in report.variants:
+        if v.reason:
+            lines.append(f"{v.name}: {v.status}: {v.reason}")
+    return "\n".join(lines)
+
+
+def seed_line(report):
+    """The seed's one-line summary: Keras X ms -> frozen Y ms (−Z %) -> ..., verified variants only."""
+    base = next((v for v in report.variants if v.name == "keras-predict" and v.latency), None)
+    if base is None:
+        return None
+    parts = [f"Keras predict {_ms(base.latency.p50_ms)} ms"]
+    for v in report.variants:
+        if v.kind != "graph" or not v.passed or not v.latency:
+            continue
+        saved = 1.0 - v.latency.p50_ms / base.latency.p50_ms
+        parts.append(f"{v.name} {_ms(v.latency.p50_ms)} ms ({-100.0 * saved:+.0f} %)")
+    return " → ".join(parts)
+
+
+def _md_escape(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report):
+    """report.md: the seed-style table, the verification gate, the settings and how to reproduce."""
+    s = report.settings
+    env = report.environment
+    out = []
+    out.append(f"# leangraph optimize: {report.model}")
+    out.append("")
+    if report.result:
+        r = report.variant(report.result)
+        speed = f", {r.speedup:.2f}× Keras predict" if r.speedup else ""
+        out.append(f"**Result:** `{report.result}` ({r.description}){speed}, written as "
+                   "`optimized.pb` and `optimized_savedmodel/`.")
+    else:
+        out.append("**No result written:** no eligible graph variant passed verification "
+                   "(see the Status column).")
+    line = seed_line(report)
+    if line:
+        out.append("")
+        out.append(f"Seed-style summary (p50, verified graph variants): {line}")
+    out.append("")
+    out.append("| " + " | ".join(_COLUMNS) + " |")
+    out.append("|" + "|".join("---" if i in (0, 1, 11) else "---:" for i in range(len(_COLUMNS))) + "|")
+    for row in _rows(report):
+        out.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+    out.append("")
+    out.append(f"Latency: batch 1, {s['runs']} timed runs per variant after {s['warmup']} warm-up runs, "
+               f"in {s['rounds']} interleaved round(s) in one process on the same input "
+               f"({s['threads_text']}). Speed-up is Keras predict's p50 over the variant's p50.")
+    out.append(f"Differences: against Keras `predict` on the same {s['images']} input(s) "
+               f"({s['input_source']}); relative = max|a − b| / max|Keras output|.")
+    out.append("")
+    out.append("## Variants")
+    out.append("")
+    for v in report.variants:
+        detail = f"- `{v.name}`: {v.description}"
+        if v.transform:
+            detail += f"; transforms `{v.transform}`"
+        if v.bench_precision != "fp32":
+            detail += f"; timed with the timer's precision={v.bench_precision}"
+        if v.reason:
+            detail += f". **{v.status}:** {v.reason}"
+        out.append(detail)
+    out.append("")
+    out.append("## Verification gate")
+    out.append("")
+    out.append(f"- fp32 variants: max relative difference ≤ {s['tolerance']:g}.")
+    out.append(f"- bf16 and 8-bit-weight variants: top-1 agreement ≥ {100 * s['min_top1']:.0f} % "
+               "(their max difference is reported, not gated).")
+    out.append("- A FAILED variant is never written as the result.")
+    out.append("")
+    if report.notes:
+        out.append("## Notes")
+        out.append("")
+        for note in report.notes:
+            out.append(f"- {note}")
+        out.append("")
+    out.append("## Environment")
+    out.append("")
+    for key, value in env.items():
+        out.append(f"- {key}: {value}")
+    out.append("")
+    out.append("## Reproduce")
+    out.append("")
+    out.append("```sh")
+    out.extend(report.commands)
+    out.append("```")
+    out.append("")
+    return "\n".join(out).encode("utf-8")
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def render_json(report):
+    """report.json: every setting, measurement and latency sample."""
+    return (json.dumps(_jsonable(report.to_dict()), indent=2) + "\n").encode("utf-8")
+
+
+def render_latency_png(report):
+    """latency.png: each timed variant's latency distribution (box plot + every sample), PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    timed = [v for v in report.variants if v.latency]
+    height = 1.2 + 0.55 * max(len(timed), 1)
+    fig = Figure(figsize=(9, height), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    if not timed:
+        ax.text(0.5, 0.5, "no variant was timed", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        labels, data, colors = [], [], []
+        for v in reversed(timed):
+            labels.append(f"{v.name} ({v.precision})" + ("" if v.passed else " FAILED"))
+            data.append(v.latency.samples_ms)
+            if not v.passed:
+                colors.append("#c0392b")
+            elif v.name == report.result:
+                colors.append("#1e8449")
+            elif v.kind == "keras":
+                colors.append("#7f8c8d")
+            else:
+                colors.append("#2e86c1")
+        positions = np.arange(1, len(data) + 1)
+        parts = ax.boxplot(data, positions=positions, vert=False, widths=0.55, showfliers=False,
+                           whis=(5, 95),
+                           patch_artist=True, medianprops={"color": "black"})
+        for patch, color in zip(parts["boxes"], colors):
+            patch.set_facecolor(color)
+            patch.set_alpha(0.35)
+        rng = np.random.default_rng(0)
+        lowest = min(float(np.min(d)) for d in data)
+        upper = max(float(np.percentile(d, 99)) for d in data)
+        # Keras and a frozen graph can differ 100x: a log axis keeps both readable.
+        log = upper / max(lowest, 1e-9) > 20
+        for pos, samples, color in zip(positions, data, colors):
+            jitter = rng.uniform(-0.18, 0.18, size=len(samples))
+            ax.scatter(samples, pos + jitter, s=6, color=color, alpha=0.6, linewidths=0)
+            p50 = float(np.median(samples))
+            right = min(float(np.max(samples)), upper * 1.2)
+            ax.annotate(f"p50 {p50:.3g} ms", (right, pos), xytext=(6, -3), textcoords="offset points",
+                        fontsize=7)
+        ax.set_yticks(positions)
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_xlabel("latency per batch-1 run (ms)" + (", log scale" if log else ""))
+        if log:
+            ax.set_xscale("log")
+            ax.set_xlim(lowest * 0.8, upper * 2.0)
+        else:
+            ax.set_xlim(0, upper * 1.25)
+        ax.grid(axis="x", alpha=0.3, which="both" if log else "major")
+        count = timed[0].latency.count
+        ax.set_title(f"{report.model}: {count} timed runs per variant\n"
+                     "green: the result, red: FAILED verification, grey: Keras; "
+                     "box: quartiles, whiskers: 5 to 95 %", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,421 @@
+"""leangraph.tune(): the fastest variant of a graph within an accuracy budget.
+
+The search space is model x recipe x precision x threads. Every variant is
+built once (recipe, then precision), its accuracy measured once on the given
+data, and each (variant, threads) timed once. A variant whose accuracy falls
+more than `max_accuracy_drop` points below the fp32 original is never
+returned, however fast. Small spaces are enumerated; larger ones are searched
+with Optuna's TPE sampler. Every trial is recorded (JSON), and the result can
+print the Pareto table (latency vs accuracy) and draw it.
+"""
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+
+from leangraph import graphs
+from leangraph.errors import LeangraphError
+from leangraph.precision import (
+    PRECISIONS,
+    apply_precision,
+    cpu_supports_bf16,
+    evaluate,
+)
+
+ORIGINAL = "original"
+
+# Used only when leangraph.recipes (issue 8) is not installed.
+_FALLBACK_RECIPES = {
+    "tf-deploy": "fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms",
+}
+
+
+@dataclass
+class Trial:
+    """One measured configuration. accuracy is a fraction (0..1); accuracy_drop
+    is in percentage points below the fp32 original (negative = better)."""
+
+    number: int
+    model: str
+    recipe: str
+    precision: str
+    threads: int
+    latency_ms: float | None = None
+    accuracy: float | None = None
+    accuracy_drop: float | None = None
+    file_bytes: int | None = None
+    feasible: bool = False
+    error: str | None = None
+    repeat_of: int | None = None
+
+    @property
+    def key(self):
+        return (self.model, self.recipe, self.precision, self.threads)
+
+    def label(self):
+        return f"{self.model}/{self.recipe}/{self.precision}/t{self.threads}"
+
+
+@dataclass
+class TuneResult:
+    best: Trial
+    baseline: Trial
+    trials: list
+    max_accuracy_drop: float
+    messages: list = field(default_factory=list)
+    best_graph: object = None  # the winning GraphDef
+    best_session_config: object = None  # a ConfigProto it needs (Grappler bf16), or None
+
+    def measured(self):
+        """Unique measured configurations (repeats of a trial left out)."""
+        return [t for t in self.trials if t.repeat_of is None and t.latency_ms is not None]
+
+    def pareto(self):
+        """Measured trials no other trial beats on both latency and accuracy, fastest first."""
+        points = self.measured()
+        front = []
+        for t in points:
+            dominated = any(
+                o is not t
+                and o.latency_ms <= t.latency_ms
+                and o.accuracy >= t.accuracy
+                and (o.latency_ms < t.latency_ms or o.accuracy > t.accuracy)
+                for o in points
+            )
+            if not dominated:
+                front.append(t)
+        return sorted(front, key=lambda t: (t.latency_ms, -t.accuracy))
+
+    def table(self):
+        """The Pareto front as a text table, with the baseline and the winner marked."""
+        rows = [("", "model", "recipe", "precision", "threads", "p50 ms", "speedup",
+                 "accuracy %", "drop pts", "file KB")]
+        for t in self.pareto():
+            mark = ("*" if t is self.best else "") + ("=" if t is self.baseline else "")
+            if not t.feasible:
+                mark += "x"
+            rows.append((
+                mark, t.model, t.recipe, t.precision, str(t.threads), f"{t.latency_ms:.3f}",
+                f"{self.baseline.latency_ms / t.latency_ms:.2f}x", f"{100 * t.accuracy:.2f}",
+                f"{t.accuracy_drop:+.2f}", f"{(t.file_bytes or 0) / 1024:.0f}",
+            ))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.append(
+            f"* best within {self.max_accuracy_drop} points; = fp32 baseline; x over budget"
+        )
+        return "\n".join(lines)
+
+    def to_dict(self):
+        return {
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "best": asdict(self.best),
+            "baseline": asdict(self.baseline),
+            "pareto": [t.number for t in self.pareto()],
+            "messages": list(self.messages),
+            "trials": [asdict(t) for t in self.trials],
+        }
+
+    def save_json(self, path):
+        return graphs.atomic_write(path, json.dumps(self.to_dict(), indent=2).encode())
+
+    def plot(self, path):
+        """Latency vs accuracy of every measured trial, Pareto front and budget drawn."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        points = self.measured()
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for feasible, colour, name in ((True, "tab:blue", "within budget"),
+                                       (False, "tab:red", "over budget")):
+            group = [t for t in points if t.feasible == feasible]
+            if group:
+                ax.scatter([t.latency_ms for t in group], [100 * t.accuracy for t in group],
+                           c=colour, label=name, alpha=0.7)
+        front = self.pareto()
+        ax.plot([t.latency_ms for t in front], [100 * t.accuracy for t in front],
+                "k--", lw=1, label="Pareto front")
+        floor = 100 * self.baseline.accuracy - self.max_accuracy_drop
+        ax.axhline(floor, color="tab:red", lw=0.8, ls=":", label="accuracy budget")
+        ax.annotate("best", (self.best.latency_ms, 100 * self.best.accuracy),
+                    textcoords="offset points", xytext=(6, 6))
+        ax.set_xlabel("p50 latency (ms)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("leangraph tune: latency vs accuracy")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, path)
+        return path
+
+
+def _recipe_table():
+    try:
+        from leangraph import recipes as module
+    except ImportError:
+        return dict(_FALLBACK_RECIPES), None
+    return dict(module.RECIPES), getattr(module, "recipe", None)
+
+
+def _recipe_string(name, graph_def):
+    table, fill = _recipe_table()
+    if name not in table:
+        known = ", ".join(["none"] + sorted(table))
+        raise LeangraphError(f"unknown recipe '{name}'; known: {known}")
+    if fill is not None:
+        return fill(name, graph_def)
+    return table[name]
+
+
+def available_recipes():
+    """Recipe names tune can search ("none" = the graph as given)."""
+    return ["none"] + sorted(_recipe_table()[0])
+
+
+def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, max_time=10.0):
+    """p50 latency (ms) of one session.run, timed in a tf.compat.v1 Session loop.
+
+    Uses leangraph.benchmark (the native timer) when it is installed and no
+    Grappler config is needed; otherwise this Python loop.
+    """
+    import tensorflow as tf
+
+    if session_config is None:
+        try:
+            from leangraph.bench import benchmark
+        except ImportError:
+            benchmark = None
+        if benchmark is not None:
+            result = benchmark(graph_def, feeds, runs=runs, warmup=warmup, threads=threads,
+                               max_time=max_time)
+            return float(result.p50_ms)
+    config = tf.compat.v1.ConfigProto()
+    if session_config is not None:
+        config.CopyFrom(session_config)
+    config.intra_op_parallelism_threads = int(threads)
+    config.inter_op_parallelism_threads = 1
+    tf_graph = tf.Graph()
+    with tf_graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    outputs = [o + ":0" for o in graphs.default_outputs(graph_def)]
+    feed = {(k if ":" in k else k + ":0"): v for k, v in feeds.items()}
+    with tf.compat.v1.Session(graph=tf_graph, config=config) as session:
+        for _ in range(warmup):
+            session.run(outputs, feed)
+        samples = []
+        deadline = time.perf_counter() + max_time
+        while len(samples) < runs and (len(samples) < 3 or time.perf_counter() < deadline):
+            start = time.perf_counter()
+            session.run(outputs, feed)
+            samples.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(samples))
+
+
+def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
+         precisions=None, threads=None, candidates=None, batch_size=1, seed=0,
+         record=None, timer=None, input_name=None, output_name=None, log=None):
+    """Searches model x recipe x precision x threads for the fastest variant within budget.
+
+    model: a frozen graph (anything load_graph accepts). x, y: evaluation data
+        (y: class labels; without it accuracy means top-1 agreement with the
+        fp32 original). max_accuracy_drop: percentage points below the fp32
+        original's accuracy a variant may lose.
+    recipes: names from available_recipes() (default: all). precisions: names
+        from precision.PRECISIONS (default fp32, bf16, bf16-grappler,
+        int8-weights). threads: intra-op thread counts (default 1 and all cores).
+    candidates: {name: graph} alternatives to the model (e.g. a pruned copy),
+        searched the same way and held to the same budget.
+    batch_size: examples per timed run. record: a JSON path rewritten after
+        every trial. timer(graph_def, session_config, threads, feeds) -> ms
+        replaces session_timer. log: callable for progress lines (default stderr).
+
+    bf16 on a CPU without AVX512_BF16/AMX-BF16 (or with LEANGRAPH_FAKE_NO_BF16=1)
+    is dropped from the search with a message; fp32 is kept.
+    Returns a TuneResult; its .best is never over the budget (the fp32
+    original, always measured first, is the fallback).
+    """
+    import optuna
+
+    log = log or (lambda line: print(line, file=sys.stderr))
+    timer = timer or session_timer
+    messages = []
+
+    def say(line):
+        messages.append(line)
+        log(line)
+
+    if max_accuracy_drop < 0:
+        raise LeangraphError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
+    base_graph = graphs.load_graph(model)
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) == 0:
+        raise LeangraphError("tune needs evaluation data: x is empty")
+    inputs = graphs.default_inputs(base_graph)
+    input_name = input_name or (inputs[0] if len(inputs) == 1 else None)
+    if input_name is None:
+        raise LeangraphError(f"the graph has {len(inputs)} Placeholders; name the input")
+    output_name = output_name or graphs.default_outputs(base_graph)[0]
+
+    models = {ORIGINAL: base_graph}
+    for name, graph in (candidates or {}).items():
+        if name in models:
+            raise LeangraphError(f"candidate name '{name}' is taken")
+        models[name] = graphs.load_graph(graph)
+    recipes = list(recipes) if recipes else available_recipes()
+    for name in recipes:
+        if name != "none":
+            _recipe_string(name, base_graph)  # unknown names fail before any work
+    precisions = list(precisions) if precisions else ["fp32", "bf16", "bf16-grappler",
+                                                      "int8-weights"]
+    for name in precisions:
+        if name not in PRECISIONS:
+            raise LeangraphError(f"unknown precision '{name}'; known: {', '.join(PRECISIONS)}")
+    bf16_names = [p for p in precisions if p.startswith("bf16")]
+    if bf16_names and not cpu_supports_bf16():
+        say(f"{', '.join(bf16_names)} requested, but this CPU has neither AVX512_BF16 nor "
+            "AMX-BF16 (or LEANGRAPH_FAKE_NO_BF16 is set): bf16 would be emulated and slow, "
+            "so it is left out and fp32 is kept")
+        precisions = [p for p in precisions if not p.startswith("bf16")]
+    if "fp32" not in precisions:
+        precisions.insert(0, "fp32")
+    threads = sorted({int(t) for t in threads}) if threads else sorted({1, os.cpu_count() or 1})
+    if threads[0] < 1:
+        raise LeangraphError("thread counts must be positive")
+
+    feeds = {input_name: x[:batch_size]}
+    variants = {}  # (model, recipe, precision) -> (graph, config, accuracy, bytes) or error
+    measured = {}  # key -> Trial
+    trials = []
+    baseline_accuracy = None
+
+    def score(graph, config):
+        result = evaluate(graph, x, y, batch_size=32, input_name=input_name,
+                          output_name=output_name, session_config=config,
+                          reference=None if y is not None else base_graph)
+        return result.accuracy if y is not None else result.top1_agreement
+
+    def variant(model_name, recipe, precision):
+        key = (model_name, recipe, precision)
+        if key not in variants:
+            try:
+                graph = models[model_name]
+                if recipe != "none":
+                    from leangraph.transform import transform
+
+                    graph = transform(graph, _recipe_string(recipe, graph),
+                                      inputs=[input_name], outputs=[output_name])
+                graph, config = apply_precision(graph, precision)
+                accuracy = score(graph, config)
+                variants[key] = (graph, config, accuracy, len(graph.SerializeToString()))
+            except LeangraphError as exc:
+                variants[key] = exc
+        return variants[key]
+
+    def measure(number, key):
+        model_name, recipe, precision, n_threads = key
+        trial = Trial(number, model_name, recipe, precision, n_threads)
+        if key in measured:
+            first = measured[key]
+            for name in ("latency_ms", "accuracy", "accuracy_drop", "file_bytes", "feasible",
+                         "error"):
+                setattr(trial, name, getattr(first, name))
+            trial.repeat_of = first.number
+            return trial
+        built = variant(model_name, recipe, precision)
+        if isinstance(built, Exception):
+            trial.error = str(built)
+        else:
+            graph, config, accuracy, size = built
+            trial.accuracy, trial.file_bytes = accuracy, size
+            trial.accuracy_drop = 100.0 * (baseline_accuracy - accuracy)
+            # A tiny tolerance so float noise in a fraction never flips a verdict.
+            trial.feasible = trial.accuracy_drop <= max_accuracy_drop + 1e-9
+            try:
+                trial.latency_ms = float(timer(graph, config, n_threads, feeds))
+            except Exception as exc:  # noqa: BLE001 - a variant TF cannot run is a result
+                trial.error = f"timing failed: {exc}"
+                trial.feasible = False
+        measured[key] = trial
+        return trial
+
+    def finish(trial):
+        trials.append(trial)
+        state = "error" if trial.error else ("ok" if trial.feasible else "over budget")
+        latency = f"{trial.latency_ms:.3f} ms" if trial.latency_ms is not None else "-"
+        accuracy = f"{100 * trial.accuracy:.2f}%" if trial.accuracy is not None else "-"
+        log(f"trial {trial.number}: {trial.label()}  {latency}  {accuracy}  {state}"
+            + (f" ({trial.error})" if trial.error else ""))
+        if record:
+            partial = _partial_result(trials, max_accuracy_drop, messages)
+            graphs.atomic_write(record, json.dumps(partial, indent=2).encode())
+
+    # The fp32 original at the most threads is trial 0: the reference for the
+    # accuracy budget and the fallback answer.
+    baseline_key = (ORIGINAL, "none", "fp32", threads[-1])
+    baseline_accuracy = variant(ORIGINAL, "none", "fp32")
+    if isinstance(baseline_accuracy, Exception):
+        raise LeangraphError(f"the original graph cannot be evaluated: {baseline_accuracy}")
+    baseline_accuracy = baseline_accuracy[2]
+    baseline = measure(0, baseline_key)
+    if baseline.error:
+        raise LeangraphError(f"the original graph cannot be timed: {baseline.error}")
+    finish(baseline)
+
+    space = list(product(models, recipes, precisions, threads))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    remaining = [k for k in space if k != baseline_key]
+    if len(remaining) <= n_trials - 1:
+        # Small space: measure everything rather than sample it.
+        for key in remaining:
+            study.enqueue_trial(dict(zip(("model", "recipe", "precision", "threads"), key)))
+    budget = min(n_trials - 1, len(remaining))
+    penalty = 1e9  # what an over-budget or failed trial tells the sampler
+
+    def objective(optuna_trial):
+        key = (
+            optuna_trial.suggest_categorical("model", list(models)),
+            optuna_trial.suggest_categorical("recipe", recipes),
+            optuna_trial.suggest_categorical("precision", precisions),
+            optuna_trial.suggest_categorical("threads", threads),
+        )
+        trial = measure(len(trials), key)
+        finish(trial)
+        if len({t.key for t in trials}) >= len(space):
+            optuna_trial.study.stop()
+        if not trial.feasible or trial.latency_ms is None:
+            return penalty
+        return trial.latency_ms
+
+    if budget > 0:
+        study.optimize(objective, n_trials=max(budget, 0))
+
+    feasible = [t for t in trials if t.feasible and t.repeat_of is None and t.latency_ms]
+    best = min(feasible, key=lambda t: (t.latency_ms, -t.accuracy))
+    graph, config, _, _ = variants[(best.model, best.recipe, best.precision)]
+    result = TuneResult(best, baseline, trials, max_accuracy_drop, messages, graph, config)
+    if record:
+        result.save_json(record)
+    return result
+
+
+def _partial_result(trials, budget, messages):
+    return {
+        "max_accuracy_drop": budget,
+        "messages": list(messages),
+        "trials": [asdict(t) for t in trials],
+        "complete": False,
+    }

@@ -1,0 +1,310 @@
+"""A catalogue of bad inputs: each is refused with a leangraph error naming the problem.
+
+None of these may abort the process. Several are shapes of input on which
+TensorFlow's own transforms CHECK-fail (marked "aborts TF"); leangraph's
+native graph check must refuse them first.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2, types_pb2
+
+import leangraph
+from leangraph import cli
+
+INPUTS, OUTPUTS = ["input"], ["output"]
+
+
+@pytest.fixture
+def graph(conv_bn_graph):
+    """A private copy of the Conv2D + BatchNorm graph, free to mutate."""
+    copy = graph_pb2.GraphDef()
+    copy.CopyFrom(conv_bn_graph)
+    return copy
+
+
+def node(graph_def, name):
+    return next(n for n in graph_def.node if n.name == name)
+
+
+def first(graph_def, op):
+    return next(n for n in graph_def.node if n.op == op)
+
+
+def const_input(graph_def, consumer, index):
+    return node(graph_def, node(graph_def, consumer).input[index].split(":")[0])
+
+
+def refuses(graph_def, transforms="fold_batch_norms", *fragments, error=leangraph.TransformError,
+            inputs=INPUTS, outputs=OUTPUTS):
+    with pytest.raises(error) as info:
+        leangraph.transform(graph_def, transforms, inputs, outputs)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# ---- not a graph at all ----
+
+def test_random_bytes(rng):
+    data = rng.bytes(4096)
+    with pytest.raises(leangraph.GraphError, match="not a serialized GraphDef"):
+        leangraph.transform(data, "fold_constants")
+
+
+def test_truncated_protobuf(graph):
+    data = graph.SerializeToString()
+    with pytest.raises(leangraph.GraphError, match="corrupt or truncated"):
+        leangraph.transform(data[: len(data) // 3], "fold_constants", INPUTS, OUTPUTS)
+
+
+def test_empty_graph_is_an_error():
+    with pytest.raises(leangraph.GraphError, match="no nodes"):
+        leangraph.transform(b"", "fold_constants")
+
+
+def test_empty_graph_with_outputs_names_the_output():
+    with pytest.raises(leangraph.TransformError, match="output 'logits' is not a node"):
+        leangraph.transform(graph_pb2.GraphDef(), "fold_constants", [], ["logits"])
+
+
+# ---- structure ----
+
+def test_dangling_input(graph):
+    node(graph, "relu1").input[0] = "vanished"
+    refuses(graph, "fold_batch_norms", "'relu1'", "'vanished'", "does not exist")
+
+
+def test_input_port_beyond_the_outputs(graph):
+    node(graph, "relu1").input[0] = "bn1:9"
+    refuses(graph, "fold_old_batch_norms", "'relu1'", "asks for output 9", "'bn1'")
+
+
+def test_malformed_input_port(graph):
+    node(graph, "relu1").input[0] = "bn1:one"
+    refuses(graph, "fold_old_batch_norms", "'relu1'", "malformed input 'bn1:one'")
+
+
+def test_duplicate_node_names(graph):
+    node(graph, "relu1").name = "bn1"
+    refuses(graph, "fold_constants", "'bn1'", "duplicate node name")
+
+
+def test_cycle(graph):
+    node(graph, "conv1").input.append("^relu1")
+    refuses(graph, "sort_by_execution_order", "cycle")
+
+
+def test_unknown_op(graph):
+    node(graph, "relu1").op = "Relu7"
+    refuses(graph, "fold_constants", "'relu1'", "unknown op 'Relu7'")
+
+
+def test_call_of_a_function_missing_from_the_library(graph):
+    node(graph, "relu1").op = "my_missing_function"
+    refuses(graph, "inline_partitionedcall", "'relu1'", "unknown op 'my_missing_function'")
+
+
+def test_wrong_number_of_inputs(graph):
+    node(graph, "relu1").input.append("input")
+    refuses(graph, "fold_constants", "'relu1'", "inputs")
+
+
+def test_edge_of_the_wrong_dtype(graph):
+    node(graph, "relu1").attr["T"].type = types_pb2.DT_INT32
+    refuses(graph, "fold_constants", "'relu1'", "float", "int32")
+
+
+# ---- attributes ----
+
+def test_missing_required_attribute(graph):
+    del node(graph, "conv1").attr["strides"]
+    refuses(graph, "fuse_pad_and_conv", "'conv1'", "strides")
+
+
+def test_attribute_of_the_wrong_type(graph):
+    node(graph, "conv1").attr["padding"].i = 1
+    refuses(graph, "fuse_pad_and_conv", "'conv1'", "padding")
+
+
+def test_attribute_outside_its_allowed_values(graph):
+    node(graph, "conv1").attr["padding"].s = b"SOMETIMES"
+    refuses(graph, "fuse_pad_and_conv", "'conv1'", "SOMETIMES")
+
+
+# ---- Const values ----
+
+def test_const_without_value(graph):  # aborts TF
+    del const_input(graph, "bn_mul", 1).attr["value"]
+    refuses(graph, "fold_batch_norms", "has no 'value' tensor")
+
+
+def test_const_dtype_mismatch(graph):
+    const = const_input(graph, "bn_mul", 1)
+    const.attr["value"].tensor.dtype = types_pb2.DT_INT32
+    refuses(graph, "fold_batch_norms", f"'{const.name}'", "DT_INT32", "DT_FLOAT")
+
+
+def test_const_shape_mismatch(graph):
+    const = const_input(graph, "bn_mul", 1)
+    const.attr["value"].tensor.tensor_shape.dim[0].size = 5
+    refuses(graph, "fold_batch_norms", f"'{const.name}'", "malformed")
+
+
+def test_truncated_tensor_content(graph):  # aborts TF
+    const = const_input(graph, "conv3", 1)
+    tensor = const.attr["value"].tensor
+    tensor.tensor_content = tensor.tensor_content[:-3]
+    refuses(graph, "fold_batch_norms", f"'{const.name}'", "malformed")
+
+
+def test_negative_dimension(graph):
+    const = const_input(graph, "bn_mul", 1)
+    const.attr["value"].tensor.tensor_shape.dim[0].size = -4
+    refuses(graph, "round_weights", f"'{const.name}'", "negative dimension")
+
+
+def test_const_claiming_more_than_two_gib(graph):
+    """A graph over protobuf's 2 GiB limit, simulated: a splat Const claims 16 GiB."""
+    const = const_input(graph, "bn_mul", 1)
+    tensor = const.attr["value"].tensor
+    tensor.ClearField("tensor_content")
+    tensor.float_val.append(1.0)  # one value repeated over the whole shape
+    tensor.tensor_shape.dim[0].size = 1 << 32
+    refuses(graph, "fold_constants", f"'{const.name}'", "larger than 2048 MiB")
+
+
+def test_two_dimensional_conv_weight(graph):  # aborts TF
+    const = const_input(graph, "conv3", 1)
+    value = tf.make_ndarray(const.attr["value"].tensor)
+    const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value.reshape(8, 4)))
+    refuses(graph, "fold_batch_norms", "'conv3'", f"'{const.name}' of rank 2", "rank 4")
+
+
+def test_int32_batch_norm_scale(graph):  # aborts TF
+    bn = node(graph, "bn1")
+    scale = const_input(graph, "bn1", 1)
+    scale.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.ones(8, np.int32)))
+    scale.attr["dtype"].type = types_pb2.DT_INT32
+    refuses(graph, "fold_old_batch_norms", f"'{bn.name}'", "int32", "float")
+
+
+def test_non_float_weights_in_a_foldable_pattern(graph):  # aborts TF
+    """Types agree along every edge, but fold_batch_norms reads the weights as float32."""
+    for name in ("conv3", "bn_mul"):
+        node(graph, name).attr["T"].type = types_pb2.DT_DOUBLE
+    for consumer in ("conv3", "bn_mul"):
+        const = const_input(graph, consumer, 1)
+        value = tf.make_ndarray(const.attr["value"].tensor).astype(np.float64)
+        const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+        const.attr["dtype"].type = types_pb2.DT_DOUBLE
+    # Keep the edge into conv3 consistent too: a Cast from the float atrous output.
+    cast = graph.node.add(name="to_double", op="Cast", input=[node(graph, "conv3").input[0]])
+    cast.attr["SrcT"].type, cast.attr["DstT"].type = types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE
+    node(graph, "conv3").input[0] = "to_double"
+    back = graph.node.add(name="to_float", op="Cast", input=["bn_mul"])
+    back.attr["SrcT"].type, back.attr["DstT"].type = types_pb2.DT_DOUBLE, types_pb2.DT_FLOAT
+    node(graph, "bias").input[0] = "to_float"
+    refuses(graph, "fold_batch_norms", "'bn_mul'", "double", "float32")
+
+
+# ---- transform strings and parameters ----
+
+def test_unknown_transform(graph):
+    refuses(graph, "fold_batchnorms", "unknown transform 'fold_batchnorms'", "fold_batch_norms")
+
+
+@pytest.mark.parametrize("text", ["fold_constants(", "fold_constants(ignore_errors=)x", 'rename_op(a="b)'])
+def test_malformed_parameters(graph, text):
+    with pytest.raises(leangraph.TransformError):
+        leangraph.transform(graph, text, INPUTS, OUTPUTS)
+
+
+def test_bad_node_name_in_parameters_is_harmless(graph):
+    """TF ignores a rename of a node that does not exist: the graph comes back unchanged."""
+    result = leangraph.transform(graph, "rename_node(old_node_name=missing, new_node_name=x)",
+                                 INPUTS, OUTPUTS)
+    assert [n.name for n in result.node] == [n.name for n in graph.node]
+
+
+def test_rename_onto_an_existing_node(graph):
+    refuses(graph, "rename_node(old_node_name=relu1, new_node_name=bn1)", "bn1")
+
+
+# ---- unsafe ops ----
+
+def io_graph(path):
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2], name="input")
+        contents = tf.io.read_file(tf.constant(str(path)), name="read")
+        tf.identity(x + tf.cast(tf.strings.length(contents), tf.float32), name="output")
+        tf.io.write_file(tf.constant(str(path) + ".out"), contents, name="write")
+    return g.as_graph_def()
+
+
+def test_graph_with_write_file_is_refused(tmp_path):
+    message = refuses(io_graph(tmp_path / "secret.txt"), "fold_constants", "write (WriteFile)",
+                      "read (ReadFile)", "allow_io_ops=True", error=leangraph.GraphError,
+                      outputs=["output"])
+    assert "ops that can read or write files" in message
+
+
+def test_read_file_is_folded_when_io_ops_are_allowed(tmp_path):
+    """Why io ops are refused by default: fold_constants executes the ReadFile."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"x" * 37)
+    result = leangraph.transform(io_graph(secret), "fold_constants", ["input"], ["output"],
+                                 allow_io_ops=True)
+    assert "ReadFile" not in [n.op for n in result.node]
+    folded = [tf.make_ndarray(n.attr["value"].tensor) for n in result.node if n.op == "Const"]
+    assert any(np.ndim(v) == 0 and v == 37 for v in folded), folded
+
+
+def test_unsafe_ops_inside_the_function_library():
+    g = tf.Graph()
+    with g.as_default():
+
+        @tf.function
+        def leak(name):
+            return tf.io.read_file(name)
+
+        tf.identity(leak(tf.constant("/etc/hostname")), name="output")
+    found = leangraph.find_unsafe_ops(g.as_graph_def())
+    assert any(op == "ReadFile" and "/" in name for name, op in found), found
+    with pytest.raises(leangraph.GraphError, match="ReadFile"):
+        leangraph.require_safe(g.as_graph_def())
+    leangraph.require_safe(g.as_graph_def(), allow_io_ops=True)
+
+
+def test_safe_graph_has_no_unsafe_ops(graph):
+    assert leangraph.find_unsafe_ops(graph) == []
+
+
+# ---- files (the `leangraph transform` command) ----
+
+def test_cli_output_equal_to_input(graph, tmp_path, capsys):
+    path = tmp_path / "model.pb"
+    path.write_bytes(graph.SerializeToString())
+    code = cli.main(["transform", "--in_graph", str(path), "--out_graph", str(path),
+                     "--transforms", "fold_constants"])
+    assert code == 1
+    assert "refusing to overwrite the input" in capsys.readouterr().err
+    assert path.read_bytes() == graph.SerializeToString()
+
+
+@pytest.mark.xfail(strict=True, reason="graphs.atomic_write lets OSError escape the CLI "
+                   "(leangraph/cli.py or graphs.py, not owned here): reported to the lead")
+def test_cli_unwritable_output_directory(graph, tmp_path, capsys):
+    path = tmp_path / "model.pb"
+    path.write_bytes(graph.SerializeToString())
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("a file where the output folder should be")
+    out = blocker / "out.pb"
+    code = cli.main(["transform", "--in_graph", str(path), "--out_graph", str(out),
+                     "--transforms", "fold_constants"])
+    assert code == 1
+    assert str(blocker) in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,293 @@
+"""The timer: statistics, pinning, JSON schema, interleaving and refusals.
+
+Tiny graphs only; no test asserts a speed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import leangraph
+from leangraph import bench, bench_cli
+
+REPORT_KEYS = {
+    "count", "samples_ms", "min_ms", "p10_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms",
+    "stddev_ms", "median_ci95_ms", "median_ci95_coverage", "median_ci95_method", "throughput",
+    "throughput_definition", "batch", "warmup", "precision", "init_ms", "first_run_ms",
+    "overhead_ms", "peak_rss_mb", "intra_op_threads", "inter_op_threads", "intra_op_pool", "cpus",
+    "inputs", "outputs", "threads", "affinity_ok", "profile",
+}
+
+
+def _mlp_graph(width=8, scale=1.0):
+    rng = np.random.default_rng(0)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, width], name="x")
+        w = tf.constant((rng.normal(size=(width, 4)) * scale).astype("float32"))
+        tf.nn.relu(tf.matmul(x, w), name="out")
+    return graph.as_graph_def()
+
+
+@pytest.fixture(scope="session")
+def graph_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    a = folder / "a.pb"
+    b = folder / "b.pb"
+    a.write_bytes(_mlp_graph().SerializeToString())
+    b.write_bytes(_mlp_graph(scale=2.0).SerializeToString())
+    npy = folder / "x.npy"
+    np.save(npy, np.ones((2, 8), dtype=np.float32))
+    return {"a": a, "b": b, "npy": npy, "dir": folder}
+
+
+@pytest.fixture(scope="session")
+def binary():
+    path = bench_cli.find_binary()
+    assert path is not None, "leangraph_bench is neither installed nor built"
+    return path
+
+
+def run_binary(binary, *args, env=None):
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run(
+        [str(binary), *map(str, args)], capture_output=True, text=True, env=full_env, timeout=120
+    )
+
+
+# ---- statistics ---------------------------------------------------------------------------
+
+
+def test_stats_match_numpy_percentiles():
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 100, 1001):
+        sample = rng.exponential(size=n)
+        s = bench.stats(sample, batch=4)
+        for key, p in (("p10_ms", 10), ("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99)):
+            assert s[key] == pytest.approx(np.percentile(sample, p), rel=1e-6)
+        assert s["mean_ms"] == pytest.approx(sample.mean(), rel=1e-6)
+        assert s["stddev_ms"] == pytest.approx(sample.std(ddof=1) if n > 1 else 0.0, rel=1e-6, abs=1e-12)
+        assert s["throughput"] == pytest.approx(4 * 1000 / np.median(sample), rel=1e-6)
+
+
+def test_median_interval_is_binomial_order_statistics():
+    native = leangraph._tfcheck.load_native()
+    assert native.median_ci95(100)[:2] == (39, 60)
+    assert native.median_ci95(10)[:2] == (1, 8)
+    assert native.median_ci95(5)[:2] == (0, 4)
+    s = bench.stats(list(range(100, 0, -1)))
+    assert s["median_ci95_ms"] == [40, 61]
+    assert s["median_ci95_coverage"] == pytest.approx(0.9648, abs=1e-4)
+
+
+def test_ratio_interval_is_seeded():
+    native = leangraph._tfcheck.load_native()
+    rng = np.random.default_rng(1)
+    b = list(1 + rng.random(40))
+    a = [2 * x + 0.1 * rng.random() for x in b]
+    assert native.median_ratio_ci95(a, b, 3) == native.median_ratio_ci95(a, b, 3)
+    lo, hi = native.median_ratio_ci95(a, b, 3)
+    assert lo <= np.median(a) / np.median(b) <= hi
+
+
+# ---- in-process benchmark -----------------------------------------------------------------
+
+
+def test_benchmark_honours_runs_and_fills_every_field(graph_files):
+    result = leangraph.benchmark(graph_files["a"], runs=17, warmup=2, batch=3)
+    assert result.count == 17 == len(result.samples_ms)
+    assert result.batch == 3
+    assert result.inputs == [{"name": "x", "dtype": "float32", "shape": [3, 8], "source": "random(seed=0)"}]
+    assert result.outputs == ["out"]
+    assert result.min_ms <= result.p10_ms <= result.p50_ms <= result.p90_ms <= result.p99_ms <= result.max_ms
+    lo, hi = result.median_ci95_ms
+    assert lo <= result.p50_ms <= hi
+    assert result.throughput == pytest.approx(3 * 1000 / result.p50_ms)
+    assert result.init_ms > 0 and result.first_run_ms > 0 and result.overhead_ms > 0
+    assert result.peak_rss_mb > 0
+    assert result.affinity_ok is None and result.cpus is None
+    json.dumps(result.to_dict())
+
+
+def test_benchmark_stats_are_the_timers_stats(graph_files):
+    result = leangraph.benchmark(graph_files["a"], runs=9, warmup=0, measure_overhead=False)
+    again = bench.stats(result.samples_ms, result.batch)
+    assert again["p50_ms"] == pytest.approx(result.p50_ms)
+    assert again["median_ci95_ms"] == pytest.approx(list(result.median_ci95_ms))
+
+
+def test_benchmark_max_time_stops_early(graph_files):
+    result = leangraph.benchmark(graph_files["a"], runs=0, max_time=0.05, warmup=0,
+                                 measure_overhead=False)
+    assert 1 <= result.count == len(result.samples_ms)
+
+
+def test_in_process_pinning_checks_every_session_thread(graph_files):
+    cpu = max(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    result = leangraph.benchmark(graph_files["a"], runs=5, warmup=1, cpus=[cpu], threads=2,
+                                 inter_op_threads=2)
+    assert result.cpus == str(cpu)
+    # The caller plus the session's own intra- and inter-op pools.
+    assert len(result.threads) >= 3
+    assert {t["cpus_allowed_list"] for t in result.threads} == {str(cpu)}
+    assert result.affinity_ok is True
+    assert result.intra_op_pool == "per-session"
+    assert os.sched_getaffinity(0) == before  # the calling thread is given back
+
+
+def test_inputs_from_arrays(graph_files):
+    x = np.full((2, 8), 0.5, dtype=np.float32)
+    result = leangraph.benchmark(graph_files["a"], {"x:0": x}, runs=3, warmup=0,
+                                 measure_overhead=False)
+    assert result.inputs[0]["shape"] == [2, 8] and result.inputs[0]["source"] == "array"
+    assert result.batch == 2
+
+
+def test_profile_reports_op_types(graph_files):
+    result = leangraph.benchmark(graph_files["a"], runs=3, warmup=1, profile=True,
+                                 measure_overhead=False)
+    ops = {row["op"] for row in result.profile["by_op_type"]}
+    assert any("MatMul" in op for op in ops), ops
+    assert result.profile["top_nodes"]
+    assert sum(r["percent"] for r in result.profile["by_op_type"]) == pytest.approx(100, abs=0.1)
+
+
+def test_compare_runs_interleaved(graph_files):
+    result = leangraph.compare(graph_files["a"], graph_files["b"], runs=6, warmup=1,
+                               measure_overhead=False)
+    assert result.order == ["A", "B"] * 6
+    assert result.a.count == result.b.count == 6
+    assert result.speedup == pytest.approx(result.a.p50_ms / result.b.p50_ms)
+    lo, hi = result.speedup_ci95
+    assert 0 < lo <= hi
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"inputs": {"nope": np.zeros((1, 8), np.float32)}}, "'nope' is not a node"),
+        ({"inputs": {"x": np.zeros((1, 9), np.float32)}}, "shape mismatch"),
+        ({"inputs": {"x": np.zeros((1, 8), np.int32)}}, "dtype mismatch"),
+        ({"cpus": [4095]}, "unknown CPU id 4095"),
+        ({"outputs": ["missing"]}, "missing"),
+        ({"precision": "fp8"}, "unknown precision"),
+    ],
+)
+def test_in_process_bad_input_raises(graph_files, kwargs, match):
+    with pytest.raises(leangraph.BenchmarkError, match=match):
+        leangraph.benchmark(graph_files["a"], runs=2, warmup=0, measure_overhead=False, **kwargs)
+
+
+def test_bf16_refused_without_cpu_support(graph_files, monkeypatch):
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
+    assert leangraph.cpu_supports_bf16() is False
+    with pytest.raises(leangraph.BenchmarkError, match="neither AVX512_BF16 nor AMX"):
+        leangraph.benchmark(graph_files["a"], runs=2, precision="bf16")
+
+
+def test_bad_graph_bytes_raise():
+    with pytest.raises(leangraph.BenchmarkError, match="not a serialized GraphDef"):
+        leangraph.benchmark(b"\xff\xff not a graph", runs=1)
+
+
+# ---- Keras ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["call", "function", "predict"])
+def test_benchmark_keras(mode):
+    import keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    result = leangraph.benchmark_keras(model, np.ones((2, 8), np.float32), mode=mode, runs=4,
+                                       warmup=1)
+    assert result.count == 4 and result.batch == 2 and result.label == f"keras-{mode}"
+    assert bench.stats(result.samples_ms, 2)["p50_ms"] == pytest.approx(result.p50_ms)
+    with pytest.raises(leangraph.BenchmarkError, match="unknown mode"):
+        leangraph.benchmark_keras(model, np.ones((2, 8), np.float32), mode="jit")
+
+
+# ---- the binary -----------------------------------------------------------------------------
+
+
+def test_binary_json_schema_and_pinning(binary, graph_files):
+    proc = run_binary(binary, "--graph", graph_files["a"], "--runs", 7, "--warmup", 1,
+                      "--cpus", 0, "--json", "--batch", 2, "--intra-op-threads", 2)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert REPORT_KEYS <= set(report)
+    assert report["count"] == 7 == len(report["samples_ms"])
+    assert report["cpus"] == "0" and report["affinity_ok"] is True
+    # Every thread of the process, TF's pools included, is confined to CPU 0.
+    assert len(report["threads"]) >= 3
+    assert any(t["name"].startswith("tf_") for t in report["threads"])
+    assert {t["cpus_allowed_list"] for t in report["threads"]} == {"0"}
+
+
+def test_binary_compare_is_interleaved(binary, graph_files):
+    proc = run_binary(binary, "--graph", graph_files["a"], "--compare", graph_files["b"],
+                      "--runs", 5, "--warmup", 0, "--no-overhead", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["order"] == ["A", "B"] * 5
+    assert report["a"]["count"] == report["b"]["count"] == 5
+    assert report["speedup"] == pytest.approx(report["a"]["p50_ms"] / report["b"]["p50_ms"], rel=1e-6)
+    assert "bootstrap" in report["speedup_ci95_method"]
+
+
+def test_binary_npy_input_and_text_report(binary, graph_files):
+    proc = run_binary(binary, "--graph", graph_files["a"], "--input-npy", f"x={graph_files['npy']}",
+                      "--runs", 3, "--warmup", 0, "--profile", "--profile-runs", 2)
+    assert proc.returncode == 0, proc.stderr
+    assert "npy:" in proc.stdout and "Summary by op type" in proc.stdout
+    assert "x float32[2,8]" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--graph", "{dir}/missing.pb"], {}, "graph file not found"),
+        (["--graph", "{a}", "--input", "nope:1,8:float32"], {}, "'nope' is not a node"),
+        (["--graph", "{a}", "--input", "x:1,9:float32"], {}, "shape mismatch"),
+        (["--graph", "{a}", "--input", "x:1,8:int32"], {}, "dtype mismatch"),
+        (["--graph", "{a}", "--input-npy", "x={dir}/none.npy"], {}, "npy file not found"),
+        (["--graph", "{a}", "--precision", "bf16"], {"LEANGRAPH_FAKE_NO_BF16": "1"},
+         "neither AVX512_BF16 nor AMX"),
+        (["--graph", "{a}", "--cpus", "4095"], {}, "unknown CPU id 4095"),
+        (["--graph", "{a}", "--runs", "many"], {}, "--runs needs a whole number"),
+        (["--graph", "{a}", "--bogus"], {}, "unknown flag"),
+    ],
+)
+def test_binary_bad_input_fails_clearly(binary, graph_files, args, env, message):
+    args = [a.format(a=graph_files["a"], dir=graph_files["dir"]) for a in args]
+    proc = run_binary(binary, *args, "--runs" if "--runs" not in args else "--warmup", 2, env=env)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "leangraph-bench: error:" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_console_script_passes_argv_through():
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from leangraph.bench_cli import main; sys.exit(main())",
+         "--help"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: leangraph-bench" in proc.stdout
+
+
+def test_compare_with_bf16_for_b_alone(graph_files, monkeypatch):
+    result = None
+    if leangraph.cpu_supports_bf16():
+        result = leangraph.compare(graph_files["a"], graph_files["a"], runs=3, warmup=0,
+                                   precision_b="bf16", measure_overhead=False)
+        assert (result.a.precision, result.b.precision) == ("fp32", "bf16")
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
+    with pytest.raises(leangraph.BenchmarkError, match="neither AVX512_BF16"):
+        leangraph.compare(graph_files["a"], graph_files["a"], runs=2, precision_b="bf16")

@@ -1,0 +1,403 @@
+"""leangraph optimize: the whole pipeline on a small Keras CNN, its gate, its files and its interrupts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graph_builders
+from leangraph.errors import LeangraphError
+from leangraph.images import (
+    family_preprocessing,
+    load_images,
+    random_images,
+    resolve_preprocessing,
+)
+from leangraph.optimize import (
+    Interrupted,
+    _commit,
+    _signals_deferred,
+    compare_outputs,
+    optimize,
+    select_result,
+)
+from leangraph.report import FAILED, PASSED, LatencyStats, VariantResult
+
+IMAGES = 6
+RUNS = 7  # differs from IMAGES, so a count taken from the wrong setting shows
+
+
+def perturb_weights(graph_def):
+    """Test-only variant: the largest weight tensor scaled by 1.5 (a wrong model, same graph)."""
+    import tensorflow as tf
+
+    weights = [n for n in graph_def.node
+               if n.op == "Const" and n.attr["dtype"].type == tf.float32.as_datatype_enum]
+    target = max(weights, key=lambda n: tf.make_ndarray(n.attr["value"].tensor).size)
+    value = tf.make_ndarray(target.attr["value"].tensor)
+    target.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value * 1.5))
+    return graph_def
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("optimize")
+    model = graph_builders.keras_cnn_model()
+    model.save(folder / "model.keras")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_path(model_dir):
+    return model_dir / "model.keras"
+
+
+@pytest.fixture(scope="module")
+def run(model_dir, model_path):
+    """One optimize() run shared by the tests below; OUTDIR is the model's own folder."""
+    before = model_path.read_bytes(), model_path.stat().st_mtime_ns
+    report = optimize(model_path, outdir=model_dir, images=IMAGES, runs=RUNS, preprocess="tf",
+                      progress=False, extra_variants={"perturbed": perturb_weights})
+    return report, before
+
+
+def _leftovers(parent):
+    return [p.name for p in parent.iterdir() if ".leangraph-" in p.name]
+
+
+def test_every_artifact_written(run, model_dir):
+    report, _ = run
+    assert report.ok
+    for name in ("optimized.pb", "report.md", "report.json", "latency.png"):
+        assert (model_dir / name).is_file() and (model_dir / name).stat().st_size > 0, name
+        assert report.files[name] == model_dir / name
+    assert (model_dir / "optimized_savedmodel" / "saved_model.pb").is_file()
+    from PIL import Image
+
+    with Image.open(model_dir / "latency.png") as png:
+        assert png.format == "PNG" and png.size[0] > 400 and png.size[1] > 200
+    markdown = (model_dir / "report.md").read_text()
+    assert "| Variant |" in markdown and "leangraph optimize" in markdown
+    assert f"--runs {RUNS}" in markdown  # the reproduce command
+    assert not _leftovers(model_dir) and not _leftovers(model_dir.parent)
+
+
+def test_input_model_never_overwritten(run, model_path):
+    _, (data, mtime) = run
+    assert model_path.read_bytes() == data
+    assert model_path.stat().st_mtime_ns == mtime
+
+
+def test_report_numbers_come_from_measurement(run, model_dir):
+    report, _ = run
+    data = json.loads((model_dir / "report.json").read_text())
+    assert data["settings"]["runs"] == RUNS and data["settings"]["images"] == IMAGES
+    timed = [v for v in data["variants"] if v["latency"]]
+    names = {v["name"] for v in timed}
+    assert {"keras-predict", "keras-call", "frozen", "deploy", "perturbed"} <= names
+    predict = next(v for v in timed if v["name"] == "keras-predict")
+    for v in timed:
+        lat = v["latency"]
+        samples = np.asarray(lat["samples_ms"])
+        assert lat["count"] == RUNS and len(samples) == RUNS, v["name"]
+        assert np.all(samples > 0)
+        assert lat["p50_ms"] == pytest.approx(np.median(samples))
+        assert lat["mean_ms"] == pytest.approx(samples.mean())
+        assert lat["p90_ms"] == pytest.approx(np.percentile(samples, 90))
+        assert v["speedup"] == pytest.approx(predict["latency"]["p50_ms"] / lat["p50_ms"])
+        assert v["verified_on"] == IMAGES
+    # Each variant was timed in every round, in the recorded order.
+    assert sorted(data["settings"]["bench_order"]) == sorted(
+        [v["name"] for v in timed] * data["settings"]["rounds"])
+    result = report.variant(report.result)
+    from leangraph.graphs import load_graph
+
+    written = load_graph(model_dir / "optimized.pb")
+    assert len(written.node) == result.nodes
+    assert (model_dir / "optimized.pb").stat().st_size == result.file_bytes
+
+
+def test_savedmodel_loads_and_reproduces_outputs(run, model_dir, model_path):
+    import keras
+    import tensorflow as tf
+
+    report, _ = run
+    x = random_images((1, 24, 24, 3), 3, "tf", seed=11)
+    keras_out = keras.saving.load_model(model_path)(x, training=False).numpy()
+    loaded = tf.saved_model.load(str(model_dir / "optimized_savedmodel"))
+    serve = loaded.signatures["serving_default"]
+    input_name = report.settings["inputs"][0]["name"]
+    output_name = report.settings["outputs"][0]["name"]
+    got = np.concatenate([serve(**{input_name: tf.constant(x[i:i + 1])})[output_name].numpy()
+                          for i in range(3)])
+    tolerance = 1e-4 if report.variant(report.result).precision == "fp32" else 2e-2
+    assert np.max(np.abs(got - keras_out)) <= tolerance * np.max(np.abs(keras_out))
+    assert np.array_equal(got.argmax(-1), keras_out.argmax(-1))
+
+
+def test_gate_fails_a_wrong_variant(run, model_dir):
+    report, _ = run
+    wrong = report.variant("perturbed")
+    assert wrong.status == FAILED
+    assert wrong.max_rel_diff > report.settings["tolerance"]
+    assert "tolerance" in wrong.reason
+    assert report.result != "perturbed"
+    assert report.variant(report.result).passed
+    # The wrong graph is not what was written.
+    assert (model_dir / "optimized.pb").read_bytes() != wrong.graph_def
+    assert (model_dir / "optimized.pb").read_bytes() == report.variant(report.result).graph_def
+    row = next(line for line in (model_dir / "report.md").read_text().splitlines()
+               if line.startswith("| perturbed |"))
+    assert "FAILED" in row
+    # The honest fp32 variants passed the same gate.
+    for name in ("frozen", "deploy"):
+        assert report.variant(name).status == PASSED, report.variant(name).reason
+
+
+def _variant(name, p50, status=PASSED, eligible=True):
+    v = VariantResult(name=name, description=name, kind="graph", eligible=eligible)
+    v.latency = LatencyStats.from_samples([p50, p50 * 1.1, p50 * 0.9])
+    if status != PASSED:
+        v.fail("wrong")
+    return v
+
+
+def test_select_result_never_picks_a_failed_variant():
+    fast_wrong = _variant("wrong", 1.0, status=FAILED)
+    slow_right = _variant("right", 5.0)
+    size_only = _variant("size", 0.5, eligible=False)
+    assert select_result([fast_wrong, slow_right, size_only]).name == "right"
+    assert select_result([fast_wrong, size_only]) is None
+
+
+def test_compare_outputs_definitions():
+    ref = [np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])]
+    out = [np.array([[0.1, 0.6, 0.3], [0.1, 0.2, 0.7]])]
+    max_abs, max_rel, top1 = compare_outputs(out, ref)
+    assert max_abs == pytest.approx(0.4)
+    assert max_rel == pytest.approx(0.4 / 0.7)
+    assert top1 == 0.5
+    nan = [np.array([[0.1, np.nan, 0.2], [0.5, 0.2, 0.3]])]
+    assert compare_outputs(nan, ref)[1] == float("inf")
+    assert compare_outputs([np.ones((2, 1))], [np.ones((2, 1))]) == (0.0, 0.0, None)
+
+
+def test_no_passing_variant_writes_no_result(model_path, tmp_path):
+    """Via the CLI: a tolerance nothing meets fails every variant; stale results are removed."""
+    from leangraph.cli import main
+
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "optimized.pb").write_bytes(b"from an earlier run")
+    (outdir / "keep.txt").write_text("not ours")
+    code = main(["optimize", str(model_path), "-o", str(outdir), "--images", "2", "--runs", "2",
+                 "--precision", "fp32", "--tolerance", "1e-30", "--preprocess", "tf",
+                 "--no-progress"])
+    assert code == 3
+    data = json.loads((outdir / "report.json").read_text())
+    assert data["result"] is None
+    fp32 = [v for v in data["variants"] if v["precision"] == "fp32" and v["kind"] == "graph"]
+    assert fp32 and all(v["status"] == FAILED for v in fp32)
+    assert not (outdir / "optimized.pb").exists()
+    assert not (outdir / "optimized_savedmodel").exists()
+    assert (outdir / "keep.txt").read_text() == "not ours"
+    assert "No result written" in (outdir / "report.md").read_text()
+
+
+def _write_images(folder):
+    from PIL import Image
+
+    folder.mkdir()
+    Image.new("RGB", (40, 30), (255, 0, 128)).save(folder / "a.png")
+    Image.new("RGB", (24, 24), (0, 255, 0)).save(folder / "b.jpg", quality=100)
+    Image.new("L", (50, 50), 128).save(folder / "c.jpeg")
+    (folder / "notes.txt").write_text("not an image")
+
+
+def test_image_dir_loading_and_preprocessing(tmp_path):
+    _write_images(tmp_path / "imgs")
+    x, files = load_images(tmp_path / "imgs", (1, 24, 24, 3), "tf")
+    assert [f.name for f in files] == ["a.png", "b.jpg", "c.jpeg"]
+    assert x.shape == (3, 24, 24, 3) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, 5, 5], [1.0, -1.0, 128 / 127.5 - 1], atol=1e-6)
+    caffe, _ = load_images(tmp_path / "imgs", (1, 24, 24, 3), "resnet50", limit=1)
+    np.testing.assert_allclose(caffe[0, 0, 0], [128 - 103.939, 0 - 116.779, 255 - 123.68], atol=1e-4)
+    gray, _ = load_images(tmp_path / "imgs", (1, 8, 8, 1), "none")
+    assert gray.shape == (3, 8, 8, 1)
+    assert resolve_preprocessing("Xception") == "tf"
+    assert family_preprocessing("mobilenetv2_1.00_224") == "tf"
+    assert family_preprocessing("resnet50") == "caffe"
+    assert family_preprocessing("resnet50v2") == "tf"
+    assert family_preprocessing("efficientnetb0") == "none"
+    assert family_preprocessing("my_cnn") is None
+    with pytest.raises(LeangraphError, match="unknown preprocessing"):
+        resolve_preprocessing("imagenet-magic")
+    with pytest.raises(LeangraphError, match="no .jpg"):
+        load_images(tmp_path, (1, 24, 24, 3))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(LeangraphError, match="broken.png"):
+        load_images(tmp_path / "bad", (1, 24, 24, 3))
+
+
+def test_cli_with_image_dir(model_path, tmp_path, capsys):
+    from leangraph.cli import main
+
+    _write_images(tmp_path / "imgs")
+    outdir = tmp_path / "new" / "out"  # neither it nor its parent exists yet
+    code = main(["optimize", str(model_path), "-o", str(outdir), "--image-dir", str(tmp_path / "imgs"),
+                 "--precision", "fp32", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "keras-predict" in printed and "(result)" in printed
+    data = json.loads((outdir / "report.json").read_text())
+    assert data["settings"]["images"] == 3 and data["settings"]["runs"] == 3
+    assert all(v["latency"]["count"] == 3 for v in data["variants"] if v["latency"])
+    assert data["settings"]["preprocessing"] == "tf"  # unknown family: [-1, 1], with a note
+    assert any("--preprocess" in note for note in data["notes"])
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        "latency.png", "optimized.pb", "optimized_savedmodel", "report.json", "report.md"]
+    assert not _leftovers(outdir.parent)
+
+
+def test_bad_arguments_are_refused_before_any_work(model_path, tmp_path):
+    clash = tmp_path / "optimized.pb"
+    clash.write_bytes(model_path.read_bytes())
+    with pytest.raises(LeangraphError, match="overwrite the input model"):
+        optimize(clash, outdir=tmp_path, progress=False)
+    assert clash.read_bytes() == model_path.read_bytes()
+    with pytest.raises(LeangraphError, match="is the input model"):
+        optimize(model_path, outdir=model_path, progress=False)
+    with pytest.raises(LeangraphError, match="precision"):
+        optimize(model_path, outdir=tmp_path / "o", precisions="fp8", progress=False)
+    with pytest.raises(LeangraphError, match="--cpus"):
+        optimize(model_path, outdir=tmp_path / "o", cpus="9999", progress=False)
+    with pytest.raises(LeangraphError, match="recipe"):
+        optimize(model_path, outdir=tmp_path / "o", recipe="no-such-recipe", progress=False)
+    with pytest.raises(LeangraphError, match="not a directory"):
+        optimize(model_path, outdir=tmp_path / "o", image_dir=tmp_path / "none", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_without_model_uses_the_default():
+    from leangraph.cli import build_parser
+
+    args = build_parser().parse_args(["optimize"])
+    assert args.model is None
+    help_text = build_parser()._subparsers._group_actions[0].choices["optimize"].format_help()
+    assert "Xception" in help_text
+
+
+def test_commit_finishes_when_a_signal_arrives(tmp_path, monkeypatch):
+    """A signal during the final renames is held until every file is in place."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "report.md").write_text("old")
+    staging = tmp_path / ".out.leangraph-x.tmp"
+    staging.mkdir()
+    for name in ("report.md", "report.json", "latency.png"):
+        (staging / name).write_text(f"new {name}")
+    real_replace = os.replace
+    sent = []
+
+    def replace_and_signal(src, dst):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_and_signal)
+    with pytest.raises(Interrupted):
+        _commit(staging, outdir, ["report.md", "report.json", "latency.png"])
+    assert sent
+    for name in ("report.md", "report.json", "latency.png"):
+        assert (outdir / name).read_text() == f"new {name}"
+    assert not staging.exists()
+
+
+def test_signals_deferred_reraises_after_the_block():
+    with pytest.raises(Interrupted) as caught:
+        with _signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            done = True
+    assert done and caught.value.signum == signal.SIGTERM
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_during_benchmark_leaves_no_partial_file(model_path, tmp_path, signum):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "report.md").write_text("from an earlier run")
+    command = [sys.executable, "-m", "leangraph", "optimize", str(model_path), "-o", str(outdir),
+               "--images", "2", "--runs", "100000", "--precision", "fp32", "--preprocess", "tf"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        seen = []
+        deadline = time.monotonic() + 90
+        for line in child.stderr:
+            seen.append(line)
+            if "benchmark" in line and line.startswith("["):
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+        else:
+            pytest.fail("the child never reached the benchmark step:\n" + "".join(seen))
+        time.sleep(1.0)
+        assert child.poll() is None, "the child finished before it could be interrupted"
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 128 + signum, err[-2000:]
+    assert sorted(p.name for p in outdir.iterdir()) == ["report.md"]
+    assert (outdir / "report.md").read_text() == "from an earlier run"
+    assert not _leftovers(tmp_path)
+
+
+def test_bf16_is_skipped_without_cpu_support(monkeypatch):
+    from leangraph import bench
+    from leangraph.optimize import _bf16_variant
+    from leangraph.report import SKIPPED
+
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
+    best = _variant("deploy", 1.0)
+    v = _bf16_variant(best, bench, (["input"], ["output"]))
+    assert v.status == SKIPPED and "AVX512_BF16" in v.reason
+    assert v.latency is None and not v.eligible
+
+
+def test_top1_margin_flags_near_ties():
+    from leangraph.optimize import top1_margin
+
+    confident = [np.array([[0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])]
+    assert top1_margin(confident) == pytest.approx(np.median([0.7 / 0.8, 0.3 / 0.6]))
+    near_tie = [np.full((2, 1000), 1e-3) + np.linspace(0, 1e-9, 1000)]
+    assert top1_margin(near_tie) < 1e-5
+    assert top1_margin([np.ones((3, 1))]) is None
+
+
+def test_a_variant_tf_cannot_run_is_failed_not_fatal(model_path, tmp_path):
+    """A broken extra variant (an op reading a missing input) is FAILED; the run goes on."""
+
+    def break_graph(graph_def):
+        node = next(n for n in graph_def.node if n.op == "Relu")
+        node.op = "Neg"  # same signature, different function: verification must catch it
+        conv = next(n for n in graph_def.node if n.op == "Conv2D")
+        conv.attr["padding"].s = b"NOT_A_PADDING"  # TF refuses to run this graph
+        return graph_def
+
+    report = optimize(model_path, outdir=tmp_path / "out", images=2, runs=2, preprocess="tf",
+                      precisions="fp32", progress=False, extra_variants={"broken": break_graph})
+    broken = report.variant("broken")
+    assert broken.status == FAILED and "running it failed" in broken.reason
+    assert broken.latency is None
+    assert report.ok and report.result != "broken"

@@ -1,0 +1,175 @@
+"""evaluate(), to_bfloat16 on the digits reference model, and TF's 8-bit weights."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import leangraph
+from leangraph import precision
+from leangraph.errors import LeangraphError
+from leangraph.reference_model import reference_model
+
+# TensorFlow's DataType enum values, as stored in GraphDef attrs.
+DT_FLOAT, DT_BFLOAT16 = 1, 14
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return reference_model()
+
+
+@pytest.fixture(scope="session")
+def digits_bf16(digits):
+    return precision.to_bfloat16(digits.graph_def)
+
+
+def _linear_graph(offset=(0.0, 0.0, 0.0), batch=None):
+    """input [batch, 3] -> + offset -> output: argmax is the largest input column."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [batch, 3], name="input")
+        tf.identity(x + tf.constant(np.asarray(offset, np.float32)), name="output")
+    return graph.as_graph_def()
+
+
+X = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0.8, 0]], np.float32)
+
+
+def test_evaluate_matches_hand_computed_accuracy():
+    # top-1 classes are 0, 1, 2, 1; labels 0, 1, 2, 2 -> 3 of 4 right.
+    result = leangraph.evaluate(_linear_graph(), X, [0, 1, 2, 2])
+    assert result.accuracy == pytest.approx(0.75)
+    assert result.n == 4
+    assert result.top1_agreement is None and result.max_abs_diff is None
+
+
+def test_evaluate_against_a_reference_graph():
+    # The reference adds 1.5 to column 2, so its top-1 is class 2 on every
+    # row; ours is 0, 1, 2, 1 -> by hand they agree on 1 row of 4.
+    ref = _linear_graph(offset=(0, 0, 1.5))
+    result = leangraph.evaluate(_linear_graph(), X, y=[0, 1, 2, 1], reference=ref, batch_size=3)
+    assert result.accuracy == pytest.approx(1.0)
+    assert result.top1_agreement == pytest.approx(0.25)
+    assert result.max_abs_diff == pytest.approx(1.5)
+    assert result.max_rel_diff == pytest.approx(1.5 / 2.5)  # largest |reference| is 1 + 1.5
+
+
+def test_evaluate_pads_the_last_batch_of_a_fixed_batch_graph():
+    result = leangraph.evaluate(_linear_graph(batch=3), X, [0, 1, 2, 0], batch_size=32)
+    assert result.n == 4
+    assert result.accuracy == pytest.approx(0.75)
+
+
+def test_evaluate_accepts_one_hot_labels():
+    one_hot = np.eye(3)[[0, 1, 2, 2]]
+    assert leangraph.evaluate(_linear_graph(), X, one_hot).accuracy == pytest.approx(0.75)
+
+
+def test_evaluate_rejects_bad_data():
+    with pytest.raises(LeangraphError, match="4 examples but y has 3"):
+        leangraph.evaluate(_linear_graph(), X, [0, 1, 2])
+    with pytest.raises(LeangraphError, match="at least one example"):
+        leangraph.evaluate(_linear_graph(), X[:0])
+    with pytest.raises(LeangraphError, match="shape"):
+        leangraph.evaluate(_linear_graph(), X, reference=_two_output_graph())
+
+
+def _two_output_graph():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="input")
+        tf.identity(x[:, :2], name="output")
+    return graph.as_graph_def()
+
+
+def test_reference_model_is_accurate_and_cached(digits):
+    assert digits.accuracy > 0.95
+    assert len(digits.x_test) == len(digits.y_test) > 300
+    assert digits.x_test.shape[1:] == (32, 32, 3)
+    ops = {n.op for n in digits.graph_def.node}
+    assert {"Conv2D", "DepthwiseConv2dNative", "AddV2", "MaxPool", "MatMul"} <= ops
+    again = reference_model()
+    assert again.graph_path == digits.graph_path and again.accuracy == digits.accuracy
+
+
+def test_to_bfloat16_is_registered():
+    info = {t.name: t for t in leangraph.list_transforms()}
+    assert info["to_bfloat16"].origin == "leangraph"
+
+
+def test_to_bfloat16_converts_compute_and_keeps_float_edges(digits, digits_bf16):
+    nodes = {n.name: n for n in digits_bf16.node}
+    for node in digits_bf16.node:
+        if node.op in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+            assert node.attr["T"].type == DT_BFLOAT16, node.name
+    assert nodes["input"].attr["dtype"].type == DT_FLOAT
+    output = nodes[digits.output_name]
+    assert output.attr["T"].type == DT_FLOAT
+    # Casts only where a bf16 region meets a float one: never a round trip.
+    casts = [n for n in digits_bf16.node if n.op == "Cast"]
+    assert casts
+    for cast in casts:
+        producer = nodes[cast.input[0].split(":")[0]]
+        assert producer.op != "Cast", f"{cast.name} casts a cast"
+    input_casts = [c for c in casts if c.input[0] in ("input", "input:0")]
+    assert len(input_casts) == 1
+    assert input_casts[0].attr["DstT"].type == DT_BFLOAT16
+
+
+def test_to_bfloat16_stores_every_weight_as_bf16(digits, digits_bf16):
+    nodes = {n.name: n for n in digits_bf16.node}
+
+    def source(name):
+        node = nodes[name.split(":")[0]]
+        while node.op == "Identity":
+            node = nodes[node.input[0].split(":")[0]]
+        return node
+
+    for node in digits_bf16.node:
+        if node.op in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+            weights = source(node.input[1])
+            assert weights.op == "Const"
+            assert weights.attr["dtype"].type == DT_BFLOAT16
+            assert weights.attr["value"].tensor.dtype == DT_BFLOAT16
+    before = len(digits.graph_def.SerializeToString())
+    after = len(digits_bf16.SerializeToString())
+    # The batch-norm statistics still feed float Rsqrt chains in a raw Keras
+    # freeze; the conv and dense weights (most of the bytes) are halved.
+    assert after < 0.75 * before
+
+
+def test_to_bfloat16_accuracy_within_half_a_point(digits, digits_bf16):
+    result = leangraph.evaluate(digits_bf16, digits.x_test, digits.y_test,
+                                reference=digits.graph_def)
+    assert 100 * (digits.accuracy - result.accuracy) <= 0.5
+    assert result.top1_agreement >= 0.99
+    # Really computed in bf16: close to fp32, but not bit-identical.
+    assert 0 < result.max_abs_diff < 0.15
+
+
+def test_grappler_bf16_config_runs_and_agrees(digits):
+    config = precision.grappler_bf16_config(threads=2)
+    assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1
+    x = digits.x_test[:64]
+    result = leangraph.evaluate(digits.graph_def, x, reference=digits.graph_def,
+                                session_config=config)
+    assert result.top1_agreement >= 0.98
+
+
+def test_quantize_weights_shrinks_the_file_and_keeps_accuracy(digits):
+    quantized, config = precision.apply_precision(digits.graph_def, "int8-weights")
+    assert config is None
+    assert "Dequantize" in {n.op for n in quantized.node}
+    assert len(quantized.SerializeToString()) < len(digits.graph_def.SerializeToString())
+    result = leangraph.evaluate(quantized, digits.x_test, digits.y_test)
+    assert 100 * (digits.accuracy - result.accuracy) <= 1.0
+
+
+def test_unknown_precision_is_named():
+    with pytest.raises(LeangraphError, match="unknown precision 'fp8'.*bf16"):
+        precision.apply_precision(_linear_graph(), "fp8")
+
+
+def test_fake_no_bf16_is_honoured(monkeypatch):
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
+    assert precision.cpu_supports_bf16() is False

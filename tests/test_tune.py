@@ -1,0 +1,150 @@
+"""leangraph.tune: the accuracy budget holds, bf16 falls back cleanly, trials are recorded."""
+
+import json
+
+import numpy as np
+import pytest
+
+from leangraph import cli, graphs
+from leangraph.errors import LeangraphError
+from leangraph.reference_model import reference_model
+from leangraph.tune import Trial, TuneResult, tune
+
+MARKER = "test_only_fast_but_wrong"
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return reference_model()
+
+
+@pytest.fixture(scope="session")
+def data(digits):
+    return digits.x_test[:120], digits.y_test[:120]
+
+
+@pytest.fixture(scope="session")
+def wrong_graph(digits):
+    """The digits model with every weight tensor perturbed: cheap to run, wrong answers."""
+    from tensorflow.python.framework import tensor_util
+
+    graph = digits.graph_def
+    rng = np.random.default_rng(0)
+    for node in graph.node:
+        if node.op != "Const" or node.attr["dtype"].type != 1:
+            continue
+        value = tensor_util.MakeNdarray(node.attr["value"].tensor)
+        if value.size < 64:
+            continue
+        noisy = value + rng.normal(0, 3 * (np.abs(value).mean() + 1e-3), value.shape)
+        node.attr["value"].tensor.CopyFrom(
+            tensor_util.make_tensor_proto(noisy.astype(np.float32)))
+    marker = graph.node.add()
+    marker.name, marker.op = MARKER, "NoOp"
+    return graph
+
+
+def fake_timer(graph_def, session_config, threads, feeds):
+    """The wrong candidate is 100x faster; more threads help a little."""
+    wrong = any(n.name == MARKER for n in graph_def.node)
+    return (0.1 if wrong else 10.0) / threads ** 0.1
+
+
+def test_fast_but_wrong_candidate_never_wins(data, wrong_graph, digits):
+    x, y = data
+    result = tune(digits.graph_path, x, y, max_accuracy_drop=0.5, recipes=["none"],
+                  precisions=["fp32"], threads=[1, 2], candidates={"wrong": wrong_graph},
+                  timer=fake_timer, log=lambda line: None)
+    wrong = [t for t in result.trials if t.model == "wrong"]
+    assert len(wrong) == 2  # small space: every configuration measured
+    assert all(not t.feasible and t.accuracy_drop > 0.5 for t in wrong)
+    assert result.best.model == "original"
+    assert result.best.feasible and result.best.accuracy_drop <= 0.5
+    assert result.best.threads == 2
+    # With the budget lifted, the same search picks it: the budget made the difference.
+    lifted = tune(digits.graph_path, x, y, max_accuracy_drop=100, recipes=["none"],
+                  precisions=["fp32"], threads=[1, 2], candidates={"wrong": wrong_graph},
+                  timer=fake_timer, log=lambda line: None)
+    assert lifted.best.model == "wrong"
+
+
+def test_tpe_search_respects_the_budget(data, wrong_graph, digits):
+    x, y = data
+    result = tune(digits.graph_path, x, y, max_accuracy_drop=0.5, n_trials=8,
+                  recipes=["none"], precisions=["fp32", "int8-weights"], threads=[1, 2, 3],
+                  candidates={"wrong": wrong_graph}, timer=fake_timer, log=lambda line: None)
+    assert len(result.trials) == 8  # 12 configurations > 8 trials: TPE sampled them
+    assert result.best.model == "original"
+    for t in result.trials:
+        if t.model == "wrong":
+            assert not t.feasible
+
+
+def test_bf16_without_cpu_support_keeps_fp32(monkeypatch, data, digits):
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
+    lines = []
+    x, y = data
+    result = tune(digits.graph_path, x, y, recipes=["none"], precisions=["bf16"],
+                  threads=[1], timer=fake_timer, log=lines.append)
+    assert result.best.precision == "fp32"
+    assert {t.precision for t in result.trials} == {"fp32"}
+    assert any("AVX512_BF16" in m and "fp32 is kept" in m for m in result.messages)
+    assert any("AVX512_BF16" in line for line in lines)
+
+
+def test_every_trial_is_recorded_with_table_and_plot(tmp_path, data, digits):
+    x, y = data
+    record = tmp_path / "trials.json"
+    result = tune(digits.graph_path, x, y, recipes=["none"], precisions=["fp32", "bf16"],
+                  threads=[1], timer=fake_timer, record=record, log=lambda line: None)
+    saved = json.loads(record.read_text())
+    assert len(saved["trials"]) == len(result.trials) == 2
+    assert {t["precision"] for t in saved["trials"]} == {"fp32", "bf16"}
+    assert saved["best"]["number"] == result.best.number
+    table = result.table()
+    assert "precision" in table and "fp32" in table
+    png = result.plot(tmp_path / "pareto.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pareto_front_drops_dominated_points():
+    def trial(n, ms, acc):
+        return Trial(n, "original", "none", "fp32", 1, latency_ms=ms, accuracy=acc,
+                     accuracy_drop=100 * (0.9 - acc), feasible=True)
+
+    a, b, c, d = trial(0, 10, 0.90), trial(1, 5, 0.89), trial(2, 6, 0.88), trial(3, 20, 0.95)
+    result = TuneResult(a, a, [a, b, c, d], 0.5)
+    assert [t.number for t in result.pareto()] == [1, 0, 3]  # c is slower and worse than b
+
+
+def test_unknown_names_fail_before_any_work(data, digits):
+    x, y = data
+    with pytest.raises(LeangraphError, match="unknown precision 'fp4'"):
+        tune(digits.graph_path, x, y, precisions=["fp4"], timer=fake_timer)
+    with pytest.raises(LeangraphError, match="unknown recipe 'nope'"):
+        tune(digits.graph_path, x, y, recipes=["nope"], timer=fake_timer)
+
+
+def test_cli_tune_writes_trials_plot_and_best(tmp_path, data, digits, capsys):
+    x, y = data
+    npz = tmp_path / "data.npz"
+    np.savez(npz, x=x[:40], y=y[:40])
+    out = tmp_path / "out"
+    rc = cli.main([
+        "tune", str(digits.graph_path), "--data", str(npz), "--max-accuracy-drop", "0.5",
+        "--recipes", "none", "--precisions", "fp32", "--threads", "1", "--trials", "2",
+        "--out", str(out),
+    ])
+    assert rc == 0
+    assert "best: original/none/fp32/t1" in capsys.readouterr().out
+    assert json.loads((out / "trials.json").read_text())["trials"]
+    assert (out / "pareto.png").stat().st_size > 0
+    assert len(graphs.load_graph(out / "best.pb").node) == len(digits.graph_def.node)
+
+
+def test_cli_tune_reports_bad_data(tmp_path, digits, capsys):
+    npz = tmp_path / "data.npz"
+    np.savez(npz, images=np.zeros((2, 32, 32, 3), np.float32))
+    rc = cli.main(["tune", str(digits.graph_path), "--data", str(npz)])
+    assert rc == 1
+    assert "has no array 'x'" in capsys.readouterr().err
