@@ -35,14 +35,37 @@ using tensorflow::OpDef;
 // refused before TF materialises one entry per element.
 constexpr int64_t kMaxListLength = 1 << 20;
 
+// Strict, as Python decodes: no overlong forms, surrogates or code points
+// past U+10FFFF.
 bool IsUtf8(std::string_view text) {
-  for (size_t i = 0; i < text.size();) {
+  size_t i = 0;
+  while (i < text.size()) {
     const unsigned char lead = text[i];
-    const size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2
-                        : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 0;
-    if (length == 0 || i + length > text.size()) return false;
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    unsigned char low = 0x80, high = 0xBF;  // bounds of the second byte
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;
+      if (lead == 0xED) high = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;
+      if (lead == 0xF4) high = 0x8F;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
     for (size_t j = 1; j < length; ++j) {
-      if ((static_cast<unsigned char>(text[i + j]) & 0xC0) != 0x80) return false;
+      const unsigned char next = text[i + j];
+      if (next < (j == 1 ? low : 0x80) || next > (j == 1 ? high : 0xBF)) {
+        return false;
+      }
     }
     i += length;
   }

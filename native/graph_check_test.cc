@@ -279,6 +279,22 @@ LG_TEST(MessagesAreValidUtf8WhateverTheNames) {
             std::string(status.message()).find("bad\\xee\\xff") != std::string::npos);
 }
 
+LG_TEST(EscapesSurrogatesAndOverlongForms) {
+  for (const char* name : {"s\xed\xa0\x80", "o\xc0\x80", "t\xe2\x82"}) {
+    GraphDef graph = ConvMulGraph();
+    Find(&graph, "mul")->set_name(name);
+    Find(&graph, name)->set_input(1, "gone");
+    const std::string message(leangraph::CheckGraph(graph).message());
+    LG_EXPECT(message.find(name) == std::string::npos &&
+              message.find("\\x") != std::string::npos);
+  }
+  GraphDef graph = ConvMulGraph();
+  Find(&graph, "mul")->set_name("caf\xc3\xa9");  // valid UTF-8 stays as it is
+  Find(&graph, "caf\xc3\xa9")->set_input(1, "gone");
+  LG_EXPECT(std::string(leangraph::CheckGraph(graph).message()).find("caf\xc3\xa9") !=
+            std::string::npos);
+}
+
 LG_TEST(ChecksEndpoints) {
   const GraphDef graph = ConvMulGraph();
   LG_EXPECT(leangraph::CheckEndpoints(graph, {"mul", "conv:0"}, "output").ok());

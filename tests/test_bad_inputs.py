@@ -124,6 +124,18 @@ def test_missing_required_attribute(graph):
     refuses(graph, "fuse_pad_and_conv", "'conv1'", "strides")
 
 
+def test_missing_attribute_that_has_a_default(graph):
+    """TF's transforms copy attributes with CopyNodeAttr, which aborts on a missing one."""
+    del node(graph, "conv3").attr["data_format"]
+    refuses(graph, "fold_batch_norms", "'conv3'", "'data_format' is missing")
+
+
+def test_renamed_op_lacking_the_new_ops_attributes(graph):  # aborts TF
+    """After rename_op Conv2D->MatMul, quantize_nodes would copy a missing transpose_a."""
+    message = refuses(graph, "rename_op(old_op_name=Conv2D, new_op_name=MatMul) quantize_nodes")
+    assert "step 2 (quantize_nodes)" in message and "(MatMul)" in message
+
+
 def test_attribute_of_the_wrong_type(graph):
     node(graph, "conv1").attr["padding"].i = 1
     refuses(graph, "fuse_pad_and_conv", "'conv1'", "padding")
@@ -203,9 +215,11 @@ def test_non_float_weights_in_a_foldable_pattern(graph):  # aborts TF
     # Keep the edge into conv3 consistent too: a Cast from the float atrous output.
     cast = graph.node.add(name="to_double", op="Cast", input=[node(graph, "conv3").input[0]])
     cast.attr["SrcT"].type, cast.attr["DstT"].type = types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE
+    cast.attr["Truncate"].b = False
     node(graph, "conv3").input[0] = "to_double"
     back = graph.node.add(name="to_float", op="Cast", input=["bn_mul"])
     back.attr["SrcT"].type, back.attr["DstT"].type = types_pb2.DT_DOUBLE, types_pb2.DT_FLOAT
+    back.attr["Truncate"].b = False
     node(graph, "bias").input[0] = "to_float"
     refuses(graph, "fold_batch_norms", "'bn_mul'", "double", "float32")
 
@@ -279,8 +293,23 @@ def test_unsafe_ops_inside_the_function_library():
     leangraph.require_safe(g.as_graph_def(), allow_io_ops=True)
 
 
-def test_safe_graph_has_no_unsafe_ops(graph):
+def test_safe_graph_has_no_unsafe_ops(graph, keras_cnn_graph):
     assert leangraph.find_unsafe_ops(graph) == []
+    assert leangraph.find_unsafe_ops(keras_cnn_graph) == []
+
+
+@pytest.mark.parametrize("op,unsafe", [
+    ("ReadFile", True), ("WriteFile", True), ("PyFunc", True), ("EagerPyFunc", True),
+    ("SaveV2", True), ("RestoreV2", True), ("MatchingFiles", True), ("TextLineDataset", True),
+    ("TFRecordReaderV2", True), ("WriteScalarSummary", True), ("CreateSummaryFileWriter", True),
+    ("PrintV2", True), ("DebugIdentityV2", True), ("InitializeTableFromTextFileV2", True),
+    ("Conv2D", False), ("MatMul", False), ("Print", False), ("ScalarSummary", False),
+    ("FusedBatchNormV3", False), ("StatefulPartitionedCall", False),
+])
+def test_unsafe_op_classification(op, unsafe):
+    from leangraph.safety import is_unsafe_op
+
+    assert is_unsafe_op(op) is unsafe
 
 
 # ---- files (the `leangraph transform` command) ----

@@ -173,7 +173,11 @@ def test_strip_freeze_artifacts_keeps_edges_that_order_stateful_ops():
     graph_def = graph.as_graph_def()
     result = leangraph.transform(graph_def, "strip_freeze_artifacts", ["input"], ["output"])
     by_name = {n.name: n for n in result.node}
-    assert "^noise" in by_name["output"].input
+    ordered_after_noise = [(n.name, i) for n in graph_def.node for i in n.input
+                           if i == "^noise/RandomUniform"]
+    assert ordered_after_noise
+    for name, edge in ordered_after_noise:
+        assert edge in by_name[name].input
     before = {n.name: list(n.input) for n in graph_def.node if n.op == "RandomUniform"}
     assert before
     for name, inputs in before.items():

@@ -88,7 +88,8 @@ NodeDef* FusedBn(GraphDef* graph, const std::string& name, const Names& inputs,
 }
 
 GraphDef Run(const std::string& name, const GraphDef& graph,
-             const Names& outputs, const Names& inputs = {"input"}) {
+             const Names& outputs, const Names& inputs = {"input"},
+             const leangraph::TransformParams& params = {}) {
   const leangraph::OwnTransform* own = nullptr;
   for (const auto& t : leangraph::OwnTransforms()) {
     if (name == t.name) own = &t;
@@ -96,7 +97,7 @@ GraphDef Run(const std::string& name, const GraphDef& graph,
   LG_EXPECT(own != nullptr);
   GraphDef out;
   if (own == nullptr) return out;
-  leangraph::TransformContext context{name, inputs, outputs, {}};
+  leangraph::TransformContext context{name, inputs, outputs, params};
   LG_EXPECT(own->fn(graph, context, &out).ok());
   return out;
 }
@@ -346,7 +347,10 @@ LG_TEST(StripFreezeNoOpAndConstantControlEdges) {
   Const(&g, "w", {2, 2}, {1, 2, 3, 4});
   Add(&g, "read", "Identity", {"w"});
   Add(&g, "matmul", "MatMul", {"input", "read"});
-  Add(&g, "NoOp", "NoOp", {"^read", "^w"});
+  // A variable nothing computes with any more: only the NoOp reads it.
+  Const(&g, "unused", {2}, {1, 2});
+  Add(&g, "unused_read", "Identity", {"unused"});
+  Add(&g, "NoOp", "NoOp", {"^read", "^w", "^unused_read"});
   Add(&g, "Identity", "Identity", {"matmul", "^NoOp"});
   const GraphDef out = Run("strip_freeze_artifacts", g, {"Identity"});
   LG_EXPECT((NodeNames(out) == Names{"input", "w", "read", "matmul",
@@ -367,6 +371,18 @@ LG_TEST(StripKeepsEdgesOrderingStatefulOps) {
   Add(&g, "NoOp", "NoOp", {"^random"});
   Add(&g, "Identity", "Identity", {"input", "^NoOp", "^random"});
   LG_EXPECT(Same(Run("strip_freeze_artifacts", g, {"Identity"}), g));
+}
+
+LG_TEST(StripIsIdempotentAndKeepsUnrelatedConstants) {
+  GraphDef g;
+  Input(&g, "input", {2});
+  Const(&g, "c", {2}, {1, 2});
+  Const(&g, "dangling", {2}, {1, 2});
+  Add(&g, "add", "AddV2", {"input", "c", "^c"});
+  const GraphDef once = Run("strip_freeze_artifacts", g, {"add"});
+  LG_EXPECT((NodeNames(once) == Names{"input", "c", "dangling", "add"}));
+  LG_EXPECT(Find(once, "add")->input_size() == 2);
+  LG_EXPECT(Same(Run("strip_freeze_artifacts", once, {"add"}), once));
 }
 
 // ---- remove_identity_chains -------------------------------------------------
@@ -411,6 +427,19 @@ LG_TEST(RemoveIdentityKeepsControlFlowAndControlInputs) {
   LG_EXPECT(Same(Run("remove_identity_chains", g, {"output"},
                      {"input", "pred"}),
                  g));
+}
+
+LG_TEST(RemoveIdentityDropsCheckNumericsOnlyWhenAsked) {
+  GraphDef g;
+  Input(&g, "input", {1, 2});
+  Add(&g, "check", "CheckNumerics", {"input"});
+  (*g.mutable_node(1)->mutable_attr())["message"].set_s("bad");
+  Add(&g, "output", "Relu", {"check"});
+  LG_EXPECT(Same(Run("remove_identity_chains", g, {"output"}), g));
+  const GraphDef out = Run("remove_identity_chains", g, {"output"}, {"input"},
+                           {{"check_numerics", {"true"}}});
+  LG_EXPECT((NodeNames(out) == Names{"input", "output"}));
+  LG_EXPECT(Find(out, "output")->input(0) == "input");
 }
 
 LG_TEST(RemoveIdentityCastChangingTypeStays) {

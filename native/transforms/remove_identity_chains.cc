@@ -9,7 +9,10 @@
 //  - a node with control inputs stays (run strip_freeze_artifacts first to
 //    drop the ones that order nothing), as does one reading a stateful op
 //    (an Identity of a ref variable is a snapshot, not a no-op).
-// Never fails; a graph whose shapes cannot be inferred keeps its Reshapes.
+// With check_numerics=true, CheckNumerics goes too (what TF's deployment
+// recipe does with remove_nodes, without a second pass over the graph).
+// Fails only on a malformed parameter; a graph whose shapes cannot be
+// inferred keeps its Reshapes.
 #include <map>
 #include <memory>
 #include <set>
@@ -96,9 +99,12 @@ std::set<std::string> NoOpReshapes(const GraphDef& graph) {
   return found;
 }
 
-bool IsPassThrough(const NodeDef& node, const std::set<std::string>& reshapes) {
+bool IsPassThrough(const NodeDef& node, const std::set<std::string>& reshapes,
+                   bool check_numerics) {
   const std::string& op = node.op();
-  if ((op == "Identity" || op == "Snapshot") && node.input_size() == 1) {
+  if ((op == "Identity" || op == "Snapshot" ||
+       (check_numerics && op == "CheckNumerics")) &&
+      node.input_size() == 1) {
     return true;
   }
   if (op == "Cast" && node.input_size() == 1) {
@@ -113,6 +119,9 @@ bool IsPassThrough(const NodeDef& node, const std::set<std::string>& reshapes) {
 absl::Status RemoveIdentityChains(const GraphDef& in,
                                   const TransformContext& context,
                                   GraphDef* out) {
+  const absl::StatusOr<bool> check_numerics =
+      context.GetBool("check_numerics", false);
+  if (!check_numerics.ok()) return check_numerics.status();
   const GraphIndex index(in);
   std::set<std::string> endpoints(context.outputs.begin(),
                                   context.outputs.end());
@@ -123,7 +132,7 @@ absl::Status RemoveIdentityChains(const GraphDef& in,
   std::map<std::string, Edge> forward;
   std::set<std::string> shape_operands;
   for (const NodeDef& node : in.node()) {
-    if (endpoints.count(node.name()) > 0 || !IsPassThrough(node, reshapes) ||
+    if (endpoints.count(node.name()) > 0 || !IsPassThrough(node, reshapes, *check_numerics) ||
         HasControlInput(node)) {
       continue;
     }
@@ -193,7 +202,7 @@ absl::Status RemoveIdentityChains(const GraphDef& in,
 }  // namespace
 
 LEANGRAPH_REGISTER_TRANSFORM(
-    "remove_identity_chains", RemoveIdentityChains, "",
+    "remove_identity_chains", RemoveIdentityChains, "check_numerics=false",
     "remove Identity, same-dtype Cast and same-shape Reshape nodes, keeping "
     "endpoints, control-flow neighbours and nodes with control inputs");
 

@@ -1,7 +1,8 @@
 // strip_freeze_artifacts: removes what freezing a TF 2 function leaves
 // behind: control edges whose source computes only from constants (the
 // Identity "ReadVariableOp" nodes of frozen variables, and the NoOp that
-// collects them), and the NoOp sinks left with nothing to order.
+// collects them), and then whatever only those edges read (the NoOp sink,
+// and constant nodes nothing else reads).
 //
 // A source is "constant-only" when everything it (transitively) depends on,
 // data and control, is a Const or a stateless op of the registry; a
@@ -73,6 +74,8 @@ class ConstOnly {
   static bool Candidate(const NodeDef& node) {
     const std::string& op = node.op();
     if (op == "Const") return true;
+    // A function call is only as stateless as its body; not looked into.
+    if (node.attr().count("f") > 0) return false;
     return op != "Placeholder" && op != "PlaceholderWithDefault" &&
            !graph_util::IsControlFlow(op) && !graph_util::IsStateful(op);
   }
@@ -91,6 +94,7 @@ absl::Status StripFreezeArtifacts(const GraphDef& in,
   endpoints.insert(context.inputs.begin(), context.inputs.end());
 
   GraphDef edited;
+  std::vector<std::string> dropped_sources;
   for (const NodeDef& node : in.node()) {
     NodeDef* copy = edited.add_node();
     *copy = node;
@@ -98,16 +102,27 @@ absl::Status StripFreezeArtifacts(const GraphDef& in,
     copy->clear_input();
     for (const std::string& input : node.input()) {
       const graph_util::Edge edge = graph_util::ParseEdge(input);
-      if (edge.control && const_only(edge.node)) continue;
+      if (edge.control && const_only(edge.node)) {
+        dropped_sources.push_back(edge.node);
+        continue;
+      }
       copy->add_input(input);
     }
   }
-  // A NoOp left without inputs and without readers orders nothing.
-  std::set<std::string> sinks;
-  for (const NodeDef& node : edited.node()) {
-    if (node.op() == "NoOp" && node.input_size() == 0) sinks.insert(node.name());
+  // What only a dropped edge read (a NoOp sink, the ReadVariableOp Identity
+  // nodes it collected, and the constant computations behind them) is dead
+  // now; all of it is constant-only, so removing it changes no result.
+  std::set<std::string> dead;
+  while (!dropped_sources.empty()) {
+    const std::string name = dropped_sources.back();
+    dropped_sources.pop_back();
+    const NodeDef* node = index.Find(name);
+    if (node == nullptr || !dead.insert(name).second) continue;
+    for (const std::string& input : node->input()) {
+      dropped_sources.push_back(graph_util::ParseEdge(input).node);
+    }
   }
-  graph_util::RemoveOrphans(&edited, sinks, endpoints);
+  graph_util::RemoveOrphans(&edited, dead, endpoints);
   *out = std::move(edited);
   return absl::OkStatus();
 }

@@ -138,7 +138,8 @@ def list_images(image_dir):
     folder = Path(image_dir)
     if not folder.is_dir():
         raise LeangraphError(f"--image-dir {folder} is not a directory")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise LeangraphError(f"no .jpg/.jpeg/.png images in {folder}")
     return files

@@ -36,7 +36,6 @@ from leangraph import graphs
 from leangraph import images as image_inputs
 from leangraph.errors import BenchmarkError, LeangraphError, TransformError
 from leangraph.report import (
-    FAILED,
     PASSED,
     SKIPPED,
     LatencyStats,
@@ -56,6 +55,9 @@ DEFAULT_IMAGES = 100
 MIN_TOP1_AGREEMENT = 0.99
 PRECISION_CHOICES = ("fp32", "bf16")
 ARTIFACTS = ("optimized.pb", "optimized_savedmodel", "report.md", "report.json", "latency.png")
+# Keras runs the verification inputs in batches this small: a big model's activations
+# for a batch of 16 at 299x299 take gigabytes.
+_KERAS_BATCH = 4
 # Smallest reference magnitude a relative difference divides by.
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -427,7 +429,8 @@ def parse_cpus(cpus):
                 else:
                     ids.append(int(part))
             except ValueError:
-                raise LeangraphError(f"--cpus: '{part}' is not a CPU id or range like 0-3") from None
+                raise LeangraphError(
+                    f"--cpus: '{part}' is not a CPU id or range like 0-3") from None
     else:
         ids = [int(c) for c in cpus]
     if not ids:
@@ -544,7 +547,8 @@ def _check_savedmodel(path, input_names, output_names, examples, expected, toler
     count = min(len(examples[0]), 4)
     got = [[] for _ in output_names]
     for i in range(count):
-        kwargs = {graphs.node_name(n): tf.constant(x[i:i + 1]) for n, x in zip(input_names, examples)}
+        kwargs = {graphs.node_name(n): tf.constant(x[i:i + 1])
+                  for n, x in zip(input_names, examples)}
         result = fn(**kwargs)
         for slot, name in zip(got, output_names):
             slot.append(result[graphs.node_name(name)].numpy())
@@ -617,7 +621,8 @@ def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress,
         if is_image:
             arrays.append(image_inputs.random_images(shape, count, mode, seed=DEFAULT_SEED + i))
         else:
-            arrays.append(image_inputs.random_inputs(shape, info.dtype, count, seed=DEFAULT_SEED + i))
+            arrays.append(image_inputs.random_inputs(shape, info.dtype, count,
+                                                     seed=DEFAULT_SEED + i))
     what = f"seeded random pixels, preprocessing {mode}"
     return arrays, what, mode
 
@@ -634,12 +639,30 @@ def _failed_variant(name, description, reason, **kwargs):
     return v
 
 
-def _transform_variant(name, description, base_bytes, transforms, ends, **kwargs):
+def _with_default_attrs(graph_def):
+    """The GraphDef with every op's default attributes written out.
+
+    TF's quantize_weights emits Dequantize nodes without `narrow_range`;
+    importing into a tf.Graph fills in defaults, so the graph checks (which
+    refuse missing attributes that TF code reads unchecked) accept it.
+    """
+    import tensorflow as tf
+
+    tf_graph = tf.Graph()
+    with tf_graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    return tf_graph.as_graph_def()
+
+
+def _transform_variant(name, description, base_bytes, transforms, ends, fill_defaults=False,
+                       **kwargs):
     from leangraph.transform import transform
 
     try:
         result = transform(base_bytes, transforms, inputs=ends[0], outputs=ends[1])
-    except TransformError as exc:
+        if fill_defaults:
+            result = _with_default_attrs(result)
+    except (TransformError, ValueError) as exc:
         return _failed_variant(name, description, f"transform failed: {exc}",
                                transform=transforms, **kwargs)
     return _graph_variant(name, description, result, transform=transforms, **kwargs)
@@ -699,7 +722,8 @@ def _reproduce_commands(model, outdir, settings, result):
             if result.base and result.base not in ("frozen",):
                 base_transform = settings["transforms"].get(result.base)
                 if base_transform:
-                    lines.append(f"leangraph transform --in_graph {frozen} --out_graph {result.base}.pb "
+                    lines.append(f"leangraph transform --in_graph {frozen} "
+                                 f"--out_graph {result.base}.pb "
                                  f"--transforms {quote(base_transform)}")
                     source = f"{result.base}.pb"
             lines.append(f"leangraph transform --in_graph {source} --out_graph optimized.pb "
@@ -711,7 +735,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
              images=None, image_dir=None, preprocess=None, threads=None, cpus=None,
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
              extra_variants=None):
-    """Freezes a Keras model, transforms it, verifies and times every variant, and writes the result.
+    """Freezes a Keras model, transforms it, verifies and times every variant, writes the result.
 
     model: a keras.Model or a `.keras`/`.h5`/architecture-`.json` path; None uses
         the embedded default, keras.applications.Xception(weights=None) at
@@ -730,9 +754,10 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         which is a session setting, so that variant is reported but optimized.pb
         stays an fp32 graph).
     images: how many inputs every variant is verified on: seeded random pixels
-        (default 100), or the first N files of image_dir (default all). image_dir: a folder of JPEG/PNG
-        images, resized to the model input; preprocess: a preprocessing mode or
-        model family (see leangraph.images), by default the model family's.
+        (default 100), or the first N files of image_dir (default all).
+        image_dir: a folder of JPEG/PNG images, resized to the model input.
+        preprocess: a preprocessing mode or model family (see leangraph.images),
+        by default the model family's.
     threads / cpus: the timer's intra-op threads and CPU pinning ("0,1" or a
         list); Keras rows run in this process, pinned to the same CPUs.
     tolerance: the fp32 gate, a max relative difference (see compare_outputs).
@@ -870,7 +895,8 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
             try:
                 graph = fn(graphs.load_graph(frozen_bytes))
             except LeangraphError as exc:
-                variants.append(_failed_variant(name, "extra variant", f"building it failed: {exc}"))
+                variants.append(_failed_variant(name, "extra variant",
+                                                f"building it failed: {exc}"))
                 continue
             variants.append(_graph_variant(name, "extra variant (given to optimize())", graph,
                                            base="frozen", eligible="fp32" in precisions))
@@ -880,14 +906,16 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
     # 3. verify (the fp32 ones first: the bf16 and size variants derive from the best of them)
     with prog.step("verify", total=len(variants) + 2):
         prog.item(f"Keras predict on {count} input(s)")
-        reference = _as_list(keras_model.predict(_keras_x(examples), batch_size=min(count, 16),
-                                                 verbose=0), output_names)
+        predicted = keras_model.predict(_keras_x(examples), batch_size=min(count, _KERAS_BATCH),
+                                        verbose=0)
+        reference = _as_list(predicted, output_names)
         prog.advance()
         margin = top1_margin(reference)
         if margin is not None and margin < 0.01:
-            notes.append(f"Keras' top-1 class leads the runner-up by a median {100 * margin:.2g} % of "
-                         "its score on these inputs, so top-1 agreement is fragile here (random "
-                         "weights or inputs): tiny numeric changes flip it")
+            notes.append(f"Keras' top-1 class leads the runner-up by a median "
+                         f"{100 * margin:.2g} % of its score on these inputs, so top-1 "
+                         "agreement is fragile here (random weights or inputs): tiny numeric "
+                         "changes flip it")
         for v in variants:
             if v.status != PASSED:
                 continue
@@ -895,8 +923,9 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
             if v.name == "keras-predict":
                 outputs = reference
             elif v.name == "keras-call":
-                parts = [_as_list(keras_model(_keras_x(examples, i, i + 16), training=False),
-                                  output_names) for i in range(0, count, 16)]
+                parts = [_as_list(keras_model(_keras_x(examples, i, i + _KERAS_BATCH),
+                                              training=False), output_names)
+                         for i in range(0, count, _KERAS_BATCH)]
                 outputs = [np.concatenate([np.asarray(p[k]) for p in parts])
                            for k in range(len(output_names))]
             else:
@@ -920,11 +949,12 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
             derived.append(_transform_variant(
                 "quantize_weights", f"TF's quantize_weights of {best.name}: 8-bit weights in the "
                 "file, dequantized at load (for size)", best.graph_def, "quantize_weights", ends,
-                precision="int8-weights", gate="top1", base=best.name))
+                fill_defaults=True, precision="int8-weights", gate="top1", base=best.name))
         else:
-            derived.append(VariantResult(name="quantize_weights", description="TF's quantize_weights",
-                                         kind="graph", precision="int8-weights", gate="top1",
-                                         status=SKIPPED, reason="no fp32 graph variant passed"))
+            derived.append(VariantResult(
+                name="quantize_weights", description="TF's quantize_weights", kind="graph",
+                precision="int8-weights", gate="top1", status=SKIPPED,
+                reason="no fp32 graph variant passed"))
         for v in derived:
             if v.status != PASSED:
                 continue
@@ -994,19 +1024,22 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
     settings = {
         "recipe": recipe_name, "precisions": list(precisions), "images": count, "runs": runs,
         "warmup": warmup, "rounds": rounds, "threads": threads, "cpus": cpus,
-        "threads_text": (f"{threads} intra-op thread(s)" if threads else "TensorFlow's default threads")
+        "threads_text": (f"{threads} intra-op thread(s)" if threads
+                         else "TensorFlow's default threads")
         + (f", pinned to CPUs {','.join(map(str, cpus))}" if cpus else ""),
         "tolerance": tolerance, "min_top1": MIN_TOP1_AGREEMENT, "unsafe": bool(unsafe),
         "image_dir": str(image_dir) if image_dir is not None else None,
         "preprocess": preprocess, "preprocessing": mode, "input_source": input_source,
-        "inputs": [t.to_dict() for t in frozen.inputs], "outputs": [t.to_dict() for t in frozen.outputs],
+        "inputs": [t.to_dict() for t in frozen.inputs],
+        "outputs": [t.to_dict() for t in frozen.outputs],
         "transforms": transforms_used, "bench_order": order, "top1_margin_median": margin,
     }
     if result is None:
         notes.append("no eligible graph variant passed verification, so neither optimized.pb nor "
                      "optimized_savedmodel/ was written")
     environment = _environment(cpus, threads)
-    environment["native bf16 (AVX512_BF16 or AMX-BF16)"] = "yes" if bench.cpu_supports_bf16() else "no"
+    environment["native bf16 (AVX512_BF16 or AMX-BF16)"] = (
+        "yes" if bench.cpu_supports_bf16() else "no")
     report = OptimizeReport(model=label, outdir=outdir, settings=settings,
                             environment=environment, variants=variants,
                             result=result.name if result else None, notes=notes,
@@ -1046,7 +1079,7 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
 
 
 def _run_variant(v, input_names, output_names, examples):
-    """A graph variant's outputs on every example, or None (and the variant FAILED) if TF refuses it."""
+    """A graph variant's outputs on every example; None (the variant FAILED) if TF refuses it."""
     import tensorflow as tf
 
     config = None
@@ -1074,7 +1107,7 @@ def _time_variant(v, bench, keras_model, keras_x, feeds, output_names, runs, war
 
 
 def _bf16_variant(best, bench, ends):
-    """bf16 of the best fp32 graph: the to_bfloat16 transform if registered, else Grappler's rewrite."""
+    """bf16 of the best fp32 graph: to_bfloat16 if registered, else Grappler's run-time rewrite."""
     if not bench.cpu_supports_bf16():
         return VariantResult(name="bf16", description="bf16", kind="graph", precision="bf16",
                              gate="top1", status=SKIPPED,

@@ -15,10 +15,11 @@ RECIPES = {
     # evaluates the batch-norm constants itself, so TF's whole-graph
     # fold_constants is not needed before it (it is most of TF's recipe's
     # time); TF's own batch-norm folds would find nothing left to fold.
+    # remove_identity_chains does remove_nodes' work (Identity, CheckNumerics)
+    # safely around control flow, in one pass.
     "deploy": (
-        "strip_freeze_artifacts remove_identity_chains "
-        f"strip_unused_nodes(type=float{_SHAPE}) remove_nodes(op=CheckNumerics) "
-        "fold_keras_batch_norms fuse_bias_add"
+        "strip_freeze_artifacts remove_identity_chains(check_numerics=true) "
+        f"strip_unused_nodes(type=float{_SHAPE}) fold_keras_batch_norms fuse_bias_add"
     ),
     # "Optimizing for Deployment" (tensorflow/tools/graph_transforms README).
     "tf-deploy": (

@@ -1,4 +1,4 @@
-"""What `leangraph optimize` found: the result objects and their report.md, report.json and latency.png.
+"""What `leangraph optimize` found: result objects, and their report.md, report.json, latency.png.
 
 Every number here comes from a measurement made by leangraph.optimize(); this
 module only arranges them. The renderers return bytes so the caller decides
@@ -101,7 +101,9 @@ class VariantResult:
         return self.status == PASSED
 
     def fail(self, reason):
-        self.reason = f"{self.reason}; {reason}" if self.status == FAILED and self.reason else reason
+        if self.status == FAILED and self.reason:
+            reason = f"{self.reason}; {reason}"
+        self.reason = reason
         self.status = FAILED
 
     def to_dict(self):
@@ -202,8 +204,8 @@ def _status(v, result):
     return text
 
 
-_COLUMNS = ("Variant", "Precision", "p50 ms", "p90 ms", "mean ms", "vs Keras predict", "Nodes", "File",
-            "Max abs diff", "Max rel diff", "Top-1 agree", "Status")
+_COLUMNS = ("Variant", "Precision", "p50 ms", "p90 ms", "mean ms", "vs Keras predict", "Nodes",
+            "File", "Max abs diff", "Max rel diff", "Top-1 agree", "Status")
 
 
 def _rows(report):
@@ -243,7 +245,7 @@ def render_text_table(report):
 
 
 def seed_line(report):
-    """The seed's one-line summary: Keras X ms -> frozen Y ms (−Z %) -> ..., verified variants only."""
+    """The seed's one-line summary: Keras X ms -> frozen Y ms (-Z %) -> ... (verified graphs)."""
     base = next((v for v in report.variants if v.name == "keras-predict" and v.latency), None)
     if base is None:
         return None
@@ -281,13 +283,14 @@ def render_markdown(report):
         out.append(f"Seed-style summary (p50, verified graph variants): {line}")
     out.append("")
     out.append("| " + " | ".join(_COLUMNS) + " |")
-    out.append("|" + "|".join("---" if i in (0, 1, 11) else "---:" for i in range(len(_COLUMNS))) + "|")
+    align = ["---" if i in (0, 1, len(_COLUMNS) - 1) else "---:" for i in range(len(_COLUMNS))]
+    out.append("|" + "|".join(align) + "|")
     for row in _rows(report):
         out.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
     out.append("")
-    out.append(f"Latency: batch 1, {s['runs']} timed runs per variant after {s['warmup']} warm-up runs, "
-               f"in {s['rounds']} interleaved round(s) in one process on the same input "
-               f"({s['threads_text']}). Speed-up is Keras predict's p50 over the variant's p50.")
+    out.append(f"Latency: batch 1, {s['runs']} timed runs per variant after {s['warmup']} "
+               f"warm-up runs, in {s['rounds']} interleaved round(s) in one process on the same "
+               f"input ({s['threads_text']}). Speed-up: Keras predict's p50 over the variant's.")
     out.append(f"Differences: against Keras `predict` on the same {s['images']} input(s) "
                f"({s['input_source']}); relative = max|a − b| / max|Keras output|.")
     out.append("")
@@ -350,7 +353,7 @@ def render_json(report):
 
 
 def render_latency_png(report):
-    """latency.png: each timed variant's latency distribution (box plot + every sample), PNG bytes."""
+    """latency.png as bytes: each timed variant's latency distribution (box + every sample)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -393,8 +396,8 @@ def render_latency_png(report):
             ax.scatter(samples, pos + jitter, s=6, color=color, alpha=0.6, linewidths=0)
             p50 = float(np.median(samples))
             right = min(float(np.max(samples)), upper * 1.2)
-            ax.annotate(f"p50 {p50:.3g} ms", (right, pos), xytext=(6, -3), textcoords="offset points",
-                        fontsize=7)
+            ax.annotate(f"p50 {p50:.3g} ms", (right, pos), xytext=(6, -3),
+                        textcoords="offset points", fontsize=7)
         ax.set_yticks(positions)
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_xlabel("latency per batch-1 run (ms)" + (", log scale" if log else ""))

@@ -49,6 +49,8 @@ _UNSAFE_PATTERNS = re.compile(
     r"|(Summary(V\d+)?$|^(Create|Write|Flush|Close|Import)\w*Summary\w*$|^SummaryWriter$)"
     r"|(^Write\w+$)"  # WriteFile, WriteScalarSummary, WriteGraphSummary, WriteRawProtoSummary, ...
     r"|(File)"  # any op with File in its name: ReadFile, WholeFileReader, *FromTextFile, ...
+    r"|(^(Experimental)?(DataService|DistributedSave|RegisterDataset))"  # tf.data service: network
+    r"|(^Collective)"  # collectives talk to other workers
 )
 
 # Summaries that only build protos in memory (they write nothing) are safe.

@@ -34,8 +34,8 @@ def add_parser(subparsers):
         "optimize",
         help="freeze, transform, verify, benchmark and report, in one command",
         description=(
-            "Freeze a Keras model, apply TF's and leangraph's recipes, verify every variant against "
-            "Keras on the same inputs, time them side by side and write optimized.pb, "
+            "Freeze a Keras model, apply TF's and leangraph's recipes, verify every variant "
+            "against Keras on the same inputs, time them side by side and write optimized.pb, "
             "optimized_savedmodel/, report.md, report.json and latency.png into OUTDIR. "
             f"Without MODEL it uses the embedded default, {DEFAULT_MODEL} at 299x299."
         ),
@@ -45,21 +45,24 @@ def add_parser(subparsers):
                              "weights=None, 299x299)")
     parser.add_argument("-o", "--outdir", default="leangraph-optimized",
                         help="output folder, written atomically (default: %(default)s)")
-    parser.add_argument("--recipe", default="deploy", help="leangraph recipe (default: %(default)s)")
+    parser.add_argument("--recipe", default="deploy",
+                        help="leangraph recipe (default: %(default)s)")
     parser.add_argument("--precision", default="fp32,bf16",
-                        help="precisions the result may have: fp32, bf16 or both (default: %(default)s)")
+                        help="precisions the result may have: fp32, bf16 or both "
+                             "(default: %(default)s)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", type=_count, default=None,
                         help=f"verify on N seeded random images (default: {DEFAULT_IMAGES})")
     source.add_argument("--image-dir", default=None, metavar="DIR",
                         help="verify on every JPEG/PNG image in DIR (resized, preprocessed)")
     parser.add_argument("--preprocess", default=None, metavar="NAME",
-                        help="preprocessing mode or model family (tf, caffe, torch, none, xception, "
-                             "resnet50, ...); default: the model family's")
+                        help="preprocessing mode or model family (tf, caffe, torch, none, "
+                             "xception, resnet50, ...); default: the model family's")
     parser.add_argument("--runs", type=_count, default=None,
                         help="timed runs per variant (default: the number of images)")
     parser.add_argument("--threads", type=_count, default=None, help="intra-op threads")
-    parser.add_argument("--cpus", default=None, metavar="LIST", help="pin to these CPUs, e.g. 0,1 or 0-3")
+    parser.add_argument("--cpus", default=None, metavar="LIST",
+                        help="pin to these CPUs, e.g. 0,1 or 0-3")
     parser.add_argument("--tolerance", type=_tolerance, default=1e-4,
                         help="fp32 gate: max relative difference from Keras (default: %(default)g)")
     parser.add_argument("--unsafe", action="store_true",
@@ -91,7 +94,8 @@ def run(args):
         print(f"leangraph optimize: {exc}; {args.outdir} holds no partial file", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
-        print(f"leangraph optimize: interrupted; {args.outdir} holds no partial file", file=sys.stderr)
+        print(f"leangraph optimize: interrupted; {args.outdir} holds no partial file",
+              file=sys.stderr)
         return 130
     print()
     print(report.model)
@@ -102,7 +106,8 @@ def run(args):
     for name, path in report.files.items():
         print(f"wrote {path}")
     if not report.ok:
-        print("leangraph optimize: no variant passed verification; no result written", file=sys.stderr)
+        print("leangraph optimize: no variant passed verification; no result written",
+              file=sys.stderr)
         return EXIT_NO_RESULT
     return 0
 
