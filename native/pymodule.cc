@@ -25,15 +25,15 @@ namespace {
 absl::StatusOr<tensorflow::GraphDef> ParseGraph(const std::string& bytes) {
   // Protobuf cannot represent a message of 2 GiB or more.
   if (bytes.size() >= static_cast<size_t>(INT_MAX)) {
-    return absl::InvalidArgumentError(
+    return AsGraphError(absl::InvalidArgumentError(
         "the graph is 2 GiB or larger, beyond protobuf's limit; store large "
-        "weights outside the GraphDef");
+        "weights outside the GraphDef"));
   }
   tensorflow::GraphDef graph;
   if (!graph.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return absl::InvalidArgumentError(
+    return AsGraphError(absl::InvalidArgumentError(
         "the data is not a serialized GraphDef (protobuf parsing failed: "
-        "corrupt or truncated)");
+        "corrupt or truncated)"));
   }
   return graph;
 }
@@ -90,6 +90,7 @@ void CheckGraphBytes(const std::string& graph_bytes) {
     py::gil_scoped_release release;
     absl::StatusOr<tensorflow::GraphDef> graph = ParseGraph(graph_bytes);
     status = graph.ok() ? CheckGraph(*graph) : graph.status();
+    status = AsGraphError(status);
   }
   ThrowIfError(status, ErrorKind::kTransform);
 }
@@ -112,15 +113,24 @@ PYBIND11_MODULE(_native, m) {
   // as the interpreter, so plain handles (never released) are safe here.
   py::module_ errors = py::module_::import("leangraph.errors");
   static py::handle transform_error = py::object(errors.attr("TransformError")).release();
+  static py::handle graph_error = py::object(errors.attr("GraphError")).release();
   static py::handle benchmark_error = py::object(errors.attr("BenchmarkError")).release();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const leangraph::StatusError& e) {
-      const py::handle type = e.kind() == leangraph::ErrorKind::kBenchmark
-                                  ? benchmark_error
-                                  : transform_error;
-      PyErr_SetString(type.ptr(), e.what());
+      py::handle type = transform_error;
+      if (e.kind() == leangraph::ErrorKind::kBenchmark) type = benchmark_error;
+      if (e.kind() == leangraph::ErrorKind::kGraph) type = graph_error;
+      // Messages quote user input (node names, transform strings) that need
+      // not be valid UTF-8; a strict decode would replace the error with a
+      // UnicodeDecodeError.
+      const std::string message = e.what();
+      PyObject* text = PyUnicode_DecodeUTF8(
+          message.data(), static_cast<Py_ssize_t>(message.size()), "backslashreplace");
+      if (text == nullptr) return;
+      PyErr_SetObject(type.ptr(), text);
+      Py_DECREF(text);
     }
   });
 

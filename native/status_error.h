@@ -6,11 +6,22 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
 
 namespace leangraph {
 
 // Which leangraph.errors class a failure becomes in Python.
-enum class ErrorKind { kTransform, kBenchmark };
+enum class ErrorKind { kTransform, kGraph, kBenchmark };
+
+// A status refusing the graph itself (not a parameter or a transform) carries
+// this payload, so that it reaches Python as leangraph.GraphError whichever
+// entry point it passed through.
+inline constexpr char kGraphErrorPayload[] = "leangraph/graph-error";
+
+inline absl::Status AsGraphError(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kGraphErrorPayload, absl::Cord("1"));
+  return status;
+}
 
 class StatusError : public std::runtime_error {
  public:
@@ -23,7 +34,11 @@ class StatusError : public std::runtime_error {
 };
 
 inline void ThrowIfError(const absl::Status& status, ErrorKind kind) {
-  if (!status.ok()) throw StatusError(status, kind);
+  if (status.ok()) return;
+  const bool graph = status.GetPayload(kGraphErrorPayload).has_value();
+  throw StatusError(status, graph && kind == ErrorKind::kTransform
+                                ? ErrorKind::kGraph
+                                : kind);
 }
 
 }  // namespace leangraph

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "native/graph_check.h"
+#include "native/status_error.h"
 #include "native/tf_graph_transforms.h"
 #include "native/transform_context.h"
 
@@ -70,9 +71,20 @@ bool IsTfTransform(const std::string& name) {
 
 absl::Status StepError(size_t index, const std::string& name,
                        const absl::Status& status) {
-  return absl::Status(status.code(),
-                      absl::StrCat("step ", index + 1, " (", name, "): ",
-                                   status.message()));
+  absl::Status named(status.code(), absl::StrCat("step ", index + 1, " (",
+                                                 name, "): ", status.message()));
+  status.ForEachPayload([&named](absl::string_view url, const absl::Cord& data) {
+    named.SetPayload(url, data);
+  });
+  return named;
+}
+
+// TF's transforms read defaulted attributes without checking that they are
+// there (a missing one aborts), so each step gets them filled in first, as
+// TF's own graph import would; then the graph is checked.
+absl::Status PrepareForStep(tensorflow::GraphDef* graph) {
+  AddMissingDefaults(graph);
+  return AsGraphError(CheckGraph(*graph));
 }
 
 absl::Status RunOwn(const OwnTransform& own, const TransformStep& step,
@@ -147,19 +159,19 @@ absl::StatusOr<tensorflow::GraphDef> RunTransforms(
           absl::StrJoin(ClosestTransforms(steps[i].name, 3), ", ")));
     }
   }
-  absl::Status status = CheckGraph(graph);
+  tensorflow::GraphDef current = graph;
+  absl::Status status = PrepareForStep(&current);
   if (!status.ok()) return status;
-  status = CheckEndpoints(graph, inputs, "input");
+  status = CheckEndpoints(current, inputs, "input");
   if (!status.ok()) return status;
-  status = CheckEndpoints(graph, outputs, "output");
+  status = CheckEndpoints(current, outputs, "output");
   if (!status.ok()) return status;
 
-  tensorflow::GraphDef current = graph;
   for (size_t i = 0; i < steps.size(); ++i) {
     const TransformStep& step = steps[i];
     // A previous step may have produced something the next one cannot take.
     if (i > 0) {
-      status = CheckGraph(current);
+      status = PrepareForStep(&current);
       if (!status.ok()) return StepError(i, step.name, status);
     }
     if (const OwnTransform* own = FindOwn(step.name)) {

@@ -85,12 +85,6 @@ def test_deploy_is_idempotent_on_small_graphs(keras_cnn_graph, keras_mlp_graph, 
         assert twice.SerializeToString(deterministic=True) == once.SerializeToString(deterministic=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=leangraph.TransformError,
-    reason="the runner's check between steps refuses quantize_weights' own Dequantize nodes "
-    "(no narrow_range attr) before quantize_nodes; graph_check/transform_runner, not the recipe",
-)
 def test_tf_eightbit_quantizes(conv_bn_graph):
     result = leangraph.transform(conv_bn_graph, leangraph.recipe("tf-eightbit", conv_bn_graph))
     assert any(n.op.startswith("Quantize") or n.op == "Dequantize" for n in result.node)

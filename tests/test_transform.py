@@ -309,3 +309,15 @@ def test_cli_reports_unknown_transform(conv_bn_graph, tmp_path):
     assert result.returncode == 1
     assert "unknown transform 'fold_constantz'" in result.stderr
     assert not (tmp_path / "o.pb").exists()
+
+
+def test_malformed_graph_is_a_graph_error(conv_bn_graph):
+    broken = graph_pb2.GraphDef()
+    broken.CopyFrom(conv_bn_graph)
+    broken.node[-1].input.append("^ghost")
+    with pytest.raises(leangraph.GraphError, match=r"'\^ghost' names a node that does not exist"):
+        leangraph.transform(broken, "fold_constants", ["input"], ["output"])
+    from leangraph import _native
+
+    with pytest.raises(leangraph.GraphError, match=r"'\^ghost' names a node that does not exist"):
+        _native.check_graph(broken.SerializeToString())

@@ -20,6 +20,7 @@ from leangraph.errors import (  # noqa: E402
     FreezeError,
     GraphError,
     LeangraphError,
+    OutputError,
     TransformError,
     UnsafeModelError,
     VersionError,
@@ -27,6 +28,8 @@ from leangraph.errors import (  # noqa: E402
 from leangraph.execute import run  # noqa: E402
 from leangraph.freeze import FrozenGraph, TensorInfo, freeze, load_keras  # noqa: E402
 from leangraph.graphs import load_graph, save_graph  # noqa: E402
+from leangraph.optimize import OptimizeReport, optimize  # noqa: E402
+from leangraph.precision import EvalResult, evaluate  # noqa: E402
 from leangraph.recipes import RECIPES, recipe  # noqa: E402
 from leangraph.safety import find_unsafe_ops, require_safe  # noqa: E402
 from leangraph.summary import GraphSummary, summarize  # noqa: E402
@@ -36,46 +39,45 @@ from leangraph.transform import (  # noqa: E402
     parse_transforms,
     transform,
 )
-from leangraph.precision import EvalResult, evaluate  # noqa: E402
 from leangraph.tune import TuneResult, tune  # noqa: E402
-from leangraph.optimize import OptimizeReport, optimize  # noqa: E402
 
 __all__ = [
-    "RECIPES",
-    "recipe",
-    "EvalResult",
-    "TuneResult",
-    "evaluate",
-    "tune",
-    "BenchResult",
+    "benchmark",
+    "benchmark_keras",
     "BenchmarkError",
+    "BenchResult",
+    "compare",
     "CompareResult",
+    "cpu_supports_bf16",
+    "EvalResult",
+    "evaluate",
+    "find_unsafe_ops",
+    "freeze",
     "FreezeError",
     "FrozenGraph",
     "GraphError",
     "GraphSummary",
     "LeangraphError",
-    "TensorInfo",
-    "TransformError",
-    "TransformInfo",
-    "UnsafeModelError",
-    "VersionError",
-    "__version__",
-    "benchmark",
-    "benchmark_keras",
-    "compare",
-    "cpu_supports_bf16",
-    "find_unsafe_ops",
-    "freeze",
     "list_transforms",
     "load_graph",
     "load_keras",
     "optimize",
     "OptimizeReport",
+    "OutputError",
     "parse_transforms",
+    "recipe",
+    "RECIPES",
     "require_safe",
     "run",
     "save_graph",
     "summarize",
+    "TensorInfo",
     "transform",
+    "TransformError",
+    "TransformInfo",
+    "tune",
+    "TuneResult",
+    "UnsafeModelError",
+    "VersionError",
+    "__version__",
 ]

@@ -22,7 +22,8 @@ import numpy as np
 
 from leangraph import graphs
 from leangraph._tfcheck import load_native
-from leangraph.errors import BenchmarkError
+from leangraph.errors import BenchmarkError, GraphError
+from leangraph.safety import require_safe
 
 _SUPPORTED_DTYPES = {
     "float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool",
@@ -184,9 +185,20 @@ def _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_thre
     )
 
 
+def _require_safe(data, allow_io_ops):
+    """Refuses graphs that would act on the machine when run (see leangraph.safety)."""
+    if allow_io_ops:
+        return
+    try:
+        graph_def = graphs.load_graph(data)
+    except GraphError as exc:
+        raise BenchmarkError(str(exc)) from None
+    require_safe(graph_def, what="the graph to benchmark")
+
+
 def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
               threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
-              batch=None, profile=False, measure_overhead=True):
+              batch=None, profile=False, measure_overhead=True, allow_io_ops=False):
     """Times Session::Run of a frozen graph in this process and returns a BenchResult.
 
     graph: a GraphDef, serialized bytes or a `.pb`/`.pbtxt` path.
@@ -206,10 +218,14 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
     profile: also trace a few runs (apart from the timed ones) and fill
         result.profile with time per op type and the top nodes.
 
+    allow_io_ops: run a graph that holds file-system, process or Python-calling
+        ops (refused with GraphError by default: timing runs the graph).
+
     Raises BenchmarkError for a bad graph, input, output, CPU id or precision.
     """
     native = load_native()
     data = graphs.serialize(graph)
+    _require_safe(data, allow_io_ops)
     args = _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_threads,
                         cpus, precision, seed, batch, profile, measure_overhead)
     return BenchResult._from_report(json.loads(native.bench_run(data, **args)))
@@ -217,7 +233,8 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
 
 def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
             threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
-            batch=None, profile=False, measure_overhead=True, precision_b=None):
+            batch=None, profile=False, measure_overhead=True, precision_b=None,
+            allow_io_ops=False):
     """Times graphs A and B side by side, interleaved A B A B ..., with the same inputs.
 
     Arguments as for benchmark(); precision_b sets B's precision alone (e.g. the
@@ -229,7 +246,10 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
                         cpus, precision, seed, batch, profile, measure_overhead)
     if precision_b is not None and precision_b not in ("fp32", "bf16"):
         raise BenchmarkError(f"unknown precision {precision_b!r} (fp32 or bf16)")
-    report = json.loads(native.bench_compare(graphs.serialize(a), graphs.serialize(b), **args,
+    data_a, data_b = graphs.serialize(a), graphs.serialize(b)
+    _require_safe(data_a, allow_io_ops)
+    _require_safe(data_b, allow_io_ops)
+    report = json.loads(native.bench_compare(data_a, data_b, **args,
                                              precision_b=precision_b or ""))
     return CompareResult(
         a=BenchResult._from_report(report["a"], "A"),

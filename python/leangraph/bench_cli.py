@@ -36,9 +36,53 @@ def _environment():
     return env
 
 
+_GRAPH_FLAGS = ("--graph", "--compare")
+
+
+def _graph_paths(args):
+    """The values of --graph/--compare, in either "--flag X" or "--flag=X" form."""
+    paths = []
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag in _GRAPH_FLAGS:
+            if eq:
+                paths.append(value)
+            elif i + 1 < len(args):
+                paths.append(args[i + 1])
+    return paths
+
+
+def _refuse_unsafe(paths):
+    """An error message when a graph would act on the machine when run, else None.
+
+    The policy lives in leangraph.safety (Python), so the binary is checked from
+    here rather than carrying a second copy of it.
+    """
+    from leangraph.errors import LeangraphError
+    from leangraph.safety import require_safe
+
+    for path in paths:
+        try:
+            require_safe(path, what=path)
+        except LeangraphError as exc:
+            return str(exc)
+    return None
+
+
 def main(argv=None):
-    """Replaces this process with the binary; returns 2 when it cannot be found."""
+    """Replaces this process with the binary; returns 2 when it cannot be found.
+
+    Graphs holding file-system, process or Python-calling ops are refused
+    (exit 2) unless --allow-io-ops is given.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
+    if "--allow-io-ops" in args:
+        args = [a for a in args if a != "--allow-io-ops"]
+    else:
+        problem = _refuse_unsafe(_graph_paths(args))
+        if problem is not None:
+            print(f"leangraph-bench: error: {problem}", file=sys.stderr)
+            return 2
     binary = find_binary()
     if binary is None:
         print(

@@ -25,5 +25,9 @@ class UnsafeModelError(FreezeError):
     """Loading the model would run code stored in the file (e.g. a Keras Lambda)."""
 
 
+class OutputError(LeangraphError, OSError):
+    """A result could not be written (the folder is missing, read-only, full, ...)."""
+
+
 class VersionError(LeangraphError, ImportError):
     """The installed TensorFlow is not the one leangraph was built against."""

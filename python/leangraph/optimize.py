@@ -734,7 +734,7 @@ def _reproduce_commands(model, outdir, settings, result):
 def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisions=("fp32", "bf16"),
              images=None, image_dir=None, preprocess=None, threads=None, cpus=None,
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
-             extra_variants=None):
+             extra_variants=None, allow_io_ops=False):
     """Freezes a Keras model, transforms it, verifies and times every variant, writes the result.
 
     model: a keras.Model or a `.keras`/`.h5`/architecture-`.json` path; None uses
@@ -814,7 +814,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
                 os.sched_setaffinity(0, cpus)
             return _pipeline(model, model_path, outdir, recipe, precisions, images, image_dir,
                              preprocess, threads, cpus, float(tolerance), unsafe, runs, warmup,
-                             rounds, extra_variants or {}, bench, recipes, prog)
+                             rounds, extra_variants or {}, bench, recipes, prog, allow_io_ops)
         finally:
             if saved_affinity is not None:
                 os.sched_setaffinity(0, saved_affinity)
@@ -836,7 +836,7 @@ def _set_keras_threads(threads, notes):
 
 def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_dir, preprocess,
               threads, cpus, tolerance, unsafe, runs, warmup, rounds, extra_variants, bench,
-              recipes, prog):
+              recipes, prog, allow_io_ops=False):
     notes = []
     steps = {}
     _set_keras_threads(threads, notes)
@@ -847,6 +847,11 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
 
         keras_model, label, _ = _load_model(model, unsafe, prog)
         frozen = freeze(keras_model, batch_size=1, unsafe=unsafe)
+        # Every variant is run below; a model whose graph reads or writes files
+        # (or calls Python) would act on this machine.
+        from leangraph.safety import require_safe
+
+        require_safe(frozen.graph_def, allow_io_ops, what=f"the frozen graph of {label}")
         input_names = [t.name for t in frozen.inputs]
         output_names = [t.name for t in frozen.outputs]
         examples, input_source, mode = _make_inputs(frozen, keras_model, images, image_dir,

@@ -67,6 +67,8 @@ def add_parser(subparsers):
                         help="fp32 gate: max relative difference from Keras (default: %(default)g)")
     parser.add_argument("--unsafe", action="store_true",
                         help="allow Keras files that run stored Python code (Lambda layers)")
+    parser.add_argument("--allow-io-ops", action="store_true",
+                        help="run graphs that hold file-system, process or Python-calling ops")
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
     parser.set_defaults(func=run)
 
@@ -87,6 +89,7 @@ def run(args):
             cpus=args.cpus,
             tolerance=args.tolerance,
             unsafe=args.unsafe,
+            allow_io_ops=args.allow_io_ops,
             runs=args.runs,
             progress=not args.no_progress,
         )

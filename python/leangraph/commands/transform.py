@@ -34,6 +34,9 @@ def add_parser(subparsers):
         type=lambda v: v.lower() in ("1", "true", "yes"),
         help="write a text GraphDef",
     )
+    parser.add_argument("--allow-io-ops", "--allow_io_ops", action="store_true",
+                        help="accept graphs with file-system, process or Python-calling ops "
+                             "(fold_constants would run them)")
     parser.set_defaults(func=run)
 
 
@@ -50,7 +53,8 @@ def run(args):
         from leangraph.recipes import recipe
 
         transforms = recipe(args.recipe, args.in_graph)
-    result = transform(args.in_graph, transforms, _names(args.inputs), _names(args.outputs))
+    result = transform(args.in_graph, transforms, _names(args.inputs), _names(args.outputs),
+                       allow_io_ops=args.allow_io_ops)
     graphs.save_graph(result, args.out_graph, as_text=args.output_as_text)
     print(f"wrote {args.out_graph} ({len(result.node)} nodes)")
     return 0
