@@ -921,9 +921,9 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
                          f"{100 * margin:.2g} % of its score on these inputs, so top-1 "
                          "agreement is fragile here (random weights or inputs): tiny numeric "
                          "changes flip it")
-        for v in variants:
-            if v.status != PASSED:
-                continue
+
+        def verify(v):
+            """Runs one variant on every example and gates it against Keras predict."""
             prog.item(f"{v.name} on {count} input(s)")
             if v.name == "keras-predict":
                 outputs = reference
@@ -935,13 +935,16 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
                            for k in range(len(output_names))]
             else:
                 outputs = _run_variant(v, input_names, output_names, examples)
-                if outputs is None:
-                    prog.advance()
-                    continue
-            v.max_abs_diff, v.max_rel_diff, v.top1_agreement = compare_outputs(outputs, reference)
-            v.verified_on = count
-            _gate(v, tolerance)
+            if outputs is not None:
+                v.max_abs_diff, v.max_rel_diff, v.top1_agreement = compare_outputs(
+                    outputs, reference)
+                v.verified_on = count
+                _gate(v, tolerance)
             prog.advance()
+
+        for v in variants:
+            if v.status == PASSED:
+                verify(v)
 
         best = next((variant for n in (recipe_name, "tf-deploy", "frozen")
                      for variant in variants if variant.name == n and variant.passed), None)
@@ -961,17 +964,8 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
                 precision="int8-weights", gate="top1", status=SKIPPED,
                 reason="no fp32 graph variant passed"))
         for v in derived:
-            if v.status != PASSED:
-                continue
-            prog.item(f"{v.name} on {count} input(s)")
-            outputs = _run_variant(v, input_names, output_names, examples)
-            if outputs is None:
-                prog.advance()
-                continue
-            v.max_abs_diff, v.max_rel_diff, v.top1_agreement = compare_outputs(outputs, reference)
-            v.verified_on = count
-            _gate(v, tolerance)
-            prog.advance()
+            if v.status == PASSED:
+                verify(v)
         variants.extend(derived)
     steps["verify"] = prog.last_seconds
 
