@@ -291,3 +291,50 @@ def test_compare_with_bf16_for_b_alone(graph_files, monkeypatch):
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
     with pytest.raises(leangraph.BenchmarkError, match="neither AVX512_BF16"):
         leangraph.compare(graph_files["a"], graph_files["a"], runs=2, precision_b="bf16")
+
+
+def _console(*args):
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from leangraph.bench_cli import main; sys.exit(main())", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def _image_graph(path):
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 8, 8, 3], name="pixels")
+        tf.identity(tf.reduce_sum(x, axis=[1, 2]), name="output")
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    return path
+
+
+def test_console_script_feeds_an_image_directory(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, color in enumerate([(255, 0, 0), (0, 255, 0)]):
+        Image.new("RGB", (20, 12), color).save(folder / f"{i}.png")
+    graph = _image_graph(tmp_path / "g.pb")
+    proc = _console("--graph", str(graph), "--image-dir", str(folder), "--preprocess", "tf",
+                    "--runs", "3", "--warmup", "0", "--no-overhead", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (fed,) = report["inputs"]
+    assert fed["name"] == "pixels" and list(fed["shape"]) == [1, 8, 8, 3]
+    assert "/proc/self/fd/" in fed["source"]
+    assert report["count"] == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--image-dir", "/no/such/folder"], "is not a directory"),
+    (["--preprocess", "tf"], "--preprocess applies to --image-dir only"),
+])
+def test_console_script_image_errors(tmp_path, extra, message):
+    graph = _image_graph(tmp_path / "g.pb")
+    proc = _console("--graph", str(graph), *extra, "--runs", "1")
+    assert proc.returncode == 2
+    assert message in proc.stderr

@@ -51,7 +51,8 @@ Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
   --profile-runs N, --top N  traced runs (10), nodes listed (10)
   --no-overhead              skip measuring the timer's overhead
   --json                     print the report as JSON on stdout
-Images (--image-dir) are not supported: decode them to a .npy first.
+Images (--image-dir DIR [--preprocess NAME]) are decoded by the `leangraph-bench`
+console script, which passes them on as --input-npy.
 )";
 
 absl::StatusOr<tensorflow::GraphDef> LoadGraph(const std::string& path) {
@@ -172,9 +173,11 @@ absl::StatusOr<Cli> ParseArgs(int argc, char** argv, bool* help) {
     } else if (flag == "--no-overhead") {
       cli.options.measure_overhead = false;
     } else if (flag == "--image-dir") {
+      // Decoding and preprocessing images is policy that lives in Python
+      // (leangraph.images); the console script turns it into --input-npy.
       return absl::UnimplementedError(
-          "--image-dir is not supported: decode the images into a .npy array "
-          "(e.g. with Pillow and numpy.save) and pass --input-npy NAME=FILE.npy");
+          "--image-dir is handled by the `leangraph-bench` console script; the "
+          "bare binary takes the decoded images as --input-npy NAME=FILE.npy");
     } else {
       absl::StatusOr<std::string> v = next();
       if (!v.ok()) return v.status();

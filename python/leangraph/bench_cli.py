@@ -69,6 +69,62 @@ def _refuse_unsafe(paths):
     return None
 
 
+def _take_flag(args, flag):
+    """Removes `flag VALUE` / `flag=VALUE` from args; returns (value or None, args)."""
+    rest, value, i = [], None, 0
+    while i < len(args):
+        name, eq, inline = args[i].partition("=")
+        if name == flag:
+            if eq:
+                value = inline
+            elif i + 1 < len(args):
+                value = args[i + 1]
+                i += 1
+            else:
+                raise ValueError(f"{flag} needs a value")
+        else:
+            rest.append(args[i])
+        i += 1
+    return value, rest
+
+
+def _images_as_npy(args):
+    """Turns --image-dir DIR [--preprocess NAME] into --input-npy NAME=FILE for the binary.
+
+    The first BATCH images of DIR (by name; BATCH is the Placeholder's fixed batch
+    dimension, else --batch, else every image) are decoded, resized to the
+    model's input and preprocessed (default: none), then handed to the binary as
+    one array through an in-memory file that survives the exec.
+    """
+    image_dir, args = _take_flag(args, "--image-dir")
+    preprocessing, args = _take_flag(args, "--preprocess")
+    if image_dir is None:
+        if preprocessing is not None:
+            raise ValueError("--preprocess applies to --image-dir only")
+        return args
+    import numpy as np
+
+    from leangraph import graphs, images
+
+    paths = _graph_paths(args)
+    if not paths:
+        raise ValueError("--image-dir needs --graph")
+    graph_def = graphs.load_graph(paths[0])
+    placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
+    if len(placeholders) != 1:
+        raise ValueError(f"--image-dir needs a graph with one input; this one has {len(placeholders)}")
+    node = placeholders[0]
+    shape = [d.size if d.size >= 0 else None for d in node.attr["shape"].shape.dim]
+    batch_flag = _take_flag(list(args), "--batch")[0]
+    limit = shape[0] if shape and shape[0] else (int(batch_flag) if batch_flag else None)
+    pixels, _ = images.load_images(image_dir, shape, preprocessing or "none", limit=limit)
+    fd = os.memfd_create("leangraph-images", 0)
+    with os.fdopen(fd, "wb", closefd=False) as handle:
+        np.save(handle, pixels.astype(np.float32))
+    os.set_inheritable(fd, True)
+    return [*args, "--input-npy", f"{node.name}=/proc/self/fd/{fd}"]
+
+
 def main(argv=None):
     """Replaces this process with the binary; returns 2 when it cannot be found.
 
@@ -83,6 +139,18 @@ def main(argv=None):
         if problem is not None:
             print(f"leangraph-bench: error: {problem}", file=sys.stderr)
             return 2
+    try:
+        args = _images_as_npy(args)
+    except (ValueError, OSError) as exc:
+        print(f"leangraph-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # leangraph's own errors (bad images, graph) name the problem
+        from leangraph.errors import LeangraphError
+
+        if not isinstance(exc, LeangraphError):
+            raise
+        print(f"leangraph-bench: error: {exc}", file=sys.stderr)
+        return 2
     binary = find_binary()
     if binary is None:
         print(
