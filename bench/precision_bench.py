@@ -10,9 +10,9 @@ Xception 299x299 (keras.applications, weights=None, frozen at batch 1):
 Digits reference model: held-out accuracy and file size of fp32, bf16,
   Grappler bf16, quantize_weights and quantize_nodes, with batch-32 latency.
 
-Timing uses a tf.compat.v1 Session loop here (leangraph.bench, the native
-timer, was not in the tree when this was written); every variant runs in the
-same process with the same thread settings. Speed claims live here, never in
+Xception is timed with leangraph's native timer (leangraph.compare: interleaved,
+pinned, with a 95 % CI on the speed-up); the digits rows use a Session loop,
+since the Grappler row needs a session option. Speed claims live here, never in
 tests.
 """
 
@@ -85,76 +85,55 @@ def bf16_matmul_peak_gflops(n=2048, runs=10):
 
 
 def xception_graph():
-    path = cache_dir() / "bench" / "xception-299-b1.pb"
-    if path.exists():
-        return graphs.load_graph(path)
+    """Xception frozen by leangraph.freeze and put through the `deploy` recipe."""
     import keras
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
+
+    import leangraph
 
     keras.utils.set_random_seed(0)
     model = keras.applications.Xception(weights=None, input_shape=(299, 299, 3))
-    fn = tf.function(lambda x: model(x, training=False))
-    spec = tf.TensorSpec((1, 299, 299, 3), tf.float32, name="input")
-    graph_def = convert_variables_to_constants_v2(fn.get_concrete_function(spec)).graph.as_graph_def()
-    graphs.save_graph(graph_def, path)
-    return graph_def
-
-
-def stats(samples):
-    a = np.asarray(samples)
-    return float(np.median(a)), float(np.percentile(a, 10)), float(np.percentile(a, 90))
+    frozen = leangraph.freeze(model).graph_def
+    return frozen, leangraph.transform(frozen, leangraph.recipe("deploy", frozen))
 
 
 def bench_xception(runs):
-    print("== Xception 299x299, batch 1, frozen (keras.applications, weights=None) ==")
+    """Side by side with leangraph's native timer (interleaved A B A B, pinned)."""
+    import leangraph
+
+    print("== Xception 299x299, batch 1 (keras.applications, weights=None) ==")
     t0 = time.time()
-    fp32 = xception_graph()
-    output = graphs.default_outputs(fp32)[0]
+    frozen, deployed = xception_graph()
     t1 = time.time()
-    bf16 = precision.to_bfloat16(fp32)
+    bf16 = precision.to_bfloat16(deployed)
     t2 = time.time()
-    qw = precision.quantize_weights(fp32)
-    print(f"freeze/load {t1 - t0:.1f} s, to_bfloat16 {t2 - t1:.2f} s")
+    qw = precision.quantize_weights(deployed)
+    print(f"freeze + deploy {t1 - t0:.1f} s, to_bfloat16 {t2 - t1:.2f} s")
     sizes = {n: len(g.SerializeToString()) for n, g in
-             (("fp32", fp32), ("bf16", bf16), ("quantize_weights", qw))}
+             (("fp32", frozen), ("bf16", bf16), ("quantize_weights", qw))}
     for name, size in sizes.items():
         print(f"  file {name:17s} {size / 1e6:8.2f} MB  {100 * size / sizes['fp32']:5.1f} % of fp32")
+    kwargs = dict(runs=runs, warmup=5, cpus=",".join(map(str, sorted(os.sched_getaffinity(0)))),
+                  threads=len(os.sched_getaffinity(0)))
+    vs_fp32 = leangraph.compare(frozen, bf16, **kwargs)
+    vs_grappler = leangraph.compare(bf16, deployed, precision_b="bf16", **kwargs)
+    for label, r in (("fp32 frozen -> to_bfloat16(deploy)", vs_fp32),
+                     ("to_bfloat16(deploy) -> Grappler bf16 of deploy", vs_grappler)):
+        lo, hi = r.speedup_ci95
+        print(f"  {label}: p50 {r.a.p50_ms:.1f} -> {r.b.p50_ms:.1f} ms, "
+              f"speed-up {r.speedup:.2f}x [95% CI {lo:.2f}, {hi:.2f}]")
     x = np.random.default_rng(0).uniform(-1, 1, (1, 299, 299, 3)).astype(np.float32)
-    variants = {
-        "fp32": (fp32, None),
-        "to_bfloat16": (bf16, None),
-        "grappler-bf16": (fp32, precision.grappler_bf16_config()),
-    }
-    samples = interleaved(variants, {"input": x}, output, runs)
-    p50 = {n: stats(s)[0] for n, s in samples.items()}
-    for name, s in samples.items():
-        med, lo, hi = stats(s)
-        print(f"  {name:14s} p50 {med:7.2f} ms  (p10 {lo:6.2f}, p90 {hi:6.2f})  "
-              f"{p50['fp32'] / med:4.2f}x fp32")
-    print(f"  to_bfloat16 vs Grappler bf16: {p50['grappler-bf16'] / p50['to_bfloat16']:.2f}x")
-    ref = {}
-    for name, (g, cfg) in variants.items():
-        with session(g, cfg) as s:
-            ref[name] = s.run(output + ":0", {"input:0": x})
-    for name in ("to_bfloat16", "grappler-bf16"):
-        diff = np.abs(ref[name] - ref["fp32"]).max()
-        # Random weights give a near-uniform softmax: the difference, not top-1, is the signal.
-        print(f"  {name}: max |diff| vs fp32 {diff:.2e} (output max {np.abs(ref['fp32']).max():.2e}),"
-              f" same top-1: {int(ref[name].argmax() == ref['fp32'].argmax())}")
-    try:
-        from leangraph.summary import summarize
-
-        macs = summarize(fp32).macs
-    except Exception as exc:  # noqa: BLE001 - the floor is optional context
-        print(f"  (no MAC count: {exc})")
-        return
+    name = graphs.default_inputs(frozen)[0]
+    (ref,) = leangraph.run(frozen, {name: x})
+    (low,) = leangraph.run(bf16, {name: x})
+    # Random weights give a near-uniform softmax: the difference, not top-1, is the signal.
+    print(f"  to_bfloat16: max |diff| vs fp32 {np.abs(low - ref).max():.2e} "
+          f"(output max {np.abs(ref).max():.2e})")
+    macs = leangraph.summarize(frozen).macs
     peak = bf16_matmul_peak_gflops()
     floor = 2 * macs / (peak * 1e9) * 1e3
     print(f"  MACs {macs / 1e9:.2f} G; bf16 matmul peak {peak:.0f} GFLOP/s -> floor {floor:.1f} ms;"
-          f" to_bfloat16 at {p50['to_bfloat16'] / floor:.2f}x the floor,"
-          f" Grappler at {p50['grappler-bf16'] / floor:.2f}x")
+          f" to_bfloat16 at {vs_fp32.b.p50_ms / floor:.2f}x the floor,"
+          f" Grappler at {vs_grappler.b.p50_ms / floor:.2f}x")
 
 
 def bench_digits(runs):
@@ -164,6 +143,9 @@ def bench_digits(runs):
     out = model.output_name
     variants = {name: precision.apply_precision(fp32, name)
                 for name in ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8")}
+    # quantize_weights' default minimum_size (1024 elements) leaves most of this
+    # small model's tensors in fp32; this row quantizes every weight tensor.
+    variants["int8-weights-all"] = (precision.quantize_weights(fp32, minimum_size=16), None)
     base = None
     for name, (g, cfg) in variants.items():
         r = precision.evaluate(g, model.x_test, model.y_test, reference=fp32, output_name=out,
