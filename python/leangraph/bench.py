@@ -185,15 +185,19 @@ def _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_thre
     )
 
 
-def _require_safe(data, allow_io_ops):
-    """Refuses graphs that would act on the machine when run (see leangraph.safety)."""
+def _checked_bytes(graph, allow_io_ops):
+    """The graph's serialized bytes, refused first if it would act on the machine
+    when run (see leangraph.safety); a graph is parsed at most once."""
     if allow_io_ops:
-        return
+        return graphs.serialize(graph)
     try:
-        graph_def = graphs.load_graph(data)
+        graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
     except GraphError as exc:
         raise BenchmarkError(str(exc)) from None
     require_safe(graph_def, what="the graph to benchmark")
+    if isinstance(graph, (bytes, bytearray, memoryview)):
+        return bytes(graph)
+    return graph_def.SerializeToString()
 
 
 def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
@@ -224,8 +228,7 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
     Raises BenchmarkError for a bad graph, input, output, CPU id or precision.
     """
     native = load_native()
-    data = graphs.serialize(graph)
-    _require_safe(data, allow_io_ops)
+    data = _checked_bytes(graph, allow_io_ops)
     args = _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_threads,
                         cpus, precision, seed, batch, profile, measure_overhead)
     return BenchResult._from_report(json.loads(native.bench_run(data, **args)))
@@ -246,9 +249,7 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
                         cpus, precision, seed, batch, profile, measure_overhead)
     if precision_b is not None and precision_b not in ("fp32", "bf16"):
         raise BenchmarkError(f"unknown precision {precision_b!r} (fp32 or bf16)")
-    data_a, data_b = graphs.serialize(a), graphs.serialize(b)
-    _require_safe(data_a, allow_io_ops)
-    _require_safe(data_b, allow_io_ops)
+    data_a, data_b = _checked_bytes(a, allow_io_ops), _checked_bytes(b, allow_io_ops)
     report = json.loads(native.bench_compare(data_a, data_b, **args,
                                              precision_b=precision_b or ""))
     return CompareResult(

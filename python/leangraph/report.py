@@ -39,22 +39,16 @@ class LatencyStats:
 
     @classmethod
     def from_samples(cls, samples_ms, rounds=1):
-        samples = np.asarray(samples_ms, dtype=np.float64)
-        if samples.size == 0:
+        """Statistics from the timer's own C++ code (leangraph.bench.stats), so the
+        report's rows and leangraph-bench agree on every definition."""
+        from leangraph.bench import stats
+
+        if len(samples_ms) == 0:
             raise ValueError("no latency samples")
-        p10, p50, p90, p99 = np.percentile(samples, [10, 50, 90, 99])
-        return cls(
-            count=int(samples.size),
-            samples_ms=[float(s) for s in samples],
-            min_ms=float(samples.min()),
-            p10_ms=float(p10),
-            p50_ms=float(p50),
-            p90_ms=float(p90),
-            p99_ms=float(p99),
-            mean_ms=float(samples.mean()),
-            stddev_ms=float(samples.std(ddof=1)) if samples.size > 1 else 0.0,
-            rounds=int(rounds),
-        )
+        summary = stats(samples_ms)
+        fields = ("count", "min_ms", "p10_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stddev_ms")
+        return cls(samples_ms=[float(s) for s in samples_ms], rounds=int(rounds),
+                   **{key: summary[key] for key in fields})
 
     def to_dict(self):
         return dict(self.__dict__)

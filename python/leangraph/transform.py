@@ -67,10 +67,12 @@ def transform(graph, transforms, inputs=None, outputs=None, allow_io_ops=False):
     """
     native = load_native()
     text = _as_string(transforms)
-    data = graphs.serialize(graph)
+    is_bytes = isinstance(graph, (bytes, bytearray, memoryview))
     graph_def = None
-    if inputs is None or outputs is None or not allow_io_ops:
-        graph_def = graphs.load_graph(data) if not hasattr(graph, "node") else graph
+    if not is_bytes or inputs is None or outputs is None or not allow_io_ops:
+        # Parsed once here; serialized bytes go to the native side unparsed.
+        graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
+    data = bytes(graph) if is_bytes else graph_def.SerializeToString()
     if graph_def is not None and not graph_def.node and outputs is None:
         # Empty bytes, and many files that are not GraphDefs, parse as an empty
         # graph: transforming one is a mistake worth reporting. (With outputs
