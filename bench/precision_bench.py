@@ -5,10 +5,12 @@
 Xception 299x299 (keras.applications, weights=None, frozen at batch 1):
   fp32 frozen graph vs the `to_bfloat16` graph vs Grappler's run-time bf16
   rewrite (auto_mixed_precision_onednn_bfloat16=ON), timed in interleaved
-  rounds so drift hits every variant alike; file sizes; distance to the bf16
-  floor (2 * MACs / measured bf16 matmul peak).
+  rounds so drift hits every variant alike; to_bfloat16 with zero biases kept
+  fusable vs exact; file sizes; distance to the bf16 floor (2 * MACs over a
+  bf16 GEMM's throughput, measured in the same interleaved rounds).
 Digits reference model: held-out accuracy and file size of fp32, bf16,
-  Grappler bf16, quantize_weights and quantize_nodes, with batch-32 latency.
+  Grappler bf16, quantize_weights (also with every tensor quantized, and with
+  obfuscate_names) and quantize_nodes, with batch-32 latency.
 
 Xception is timed with leangraph's native timer (leangraph.compare: interleaved,
 pinned, with a 95 % CI on the speed-up); the digits rows use a Session loop,
@@ -65,23 +67,53 @@ def interleaved(variants, feeds, output, runs, warmup=5):
     return samples
 
 
-def bf16_matmul_peak_gflops(n=2048, runs=10):
-    """Measured bf16 GEMM throughput of this CPU through TF/oneDNN (all cores)."""
+def matmul_graph(n):
+    """A bf16 n x n x n GEMM fed by a bf16 placeholder (no cast in the timed path)."""
     g = tf.Graph()
     with g.as_default():
         a = tf.compat.v1.placeholder(tf.bfloat16, [n, n], name="a")
         b = tf.constant(np.random.default_rng(0).normal(size=(n, n)), tf.bfloat16)
-        out = tf.matmul(a, b)
-    feed = {a: np.random.default_rng(1).normal(size=(n, n)).astype(tf.bfloat16.as_numpy_dtype)}
-    with tf.compat.v1.Session(graph=g) as s:
-        for _ in range(3):
+        tf.identity(tf.matmul(a, b), name="product")
+    feed = np.random.default_rng(1).normal(size=(n, n)).astype(tf.bfloat16.as_numpy_dtype)
+    return g.as_graph_def(), feed
+
+
+def floor_ratios(variants, macs, threads, rounds=30, n=2048):
+    """{name: (p50, p10, p90)} of latency / bf16 floor, the floor measured in the same round.
+
+    This machine's throughput drifts by up to 2x within minutes, so a peak
+    measured once and a latency measured later are not comparable. Each round
+    runs the GEMM once and every graph once; the floor of that round is
+    2 * MACs over that GEMM's throughput. Also returns the GEMM's median GFLOP/s.
+    """
+    mm_def, mm_feed = matmul_graph(n)
+    mm = session(mm_def, threads=threads)
+    runs = {}
+    for name, g in variants.items():
+        inp = graphs.default_inputs(g)[0]
+        out = graphs.default_outputs(g)[0]
+        shape = [d.size for d in next(x for x in g.node if x.name == inp).attr["shape"].shape.dim]
+        x = np.random.default_rng(0).uniform(-1, 1, [max(d, 1) for d in shape]).astype(np.float32)
+        runs[name] = (session(g, threads=threads), out + ":0", {inp + ":0": x})
+
+    def timed(fn):
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    for _ in range(3):
+        mm.run("product:0", {"a:0": mm_feed})
+        for s, out, feed in runs.values():
             s.run(out, feed)
-        best = float("inf")
-        for _ in range(runs):
-            start = time.perf_counter()
-            s.run(out, feed)
-            best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    gemm, lat = [], {name: [] for name in runs}
+    for _ in range(rounds):
+        gemm.append(timed(lambda: mm.run("product:0", {"a:0": mm_feed})))
+        for name, (s, out, feed) in runs.items():
+            lat[name].append(timed(lambda: s.run(out, feed)))
+    gemm = np.asarray(gemm)
+    floor = 2 * macs * gemm / (2 * n ** 3)  # seconds, per round
+    result = {name: stats(np.asarray(v) / floor) for name, v in lat.items()}
+    return result, float(2 * n ** 3 / np.median(gemm) / 1e9), float(np.median(floor) * 1e3)
 
 
 def xception_graph():
@@ -133,12 +165,18 @@ def bench_xception(runs):
     # Random weights give a near-uniform softmax: the difference, not top-1, is the signal.
     print(f"  to_bfloat16: max |diff| vs fp32 {np.abs(low - ref).max():.2e} "
           f"(output max {np.abs(ref).max():.2e})")
+    exact = precision.to_bfloat16(deployed, zero_bias="exact")
+    vs_exact = leangraph.compare(exact, bf16, **kwargs)
+    lo, hi = vs_exact.speedup_ci95
+    print(f"  zero biases kept fusable (zero_bias=tiny vs exact): p50 {vs_exact.a.p50_ms:.1f} -> "
+          f"{vs_exact.b.p50_ms:.1f} ms, speed-up {vs_exact.speedup:.2f}x [95% CI {lo:.2f}, {hi:.2f}]")
     macs = leangraph.summarize(frozen).macs
-    peak = bf16_matmul_peak_gflops()
-    floor = 2 * macs / (peak * 1e9) * 1e3
-    print(f"  MACs {macs / 1e9:.2f} G; bf16 matmul peak {peak:.0f} GFLOP/s -> floor {floor:.1f} ms;"
-          f" to_bfloat16 at {vs_fp32.b.p50_ms / floor:.2f}x the floor,"
-          f" Grappler at {vs_grappler.b.p50_ms / floor:.2f}x")
+    ratios, gflops, floor = floor_ratios({"to_bfloat16": bf16, "zero_bias=exact": exact},
+                                         macs, kwargs["threads"])
+    print(f"  MACs {macs / 1e9:.2f} G; bf16 2048^3 GEMM {gflops:.0f} GFLOP/s (median) -> floor "
+          f"{floor:.1f} ms; latency / floor, per interleaved round:")
+    for name, (p50, p10, p90) in ratios.items():
+        print(f"    {name:16s} {p50:.2f}x the floor [p10 {p10:.2f}, p90 {p90:.2f}]")
 
 
 def bench_digits(runs):
@@ -153,16 +191,20 @@ def bench_digits(runs):
                                outputs=[out])
     variants = {name: precision.apply_precision(fp32, name)
                 for name in ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8")}
-    # quantize_weights' default minimum_size (1024 elements) leaves most of this
-    # small model's tensors in fp32; this row quantizes every weight tensor.
+    # quantize_weights' default minimum_size (1024 elements) leaves the biases
+    # and the narrow depthwise kernels in fp32; this row quantizes every tensor.
     variants["int8-weights-all"] = (precision.quantize_weights(fp32, minimum_size=16), None)
+    # quantize_weights adds three nodes per tensor, each named after it; TF's
+    # obfuscate_names shortens every name but the input's and output's.
+    variants["int8-weights+short-names"] = (
+        leangraph.transform(fp32, "quantize_weights obfuscate_names", outputs=[out]), None)
     base = None
     for name, (g, cfg) in variants.items():
         r = precision.evaluate(g, model.x_test, model.y_test, reference=fp32, output_name=out,
                                session_config=cfg)
         size = len(g.SerializeToString())
         base = base or (r.accuracy, size)
-        print(f"  {name:13s} accuracy {100 * r.accuracy:6.2f} % ({100 * (r.accuracy - base[0]):+.2f} pts)"
+        print(f"  {name:24s} accuracy {100 * r.accuracy:6.2f} % ({100 * (r.accuracy - base[0]):+.2f} pts)"
               f"  agree {100 * r.top1_agreement:6.2f} %  max|diff| {r.max_abs_diff:.3g}"
               f"  file {size / 1024:6.1f} KB ({100 * size / base[1]:5.1f} %)")
     x = model.x_test[:32]

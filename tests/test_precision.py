@@ -173,3 +173,58 @@ def test_unknown_precision_is_named():
 def test_fake_no_bf16_is_honoured(monkeypatch):
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
     assert precision.cpu_supports_bf16() is False
+
+
+def _untrained_conv_bn_relu():
+    """Conv -> BatchNorm -> ReLU twice, untrained: every folded bias is exactly 0."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 8), name="input")
+    x = inputs
+    for _ in range(2):
+        x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    frozen = leangraph.freeze(model).graph_def
+    return leangraph.transform(frozen, leangraph.recipe("deploy", frozen))
+
+
+def _bias_values(graph_def):
+    nodes = {n.name: n for n in graph_def.node}
+    return [tf.make_ndarray(nodes[n.input[1]].attr["value"].tensor).astype(np.float32)
+            for n in graph_def.node if n.op == "BiasAdd"]
+
+
+def test_to_bfloat16_keeps_zero_biases_fusable_and_results_identical():
+    deployed = _untrained_conv_bn_relu()
+    assert all(not b.any() for b in _bias_values(deployed))
+    tiny = precision.to_bfloat16(deployed)
+    exact = precision.to_bfloat16(deployed, zero_bias="exact")
+    tiny_biases, exact_biases = _bias_values(tiny), _bias_values(exact)
+    assert len(tiny_biases) == 2 and all((b == 2.0 ** -126).all() for b in tiny_biases)
+    assert all(not b.any() for b in exact_biases)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 8)).astype(np.float32)
+    (a,) = leangraph.run(tiny, {"input": x})
+    (b,) = leangraph.run(exact, {"input": x})
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(leangraph.TransformError, match="zero_bias"):
+        precision.to_bfloat16(deployed, zero_bias="small")
+
+
+@pytest.mark.skipif(not precision.cpu_supports_bf16(), reason="needs a bf16 CPU for oneDNN's fusion")
+def test_tiny_zero_bias_lets_grappler_fuse_the_relu():
+    deployed = _untrained_conv_bn_relu()
+
+    def op_types(graph):
+        result = leangraph.benchmark(graph, runs=1, warmup=0, profile=True,
+                                     measure_overhead=False)
+        return {row["op"]: row["count"] for row in result.profile["by_op_type"]}
+
+    exact = op_types(precision.to_bfloat16(deployed, zero_bias="exact"))
+    tiny = op_types(precision.to_bfloat16(deployed))
+    # Exact zeros: Grappler deletes the BiasAdds and the ReLUs run on their own.
+    assert exact.get("Relu", 0) == 2
+    assert tiny.get("Relu", 0) == 0
+    assert sum(n for op, n in tiny.items() if "FusedConv2D" in op) == 2

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "native/test_main.h"
 #include "native/transform_context.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
@@ -301,6 +302,56 @@ LG_TEST(ControlInputsAndOtherPortsAreNotTypedEdges) {
   LG_EXPECT(nodes.at("relu")->input(1) == "^w");
   LG_EXPECT(nodes.at("mean_out")->input(0) == "bn:1");  // float port, no cast
   LG_EXPECT(nodes.at("out")->input(0) == "relu/to_float");
+}
+
+// input -> conv -> bias(zero b) -> relu -> softmax, plus a second BiasAdd of
+// `z` (zero too) after the relu, where no contraction precedes it.
+GraphDef ZeroBiasChain() {
+  GraphDef graph;
+  Placeholder(&graph, "input");
+  FloatConst(&graph, "w", {1, 1, 1, 2}, {1.0f, -2.0f});
+  FloatConst(&graph, "b", {2}, {0.0f, -0.0f});
+  FloatConst(&graph, "z", {2}, {0.0f, 0.0f});
+  Conv(&graph, "conv", "input", "w");
+  Add(&graph, "bias", "BiasAdd", {"conv", "b"});
+  Add(&graph, "relu", "Relu", {"bias"});
+  Add(&graph, "bias2", "BiasAdd", {"relu", "z"});
+  Add(&graph, "softmax", "Softmax", {"bias2"});
+  return graph;
+}
+
+LG_TEST(ZeroBiasAfterAContractionIsStoredAsTheSmallestNormal) {
+  const auto out = Run(ZeroBiasChain(), {"softmax"});
+  const auto nodes = ByName(out);
+  LG_EXPECT(TypeOf(nodes.at("b"), "dtype") == DT_BFLOAT16);
+  LG_EXPECT(Bf16Content(nodes.at("b")) == (std::vector<uint16_t>{0x0080, 0x0080}));
+  // Not after a contraction: nothing to fuse, so the zeros stay exact.
+  LG_EXPECT(TypeOf(nodes.at("z"), "dtype") == DT_BFLOAT16);
+  LG_EXPECT(Bf16Content(nodes.at("z")) == (std::vector<uint16_t>{0x0000, 0x0000}));
+  // A non-zero bias is only rounded.
+  const GraphDef rounded = Run(ConvChain(), {"softmax"});
+  const auto chain = ByName(rounded);
+  LG_EXPECT(Bf16Content(chain.at("b")) == (std::vector<uint16_t>{0x3f00, 0x3e80}));
+}
+
+LG_TEST(ZeroBiasExactKeepsZerosAndBadValuesAreRefused) {
+  leangraph::TransformParams params;
+  params["zero_bias"] = {"exact"};
+  const GraphDef exact = Run(ZeroBiasChain(), {"softmax"}, params);
+  const auto nodes = ByName(exact);
+  LG_EXPECT(Bf16Content(nodes.at("b")) == (std::vector<uint16_t>{0x0000, 0x8000}));
+  const leangraph::OwnTransform* own = nullptr;
+  for (const auto& t : leangraph::OwnTransforms()) {
+    if (std::string(t.name) == "to_bfloat16") own = &t;
+  }
+  LG_EXPECT(own != nullptr);
+  if (own == nullptr) return;
+  params["zero_bias"] = {"small"};
+  leangraph::TransformContext context{"to_bfloat16", {"input"}, {"softmax"}, params};
+  GraphDef out;
+  const absl::Status status = own->fn(ZeroBiasChain(), context, &out);
+  LG_EXPECT(absl::IsInvalidArgument(status));
+  LG_EXPECT(std::string(status.message()).find("zero_bias") != std::string::npos);
 }
 
 }  // namespace

@@ -79,12 +79,21 @@ def grappler_bf16_config(threads=None):
     return config
 
 
-def to_bfloat16(graph, exclude_ops=(), exclude_nodes=(), inputs=None, outputs=None):
-    """The graph with its float compute rewritten to bf16 (the `to_bfloat16` transform)."""
+def to_bfloat16(graph, exclude_ops=(), exclude_nodes=(), inputs=None, outputs=None,
+                zero_bias="tiny"):
+    """The graph with its float compute rewritten to bf16 (the `to_bfloat16` transform).
+
+    zero_bias: "tiny" (default) stores an all-zero bias after a convolution or
+    matmul as 2^-126, so Grappler keeps the BiasAdd and fuses it and the
+    activation into the contraction's oneDNN kernel (it deletes adds of exact
+    zeros); "exact" keeps the zeros.
+    """
     from leangraph.transform import transform
 
     params = [f"exclude_op={op}" for op in exclude_ops]
     params += [f"exclude_node={name}" for name in exclude_nodes]
+    if zero_bias != "tiny":
+        params.append(f"zero_bias={zero_bias}")
     step = f"to_bfloat16({', '.join(params)})" if params else "to_bfloat16"
     return transform(graph, step, inputs=inputs, outputs=outputs)
 

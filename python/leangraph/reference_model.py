@@ -26,7 +26,7 @@ from leangraph import graphs
 _RECIPE_VERSION = 1
 _SIZE = 32
 _TEST_FRACTION = 0.2
-_EPOCHS = 12
+_EPOCHS = 20
 _BATCH = 32
 
 INPUT_NAME = "input"
@@ -83,26 +83,35 @@ def build_model(size=_SIZE, seed=0):
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 3), name=INPUT_NAME)
-    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.Activation("relu")(x)
-    for filters in (32, 64):
-        shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
-        shortcut = layers.BatchNormalization(momentum=0.9)(shortcut)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        x = layers.Add()([x, shortcut])
-    x = layers.SeparableConv2D(96, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.Activation("relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    # Layers are named as in keras.applications.Xception.
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="block1_conv1")(inputs)
+    x = layers.BatchNormalization(momentum=0.9, name="block1_conv1_bn")(x)
+    x = layers.Activation("relu", name="block1_conv1_act")(x)
+    # Entry flow: residual blocks that halve the resolution and widen.
+    for block, filters in enumerate((64, 128, 256), start=2):
+        b = f"block{block}_"
+        shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False,
+                                 name=b + "shortcut")(x)
+        shortcut = layers.BatchNormalization(momentum=0.9, name=b + "shortcut_bn")(shortcut)
+        x = layers.Activation("relu", name=b + "sepconv1_act")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False,
+                                   name=b + "sepconv1")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=b + "sepconv1_bn")(x)
+        x = layers.Activation("relu", name=b + "sepconv2_act")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False,
+                                   name=b + "sepconv2")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=b + "sepconv2_bn")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=b + "pool")(x)
+        x = layers.Add(name=b + "add")([x, shortcut])
+    # Exit flow: two wide separable convolutions, as Xception's (1536, 2048).
+    for i, filters in enumerate((512, 768), start=1):
+        b = f"block5_sepconv{i}"
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=b)(x)
+        x = layers.BatchNormalization(momentum=0.9, name=b + "_bn")(x)
+        x = layers.Activation("relu", name=b + "_act")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = layers.Dense(10, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="digits_xception")
+    return keras.Model(inputs, outputs, name="digits")
 
 
 def _fingerprint():
