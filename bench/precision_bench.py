@@ -81,6 +81,8 @@ def matmul_graph(n):
 def floor_ratios(variants, macs, threads, rounds=30, n=2048):
     """{name: (p50, p10, p90)} of latency / bf16 floor, the floor measured in the same round.
 
+    variants: {name: (graph_def, session ConfigProto or None)}.
+
     This machine's throughput drifts by up to 2x within minutes, so a peak
     measured once and a latency measured later are not comparable. Each round
     runs the GEMM once and every graph once; the floor of that round is
@@ -89,12 +91,12 @@ def floor_ratios(variants, macs, threads, rounds=30, n=2048):
     mm_def, mm_feed = matmul_graph(n)
     mm = session(mm_def, threads=threads)
     runs = {}
-    for name, g in variants.items():
+    for name, (g, config) in variants.items():
         inp = graphs.default_inputs(g)[0]
         out = graphs.default_outputs(g)[0]
         shape = [d.size for d in next(x for x in g.node if x.name == inp).attr["shape"].shape.dim]
         x = np.random.default_rng(0).uniform(-1, 1, [max(d, 1) for d in shape]).astype(np.float32)
-        runs[name] = (session(g, threads=threads), out + ":0", {inp + ":0": x})
+        runs[name] = (session(g, config, threads=threads), out + ":0", {inp + ":0": x})
 
     def timed(fn):
         start = time.perf_counter()
@@ -171,8 +173,10 @@ def bench_xception(runs):
     print(f"  zero biases kept fusable (zero_bias=tiny vs exact): p50 {vs_exact.a.p50_ms:.1f} -> "
           f"{vs_exact.b.p50_ms:.1f} ms, speed-up {vs_exact.speedup:.2f}x [95% CI {lo:.2f}, {hi:.2f}]")
     macs = leangraph.summarize(frozen).macs
-    ratios, gflops, floor = floor_ratios({"to_bfloat16": bf16, "zero_bias=exact": exact},
-                                         macs, kwargs["threads"])
+    ratios, gflops, floor = floor_ratios(
+        {"to_bfloat16": (bf16, None), "zero_bias=exact": (exact, None),
+         "Grappler bf16": (deployed, precision.grappler_bf16_config())},
+        macs, kwargs["threads"])
     print(f"  MACs {macs / 1e9:.2f} G; bf16 2048^3 GEMM {gflops:.0f} GFLOP/s (median) -> floor "
           f"{floor:.1f} ms; latency / floor, per interleaved round:")
     for name, (p50, p10, p90) in ratios.items():
