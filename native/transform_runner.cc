@@ -97,7 +97,9 @@ absl::Status RunOwn(const OwnTransform& own, const TransformStep& step,
   tensorflow::GraphDef result;
   const absl::Status status = own.fn(*graph, context, &result);
   if (!status.ok()) return *ignore_errors ? absl::OkStatus() : status;
-  *result.mutable_library() = graph->library();
+  // A transform that rewrites the library (inline_grouped_convs) says so by
+  // setting one; the others build nodes only and keep the input's.
+  if (!result.has_library()) *result.mutable_library() = graph->library();
   *result.mutable_versions() = graph->versions();
   const absl::Status valid = gt::IsGraphValid(result);
   if (!valid.ok()) return valid;

@@ -28,3 +28,8 @@ def keras_mlp_graph():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def modern_blocks_graph():
+    return graph_builders.keras_modern_blocks_graph()

@@ -159,3 +159,32 @@ def keras_separable_deconv_dense_graph():
     model = keras.Model(inputs, outputs)
     _randomize_bn(model)
     return freeze_keras(model, (1, 12, 12, 3))
+
+
+def keras_modern_blocks_graph():
+    """What Keras freezes for newer architectures, small.
+
+    Grouped Conv2D (depthwise by groups, as in ConvNeXt; two-channel groups,
+    as in RegNet; groups with two outputs each) that Keras runs as
+    jit_compile'd function calls; swish (behind tf.custom_gradient's
+    IdentityN), hard-swish (RealDiv by 6), layer norm (StopGradient in its
+    moments) and GELU (Erfc).
+    """
+    import keras
+
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((10, 10, 8))
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=8)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("swish")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", groups=4)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("hard_swish")(x)
+    x = keras.layers.Conv2D(32, 3, padding="valid", groups=16)(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+    x = keras.layers.Dense(24, activation="gelu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4)(x)
+    model = keras.Model(inputs, outputs)
+    _randomize_bn(model)
+    return freeze_keras(model, (1, 10, 10, 8))

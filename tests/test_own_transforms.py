@@ -13,7 +13,8 @@ import graph_builders
 import leangraph
 from leangraph import graphs
 
-OWN = ["fold_keras_batch_norms", "fuse_bias_add", "strip_freeze_artifacts", "remove_identity_chains"]
+OWN = ["fold_keras_batch_norms", "fuse_bias_add", "strip_freeze_artifacts", "remove_identity_chains",
+       "inline_grouped_convs"]
 
 # (architecture, input size, every batch norm follows a contraction)
 APPLICATIONS = [
@@ -123,6 +124,27 @@ def test_deploy_is_idempotent(frozen_apps, name, size):
         (n.name, n.op, list(n.input)) for n in once.node
     ]
     assert twice.SerializeToString(deterministic=True) == once.SerializeToString(deterministic=True)
+
+
+def test_deploy_inlines_keras_grouped_convs_and_drops_pass_throughs(modern_blocks_graph):
+    """Keras runs grouped Conv2D as jit_compile'd calls; deploy makes them plain oneDNN convs."""
+    frozen = modern_blocks_graph
+    assert _ops(frozen)["StatefulPartitionedCall"] == 3
+    assert len(frozen.library.function) == 3
+    assert _ops(frozen)["IdentityN"] == 1 and _ops(frozen)["StopGradient"] == 1
+    deployed = _deploy(frozen)
+    _assert_same_outputs(frozen, deployed, (1, 10, 10, 8))
+    ops = _ops(deployed)
+    assert not any("Call" in op for op in ops)
+    assert len(deployed.library.function) == 0
+    # groups == channels (x1 and x2 outputs per group) is depthwise; groups=4 stays a grouped Conv2D.
+    assert ops["DepthwiseConv2dNative"] == 2 and ops["Conv2D"] == 1
+    for op in ("NoOp", "IdentityN", "StopGradient"):
+        assert ops[op] == 0, op
+    # The batch norms after the grouped convs fold into them (a BiasAdd keeps the add's name).
+    assert [n.name for n in deployed.node if "batch_normalization" in n.name
+            and n.op in ("Mul", "Add", "AddV2", "Sub", "Rsqrt")] == []
+    assert ops["BiasAdd"] >= 3
 
 
 def test_tf_fold_batch_norms_leaves_keras_batch_norms(keras_cnn_graph):

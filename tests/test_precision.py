@@ -175,6 +175,39 @@ def test_fake_no_bf16_is_honoured(monkeypatch):
     assert precision.cpu_supports_bf16() is False
 
 
+def test_to_bfloat16_keeps_swish_hard_swish_and_layer_norm_in_one_region(modern_blocks_graph):
+    """No cast pair around each activation of EfficientNet/MobileNetV3/ConvNeXt-style blocks."""
+    deployed = leangraph.transform(modern_blocks_graph, leangraph.recipe("deploy", modern_blocks_graph))
+    low = precision.to_bfloat16(deployed)
+    types = {}
+    for n in low.node:
+        if n.op in ("DepthwiseConv2dNative", "Conv2D", "Sigmoid", "RealDiv", "SquaredDifference",
+                    "Rsqrt", "Erfc", "MatMul"):
+            types.setdefault(n.op, set()).add(n.attr["T"].type)
+    assert types.pop("Erfc") == {tf.float32.as_datatype_enum}  # scalar bf16 kernel: kept fp32
+    assert len(types) == 7
+    assert all(t == {tf.bfloat16.as_datatype_enum} for t in types.values()), types
+    # The input, both sides of Erfc, and the output: nothing else crosses.
+    assert sum(n.op == "Cast" for n in low.node) == 4
+    x = np.random.default_rng(0).normal(size=(1, 10, 10, 8)).astype(np.float32)
+    (ref,) = leangraph.run(deployed, {"input": x})
+    (out,) = leangraph.run(low, {"input": x})
+    assert np.abs(out - ref).max() <= 3e-2 * np.abs(ref).max()
+
+
+def test_to_bfloat16_looks_through_the_identity_n_of_swish(modern_blocks_graph):
+    inlined = leangraph.transform(modern_blocks_graph, "inline_grouped_convs")
+    assert any(n.op == "IdentityN" for n in inlined.node)
+    low = precision.to_bfloat16(inlined)
+    assert not any(n.op == "IdentityN" for n in low.node)
+    sigmoid = next(n for n in low.node if n.op == "Sigmoid")
+    assert sigmoid.attr["T"].type == tf.bfloat16.as_datatype_enum
+    x = np.random.default_rng(1).normal(size=(1, 10, 10, 8)).astype(np.float32)
+    (ref,) = leangraph.run(modern_blocks_graph, {"input": x})
+    (out,) = leangraph.run(low, {"input": x})
+    assert np.abs(out - ref).max() <= 3e-2 * np.abs(ref).max()
+
+
 def _untrained_conv_bn_relu():
     """Conv -> BatchNorm -> ReLU twice, untrained: every folded bias is exactly 0."""
     import keras

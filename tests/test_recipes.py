@@ -37,7 +37,8 @@ def test_tf_recipes_are_tf_docs_verbatim():
 def test_deploy_contains_tf_recipe_steps_and_own_transforms():
     steps = [name for name, _ in leangraph.parse_transforms(leangraph.recipe("deploy"))]
     for name in ("strip_unused_nodes", "fold_keras_batch_norms",
-                 "strip_freeze_artifacts", "remove_identity_chains", "fuse_bias_add"):
+                 "strip_freeze_artifacts", "remove_identity_chains", "fuse_bias_add",
+                 "inline_grouped_convs"):
         assert name in steps
 
 

@@ -7,6 +7,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "tensorflow/core/common_runtime/graph_constructor.h"
+#include "tensorflow/core/common_runtime/shape_refiner.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_def.pb.h"
@@ -459,6 +461,83 @@ std::set<std::string> RemoveOrphans(GraphDef* graph,
   }
   graph->mutable_node()->Swap(kept.mutable_node());
   return removed;
+}
+
+bool VisitInferredShapes(
+    const GraphDef& graph,
+    const std::function<void(const tensorflow::Node&,
+                             tensorflow::shape_inference::InferenceContext&)>&
+        visit) {
+  GraphDef light;
+  *light.mutable_versions() = graph.versions();
+  *light.mutable_library() = graph.library();
+  for (const NodeDef& node : graph.node()) {
+    NodeDef* copy = light.add_node();
+    *copy = node;
+    if (node.op() != "Const") continue;
+    auto& value = (*copy->mutable_attr())["value"];
+    if (value.has_tensor() && value.tensor().dtype() == tensorflow::DT_FLOAT &&
+        value.tensor().tensor_content().size() > 256) {
+      value.mutable_tensor()->clear_tensor_content();
+    }
+  }
+  tensorflow::Graph tf_graph(tensorflow::OpRegistry::Global());
+  tensorflow::ShapeRefiner refiner(graph.versions(), tf_graph.op_registry());
+  refiner.set_require_shape_inference_fns(false);
+  tensorflow::ImportGraphDefOptions options;
+  if (!tensorflow::ImportGraphDef(options, light, &tf_graph, &refiner).ok()) {
+    return false;
+  }
+  for (const tensorflow::Node* node : tf_graph.op_nodes()) {
+    tensorflow::shape_inference::InferenceContext* context =
+        refiner.GetContext(node);
+    if (context != nullptr) visit(*node, *context);
+  }
+  return true;
+}
+
+void BypassIdentityN(GraphDef* graph, const std::set<std::string>& keep) {
+  std::map<std::string, const NodeDef*> bypassed;
+  for (const NodeDef& node : graph->node()) {
+    if (node.op() != "IdentityN" || keep.count(node.name()) > 0) continue;
+    const auto types = node.attr().find("T");
+    bool plain = types != node.attr().end() && types->second.has_list() &&
+                 types->second.list().type_size() == node.input_size();
+    for (const std::string& input : node.input()) {
+      plain = plain && !ParseEdge(input).control;
+    }
+    if (plain) bypassed[node.name()] = &node;
+  }
+  for (const NodeDef& node : graph->node()) {
+    for (const std::string& input : node.input()) {
+      const Edge edge = ParseEdge(input);
+      if (edge.control) bypassed.erase(edge.node);
+    }
+  }
+  if (bypassed.empty()) return;
+  // Rewired into a copy: the map points into the original.
+  GraphDef rewired;
+  std::map<std::string, int> readers;
+  for (const NodeDef& node : graph->node()) {
+    NodeDef* copy = rewired.add_node();
+    *copy = node;
+    for (int i = 0; i < copy->input_size(); ++i) {
+      Edge edge = ParseEdge(copy->input(i));
+      for (size_t hops = 0; !edge.control && hops <= bypassed.size(); ++hops) {
+        const auto it = bypassed.find(edge.node);
+        if (it == bypassed.end() || edge.port >= it->second->input_size()) break;
+        edge = ParseEdge(it->second->input(edge.port));
+      }
+      copy->set_input(i, EdgeString(edge));
+      ++readers[edge.node];
+    }
+  }
+  GraphDef kept;
+  for (NodeDef& node : *rewired.mutable_node()) {
+    const bool dead = bypassed.count(node.name()) > 0 && readers[node.name()] == 0;
+    if (!dead) *kept.add_node() = std::move(node);
+  }
+  graph->mutable_node()->Swap(kept.mutable_node());
 }
 
 }  // namespace graph_util

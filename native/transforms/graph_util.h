@@ -6,6 +6,7 @@
 #define LEANGRAPH_NATIVE_TRANSFORMS_GRAPH_UTIL_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -13,9 +14,11 @@
 #include <vector>
 
 #include "tensorflow/core/framework/graph.pb.h"
+#include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/node_def.pb.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/graph/graph.h"
 
 namespace leangraph {
 namespace graph_util {
@@ -122,6 +125,22 @@ std::string UniqueName(const std::string& base, std::set<std::string>* taken);
 
 // Names of all nodes.
 std::set<std::string> NodeNames(const tensorflow::GraphDef& graph);
+
+// Runs TensorFlow's shape inference over a copy of `graph` without its large
+// float constants (shapes do not depend on weight values) and calls `visit`
+// with every op node and its inference context. False, having visited
+// nothing, when the graph does not import.
+bool VisitInferredShapes(
+    const tensorflow::GraphDef& graph,
+    const std::function<void(const tensorflow::Node&,
+                             tensorflow::shape_inference::InferenceContext&)>&
+        visit);
+
+// Readers of an IdentityN's output k read its input k instead, and an
+// IdentityN nothing reads any more is dropped. One with control inputs, one
+// read by a control edge, and those named in `keep` stay as they are.
+void BypassIdentityN(tensorflow::GraphDef* graph,
+                     const std::set<std::string>& keep);
 
 // Removes, repeatedly, every node named in `candidates` that nothing reads
 // any more (no data or control consumer); a removal can orphan another

@@ -1,6 +1,7 @@
-// fold_keras_batch_norms, fuse_bias_add, strip_freeze_artifacts and
-// remove_identity_chains on hand-built graphs: the exact nodes after each,
-// the folded values, and the cases where nothing may fire.
+// fold_keras_batch_norms, fuse_bias_add, strip_freeze_artifacts,
+// remove_identity_chains and inline_grouped_convs on hand-built graphs: the
+// exact nodes after each, the folded values, and the cases where nothing may
+// fire.
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -12,6 +13,7 @@
 #include "native/test_main.h"
 #include "native/transform_context.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
+#include "tensorflow/core/framework/function.pb.h"
 #include "tensorflow/core/framework/graph.pb.h"
 #include "tensorflow/core/framework/node_def.pb.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -442,6 +444,66 @@ LG_TEST(RemoveIdentityDropsCheckNumericsOnlyWhenAsked) {
   LG_EXPECT(Find(out, "output")->input(0) == "input");
 }
 
+// Keras' moments() wraps the mean in StopGradient; at inference it is an
+// Identity (as is PreventGradient).
+LG_TEST(RemoveIdentityDropsGradientStops) {
+  GraphDef g;
+  Input(&g, "input", {1, 2});
+  Add(&g, "stop", "StopGradient", {"input"});
+  Add(&g, "prevent", "PreventGradient", {"stop"});
+  Add(&g, "output", "SquaredDifference", {"input", "prevent"});
+  const GraphDef out = Run("remove_identity_chains", g, {"output"});
+  LG_EXPECT((NodeNames(out) == Names{"input", "output"}));
+  LG_EXPECT(Find(out, "output")->input(1) == "input");
+}
+
+NodeDef* IdentityN(GraphDef* graph, const std::string& name,
+                   const std::vector<std::string>& inputs) {
+  NodeDef* node = Add(graph, name, "IdentityN", inputs);
+  node->mutable_attr()->erase("T");
+  auto* types = (*node->mutable_attr())["T"].mutable_list();
+  for (const std::string& input : inputs) {
+    if (input[0] != '^') types->add_type(DT_FLOAT);
+  }
+  return node;
+}
+
+// What tf.nn.silu's custom gradient leaves in a frozen Keras model:
+// IdentityN(x * sigmoid(x), x, beta), read at port 0 (and here port 1).
+LG_TEST(RemoveIdentityNForwardsEachPortToItsInput) {
+  GraphDef g;
+  Input(&g, "input", {1, 2});
+  Const(&g, "beta", {}, {1.0f});
+  Add(&g, "sig", "Sigmoid", {"input"});
+  Add(&g, "mul", "Mul", {"input", "sig"});
+  IdentityN(&g, "swish", {"mul", "input", "beta"});
+  Add(&g, "relu", "Relu", {"swish:1"});
+  Add(&g, "output", "AddV2", {"swish", "relu"});
+  const GraphDef out = Run("remove_identity_chains", g, {"output"});
+  LG_EXPECT((NodeNames(out) == Names{"input", "sig", "mul", "relu", "output"}));
+  LG_EXPECT(Find(out, "output")->input(0) == "mul");
+  LG_EXPECT(Find(out, "relu")->input(0) == "input");
+}
+
+LG_TEST(RemoveIdentityNStaysWhenReadByControlEdgeOrOutOfRange) {
+  GraphDef g;
+  Input(&g, "input", {1, 2});
+  Add(&g, "sig", "Sigmoid", {"input"});
+  IdentityN(&g, "pair", {"sig", "input"});
+  Add(&g, "output", "Relu", {"pair", "^pair"});
+  LG_EXPECT(Same(Run("remove_identity_chains", g, {"output"}), g));
+  GraphDef h;
+  Input(&h, "input", {1, 2});
+  IdentityN(&h, "one", {"input"});
+  Add(&h, "output", "Relu", {"one:1"});  // no such port: left for TF to reject
+  LG_EXPECT(Same(Run("remove_identity_chains", h, {"output"}), h));
+  GraphDef k;
+  Input(&k, "input", {1, 2});
+  IdentityN(&k, "gated", {"input", "^input"});  // a control input orders it
+  Add(&k, "output", "Relu", {"gated"});
+  LG_EXPECT(Same(Run("remove_identity_chains", k, {"output"}), k));
+}
+
 LG_TEST(RemoveIdentityCastChangingTypeStays) {
   GraphDef g;
   Input(&g, "input", {1, 2});
@@ -450,6 +512,146 @@ LG_TEST(RemoveIdentityCastChangingTypeStays) {
   (*cast->mutable_attr())["DstT"].set_type(DT_INT32);
   Add(&g, "output", "Identity", {"cast"});
   LG_EXPECT(Same(Run("remove_identity_chains", g, {"output"}), g));
+}
+
+// ---- inline_grouped_convs ---------------------------------------------------
+
+// The function Keras 3 freezes a grouped Conv2D into (jit_compile=True):
+// Identity(filter arg) -> Conv2D(x arg, filter) -> Identity(^NoOp), called by
+// a StatefulPartitionedCall with inputs (filter, x).
+void AddConvFunction(GraphDef* g, const std::string& name, bool extra_op) {
+  tensorflow::FunctionDef* f = g->mutable_library()->add_function();
+  f->mutable_signature()->set_name(name);
+  for (const char* arg : {"filter_arg", "x_arg"}) {
+    auto* input = f->mutable_signature()->add_input_arg();
+    input->set_name(arg);
+    input->set_type(DT_FLOAT);
+  }
+  auto* output = f->mutable_signature()->add_output_arg();
+  output->set_name("identity");
+  output->set_type(DT_FLOAT);
+  (*f->mutable_attr())["_XlaMustCompile"].set_b(true);
+  NodeDef* read = f->add_node_def();
+  read->set_name("read");
+  read->set_op("Identity");
+  read->add_input("filter_arg");
+  (*read->mutable_attr())["T"].set_type(DT_FLOAT);
+  NodeDef* conv = f->add_node_def();
+  conv->set_name("conv");
+  conv->set_op("Conv2D");
+  conv->add_input("x_arg");
+  conv->add_input("read:output:0");
+  auto& attr = *conv->mutable_attr();
+  attr["T"].set_type(DT_FLOAT);
+  for (int i = 0; i < 4; ++i) attr["strides"].mutable_list()->add_i(1);
+  attr["padding"].set_s("SAME");
+  attr["data_format"].set_s("NHWC");
+  std::string last = "conv:output:0";
+  if (extra_op) {
+    NodeDef* relu = f->add_node_def();
+    relu->set_name("relu");
+    relu->set_op("Relu");
+    relu->add_input(last);
+    (*relu->mutable_attr())["T"].set_type(DT_FLOAT);
+    last = "relu:activations:0";
+  }
+  NodeDef* noop = f->add_node_def();
+  noop->set_name("NoOp");
+  noop->set_op("NoOp");
+  noop->add_input("^read");
+  NodeDef* id = f->add_node_def();
+  id->set_name("id");
+  id->set_op("Identity");
+  id->add_input(last);
+  id->add_input("^NoOp");
+  (*id->mutable_attr())["T"].set_type(DT_FLOAT);
+  (*f->mutable_ret())["identity"] = "id:output:0";
+}
+
+NodeDef* Call(GraphDef* g, const std::string& name, const std::string& function,
+              const Names& inputs) {
+  NodeDef* call = Add(g, name, "StatefulPartitionedCall", inputs);
+  auto& attr = *call->mutable_attr();
+  attr.erase("T");
+  attr["f"].mutable_func()->set_name(function);
+  for (int i = 0; i < 2; ++i) attr["Tin"].mutable_list()->add_type(DT_FLOAT);
+  attr["Tout"].mutable_list()->add_type(DT_FLOAT);
+  return call;
+}
+
+// input [1,5,5,4] -> call(w [3,3,in_depth,4]) -> output
+GraphDef GroupedConvGraph(int in_depth, bool extra_op) {
+  GraphDef g;
+  Input(&g, "input", {1, 5, 5, 4});
+  Const(&g, "w", {3, 3, in_depth, 4}, std::vector<float>(36 * in_depth, 0.5f));
+  AddConvFunction(&g, "__inference__conv_xla_1", extra_op);
+  Call(&g, "call", "__inference__conv_xla_1", {"w", "input"});
+  Add(&g, "output", "Relu", {"call"});
+  return g;
+}
+
+LG_TEST(InlineGroupedConvsDepthwiseCallBecomesDepthwiseConv) {
+  const GraphDef out =
+      Run("inline_grouped_convs", GroupedConvGraph(1, false), {"output"});
+  LG_EXPECT((NodeNames(out) == Names{"input", "w", "call", "output"}));
+  const NodeDef* call = Find(out, "call");
+  LG_EXPECT(call->op() == "DepthwiseConv2dNative");
+  LG_EXPECT(call->input_size() == 2);
+  LG_EXPECT(call->input(0) == "input" && call->input(1) == "w");
+  LG_EXPECT(call->attr().at("padding").s() == "SAME");
+  LG_EXPECT(call->attr().count("use_cudnn_on_gpu") == 0);
+  // [3,3,1,4] is [3,3,4,1] with the same bytes.
+  const auto& shape = Find(out, "w")->attr().at("value").tensor().tensor_shape();
+  LG_EXPECT(shape.dim_size() == 4 && shape.dim(2).size() == 4 &&
+            shape.dim(3).size() == 1);
+  LG_EXPECT(Values(out, "w").size() == 36);
+  LG_EXPECT(out.library().function_size() == 0);
+  // The NoOp sink TF 2 hangs the stateful call on loses that edge once the
+  // call is a stateless Conv2D (and nothing stateful is left).
+  GraphDef sink = GroupedConvGraph(1, false);
+  Add(&sink, "NoOp", "NoOp", {"^call"});
+  sink.mutable_node(sink.node_size() - 1)->mutable_attr()->clear();
+  Add(&sink, "result", "Identity", {"output", "^NoOp"});
+  const GraphDef unordered = Run("inline_grouped_convs", sink, {"result"});
+  LG_EXPECT(Find(unordered, "NoOp")->input_size() == 0);
+  LG_EXPECT(Find(unordered, "call")->op() == "DepthwiseConv2dNative");
+}
+
+LG_TEST(InlineGroupedConvsKeepsTwoChannelGroupsAsGroupedConv2D) {
+  const GraphDef out =
+      Run("inline_grouped_convs", GroupedConvGraph(2, false), {"output"});
+  const NodeDef* call = Find(out, "call");
+  LG_EXPECT(call->op() == "Conv2D");
+  LG_EXPECT(call->input(0) == "input" && call->input(1) == "w");
+  LG_EXPECT(call->attr().at("T").type() == DT_FLOAT);
+  LG_EXPECT(call->attr().count("f") == 0);
+  LG_EXPECT(out.library().function_size() == 0);
+}
+
+LG_TEST(InlineGroupedConvsLeavesOtherFunctionsAlone) {
+  const GraphDef g = GroupedConvGraph(1, true);  // conv + relu in the body
+  LG_EXPECT(Same(Run("inline_grouped_convs", g, {"output"}), g));
+}
+
+LG_TEST(InlineGroupedConvsCopiesASharedDepthwiseFilter) {
+  GraphDef g;
+  Input(&g, "input", {1, 5, 5, 4});
+  Const(&g, "w", {3, 3, 1, 4}, std::vector<float>(36, 0.5f));
+  Conv(&g, "Conv2D", "grouped", {"input", "w"});
+  Add(&g, "other", "Relu", {"w"});
+  Add(&g, "output", "AddV2", {"grouped", "grouped"});
+  const GraphDef out = Run("inline_grouped_convs", g, {"output", "other"});
+  const NodeDef* grouped = Find(out, "grouped");
+  LG_EXPECT(grouped->op() == "DepthwiseConv2dNative");
+  LG_EXPECT(grouped->input(1) == "grouped/depthwise_filter");
+  const NodeDef* copy = Find(out, "grouped/depthwise_filter");
+  LG_EXPECT(copy != nullptr && copy->op() == "Const");
+  LG_EXPECT(Find(out, "w")->attr().at("value").tensor().tensor_shape().dim(2).size() == 1);
+  // Strides that differ by axis stay a grouped Conv2D.
+  GraphDef h = g;
+  auto* strides = (*h.mutable_node(2)->mutable_attr())["strides"].mutable_list();
+  strides->set_i(1, 2);
+  LG_EXPECT(Same(Run("inline_grouped_convs", h, {"output", "other"}), h));
 }
 
 }  // namespace

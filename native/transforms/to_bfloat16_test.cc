@@ -246,10 +246,77 @@ LG_TEST(IsolatedCheapOpsAndUnknownOpsAreLeftAlone) {
   GraphDef graph;
   Placeholder(&graph, "input");
   Add(&graph, "relu", "Relu", {"input"});
-  Add(&graph, "sig", "Sigmoid", {"relu"});
-  Add(&graph, "out", "Identity", {"sig"});
+  Add(&graph, "exp", "Exp", {"relu"});
+  Add(&graph, "out", "Identity", {"exp"});
   const auto out = Run(graph, {"out"});
   LG_EXPECT(SameGraph(out, graph));
+}
+
+// conv -> bias -> swish (Sigmoid, Mul) -> hard-sigmoid-style RealDiv by a
+// constant -> layer-norm-style SquaredDifference/Rsqrt -> Exp (kept float on
+// purpose) -> out. Everything up to Exp is one bf16 region: no cast pair
+// around the activations of EfficientNet, MobileNetV3 or ConvNeXt blocks.
+LG_TEST(ModernActivationsJoinTheBf16RegionAndExpStaysFloat) {
+  GraphDef graph;
+  Placeholder(&graph, "input");
+  FloatConst(&graph, "w", {1, 1, 1, 2}, {1.0f, -2.0f});
+  FloatConst(&graph, "b", {2}, {0.5f, 0.25f});
+  FloatConst(&graph, "six", {}, {6.0f});
+  Conv(&graph, "conv", "input", "w");
+  Add(&graph, "bias", "BiasAdd", {"conv"});
+  graph.mutable_node(graph.node_size() - 1)->add_input("b");
+  Add(&graph, "sig", "Sigmoid", {"bias"});
+  Add(&graph, "swish", "Mul", {"bias", "sig"});
+  Add(&graph, "div", "RealDiv", {"swish", "six"});
+  Add(&graph, "sqdiff", "SquaredDifference", {"div", "swish"});
+  Add(&graph, "rsqrt", "Rsqrt", {"sqdiff"});
+  Add(&graph, "exp", "Exp", {"rsqrt"});
+  Add(&graph, "out", "Identity", {"exp"});
+  const auto out = Run(graph, {"out"});
+  const auto nodes = ByName(out);
+  for (const char* name : {"conv", "bias", "sig", "swish", "div", "sqdiff", "rsqrt"}) {
+    LG_EXPECT(TypeOf(nodes.at(name), "T") == DT_BFLOAT16);
+  }
+  LG_EXPECT(TypeOf(nodes.at("six"), "dtype") == DT_BFLOAT16);
+  LG_EXPECT(TypeOf(nodes.at("exp"), "T") == DT_FLOAT);
+  LG_EXPECT(nodes.at("exp")->input(0) == "rsqrt/to_float");
+  LG_EXPECT(nodes.at("div")->input(1) == "six");
+  // 13 nodes + input/to_bfloat16 + rsqrt/to_float: no other cast.
+  LG_EXPECT(out.node_size() == 15);
+}
+
+// Keras' swish is x * sigmoid(x) behind an IdentityN (tf.custom_gradient),
+// whose float type list would cut the bf16 region after every activation.
+LG_TEST(SwishBehindIdentityNStaysInTheBf16Region) {
+  GraphDef graph;
+  Placeholder(&graph, "input");
+  FloatConst(&graph, "w", {1, 1, 1, 1}, {3.0f});
+  FloatConst(&graph, "beta", {}, {1.0f});
+  Conv(&graph, "conv", "input", "w");
+  Add(&graph, "sig", "Sigmoid", {"conv"});
+  Add(&graph, "mul", "Mul", {"conv", "sig"});
+  NodeDef* identity_n = Add(&graph, "swish", "IdentityN", {"mul", "conv", "beta"});
+  identity_n->mutable_attr()->erase("T");
+  for (int i = 0; i < 3; ++i) {
+    (*identity_n->mutable_attr())["T"].mutable_list()->add_type(DT_FLOAT);
+  }
+  Conv(&graph, "conv2", "swish", "w");
+  Add(&graph, "out", "Relu", {"conv2"});
+  const auto out = Run(graph, {"out"});
+  const auto nodes = ByName(out);
+  LG_EXPECT(nodes.count("swish") == 0);
+  LG_EXPECT(nodes.at("conv2")->input(0) == "mul");
+  for (const char* name : {"conv", "sig", "mul", "conv2"}) {
+    LG_EXPECT(TypeOf(nodes.at(name), "T") == DT_BFLOAT16);
+  }
+  int casts = 0;
+  for (const NodeDef& node : out.node()) casts += node.op() == "Cast";
+  LG_EXPECT(casts == 2);  // input/to_bfloat16, conv2/to_float
+  // An IdentityN that is a named output stays, float.
+  const GraphDef with_swish = Run(graph, {"out", "swish"});
+  const auto kept = ByName(with_swish);
+  LG_EXPECT(kept.count("swish") == 1);
+  LG_EXPECT(kept.at("conv2")->input(0) == "swish/to_bfloat16");
 }
 
 LG_TEST(MismatchedAttrsAndDtypesAreSkippedNotFatal) {

@@ -16,9 +16,11 @@ RECIPES = {
     # fold_constants is not needed before it (it is most of TF's recipe's
     # time); TF's own batch-norm folds would find nothing left to fold.
     # remove_identity_chains does remove_nodes' work (Identity, CheckNumerics)
-    # safely around control flow, in one pass.
+    # safely around control flow, in one pass. inline_grouped_convs goes
+    # first: the XLA calls Keras wraps grouped convs in are stateful, so
+    # strip_freeze_artifacts would keep their control edges.
     "deploy": (
-        "strip_freeze_artifacts remove_identity_chains(check_numerics=true) "
+        "inline_grouped_convs strip_freeze_artifacts remove_identity_chains(check_numerics=true) "
         f"strip_unused_nodes(type=float{_SHAPE}) fold_keras_batch_norms fuse_bias_add"
     ),
     # "Optimizing for Deployment" (tensorflow/tools/graph_transforms README).
