@@ -208,6 +208,28 @@ def test_to_bfloat16_looks_through_the_identity_n_of_swish(modern_blocks_graph):
     assert np.abs(out - ref).max() <= 3e-2 * np.abs(ref).max()
 
 
+def test_quantize_weights_keeps_all_zero_tensors_finite():
+    """TF's quantize_weights turns a large all-zero constant into NaN; leangraph keeps it float."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 2048], name="input")
+        zeros = tf.constant(np.zeros(2048, np.float32), name="zeros")
+        w = tf.constant(np.random.default_rng(0).normal(size=2048).astype(np.float32), name="w")
+        tf.identity(x + zeros + w, name="out")
+    graph = g.as_graph_def()
+    raw = leangraph.transform(graph, "quantize_weights")
+    feed = {"input": np.ones((1, 2048), np.float32)}
+    assert np.isnan(leangraph.run(raw, feed)[0]).all()  # TF's own result
+    fixed = precision.quantize_weights(graph)
+    ops = {n.name: n.op for n in fixed.node}
+    assert ops["zeros"] == "Const" and ops["w"] == "Dequantize"
+    assert not any(name.startswith("zeros_quantized") for name in ops)
+    (out,) = leangraph.run(fixed, feed)
+    (ref,) = leangraph.run(graph, feed)
+    assert np.isfinite(out).all()
+    assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
+
+
 def _untrained_conv_bn_relu():
     """Conv -> BatchNorm -> ReLU twice, untrained: every folded bias is exactly 0."""
     import keras

@@ -1,12 +1,12 @@
 // inline_grouped_convs: Keras 3 runs a grouped Conv2D (groups > 1:
 // ConvNeXt's 7x7 depthwise convs, RegNet's group convs) inside a
-// tf.function(jit_compile=True), since TensorFlow's Eigen CPU kernel has no
-// groups. A frozen model keeps each one as a StatefulPartitionedCall that XLA
-// compiles and runs as an island of its own (ConvNeXtTiny: 18 of them, most
-// of its CPU time). This transform
+// tf.function(jit_compile=True). A frozen model keeps each one as a
+// StatefulPartitionedCall that XLA compiles and runs as an island of its own
+// (ConvNeXtTiny: 18 of them, most of its CPU time). This transform
 //  - replaces every call whose function is a single Conv2D (plus Identity and
-//    NoOp plumbing) with that Conv2D, under the call's name, which oneDNN
-//    runs natively, groups included;
+//    NoOp plumbing) with that Conv2D, under the call's name: TensorFlow 2.21's
+//    CPU Conv2D runs groups itself, with oneDNN and without
+//    (TF_ENABLE_ONEDNN_OPTS=0), fp32 and bf16 (checked);
 //  - turns a grouped Conv2D with one input channel per group (the depthwise
 //    case), a constant filter and an input depth that shape inference knows
 //    into DepthwiseConv2dNative, which every TensorFlow CPU build runs: the

@@ -35,6 +35,7 @@ import numpy as np
 from leangraph import graphs
 from leangraph import images as image_inputs
 from leangraph.errors import BenchmarkError, LeangraphError, TransformError
+from leangraph.precision import restore_degenerate_ranges
 from leangraph.report import (
     PASSED,
     SKIPPED,
@@ -655,11 +656,13 @@ def _with_default_attrs(graph_def):
 
 
 def _transform_variant(name, description, base_bytes, transforms, ends, fill_defaults=False,
-                       **kwargs):
+                       post=None, **kwargs):
     from leangraph.transform import transform
 
     try:
         result = transform(base_bytes, transforms, inputs=ends[0], outputs=ends[1])
+        if post is not None:
+            result = post(graphs.load_graph(base_bytes), result)
         if fill_defaults:
             result = _with_default_attrs(result)
     except (TransformError, ValueError) as exc:
@@ -957,7 +960,8 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
             derived.append(_transform_variant(
                 "quantize_weights", f"TF's quantize_weights of {best.name}: 8-bit weights in the "
                 "file, dequantized at load (for size)", best.graph_def, "quantize_weights", ends,
-                fill_defaults=True, precision="int8-weights", gate="top1", base=best.name))
+                fill_defaults=True, post=restore_degenerate_ranges, precision="int8-weights",
+                gate="top1", base=best.name))
         else:
             derived.append(VariantResult(
                 name="quantize_weights", description="TF's quantize_weights", kind="graph",

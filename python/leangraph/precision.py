@@ -99,12 +99,56 @@ def to_bfloat16(graph, exclude_ops=(), exclude_nodes=(), inputs=None, outputs=No
 
 
 def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None):
-    """TF's quantize_weights: 8-bit weights in the file, dequantized at load (float compute)."""
+    """TF's quantize_weights: 8-bit weights in the file, dequantized at load (float compute).
+
+    TF gives a tensor whose elements are all equal to zero (an unused bias of
+    2048 channels, as in ConvNeXt) the range [0, FLT_MIN], which Dequantize
+    turns into NaN; such tensors keep their float constant.
+    """
     from leangraph.transform import transform
 
-    return transform(
+    graph = graphs.load_graph(graph)
+    quantized = transform(
         graph, f"quantize_weights(minimum_size={int(minimum_size)})", inputs=inputs, outputs=outputs
     )
+    return restore_degenerate_ranges(graph, quantized)
+
+
+def restore_degenerate_ranges(original, quantized):
+    """Puts back the float Const of every Dequantize whose [min, max] is empty or not finite."""
+    import tensorflow as tf
+
+    before = {n.name: n for n in original.node if n.op == "Const"}
+    nodes = {n.name: n for n in quantized.node}
+
+    def scalar(name):
+        node = nodes.get(graphs.node_name(name))
+        if node is None or node.op != "Const":
+            return None
+        value = tf.make_ndarray(node.attr["value"].tensor)
+        return float(value.reshape(-1)[0]) if value.size == 1 else None
+
+    restore = {}
+    for node in quantized.node:
+        if node.op != "Dequantize" or node.name not in before or len(node.input) < 3:
+            continue
+        low, high = scalar(node.input[1]), scalar(node.input[2])
+        if low is None or high is None:
+            continue
+        if not (np.isfinite(low) and np.isfinite(high)) or high - low < 1e-30:
+            restore[node.name] = [graphs.node_name(i) for i in node.input[:3]]
+    if not restore:
+        return quantized
+    helpers = {name for names in restore.values() for name in names}
+    result = tf.compat.v1.GraphDef()
+    result.CopyFrom(quantized)
+    del result.node[:]
+    for node in quantized.node:
+        if node.name in restore:
+            result.node.add().CopyFrom(before[node.name])
+        elif node.name not in helpers:
+            result.node.add().CopyFrom(node)
+    return result
 
 
 def quantize_nodes(graph, inputs=None, outputs=None):
