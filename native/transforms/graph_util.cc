@@ -525,7 +525,10 @@ void BypassIdentityN(GraphDef* graph, const std::set<std::string>& keep) {
       Edge edge = ParseEdge(copy->input(i));
       for (size_t hops = 0; !edge.control && hops <= bypassed.size(); ++hops) {
         const auto it = bypassed.find(edge.node);
-        if (it == bypassed.end() || edge.port >= it->second->input_size()) break;
+        if (it == bypassed.end() || edge.port < 0 ||
+            edge.port >= it->second->input_size()) {
+          break;
+        }
         edge = ParseEdge(it->second->input(edge.port));
       }
       copy->set_input(i, EdgeString(edge));
