@@ -109,6 +109,16 @@ std::optional<ConvFunction> MatchConvFunction(const FunctionDef& function) {
   match.input_arg = Resolve(match.conv->input(0), args, nodes, match.conv);
   match.filter_arg = Resolve(match.conv->input(1), args, nodes, match.conv);
   if (match.input_arg < 0 || match.filter_arg < 0) return std::nullopt;
+  // A concrete conv of plain tensors: no attr left to the caller (a
+  // polymorphic body), no resource argument (a graph that is not frozen).
+  for (const auto& [key, value] : match.conv->attr()) {
+    if (!value.placeholder().empty()) return std::nullopt;
+  }
+  const auto type = graph_util::TypeAttr(*match.conv, "T");
+  if (signature.input_arg(match.input_arg).type() != type ||
+      signature.input_arg(match.filter_arg).type() != type) {
+    return std::nullopt;
+  }
   return match;
 }
 

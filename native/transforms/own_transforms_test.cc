@@ -631,6 +631,14 @@ LG_TEST(InlineGroupedConvsKeepsTwoChannelGroupsAsGroupedConv2D) {
 LG_TEST(InlineGroupedConvsLeavesOtherFunctionsAlone) {
   const GraphDef g = GroupedConvGraph(1, true);  // conv + relu in the body
   LG_EXPECT(Same(Run("inline_grouped_convs", g, {"output"}), g));
+  // A filter argument that is a resource handle (a graph not frozen).
+  GraphDef unfrozen = GroupedConvGraph(1, false);
+  unfrozen.mutable_library()
+      ->mutable_function(0)
+      ->mutable_signature()
+      ->mutable_input_arg(0)
+      ->set_type(tensorflow::DT_RESOURCE);
+  LG_EXPECT(Same(Run("inline_grouped_convs", unfrozen, {"output"}), unfrozen));
 }
 
 LG_TEST(InlineGroupedConvsCopiesASharedDepthwiseFilter) {
