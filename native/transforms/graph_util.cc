@@ -496,7 +496,10 @@ bool VisitInferredShapes(
   return true;
 }
 
-void BypassIdentityN(GraphDef* graph, const std::set<std::string>& keep) {
+std::set<std::string> BypassIdentityN(GraphDef* graph,
+                                      const std::set<std::string>& keep) {
+  std::set<std::string> constants;
+  const GraphIndex index(*graph);
   std::map<std::string, const NodeDef*> bypassed;
   for (const NodeDef& node : graph->node()) {
     if (node.op() != "IdentityN" || keep.count(node.name()) > 0) continue;
@@ -504,17 +507,20 @@ void BypassIdentityN(GraphDef* graph, const std::set<std::string>& keep) {
     bool plain = types != node.attr().end() && types->second.has_list() &&
                  types->second.list().type_size() == node.input_size();
     for (const std::string& input : node.input()) {
-      plain = plain && !ParseEdge(input).control;
+      const Edge edge = ParseEdge(input);
+      const NodeDef* producer = index.Find(edge.node);
+      plain = plain && !edge.control && producer != nullptr &&
+              !IsControlFlow(producer->op()) &&
+              (producer->op() == "Const" || !IsStateful(producer->op()));
+    }
+    for (const Consumer& consumer : index.Consumers(node.name())) {
+      // A control edge waits for every input, which no rewired edge says.
+      plain = plain && !consumer.edge.control &&
+              !IsControlFlow(graph->node(consumer.node).op());
     }
     if (plain) bypassed[node.name()] = &node;
   }
-  for (const NodeDef& node : graph->node()) {
-    for (const std::string& input : node.input()) {
-      const Edge edge = ParseEdge(input);
-      if (edge.control) bypassed.erase(edge.node);
-    }
-  }
-  if (bypassed.empty()) return;
+  if (bypassed.empty()) return constants;
   // Rewired into a copy: the map points into the original.
   GraphDef rewired;
   std::map<std::string, int> readers;
@@ -537,10 +543,18 @@ void BypassIdentityN(GraphDef* graph, const std::set<std::string>& keep) {
   }
   GraphDef kept;
   for (NodeDef& node : *rewired.mutable_node()) {
-    const bool dead = bypassed.count(node.name()) > 0 && readers[node.name()] == 0;
-    if (!dead) *kept.add_node() = std::move(node);
+    const auto it = bypassed.find(node.name());
+    if (it == bypassed.end() || readers[node.name()] > 0) {
+      *kept.add_node() = std::move(node);
+      continue;
+    }
+    for (const std::string& input : it->second->input()) {
+      const std::string producer = ParseEdge(input).node;
+      if (index.Find(producer)->op() == "Const") constants.insert(producer);
+    }
   }
   graph->mutable_node()->Swap(kept.mutable_node());
+  return constants;
 }
 
 }  // namespace graph_util

@@ -137,10 +137,12 @@ bool VisitInferredShapes(
         visit);
 
 // Readers of an IdentityN's output k read its input k instead, and an
-// IdentityN nothing reads any more is dropped. One with control inputs, one
-// read by a control edge, and those named in `keep` stay as they are.
-void BypassIdentityN(tensorflow::GraphDef* graph,
-                     const std::set<std::string>& keep);
+// IdentityN nothing reads any more is dropped. Those named in `keep`, and
+// those with control inputs, read by a control edge, next to control flow or
+// after a stateful op, stay as they are. Returns the constants the dropped
+// ones read (for RemoveOrphans).
+std::set<std::string> BypassIdentityN(tensorflow::GraphDef* graph,
+                                      const std::set<std::string>& keep);
 
 // Removes, repeatedly, every node named in `candidates` that nothing reads
 // any more (no data or control consumer); a removal can orphan another

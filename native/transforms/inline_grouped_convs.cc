@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "native/transform_context.h"
 #include "native/transforms/graph_util.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
@@ -244,65 +243,67 @@ std::vector<int64_t> OneChannelFilterShape(const NodeDef* filter) {
   return {shape.dim(0).size(), shape.dim(1).size(), 1, shape.dim(3).size()};
 }
 
+// Whether a Conv2D could be DepthwiseConv2dNative, apart from its input
+// depth: a float type, NHWC, no dilation, equal strides, and a constant
+// [kh, kw, 1, out] filter, whose shape is returned (else empty).
+std::vector<int64_t> DepthwiseCandidate(const graph_util::GraphIndex& index,
+                                        const NodeDef& node) {
+  const auto type = graph_util::TypeAttr(node, "T");
+  if (node.op() != "Conv2D" || node.input_size() < 2 ||
+      (type != tensorflow::DT_FLOAT && type != tensorflow::DT_HALF &&
+       type != tensorflow::DT_BFLOAT16 && type != tensorflow::DT_DOUBLE) ||
+      graph_util::DataFormat(node) != "NHWC" || !AllOnes(node, "dilations")) {
+    return {};
+  }
+  const auto strides = node.attr().find("strides");
+  if (strides == node.attr().end() || strides->second.list().i_size() != 4 ||
+      strides->second.list().i(0) != 1 || strides->second.list().i(3) != 1 ||
+      strides->second.list().i(1) != strides->second.list().i(2)) {
+    return {};
+  }
+  const Edge filter = graph_util::ParseEdge(node.input(1));
+  if (filter.port != 0) return {};
+  return OneChannelFilterShape(index.Find(filter.node));
+}
+
+void SetShape(const std::vector<int64_t>& shape, NodeDef* constant) {
+  auto* dims =
+      (*constant->mutable_attr())["value"].mutable_tensor()->mutable_tensor_shape();
+  dims->clear_dim();
+  for (const int64_t d : shape) dims->add_dim()->set_size(d);
+}
+
 void GroupedToDepthwise(GraphDef* graph) {
   const graph_util::GraphIndex index(*graph);
-  bool any = false;  // shape inference only when there is something to ask
-  for (const NodeDef& node : graph->node()) {
-    any = any || (node.op() == "Conv2D" && node.input_size() >= 2 &&
-                  !OneChannelFilterShape(
-                       index.Find(graph_util::ParseEdge(node.input(1)).node))
-                       .empty());
+  std::map<int, std::vector<int64_t>> candidates;  // node index -> filter shape
+  for (int i = 0; i < graph->node_size(); ++i) {
+    std::vector<int64_t> shape = DepthwiseCandidate(index, graph->node(i));
+    if (!shape.empty()) candidates[i] = std::move(shape);
   }
-  if (!any) return;
+  if (candidates.empty()) return;  // no shape inference to pay for
   const std::map<std::string, int64_t> depths = ConvInputDepths(*graph);
-  std::set<std::string> names;
-  for (const NodeDef& node : graph->node()) names.insert(node.name());
+  std::set<std::string> names = graph_util::NodeNames(*graph);
   std::vector<NodeDef> new_filters;
   std::map<std::string, std::vector<int64_t>> reshaped_in_place;
-  for (NodeDef& node : *graph->mutable_node()) {
+  for (const auto& [i, shape] : candidates) {
+    NodeDef& node = *graph->mutable_node(i);
     const auto depth = depths.find(node.name());
-    const auto type = graph_util::TypeAttr(node, "T");
-    if (type != tensorflow::DT_FLOAT && type != tensorflow::DT_HALF &&
-        type != tensorflow::DT_BFLOAT16 && type != tensorflow::DT_DOUBLE) {
-      continue;  // DepthwiseConv2dNative has no integer kernels
-    }
-    if (node.op() != "Conv2D" || depth == depths.end() || depth->second < 2 ||
-        node.input_size() < 2 || graph_util::DataFormat(node) != "NHWC" ||
-        !AllOnes(node, "dilations")) {
+    if (depth == depths.end() || depth->second < 2 ||
+        shape[3] % depth->second != 0) {
       continue;
     }
-    const auto strides = node.attr().find("strides");
-    if (strides == node.attr().end() || strides->second.list().i_size() != 4 ||
-        strides->second.list().i(0) != 1 || strides->second.list().i(3) != 1 ||
-        strides->second.list().i(1) != strides->second.list().i(2)) {
-      continue;
-    }
-    const Edge filter_edge = graph_util::ParseEdge(node.input(1));
-    const NodeDef* filter = index.Find(filter_edge.node);
-    const std::vector<int64_t> shape = OneChannelFilterShape(filter);
-    const int64_t channels = depth->second;
-    if (shape.empty() || filter_edge.port != 0 || shape[3] % channels != 0) {
-      continue;
-    }
-    const std::vector<int64_t> depthwise = {shape[0], shape[1], channels,
-                                            shape[3] / channels};
+    const std::vector<int64_t> depthwise = {shape[0], shape[1], depth->second,
+                                            shape[3] / depth->second};
+    const NodeDef* filter = index.Find(graph_util::ParseEdge(node.input(1)).node);
     std::string filter_name = filter->name();
-    if (index.HasSingleDataConsumer(filter->name())) {
+    if (index.HasSingleDataConsumer(filter_name)) {
       reshaped_in_place[filter_name] = depthwise;
     } else {
       NodeDef copy = *filter;
-      filter_name = absl::StrCat(node.name(), "/depthwise_filter");
-      for (int suffix = 1; names.count(filter_name) > 0; ++suffix) {
-        filter_name = absl::StrCat(node.name(), "/depthwise_filter_", suffix);
-      }
-      names.insert(filter_name);
+      filter_name = graph_util::UniqueName(node.name() + "/depthwise_filter", &names);
       copy.set_name(filter_name);
       copy.clear_input();
-      auto* dims = (*copy.mutable_attr())["value"]
-                       .mutable_tensor()
-                       ->mutable_tensor_shape();
-      dims->clear_dim();
-      for (const int64_t d : depthwise) dims->add_dim()->set_size(d);
+      SetShape(depthwise, &copy);
       new_filters.push_back(std::move(copy));
     }
     node.set_op("DepthwiseConv2dNative");
@@ -311,11 +312,7 @@ void GroupedToDepthwise(GraphDef* graph) {
   }
   for (NodeDef& node : *graph->mutable_node()) {
     const auto it = reshaped_in_place.find(node.name());
-    if (it == reshaped_in_place.end()) continue;
-    auto* dims =
-        (*node.mutable_attr())["value"].mutable_tensor()->mutable_tensor_shape();
-    dims->clear_dim();
-    for (const int64_t d : it->second) dims->add_dim()->set_size(d);
+    if (it != reshaped_in_place.end()) SetShape(it->second, &node);
   }
   for (NodeDef& filter : new_filters) *graph->add_node() = std::move(filter);
 }

@@ -4,8 +4,8 @@
 // rewiring readers (data and control) to the original producer — safely,
 // unlike remove_nodes(op=Identity). IdentityN (output k is input k; what
 // tf.custom_gradient leaves around every tf.nn.silu in a frozen Keras model)
-// goes too when nothing reads it by a control edge: its float type list
-// would otherwise split a bf16 region at every swish.
+// goes too, by graph_util::BypassIdentityN: its float type list would
+// otherwise split a bf16 region at every swish.
 //  - endpoints (the graph's inputs and outputs) always stay;
 //  - a node next to control flow stays (reading from or feeding Switch,
 //    Merge, Enter, Exit, NextIteration, LoopCond): tf.cond hangs its branch
@@ -76,19 +76,9 @@ std::set<std::string> NoOpReshapes(const GraphDef& graph) {
   return found;
 }
 
-// IdentityN whose type list matches its data inputs.
-bool IsIdentityN(const NodeDef& node) {
-  if (node.op() != "IdentityN" || HasControlInput(node)) return false;
-  const auto types = node.attr().find("T");
-  return types != node.attr().end() && types->second.has_list() &&
-         types->second.list().type_size() == node.input_size() &&
-         node.input_size() > 0;
-}
-
 bool IsPassThrough(const NodeDef& node, const std::set<std::string>& reshapes,
                    bool check_numerics) {
   const std::string& op = node.op();
-  if (IsIdentityN(node)) return true;
   if ((op == "Identity" || op == "Snapshot" || op == "StopGradient" ||
        op == "PreventGradient" ||
        (check_numerics && op == "CheckNumerics")) &&
@@ -104,76 +94,71 @@ bool IsPassThrough(const NodeDef& node, const std::set<std::string>& reshapes,
          reshapes.count(node.name()) > 0;
 }
 
-absl::Status RemoveIdentityChains(const GraphDef& in,
+absl::Status RemoveIdentityChains(const GraphDef& given,
                                   const TransformContext& context,
                                   GraphDef* out) {
   const absl::StatusOr<bool> check_numerics =
       context.GetBool("check_numerics", false);
   if (!check_numerics.ok()) return check_numerics.status();
-  const GraphIndex index(in);
   std::set<std::string> endpoints(context.outputs.begin(),
                                   context.outputs.end());
   endpoints.insert(context.inputs.begin(), context.inputs.end());
+  // IdentityN first (a copy only when there is one); the constants only an
+  // IdentityN read (swish's beta) go with the orphans below.
+  GraphDef without_identity_n;
+  std::set<std::string> orphans;
+  const GraphDef* source = &given;
+  for (const NodeDef& node : given.node()) {
+    if (node.op() != "IdentityN") continue;
+    without_identity_n = given;
+    orphans = graph_util::BypassIdentityN(&without_identity_n, endpoints);
+    source = &without_identity_n;
+    break;
+  }
+  const GraphDef& in = *source;
+  const GraphIndex index(in);
   const std::set<std::string> reshapes = NoOpReshapes(in);
 
-  // Removed node -> the edge each of its outputs forwards (one, except for
-  // IdentityN).
-  std::map<std::string, std::vector<Edge>> forward;
-  // Constants that only a removed node read (a Reshape's shape, the
-  // unread inputs of an IdentityN): dropped once nothing else reads them.
-  std::set<std::string> orphans;
+  // Removed node -> the edge it forwards.
+  std::map<std::string, Edge> forward;
   for (const NodeDef& node : in.node()) {
     if (endpoints.count(node.name()) > 0 || !IsPassThrough(node, reshapes, *check_numerics) ||
         HasControlInput(node)) {
       continue;
     }
-    const bool many = node.op() == "IdentityN";
-    std::vector<Edge> sources;
-    bool movable = true;
-    for (int i = 0; i < (many ? node.input_size() : 1); ++i) {
-      const Edge source = graph_util::ParseEdge(node.input(i));
-      const NodeDef* producer = index.Find(source.node);
-      movable = movable && producer != nullptr &&
-                !graph_util::IsControlFlow(producer->op()) &&
-                (producer->op() == "Const" ||
-                 !graph_util::IsStateful(producer->op()));
-      sources.push_back(source);
+    const Edge source = graph_util::ParseEdge(node.input(0));
+    const NodeDef* producer = index.Find(source.node);
+    if (producer == nullptr || graph_util::IsControlFlow(producer->op()) ||
+        (producer->op() != "Const" && graph_util::IsStateful(producer->op()))) {
+      continue;
     }
-    if (!movable) continue;
-    const int outputs = static_cast<int>(sources.size());
     bool next_to_control_flow = false;
     for (const auto& consumer : index.Consumers(node.name())) {
       const std::string& op = in.node(consumer.node).op();
       next_to_control_flow = next_to_control_flow || graph_util::IsControlFlow(op);
-      // A port the node does not have is left for TF to reject; a control
-      // edge on an IdentityN waits for all its inputs, which no single
-      // rewired edge says.
-      if (consumer.edge.control ? many : consumer.edge.port >= outputs) {
+      // Only output 0 exists; anything else is left for TF to reject.
+      if (!consumer.edge.control && consumer.edge.port != 0) {
         next_to_control_flow = true;
       }
     }
     if (next_to_control_flow) continue;
-    forward[node.name()] = sources;
+    forward[node.name()] = source;
     if (node.op() == "Reshape") {
       orphans.insert(graph_util::ParseEdge(node.input(1)).node);
-    }
-    for (const Edge& source : many ? sources : std::vector<Edge>{}) {
-      if (index.Find(source.node)->op() == "Const") orphans.insert(source.node);
     }
   }
   if (forward.empty()) {
     *out = in;
+    graph_util::RemoveOrphans(out, orphans, endpoints);
     return absl::OkStatus();
   }
-  // Follows a chain of removed nodes to the edge that survives. Control
-  // edges only reach single-output nodes here (see above).
+  // Follows a chain of removed nodes to the edge that survives.
   const auto resolve = [&forward](Edge edge) {
     for (size_t hops = 0; hops <= forward.size(); ++hops) {
       const auto it = forward.find(edge.node);
       if (it == forward.end()) break;
       const bool control = edge.control;
-      const size_t port = control ? 0 : static_cast<size_t>(edge.port);
-      edge = it->second[port < it->second.size() ? port : 0];
+      edge = it->second;
       edge.control = control;
     }
     return edge;

@@ -489,15 +489,6 @@ class Rewriter {
     }
   }
 
-  std::string UniqueName(const std::string& base) {
-    std::string name = base;
-    for (int suffix = 1; names_.count(name); ++suffix) {
-      name = absl::StrCat(base, "_", suffix);
-    }
-    names_.insert(name);
-    return name;
-  }
-
   // The name of a Cast of `input` to `to`, created on first use and shared
   // by every later reader of the same tensor.
   std::string CastOf(const std::string& input, DataType to, GraphDef* out) {
@@ -510,7 +501,7 @@ class Rewriter {
     absl::StrAppend(&base, to == tensorflow::DT_BFLOAT16 ? "/to_bfloat16"
                                                          : "/to_float");
     NodeDef* cast = out->add_node();
-    cast->set_name(UniqueName(base));
+    cast->set_name(graph_util::UniqueName(base, &names_));
     cast->set_op("Cast");
     cast->add_input(input);
     if (const NodeDef* source = Find(producer)) {
@@ -585,13 +576,19 @@ absl::Status ToBfloat16(const GraphDef& in, const TransformContext& context,
   // tf.nn.silu's custom gradient leaves an IdentityN after every swish; its
   // float type list would split the bf16 region there, so readers of it
   // read its inputs instead.
-  GraphDef graph = in;
-  std::set<std::string> endpoints;
-  for (const auto* names : {&context.inputs, &context.outputs}) {
-    for (const std::string& name : *names) endpoints.insert(StripPort(name));
+  // The copy only when there is one.
+  for (const NodeDef& node : in.node()) {
+    if (node.op() != "IdentityN") continue;
+    GraphDef graph = in;
+    std::set<std::string> endpoints;
+    for (const auto* names : {&context.inputs, &context.outputs}) {
+      for (const std::string& name : *names) endpoints.insert(StripPort(name));
+    }
+    graph_util::BypassIdentityN(&graph, endpoints);
+    Rewriter(graph, context, *zero_bias == "exact").Run(out);
+    return absl::OkStatus();
   }
-  graph_util::BypassIdentityN(&graph, endpoints);
-  Rewriter(graph, context, *zero_bias == "exact").Run(out);
+  Rewriter(in, context, *zero_bias == "exact").Run(out);
   return absl::OkStatus();
 }
 
