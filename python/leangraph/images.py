@@ -152,6 +152,9 @@ def load_images(image_dir, shape, preprocessing="none", limit=None):
     most this many (the first by name). Returns (float32 array (N, H, W, C),
     list of file paths). An unreadable image raises LeangraphError naming it.
     """
+    from leangraph._extras import require
+
+    require("PIL", "reading images")
     from PIL import Image, UnidentifiedImageError
 
     height, width, channels = _image_shape(shape)

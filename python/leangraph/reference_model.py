@@ -59,7 +59,9 @@ def cache_dir():
 
 def digits_data(size=_SIZE, seed=0):
     """(x_train, y_train, x_test, y_test): digits in [0, 1], size x size x 3, fixed split."""
-    from sklearn.datasets import load_digits
+    from leangraph._extras import require
+
+    load_digits = require("sklearn.datasets", "the digits reference model").load_digits
 
     digits = load_digits()
     images = digits.images.astype(np.float32) / 16.0

@@ -246,7 +246,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     Returns a TuneResult; its .best is never over the budget (the fp32
     original, always measured first, is the fallback).
     """
-    import optuna
+    from leangraph._extras import require
+
+    optuna = require("optuna", "leangraph tune")
 
     log = log or (lambda line: print(line, file=sys.stderr))
     timer = timer or session_timer
