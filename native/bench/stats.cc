@@ -115,4 +115,211 @@ RatioInterval MedianRatioCi95(const std::vector<double>& a,
   return out;
 }
 
+namespace {
+
+// Pairs i <= j of an ascending sample with sorted[i] + sorted[j] <= t. Sums
+// (not averages) are compared so the test is exact in floating point.
+uint64_t CountSumsAtMost(const std::vector<double>& sorted, double t) {
+  const size_t n = sorted.size();
+  size_t j = n;
+  uint64_t count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    while (j > i && sorted[i] + sorted[j - 1] > t) --j;
+    if (j <= i) break;
+    count += j - i;
+  }
+  return count;
+}
+
+double MedianOf(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  return MedianInPlace(v);
+}
+
+// Phi^-1(p) for p in (0.5, 1), by bisection on erfc: only ever asked for a
+// handful of quantiles, so simplicity beats a rational approximation.
+double NormalQuantile(double p) {
+  double lo = 0.0, hi = 40.0;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    if (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p) lo = mid; else hi = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+double NormalCdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Check points of a target-driven comparison: min_pairs, then steps of
+// check_every that grow to a tenth of the sample, so a fast graph timed for
+// minutes does not spend its time recomputing intervals.
+bool IsCheckPoint(const StopRule& rule, int64_t pairs) {
+  const int64_t every = std::max<int64_t>(rule.check_every, 1);
+  int64_t at = std::max<int64_t>(rule.min_pairs, 1);
+  while (at < pairs) {
+    const int64_t tenth = (at / 10 + 1) / 2 * 2;
+    at += std::max(every, tenth);
+  }
+  return at == pairs;
+}
+
+}  // namespace
+
+double KthWalshAverage(const std::vector<double>& sorted, uint64_t k) {
+  const size_t n = sorted.size();
+  if (n == 0 || k == 0) return 0.0;
+  const uint64_t total = static_cast<uint64_t>(n) * (n + 1) / 2;
+  k = std::min(k, total);
+  double lo = 2.0 * sorted.front();
+  if (CountSumsAtMost(sorted, lo) >= k) return sorted.front();
+  double hi = 2.0 * sorted.back();
+  // Invariant: count(lo) < k <= count(hi). Bisection ends when lo and hi are
+  // adjacent doubles; every sum in (lo, hi] is then hi itself.
+  for (int i = 0; i < 2200; ++i) {
+    const double mid = lo + 0.5 * (hi - lo);
+    if (!(mid > lo && mid < hi)) break;
+    if (CountSumsAtMost(sorted, mid) >= k) hi = mid; else lo = mid;
+  }
+  // The smallest sum above lo is the k-th sum.
+  double best = hi;
+  for (size_t i = 0; i < n; ++i) {
+    const double base = sorted[i];
+    const auto first = std::partition_point(
+        sorted.begin() + static_cast<std::ptrdiff_t>(i), sorted.end(),
+        [&](double x) { return base + x <= lo; });
+    if (first != sorted.end()) best = std::min(best, base + *first);
+  }
+  return 0.5 * best;
+}
+
+CentreInterval SignedRankInterval(const std::vector<double>& d, double confidence) {
+  CentreInterval out;
+  std::vector<double> s;
+  s.reserve(d.size());
+  for (const double x : d) {
+    if (std::isfinite(x)) s.push_back(x);
+  }
+  std::sort(s.begin(), s.end());
+  const size_t n = s.size();
+  out.count = n;
+  if (n == 0) return out;
+  const uint64_t total = static_cast<uint64_t>(n) * (n + 1) / 2;
+  out.estimate = total % 2 == 1 ? KthWalshAverage(s, (total + 1) / 2)
+                                : 0.5 * (KthWalshAverage(s, total / 2) +
+                                         KthWalshAverage(s, total / 2 + 1));
+  const double tail_limit = 0.5 * (1.0 - std::clamp(confidence, 0.0, 1.0));
+  int64_t c = -1;  // largest c with P(T+ <= c) <= tail_limit
+  double tail = 0.0;
+  constexpr size_t kExactUpTo = 100;
+  if (n <= kExactUpTo) {
+    // counts[w]: subsets of the ranks {1..n} summing to w (each equally
+    // likely under the null), held as doubles scaled by 2^-n.
+    std::vector<double> counts(total + 1, 0.0);
+    counts[0] = 1.0;
+    for (size_t r = 1; r <= n; ++r) {
+      for (size_t w = r * (r + 1) / 2; w >= r; --w) counts[w] += counts[w - r];
+    }
+    const double scale = std::ldexp(1.0, -static_cast<int>(n));
+    double cum = 0.0;
+    for (uint64_t w = 0; w <= total / 2; ++w) {
+      cum += counts[w] * scale;
+      if (cum > tail_limit) break;
+      c = static_cast<int64_t>(w);
+      tail = cum;
+    }
+    out.exact = true;
+  } else {
+    const double nd = static_cast<double>(n);
+    const double mean = static_cast<double>(total) / 2.0;
+    const double sd = std::sqrt(nd * (nd + 1.0) * (2.0 * nd + 1.0) / 24.0);
+    const double z = NormalQuantile(1.0 - tail_limit);
+    c = static_cast<int64_t>(std::floor(mean - z * sd - 0.5));
+    if (c >= 0) tail = NormalCdf((static_cast<double>(c) + 0.5 - mean) / sd);
+  }
+  if (c < 0) {
+    out.lo = s.front();
+    out.hi = s.back();
+    out.coverage = 1.0 - 2.0 * std::ldexp(1.0, -static_cast<int>(std::min<size_t>(n, 1000)));
+    return out;
+  }
+  out.lo = KthWalshAverage(s, static_cast<uint64_t>(c) + 1);
+  out.hi = KthWalshAverage(s, total - static_cast<uint64_t>(c));
+  out.coverage = 1.0 - 2.0 * tail;
+  return out;
+}
+
+bool AFirstInPair(uint64_t seed, uint64_t pair) {
+  const bool block_starts_with_a = (SplitMix64(SplitMix64(seed) ^ (pair / 2)) >> 63) != 0;
+  return (pair % 2 == 0) == block_starts_with_a;
+}
+
+PairedRatio ComparePairs(const std::vector<double>& a, const std::vector<double>& b,
+                         const std::vector<bool>& a_first, double confidence) {
+  PairedRatio out;
+  const size_t n = std::min(a.size(), b.size());
+  std::vector<double> d, d_a_first, d_b_first, kept_a, kept_b;
+  for (size_t i = 0; i < n; ++i) {
+    if (!(a[i] > 0) || !(b[i] > 0)) continue;
+    const double x = std::log(a[i] / b[i]);
+    d.push_back(x);
+    kept_a.push_back(a[i]);
+    kept_b.push_back(b[i]);
+    if (i < a_first.size()) (a_first[i] ? d_a_first : d_b_first).push_back(x);
+  }
+  out.pairs = d.size();
+  if (d.empty()) return out;
+  const CentreInterval ci = SignedRankInterval(d, confidence);
+  out.speedup = std::exp(ci.estimate);
+  out.lo = std::exp(ci.lo);
+  out.hi = std::exp(ci.hi);
+  out.coverage = ci.coverage;
+  out.exact = ci.exact;
+  out.half_width = (out.hi - out.lo) / (2.0 * out.speedup);
+  const double mb = MedianOf(kept_b);
+  out.ratio_of_medians = mb > 0 ? MedianOf(kept_a) / mb : 0.0;
+  if (!d_a_first.empty() && !d_b_first.empty()) {
+    out.position_effect = std::exp(0.5 * (MedianOf(d_a_first) - MedianOf(d_b_first)));
+    out.has_position_effect = true;
+  }
+  return out;
+}
+
+const char* StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kContinue: return "continue";
+    case StopReason::kRuns: return "runs";
+    case StopReason::kTarget: return "target";
+    case StopReason::kMaxTime: return "max_time";
+    case StopReason::kMaxPairs: return "max_pairs";
+  }
+  return "?";
+}
+
+StopReason DecideStop(const StopRule& rule, const std::vector<double>& log_ratios,
+                      double elapsed_s, double* half_width) {
+  const int64_t pairs = static_cast<int64_t>(log_ratios.size());
+  const bool out_of_time = rule.max_time_s > 0 && elapsed_s >= rule.max_time_s;
+  if (rule.target_half_width > 0) {
+    if (pairs >= rule.min_pairs && IsCheckPoint(rule, pairs)) {
+      const CentreInterval ci = SignedRankInterval(log_ratios);
+      const double width = (std::exp(ci.hi) - std::exp(ci.lo)) / (2.0 * std::exp(ci.estimate));
+      if (half_width != nullptr) *half_width = width;
+      if (width <= rule.target_half_width) return StopReason::kTarget;
+    }
+    if (out_of_time) return StopReason::kMaxTime;
+    if (rule.max_pairs > 0 && pairs >= rule.max_pairs) return StopReason::kMaxPairs;
+    return StopReason::kContinue;
+  }
+  if (rule.runs > 0 && pairs >= rule.runs) return StopReason::kRuns;
+  if (out_of_time) return StopReason::kMaxTime;
+  if (rule.max_pairs > 0 && pairs >= rule.max_pairs) return StopReason::kMaxPairs;
+  return StopReason::kContinue;
+}
+
 }  // namespace leangraph

@@ -41,7 +41,8 @@ struct Stats {
 // zeros elsewhere.
 Stats ComputeStats(const std::vector<double>& samples_ms, int64_t batch);
 
-// 95 % interval of median(a) / median(b) by a paired bootstrap: the pairs
+// 95 % interval of median(a) / median(b) by a paired bootstrap (kept for
+// timer_calibration, which shows why compare no longer uses it): the pairs
 // (a[i], b[i]) were measured back to back, so resampling them together keeps
 // the drift they share out of the interval. `resamples` draws with a
 // std::mt19937_64 seeded with `seed`; the 2.5th and 97.5th percentiles of the
@@ -53,6 +54,92 @@ struct RatioInterval {
 RatioInterval MedianRatioCi95(const std::vector<double>& a,
                               const std::vector<double>& b, uint64_t seed,
                               int resamples = 2000);
+
+// ---- A/B comparisons -------------------------------------------------------
+//
+// Why per-pair log-ratios with a Wilcoxon signed-rank interval (and not the
+// paired bootstrap above, which compare used before): A and B are timed back
+// to back, so whatever slows the machine for longer than one pair (another
+// process, frequency changes, thermal phases) multiplies both runs of the pair
+// and cancels in d_i = log(a_i / b_i); the ratio of medians keeps that drift,
+// and resampling pairs as if they were exchangeable treats it as noise it is
+// not. Within a pair the order is randomized (below), so a position effect p
+// (the first run of a pair being slower) enters d_i as +p or -p with equal
+// probability: d_i is then symmetric about the true log-ratio even on a biased
+// machine, which is exactly the assumption of the signed-rank interval. That
+// interval needs no resampling (so no seed and no resample count), is exact for
+// small samples, and its centre, the Hodges-Lehmann estimate (the median of
+// the Walsh averages (d_i + d_j) / 2), is as efficient as the mean for normal
+// noise yet ignores the one-off slow runs that timing always has. A moving
+// block bootstrap would also handle drift, but its block length is a tuning
+// knob and its coverage is only asymptotic.
+
+// The k-th smallest (1-based) of the n(n+1)/2 Walsh averages (d_i + d_j) / 2,
+// i <= j, of an ascending sample, in O(n log range) time and O(1) extra space
+// (no list of averages is built, so a time-limited run of a fast graph with a
+// million pairs costs milliseconds).
+double KthWalshAverage(const std::vector<double>& sorted, uint64_t k);
+
+// Hodges-Lehmann estimate and Wilcoxon signed-rank confidence interval of the
+// centre of symmetry of d. The interval is [W_(c+1), W_(N-c)] over the N Walsh
+// averages, c the largest value with P(T+ <= c) <= (1 - confidence) / 2 under
+// the signed-rank null; P is exact (subset-sum counts) up to n = 100 and a
+// normal approximation above. `coverage` is the achieved 1 - 2 P(T+ <= c); with
+// n <= 5 no c exists and the interval is [min, max]. Empty d: count 0, zeros.
+struct CentreInterval {
+  size_t count = 0;
+  double estimate = 0, lo = 0, hi = 0;
+  double coverage = 0;
+  bool exact = false;
+};
+CentreInterval SignedRankInterval(const std::vector<double>& d, double confidence = 0.95);
+
+// The order of pair i (0-based) of an A/B comparison: true when A runs first.
+// Pairs come in blocks of two, AB BA or BA AB, the block's coin drawn from
+// splitmix64(seed, block): each block is balanced (a linear drift cancels in
+// it) and the order is random (no periodic machine effect lines up with A).
+// A pure function of (seed, i), so a report's order can be recomputed.
+bool AFirstInPair(uint64_t seed, uint64_t pair);
+
+struct PairedRatio {
+  size_t pairs = 0;
+  double speedup = 0;           // exp(HL of log(a_i / b_i)): how many times faster B is
+  double lo = 0, hi = 0;        // exp of the signed-rank interval
+  double coverage = 0;
+  bool exact = false;
+  double half_width = 0;        // (hi - lo) / (2 * speedup): relative
+  double ratio_of_medians = 0;  // median(a) / median(b), for reference
+  // exp((median d | A first - median d | B first) / 2): how many times slower
+  // the first run of a pair is than the second, the A/B difference removed;
+  // 1 = none. has_position_effect is false unless both orders occurred.
+  double position_effect = 1;
+  bool has_position_effect = false;
+};
+// a[i], b[i]: pair i, every value > 0; a_first[i] as AFirstInPair (may be
+// empty: no position effect). Pairs with a non-positive time are ignored.
+PairedRatio ComparePairs(const std::vector<double>& a, const std::vector<double>& b,
+                         const std::vector<bool>& a_first, double confidence = 0.95);
+
+// When an A/B comparison stops. Without a target: after `runs` pairs (0: no
+// limit), or once max_time_s has passed (0: no limit). With a target
+// (relative half-width of the ratio's interval, e.g. 0.03): at least
+// min_pairs, then the interval is checked every check_every pairs and timing
+// stops once it is that narrow, or at max_time_s, or at max_pairs.
+struct StopRule {
+  int64_t runs = 100;
+  double max_time_s = 0;
+  double target_half_width = 0;
+  int64_t min_pairs = 10;
+  int64_t check_every = 10;
+  int64_t max_pairs = 10'000'000;
+};
+enum class StopReason { kContinue, kRuns, kTarget, kMaxTime, kMaxPairs };
+const char* StopReasonName(StopReason reason);
+// A pure function of the pairs so far (log-ratios), the elapsed timing time
+// and the rule; *half_width receives the interval's relative half-width when
+// it was computed (a check point), else is left alone.
+StopReason DecideStop(const StopRule& rule, const std::vector<double>& log_ratios,
+                      double elapsed_s, double* half_width = nullptr);
 
 }  // namespace leangraph
 

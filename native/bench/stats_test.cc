@@ -1,6 +1,10 @@
 #include "native/bench/stats.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <random>
+#include <utility>
 #include <vector>
 
 #include "native/test_main.h"
@@ -87,4 +91,225 @@ LG_TEST(RatioIntervalIsSeededAndBracketsTheRatio) {
   const double point = leangraph::ComputeStats(a, 1).p50 / leangraph::ComputeStats(b, 1).p50;
   LG_EXPECT(r1.lo <= point && point <= r1.hi);
   LG_EXPECT(r1.lo < r1.hi);
+}
+
+// ---- A/B comparisons ------------------------------------------------------
+
+namespace {
+
+double BruteKthWalsh(std::vector<double> x, size_t k) {
+  std::vector<double> sums;
+  for (size_t i = 0; i < x.size(); ++i) {
+    for (size_t j = i; j < x.size(); ++j) sums.push_back(0.5 * (x[i] + x[j]));
+  }
+  std::sort(sums.begin(), sums.end());
+  return sums[k - 1];
+}
+
+// A drifting, biased machine: its speed wanders (a random walk plus a slow
+// swing), one run in 30 is a 2x hiccup, the first run of every pair is 6 %
+// slower, and each run has 3 % log-normal noise. B is truly `ratio` times
+// faster than A. Returns the pairs as the timer would record them.
+struct Stream {
+  std::vector<double> a, b;
+  std::vector<bool> a_first;
+};
+Stream DriftingStream(uint64_t seed, size_t pairs, double ratio, bool randomize_order) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> noise(0.0, 0.03), step(0.0, 0.02);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  Stream s;
+  double walk = 0.0;
+  const auto run = [&](double base, size_t t, bool first) {
+    walk += 0.5 * step(rng);
+    double ms = base * std::exp(walk + 0.2 * std::sin(static_cast<double>(t) / 6.0) + noise(rng));
+    if (first) ms *= 1.06;
+    if (unit(rng) < 1.0 / 30.0) ms *= 2.0;
+    return ms;
+  };
+  for (size_t i = 0; i < pairs; ++i) {
+    const bool a_first = randomize_order ? leangraph::AFirstInPair(seed, i) : true;
+    const double a_base = 10.0 * ratio, b_base = 10.0;
+    double a = 0, b = 0;
+    if (a_first) {
+      a = run(a_base, 2 * i, true);
+      b = run(b_base, 2 * i + 1, false);
+    } else {
+      b = run(b_base, 2 * i, true);
+      a = run(a_base, 2 * i + 1, false);
+    }
+    s.a.push_back(a);
+    s.b.push_back(b);
+    s.a_first.push_back(a_first);
+  }
+  return s;
+}
+
+struct Coverage {
+  int covered = 0, trials = 0;
+  double median_half_width = 0;
+};
+Coverage CoverageOver(int trials, size_t pairs, double ratio, bool randomize_order) {
+  Coverage c;
+  std::vector<double> widths;
+  for (int t = 0; t < trials; ++t) {
+    const Stream s = DriftingStream(1000 + t, pairs, ratio, randomize_order);
+    const leangraph::PairedRatio r = leangraph::ComparePairs(s.a, s.b, s.a_first);
+    if (r.lo <= ratio && ratio <= r.hi) ++c.covered;
+    widths.push_back(r.half_width);
+    ++c.trials;
+  }
+  std::sort(widths.begin(), widths.end());
+  c.median_half_width = widths[widths.size() / 2];
+  return c;
+}
+
+}  // namespace
+
+LG_TEST(KthWalshAverageMatchesBruteForce) {
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (size_t n : {1, 2, 3, 7, 20, 41}) {
+    std::vector<double> x;
+    for (size_t i = 0; i < n; ++i) x.push_back(normal(rng));
+    if (n > 3) x[1] = x[2] = x[3];  // ties
+    std::vector<double> sorted = x;
+    std::sort(sorted.begin(), sorted.end());
+    const size_t total = n * (n + 1) / 2;
+    for (size_t k = 1; k <= total; ++k) {
+      LG_EXPECT(leangraph::KthWalshAverage(sorted, k) == BruteKthWalsh(x, k));
+    }
+  }
+}
+
+LG_TEST(SignedRankIntervalUsesTheTabulatedCriticalValues) {
+  // Two-sided 5 % critical values of T+: n = 10 -> 8, n = 20 -> 52.
+  for (const auto& [n, critical] : {std::pair<size_t, uint64_t>{10, 8}, {20, 52}}) {
+    std::vector<double> x;
+    for (size_t i = 0; i < n; ++i) x.push_back(std::sin(static_cast<double>(i * i) + 0.3));
+    const leangraph::CentreInterval ci = leangraph::SignedRankInterval(x);
+    std::vector<double> sorted = x;
+    std::sort(sorted.begin(), sorted.end());
+    const uint64_t total = n * (n + 1) / 2;
+    LG_EXPECT(ci.exact && ci.count == n);
+    LG_EXPECT(ci.lo == leangraph::KthWalshAverage(sorted, critical + 1));
+    LG_EXPECT(ci.hi == leangraph::KthWalshAverage(sorted, total - critical));
+    LG_EXPECT(ci.coverage >= 0.95 && ci.coverage < 0.96);
+    LG_EXPECT(ci.lo <= ci.estimate && ci.estimate <= ci.hi);
+  }
+  // The exact (n = 100) and normal (n = 101) regimes agree where they meet.
+  std::vector<double> x100, x101;
+  for (int i = 0; i < 101; ++i) {
+    const double v = std::cos(1.7 * i);
+    if (i < 100) x100.push_back(v);
+    x101.push_back(v);
+  }
+  const leangraph::CentreInterval e = leangraph::SignedRankInterval(x100);
+  const leangraph::CentreInterval z = leangraph::SignedRankInterval(x101);
+  LG_EXPECT(e.exact && !z.exact);
+  LG_EXPECT(Near(e.coverage, 0.95, 0.002) && Near(z.coverage, 0.95, 0.002));
+  LG_EXPECT(Near(e.hi - e.lo, z.hi - z.lo, 0.15 * (e.hi - e.lo)));
+  // Below n = 6 no critical value exists: [min, max].
+  const leangraph::CentreInterval tiny = leangraph::SignedRankInterval({3, 1, 2});
+  LG_EXPECT(tiny.lo == 1 && tiny.hi == 3 && Near(tiny.coverage, 0.75));
+  LG_EXPECT(leangraph::SignedRankInterval({}).count == 0);
+}
+
+LG_TEST(PairOrderIsBalancedSeededAndRandom) {
+  int starts_with_a = 0;
+  for (uint64_t block = 0; block < 200; ++block) {
+    const bool first = leangraph::AFirstInPair(42, 2 * block);
+    LG_EXPECT(leangraph::AFirstInPair(42, 2 * block + 1) == !first);  // AB BA / BA AB
+    starts_with_a += first ? 1 : 0;
+  }
+  LG_EXPECT(starts_with_a > 70 && starts_with_a < 130);
+  int differ = 0;
+  for (uint64_t i = 0; i < 200; ++i) {
+    LG_EXPECT(leangraph::AFirstInPair(7, i) == leangraph::AFirstInPair(7, i));
+    differ += leangraph::AFirstInPair(7, i) != leangraph::AFirstInPair(8, i) ? 1 : 0;
+  }
+  LG_EXPECT(differ > 60);
+}
+
+LG_TEST(PositionEffectIsSeparatedFromTheRatio) {
+  // B 1.2x faster; the first run of a pair is always 1.1x slower.
+  std::vector<double> a, b;
+  std::vector<bool> a_first;
+  for (uint64_t i = 0; i < 40; ++i) {
+    const bool af = leangraph::AFirstInPair(1, i);
+    const double machine = 1.0 + 0.3 * std::sin(0.4 * i);  // drift shared by the pair
+    a.push_back(12.0 * machine * (af ? 1.1 : 1.0));
+    b.push_back(10.0 * machine * (af ? 1.0 : 1.1));
+    a_first.push_back(af);
+  }
+  const leangraph::PairedRatio r = leangraph::ComparePairs(a, b, a_first);
+  LG_EXPECT(r.pairs == 40);
+  LG_EXPECT(Near(r.speedup, 1.2, 1e-12));
+  LG_EXPECT(r.has_position_effect && Near(r.position_effect, 1.1, 1e-12));
+  LG_EXPECT(r.lo <= 1.2 && 1.2 <= r.hi);
+  const leangraph::PairedRatio none = leangraph::ComparePairs(a, b, {});
+  LG_EXPECT(!none.has_position_effect && none.position_effect == 1.0);
+}
+
+LG_TEST(IntervalCoversTheTruthOnADriftingBiasedMachine) {
+  // 400 seeded streams of 60 pairs each: the stated 95 % must hold for a
+  // self-compare and for a real 10 % difference.
+  for (const double ratio : {1.0, 1.1}) {
+    const Coverage c = CoverageOver(400, 60, ratio, /*randomize_order=*/true);
+    std::printf("  ratio %.2f: %d/%d covered, median half-width %.4f\n", ratio, c.covered,
+                c.trials, c.median_half_width);
+    LG_EXPECT(c.covered >= 372);  // >= 93 %
+    LG_EXPECT(c.median_half_width < 0.04);
+  }
+  // The same machine with A always first: the 6 % position effect becomes a
+  // 6 % error and the interval misses the truth, which is why the order is
+  // randomized.
+  const Coverage fixed = CoverageOver(400, 60, 1.0, /*randomize_order=*/false);
+  std::printf("  fixed order: %d/%d covered\n", fixed.covered, fixed.trials);
+  LG_EXPECT(fixed.covered < 100);
+}
+
+LG_TEST(StopRuleStopsAtTheTargetOrTheClock) {
+  leangraph::StopRule rule;
+  rule.target_half_width = 0.03;
+  rule.min_pairs = 20;
+  rule.check_every = 10;
+  rule.max_time_s = 5;
+  std::vector<double> quiet, noisy;
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> small(0.0, 0.01), large(0.0, 0.5);
+  leangraph::StopReason quiet_stop = leangraph::StopReason::kContinue;
+  double width = -1;
+  while (quiet_stop == leangraph::StopReason::kContinue) {
+    quiet.push_back(0.1 + small(rng));
+    quiet_stop = leangraph::DecideStop(rule, quiet, 0.0, &width);
+  }
+  LG_EXPECT(quiet_stop == leangraph::StopReason::kTarget);
+  LG_EXPECT(quiet.size() == 20);  // the first check point
+  LG_EXPECT(width > 0 && width <= 0.03);
+
+  // Too noisy to reach 3 %: checked at 20, 30, 40 ... until the clock runs out.
+  for (int i = 0; i < 45; ++i) noisy.push_back(large(rng));
+  double noisy_width = -1;
+  LG_EXPECT(leangraph::DecideStop(rule, noisy, 4.9, &noisy_width) ==
+            leangraph::StopReason::kContinue);
+  LG_EXPECT(noisy_width == -1);  // 45 is no check point
+  noisy.resize(40);
+  LG_EXPECT(leangraph::DecideStop(rule, noisy, 4.9, &noisy_width) ==
+            leangraph::StopReason::kContinue);
+  LG_EXPECT(noisy_width > 0.03);
+  LG_EXPECT(leangraph::DecideStop(rule, noisy, 5.0) == leangraph::StopReason::kMaxTime);
+  // Check points grow to a tenth of the sample.
+  std::vector<double> many(2000, 0.0);
+  double many_width = -1;
+  leangraph::DecideStop(rule, many, 0.0, &many_width);
+  LG_EXPECT(many_width == -1 || many_width == 0);
+
+  leangraph::StopRule fixed;
+  fixed.runs = 3;
+  LG_EXPECT(leangraph::DecideStop(fixed, {0, 0}, 0) == leangraph::StopReason::kContinue);
+  LG_EXPECT(leangraph::DecideStop(fixed, {0, 0, 0}, 0) == leangraph::StopReason::kRuns);
+  fixed.runs = 0;
+  fixed.max_time_s = 1;
+  LG_EXPECT(leangraph::DecideStop(fixed, {0, 0, 0}, 1.5) == leangraph::StopReason::kMaxTime);
 }
