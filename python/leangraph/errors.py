@@ -31,3 +31,7 @@ class OutputError(LeangraphError, OSError):
 
 class VersionError(LeangraphError, ImportError):
     """The installed TensorFlow is not the one leangraph was built against."""
+
+
+class PruneError(LeangraphError, ValueError):
+    """A model or its data cannot be pruned as asked (nothing was written)."""

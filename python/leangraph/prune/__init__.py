@@ -1,0 +1,1 @@
+"""Structured channel pruning of Keras 3 functional models."""
