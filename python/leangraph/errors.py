@@ -35,3 +35,7 @@ class VersionError(LeangraphError, ImportError):
 
 class PruneError(LeangraphError, ValueError):
     """A model or its data cannot be pruned as asked (nothing was written)."""
+
+
+class QuantizeError(LeangraphError, ValueError):
+    """Calibration data, ranges or a graph that 8-bit quantization cannot use."""
