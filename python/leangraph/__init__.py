@@ -21,6 +21,7 @@ from leangraph.errors import (  # noqa: E402
     GraphError,
     LeangraphError,
     OutputError,
+    PruneError,
     TransformError,
     UnsafeModelError,
     VersionError,
@@ -40,6 +41,9 @@ from leangraph.transform import (  # noqa: E402
     transform,
 )
 from leangraph.tune import TuneResult, tune  # noqa: E402
+# Binds the function over the subpackage's name: leangraph.prune(...) prunes; the
+# modules stay importable as leangraph.prune.groups etc.
+from leangraph.prune.api import PruneReport, prune  # noqa: E402
 
 __all__ = [
     "benchmark",
@@ -64,6 +68,9 @@ __all__ = [
     "optimize",
     "OptimizeReport",
     "OutputError",
+    "prune",
+    "PruneError",
+    "PruneReport",
     "parse_transforms",
     "recipe",
     "RECIPES",

@@ -335,8 +335,6 @@ class ChannelGraph:
     def _layer_problem(self, op, config):
         if config.get("data_format", "channels_last") != "channels_last":
             return "channels_first data format"
-        if config.get("activation", None) not in _ELEMENTWISE_ACTIVATIONS:
-            return f"activation {config.get('activation')!r} mixes channels"
         if getattr(op, "quantization_mode", None) or getattr(op, "lora_enabled", False):
             return "quantized or LoRA layer"
         return None
@@ -391,12 +389,19 @@ class ChannelGraph:
         record = self._record(node, op, kind, in_ids, filters, multiplier)
         if record is None:
             return "shared layer called with different channel counts"
+        activation = op.get_config().get("activation")
+        if activation not in _ELEMENTWISE_ACTIVATIONS:
+            # Its own outputs are coupled (a softmax head); what it reads is not.
+            self.units.freeze(record.out_ids, f"activation {activation!r} of '{op.name}' "
+                              "mixes its channels")
         self._set(node.outputs[0], ids=record.out_ids)
         return None
 
     def _visit_depthwise(self, node, op):
         config = op.get_config()
         problem = self._layer_problem(op, config)
+        if config.get("activation") not in _ELEMENTWISE_ACTIVATIONS:
+            problem = f"activation {config.get('activation')!r} mixes channels"
         if problem:
             return problem
         in_ids = self._input(node)

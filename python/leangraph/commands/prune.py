@@ -1,0 +1,105 @@
+"""`leangraph prune`: a smaller Keras model, fine-tuned by distillation from the original."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from leangraph.errors import LeangraphError, OutputError
+
+OUTPUTS = ("pruned.keras", "report.json", "report.md")
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "prune",
+        help="remove channels from a Keras model and fine-tune it by distillation",
+        description=(
+            "Removes whole channels (filters, units) from MODEL, coupled channels together, "
+            "and fine-tunes the result by distillation from MODEL on --data. 15 % of --data is "
+            "held out for early stopping and for the accuracy the report states. Writes "
+            "OUT/pruned.keras, OUT/report.json and OUT/report.md, all or nothing."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="Keras model (.keras or .h5)")
+    parser.add_argument("--data", required=True,
+                        help=".npz with array x (inputs) and optionally y (class indices)")
+    goal = parser.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--target-macs", type=float, metavar="R",
+                      help="keep this share of the MACs, 0 < R < 1 (no search)")
+    goal.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                      help="search per-group ratios for the lowest latency within this loss")
+    parser.add_argument("-o", "--out", default="prune-out", help="output folder (default prune-out)")
+    parser.add_argument("--criterion", default="l2", choices=("l2", "fpgm", "taylor"),
+                        help="channel importance (default l2)")
+    parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
+    parser.add_argument("--seconds", type=float, default=None, help="fine-tuning time budget")
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--alpha", type=float, default=0.7,
+                        help="weight of the distillation loss against the hard labels")
+    parser.add_argument("--trials", type=int, default=12, help="search trials (default 12)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unsafe", action="store_true",
+                        help="allow Lambda layers that carry Python code")
+    parser.set_defaults(func=run)
+
+
+def load_data(path):
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise LeangraphError(f"data file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise LeangraphError(f"cannot read {path} as .npz: {exc}") from None
+    if "x" not in arrays:
+        raise LeangraphError(f"{path} has no array 'x' (it has: {', '.join(arrays) or 'none'})")
+    return arrays["x"], arrays.get("y")
+
+
+def write_outputs(model, report, out):
+    """Writes the three files into `out` so that either all of them land or none does."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output {out} exists and is not a folder")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
+    try:
+        model.save(staging / "pruned.keras")
+        (staging / "report.json").write_text(report.to_json())
+        (staging / "report.md").write_text(report.to_markdown())
+        if not out.exists():
+            os.replace(staging, out)
+            return [out / name for name in OUTPUTS]
+        for name in OUTPUTS:
+            os.replace(staging / name, out / name)
+        return [out / name for name in OUTPUTS]
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def run(args):
+    from leangraph.prune.api import prune
+
+    x, y = load_data(args.data)
+    if y is None:
+        print("no labels (y) in --data: the held-out score is top-1 agreement with MODEL")
+    pruned, report = prune(
+        args.model, x, y,
+        target_macs=args.target_macs, max_accuracy_drop=args.max_accuracy_drop,
+        criterion=args.criterion, epochs=args.epochs, seconds=args.seconds,
+        temperature=args.temperature, alpha=args.alpha, n_trials=args.trials,
+        seed=args.seed, unsafe=args.unsafe,
+    )
+    paths = write_outputs(pruned, report, args.out)
+    print(f"MACs {report.macs_before:,} -> {report.macs_after:,} ({report.macs_ratio:.3f}x); "
+          f"held-out {100 * report.accuracy_before:.2f}% -> {100 * report.accuracy_after:.2f}% "
+          f"({-report.accuracy_drop:+.2f} points)")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

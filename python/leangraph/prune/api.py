@@ -1,0 +1,263 @@
+"""`leangraph.prune`: remove channels, fine-tune by distillation, report what it cost."""
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from leangraph.errors import PruneError
+from leangraph.prune import criteria as C
+from leangraph.prune import distill as D
+from leangraph.prune import groups as G
+from leangraph.prune import rebuild as R
+
+
+@dataclass
+class PruneReport:
+    model: str
+    criterion: str
+    target_macs: float | None
+    max_accuracy_drop: float | None
+    macs_before: int
+    macs_after: int
+    params_before: int
+    params_after: int
+    accuracy_before: float  # held-out, 0..1 (top-1 agreement with the original without labels)
+    accuracy_after: float
+    accuracy_unfinetuned: float
+    labels: bool
+    n_train: int
+    n_held_out: int
+    prunable_share: float  # of conv/matmul MACs
+    groups: list = field(default_factory=list)
+    unsupported: list = field(default_factory=list)
+    distill: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def macs_ratio(self):
+        return self.macs_after / self.macs_before if self.macs_before else 1.0
+
+    @property
+    def accuracy_drop(self):
+        """Percentage points lost on the held-out data."""
+        return 100.0 * (self.accuracy_before - self.accuracy_after)
+
+    def to_dict(self):
+        data = asdict(self)
+        data["macs_ratio"] = self.macs_ratio
+        data["accuracy_drop"] = self.accuracy_drop
+        return data
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, default=float)
+
+    def to_markdown(self):
+        what = "accuracy" if self.labels else "top-1 agreement with the original"
+        lines = [
+            f"# leangraph prune: {self.model}",
+            "",
+            f"Criterion `{self.criterion}`; held-out {what} on {self.n_held_out} examples "
+            f"({self.n_train} used for fine-tuning).",
+            "",
+            "| | before | after | ratio |",
+            "| --- | --- | --- | --- |",
+            f"| MACs per example | {self.macs_before:,} | {self.macs_after:,} | "
+            f"{self.macs_ratio:.3f} |",
+            f"| parameters | {self.params_before:,} | {self.params_after:,} | "
+            f"{self.params_after / max(1, self.params_before):.3f} |",
+            f"| held-out {what} | {100 * self.accuracy_before:.2f} % | "
+            f"{100 * self.accuracy_after:.2f} % | {-self.accuracy_drop:+.2f} points |",
+            "",
+            f"Without fine-tuning: {100 * self.accuracy_unfinetuned:.2f} %. "
+            f"Distillation: {self.distill.get('epochs', 0):.1f} epochs, "
+            f"{self.distill.get('seconds', 0):.0f} s ({self.distill.get('stopped', '')}).",
+            f"Share of conv/matmul MACs in prunable groups: {100 * self.prunable_share:.1f} %.",
+            "",
+            "| group | producers | channels | kept |",
+            "| --- | --- | --- | --- |",
+        ]
+        for g in self.groups:
+            names = ", ".join(g["producers"])
+            if len(names) > 80:
+                names = names[:77] + "..."
+            kept = g["kept"] if g["prunable"] else "frozen"
+            lines.append(f"| {g['index']} | {names} | {g['channels']} | {kept} |")
+        if self.unsupported:
+            lines += ["", "Left whole (not understood, so never pruned):", ""]
+            lines += [f"- `{name}` ({cls}): {reason}" for name, cls, reason in self.unsupported]
+        if self.search:
+            lines += ["", f"Search: {self.search.get('summary', '')}"]
+        return "\n".join(lines) + "\n"
+
+
+def _count_params(model):
+    return int(sum(int(np.prod(v.shape)) for v in model.weights))
+
+
+def check_data(model, x, y):
+    """x as float32 and y as int64 class labels (or None), or a one-line PruneError."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise PruneError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} "
+                         "outputs; pruning needs one of each")
+    x = np.asarray(x)
+    want = tuple(model.inputs[0].shape[1:])
+    got = tuple(x.shape[1:])
+    if x.ndim != len(want) + 1 or any(w is not None and w != g for w, g in zip(want, got)):
+        raise PruneError(f"data x has examples of shape {got} but the model takes "
+                         f"{tuple('?' if w is None else w for w in want)}")
+    if len(x) < 8:
+        raise PruneError(f"data x has {len(x)} examples; at least 8 are needed "
+                         "(15 % are held out)")
+    if not np.issubdtype(x.dtype, np.number):
+        raise PruneError(f"data x has dtype {x.dtype}; numbers are needed")
+    x = x.astype(np.float32, copy=False)
+    if y is None:
+        return x, None
+    y = np.asarray(y)
+    classes = model.outputs[0].shape[-1]
+    if y.ndim == 2 and y.shape[1] == classes and len(y) == len(x):
+        y = y.argmax(axis=-1)  # one-hot
+    if y.ndim != 1 or len(y) != len(x):
+        raise PruneError(f"labels y have shape {y.shape}; expected ({len(x)},) class indices "
+                         "for the examples in x")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.mod(y, 1) == 0):
+            raise PruneError("labels y must be integer class indices")
+    y = y.astype(np.int64)
+    if y.min() < 0 or (classes is not None and y.max() >= classes):
+        raise PruneError(f"labels y span classes {int(y.min())}..{int(y.max())} but the model "
+                         f"outputs {classes} classes")
+    return x, y
+
+
+def split(n, holdout, seed):
+    """(train indices, held-out indices): a seeded shuffle, `holdout` of it held out."""
+    if not 0.0 < holdout < 1.0:
+        raise PruneError(f"holdout must be in (0, 1), got {holdout}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * holdout)))
+    return order[n_val:], order[:n_val]
+
+
+def _round_keep(ratio, channels, multiple):
+    keep = max(1, math.ceil(ratio * channels - 1e-9))
+    if multiple > 1 and channels >= 2 * multiple:
+        keep = max(multiple, int(round(keep / multiple)) * multiple)
+    return min(channels, keep)
+
+
+def uniform_keep(graph, ratio, multiple=8):
+    return {g.index: _round_keep(ratio, g.channels, multiple) for g in graph.prunable_groups}
+
+
+def plan_for_macs(graph, scores, target, multiple=8):
+    """The plan keeping the same share of every group whose MACs are at most `target` x."""
+    base = graph.macs()
+    budget = target * base
+    floor = R.plan_from_scores(graph, scores, uniform_keep(graph, 0.0, multiple))
+    if floor.macs() > budget:
+        raise PruneError(
+            f"target_macs {target:g} is out of reach: removing all but the last channels of "
+            f"every prunable group leaves {floor.macs() / base:.3f} of the MACs "
+            f"({100 * graph.prunable_share():.0f} % of them are in prunable groups)")
+    best, lo, hi = floor, 0.0, 1.0
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        plan = R.plan_from_scores(graph, scores, uniform_keep(graph, mid, multiple))
+        if plan.macs() <= budget:
+            best, lo = plan, mid
+        else:
+            hi = mid
+    return best
+
+
+def group_rows(graph, plan):
+    rows = []
+    for g in graph.groups:
+        rows.append({"index": g.index, "producers": list(g.producers), "channels": g.size,
+                     "removable": g.channels, "prunable": g.prunable,
+                     "kept": g.size - (g.channels - plan.kept(g)) if plan else g.size,
+                     "frozen": list(g.frozen)})
+    return rows
+
+
+def _load(model, unsafe):
+    import keras
+
+    if isinstance(model, keras.Model):
+        return model
+    from leangraph.freeze import load_keras
+
+    return load_keras(model, unsafe=unsafe)
+
+
+def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criterion="l2",
+          epochs=10, seconds=None, temperature=4.0, alpha=0.7, patience=3, batch_size=32,
+          learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
+          seed=0, progress=True, unsafe=False):
+    """Prunes a Keras model's channels; returns (pruned Keras model, PruneReport).
+
+    Give `target_macs` (keep that share of the MACs, 0..1) or
+    `max_accuracy_drop` (percentage points; searches per-group ratios for the
+    lowest measured latency within that loss). `y` (class indices) is
+    optional: without it the held-out score is top-1 agreement with the
+    original. 15 % of the data (`holdout`) is held out for early stopping and
+    for the accuracy the report states.
+    """
+    started = time.monotonic()
+    if (target_macs is None) == (max_accuracy_drop is None):
+        raise PruneError("give exactly one of target_macs and max_accuracy_drop")
+    if target_macs is not None and not 0.0 < target_macs < 1.0:
+        raise PruneError(f"target_macs must be in (0, 1), got {target_macs}")
+    if max_accuracy_drop is not None and not 0.0 <= max_accuracy_drop < 100.0:
+        raise PruneError(f"max_accuracy_drop must be in [0, 100) points, got {max_accuracy_drop}")
+    if criterion not in C.CRITERIA:
+        raise PruneError(f"unknown criterion {criterion!r}; choose one of {', '.join(C.CRITERIA)}")
+    if channel_multiple < 1:
+        raise PruneError(f"channel_multiple must be >= 1, got {channel_multiple}")
+    config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
+                             seconds=seconds, patience=patience, batch_size=batch_size,
+                             learning_rate=learning_rate, seed=seed, progress=progress)
+    config.check()
+    model = _load(model, unsafe)
+    x, y = check_data(model, x, y)
+    train, val = split(len(x), holdout, seed)
+    graph = G.ChannelGraph(model)
+    if not graph.prunable_groups:
+        raise PruneError("nothing to prune: every channel group is frozen ("
+                         + "; ".join(graph.describe()) + ")")
+    teacher = graph.model
+    x_train, x_val = x[train], x[val]
+    y_train, y_val = (None, None) if y is None else (y[train], y[val])
+    scores = C.scores(graph, criterion, x_train)
+    reference = D.predict(teacher, x_val)
+    before = D.score(teacher, x_val, y_val, reference)
+    search_info = {}
+    if target_macs is not None:
+        plan = plan_for_macs(graph, scores, target_macs, channel_multiple)
+        pruned = R.rebuild(plan)
+    else:
+        from leangraph.prune import search as S
+
+        found = S.search(graph, scores, teacher, x_train, x_val, y_train, y_val,
+                         baseline=before, max_accuracy_drop=max_accuracy_drop,
+                         n_trials=n_trials, trial_epochs=trial_epochs, config=config,
+                         multiple=channel_multiple, seed=seed)
+        plan, pruned, search_info = found.plan, found.model, found.summary()
+    unfinetuned = D.score(pruned, x_val, y_val, reference)
+    result = D.distill(pruned, teacher, x_train, x_val, y_train, y_val, config)
+    after = D.score(pruned, x_val, y_val, reference)
+    report = PruneReport(
+        model=model.name, criterion=criterion, target_macs=target_macs,
+        max_accuracy_drop=max_accuracy_drop, macs_before=graph.macs(), macs_after=plan.macs(),
+        params_before=_count_params(teacher), params_after=_count_params(pruned),
+        accuracy_before=before, accuracy_after=after, accuracy_unfinetuned=unfinetuned,
+        labels=y is not None, n_train=len(train), n_held_out=len(val),
+        prunable_share=graph.prunable_share(), groups=group_rows(graph, plan),
+        unsupported=[list(u) for u in graph.unsupported], distill=asdict(result),
+        search=search_info, seconds=time.monotonic() - started)
+    return pruned, report

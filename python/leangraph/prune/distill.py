@@ -1,0 +1,183 @@
+"""Fine-tuning a pruned model by knowledge distillation from the unpruned one.
+
+The loss is Hinton's: the KL divergence between teacher and student outputs
+softened by a temperature T (scaled by T^2 so its gradients keep their size
+as T changes), mixed with the cross-entropy on the hard labels when there are
+labels. Without labels the student learns from the teacher alone.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from leangraph.errors import PruneError
+
+
+@dataclass
+class DistillConfig:
+    temperature: float = 4.0
+    alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to the hard labels
+    epochs: int = 10
+    seconds: float | None = None  # wall-clock budget; stops mid-epoch when spent
+    patience: int = 3  # epochs without a better held-out score before stopping
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    progress: bool = True
+
+    def check(self):
+        if not self.temperature > 0:
+            raise PruneError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise PruneError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.epochs < 0:
+            raise PruneError(f"epochs must be >= 0, got {self.epochs}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise PruneError(f"seconds must be > 0, got {self.seconds}")
+        if self.batch_size < 1:
+            raise PruneError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class DistillResult:
+    epochs: float = 0.0  # epochs run (fractional when the time budget ended one)
+    seconds: float = 0.0
+    best_score: float = 0.0  # held-out accuracy (or top-1 agreement with the teacher)
+    initial_score: float = 0.0
+    history: list = field(default_factory=list)  # held-out score after each epoch
+    stopped: str = ""  # why training ended
+
+
+def outputs_are_probabilities(model):
+    """True when the model ends in a softmax (its outputs are probabilities, not logits)."""
+    import keras
+
+    tensor = model.outputs[0]
+    op = tensor._keras_history.operation
+    if isinstance(op, keras.layers.Softmax):
+        return True
+    if isinstance(op, keras.layers.Layer):
+        return op.get_config().get("activation") == "softmax"
+    return type(op).__name__ == "Softmax"
+
+
+def as_logits(outputs, probabilities):
+    import tensorflow as tf
+
+    if probabilities:
+        return tf.math.log(tf.clip_by_value(outputs, 1e-12, 1.0))
+    return outputs
+
+
+def predict(model, x, batch_size=256):
+    """Model outputs in inference mode, batch by batch."""
+    parts = [np.asarray(model(x[i:i + batch_size], training=False))
+             for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def score(model, x, y=None, reference=None, batch_size=256):
+    """Top-1 accuracy against labels `y`, or top-1 agreement with `reference` outputs."""
+    top1 = predict(model, x, batch_size).argmax(axis=-1)
+    target = y if y is not None else np.asarray(reference).argmax(axis=-1)
+    return float(np.mean(top1 == target)) if len(target) else 0.0
+
+
+def _progress(enabled, total):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("distill {task.fields[epoch]}"), BarColumn(),
+                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=True)
+
+
+def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=None):
+    """Fine-tunes `student` in place from `teacher`; keeps the weights that scored best held out."""
+    import keras
+    import tensorflow as tf
+
+    config = config or DistillConfig()
+    config.check()
+    labels = y_train is not None
+    if labels != (y_val is not None):
+        raise PruneError("give labels for both the training and the held-out data, or neither")
+    probabilities = outputs_are_probabilities(teacher)
+    soft_train = predict(teacher, x_train)
+    soft_val = predict(teacher, x_val)
+    result = DistillResult()
+    result.initial_score = result.best_score = score(student, x_val, y_val, soft_val)
+    if config.epochs == 0 or len(x_train) == 0:
+        result.stopped = "no fine-tuning asked for"
+        return result
+
+    keras.utils.set_random_seed(config.seed)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    variables = student.trainable_variables
+    temperature = float(config.temperature)
+    alpha = float(config.alpha) if labels else 1.0
+
+    @tf.function(reduce_retracing=True)
+    def step(xb, tb, yb):
+        teacher_logits = as_logits(tb, probabilities) / temperature
+        with tf.GradientTape() as tape:
+            logits = as_logits(student(xb, training=True), probabilities)
+            soft = tf.nn.softmax(teacher_logits)
+            kl = tf.reduce_sum(
+                soft * (tf.nn.log_softmax(teacher_logits) - tf.nn.log_softmax(logits / temperature)),
+                axis=-1)
+            loss = alpha * temperature ** 2 * tf.reduce_mean(kl)
+            if labels:
+                hard = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=logits)
+                loss += (1.0 - alpha) * tf.reduce_mean(hard)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    best_weights = student.get_weights()
+    rng = np.random.default_rng(config.seed)
+    start = time.monotonic()
+    stale = 0
+    steps = max(1, -(-len(x_train) // config.batch_size))
+    y_dummy = np.zeros(len(x_train), dtype=np.int64)
+    y_fit = np.asarray(y_train, dtype=np.int64) if labels else y_dummy
+    with _progress(config.progress, steps) as bar:
+        task = bar.add_task("", total=steps, epoch=0, status="") if bar else None
+        for epoch in range(config.epochs):
+            order = rng.permutation(len(x_train))
+            if bar:
+                bar.reset(task, total=steps, epoch=f"{epoch + 1}/{config.epochs}",
+                          status=f"held-out {100 * result.best_score:.2f}%")
+            done = 0
+            out_of_time = False
+            for i in range(0, len(order), config.batch_size):
+                idx = order[i:i + config.batch_size]
+                step(tf.constant(x_train[idx]), tf.constant(soft_train[idx]),
+                     tf.constant(y_fit[idx]))
+                done += 1
+                if bar:
+                    bar.advance(task)
+                if config.seconds is not None and time.monotonic() - start > config.seconds:
+                    out_of_time = True
+                    break
+            result.epochs += done / steps
+            current = score(student, x_val, y_val, soft_val)
+            result.history.append(current)
+            if current > result.best_score:
+                result.best_score, best_weights, stale = current, student.get_weights(), 0
+            else:
+                stale += 1
+            if out_of_time:
+                result.stopped = f"time budget of {config.seconds:g} s spent"
+                break
+            if stale >= config.patience:
+                result.stopped = f"no better held-out score for {config.patience} epochs"
+                break
+        else:
+            result.stopped = f"{config.epochs} epochs done"
+    student.set_weights(best_weights)
+    result.seconds = time.monotonic() - start
+    return result
