@@ -26,8 +26,9 @@ build: setup
 
 # In-tree build for quick iteration: PYTHONPATH=python $(PY) -m pytest tests/...
 dev: setup
-	bazel build //native:_native.so
+	bazel build //native:_native.so //native:build_info
 	install -m 755 bazel-bin/native/_native.so python/leangraph/_native.so
+	install -m 644 bazel-bin/native/_build_info.py python/leangraph/_build_info.py
 
 test-native: setup
 	bazel test //native/...

@@ -1,7 +1,4 @@
-"""Versions: leangraph's own, and the TensorFlow release its native code is bound to."""
+"""leangraph's own version. The TensorFlow release it is bound to is recorded by the
+build, in _build_info.py (see leangraph._tfcheck)."""
 
 __version__ = "0.1.0"
-
-# The C++ declarations in native/tf_graph_transforms.h match this TF release
-# line; pyproject.toml pins the same.
-TF_SERIES = "2.21"
