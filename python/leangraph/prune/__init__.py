@@ -8,6 +8,7 @@ drives them.
 
 from leangraph.prune.api import PruneReport, prune
 from leangraph.prune.groups import ChannelGraph, Group
-from leangraph.prune.rebuild import Plan, plan_from_scores, rebuild
+from leangraph.prune.rebuild import Plan, plan_from_scores
 
-__all__ = ["ChannelGraph", "Group", "Plan", "plan_from_scores", "prune", "PruneReport", "rebuild"]
+# `rebuild` stays the module's name here (leangraph.prune.rebuild.rebuild is the function).
+__all__ = ["ChannelGraph", "Group", "Plan", "plan_from_scores", "prune", "PruneReport"]
