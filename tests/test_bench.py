@@ -19,7 +19,8 @@ REPORT_KEYS = {
     "count", "samples_ms", "min_ms", "p10_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms",
     "stddev_ms", "median_ci95_ms", "median_ci95_coverage", "median_ci95_method", "throughput",
     "throughput_definition", "batch", "warmup", "precision", "init_ms", "first_run_ms",
-    "overhead_ms", "peak_rss_mb", "intra_op_threads", "inter_op_threads", "intra_op_pool", "cpus",
+    "overhead_ms", "peak_rss_mb", "intra_op_threads", "inter_op_threads", "intra_op_pool",
+    "intra_op_pool_size", "cpus",
     "inputs", "outputs", "threads", "affinity_ok", "profile",
 }
 
@@ -127,18 +128,83 @@ def test_benchmark_max_time_stops_early(graph_files):
     assert 1 <= result.count == len(result.samples_ms)
 
 
-def test_in_process_pinning_checks_every_session_thread(graph_files):
+def test_in_process_reports_the_shared_pool_as_it_is(graph_files):
+    result = leangraph.benchmark(graph_files["a"], runs=3, warmup=0, measure_overhead=False)
+    assert result.intra_op_pool == "global"
+    assert result.intra_op_pool_size >= 1
+    assert result.cpus is None and result.affinity_ok is None
+    # Every thread of this process, with its affinity as the kernel has it.
+    assert len(result.threads) >= 2
+    assert all(t["cpus_allowed_list"] for t in result.threads)
+
+
+def test_in_process_timer_refuses_thread_counts_and_pinning(graph_files):
+    native = leangraph._tfcheck.load_native()
+    data = graph_files["a"].read_bytes()
+    common = dict(inputs=[], outputs=[], runs=2, warmup=0, max_time=0.0, inter=0,
+                  precision="fp32", seed=0, batch=0, profile=False, overhead=False)
+    for intra, cpus in ((2, []), (0, [0])):
+        with pytest.raises(leangraph.BenchmarkError, match="needs a process of its own"):
+            native.bench_run(data, intra=intra, cpus=cpus, **common)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_child_timer_thread_count_and_pinning_read_back(graph_files, threads):
     cpu = max(os.sched_getaffinity(0))
     before = os.sched_getaffinity(0)
-    result = leangraph.benchmark(graph_files["a"], runs=5, warmup=1, cpus=[cpu], threads=2,
-                                 inter_op_threads=2)
+    result = leangraph.benchmark(graph_files["a"], runs=5, warmup=1, cpus=[cpu],
+                                 threads=threads, inter_op_threads=2)
     assert result.cpus == str(cpu)
-    # The caller plus the session's own intra- and inter-op pools.
+    assert result.intra_op_pool == "per-session"
+    # The pool's size as the session's CPU device reports it.
+    assert result.intra_op_threads == threads == result.intra_op_pool_size
     assert len(result.threads) >= 3
     assert {t["cpus_allowed_list"] for t in result.threads} == {str(cpu)}
     assert result.affinity_ok is True
-    assert result.intra_op_pool == "per-session"
-    assert os.sched_getaffinity(0) == before  # the calling thread is given back
+    assert os.sched_getaffinity(0) == before  # this process was never pinned
+
+
+def test_child_compare_and_its_errors(graph_files):
+    x = np.full((2, 8), 0.5, dtype=np.float32)
+    result = bench.compare_in_child(graph_files["a"], graph_files["b"], {"x": x}, runs=8,
+                                    warmup=0, threads=1, measure_overhead=False, seed=4)
+    assert result.a.intra_op_pool_size == result.b.intra_op_pool_size == 1
+    assert result.a.inputs[0]["shape"] == [2, 8] and result.a.inputs[0]["source"].startswith("npy:")
+    assert result.pair_first == ["A" if f else "B" for f in
+                                 leangraph._tfcheck.load_native().pair_order(8, 4)]
+    with pytest.raises(leangraph.BenchmarkError, match="shape mismatch"):
+        leangraph.benchmark(graph_files["a"], {"x": np.zeros((1, 9), np.float32)}, runs=2,
+                            threads=1)
+    with pytest.raises(leangraph.BenchmarkError, match="unknown CPU id 4095"):
+        leangraph.benchmark(graph_files["a"], runs=2, cpus=[4095])
+
+
+def test_keras_on_another_thread_during_an_in_process_benchmark(graph_files):
+    import threading
+
+    import keras
+
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(4, 16)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    outcome = {}
+
+    def time_it():
+        outcome["result"] = leangraph.benchmark(graph_files["a"], runs=0, max_time=1.0,
+                                                warmup=0, measure_overhead=False)
+
+    timer = threading.Thread(target=time_it)
+    timer.start()
+    outputs = []
+    while timer.is_alive() or not outputs:
+        outputs.append(model(x, training=False).numpy())
+        outputs.append(model.predict(x, verbose=0))
+    timer.join()
+    assert outcome["result"].count >= 1
+    assert len(outputs) >= 2
+    for got in outputs:
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_inputs_from_arrays(graph_files):
@@ -158,14 +224,71 @@ def test_profile_reports_op_types(graph_files):
     assert sum(r["percent"] for r in result.profile["by_op_type"]) == pytest.approx(100, abs=0.1)
 
 
-def test_compare_runs_interleaved(graph_files):
-    result = leangraph.compare(graph_files["a"], graph_files["b"], runs=6, warmup=1,
+def test_compare_order_is_randomized_recorded_and_reproducible(graph_files):
+    native = leangraph._tfcheck.load_native()
+    runs = {}
+    for seed in (0, 0, 1):
+        result = leangraph.compare(graph_files["a"], graph_files["b"], runs=20, warmup=1,
+                                   measure_overhead=False, seed=seed)
+        assert result.a.count == result.b.count == result.pairs == 20
+        pairs = [result.order[i:i + 2] for i in range(0, 40, 2)]
+        assert all(sorted(p) == ["A", "B"] for p in pairs)
+        assert result.pair_first == [p[0] for p in pairs]
+        assert result.pair_first == ["A" if f else "B" for f in native.pair_order(20, seed)]
+        runs.setdefault(seed, []).append(result.pair_first)
+    assert runs[0][0] == runs[0][1]
+    assert runs[0][0] != runs[1][0]
+    assert runs[0][0].count("A") == 10  # ABBA blocks: balanced
+
+
+def test_compare_speedup_is_the_paired_estimate(graph_files):
+    result = leangraph.compare(graph_files["a"], graph_files["b"], runs=12, warmup=1,
                                measure_overhead=False)
-    assert result.order == ["A", "B"] * 6
-    assert result.a.count == result.b.count == 6
-    assert result.speedup == pytest.approx(result.a.p50_ms / result.b.p50_ms)
+    again = bench.paired_ratio(result.a.samples_ms, result.b.samples_ms,
+                               [f == "A" for f in result.pair_first])
+    assert result.speedup == pytest.approx(again["speedup"])
+    assert list(result.speedup_ci95) == pytest.approx(list(again["ci"]))
+    assert result.position_effect == pytest.approx(again["position_effect"])
+    assert result.ratio_of_medians == pytest.approx(result.a.p50_ms / result.b.p50_ms)
     lo, hi = result.speedup_ci95
-    assert 0 < lo <= hi
+    assert 0 < lo <= result.speedup <= hi
+    assert result.speedup_ci95_half_width == pytest.approx((hi - lo) / (2 * result.speedup))
+    assert result.target_met is None and result.stop_reason == "runs"
+    assert set(result.to_dict()) >= {"speedup", "speedup_ci95", "order", "pair_first"}
+
+
+def test_target_ci_stops_at_max_time_on_a_real_graph(graph_files):
+    result = leangraph.compare(graph_files["a"], graph_files["b"], runs=10, warmup=0,
+                               measure_overhead=False, target_ci=1e-6, max_time=0.5)
+    assert result.stop_reason == "max_time" and result.target_met is False
+    assert result.pairs >= 10
+    loose = leangraph.compare(graph_files["a"], graph_files["b"], runs=10, warmup=0,
+                              measure_overhead=False, target_ci=0.9, max_time=30)
+    assert loose.stop_reason == "target" and loose.target_met is True
+    assert loose.pairs == 10  # the first check point is `runs`
+    with pytest.raises(leangraph.BenchmarkError, match="relative half-width"):
+        leangraph.compare(graph_files["a"], graph_files["b"], runs=2, target_ci=3)
+
+
+def test_sigint_stops_a_long_benchmark_promptly(graph_files):
+    import signal
+    import threading
+    import time
+
+    for run in (
+        lambda: leangraph.benchmark(graph_files["a"], runs=0, max_time=300, warmup=0,
+                                    measure_overhead=False),
+        lambda: leangraph.compare(graph_files["a"], graph_files["b"], runs=10, warmup=0,
+                                  target_ci=1e-6, max_time=300, measure_overhead=False),
+    ):
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        start = time.monotonic()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run()
+        timer.join()
+        # Far below the 300 s the benchmark would otherwise take.
+        assert time.monotonic() - start < 60
 
 
 @pytest.mark.parametrize(
@@ -234,10 +357,22 @@ def test_binary_compare_is_interleaved(binary, graph_files):
                       "--runs", 5, "--warmup", 0, "--no-overhead", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["order"] == ["A", "B"] * 5
-    assert report["a"]["count"] == report["b"]["count"] == 5
-    assert report["speedup"] == pytest.approx(report["a"]["p50_ms"] / report["b"]["p50_ms"], rel=1e-6)
-    assert "bootstrap" in report["speedup_ci95_method"]
+    assert [sorted(report["order"][i:i + 2]) for i in range(0, 10, 2)] == [["A", "B"]] * 5
+    assert report["pair_first"] == report["order"][::2]
+    assert report["a"]["count"] == report["b"]["count"] == report["pairs"] == 5
+    assert report["ratio_of_medians"] == pytest.approx(report["a"]["p50_ms"] / report["b"]["p50_ms"],
+                                                       rel=1e-6)
+    assert "Wilcoxon signed-rank" in report["speedup_ci95_method"]
+    assert report["target_ci"] is None and report["stop_reason"] == "runs"
+    assert report["a"]["intra_op_pool"] == "per-session"
+
+
+def test_binary_target_ci_reports_whether_it_was_met(binary, graph_files):
+    proc = run_binary(binary, "--graph", graph_files["a"], "--compare", graph_files["b"],
+                      "--runs", 6, "--warmup", 0, "--no-overhead", "--target-ci", "0.000001",
+                      "--max-time", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert "target +-0.0%: NOT met (stopped by max_time)" in proc.stdout
 
 
 def test_binary_npy_input_and_text_report(binary, graph_files):
@@ -261,6 +396,8 @@ def test_binary_npy_input_and_text_report(binary, graph_files):
         (["--graph", "{a}", "--cpus", "4095"], {}, "unknown CPU id 4095"),
         (["--graph", "{a}", "--runs", "many"], {}, "--runs needs a whole number"),
         (["--graph", "{a}", "--bogus"], {}, "unknown flag"),
+        (["--graph", "{a}", "--target-ci", "0.03"], {}, "--target-ci applies to --compare only"),
+        (["--graph", "{a}", "--compare", "{a}", "--target-ci", "2"], {}, "relative half-width"),
     ],
 )
 def test_binary_bad_input_fails_clearly(binary, graph_files, args, env, message):

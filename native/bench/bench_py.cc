@@ -36,6 +36,21 @@ absl::StatusOr<tensorflow::GraphDef> Parse(const std::string& bytes, const char*
   return graph;
 }
 
+// Polled by the timer while the GIL is released: takes it back for a moment
+// so that SIGINT's Python handler runs. The KeyboardInterrupt it raises stays
+// set on this thread and is thrown once the timer has returned (Raise below).
+bool PythonInterrupted() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+// With the GIL held again: a pending Python exception (KeyboardInterrupt)
+// wins over the Cancelled status it caused.
+void Raise(const absl::Status& status) {
+  if (PyErr_Occurred() != nullptr) throw py::error_already_set();
+  ThrowIfError(status, ErrorKind::kBenchmark);
+}
+
 BenchOptions MakeOptions(const std::vector<PyInput>& inputs,
                          const std::vector<std::string>& outputs, int64_t runs,
                          int64_t warmup, double max_time, int intra, int inter,
@@ -68,6 +83,7 @@ BenchOptions MakeOptions(const std::vector<PyInput>& inputs,
   o.batch = batch;
   o.profile = profile;
   o.measure_overhead = overhead;
+  o.interrupted = PythonInterrupted;
   return o;
 }
 
@@ -90,7 +106,7 @@ std::string BenchRun(const std::string& graph_bytes, const std::vector<PyInput>&
     json = report.ok() ? absl::StatusOr<std::string>(ReportToJson(*report))
                        : absl::StatusOr<std::string>(report.status());
   }
-  ThrowIfError(json.status(), ErrorKind::kBenchmark);
+  Raise(json.status());
   return *json;
 }
 
@@ -100,10 +116,11 @@ std::string BenchCompare(const std::string& a_bytes, const std::string& b_bytes,
                          int64_t warmup, double max_time, int intra, int inter,
                          const std::vector<int>& cpus, const std::string& precision,
                          uint64_t seed, int64_t batch, bool profile, bool overhead,
-                         const std::string& precision_b) {
+                         const std::string& precision_b, double target_ci) {
   BenchOptions options = MakeOptions(inputs, outputs, runs, warmup, max_time, intra, inter,
                                      cpus, precision, seed, batch, profile, overhead);
   options.precision_b = precision_b;
+  options.target_ci = target_ci;
   absl::StatusOr<std::string> json;
   {
     // As in BenchRun: long native work, no Python objects touched.
@@ -116,7 +133,7 @@ std::string BenchCompare(const std::string& a_bytes, const std::string& b_bytes,
     json = report.ok() ? absl::StatusOr<std::string>(CompareToJson(*report))
                        : absl::StatusOr<std::string>(report.status());
   }
-  ThrowIfError(json.status(), ErrorKind::kBenchmark);
+  Raise(json.status());
   return *json;
 }
 
@@ -145,6 +162,61 @@ std::pair<double, double> RatioCiForPython(const std::vector<double>& a,
   return {ci.lo, ci.hi};
 }
 
+py::dict PairedRatioForPython(const std::vector<double>& a, const std::vector<double>& b,
+                              const std::vector<bool>& a_first, double confidence) {
+  if (a.size() != b.size() || a.empty() || (!a_first.empty() && a_first.size() != a.size())) {
+    ThrowIfError(absl::InvalidArgumentError(
+                     "a and b must be non-empty and of the same length (pairs), and a_first "
+                     "empty or of that length"),
+                 ErrorKind::kBenchmark);
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!(a[i] > 0) || !(b[i] > 0)) {
+      ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
+                       "pair ", i, " has a time that is not > 0 (", a[i], ", ", b[i], ")")),
+                   ErrorKind::kBenchmark);
+    }
+  }
+  if (!(confidence > 0 && confidence < 1)) {
+    ThrowIfError(absl::InvalidArgumentError("confidence must be in (0, 1)"),
+                 ErrorKind::kBenchmark);
+  }
+  const PairedRatio r = ComparePairs(a, b, a_first, confidence);
+  py::dict out;
+  out["pairs"] = r.pairs;
+  out["speedup"] = r.speedup;
+  out["ci"] = py::make_tuple(r.lo, r.hi);
+  out["coverage"] = r.coverage;
+  out["exact"] = r.exact;
+  out["half_width"] = r.half_width;
+  out["ratio_of_medians"] = r.ratio_of_medians;
+  out["position_effect"] = r.has_position_effect ? py::object(py::float_(r.position_effect))
+                                                 : py::object(py::none());
+  return out;
+}
+
+std::vector<bool> PairOrderForPython(uint64_t pairs, uint64_t seed) {
+  std::vector<bool> out;
+  for (uint64_t i = 0; i < pairs; ++i) out.push_back(AFirstInPair(seed, i));
+  return out;
+}
+
+std::pair<std::string, std::optional<double>> StopForPython(
+    const std::vector<double>& log_ratios, double elapsed_s, int64_t runs, double max_time,
+    double target_ci, int64_t min_pairs, int64_t check_every) {
+  StopRule rule;
+  rule.runs = runs;
+  rule.max_time_s = max_time;
+  rule.target_half_width = target_ci;
+  rule.min_pairs = min_pairs;
+  rule.check_every = check_every;
+  double width = -1;
+  const StopReason reason = DecideStop(rule, log_ratios, elapsed_s, &width);
+  std::optional<double> half_width;
+  if (width >= 0) half_width = width;
+  return {StopReasonName(reason), half_width};
+}
+
 }  // namespace
 
 void RegisterBench(py::module_& m) {
@@ -157,8 +229,8 @@ void RegisterBench(py::module_& m) {
         py::arg("outputs"), py::arg("runs"), py::arg("warmup"), py::arg("max_time"),
         py::arg("intra"), py::arg("inter"), py::arg("cpus"), py::arg("precision"),
         py::arg("seed"), py::arg("batch"), py::arg("profile"), py::arg("overhead"),
-        py::arg("precision_b") = "",
-        "Times two graphs interleaved; returns the comparison as JSON.");
+        py::arg("precision_b") = "", py::arg("target_ci") = 0.0,
+        "Times two graphs in randomized ABBA pairs; returns the comparison as JSON.");
   m.def("bench_stats", &BenchStats, py::arg("samples_ms"), py::arg("batch") = 1,
         "The timer's statistics of latencies (ms), as JSON.");
   m.def("median_ci95", &MedianCiForPython, py::arg("n"),
@@ -166,6 +238,15 @@ void RegisterBench(py::module_& m) {
   m.def("median_ratio_ci95", &RatioCiForPython, py::arg("a"), py::arg("b"),
         py::arg("seed") = 0, py::arg("resamples") = 2000,
         "Paired-bootstrap 95% interval of median(a) / median(b).");
+  m.def("paired_ratio", &PairedRatioForPython, py::arg("a"), py::arg("b"),
+        py::arg("a_first") = std::vector<bool>{}, py::arg("confidence") = 0.95,
+        "Hodges-Lehmann speed-up a/b of paired times with its Wilcoxon interval (dict).");
+  m.def("pair_order", &PairOrderForPython, py::arg("pairs"), py::arg("seed"),
+        "Per pair, whether A runs first (the timer's randomized ABBA blocks).");
+  m.def("stop_decision", &StopForPython, py::arg("log_ratios"), py::arg("elapsed_s"),
+        py::arg("runs"), py::arg("max_time"), py::arg("target_ci"), py::arg("min_pairs") = 10,
+        py::arg("check_every") = 10,
+        "(reason, half-width or None): the timer's stopping rule for a compare.");
   m.def("cpu_supports_bf16", &CpuSupportsBf16,
         "AVX512_BF16 or AMX-BF16 (false when LEANGRAPH_FAKE_NO_BF16=1).");
   m.def("allowed_cpus", &AllowedCpus, "CPUs the calling thread may run on.");

@@ -28,22 +28,30 @@ constexpr char kUsage[] = R"(usage: leangraph-bench --graph G.pb [options]
 
 Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
   --graph FILE               the graph (A, with --compare)
-  --compare FILE             graph B: A and B run interleaved A B A B ...
+  --compare FILE             graph B: A and B run in pairs, in randomized ABBA
+                             blocks; the speed-up is the Hodges-Lehmann estimate
+                             of the per-pair ratios with a Wilcoxon interval
   --input NAME:SHAPE:DTYPE   e.g. input:1,299,299,3:float32 (repeatable); data
                              is seeded uniform random in [0,1) (or --zeros)
   --input-npy NAME=FILE.npy  feed a NumPy array (repeatable)
   --zeros                    generated inputs are zeros instead of random
-  --seed N                   seed of the generated inputs and the bootstrap (0)
+  --seed N                   seed of the generated inputs and the pair order (0)
   --output NAME              a fetched node (repeatable; default: the nodes
                              nothing consumes)
-  --intra-op-threads N       0 = TensorFlow's default (one per CPU)
+  --intra-op-threads N       0 = TensorFlow's default (one per CPU); this process
+                             gives each session its own intra-op pool
+                             (TF_OVERRIDE_GLOBAL_THREADPOOL=1 unless set)
   --inter-op-threads N       0 = TensorFlow's default
   --cpus LIST                pin the process and every TF thread, e.g. 0,1 or 0-3
   --precision fp32|bf16      bf16: oneDNN's automatic bf16 rewrite
   --compare-precision P      with --compare: B's precision (default: --precision)
   --warmup N                 untimed runs after the first (10)
-  --runs N                   timed runs (100)
+  --runs N                   timed runs (100); with --target-ci, the least
+                             number of pairs
   --max-time S               stop timing after S seconds
+  --target-ci H              with --compare: keep timing pairs until the 95 %
+                             interval of the speed-up is within +-H (relative,
+                             e.g. 0.03), or --max-time (default 60) passes
   --batch N                  examples per run, for throughput and unknown
                              leading dimensions
   --profile                  time per op type and top nodes (traced runs,
@@ -218,6 +226,12 @@ absl::StatusOr<Cli> ParseArgs(int argc, char** argv, bool* help) {
           return absl::InvalidArgumentError(
               absl::StrCat("--max-time needs seconds > 0, got '", *v, "'"));
         }
+      } else if (flag == "--target-ci") {
+        if (!absl::SimpleAtod(*v, &cli.options.target_ci) || !(cli.options.target_ci > 0) ||
+            cli.options.target_ci >= 1) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--target-ci needs a relative half-width in (0, 1), e.g. 0.03; got '", *v, "'"));
+        }
       } else if (flag == "--batch") {
         status = ParseNumber(flag, *v, &cli.options.batch);
       } else if (flag == "--seed") {
@@ -236,6 +250,9 @@ absl::StatusOr<Cli> ParseArgs(int argc, char** argv, bool* help) {
   if (cli.graph.empty()) {
     return absl::InvalidArgumentError("--graph is required (see --help)");
   }
+  if (cli.options.target_ci > 0 && cli.compare.empty()) {
+    return absl::InvalidArgumentError("--target-ci applies to --compare only");
+  }
   return cli;
 }
 
@@ -247,6 +264,10 @@ int Fail(const absl::Status& status) {
 int Main(int argc, char** argv) {
   // TF's INFO logs (oneDNN notices, profiler sessions) would bury the report.
   setenv("TF_CPP_MIN_LOG_LEVEL", "2", /*overwrite=*/0);
+  // Each session gets an intra-op pool of its own, sized by
+  // --intra-op-threads and created under the --cpus mask; TensorFlow reads
+  // this once, when the first session makes its CPU device.
+  setenv("TF_OVERRIDE_GLOBAL_THREADPOOL", "1", /*overwrite=*/0);
   bool help = false;
   absl::StatusOr<Cli> cli = ParseArgs(argc, argv, &help);
   if (help) {

@@ -1,11 +1,11 @@
 #include "native/bench/runner.h"
 
-#include <dlfcn.h>
 #include <sched.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -19,8 +19,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/ascii.h"
 #include "native/bench/json.h"
 #include "native/graph_check.h"
+#include "tensorflow/core/common_runtime/device.h"
+#include "tensorflow/core/common_runtime/device_mgr.h"
 #include "tensorflow/core/framework/node_def.pb.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/step_stats.pb.h"
@@ -372,25 +375,60 @@ absl::Status CheckOptions(const BenchOptions& o) {
   if (o.runs == 0 && o.max_time_s <= 0) {
     return absl::InvalidArgumentError("runs must be at least 1 (or give a max_time)");
   }
+  if (!(o.target_ci >= 0 && o.target_ci < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target_ci is a relative half-width in [0, 1), e.g. 0.03; got ", o.target_ci));
+  }
+  if (!PerSessionIntraOpPools() && (o.intra_op_threads > 0 || !o.cpus.empty())) {
+    return absl::FailedPreconditionError(
+        "a chosen intra-op thread count or CPU pinning needs a process of its own: this one "
+        "shares TensorFlow's process-wide intra-op pool (TF_OVERRIDE_GLOBAL_THREADPOOL is "
+        "not set); use the leangraph-bench binary (leangraph.bench.benchmark_in_child / "
+        "compare_in_child)");
+  }
   return absl::OkStatus();
 }
 
-// LocalDevice::use_global_threadpool_ (exported by libtensorflow_framework)
-// makes every session share the intra-op pool of the first CPU device the
-// process created, sized and pinned however that one was. The timer needs a
-// pool of its own, created now, under the pinned affinity and with its thread
-// count; the header keeps the flag private, so it is reached by its symbol.
-bool* GlobalThreadpoolFlag() {
-  static bool* flag = static_cast<bool*>(
-      dlsym(RTLD_DEFAULT, "_ZN10tensorflow11LocalDevice22use_global_threadpool_E"));
-  return flag;
-}
+// Stops a benchmark between runs when options.interrupted says so, asking
+// at most every 100 ms so that a Python caller pays one GIL round trip per
+// tenth of a second, not per run.
+class InterruptPoll {
+ public:
+  explicit InterruptPoll(const BenchOptions& o) : check_(o.interrupted) {}
+  absl::Status Poll() {
+    if (!check_) return absl::OkStatus();
+    const Clock::time_point now = Clock::now();
+    if (now - last_ < std::chrono::milliseconds(100)) return absl::OkStatus();
+    last_ = now;
+    if (check_()) return absl::CancelledError("the benchmark was interrupted");
+    return absl::OkStatus();
+  }
+
+ private:
+  std::function<bool()> check_;
+  Clock::time_point last_ = Clock::now();
+};
 
 struct SessionHandle {
   std::unique_ptr<tf::Session> session;
   double init_ms = 0;
   std::string intra_op_pool;
+  int intra_op_pool_size = 0;
 };
+
+// The size of the intra-op pool the session's CPU device computes on, read
+// from the device itself (so a shared pool's real size is reported, not the
+// thread count the options asked for).
+int IntraOpPoolSize(tf::Session* session) {
+  const tf::DeviceMgr* devices = nullptr;
+  if (!session->LocalDeviceManager(&devices).ok() || devices == nullptr) return 0;
+  for (tf::Device* device : devices->ListDevices()) {
+    if (device->device_type() != "CPU") continue;
+    const tf::DeviceBase::CpuWorkerThreads* workers = device->tensorflow_cpu_worker_threads();
+    if (workers != nullptr) return workers->num_threads;
+  }
+  return 0;
+}
 
 absl::StatusOr<SessionHandle> CreateSession(const tf::GraphDef& graph,
                                             const BenchOptions& o) {
@@ -406,14 +444,10 @@ absl::StatusOr<SessionHandle> CreateSession(const tf::GraphDef& graph,
         ->set_auto_mixed_precision_onednn_bfloat16(tf::RewriterConfig::ON);
   }
   SessionHandle handle;
-  bool* global_flag = GlobalThreadpoolFlag();
-  const bool saved = global_flag != nullptr ? *global_flag : true;
-  if (global_flag != nullptr) *global_flag = false;
-  handle.intra_op_pool = global_flag != nullptr ? "per-session" : "global";
+  handle.intra_op_pool = PerSessionIntraOpPools() ? "per-session" : "global";
   const Clock::time_point start = Clock::now();
   tf::Session* raw = nullptr;
   absl::Status status = tf::NewSession(session_options, &raw);
-  if (global_flag != nullptr) *global_flag = saved;
   if (!status.ok()) {
     return absl::InternalError(
         absl::StrCat("TensorFlow could not create a session: ", status.message()));
@@ -425,6 +459,7 @@ absl::StatusOr<SessionHandle> CreateSession(const tf::GraphDef& graph,
         absl::StrCat("TensorFlow refused the graph: ", status.message()));
   }
   handle.init_ms = MsSince(start);
+  handle.intra_op_pool_size = IntraOpPoolSize(handle.session.get());
   return handle;
 }
 
@@ -478,7 +513,10 @@ void RecordAffinity(const BenchOptions& o, const std::set<int>& before,
                     BenchReport* report) {
   const int self = CurrentThreadId();
   for (ThreadAffinity& t : ReadThreadAffinities()) {
-    if (o.all_threads || before.count(t.tid) == 0 || t.tid == self) {
+    // A shared intra-op pool's threads predate the session and carry no
+    // telling name, so then every thread is listed, as it is.
+    if (o.all_threads || !PerSessionIntraOpPools() || before.count(t.tid) == 0 ||
+        t.tid == self) {
       report->threads.push_back(std::move(t));
     }
   }
@@ -510,7 +548,9 @@ absl::Status Profile(tf::Session* session, const Prepared& p,
   tf::RunOptions run_options;
   run_options.set_trace_level(tf::RunOptions::FULL_TRACE);
   const int runs = std::max(o.profile_runs, 1);
+  InterruptPoll poll(o);
   for (int i = 0; i < runs; ++i) {
+    if (absl::Status s = poll.Poll(); !s.ok()) return s;
     tf::RunMetadata metadata;
     const absl::StatusOr<double> ms = RunOnce(session, p, &run_options, &metadata);
     if (!ms.ok()) return ms.status();
@@ -614,6 +654,7 @@ absl::Status Start(Candidate* c, const BenchOptions& o) {
   BenchReport& r = c->report;
   r.init_ms = c->handle.init_ms;
   r.intra_op_pool = c->handle.intra_op_pool;
+  r.intra_op_pool_size = c->handle.intra_op_pool_size;
   r.inputs = c->prepared.inputs;
   r.outputs = c->prepared.outputs;
   r.batch = c->prepared.batch;
@@ -625,7 +666,9 @@ absl::Status Start(Candidate* c, const BenchOptions& o) {
   const absl::StatusOr<double> first = RunOnce(c->handle.session.get(), c->prepared);
   if (!first.ok()) return first.status();
   r.first_run_ms = *first;
+  InterruptPoll poll(o);
   for (int64_t i = 0; i < o.warmup; ++i) {
+    if (absl::Status s = poll.Poll(); !s.ok()) return s;
     const absl::StatusOr<double> ms = RunOnce(c->handle.session.get(), c->prepared);
     if (!ms.ok()) return ms.status();
   }
@@ -650,6 +693,13 @@ absl::Status Finish(Candidate* c, const BenchOptions& o, double overhead_ms) {
 }
 
 }  // namespace
+
+bool PerSessionIntraOpPools() {
+  const char* value = std::getenv("TF_OVERRIDE_GLOBAL_THREADPOOL");
+  if (value == nullptr) return false;
+  const std::string v = absl::AsciiStrToLower(value);
+  return v == "1" || v == "true";
+}
 
 std::string CanonicalDtype(const std::string& name) {
   static const auto* aliases = new std::map<std::string, std::string>{
@@ -683,8 +733,11 @@ absl::StatusOr<BenchReport> RunBenchmark(const tf::GraphDef& graph,
   status = Start(&c, o);
   if (!status.ok()) return status;
   const int64_t limit = RunLimit(o);
+  InterruptPoll poll(o);
   const Clock::time_point start = Clock::now();
   while (static_cast<int64_t>(c.report.samples_ms.size()) < limit) {
+    status = poll.Poll();
+    if (!status.ok()) return status;
     const absl::StatusOr<double> ms = RunOnce(c.handle.session.get(), c.prepared);
     if (!ms.ok()) return ms.status();
     c.report.samples_ms.push_back(*ms);
@@ -737,10 +790,24 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
     }
   }
   CompareReport out;
-  const int64_t limit = RunLimit(o);
+  out.seed = o.seed;
+  out.target_ci = o.target_ci;
+  StopRule rule;
+  rule.target_half_width = o.target_ci;
+  rule.runs = o.runs;
+  rule.min_pairs = std::max<int64_t>(o.runs, 6);
+  rule.max_time_s = o.max_time_s > 0 ? o.max_time_s
+                    : o.target_ci > 0 ? kDefaultTargetMaxTime
+                                      : 0;
+  std::vector<double> log_ratios;
+  InterruptPoll poll(o);
   const Clock::time_point start = Clock::now();
-  while (static_cast<int64_t>(cb.report.samples_ms.size()) < limit) {
-    for (Candidate* c : {&ca, &cb}) {
+  for (uint64_t pair = 0;; ++pair) {
+    status = poll.Poll();
+    if (!status.ok()) return status;
+    const bool a_first = AFirstInPair(o.seed, pair);
+    for (Candidate* c : a_first ? std::vector<Candidate*>{&ca, &cb}
+                                : std::vector<Candidate*>{&cb, &ca}) {
       const absl::StatusOr<double> ms = RunOnce(c->handle.session.get(), c->prepared);
       if (!ms.ok()) {
         return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
@@ -749,7 +816,11 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
       c->report.samples_ms.push_back(*ms);
       out.order.push_back(c == &ca ? 'A' : 'B');
     }
-    if (o.max_time_s > 0 && MsSince(start) >= o.max_time_s * 1000.0) break;
+    out.a_first.push_back(a_first);
+    const double a_ms = ca.report.samples_ms.back(), b_ms = cb.report.samples_ms.back();
+    log_ratios.push_back(a_ms > 0 && b_ms > 0 ? std::log(a_ms / b_ms) : 0.0);
+    out.stop = DecideStop(rule, log_ratios, MsSince(start) / 1000.0);
+    if (out.stop != StopReason::kContinue) break;
   }
   RecordAffinity(o, before, &ca.report);
   cb.report.threads = ca.report.threads;
@@ -766,10 +837,8 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
     if (!status.ok()) return status;
     c->report.peak_rss_mb = PeakRssMb();
   }
-  out.seed = o.seed;
-  out.speedup = cb.report.stats.p50 > 0 ? ca.report.stats.p50 / cb.report.stats.p50 : 0;
-  out.speedup_ci = MedianRatioCi95(ca.report.samples_ms, cb.report.samples_ms, o.seed,
-                                   out.resamples);
+  out.paired = ComparePairs(ca.report.samples_ms, cb.report.samples_ms, out.a_first);
+  out.target_met = o.target_ci > 0 && out.paired.half_width <= o.target_ci;
   out.a = std::move(ca.report);
   out.b = std::move(cb.report);
   return out;
@@ -826,6 +895,7 @@ void WriteReport(const BenchReport& r, JsonWriter& w) {
   w.Key("intra_op_threads").Value(r.intra_op_threads);
   w.Key("inter_op_threads").Value(r.inter_op_threads);
   w.Key("intra_op_pool").Value(r.intra_op_pool);
+  w.Key("intra_op_pool_size").Value(r.intra_op_pool_size);
   w.Key("cpus");
   if (r.cpus.empty()) w.Null(); else w.Value(r.cpus);
   w.Key("inputs").BeginArray();
@@ -891,13 +961,34 @@ std::string CompareToJson(const CompareReport& c) {
   w.Key("order").BeginArray();
   for (const char x : c.order) w.Value(std::string(1, x));
   w.EndArray();
-  w.Key("speedup").Value(c.speedup);
-  w.Key("speedup_definition").Value("a.p50_ms / b.p50_ms: how many times faster B is");
-  w.Key("speedup_ci95").BeginArray().Value(c.speedup_ci.lo).Value(c.speedup_ci.hi).EndArray();
+  w.Key("pair_first").BeginArray();
+  for (const bool a_first : c.a_first) w.Value(a_first ? "A" : "B");
+  w.EndArray();
+  w.Key("order_method")
+      .Value(absl::StrCat("randomized ABBA blocks (AB BA or BA AB per two pairs), seed ", c.seed));
+  const PairedRatio& p = c.paired;
+  w.Key("pairs").Value(static_cast<int64_t>(p.pairs));
+  w.Key("speedup").Value(p.speedup);
+  w.Key("speedup_definition")
+      .Value("exp(Hodges-Lehmann estimate of log(a_i / b_i)) over the timed pairs: how many "
+             "times faster B is");
+  w.Key("speedup_ci95").BeginArray().Value(p.lo).Value(p.hi).EndArray();
   w.Key("speedup_ci95_method")
-      .Value(absl::StrCat("paired bootstrap of the ratio of medians, ", c.resamples,
-                          " resamples of the interleaved (A, B) pairs, mt19937_64 seed ",
-                          c.seed));
+      .Value(absl::StrCat("Wilcoxon signed-rank interval of the per-pair log-ratios (",
+                          p.exact ? "exact" : "normal approximation", "), exponentiated"));
+  w.Key("speedup_ci95_coverage").Value(p.coverage);
+  w.Key("speedup_ci95_half_width").Value(p.half_width);
+  w.Key("ratio_of_medians").Value(p.ratio_of_medians);
+  w.Key("position_effect");
+  if (p.has_position_effect) w.Value(p.position_effect); else w.Null();
+  w.Key("position_effect_definition")
+      .Value("exp((median log(a/b) where A ran first - median where B ran first) / 2): how "
+             "many times slower the first run of a pair is; 1 = no bias");
+  w.Key("target_ci");
+  if (c.target_ci > 0) w.Value(c.target_ci); else w.Null();
+  w.Key("target_met");
+  if (c.target_ci > 0) w.Value(c.target_met); else w.Null();
+  w.Key("stop_reason").Value(StopReasonName(c.stop));
   w.EndObject();
   return w.str();
 }
@@ -946,10 +1037,20 @@ std::string ReportToText(const BenchReport& r) {
 
 std::string CompareToText(const CompareReport& c) {
   std::string out = "== A ==\n" + ReportToText(c.a) + "\n== B ==\n" + ReportToText(c.b);
+  const PairedRatio& p = c.paired;
   absl::StrAppendFormat(&out,
-                        "\nspeedup (A p50 / B p50): %.3fx  95%% CI [%.3f, %.3f] "
-                        "(paired bootstrap, %d interleaved pairs)\n",
-                        c.speedup, c.speedup_ci.lo, c.speedup_ci.hi, c.a.stats.count);
+                        "\nspeedup (A / B, Hodges-Lehmann of per-pair ratios): %.3fx  "
+                        "95%% CI [%.3f, %.3f] (+-%.1f%%, Wilcoxon signed-rank, %d pairs in "
+                        "randomized ABBA order)\n",
+                        p.speedup, p.lo, p.hi, 100.0 * p.half_width, p.pairs);
+  if (p.has_position_effect) {
+    absl::StrAppendFormat(&out, "position effect: the first run of a pair is %.3fx the second\n",
+                          p.position_effect);
+  }
+  if (c.target_ci > 0) {
+    absl::StrAppendFormat(&out, "target +-%.1f%%: %s (stopped by %s)\n", 100.0 * c.target_ci,
+                          c.target_met ? "met" : "NOT met", StopReasonName(c.stop));
+  }
   return out;
 }
 

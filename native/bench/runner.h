@@ -1,10 +1,20 @@
 // The timer: loads a GraphDef into a TF session (pinned, with the requested
 // thread pools and precision), feeds it and measures Session::Run latencies.
 // Used by the leangraph_bench binary and, in-process, by leangraph.benchmark.
+//
+// Thread pools. TensorFlow gives every session of a process the same
+// intra-op pool (where oneDNN runs), sized and pinned by whoever created it
+// first, unless TF_OVERRIDE_GLOBAL_THREADPOOL is set when the first CPU
+// device is made (TF reads it once per process). So a chosen intra-op thread
+// count or CPU pinning is honoured only where that variable is set, as the
+// leangraph_bench binary does for itself; in a process that shares the pool
+// (a Python caller) such a request is refused with the way out, and reports
+// give the pool's size and the threads' affinity as they are.
 #ifndef LEANGRAPH_NATIVE_BENCH_RUNNER_H_
 #define LEANGRAPH_NATIVE_BENCH_RUNNER_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +48,10 @@ struct BenchOptions {
   int64_t warmup = 10;
   int64_t runs = 100;        // 0 with max_time_s > 0: as many as fit
   double max_time_s = 0;     // 0: no time limit
+  // RunCompare only: time pairs until the speed-up's 95 % interval has at
+  // most this relative half-width (e.g. 0.03); `runs` is then the least
+  // number of pairs, and max_time_s (default kDefaultTargetMaxTime) the limit.
+  double target_ci = 0;
   int64_t batch = 0;         // 0: the first input's leading dimension
   uint64_t seed = 0;
   bool zeros = false;        // fill generated inputs with zeros, not random
@@ -48,7 +62,16 @@ struct BenchOptions {
   // Report every thread of the process (the binary, which pinned itself
   // first) rather than only the threads the session created plus the caller.
   bool all_threads = false;
+  // Polled between runs, at most every ~100 ms; true stops the benchmark
+  // with a Cancelled status (the Python binding raises KeyboardInterrupt).
+  std::function<bool()> interrupted;
 };
+
+inline constexpr double kDefaultTargetMaxTime = 60.0;
+
+// Whether this process gives each session its own intra-op pool: TensorFlow's
+// reading of TF_OVERRIDE_GLOBAL_THREADPOOL ("1"/"true", case-insensitive).
+bool PerSessionIntraOpPools();
 
 struct ResolvedInput {
   std::string name;
@@ -76,10 +99,11 @@ struct BenchReport {
   int64_t batch = 1;
   int64_t warmup = 0;
   std::string precision;
-  int intra_op_threads = 0;
+  int intra_op_threads = 0;   // as asked (0: TF's default)
   int inter_op_threads = 0;
+  int intra_op_pool_size = 0; // threads of the pool the session really uses
   std::string cpus;          // empty: not pinned
-  std::string intra_op_pool; // "per-session" or "global"
+  std::string intra_op_pool; // "per-session" or "global" (shared process-wide)
   std::vector<ResolvedInput> inputs;
   std::vector<std::string> outputs;
   std::vector<ThreadAffinity> threads;
@@ -93,18 +117,21 @@ struct BenchReport {
 
 struct CompareReport {
   BenchReport a, b;
-  std::vector<char> order;  // 'A' / 'B' in the order the runs happened
-  double speedup = 0;       // a.p50 / b.p50
-  RatioInterval speedup_ci;
+  std::vector<char> order;    // 'A' / 'B' in the order the runs happened
+  std::vector<bool> a_first;  // per pair: AFirstInPair(seed, i)
+  PairedRatio paired;         // speed-up, interval, position effect
   uint64_t seed = 0;
-  int resamples = 2000;
+  double target_ci = 0;       // 0: none asked
+  bool target_met = false;
+  StopReason stop = StopReason::kRuns;
 };
 
 absl::StatusOr<BenchReport> RunBenchmark(const tensorflow::GraphDef& graph,
                                          const BenchOptions& options);
 
 // A and B in one process with the same options and inputs; after their
-// warm-ups the timed runs alternate A, B, A, B, ...
+// warm-ups the timed runs come in pairs, randomized ABBA blocks seeded by
+// options.seed, until DecideStop says so.
 absl::StatusOr<CompareReport> RunCompare(const tensorflow::GraphDef& a,
                                          const tensorflow::GraphDef& b,
                                          const BenchOptions& options);

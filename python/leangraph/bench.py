@@ -1,22 +1,37 @@
-"""leangraph.benchmark / compare / benchmark_keras: the C++ timer, in-process.
+"""leangraph.benchmark / compare / benchmark_keras: the C++ timer.
 
 benchmark() and compare() run the very code of the `leangraph-bench` binary
-(native/bench/runner.cc) with the GIL released; benchmark_keras() times Keras
-from Python and computes its statistics with the same C++ function, so the rows
-of a table built from them are comparable.
+(native/bench/runner.cc): in this process with the GIL released, or, when a
+thread count or CPU pinning is asked for, in the binary itself
+(benchmark_in_child / compare_in_child). TensorFlow shares one intra-op pool
+among every session of a process, sized and pinned by whoever made it first;
+only a process started with TF_OVERRIDE_GLOBAL_THREADPOOL=1 can give a timed
+session a pool of the chosen size under the chosen CPUs. In-process results
+report the shared pool as it is (intra_op_pool="global", intra_op_pool_size,
+every thread's affinity). benchmark_keras() times Keras from Python and computes
+its statistics with the same C++ function, so the rows of a table built from
+them are comparable. Ctrl-C stops a benchmark within ~100 ms (KeyboardInterrupt).
 
 Statistics (see native/bench/stats.h): percentiles interpolate linearly between
 order statistics (numpy's default); stddev is the sample standard deviation;
 median_ci95_ms is a distribution-free interval from the binomial order
 statistics; throughput = batch * 1000 / p50_ms (examples/s at the median
-latency). compare()'s speedup_ci95 is a paired bootstrap (2000 resamples of the
-interleaved (A, B) pairs, seeded with `seed`) of the ratio of medians.
+latency). compare() times A and B in pairs whose order is randomized in ABBA
+blocks (seeded with `seed`, recorded in pair_first); speedup is exp of the
+Hodges-Lehmann estimate of the per-pair log(a_i / b_i), and speedup_ci95 its
+Wilcoxon signed-rank interval, exponentiated. position_effect shows a machine
+that favours the first (or second) run of a pair. target_ci keeps timing pairs
+until the interval's relative half-width is that small (or max_time passes).
 """
 
 import json
+import os
 import resource
+import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -61,7 +76,8 @@ class BenchResult:
     outputs: list = field(default_factory=list)
     intra_op_threads: int = 0
     inter_op_threads: int = 0
-    intra_op_pool: str = ""
+    intra_op_pool: str = ""  # "global" (shared by the process) or "per-session"
+    intra_op_pool_size: int = 0  # threads of the pool the session really ran on
     profile: dict = None  # {runs, by_op_type: [...], top_nodes: [...]} with profile=True
     label: str = ""
 
@@ -91,13 +107,43 @@ class BenchResult:
 
 @dataclass
 class CompareResult:
-    """A and B timed interleaved; speedup = a.p50_ms / b.p50_ms (how many times faster B is)."""
+    """A and B timed in pairs; speedup = exp(Hodges-Lehmann of log(a_i / b_i)): how many
+    times faster B is, with its Wilcoxon signed-rank 95 % interval."""
 
     a: BenchResult
     b: BenchResult
     speedup: float
     speedup_ci95: tuple
     order: list  # "A" / "B" in the order the timed runs happened
+    pair_first: list = field(default_factory=list)  # per pair, "A" or "B": which ran first
+    pairs: int = 0
+    speedup_ci95_coverage: float = 0.0  # the interval's exact (or normal) coverage
+    speedup_ci95_half_width: float = 0.0  # (hi - lo) / (2 * speedup)
+    ratio_of_medians: float = 0.0  # a.p50_ms / b.p50_ms, for reference
+    position_effect: float = None  # first / second run of a pair, A/B removed; 1 = no bias
+    target_ci: float = None
+    target_met: bool = None  # None: no target was asked
+    stop_reason: str = ""  # "runs", "target", "max_time" or "max_pairs"
+    seed: int = 0
+
+    @classmethod
+    def _from_report(cls, report):
+        return cls(
+            a=BenchResult._from_report(report["a"], "A"),
+            b=BenchResult._from_report(report["b"], "B"),
+            speedup=report["speedup"],
+            speedup_ci95=tuple(report["speedup_ci95"]),
+            order=list(report["order"]),
+            pair_first=list(report["pair_first"]),
+            pairs=report["pairs"],
+            speedup_ci95_coverage=report["speedup_ci95_coverage"],
+            speedup_ci95_half_width=report["speedup_ci95_half_width"],
+            ratio_of_medians=report["ratio_of_medians"],
+            position_effect=report["position_effect"],
+            target_ci=report["target_ci"],
+            target_met=report["target_met"],
+            stop_reason=report["stop_reason"],
+        )
 
     def to_dict(self):
         return {
@@ -106,11 +152,24 @@ class CompareResult:
             "speedup": self.speedup,
             "speedup_ci95": list(self.speedup_ci95),
             "order": list(self.order),
+            "pair_first": list(self.pair_first),
+            "pairs": self.pairs,
+            "speedup_ci95_coverage": self.speedup_ci95_coverage,
+            "speedup_ci95_half_width": self.speedup_ci95_half_width,
+            "ratio_of_medians": self.ratio_of_medians,
+            "position_effect": self.position_effect,
+            "target_ci": self.target_ci,
+            "target_met": self.target_met,
+            "stop_reason": self.stop_reason,
         }
 
     def __str__(self):
         lo, hi = self.speedup_ci95
-        return f"speedup {self.speedup:.3f}x (95% CI {lo:.3f}-{hi:.3f}), A {self.a.p50_ms:.4f} ms, B {self.b.p50_ms:.4f} ms"
+        text = (f"speedup {self.speedup:.3f}x (95% CI {lo:.3f}-{hi:.3f}, {self.pairs} pairs), "
+                f"A {self.a.p50_ms:.4f} ms, B {self.b.p50_ms:.4f} ms")
+        if self.target_ci:
+            text += f", target +-{self.target_ci:.1%} {'met' if self.target_met else 'NOT met'}"
+        return text
 
 
 def _cpu_list(cpus):
@@ -212,11 +271,11 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
     outputs: node or tensor names to fetch; by default the nodes nothing consumes.
     runs / max_time: timed runs, stopping early after max_time seconds (runs=0 with
         a max_time: as many as fit). warmup: untimed runs after the first one.
-    threads / inter_op_threads: TF's intra-/inter-op pool sizes (None: TF's default).
-    cpus: pin the session's threads to these CPUs ("0,1", [0, 1] or 0); this
-        thread is pinned while the benchmark runs and restored afterwards, and
-        every thread the session created is checked (result.threads,
-        result.affinity_ok).
+    threads / inter_op_threads: TF's intra-/inter-op pool sizes (None: TF's default;
+        in-process the session runs on the process's shared intra-op pool).
+    cpus: pin every thread to these CPUs ("0,1", [0, 1] or 0). A thread count or
+        pinning runs the timer in a child process (benchmark_in_child), where
+        every thread is checked (result.threads, result.affinity_ok).
     precision: "fp32" or "bf16" (oneDNN's automatic bf16 rewrite; refused with
         BenchmarkError where the CPU has neither AVX512_BF16 nor AMX-BF16).
     profile: also trace a few runs (apart from the timed ones) and fill
@@ -227,6 +286,12 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
 
     Raises BenchmarkError for a bad graph, input, output, CPU id or precision.
     """
+    if threads or cpus is not None:
+        return benchmark_in_child(graph, inputs, outputs=outputs, runs=runs, warmup=warmup,
+                                  max_time=max_time, threads=threads,
+                                  inter_op_threads=inter_op_threads, cpus=cpus,
+                                  precision=precision, seed=seed, batch=batch, profile=profile,
+                                  measure_overhead=measure_overhead, allow_io_ops=allow_io_ops)
     native = load_native()
     data = _checked_bytes(graph, allow_io_ops)
     args = _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_threads,
@@ -237,28 +302,183 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
 def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
             threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
             batch=None, profile=False, measure_overhead=True, precision_b=None,
-            allow_io_ops=False):
-    """Times graphs A and B side by side, interleaved A B A B ..., with the same inputs.
+            target_ci=None, allow_io_ops=False):
+    """Times graphs A and B side by side, in pairs, with the same inputs.
 
     Arguments as for benchmark(); precision_b sets B's precision alone (e.g. the
-    same graph as A in "bf16"). Returns a CompareResult whose speedup is
-    a.p50_ms / b.p50_ms, with a paired-bootstrap 95 % interval (seeded by `seed`).
+    same graph as A in "bf16"). The order within each pair is randomized in ABBA
+    blocks seeded by `seed` (result.pair_first). Returns a CompareResult whose
+    speedup (how many times faster B is) is exp of the Hodges-Lehmann estimate of
+    the per-pair log(a_i / b_i), with its Wilcoxon signed-rank 95 % interval.
+
+    target_ci: e.g. 0.03 keeps timing pairs (runs is then the least number of
+        pairs) until the interval is within +-3 % of the speedup, or until
+        max_time seconds (default 60) have passed; result.target_met says which.
     """
+    target_ci = _target(target_ci)
+    if threads or cpus is not None:
+        return compare_in_child(a, b, inputs, outputs=outputs, runs=runs, warmup=warmup,
+                                max_time=max_time, threads=threads,
+                                inter_op_threads=inter_op_threads, cpus=cpus,
+                                precision=precision, seed=seed, batch=batch, profile=profile,
+                                measure_overhead=measure_overhead, precision_b=precision_b,
+                                target_ci=target_ci, allow_io_ops=allow_io_ops)
     native = load_native()
     args = _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_threads,
                         cpus, precision, seed, batch, profile, measure_overhead)
-    if precision_b is not None and precision_b not in ("fp32", "bf16"):
-        raise BenchmarkError(f"unknown precision {precision_b!r} (fp32 or bf16)")
+    _check_precision(precision_b)
     data_a, data_b = _checked_bytes(a, allow_io_ops), _checked_bytes(b, allow_io_ops)
     report = json.loads(native.bench_compare(data_a, data_b, **args,
-                                             precision_b=precision_b or ""))
-    return CompareResult(
-        a=BenchResult._from_report(report["a"], "A"),
-        b=BenchResult._from_report(report["b"], "B"),
-        speedup=report["speedup"],
-        speedup_ci95=tuple(report["speedup_ci95"]),
-        order=list(report["order"]),
-    )
+                                             precision_b=precision_b or "",
+                                             target_ci=target_ci or 0.0))
+    return CompareResult._from_report(report)
+
+
+def _target(target_ci):
+    if target_ci is None:
+        return None
+    try:
+        value = float(target_ci)
+    except (TypeError, ValueError):
+        raise BenchmarkError(f"target_ci must be a number like 0.03, got {target_ci!r}") from None
+    if not 0 < value < 1:
+        raise BenchmarkError(f"target_ci is a relative half-width in (0, 1), e.g. 0.03; got {value}")
+    return value
+
+
+def _check_precision(precision):
+    if precision is not None and precision not in ("fp32", "bf16"):
+        raise BenchmarkError(f"unknown precision {precision!r} (fp32 or bf16)")
+
+
+# ---- the timer in a process of its own ---------------------------------------------------
+
+
+def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, max_time,
+                   threads, inter_op_threads, cpus, precision, seed, batch, profile,
+                   measure_overhead, precision_b=None, target_ci=None):
+    """The binary's argv; graphs and input arrays are written into `folder`."""
+    folder = Path(folder)
+    cmd = [str(binary)]
+    for flag, (name, data) in zip(("--graph", "--compare"), graphs_bytes):
+        path = folder / name
+        path.write_bytes(data)
+        cmd += [flag, str(path)]
+    for i, (name, value) in enumerate((inputs or {}).items()):
+        array = np.ascontiguousarray(value)
+        if array.dtype.name not in _SUPPORTED_DTYPES:
+            raise BenchmarkError(
+                f"input '{name}' has dtype {array.dtype.name}, which the timer cannot feed "
+                f"(supported: {', '.join(sorted(_SUPPORTED_DTYPES))})"
+            )
+        path = folder / f"input{i}.npy"
+        np.save(path, array.astype(array.dtype.newbyteorder("<"), copy=False))
+        cmd += ["--input-npy", f"{name}={path}"]
+    for name in _outputs(outputs):
+        cmd += ["--output", name]
+    cmd += ["--runs", str(int(runs)), "--warmup", str(int(warmup)), "--seed", str(int(seed)),
+            "--precision", precision]
+    if max_time:
+        cmd += ["--max-time", repr(float(max_time))]
+    if threads:
+        cmd += ["--intra-op-threads", str(int(threads))]
+    if inter_op_threads:
+        cmd += ["--inter-op-threads", str(int(inter_op_threads))]
+    cpu_ids = _cpu_list(cpus)
+    if cpus is not None:
+        if not cpu_ids:
+            raise BenchmarkError(f"cpus names no CPU: {cpus!r}")
+        cmd += ["--cpus", ",".join(map(str, cpu_ids))]
+    if batch:
+        cmd += ["--batch", str(int(batch))]
+    if profile:
+        cmd.append("--profile")
+    if not measure_overhead:
+        cmd.append("--no-overhead")
+    if precision_b:
+        cmd += ["--compare-precision", precision_b]
+    if target_ci:
+        cmd += ["--target-ci", repr(float(target_ci))]
+    return cmd + ["--json"]
+
+
+def _run_child(cmd):
+    from leangraph import bench_cli
+
+    env = bench_cli._environment()
+    # The point of the child: its sessions get intra-op pools of their own,
+    # sized as asked and created under its CPU mask.
+    env["TF_OVERRIDE_GLOBAL_THREADPOOL"] = "1"
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    # 3: the report is complete but some thread ran outside --cpus
+    # (result.affinity_ok says so).
+    if proc.returncode not in (0, 3):
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("leangraph-bench: error: ")]
+        if lines:
+            raise BenchmarkError(lines[-1][len("leangraph-bench: error: "):])
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise BenchmarkError(f"the timer process failed (exit {proc.returncode}): {tail[0]}")
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise BenchmarkError("the timer process printed no JSON report") from None
+
+
+def _binary():
+    from leangraph import bench_cli
+
+    binary = bench_cli.find_binary()
+    if binary is None:
+        raise BenchmarkError(
+            "a thread count or CPU pinning needs the leangraph_bench binary, which is missing; "
+            "reinstall leangraph (or `bazel build //native/bench:leangraph_bench`)")
+    return binary
+
+
+def benchmark_in_child(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
+                       threads=None, inter_op_threads=None, cpus=None, precision="fp32",
+                       seed=0, batch=None, profile=False, measure_overhead=True,
+                       allow_io_ops=False):
+    """benchmark() in the leangraph_bench binary: a process of its own, started with
+    TF_OVERRIDE_GLOBAL_THREADPOOL=1 and pinned to `cpus` before TensorFlow starts,
+    so `threads` is the size of the session's own intra-op pool and every thread
+    of the process is checked against `cpus`. Graph and inputs travel as
+    temporary files, the report as JSON."""
+    _check_precision(precision)
+    binary = _binary()
+    data = _checked_bytes(graph, allow_io_ops)
+    with tempfile.TemporaryDirectory(prefix="leangraph-bench-") as folder:
+        cmd = _child_command(binary, folder, [("a.pb", data)], inputs, outputs, runs, warmup,
+                             max_time, threads, inter_op_threads, cpus, precision, seed, batch,
+                             profile, measure_overhead)
+        return BenchResult._from_report(_run_child(cmd))
+
+
+def compare_in_child(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
+                     threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
+                     batch=None, profile=False, measure_overhead=True, precision_b=None,
+                     target_ci=None, allow_io_ops=False):
+    """compare() in the leangraph_bench binary (see benchmark_in_child)."""
+    _check_precision(precision)
+    _check_precision(precision_b)
+    target_ci = _target(target_ci)
+    binary = _binary()
+    data_a, data_b = _checked_bytes(a, allow_io_ops), _checked_bytes(b, allow_io_ops)
+    with tempfile.TemporaryDirectory(prefix="leangraph-bench-") as folder:
+        cmd = _child_command(binary, folder, [("a.pb", data_a), ("b.pb", data_b)], inputs,
+                             outputs, runs, warmup, max_time, threads, inter_op_threads, cpus,
+                             precision, seed, batch, profile, measure_overhead, precision_b,
+                             target_ci)
+        return CompareResult._from_report(_run_child(cmd))
+
+
+def paired_ratio(a_ms, b_ms, a_first=None, confidence=0.95):
+    """The timer's estimate for paired times: a dict with speedup (exp of the
+    Hodges-Lehmann estimate of log(a_i / b_i)), ci (Wilcoxon signed-rank), coverage,
+    exact, half_width, ratio_of_medians and position_effect (when a_first is given)."""
+    flags = [] if a_first is None else [bool(x) for x in a_first]
+    return load_native().paired_ratio([float(x) for x in a_ms], [float(x) for x in b_ms],
+                                      flags, float(confidence))
 
 
 def stats(samples_ms, batch=1):
@@ -337,8 +557,11 @@ __all__ = [
     "BenchResult",
     "CompareResult",
     "benchmark",
+    "benchmark_in_child",
     "benchmark_keras",
     "compare",
+    "compare_in_child",
     "cpu_supports_bf16",
+    "paired_ratio",
     "stats",
 ]
