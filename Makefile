@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # TF's oneDNN notice on every import is noise in test logs.
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
-.PHONY: setup build dev test test-native test-python demo clean
+.PHONY: setup build dev test test-native test-python demo clean wheel test-wheel
 
 $(STAMP): requirements.txt
 	@command -v bazel >/dev/null || { apt-get update -q && apt-get install -y -q bazel-bootstrap; }
@@ -44,6 +44,28 @@ test: test-native test-python
 demo: build
 	$(VENV)/bin/leangraph optimize -o leangraph-demo --images 20 --runs 30
 
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' python/leangraph/_version.py)
+# What this Debian 12 toolchain's output needs (glibc 2.34, GLIBCXX_3.4.29);
+# auditwheel refuses the repair if the binaries need more.
+WHEEL_PLAT ?= manylinux_2_34_x86_64
+WHEEL = dist/leangraph-$(VERSION)-*-$(WHEEL_PLAT).whl
+
+# dist/: a manylinux wheel and an sdist. TF's libraries stay out of the wheel:
+# they come from the tensorflow or tensorflow-cpu the user installs.
+wheel: setup
+	rm -rf build/wheel-raw $(WHEEL) dist/leangraph-$(VERSION).tar.gz
+	$(PY) -m pip wheel -q --no-build-isolation --no-deps -w build/wheel-raw .
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair --plat $(WHEEL_PLAT) \
+	  --exclude libtensorflow_framework.so.2 --exclude libtensorflow_cc.so.2 \
+	  -w dist build/wheel-raw/leangraph-$(VERSION)-*.whl
+	$(PY) packaging/check_wheel.py $(WHEEL) $(WHEEL_PLAT)
+	$(PY) -m build --sdist --no-isolation --outdir dist .
+
+# Fresh venvs as a user would make them: the wheel beside tensorflow, beside
+# tensorflow-cpu, and with no extras at all.
+test-wheel: wheel
+	packaging/test_wheel.sh $(WHEEL)
+
 clean:
 	bazel clean
-	rm -rf build dist python/leangraph/_native.so
+	rm -rf build dist python/leangraph/_native.so python/leangraph/_build_info.py
