@@ -1,0 +1,699 @@
+// quantize_int8: float convolutions and matmuls become oneDNN's fused int8
+// kernels (_FusedQuantizedConv2D, _FusedQuantizedDepthwiseConv2D,
+// _QuantizedMatMul), which the stock TensorFlow CPU wheel runs on VNNI.
+//
+// A "unit" is a contraction with a constant weight, optionally followed by a
+// BiasAdd of a constant and a Relu/Relu6, each the only reader of the one
+// before. Weights are stored as per-output-channel symmetric qint8; the
+// activations use the calibrated ranges given in `ranges` (from
+// leangraph.calibrate): an input whose range is non-negative is quint8, any
+// other qint8, both symmetric (mode SCALED; oneDNN ignores zero points). A
+// conv unit requantizes its output to the frozen range of its last node
+// (quint8 after a Relu, Relu6 as a Relu whose range is capped at 6), so a
+// unit that reads another's output reads the 8-bit tensor directly; only
+// where a float op or a graph output reads a unit is a Dequantize inserted,
+// and it takes the last node's name so those readers are untouched. A
+// MatMul unit dequantizes inside the kernel. MaxPool/AvgPool of an 8-bit
+// tensor run 8-bit too. A zero Pad straight before a VALID conv becomes the
+// conv's explicit padding (the quantized zero is 0 in SCALED mode).
+//
+// Units without a range for their input or output, or named in `exclude`,
+// stay float. With probes=true every conv unit also gets a Dequantize under
+// its last node's name, so its output can be compared with the float graph.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "native/transform_context.h"
+#include "native/transforms/graph_util.h"
+#include "tensorflow/core/framework/attr_value.pb.h"
+#include "tensorflow/core/framework/graph.pb.h"
+#include "tensorflow/core/framework/graph_def_util.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/types.pb.h"
+
+namespace leangraph {
+namespace {
+
+using graph_util::Edge;
+using graph_util::GraphIndex;
+using tensorflow::DataType;
+using tensorflow::GraphDef;
+using tensorflow::NodeDef;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+
+constexpr DataType kFloat = tensorflow::DT_FLOAT;
+constexpr DataType kU8 = tensorflow::DT_QUINT8;
+constexpr DataType kS8 = tensorflow::DT_QINT8;
+
+// Below this a range is treated as this wide: a dead channel or an all-zero
+// tensor must not give oneDNN a zero scale.
+constexpr float kMinRange = 1e-6f;
+
+struct Range {
+  float lo = 0;
+  float hi = 0;
+};
+
+// "node" and "node:0" name the same tensor.
+std::string TensorKey(const std::string& name) {
+  Edge edge = graph_util::ParseEdge(name);
+  return absl::StrCat(edge.node, ":", edge.port);
+}
+
+absl::StatusOr<std::map<std::string, Range>> ParseRanges(
+    const std::string& text) {
+  std::map<std::string, Range> ranges;
+  for (absl::string_view entry : absl::StrSplit(text, ';', absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
+    const size_t eq = entry.rfind('=');
+    std::vector<std::string> bounds;
+    if (eq != absl::string_view::npos) {
+      bounds = absl::StrSplit(entry.substr(eq + 1), ',');
+    }
+    Range range;
+    if (eq == absl::string_view::npos || eq == 0 || bounds.size() != 2 ||
+        !absl::SimpleAtof(absl::StripAsciiWhitespace(bounds[0]), &range.lo) ||
+        !absl::SimpleAtof(absl::StripAsciiWhitespace(bounds[1]), &range.hi)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "quantize_int8: malformed range '", entry,
+          "' (expected tensor=min,max; entries separated by ';')"));
+    }
+    const std::string name(absl::StripAsciiWhitespace(entry.substr(0, eq)));
+    if (!std::isfinite(range.lo) || !std::isfinite(range.hi) ||
+        range.lo > range.hi) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("quantize_int8: the range of '", name, "' is [",
+                       range.lo, ", ", range.hi,
+                       "], which is not a finite interval"));
+    }
+    ranges[TensorKey(name)] = range;
+  }
+  return ranges;
+}
+
+struct Unit {
+  const NodeDef* contraction = nullptr;
+  const NodeDef* pad = nullptr;  // folded into explicit padding
+  const NodeDef* bias = nullptr;
+  const NodeDef* act = nullptr;  // Relu or Relu6
+  std::string last;              // the node whose output the unit replaces
+  Edge input;                    // the float tensor the unit reads
+  std::vector<int64_t> paddings; // explicit paddings, NHWC, when `pad`
+  Tensor weight;
+  std::vector<float> bias_values;
+  int64_t channels = 0;
+  Range in_range, out_range;
+  bool is_matmul = false;
+  DataType out_type = kS8;
+  std::string qname;  // the quantized node
+};
+
+bool HasControlInput(const NodeDef& node) {
+  for (const std::string& input : node.input()) {
+    if (!input.empty() && input[0] == '^') return true;
+  }
+  return false;
+}
+
+// The one node that reads `name` (port 0 only), or nullptr when there are
+// several readers, another port or a control edge is read, or `name` is a
+// graph endpoint.
+const NodeDef* SoleReader(const GraphIndex& index, const GraphDef& graph,
+                          const std::string& name,
+                          const std::set<std::string>& endpoints) {
+  if (endpoints.count(name) > 0 || !index.HasSingleDataConsumer(name)) {
+    return nullptr;
+  }
+  const auto& consumers = index.Consumers(name);
+  if (consumers.size() != 1) return nullptr;
+  return &graph.node(consumers[0].node);
+}
+
+// Pad [[0,0],[t,b],[l,r],[0,0]] of zeros; nullopt for anything else.
+std::optional<std::vector<int64_t>> SpatialZeroPad(const GraphIndex& index,
+                                                   const NodeDef& pad) {
+  if (pad.op() != "Pad" || pad.input_size() != 2 ||
+      graph_util::TypeAttr(pad, "T") != kFloat || HasControlInput(pad)) {
+    return std::nullopt;
+  }
+  const NodeDef* paddings = index.Find(graph_util::ParseEdge(pad.input(1)).node);
+  if (paddings == nullptr || paddings->op() != "Const") return std::nullopt;
+  Tensor value;
+  const auto it = paddings->attr().find("value");
+  if (it == paddings->attr().end() || !value.FromProto(it->second.tensor()) ||
+      value.dims() != 2 || value.dim_size(0) != 4 || value.dim_size(1) != 2) {
+    return std::nullopt;
+  }
+  std::vector<int64_t> out(8);
+  for (int i = 0; i < 8; ++i) {
+    if (value.dtype() == tensorflow::DT_INT32) {
+      out[i] = value.flat<int32_t>()(i);
+    } else if (value.dtype() == tensorflow::DT_INT64) {
+      out[i] = value.flat<int64_t>()(i);
+    } else {
+      return std::nullopt;
+    }
+    if (out[i] < 0) return std::nullopt;
+  }
+  if (out[0] != 0 || out[1] != 0 || out[6] != 0 || out[7] != 0) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<Range> Lookup(const std::map<std::string, Range>& ranges,
+                            const Edge& edge) {
+  const auto it = ranges.find(absl::StrCat(edge.node, ":", edge.port));
+  if (it == ranges.end()) return std::nullopt;
+  return it->second;
+}
+
+// A unit rooted at `node`, or nullopt when `node` cannot be one.
+std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
+                              const NodeDef& node,
+                              const std::map<std::string, Range>& ranges,
+                              const std::set<std::string>& exclude,
+                              const std::set<std::string>& endpoints) {
+  const std::string& op = node.op();
+  if ((op != "Conv2D" && op != "DepthwiseConv2dNative" && op != "MatMul") ||
+      graph_util::TypeAttr(node, "T") != kFloat || node.input_size() != 2 ||
+      HasControlInput(node) || exclude.count(node.name()) > 0) {
+    return std::nullopt;
+  }
+  Unit unit;
+  unit.contraction = &node;
+  unit.is_matmul = op == "MatMul";
+  if (unit.is_matmul) {
+    const auto ta = node.attr().find("transpose_a");
+    if (ta != node.attr().end() && ta->second.b()) return std::nullopt;
+  } else {
+    if (graph_util::DataFormat(node) != "NHWC") return std::nullopt;
+    const auto padding = node.attr().find("padding");
+    if (padding == node.attr().end()) return std::nullopt;
+  }
+  const auto weight = graph_util::EvalFloat(index, graph_util::ParseEdge(node.input(1)));
+  if (!weight || weight->dims() != (unit.is_matmul ? 2 : 4)) return std::nullopt;
+  unit.weight = *weight;
+  if (unit.is_matmul) {
+    const auto tb = node.attr().find("transpose_b");
+    const bool transposed = tb != node.attr().end() && tb->second.b();
+    if (transposed) {
+      // The kernel wants [K, N]; store it that way.
+      Tensor flipped(kFloat, TensorShape({weight->dim_size(1), weight->dim_size(0)}));
+      const auto src = weight->matrix<float>();
+      auto dst = flipped.matrix<float>();
+      for (int64_t i = 0; i < weight->dim_size(0); ++i) {
+        for (int64_t j = 0; j < weight->dim_size(1); ++j) dst(j, i) = src(i, j);
+      }
+      unit.weight = flipped;
+    }
+    unit.channels = unit.weight.dim_size(1);
+  } else if (op == "Conv2D") {
+    unit.channels = weight->dim_size(3);
+  } else {
+    unit.channels = weight->dim_size(2) * weight->dim_size(3);
+  }
+  if (unit.channels <= 0) return std::nullopt;
+
+  unit.input = graph_util::ParseEdge(node.input(0));
+  if (op == "Conv2D") {
+    const NodeDef* pad = index.Find(unit.input.node);
+    const auto padding = node.attr().at("padding").s();
+    if (pad != nullptr && unit.input.port == 0 && padding == "VALID" &&
+        SoleReader(index, graph, pad->name(), endpoints) == &node &&
+        exclude.count(pad->name()) == 0) {
+      if (auto paddings = SpatialZeroPad(index, *pad)) {
+        unit.pad = pad;
+        unit.paddings = *paddings;
+        unit.input = graph_util::ParseEdge(pad->input(0));
+      }
+    }
+  }
+
+  unit.last = node.name();
+  const NodeDef* next = SoleReader(index, graph, unit.last, endpoints);
+  if (next != nullptr && next->op() == "BiasAdd" && next->input_size() == 2 &&
+      graph_util::TypeAttr(*next, "T") == kFloat && !HasControlInput(*next) &&
+      graph_util::DataFormat(*next) == "NHWC" &&
+      graph_util::ParseEdge(next->input(0)).node == unit.last) {
+    const auto bias = graph_util::EvalFloat(index, graph_util::ParseEdge(next->input(1)));
+    if (bias && bias->NumElements() == unit.channels && bias->dims() == 1) {
+      unit.bias = next;
+      unit.bias_values.assign(bias->flat<float>().data(),
+                              bias->flat<float>().data() + unit.channels);
+      unit.last = next->name();
+      next = SoleReader(index, graph, unit.last, endpoints);
+    }
+  }
+  if (next != nullptr && (next->op() == "Relu" || next->op() == "Relu6") &&
+      graph_util::TypeAttr(*next, "T") == kFloat && !HasControlInput(*next) &&
+      exclude.count(next->name()) == 0) {
+    unit.act = next;
+    unit.last = next->name();
+  }
+  if (exclude.count(unit.last) > 0) return std::nullopt;
+  if (unit.bias_values.empty()) unit.bias_values.assign(unit.channels, 0.0f);
+
+  auto in_range = Lookup(ranges, unit.input);
+  if (!in_range && unit.pad != nullptr) {
+    in_range = Lookup(ranges, Edge{unit.pad->name(), 0, false});
+  }
+  if (!in_range) return std::nullopt;
+  unit.in_range = *in_range;
+  if (!unit.is_matmul) {
+    const auto out_range = Lookup(ranges, Edge{unit.last, 0, false});
+    if (!out_range) return std::nullopt;
+    unit.out_range = *out_range;
+    if (unit.act != nullptr) {
+      unit.out_type = kU8;
+      unit.out_range.lo = 0;
+      unit.out_range.hi = std::max(unit.out_range.hi, 0.0f);
+      if (unit.act->op() == "Relu6") unit.out_range.hi = std::min(unit.out_range.hi, 6.0f);
+    } else {
+      const float m = std::max(std::fabs(unit.out_range.lo), std::fabs(unit.out_range.hi));
+      unit.out_range = {-m, m};
+    }
+    unit.out_range.hi = std::max(unit.out_range.hi, kMinRange);
+    if (unit.out_type == kS8) unit.out_range.lo = -unit.out_range.hi;
+  }
+  return unit;
+}
+
+// The 8-bit form of a float tensor: its type and symmetric range.
+struct Quantized {
+  std::string value, min, max;
+  DataType type = kS8;
+};
+
+DataType TypeForRange(const Range& range) { return range.lo >= 0 ? kU8 : kS8; }
+
+NodeDef MakeScalar(const std::string& name, float value) {
+  Tensor t(kFloat, TensorShape({}));
+  t.scalar<float>()() = value;
+  return graph_util::MakeFloatConst(name, t);
+}
+
+NodeDef MakeVector(const std::string& name, const std::vector<float>& values) {
+  Tensor t(kFloat, TensorShape({static_cast<int64_t>(values.size())}));
+  std::copy(values.begin(), values.end(), t.flat<float>().data());
+  return graph_util::MakeFloatConst(name, t);
+}
+
+void SetTypes(NodeDef* node, const std::string& attr,
+              const std::vector<DataType>& types) {
+  auto* list = (*node->mutable_attr())[attr].mutable_list();
+  list->Clear();
+  for (const DataType t : types) list->add_type(t);
+}
+
+void CopyAttr(const NodeDef& from, const std::string& attr, NodeDef* to) {
+  const auto it = from.attr().find(attr);
+  if (it != from.attr().end()) (*to->mutable_attr())[attr] = it->second;
+}
+
+// Per-output-channel symmetric qint8 weights and their ranges.
+void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& base,
+                    std::string* w, std::string* wmin, std::string* wmax,
+                    std::set<std::string>* taken) {
+  const int64_t channels = unit.channels;
+  const int64_t total = unit.weight.NumElements();
+  const float* values = unit.weight.flat<float>().data();
+  std::vector<float> scale(channels, 0.0f);
+  // Every layout keeps the output channel innermost once flattened
+  // (Conv2D [H,W,I,O], depthwise [H,W,C,M] as C*M, MatMul [K,N]).
+  for (int64_t i = 0; i < total; ++i) {
+    float& s = scale[i % channels];
+    s = std::max(s, std::fabs(values[i]));
+  }
+  for (float& s : scale) s = std::max(s, kMinRange);
+  Tensor q(kS8, unit.weight.shape());
+  auto qflat = q.flat<tensorflow::qint8>();
+  for (int64_t i = 0; i < total; ++i) {
+    const float v = std::nearbyint(values[i] / scale[i % channels] * 127.0f);
+    qflat(i) = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+  }
+  *w = graph_util::UniqueName(base + "/weights", taken);
+  NodeDef* wnode = out->add_node();
+  wnode->set_name(*w);
+  wnode->set_op("Const");
+  (*wnode->mutable_attr())["dtype"].set_type(kS8);
+  q.AsProtoTensorContent((*wnode->mutable_attr())["value"].mutable_tensor());
+  std::vector<float> negated(scale.size());
+  std::transform(scale.begin(), scale.end(), negated.begin(), [](float s) { return -s; });
+  *wmin = graph_util::UniqueName(base + "/weights_min", taken);
+  *wmax = graph_util::UniqueName(base + "/weights_max", taken);
+  *out->add_node() = MakeVector(*wmin, negated);
+  *out->add_node() = MakeVector(*wmax, scale);
+}
+
+absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
+                          GraphDef* out) {
+  auto text = context.GetString("ranges", "");
+  if (!text.ok()) return text.status();
+  auto probes = context.GetBool("probes", false);
+  if (!probes.ok()) return probes.status();
+  if (text->empty()) {
+    return absl::InvalidArgumentError(
+        "quantize_int8 needs ranges=\"tensor=min,max;...\" (leangraph.calibrate "
+        "computes them)");
+  }
+  auto ranges = ParseRanges(*text);
+  if (!ranges.ok()) return ranges.status();
+  std::set<std::string> exclude;
+  for (const std::string& value : context.GetAll("exclude")) {
+    for (absl::string_view name : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+      exclude.insert(std::string(absl::StripAsciiWhitespace(name)));
+    }
+  }
+
+  const GraphIndex index(in);
+  for (const NodeDef& node : in.node()) {
+    if (node.op() == "VariableV2" || node.op() == "VarHandleOp" ||
+        node.op() == "Variable" || node.op() == "ReadVariableOp") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "quantize_int8: the graph is not frozen (", node.op(), " '",
+          node.name(), "'); freeze it first (leangraph.freeze)"));
+    }
+  }
+  for (const auto& [name, range] : *ranges) {
+    const Edge edge = graph_util::ParseEdge(name);
+    if (index.Find(edge.node) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "quantize_int8: ranges name '", name,
+          "', which is not in the graph (were they calibrated on another graph?)"));
+    }
+  }
+  for (const std::string& name : exclude) {
+    if (index.Find(name) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "quantize_int8: exclude names '", name, "', which is not in the graph"));
+    }
+  }
+
+  std::set<std::string> endpoints;
+  for (const std::string& output : context.outputs) {
+    endpoints.insert(graph_util::ParseEdge(output).node);
+  }
+  std::vector<Unit> units;
+  std::map<std::string, size_t> unit_by_last;  // a conv unit's output node
+  std::set<std::string> replaced;              // nodes the units absorb
+  for (const NodeDef& node : in.node()) {
+    auto unit = MatchUnit(index, in, node, *ranges, exclude, endpoints);
+    if (!unit) continue;
+    replaced.insert(node.name());
+    if (unit->pad) replaced.insert(unit->pad->name());
+    if (unit->bias) replaced.insert(unit->bias->name());
+    if (unit->act) replaced.insert(unit->act->name());
+    if (!unit->is_matmul) unit_by_last[unit->last] = units.size();
+    units.push_back(std::move(*unit));
+  }
+
+  std::set<std::string> taken = graph_util::NodeNames(in);
+  for (Unit& unit : units) {
+    unit.qname = graph_util::UniqueName(unit.contraction->name() + "_int8", &taken);
+  }
+
+  // 8-bit producers: conv units, then pools of their outputs, whose readers
+  // can take the 8-bit tensor.
+  std::map<std::string, Quantized> producers;
+  for (const Unit& unit : units) {
+    if (unit.is_matmul) continue;
+    producers[unit.last] = {unit.qname, unit.qname + ":1", unit.qname + ":2",
+                            unit.out_type};
+  }
+  std::map<std::string, std::string> pools;  // pool name -> its 8-bit node
+  for (const NodeDef& node : in.node()) {
+    if ((node.op() != "MaxPool" && node.op() != "AvgPool") ||
+        graph_util::TypeAttr(node, "T") != kFloat || node.input_size() != 1 ||
+        graph_util::DataFormat(node) != "NHWC" || exclude.count(node.name()) > 0) {
+      continue;
+    }
+    const Edge source = graph_util::ParseEdge(node.input(0));
+    const auto it = producers.find(source.node);
+    if (source.port != 0 || it == producers.end()) continue;
+    const std::string qname = graph_util::UniqueName(node.name() + "_int8", &taken);
+    pools[node.name()] = qname;
+    producers[node.name()] = {qname, qname + ":1", qname + ":2", it->second.type};
+  }
+
+  // What each node's readers need: the 8-bit readers are units and pools.
+  std::set<std::string> needs_float;  // producers a float op or endpoint reads
+  auto reads_8bit = [&](const NodeDef& reader, const Edge& edge) {
+    if (edge.control || edge.port != 0) return false;
+    if (pools.count(reader.name()) > 0) return true;
+    for (const Unit& unit : units) {
+      if (unit.contraction->name() == reader.name() ||
+          (unit.pad != nullptr && unit.pad->name() == reader.name())) {
+        return unit.input.node == edge.node && unit.input.port == 0;
+      }
+    }
+    return false;
+  };
+  for (const auto& [name, producer] : producers) {
+    if (*probes || endpoints.count(name) > 0) needs_float.insert(name);
+    for (const auto& consumer : index.Consumers(name)) {
+      const NodeDef& reader = in.node(consumer.node);
+      if (replaced.count(reader.name()) > 0 && reads_8bit(reader, consumer.edge)) continue;
+      if (pools.count(reader.name()) > 0 && !consumer.edge.control) continue;
+      needs_float.insert(name);
+    }
+  }
+
+  // A Relu/Relu6 read only by 8-bit units is the clamp of an unsigned
+  // QuantizeV2 of its input (negatives saturate to 0, and Relu6's cap is the
+  // range's top), so it goes.
+  std::map<std::string, std::string> absorbed;  // relu -> the tensor it read
+  for (const Unit& unit : units) {
+    const NodeDef* relu = index.Find(unit.input.node);
+    if (unit.input.port != 0 || relu == nullptr ||
+        (relu->op() != "Relu" && relu->op() != "Relu6") ||
+        graph_util::TypeAttr(*relu, "T") != kFloat || relu->input_size() != 1 ||
+        producers.count(relu->name()) > 0 || endpoints.count(relu->name()) > 0 ||
+        replaced.count(relu->name()) > 0) {
+      continue;
+    }
+    bool only_units = true;
+    for (const auto& consumer : index.Consumers(relu->name())) {
+      const NodeDef& reader = in.node(consumer.node);
+      only_units = only_units && replaced.count(reader.name()) > 0 &&
+                   reads_8bit(reader, consumer.edge);
+    }
+    if (only_units) absorbed[relu->name()] = relu->input(0);
+  }
+
+  // One QuantizeV2 per float tensor that 8-bit units read.
+  std::map<std::string, Quantized> quantized_inputs;
+  auto input_of = [&](const Unit& unit) -> Quantized {
+    if (unit.input.port == 0) {
+      const auto it = producers.find(unit.input.node);
+      if (it != producers.end()) return it->second;
+    }
+    const std::string key = graph_util::EdgeString(unit.input);
+    const auto it = quantized_inputs.find(key);
+    if (it != quantized_inputs.end()) return it->second;
+    Quantized q;
+    q.type = TypeForRange(unit.in_range);
+    float hi = std::max(std::fabs(unit.in_range.hi),
+                        q.type == kU8 ? 0.0f : std::fabs(unit.in_range.lo));
+    const auto relu = absorbed.find(unit.input.node);
+    if (relu != absorbed.end()) {
+      q.type = kU8;
+      hi = std::max(unit.in_range.hi, 0.0f);
+      if (index.Find(relu->first)->op() == "Relu6") hi = std::min(hi, 6.0f);
+    }
+    hi = std::max(hi, kMinRange);
+    const std::string base = absl::StrCat(
+        unit.input.node, unit.input.port == 0 ? "" : absl::StrCat("_", unit.input.port),
+        "_quantized");
+    const std::string name = graph_util::UniqueName(base, &taken);
+    const std::string lo_name = graph_util::UniqueName(name + "/min", &taken);
+    const std::string hi_name = graph_util::UniqueName(name + "/max", &taken);
+    *out->add_node() = MakeScalar(lo_name, q.type == kU8 ? 0.0f : -hi);
+    *out->add_node() = MakeScalar(hi_name, hi);
+    NodeDef* node = out->add_node();
+    node->set_name(name);
+    node->set_op("QuantizeV2");
+    node->add_input(relu != absorbed.end() ? relu->second : key);
+    node->add_input(lo_name);
+    node->add_input(hi_name);
+    (*node->mutable_attr())["T"].set_type(q.type);
+    (*node->mutable_attr())["mode"].set_s("SCALED");
+    (*node->mutable_attr())["round_mode"].set_s("HALF_TO_EVEN");
+    (*node->mutable_attr())["narrow_range"].set_b(false);
+    (*node->mutable_attr())["axis"].set_i(-1);
+    (*node->mutable_attr())["ensure_minimum_range"].set_f(0.0f);
+    q.value = name;
+    q.min = name + ":1";
+    q.max = name + ":2";
+    quantized_inputs[key] = q;
+    return q;
+  };
+
+  std::set<std::string> orphans;  // constants the replaced nodes read
+  for (const NodeDef& node : in.node()) {
+    if (absorbed.count(node.name()) > 0) continue;
+    if (replaced.count(node.name()) > 0) {
+      for (const std::string& input : node.input()) {
+        orphans.insert(graph_util::ParseEdge(input).node);
+      }
+      continue;
+    }
+    const auto pool = pools.find(node.name());
+    if (pool == pools.end()) {
+      *out->add_node() = node;
+      continue;
+    }
+    for (const std::string& input : node.input()) {
+      orphans.insert(graph_util::ParseEdge(input).node);
+    }
+    const Quantized& source = producers.at(graph_util::ParseEdge(node.input(0)).node);
+    NodeDef* q = out->add_node();
+    q->set_name(pool->second);
+    q->set_op(node.op() == "MaxPool" ? "QuantizedMaxPool" : "QuantizedAvgPool");
+    q->set_device(node.device());
+    q->add_input(source.value);
+    q->add_input(source.min);
+    q->add_input(source.max);
+    (*q->mutable_attr())["T"].set_type(source.type);
+    CopyAttr(node, "ksize", q);
+    CopyAttr(node, "strides", q);
+    CopyAttr(node, "padding", q);
+  }
+
+  for (const Unit& unit : units) {
+    const Quantized source = input_of(unit);
+    std::string w, wmin, wmax;
+    QuantizeWeight(unit, out, unit.qname, &w, &wmin, &wmax, &taken);
+    const std::string bias = graph_util::UniqueName(unit.qname + "/bias", &taken);
+    *out->add_node() = MakeVector(bias, unit.bias_values);
+    NodeDef* q = out->add_node();
+    q->set_name(unit.qname);
+    q->set_device(unit.contraction->device());
+    auto& attr = *q->mutable_attr();
+    std::vector<std::string> inputs = {source.value, w, bias, source.min, source.max,
+                                       wmin, wmax};
+    std::vector<DataType> types = {source.type, kS8, kFloat, kFloat, kFloat, kFloat, kFloat};
+    std::vector<std::string> fused = {"BiasAdd"};
+    if (unit.act != nullptr) fused.push_back("Relu");
+    if (unit.is_matmul) {
+      q->set_op("_QuantizedMatMul");
+      fused.push_back("Dequantize");
+      attr["T1"].set_type(source.type);
+      attr["T2"].set_type(kS8);
+      attr["Tbias"].set_type(kFloat);
+      attr["Tout"].set_type(kFloat);
+      attr["U"].set_type(kFloat);
+      attr["transpose_a"].set_b(false);
+      attr["transpose_b"].set_b(false);
+      attr["is_weight_const"].set_b(true);
+      attr["input_quant_mode"].set_s("SCALED");
+      attr["output_quant_mode"].set_s("SCALED");
+      SetTypes(q, "Thost_outputs", {kFloat});
+    } else {
+      q->set_op(unit.contraction->op() == "Conv2D" ? "_FusedQuantizedConv2D"
+                                                   : "_FusedQuantizedDepthwiseConv2D");
+      fused.push_back("Requantize");
+      const std::string lo = graph_util::UniqueName(unit.qname + "/out_min", &taken);
+      const std::string hi = graph_util::UniqueName(unit.qname + "/out_max", &taken);
+      *out->add_node() = MakeScalar(lo, unit.out_range.lo);
+      *out->add_node() = MakeScalar(hi, unit.out_range.hi);
+      inputs.push_back(lo);
+      inputs.push_back(hi);
+      types.push_back(kFloat);
+      types.push_back(kFloat);
+      attr["Tinput"].set_type(source.type);
+      attr["Tfilter"].set_type(kS8);
+      attr["Tbias"].set_type(kFloat);
+      attr["out_type"].set_type(unit.out_type);
+      attr["Tsummand"].set_type(unit.out_type);
+      attr["data_format"].set_s("NHWC");
+      attr["is_filter_const"].set_b(true);
+      CopyAttr(*unit.contraction, "strides", q);
+      CopyAttr(*unit.contraction, "dilations", q);
+      CopyAttr(*unit.contraction, "padding", q);
+      CopyAttr(*unit.contraction, "explicit_paddings", q);
+      if (unit.pad != nullptr) {
+        attr["padding"].set_s("EXPLICIT");
+        auto* list = attr["explicit_paddings"].mutable_list();
+        list->Clear();
+        for (const int64_t p : unit.paddings) list->add_i(p);
+      }
+      SetTypes(q, "Thost_outputs", {unit.out_type, kFloat, kFloat});
+    }
+    attr["is_bias_const"].set_b(true);
+    SetTypes(q, "Thost_inputs", types);
+    SetTypes(q, "Tdevice_inputs", {});
+    SetTypes(q, "Tdevice_outputs", {});
+    auto* fused_list = attr["fused_ops"].mutable_list();
+    for (const std::string& f : fused) fused_list->add_s(f);
+    for (const std::string& input : inputs) q->add_input(input);
+
+    if (unit.is_matmul) {
+      // Float out already: it simply takes the last node's name.
+      q->set_name(unit.last);
+      continue;
+    }
+  }
+
+  // MatMul units were renamed to their last node above; their qname stays
+  // reserved but unused. Float readers of 8-bit producers read a Dequantize
+  // under the producer's original name.
+  for (const std::string& name : needs_float) {
+    const Quantized& producer = producers.at(name);
+    NodeDef* dq = out->add_node();
+    dq->set_name(name);
+    dq->set_op("Dequantize");
+    dq->add_input(producer.value);
+    dq->add_input(producer.min);
+    dq->add_input(producer.max);
+    (*dq->mutable_attr())["T"].set_type(producer.type);
+    (*dq->mutable_attr())["mode"].set_s("SCALED");
+    (*dq->mutable_attr())["narrow_range"].set_b(false);
+    (*dq->mutable_attr())["axis"].set_i(-1);
+    (*dq->mutable_attr())["dtype"].set_type(kFloat);
+  }
+
+  // Only constants the units absorbed may go; every other input keeps its
+  // readers or is an endpoint.
+  for (auto it = orphans.begin(); it != orphans.end();) {
+    const NodeDef* node = index.Find(*it);
+    const bool constant = node != nullptr && (node->op() == "Const" || node->op() == "Identity");
+    it = (constant && replaced.count(*it) == 0) ? std::next(it) : orphans.erase(it);
+  }
+  std::set<std::string> keep(context.outputs.begin(), context.outputs.end());
+  keep.insert(context.inputs.begin(), context.inputs.end());
+  graph_util::RemoveOrphans(out, orphans, keep);
+  *out->mutable_library() = in.library();
+  *out->mutable_versions() = in.versions();
+  // The new nodes carry every attribute, defaulted ones too, as the graph
+  // checks and TF's own transforms expect.
+  const tensorflow::Status filled = tensorflow::AddDefaultAttrsToGraphDef(
+      out, *tensorflow::OpRegistry::Global(), 0);
+  if (!filled.ok()) {
+    return absl::InternalError(absl::StrCat("quantize_int8: ", filled.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+LEANGRAPH_REGISTER_TRANSFORM(
+    "quantize_int8", QuantizeInt8, "ranges=, exclude=, probes=false",
+    "calibrated convs/matmuls -> oneDNN's fused int8 kernels (VNNI)");
+
+}  // namespace leangraph

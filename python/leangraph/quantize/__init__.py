@@ -1,0 +1,23 @@
+"""8-bit compute: calibration and the int8 rewrite onto oneDNN's VNNI kernels."""
+
+from leangraph.quantize.calibrate import METHODS, Calibration, calibrate
+from leangraph.quantize.int8 import (
+    LayerReport,
+    QuantizeResult,
+    cpu_supports_int8,
+    quantize,
+    quantized_units,
+    sqnr_db,
+)
+
+__all__ = [
+    "Calibration",
+    "calibrate",
+    "cpu_supports_int8",
+    "LayerReport",
+    "METHODS",
+    "quantize",
+    "QuantizeResult",
+    "quantized_units",
+    "sqnr_db",
+]

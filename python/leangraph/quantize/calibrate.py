@@ -1,0 +1,286 @@
+"""leangraph.calibrate(): the value ranges an 8-bit rewrite needs, measured on sample inputs.
+
+The float graph runs on the samples and every tensor a quantized region can read
+or write (the inputs of convolutions and matmuls, and the outputs of those ops,
+their BiasAdd and their Relu/Relu6) is observed:
+
+- "minmax": the smallest and largest value seen;
+- "percentile": the `percentile`-th percentile of |x| per sample (and of x for
+  the lower end), averaged over samples: one outlier pixel does not set the scale;
+- "kl": the clipping threshold whose 8-bit histogram is closest, in KL
+  divergence, to the observed one (entropy calibration).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from leangraph import graphs
+from leangraph.errors import QuantizeError
+
+METHODS = ("minmax", "percentile", "kl")
+_CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+_CHAIN = ("BiasAdd", "Relu", "Relu6")
+_BINS = 2048
+
+
+@dataclass
+class Calibration:
+    """Observed ranges: {tensor name "node:port": (min, max)}."""
+
+    ranges: dict
+    method: str
+    samples: int
+    source: str = "user data"  # or "seeded random inputs (no calibration data given)"
+    notes: list = field(default_factory=list)
+
+    def to_param(self):
+        """The ranges in quantize_int8's `ranges=` syntax."""
+        return ";".join(f"{name}={lo!r},{hi!r}" for name, (lo, hi) in sorted(self.ranges.items()))
+
+    def to_dict(self):
+        return {
+            "method": self.method,
+            "samples": self.samples,
+            "source": self.source,
+            "ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in self.ranges.items()},
+        }
+
+
+def _tensor(name):
+    return name if ":" in name else name + ":0"
+
+
+def observed_tensors(graph_def):
+    """The float tensors a quantized unit may read or write, as "node:port"."""
+    by_name = {n.name: n for n in graph_def.node}
+    names = []
+
+    def add(name):
+        key = _tensor(name)
+        if key not in names:
+            names.append(key)
+
+    for node in graph_def.node:
+        dtype = node.attr["T"].type if "T" in node.attr else None
+        if dtype != 1:  # DT_FLOAT
+            continue
+        if node.op in _CONTRACTIONS:
+            source = node.input[0]
+            add(source)
+            producer = by_name.get(graphs.node_name(source))
+            if producer is not None and producer.op == "Pad" and producer.input:
+                add(producer.input[0])
+            add(node.name)
+        elif node.op in _CHAIN:
+            add(node.name)
+    return [n for n in names if not n.startswith("^")]
+
+
+def input_feeds(graph_def, samples, input_name=None):
+    """{placeholder tensor: array of N examples}, checked against the graph's inputs."""
+    placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
+    if not placeholders:
+        raise QuantizeError("the graph has no Placeholder to feed calibration data into")
+    if isinstance(samples, dict):
+        feeds = {}
+        known = {p.name: p for p in placeholders}
+        for name, value in samples.items():
+            node = known.get(graphs.node_name(name))
+            if node is None:
+                raise QuantizeError(f"calibration data names '{name}', which is not an input of the graph")
+            feeds[node.name] = value
+        missing = [p.name for p in placeholders if p.name not in feeds]
+        if missing:
+            raise QuantizeError(f"calibration data gives no values for input(s) {', '.join(missing)}")
+    else:
+        if input_name is None:
+            if len(placeholders) != 1:
+                raise QuantizeError(
+                    "the graph has several inputs ("
+                    + ", ".join(p.name for p in placeholders)
+                    + "); give calibration data as {input name: array}"
+                )
+            input_name = placeholders[0].name
+        feeds = {graphs.node_name(input_name): samples}
+    out = {}
+    count = None
+    for name, value in feeds.items():
+        node = next(p for p in placeholders if p.name == name)
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise QuantizeError(f"calibration data for '{name}' is not numeric") from None
+        shape = node.attr["shape"].shape
+        dims = None if shape.unknown_rank else [d.size for d in shape.dim]
+        if dims is not None and array.ndim == len(dims) - 1:
+            array = array[None]
+        if dims is not None and array.ndim != len(dims):
+            raise QuantizeError(
+                f"calibration data for '{name}' has shape {tuple(array.shape)}, but the input takes "
+                f"rank {len(dims)} ({_fmt(dims)})"
+            )
+        if dims is not None:
+            for axis, (want, got) in enumerate(zip(dims[1:], array.shape[1:]), start=1):
+                if want >= 0 and want != got:
+                    raise QuantizeError(
+                        f"calibration data for '{name}' has shape {tuple(array.shape)}, but the input "
+                        f"is {_fmt(dims)} (axis {axis} differs)"
+                    )
+        if array.shape[0] == 0:
+            raise QuantizeError(f"calibration data for '{name}' holds no examples")
+        if not np.all(np.isfinite(array)):
+            raise QuantizeError(f"calibration data for '{name}' holds NaN or infinite values")
+        if count is not None and array.shape[0] != count:
+            raise QuantizeError("calibration inputs hold different numbers of examples")
+        count = array.shape[0]
+        out[_tensor(name)] = array
+    return out
+
+
+def _fmt(dims):
+    return "[" + ", ".join("?" if d < 0 else str(d) for d in dims) + "]"
+
+
+class _Session:
+    """The float graph in one session; fetches many tensors per run."""
+
+    def __init__(self, graph_def):
+        import tensorflow as tf
+
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            try:
+                tf.import_graph_def(graph_def, name="")
+            except (ValueError, tf.errors.OpError) as exc:
+                raise QuantizeError(f"TensorFlow cannot import the graph: {exc}") from None
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        self._errors = tf.errors.OpError
+
+    def run(self, fetches, feeds):
+        try:
+            return self._session.run(fetches, feeds)
+        except self._errors as exc:
+            raise QuantizeError(f"running the graph failed: {exc.message}") from None
+        except ValueError as exc:  # a feed whose shape the graph does not take
+            raise QuantizeError(f"running the graph failed: {exc}") from None
+
+    def close(self):
+        self._session.close()
+
+
+def _batches(feeds, batch_size):
+    count = next(iter(feeds.values())).shape[0]
+    for start in range(0, count, batch_size):
+        yield {k: v[start:start + batch_size] for k, v in feeds.items()}
+
+
+def _kl_threshold(hist, width, levels):
+    """The clipping point (in |x| units) of the histogram that loses least information."""
+    total = hist.sum()
+    if total == 0:
+        return width * len(hist)
+    best, best_i = math.inf, len(hist)
+    start = max(levels, 8)
+    step = max(1, (len(hist) - start) // 128)
+    for i in range(start, len(hist) + 1, step):
+        p = hist[:i].astype(np.float64).copy()
+        p[-1] += hist[i:].sum()
+        nonzero = p > 0
+        # Merge the i bins into `levels` quantization bins, then spread each
+        # merged count back evenly over the bins that were non-zero.
+        edges = np.linspace(0, i, levels + 1).astype(int)
+        q = np.zeros(i)
+        for k in range(levels):
+            lo, hi = edges[k], edges[k + 1]
+            if hi <= lo:
+                continue
+            mask = nonzero[lo:hi]
+            n = mask.sum()
+            if n:
+                q[lo:hi][mask] = p[lo:hi].sum() / n
+        p /= p.sum()
+        qs = q.sum()
+        if qs == 0:
+            continue
+        q /= qs
+        kl = float(np.sum(p[nonzero] * np.log(p[nonzero] / np.maximum(q[nonzero], 1e-12))))
+        if kl < best:
+            best, best_i = kl, i
+    return best_i * width
+
+
+def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=None,
+              batch_size=1, tensors=None, progress=None):
+    """Runs the float graph on `samples` and returns a Calibration of its tensors.
+
+    graph: a frozen GraphDef (or bytes / path), normally after the `deploy` recipe.
+    samples: an array of examples for a one-input graph, or {input name: array}.
+    method: "minmax", "percentile" or "kl". tensors: which tensors to observe
+        (default: every one a quantized convolution or matmul may read or write).
+    progress: a callable(done, total) told after each batch.
+    Raises QuantizeError for data that does not fit the graph.
+    """
+    if method not in METHODS:
+        raise QuantizeError(f"unknown calibration method {method!r} (one of {', '.join(METHODS)})")
+    if not 50.0 < float(percentile) <= 100.0:
+        raise QuantizeError(f"percentile must be in (50, 100], got {percentile}")
+    if int(batch_size) < 1:
+        raise QuantizeError(f"batch_size must be at least 1, got {batch_size}")
+    graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
+    feeds = input_feeds(graph_def, samples, input_name)
+    names = [_tensor(t) for t in tensors] if tensors is not None else observed_tensors(graph_def)
+    known = {n.name for n in graph_def.node}
+    for name in names:
+        if graphs.node_name(name) not in known:
+            raise QuantizeError(f"tensor '{name}' is not in the graph")
+    count = next(iter(feeds.values())).shape[0]
+    total = math.ceil(count / int(batch_size))
+    session = _Session(graph_def)
+    try:
+        lo = {n: math.inf for n in names}
+        hi = {n: -math.inf for n in names}
+        pct_lo = {n: [] for n in names}
+        pct_hi = {n: [] for n in names}
+        for done, batch in enumerate(_batches(feeds, int(batch_size)), start=1):
+            values = session.run(names, batch)
+            for name, value in zip(names, values):
+                lo[name] = min(lo[name], float(value.min()))
+                hi[name] = max(hi[name], float(value.max()))
+                if method == "percentile":
+                    flat = value.reshape(-1)
+                    pct_hi[name].append(float(np.percentile(flat, percentile)))
+                    pct_lo[name].append(float(np.percentile(flat, 100.0 - percentile)))
+            if progress is not None:
+                progress(done, total)
+        ranges = {}
+        if method == "minmax":
+            ranges = {n: (lo[n], hi[n]) for n in names}
+        elif method == "percentile":
+            for n in names:
+                top = float(np.mean(pct_hi[n]))
+                bottom = float(np.mean(pct_lo[n]))
+                # A non-negative tensor stays non-negative: it keeps its
+                # unsigned 8-bit form.
+                ranges[n] = (0.0 if lo[n] >= 0 else min(bottom, 0.0), max(top, 0.0))
+        else:
+            absmax = {n: max(abs(lo[n]), abs(hi[n])) for n in names}
+            hists = {n: np.zeros(_BINS, np.int64) for n in names}
+            for batch in _batches(feeds, int(batch_size)):
+                values = session.run(names, batch)
+                for name, value in zip(names, values):
+                    if absmax[name] > 0:
+                        h, _ = np.histogram(np.abs(value), bins=_BINS, range=(0.0, absmax[name]))
+                        hists[name] += h
+            for n in names:
+                signed = lo[n] < 0
+                width = absmax[n] / _BINS if absmax[n] > 0 else 0.0
+                t = _kl_threshold(hists[n], width, 128 if signed else 256) if width else 0.0
+                ranges[n] = (-t if signed else 0.0, t)
+    finally:
+        session.close()
+    for name, (a, b) in ranges.items():
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise QuantizeError(f"tensor '{name}' took non-finite values on the calibration data")
+    return Calibration(ranges=ranges, method=method, samples=int(count))

@@ -1,0 +1,306 @@
+"""leangraph.quantize(): a calibrated 8-bit graph on oneDNN's int8 kernels, with per-layer fallback.
+
+The rewrite itself is the native `quantize_int8` transform. This module decides
+what it is given: the ranges (leangraph.calibrate), the layers left float
+(`exclude`, the first and last layer on request, and every layer whose output
+loses too much: its SQNR against the float graph, measured on the samples,
+below `min_sqnr_db`), and it reports what ran in 8 bits.
+
+The int8 ops are x86-64 oneDNN kernels of TensorFlow's CPU build; a graph using
+them runs wherever that TensorFlow runs on x86-64, fastest with VNNI.
+"""
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from leangraph import graphs
+from leangraph.errors import QuantizeError
+from leangraph.quantize.calibrate import Calibration, _Session, calibrate, input_feeds
+
+QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
+_CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+_SUFFIX = "_int8"
+
+
+def cpu_supports_int8():
+    """True where the CPU has 8-bit dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX-INT8).
+
+    LEANGRAPH_FAKE_NO_VNNI=1 makes it False (to exercise the fallback).
+    """
+    if os.environ.get("LEANGRAPH_FAKE_NO_VNNI") == "1":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return False
+
+
+@dataclass
+class LayerReport:
+    name: str  # the float contraction
+    op: str
+    output: str  # the tensor the unit produces (its last node)
+    precision: str  # "int8" or "fp32"
+    reason: str = ""  # why it stayed float
+    sqnr_db: float = None  # of its output against the float graph
+    macs: int = 0
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+
+@dataclass
+class QuantizeResult:
+    graph_def: object
+    calibration: Calibration
+    layers: list
+    output_sqnr_db: float  # the graph's outputs against the float graph, on the samples
+    int8_mac_share: float  # of conv/matmul multiply-accumulates
+    min_sqnr_db: float
+    rounds: int = 1
+    notes: list = field(default_factory=list)
+
+    @property
+    def int8_layers(self):
+        return [l for l in self.layers if l.precision == "int8"]
+
+    @property
+    def fallback_layers(self):
+        return [l for l in self.layers if l.precision == "fp32"]
+
+    def to_dict(self):
+        return {
+            "output_sqnr_db": self.output_sqnr_db,
+            "int8_mac_share": self.int8_mac_share,
+            "min_sqnr_db": self.min_sqnr_db,
+            "rounds": self.rounds,
+            "calibration": {k: v for k, v in self.calibration.to_dict().items() if k != "ranges"},
+            "layers": [l.to_dict() for l in self.layers],
+            "notes": list(self.notes),
+        }
+
+
+def sqnr_db(reference, value):
+    """Signal-to-quantization-noise ratio of `value` against `reference`, in dB."""
+    reference = np.asarray(reference, np.float64)
+    noise = np.sum((reference - np.asarray(value, np.float64)) ** 2)
+    signal = np.sum(reference ** 2)
+    if noise == 0:
+        return math.inf
+    if signal == 0:
+        return -math.inf
+    return float(10.0 * math.log10(signal / noise))
+
+
+def quantized_units(graph_def):
+    """{float contraction name: (8-bit op, node name)} of a quantize_int8 result."""
+    units = {}
+    for node in graph_def.node:
+        if node.op in QUANTIZED_OPS and len(node.input) > 1:
+            qname = graphs.node_name(node.input[1]).rsplit("/", 1)[0]
+            if qname.endswith(_SUFFIX):
+                units[qname[: -len(_SUFFIX)]] = (node.op, node.name)
+    return units
+
+
+def _layer_macs(graph_def):
+    from leangraph import summary
+
+    tf_graph = summary._shape_graph(graph_def, 1)
+    out = {}
+    for op in tf_graph.get_operations():
+        if op.type in _CONTRACTIONS:
+            macs = summary._op_macs(op)
+            out[op.name] = int(macs or 0)
+    return out
+
+
+def _chain_ends(graph_def):
+    """{contraction: the node a unit would end at} (BiasAdd, Relu, Relu6 sole readers)."""
+    readers = {}
+    for node in graph_def.node:
+        for i in node.input:
+            readers.setdefault(graphs.node_name(i), []).append(node)
+    ends = {}
+    for node in graph_def.node:
+        if node.op not in _CONTRACTIONS:
+            continue
+        last = node
+        for ops in (("BiasAdd",), ("Relu", "Relu6")):
+            r = readers.get(last.name, [])
+            if len(r) == 1 and r[0].op in ops:
+                last = r[0]
+        ends[node.name] = last.name
+    return ends
+
+
+def _first_and_last(graph_def, ends):
+    """The contraction nearest the inputs and the one nearest the outputs, by graph depth."""
+    if not ends:
+        return []
+    inputs = {n.name: [graphs.node_name(i) for i in n.input if not i.startswith("^")]
+              for n in graph_def.node}
+    readers = {name: [] for name in inputs}
+    pending = {}
+    for name, sources in inputs.items():
+        sources = [s for s in sources if s in inputs]
+        pending[name] = len(sources)
+        for s in sources:
+            readers[s].append(name)
+    depth = {name: 0 for name, count in pending.items() if count == 0}
+    ready = list(depth)
+    while ready:  # Kahn's order; nodes on a loop never become ready
+        name = ready.pop()
+        for r in readers[name]:
+            depth[r] = max(depth.get(r, 0), depth[name] + 1)
+            pending[r] -= 1
+            if pending[r] == 0:
+                ready.append(r)
+    ordered = sorted(ends, key=lambda n: depth.get(n, 0))
+    return [ordered[0], ordered[-1]]
+
+
+def _transform(graph_def, calibration, exclude, probes, inputs, outputs):
+    from leangraph.transform import transform
+
+    params = [f'ranges="{calibration.to_param()}"']
+    if exclude:
+        params.append(f'exclude="{",".join(sorted(exclude))}"')
+    if probes:
+        params.append("probes=true")
+    return transform(graph_def, f"quantize_int8({', '.join(params)})", inputs=inputs, outputs=outputs)
+
+
+def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
+             exclude_first=False, exclude_last=False, min_sqnr_db=15.0, max_rounds=3,
+             check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None):
+    """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
+
+    graph: a frozen float GraphDef, best after the `deploy` recipe (batch norms
+        folded, biases as BiasAdd). samples: calibration inputs (an array, or
+        {input: array}); calibration: a Calibration made earlier instead.
+    exclude: contraction (or output) names that stay float; exclude_first /
+        exclude_last keep the layer nearest the input / the output float.
+    min_sqnr_db: a layer whose output SQNR against the float graph falls below
+        this on the samples goes back to float, and the rewrite is redone (at
+        most `max_rounds` times). None: no fallback.
+    require_vnni: refuse with QuantizeError on a CPU without VNNI, where int8
+        is not faster than float.
+    """
+    if require_vnni and not cpu_supports_int8():
+        raise QuantizeError(
+            "this CPU has no 8-bit dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX-INT8); "
+            "int8 would not be faster than float here"
+        )
+    graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
+    if calibration is None:
+        if samples is None:
+            raise QuantizeError("quantize needs calibration samples or a Calibration")
+        calibration = calibrate(graph_def, samples, method=method, progress=progress)
+    elif not isinstance(calibration, Calibration):
+        raise QuantizeError("calibration must be a leangraph.Calibration")
+    if min_sqnr_db is not None and not math.isfinite(float(min_sqnr_db)):
+        raise QuantizeError(f"min_sqnr_db must be a finite number, got {min_sqnr_db}")
+    if outputs is None:
+        outputs = graphs.default_outputs(graph_def)
+    elif isinstance(outputs, str):
+        outputs = [outputs]
+    outputs = list(outputs)
+
+    ends = _chain_ends(graph_def)
+    known = {n.name for n in graph_def.node}
+    excluded = {}
+    for name in exclude:
+        if name not in known:
+            raise QuantizeError(f"exclude names '{name}', which is not in the graph")
+        excluded[name] = "excluded by the caller"
+    edges = _first_and_last(graph_def, ends)
+    if exclude_first and edges:
+        excluded.setdefault(edges[0], "first layer kept float (exclude_first)")
+    if exclude_last and edges:
+        excluded.setdefault(edges[-1], "last layer kept float (exclude_last)")
+
+    check = None
+    if samples is not None:
+        feeds = input_feeds(graph_def, samples)
+        check = {k: v[: max(1, int(check_samples))] for k, v in feeds.items()}
+
+    rounds = 0
+    sqnr = {}
+    while True:
+        rounds += 1
+        probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs)
+        units = quantized_units(probe)
+        if check is None or not units or min_sqnr_db is None:
+            break
+        sqnr = _unit_sqnr(graph_def, probe, units, ends, check)
+        worst = [name for name, value in sqnr.items() if value < float(min_sqnr_db)]
+        if not worst or rounds >= int(max_rounds):
+            break
+        for name in worst:
+            excluded[name] = f"output SQNR {sqnr[name]:.1f} dB < {float(min_sqnr_db):g} dB"
+
+    result = _transform(graph_def, calibration, set(excluded), False, inputs, outputs)
+    units = quantized_units(result)
+    macs = _layer_macs(graph_def)
+    layers = []
+    for name in sorted(ends, key=lambda n: -macs.get(n, 0)):
+        node_op = next(n.op for n in graph_def.node if n.name == name)
+        if name in units:
+            layers.append(LayerReport(name, node_op, ends[name], "int8", "", sqnr.get(name), macs.get(name, 0)))
+        else:
+            reason = excluded.get(name) or "no pattern or range the int8 kernels take"
+            layers.append(LayerReport(name, node_op, ends[name], "fp32", reason, sqnr.get(name), macs.get(name, 0)))
+    total = sum(l.macs for l in layers)
+    share = sum(l.macs for l in layers if l.precision == "int8") / total if total else 0.0
+
+    output_sqnr = None
+    if check is not None:
+        reference = _run(graph_def, outputs, check)
+        got = _run(result, outputs, check)
+        output_sqnr = min(sqnr_db(a, b) for a, b in zip(reference, got))
+    return QuantizeResult(
+        graph_def=result,
+        calibration=calibration,
+        layers=layers,
+        output_sqnr_db=output_sqnr,
+        int8_mac_share=share,
+        min_sqnr_db=min_sqnr_db,
+        rounds=rounds,
+    )
+
+
+def _run(graph_def, names, feeds):
+    """The fetched tensors over all of `feeds`, run in batches the inputs' static shape allows."""
+    static = [n.attr["shape"].shape for n in graph_def.node if n.op == "Placeholder"]
+    fixed = [s.dim[0].size for s in static if not s.unknown_rank and s.dim and s.dim[0].size > 0]
+    count = next(iter(feeds.values())).shape[0]
+    step = min(fixed) if fixed else count
+    session = _Session(graph_def)
+    try:
+        parts = [session.run([n if ":" in n else n + ":0" for n in names],
+                             {k: v[i:i + step] for k, v in feeds.items()})
+                 for i in range(0, count, step)]
+    finally:
+        session.close()
+    return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
+
+
+def _unit_sqnr(graph_def, probe, units, ends, feeds):
+    """Each quantized unit's output against the float graph's, on `feeds`."""
+    names = [ends[c] + ":0" for c in units if c in ends]
+    reference = _run(graph_def, names, feeds)
+    got = _run(probe, names, feeds)
+    out = {}
+    for c, a, b in zip([c for c in units if c in ends], reference, got):
+        out[c] = sqnr_db(a, b)
+    return out
