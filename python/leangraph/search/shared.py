@@ -1,0 +1,377 @@
+"""tune's search as one worker of a study that many processes share.
+
+Every worker is a plain process that runs the same objective against the same
+Optuna study (Optuna's storage does the sharing; there is no scheduler here).
+The maker of a study records what it was made from and queues the fp32
+baseline first (and, for a space no larger than the trial budget, every
+configuration); any number of workers then join it. A configuration is timed
+once study-wide; a worker that samples one measured elsewhere records a
+repeat. Heartbeats mark a killed worker's trial failed, and
+RetryHeartbeatStaleTrialCallback queues it again for whichever worker comes
+next.
+"""
+
+import contextlib
+import dataclasses
+import os
+import socket
+import time
+import warnings
+
+from leangraph.errors import LeangraphError
+from leangraph.search.storage import (
+    StorageError,
+    data_fingerprint,
+    environment,
+    graph_fingerprint,
+    incompatibility,
+    masked,
+    open_storage,
+    timing_lock,
+    wait_for_study,
+)
+from leangraph.tune import Trial, TuneResult
+
+READY = "leangraph_ready"
+PARAMS = ("model", "recipe", "precision", "threads")
+PENALTY = 1e9  # what an over-budget or failed trial tells the sampler
+_MEASURED = [f.name for f in dataclasses.fields(Trial) if f.name != "number"]
+
+
+@contextlib.contextmanager
+def _quiet():
+    import optuna
+
+    with warnings.catch_warnings():
+        # Heartbeats and fail_stale_trials are marked experimental; they are the
+        # documented way to survive dead workers, so the notice is noise here.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _fail_stale(study):
+    import optuna
+
+    with _quiet():
+        optuna.storages.fail_stale_trials(study)
+
+
+def trial_of(frozen):
+    """The Trial a finished study trial recorded (None if it recorded none)."""
+    attrs = frozen.user_attrs
+    if attrs.get("phase") != "done":
+        return None
+    return Trial(frozen.number, **{name: attrs.get(name) for name in _MEASURED})
+
+
+def finished_trials(study):
+    """Every measured trial, in order. A trial whose worker has measured it but not yet
+    reported it COMPLETE counts: it is final, and every reader sees the same set."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    found = []
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.state in states:
+            trial = trial_of(frozen)
+            if trial is not None:
+                found.append(trial)
+    return found
+
+
+def result_of(study, trials=None):
+    """A TuneResult (without the graph) of what the study holds now."""
+    settings = study.user_attrs.get("settings")
+    if settings is None:
+        raise StorageError(f"study '{study.study_name}' was not made by leangraph tune")
+    trials = finished_trials(study) if trials is None else trials
+    baseline_key = tuple(settings["baseline"])
+    baseline = next((t for t in trials if t.key == baseline_key and t.repeat_of is None
+                     and t.latency_ms is not None), None)
+    if baseline is None:
+        raise StorageError(f"study '{study.study_name}' has no timed fp32 baseline yet "
+                           "(its first trial has not finished)")
+    feasible = [t for t in trials if t.feasible and t.repeat_of is None and t.latency_ms]
+    best = min(feasible, key=lambda t: (t.latency_ms, -t.accuracy))
+    return TuneResult(best, baseline, trials, settings["max_accuracy_drop"])
+
+
+class SharedStudy:
+    """One worker's handle on a shared study; pass it to tune(shared=...).
+
+    mode "create" makes the study (it must not exist yet), "worker" joins one
+    (waiting up to `wait` seconds for it to appear), "resume" continues one
+    whose workers have all stopped. Open it with SharedStudy.open().
+    """
+
+    def __init__(self, storage, name, url, mode, heartbeat=None):
+        self.storage, self.name, self.url, self.mode = storage, name, url, mode
+        self.heartbeat = heartbeat
+        self.study = None
+        self.settings = None  # the study's, for a worker; what tune() must be called with
+        self.sources = {}  # where the model and data came from (paths, --limit), recorded
+        self.ran = []  # the trials this worker ran
+        self._timed = None
+        self._here = environment()
+
+    @classmethod
+    def open(cls, url, name, *, mode="create", wait=60.0, heartbeat=10, grace=None,
+             max_retry=3):
+        import optuna
+
+        if mode not in ("create", "worker", "resume"):
+            raise LeangraphError(f"unknown shared-study mode '{mode}'")
+        if not name:
+            raise StorageError("a shared search needs a study name (--study NAME)")
+        storage = open_storage(url, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
+        if not isinstance(storage, optuna.storages.RDBStorage):
+            heartbeat = None  # journal files keep no heartbeats
+        shared = cls(storage, name, str(url), mode, heartbeat)
+        if mode == "create":
+            try:
+                storage.get_study_id_from_name(name)
+            except KeyError:
+                return shared
+            raise StorageError(f"study '{name}' already exists in {masked(url)}: join it with "
+                               "--worker, continue it with --resume, or pick another --study")
+        study = wait_for_study(storage, name, wait if mode == "worker" else 0, ready_key=READY)
+        recorded = study.user_attrs
+        if "settings" not in recorded:
+            raise StorageError(f"study '{name}' was not made by leangraph tune")
+        why = incompatibility(recorded.get("environment", {}), shared._here)
+        if why:
+            raise StorageError(f"refusing to join study '{name}': {why}")
+        shared.study, shared.settings = study, dict(recorded["settings"])
+        return shared
+
+    def serialize_timing(self, timer):
+        """`timer`, run under the host-wide timing lock, its interval recorded."""
+        def locked(*args, **kwargs):
+            with timing_lock():
+                start = time.time()
+                try:
+                    return timer(*args, **kwargs)
+                finally:
+                    self._timed = (start, time.time())
+        return locked
+
+    # -- making or checking the study ------------------------------------------------
+
+    def _sampler(self, seed):
+        import optuna
+
+        # Workers with one seed would all sample the same sequence.
+        if self.mode != "create":
+            seed = (seed or 0) + 1 + os.getpid() % 100003
+        with _quiet():
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+    def _make(self, settings, space, choices, fingerprints):
+        import optuna
+
+        with _quiet():
+            try:
+                study = optuna.create_study(storage=self.storage, study_name=self.name,
+                                            direction="minimize",
+                                            sampler=self._sampler(settings["seed"]))
+            except optuna.exceptions.DuplicatedStudyError:
+                raise StorageError(f"study '{self.name}' already exists in "
+                                   f"{masked(self.url)}") from None
+        try:
+            study.set_user_attr("environment", self._here)
+            study.set_user_attr("settings", settings)
+            study.set_user_attr("choices", choices)
+            study.set_user_attr("fingerprints", fingerprints)
+            study.set_user_attr("sources", self.sources)
+            baseline = tuple(settings["baseline"])
+            study.enqueue_trial(dict(zip(PARAMS, baseline)))
+            if settings["enumerated"]:
+                for key in space:
+                    if key != baseline:
+                        study.enqueue_trial(dict(zip(PARAMS, key)))
+            study.set_user_attr(READY, True)
+        except BaseException:
+            # Half a study would make workers wait for a setup that never ends.
+            with contextlib.suppress(Exception):
+                optuna.delete_study(study_name=self.name, storage=self.storage)
+            raise
+        return study
+
+    def _check(self, choices, fingerprints):
+        recorded = self.study.user_attrs
+        if recorded.get("fingerprints", {}).get("model") != fingerprints["model"]:
+            raise StorageError(f"refusing to join study '{self.name}': this worker's model "
+                               "differs from the one the study was made from (sha256 "
+                               f"{fingerprints['model'][:12]} vs "
+                               f"{recorded.get('fingerprints', {}).get('model', '?')[:12]})")
+        if recorded.get("fingerprints", {}).get("data") != fingerprints["data"]:
+            raise StorageError(f"refusing to join study '{self.name}': this worker's data "
+                               "differs from the study's (same file and --limit?)")
+        if recorded.get("choices") != choices:
+            raise StorageError(f"refusing to join study '{self.name}': this worker's search "
+                               f"space {choices} differs from the study's "
+                               f"{recorded.get('choices')}")
+
+    # -- the worker ----------------------------------------------------------------
+
+    def optimize(self, *, space, baseline_key, measure, variant, models, recipes, precisions,
+                 threads, x, y, input_name, output_name, max_accuracy_drop, n_trials, seed,
+                 batch_size, messages, log, record=None):
+        """Runs trials until the study is done, then the study's result (a TuneResult)."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        choices = {"model": list(models), "recipe": list(recipes),
+                   "precision": list(precisions), "threads": [int(t) for t in threads]}
+        fingerprints = {"model": graph_fingerprint(models), "data": data_fingerprint(x, y)}
+        if self.study is None:
+            settings = {
+                "recipes": choices["recipe"], "precisions": choices["precision"],
+                "threads": choices["threads"], "max_accuracy_drop": float(max_accuracy_drop),
+                "n_trials": int(n_trials), "seed": int(seed), "batch_size": int(batch_size),
+                "input": input_name, "output": output_name,
+                "baseline": list(baseline_key), "enumerated": len(space) <= n_trials,
+            }
+            self.study = self._make(settings, space, choices, fingerprints)
+            self.settings = settings
+        else:
+            self._check(choices, fingerprints)
+            self.study = optuna.load_study(study_name=self.name, storage=self.storage,
+                                           sampler=self._sampler(seed))
+        study, settings = self.study, self.settings
+        enumerated, budget = settings["enumerated"], settings["n_trials"]
+        here = self._here["host"]
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+
+        def objective(ot):
+            key = tuple(ot.suggest_categorical(name, choices[name]) for name in PARAMS)
+            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == ot.number)
+            queued = "fixed_params" in frozen.system_attrs or "failed_trial" in frozen.system_attrs
+            # A retry inherits the dead trial's attributes; these are this run's.
+            ot.set_user_attr("phase", "running")
+            ot.set_user_attr("host", here)
+            ot.set_user_attr("worker", worker)
+            if "failed_trial" in frozen.system_attrs:
+                ot.set_user_attr("retry_of", frozen.system_attrs["failed_trial"])
+            if enumerated and not queued:
+                # Everything was queued up front: a sampled trial means the queue is
+                # empty, so this worker only waits for the others (and their retries).
+                ot.set_user_attr("phase", "idle")
+                if self._settle(study, ot.number, enumerated, budget, len(space)):
+                    study.stop()
+                raise optuna.TrialPruned("idle: every configuration is measured or running")
+            try:
+                first = self._measured(study, key, ot.number)
+                if first is not None:
+                    trial = Trial(ot.number, *key)
+                    for name in _MEASURED[4:]:
+                        setattr(trial, name, getattr(first, name))
+                    trial.repeat_of = first.number
+                else:
+                    self._timed = None
+                    trial = measure(ot.number, key)
+                    if self._timed:
+                        ot.set_user_attr("timed", list(self._timed))
+            except KeyboardInterrupt:
+                # An interrupted trial is not stale (its worker said goodbye), so no
+                # heartbeat check would queue it again: do it here.
+                with _quiet():
+                    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
+                raise
+            for name in _MEASURED:
+                ot.set_user_attr(name, getattr(trial, name))
+            ot.set_user_attr("phase", "done")
+            self.ran.append(trial)
+            state = "error" if trial.error else ("ok" if trial.feasible else "over budget")
+            latency = f"{trial.latency_ms:.3f} ms" if trial.latency_ms is not None else "-"
+            accuracy = f"{100 * trial.accuracy:.2f}%" if trial.accuracy is not None else "-"
+            again = f" (repeat of {trial.repeat_of})" if trial.repeat_of is not None else ""
+            log(f"trial {trial.number} [{worker}]: {trial.label()}  {latency}  {accuracy}  "
+                f"{state}{again}" + (f" ({trial.error})" if trial.error else ""))
+            if self._settle(study, ot.number, enumerated, budget, len(space)):
+                study.stop()
+            if not trial.feasible or trial.latency_ms is None:
+                return PENALTY
+            return trial.latency_ms
+
+        if self.mode == "resume":
+            _fail_stale(study)
+        callbacks = [optuna.study.MaxTrialsCallback(
+            budget, states=(optuna.trial.TrialState.COMPLETE,))]
+        if self._done(study, enumerated, budget, len(space)):
+            log(f"study '{self.name}' is already finished; nothing to run")
+        else:
+            with _quiet():
+                study.optimize(objective, callbacks=callbacks, catch=())
+        result = result_of(study)
+        built = variant(result.best.model, result.best.recipe, result.best.precision)
+        if isinstance(built, Exception):
+            raise LeangraphError(f"the best trial's graph cannot be rebuilt here: {built}")
+        result.best_graph, result.best_session_config = built[0], built[1]
+        result.messages = list(messages)
+        log(f"worker {worker} ran {len(self.ran)} of the {len(result.trials)} trials of study '{self.name}'")
+        if record:
+            result.save_json(record)
+        return result
+
+    def _measured(self, study, key, number):
+        """The trial that measured `key`, waiting while another worker measures it;
+        None when nobody has (or the one who did died)."""
+        import optuna
+
+        while True:
+            busy = False
+            for frozen in study.get_trials(deepcopy=False):
+                if frozen.number == number or frozen.params.get("model") is None \
+                        or frozen.user_attrs.get("phase") == "idle":
+                    continue
+                if tuple(frozen.params.get(name) for name in PARAMS) != key:
+                    continue
+                trial = trial_of(frozen)
+                if trial is not None and trial.repeat_of is None and \
+                        frozen.state != optuna.trial.TrialState.FAIL:
+                    return trial
+                # Of two workers that drew the same configuration, the earlier trial
+                # measures it and the later one waits, so neither waits for the other.
+                if frozen.state == optuna.trial.TrialState.RUNNING and trial is None \
+                        and frozen.number < number:
+                    busy = True
+            if not busy:
+                return None
+            time.sleep(self._poll())
+            _fail_stale(study)
+
+    def _poll(self):
+        return min(1.0, float(self.heartbeat or 1))
+
+    def _done(self, study, enumerated, budget, space_size, extra=0):
+        import optuna
+
+        trials = study.get_trials(deepcopy=False)
+        if enumerated:
+            return not any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+        complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) + extra
+        keys = {t.key for t in finished_trials(study) if t.repeat_of is None}
+        return complete >= budget or len(keys) >= space_size
+
+    def _settle(self, study, number, enumerated, budget, space_size):
+        """True when the study is done and no other worker is still measuring.
+
+        Waits while others measure (they may die: their trials are then failed
+        and queued again, which makes the study not done). A trial that has
+        recorded its measurement counts as finished, so two settling workers
+        never wait for each other.
+        """
+        import optuna
+
+        while True:
+            if not self._done(study, enumerated, budget, space_size, extra=1):
+                return False
+            busy = [t for t in study.get_trials(deepcopy=False)
+                    if t.state == optuna.trial.TrialState.RUNNING and t.number != number
+                    and t.user_attrs.get("phase") not in ("done", "idle")]
+            if not busy:
+                return True
+            time.sleep(self._poll())
+            _fail_stale(study)
+
