@@ -225,7 +225,7 @@ def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, 
 
 def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
          precisions=None, threads=None, candidates=None, batch_size=1, seed=0,
-         record=None, timer=None, input_name=None, output_name=None, log=None):
+         record=None, timer=None, input_name=None, output_name=None, log=None, shared=None):
     """Searches model x recipe x precision x threads for the fastest variant within budget.
 
     model: a frozen graph (anything load_graph accepts). x, y: evaluation data
@@ -240,6 +240,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     batch_size: examples per timed run. record: a JSON path rewritten after
         every trial. timer(graph_def, session_config, threads, feeds) -> ms
         replaces session_timer. log: callable for progress lines (default stderr).
+    shared: a leangraph.search.shared.SharedStudy: the trials live in its Optuna
+        storage, shared with every other worker of that study (n_trials then
+        counts COMPLETE trials study-wide).
 
     bf16 on a CPU without AVX512_BF16/AMX-BF16 (or with LEANGRAPH_FAKE_NO_BF16=1)
     is dropped from the search with a message; fp32 is kept.
@@ -252,6 +255,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
 
     log = log or (lambda line: print(line, file=sys.stderr))
     timer = timer or session_timer
+    if shared is not None:
+        timer = shared.serialize_timing(timer)
     messages = []
 
     def say(line):
@@ -370,6 +375,13 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     if isinstance(baseline_accuracy, Exception):
         raise LeangraphError(f"the original graph cannot be evaluated: {baseline_accuracy}")
     baseline_accuracy = baseline_accuracy[2]
+    if shared is not None:
+        return shared.optimize(
+            space=list(product(models, recipes, precisions, threads)), baseline_key=baseline_key,
+            measure=measure, variant=variant, models=models, recipes=recipes,
+            precisions=precisions, threads=threads, x=x, y=y, input_name=input_name,
+            output_name=output_name, max_accuracy_drop=max_accuracy_drop, n_trials=n_trials,
+            seed=seed, batch_size=batch_size, messages=messages, log=log, record=record)
     baseline = measure(0, baseline_key)
     if baseline.error:
         raise LeangraphError(f"the original graph cannot be timed: {baseline.error}")

@@ -35,6 +35,9 @@ def add_parser(subparsers):
                         help="use only the first N examples of --data (0 = all)")
     parser.add_argument("--out", default="tune-out", help="output folder (default tune-out)")
     parser.add_argument("--seed", type=int, default=0)
+    from leangraph.search.options import add_arguments
+
+    add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -61,6 +64,9 @@ def run(args):
     from leangraph import graphs
     from leangraph.tune import tune
 
+    from leangraph.search.options import from_args
+
+    shared = from_args(args)  # before anything is written: a bad --storage leaves no trace
     x, y = _load_data(args.data, args.limit)
     if y is None:
         print("no labels (y) in --data: accuracy is top-1 agreement with the fp32 original")
@@ -74,6 +80,7 @@ def run(args):
         batch_size=args.batch_size,
         seed=args.seed,
         record=Path(args.out) / "trials.json",
+        shared=shared,
     )
     out = Path(args.out)
     plot = result.plot(out / "pareto.png")
