@@ -165,14 +165,30 @@ def plan_for_macs(graph, scores, target, multiple=8):
             f"every prunable group leaves {floor.macs() / base:.3f} of the MACs "
             f"({100 * graph.prunable_share():.0f} % of them are in prunable groups)")
     best, lo, hi = floor, 0.0, 1.0
+    keep = uniform_keep(graph, 0.0, multiple)
     for _ in range(24):
         mid = (lo + hi) / 2
-        plan = R.plan_from_scores(graph, scores, uniform_keep(graph, mid, multiple))
+        trial = uniform_keep(graph, mid, multiple)
+        plan = R.plan_from_scores(graph, scores, trial)
         if plan.macs() <= budget:
-            best, lo = plan, mid
+            best, keep, lo = plan, trial, mid
         else:
             hi = mid
-    return best
+    # Rounding to whole multiples leaves budget unused on small models: spend it one step
+    # at a time on the group cut deepest so far.
+    while True:
+        for group in sorted(graph.prunable_groups, key=lambda g: keep[g.index] / g.channels):
+            step = multiple if group.channels >= 2 * multiple else 1
+            grown = min(group.channels, keep[group.index] + step)
+            if grown == keep[group.index]:
+                continue
+            trial = {**keep, group.index: grown}
+            plan = R.plan_from_scores(graph, scores, trial)
+            if plan.macs() <= budget:
+                best, keep = plan, trial
+                break
+        else:
+            return best
 
 
 def group_rows(graph, plan):

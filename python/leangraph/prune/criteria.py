@@ -25,7 +25,7 @@ def _add(scores, graph, ids, values):
     mean = values.mean() if values.size else 0.0
     if mean <= 0:
         return
-    for root, value in zip(graph.units.roots(ids).tolist(), (values / mean).tolist()):
+    for root, value in zip(graph.roots(ids).tolist(), (values / mean).tolist()):
         scores[root] = scores.get(root, 0.0) + value
 
 

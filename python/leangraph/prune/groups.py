@@ -247,7 +247,12 @@ def flatten_model(model):
         return graph
     inputs = new_inputs(graph)
     outputs = replay(graph, inputs, lambda op: op)
-    return keras.Model(inputs, outputs, name=graph.name)
+    return keras.Model(single(inputs), outputs, name=graph.name)
+
+
+def single(tensors):
+    """One tensor as itself: a one-element list would make Keras warn on every call."""
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 def _axis_is_last(axis, rank):
@@ -268,6 +273,7 @@ class ChannelGraph:
         self.records = {}  # layer name -> LayerRecord
         self.unsupported = []  # (operation name, class name, reason)
         self._ids = {}  # id(KerasTensor) -> unit ids or None
+        self._roots = {}
         self._layer_kinds = _layer_types()
         self._op_kinds = _op_types()
         self._analyze()
@@ -525,7 +531,7 @@ class ChannelGraph:
         for name, record in self.records.items():
             if record.kind not in PRODUCERS:
                 continue
-            roots = self.units.roots(record.out_ids)
+            roots = self.roots(record.out_ids)
             roots_of[name] = roots
             producer_parent[name] = name
             for root in roots.tolist():
@@ -550,7 +556,7 @@ class ChannelGraph:
             reasons = sorted({self.units.frozen[r] for r in ordered if self.units.is_frozen(r)})
             consumers = sorted(
                 name for name, record in self.records.items()
-                if seen.intersection(self.units.roots(record.in_ids).tolist()))
+                if seen.intersection(self.roots(record.in_ids).tolist()))
             groups.append(Group(
                 index=0, producers=tuple(sorted(names)), consumers=tuple(consumers),
                 roots=np.asarray(removable, dtype=np.int64), size=len(ordered),
@@ -572,10 +578,19 @@ class ChannelGraph:
                 return group
         raise KeyError(layer_name)
 
+    def roots(self, ids):
+        """Roots of `ids`, cached: the union-find does not change after the analysis."""
+        key = id(ids)
+        hit = self._roots.get(key)
+        if hit is None or hit[0] is not ids:
+            hit = (ids, self.units.roots(ids))
+            self._roots[key] = hit
+        return hit[1]
+
     def mask(self, ids, removed):
         if not removed:
             return np.ones(len(ids), dtype=bool)
-        return ~np.isin(self.units.roots(ids), np.fromiter(removed, dtype=np.int64))
+        return ~np.isin(self.roots(ids), np.fromiter(removed, dtype=np.int64))
 
     def layer_macs(self, removed=frozenset()):
         """MACs per example of each conv/dense layer, after removing `removed` channels."""
@@ -604,8 +619,8 @@ class ChannelGraph:
         for name, macs in self.layer_macs().items():
             record = self.records[name]
             total += macs
-            roots = set(self.units.roots(record.in_ids).tolist())
-            roots.update(self.units.roots(record.out_ids).tolist())
+            roots = set(self.roots(record.in_ids).tolist())
+            roots.update(self.roots(record.out_ids).tolist())
             if roots & prunable:
                 touched += macs
         return touched / total if total else 0.0

@@ -50,7 +50,7 @@ def plan_from_scores(graph, scores, keep):
         order = sorted(group.roots.tolist(), key=lambda r: (scores.get(r, 0.0), r))
         removed.update(order[:group.channels - count])
         for name in group.producers:
-            roots = graph.units.roots(graph.records[name].out_ids).tolist()
+            roots = graph.roots(graph.records[name].out_ids).tolist()
             if all(r in removed or graph.units.is_frozen(r) for r in roots):
                 alive = [r for r in roots if not graph.units.is_frozen(r)]
                 if alive:
@@ -113,7 +113,7 @@ def rebuild(plan):
 
     inputs = G.new_inputs(source)
     outputs = G.replay(source, inputs, clone, expand_nested=False)
-    model = keras.Model(inputs, outputs, name=source.name)
+    model = keras.Model(G.single(inputs), outputs, name=source.name)
     for old, new in clones.values():
         _copy_weights(plan, old, new)
     return model

@@ -1,0 +1,176 @@
+"""leangraph.prune and `leangraph prune` on a small model trained on scikit-learn's digits."""
+
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import leangraph
+from leangraph.cli import main
+from leangraph.prune import distill as D
+from leangraph.prune import groups as G
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return (data.images[..., None] / 16.0).astype("float32"), data.target.astype("int64")
+
+
+@pytest.fixture(scope="module")
+def teacher(digits):
+    x, y = digits
+    keras.utils.set_random_seed(0)
+    i = keras.Input((8, 8, 1), name="image")
+    h = layers.Conv2D(32, 3, padding="same", use_bias=False, name="c1")(i)
+    h = layers.BatchNormalization(name="c1_bn")(h)
+    h = layers.ReLU()(h)
+    h = layers.Conv2D(64, 3, padding="same", use_bias=False, name="c2")(h)
+    h = layers.BatchNormalization(name="c2_bn")(h)
+    h = layers.ReLU()(h)
+    h = layers.MaxPooling2D()(h)
+    h = layers.Conv2D(64, 3, padding="same", activation="relu", name="c3")(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(i, layers.Dense(10, activation="softmax", name="probs")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def teacher_file(teacher, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "digits.keras"
+    teacher.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_file(digits, tmp_path_factory):
+    x, y = digits
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=x[:600], y=y[:600])
+    return path
+
+
+def test_distillation_improves_over_no_fine_tuning(teacher, digits):
+    x, y = digits
+    pruned, report = leangraph.prune(teacher, x, y, target_macs=0.25, epochs=4, progress=False)
+    assert report.macs_ratio <= 0.25
+    assert report.accuracy_before > 0.8
+    # cutting three quarters of the MACs costs a lot before fine-tuning ...
+    assert report.accuracy_unfinetuned < report.accuracy_before - 0.2
+    # ... and distillation wins most of it back
+    assert report.accuracy_after > report.accuracy_unfinetuned + 0.2
+    assert report.n_held_out == round(0.15 * len(x))
+    assert pruned.count_params() < teacher.count_params()
+    assert abs(D.score(pruned, x, y) - report.accuracy_after) < 0.1
+
+
+def test_distillation_without_labels_learns_from_the_teacher(teacher, digits):
+    x, _ = digits
+    _, report = leangraph.prune(teacher, x[:800], None, target_macs=0.3, epochs=3, alpha=0.5,
+                                criterion="fpgm", progress=False)
+    assert not report.labels
+    assert report.accuracy_before == 1.0  # agreement of the original with itself
+    assert report.accuracy_after > report.accuracy_unfinetuned + 0.1
+
+
+def test_time_budget_stops_fine_tuning(teacher, digits):
+    x, y = digits
+    _, report = leangraph.prune(teacher, x, y, target_macs=0.5, epochs=50, seconds=0.5,
+                                progress=False)
+    assert "time budget" in report.distill["stopped"]
+    assert report.distill["epochs"] < 50
+
+
+def test_report_lists_unsupported_layers(digits):
+    x, y = digits
+    i = keras.Input((8, 8, 1))
+    a = layers.Conv2D(16, 3, padding="same", name="a")(i)
+    r = layers.Reshape((8, 8, 16), name="reshape")(a)
+    b = layers.Conv2D(16, 3, padding="same", activation="relu", name="b")(r)
+    model = keras.Model(i, layers.Dense(10, activation="softmax", name="head")(
+        layers.GlobalAveragePooling2D()(b)))
+    pruned, report = leangraph.prune(model, x[:200], y[:200], target_macs=0.8, epochs=0,
+                                     progress=False)
+    assert pruned.get_layer("a").filters == 16
+    assert pruned.get_layer("b").filters < 16
+    assert [u[0] for u in report.unsupported] == ["reshape"]
+    assert "`reshape` (Reshape)" in report.to_markdown()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"target_macs": 1.5}, "target_macs must be in (0, 1)"),
+    ({"target_macs": 0.0}, "target_macs must be in (0, 1)"),
+    ({"max_accuracy_drop": -1.0}, "max_accuracy_drop must be in"),
+    ({}, "exactly one of"),
+    ({"target_macs": 0.5, "criterion": "l3"}, "unknown criterion"),
+    ({"target_macs": 0.5, "temperature": 0.0}, "temperature must be > 0"),
+    ({"target_macs": 0.001}, "out of reach"),
+])
+def test_bad_arguments(teacher, digits, kwargs, message):
+    x, y = digits
+    with pytest.raises(leangraph.PruneError, match=re.escape(message)):
+        leangraph.prune(teacher, x[:100], y[:100], epochs=0, progress=False, **kwargs)
+
+
+def test_bad_data(teacher, digits):
+    x, y = digits
+    with pytest.raises(leangraph.PruneError, match=r"shape \(8, 8, 3\) but the model takes"):
+        leangraph.prune(teacher, np.repeat(x[:50], 3, axis=-1), y[:50], target_macs=0.5)
+    with pytest.raises(leangraph.PruneError, match="span classes 0..11 but the model outputs 10"):
+        leangraph.prune(teacher, x[:50], np.arange(50) % 12, target_macs=0.5)
+    with pytest.raises(leangraph.PruneError, match=r"labels y have shape \(49,\)"):
+        leangraph.prune(teacher, x[:50], y[:49], target_macs=0.5)
+
+
+def test_nothing_prunable_is_an_error(digits):
+    x, y = digits
+    i = keras.Input((8, 8, 1))
+    out = layers.Dense(10, activation="softmax")(layers.Flatten()(i))
+    with pytest.raises(leangraph.PruneError, match="nothing to prune"):
+        leangraph.prune(keras.Model(i, out), x[:50], y[:50], target_macs=0.5)
+
+
+def test_cli_writes_model_and_report(teacher_file, data_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["prune", str(teacher_file), "--data", str(data_file), "--target-macs", "0.5",
+               "--epochs", "2", "-o", str(out)])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["pruned.keras", "report.json", "report.md"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["macs_ratio"] <= 0.5
+    assert report["n_held_out"] == 90
+    model = keras.models.load_model(out / "pruned.keras")
+    assert G.ChannelGraph(model).macs() == report["macs_after"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+    assert "MACs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target-macs", "1.5"], "target_macs must be in (0, 1)"),
+    (["--target-macs", "0.5", "--bad-y"], "span classes"),
+    (["--target-macs", "0.5", "--bad-x"], "but the model takes"),
+])
+def test_cli_bad_input_writes_nothing(teacher_file, digits, tmp_path, capsys, args, message):
+    x, y = digits
+    x, y = x[:100], y[:100]
+    if "--bad-y" in args:
+        y = y + 5
+    if "--bad-x" in args:
+        x = x[:, :4]
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=y)
+    args = [a for a in args if not a.startswith("--bad")]
+    out = tmp_path / "out"
+    rc = main(["prune", str(teacher_file), "--data", str(data), "-o", str(out), *args])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
