@@ -129,8 +129,18 @@ PYBIND11_MODULE(_native, m) {
       PyObject* text = PyUnicode_DecodeUTF8(
           message.data(), static_cast<Py_ssize_t>(message.size()), "backslashreplace");
       if (text == nullptr) return;
-      PyErr_SetObject(type.ptr(), text);
+      PyObject* error = PyObject_CallOneArg(type.ptr(), text);
       Py_DECREF(text);
+      if (error == nullptr) return;
+      PyObject* code = PyLong_FromLong(e.code());
+      if (code == nullptr || PyObject_SetAttrString(error, "code", code) != 0) {
+        Py_XDECREF(code);
+        Py_DECREF(error);
+        return;
+      }
+      Py_DECREF(code);
+      PyErr_SetObject(type.ptr(), error);
+      Py_DECREF(error);
     }
   });
 

@@ -26,11 +26,16 @@ inline absl::Status AsGraphError(absl::Status status) {
 class StatusError : public std::runtime_error {
  public:
   StatusError(const absl::Status& status, ErrorKind kind)
-      : std::runtime_error(std::string(status.message())), kind_(kind) {}
+      : std::runtime_error(std::string(status.message())),
+        kind_(kind),
+        code_(static_cast<int>(status.code())) {}
   ErrorKind kind() const { return kind_; }
+  // absl::StatusCode as an int; Python keeps it as the exception's `.code`.
+  int code() const { return code_; }
 
  private:
   ErrorKind kind_;
+  int code_;
 };
 
 inline void ThrowIfError(const absl::Status& status, ErrorKind kind) {

@@ -224,7 +224,7 @@ def test_input_shapes(multi_io, multi_io_feeds):
         leangraph.freeze(multi_io, input_shapes={"image": (1, 9, 8, 3)})
     with pytest.raises(leangraph.FreezeError, match="dict"):
         leangraph.freeze(multi_io, input_shapes=(1, 8, 8, 3))
-    with pytest.raises(leangraph.FreezeError, match="batch_size"):
+    with pytest.raises(leangraph.UsageError, match="batch_size"):
         leangraph.freeze(multi_io, batch_size=0)
 
 
@@ -416,8 +416,8 @@ def test_bad_inputs(tmp_path, multi_io):
     with pytest.raises(leangraph.FreezeError, match="is not a model"):
         leangraph.freeze(tmp_path / "notes.keras")
     graphs.save_graph(graph_builders.conv_bn_graph(), tmp_path / "graph.pb")
-    with pytest.raises(leangraph.FreezeError, match="frozen GraphDef already"):
-        leangraph.freeze(tmp_path / "graph.pb")
+    with pytest.raises(leangraph.FreezeError, match="a frozen GraphDef, not a Keras file"):
+        leangraph.load_keras(tmp_path / "graph.pb")
     (tmp_path / "empty").mkdir()
     with pytest.raises(leangraph.FreezeError, match="not a SavedModel"):
         leangraph.freeze(tmp_path / "empty")

@@ -24,12 +24,14 @@ from leangraph.errors import (  # noqa: E402
     PruneError,
     TransformError,
     UnsafeModelError,
+    UsageError,
     VersionError,
 )
 from leangraph.execute import run  # noqa: E402
 from leangraph.freeze import FrozenGraph, TensorInfo, freeze, load_keras  # noqa: E402
 from leangraph.graphs import load_graph, save_graph  # noqa: E402
 from leangraph.optimize import OptimizeReport, optimize  # noqa: E402
+from leangraph.pipeline.model import Model, load_model  # noqa: E402
 from leangraph.precision import EvalResult, evaluate  # noqa: E402
 from leangraph.recipes import RECIPES, recipe  # noqa: E402
 from leangraph.safety import find_unsafe_ops, require_safe  # noqa: E402
@@ -85,6 +87,9 @@ __all__ = [
     "tune",
     "TuneResult",
     "UnsafeModelError",
+    "UsageError",
+    "load_model",
+    "Model",
     "VersionError",
     "__version__",
 ]

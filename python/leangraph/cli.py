@@ -3,6 +3,7 @@ defines `add_parser(subparsers)`, which registers itself and sets `func(args) ->
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -18,11 +19,36 @@ def build_parser():
         description="Freeze, rewrite, verify and time TensorFlow graphs for fast CPU inference.",
     )
     parser.add_argument("--version", action="version", version=f"leangraph {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's own log lines (hidden unless TF_CPP_MIN_LOG_LEVEL "
+                             "is set)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"leangraph.commands.{info.name}")
         module.add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        if "--verbose" not in sub._option_string_actions:
+            # SUPPRESS: an unset sub-command flag must not reset `leangraph --verbose CMD`.
+            sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="show TensorFlow's own log lines")
     return parser
+
+
+def _quiet_tensorflow(verbose):
+    """Keeps TF's C++ INFO/WARNING lines (the oneDNN notice, "Applying quantize_weights",
+    ...) out of the command's own output, unless asked for; must run before TF loads."""
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    # TF's Python logger prints deprecation notices from TF's own v1 loader.
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def main(argv=None):
@@ -31,10 +57,16 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _quiet_tensorflow(getattr(args, "verbose", False))
     try:
         return args.func(args) or 0
     except LeangraphError as exc:
-        print(f"leangraph {args.command}: error: {exc}", file=sys.stderr)
+        print(f"leangraph {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except (TypeError, ValueError, OSError) as exc:
+        # Bad input that reached a library check before ours: still one line, no traceback.
+        print(f"leangraph {args.command}: error: {type(exc).__name__}: {_one_line(exc)}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"leangraph {args.command}: interrupted", file=sys.stderr)

@@ -2,15 +2,25 @@
 
 
 class LeangraphError(Exception):
-    """Base class of every error leangraph raises on purpose."""
+    """Base class of every error leangraph raises on purpose.
+
+    code: the native status code (absl::StatusCode, as an int) when the error
+    came from the C++ core, else None.
+    """
+
+    code = None
+
+
+class UsageError(LeangraphError, ValueError):
+    """An argument is out of range or does not fit the others (runs=0, an unknown name, ...)."""
 
 
 class TransformError(LeangraphError, ValueError):
-    """A graph or transform string was refused, or a transform failed."""
+    """A transform string was refused, or a transform failed."""
 
 
-class GraphError(TransformError):
-    """The graph itself is malformed, or is not what the operation needs."""
+class GraphError(LeangraphError, ValueError):
+    """The graph itself is malformed, unsafe, or not what the operation needs."""
 
 
 class BenchmarkError(LeangraphError, RuntimeError):

@@ -13,11 +13,11 @@ nothing the outputs do not need.
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from leangraph import graphs
-from leangraph.errors import FreezeError, UnsafeModelError
+from leangraph.errors import FreezeError, UnsafeModelError, UsageError
 
 # Ops that must not survive a freeze: they need a session with initialized state.
 _STATEFUL_RESOURCE_OPS = {
@@ -76,6 +76,9 @@ class FrozenGraph:
     inputs: list
     outputs: list
     keras_model: object = None
+    #: where it came from: "keras", "savedmodel", "savedmodel-v1", "graph" or "function"
+    source: str = "keras"
+    notes: list = field(default_factory=list)
 
     def save(self, path, as_text=None):
         """Writes the GraphDef atomically (text for .pbtxt) and returns the Path."""
@@ -180,13 +183,10 @@ def _file_kind(path):
     if path.name in _SAVED_MODEL_FILES:
         raise FreezeError(f"{path} is part of a SavedModel; pass its directory, {path.parent}")
     if path.suffix in _GRAPH_SUFFIXES:
-        raise FreezeError(
-            f"{path} is not a Keras model; if it is a frozen GraphDef already, "
-            "use it directly (leangraph.load_graph, `leangraph summarize`)"
-        )
+        return "graph"
     raise FreezeError(
         f"{path} is not a model: expected a .keras archive, a full-model .h5, an "
-        "architecture .json (with weights) or a SavedModel directory"
+        "architecture .json (with weights), a SavedModel directory or a frozen .pb/.pbtxt"
     )
 
 
@@ -274,9 +274,11 @@ def load_keras(path_or_model, unsafe=False, weights=None):
             f"expected a keras.Model or a path, got {type(path_or_model).__name__}"
         )
     kind = _file_kind(path_or_model)
-    if kind == "savedmodel":
+    if kind in ("savedmodel", "graph"):
+        what = "a SavedModel" if kind == "savedmodel" else "a frozen GraphDef"
         raise FreezeError(
-            f"{path_or_model} is a SavedModel, not a Keras file; use leangraph.freeze()"
+            f"{path_or_model} is {what}, not a Keras file; use leangraph.freeze() or "
+            "leangraph.load_model()"
         )
     return _load_keras_file(Path(path_or_model), kind, weights, unsafe)
 
@@ -366,7 +368,7 @@ def _check_batch_size(batch_size):
     if batch_size is None:
         return None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise FreezeError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        raise UsageError(f"batch_size must be a positive int or None, got {batch_size!r}")
     return batch_size
 
 
@@ -537,35 +539,110 @@ def _trace_function(fn, input_shapes):
     return concrete
 
 
-def _saved_model_function(path, signature):
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as exc:
-        raise FreezeError(
-            f"cannot load the SavedModel {path}: {type(exc).__name__}: {exc}"
-        ) from None
-    available = sorted(loaded.signatures.keys())
+def _pick_signature(path, available, signature):
+    available = sorted(available)
     if signature is None:
         if "serving_default" in available:
-            signature = "serving_default"
-        elif len(available) == 1:
-            signature = available[0]
-        elif not available:
+            return "serving_default"
+        if len(available) == 1:
+            return available[0]
+        if not available:
             raise FreezeError(f"the SavedModel {path} has no signatures to freeze")
-        else:
-            raise FreezeError(
-                f"the SavedModel {path} has no serving_default signature; choose one with "
-                f"signature=: {', '.join(available)}"
-            )
+        raise FreezeError(
+            f"the SavedModel {path} has no serving_default signature; choose one with "
+            f"signature=: {', '.join(available)}"
+        )
     if signature not in available:
         raise FreezeError(
             f"the SavedModel {path} has no signature '{signature}'; available: "
             f"{', '.join(available) or '(none)'}"
         )
+    return signature
+
+
+def _saved_model_function(path, signature):
+    """(ConcreteFunction, the loaded object) through TF 2's object-graph loader."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    signature = _pick_signature(path, loaded.signatures.keys(), signature)
     # Keep the loaded object alive: the function's captured variables belong to it.
     return loaded.signatures[signature], loaded
+
+
+def _saved_model_v1(path, signature):
+    """(frozen GraphDef, [(placeholder, name)], [(tensor, name, dtype enum)]) by TF's v1 loader.
+
+    TF 2's object-graph loader has to rebuild every saved Python object, and
+    fails on some it cannot (a Keras 2 optimizer's slots without tf-keras
+    installed). The v1 loader restores only the graph and the variables,
+    which is all inference needs; the signature names the tensors.
+    """
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        try:
+            meta = tf.compat.v1.saved_model.loader.load(
+                session, [tf.saved_model.SERVING], str(path))
+        except Exception as exc:  # TF raises many types on a bad SavedModel
+            raise FreezeError(
+                f"cannot load the SavedModel {path}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+        available = [k for k in meta.signature_def if not k.startswith("__")]
+        sig = meta.signature_def[_pick_signature(path, available, signature)]
+        inputs = [(sig.inputs[k].name, k) for k in sorted(sig.inputs)]
+        outputs = [(sig.outputs[k].name, k, sig.outputs[k].dtype) for k in sorted(sig.outputs)]
+        from tensorflow.python.framework import convert_to_constants
+
+        try:
+            graph_def = convert_to_constants.convert_variables_to_constants_from_session_graph(
+                session, graph.as_graph_def(), [graphs.node_name(t) for t, _, _ in outputs])
+        except Exception as exc:
+            raise FreezeError(
+                f"converting the SavedModel's variables to constants failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    placeholders = [(graphs.node_name(t), _valid_node_name(k, "input")) for t, k in inputs]
+    return graph_def, placeholders, outputs
+
+
+_CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def _inline_calls(graph_def, input_names, output_names):
+    """The graph with every function call inlined, cleaned again.
+
+    A SavedModel's graph calls its model through StatefulPartitionedCall;
+    the transforms match patterns inside one graph, so a call hides everything
+    from them. TF's inline_partitionedcall transform leaves these calls alone;
+    Grappler's function inlining, as TF's freezer runs it with aggressive
+    inlining, does not.
+    """
+    if not any(n.op in _CALL_OPS for n in graph_def.node):
+        return graph_def
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants as ctc
+
+    def imported():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+
+    try:
+        wrapped = tf.compat.v1.wrap_function(imported, [])
+        pruned = wrapped.prune(
+            [wrapped.graph.get_tensor_by_name(n + ":0") for n in input_names],
+            [wrapped.graph.get_tensor_by_name(n + ":0") for n in output_names])
+        data = ctc._FunctionConverterDataInEager(func=pruned, lower_control_flow=True,
+                                                 aggressive_inlining=True)
+        inlined, _ = ctc._replace_variables_by_constants(converter_data=data)
+    except Exception as exc:  # noqa: BLE001 - TF raises many types here
+        raise FreezeError(
+            f"inlining the model's function calls failed: {type(exc).__name__}: {exc}"
+        ) from None
+    return _clean(inlined, [(t.op.name, n) for t, n in zip(pruned.inputs, input_names)],
+                  [(t.name, n, t.dtype.as_datatype_enum)
+                   for t, n in zip(pruned.outputs, output_names)], {})
 
 
 def _convert(concrete):
@@ -883,11 +960,22 @@ def _resolve(model, weights, signature, unsafe):
         if kind == "savedmodel":
             if weights is not None:
                 raise FreezeError("weights= applies to a Keras architecture, not a SavedModel")
-            concrete, loaded = _saved_model_function(model, signature)
+            try:
+                concrete, loaded = _saved_model_function(model, signature)
+            except FreezeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of the object-graph load
+                return "savedmodel-v1", f"{type(exc).__name__}: {exc}", None, None
             return "concrete", concrete, None, loaded
+        if kind == "graph":
+            if weights is not None:
+                raise FreezeError("weights= applies to a Keras architecture, not a frozen graph")
+            return "graph", graphs.load_graph(model), None, None
         return "keras", None, _load_keras_file(Path(model), kind, weights, unsafe), None
     if signature is not None:
         raise FreezeError("signature= applies to a SavedModel directory only")
+    if hasattr(model, "SerializeToString") and hasattr(model, "node"):
+        return "graph", graphs.load_graph(model), None, None
     try:
         import keras
 
@@ -905,8 +993,9 @@ def _resolve(model, weights, signature, unsafe):
             return "concrete", model.get_concrete_function(), None, None
         return "function", model, None, None
     raise TypeError(
-        "freeze() takes a keras.Model, a path (.keras, .h5, .json, SavedModel directory), "
-        f"an (arch.json, weights.h5) tuple, a tf.function or a ConcreteFunction; got "
+        "freeze() takes a keras.Model, a path (.keras, .h5, .json, SavedModel directory, "
+        ".pb/.pbtxt), an (arch.json, weights.h5) tuple, a GraphDef, a tf.function or a "
+        "ConcreteFunction; got "
         f"{type(model).__name__}"
     )
 
@@ -936,6 +1025,10 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
     """
     batch_size = _check_batch_size(batch_size)
     kind, function, keras_model, keep_alive = _resolve(model, weights, signature, unsafe)
+    if kind == "graph":
+        return _freeze_graph(function, input_shapes, batch_size, output_names)
+    if kind == "savedmodel-v1":
+        return _freeze_v1(model, signature, function, input_shapes, batch_size, output_names)
     if kind == "keras":
         concrete = _trace_keras(keras_model, input_shapes, batch_size)
     elif kind == "function":
@@ -949,6 +1042,8 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
         raise FreezeError(
             f"converting variables to constants failed: {type(exc).__name__}: {exc}"
         ) from None
+    source = "keras" if kind == "keras" else "savedmodel" if keep_alive is not None \
+        else "function"
     del keep_alive
     placeholders = [t.op.name for t in input_tensors]
 
@@ -984,7 +1079,72 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
         inputs=infos[: len(in_names)],
         outputs=infos[len(in_names):],
         keras_model=keras_model,
+        source=source,
     )
+
+
+def _pin_placeholders(graph_def, names, input_shapes, batch_size):
+    """{placeholder: shape} to pin: input_shapes as given, else the batch filled in."""
+    shapes = _tensor_infos(graph_def, names)
+    overrides = _normalize_input_shapes(input_shapes, names)
+    pinned = {}
+    for info in shapes:
+        shape = _merge_shape(info.shape, overrides.get(info.name), batch_size, info.name) \
+            if info.shape is not None or info.name in overrides else None
+        if shape is not None and shape != info.shape:
+            pinned[info.name] = shape
+    return pinned
+
+
+def _set_shapes(graph_def, pinned):
+    for node in graph_def.node:
+        if node.name in pinned:
+            proto = node.attr["shape"].shape
+            proto.Clear()
+            for dim in pinned[node.name]:
+                proto.dim.add().size = -1 if dim is None else dim
+
+
+def _freeze_graph(graph_def, input_shapes, batch_size, output_names):
+    """A frozen GraphDef as given: its Placeholders are the inputs, its sinks the outputs
+    (or output_names, which here select nodes rather than rename them)."""
+    in_names = graphs.default_inputs(graph_def)
+    if output_names is None:
+        out_names = graphs.default_outputs(graph_def)
+    else:
+        out_names = [n.strip() for n in (output_names.split(",") if isinstance(output_names, str)
+                                         else output_names) if str(n).strip()]
+        present = {n.name for n in graph_def.node}
+        missing = [n for n in out_names if graphs.node_name(n) not in present]
+        if missing:
+            raise FreezeError(f"output_names: not nodes of the graph: {', '.join(missing)}")
+    if not out_names:
+        raise FreezeError("the graph has no outputs (no node that nothing consumes)")
+    _set_shapes(graph_def, _pin_placeholders(graph_def, in_names, input_shapes, batch_size))
+    infos = _tensor_infos(graph_def, in_names + out_names)
+    return FrozenGraph(graph_def=graph_def, inputs=infos[:len(in_names)],
+                       outputs=infos[len(in_names):], source="graph")
+
+
+def _freeze_v1(path, signature, why, input_shapes, batch_size, output_names):
+    graph_def, placeholders, outputs = _saved_model_v1(path, signature)
+    in_names = _unique([name for _, name in placeholders])
+    placeholders = [(p, n) for (p, _), n in zip(placeholders, in_names)]
+    default_names = [_valid_node_name(k, f"output_{i}") for i, (_, k, _) in enumerate(outputs)]
+    out_names = _output_names(output_names, default_names, in_names, len(outputs))
+    shapes = _pin_placeholders(graph_def, [p for p, _ in placeholders],
+                               {p: input_shapes[n] for p, n in placeholders
+                                if isinstance(input_shapes, dict) and n in input_shapes}
+                               if isinstance(input_shapes, dict) else input_shapes, batch_size)
+    cleaned = _clean(graph_def, placeholders,
+                     [(t, n, d) for (t, _, d), n in zip(outputs, out_names)], shapes)
+    cleaned = _inline_calls(cleaned, in_names, out_names)
+    _check_clean(cleaned)
+    infos = _tensor_infos(cleaned, in_names + out_names)
+    return FrozenGraph(graph_def=cleaned, inputs=infos[:len(in_names)],
+                       outputs=infos[len(in_names):], source="savedmodel-v1",
+                       notes=[f"TF's object-graph loader failed ({why[:200]}); loaded with "
+                              "TF's v1 loader and the signature's tensor names instead"])
 
 
 def _output_names(given, default_names, in_names, count):

@@ -28,13 +28,14 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from leangraph import graphs
 from leangraph import images as image_inputs
-from leangraph.errors import BenchmarkError, LeangraphError, TransformError
+from leangraph.errors import BenchmarkError, GraphError, LeangraphError, TransformError, UsageError
 from leangraph.precision import restore_degenerate_ranges
 from leangraph.report import (
     PASSED,
@@ -55,6 +56,9 @@ DEFAULT_IMAGES = 100
 #: bf16 and 8-bit-weight variants must agree with Keras' top-1 class this often.
 MIN_TOP1_AGREEMENT = 0.99
 PRECISION_CHOICES = ("fp32", "bf16")
+# TF's quantize_weights leaves Dequantize without its defaulted `narrow_range`,
+# which the timer's graph check refuses; the last step writes the defaults out.
+QUANTIZE_WEIGHTS = "quantize_weights add_default_attributes"
 ARTIFACTS = ("optimized.pb", "optimized_savedmodel", "report.md", "report.json", "latency.png")
 # Keras runs the verification inputs in batches this small: a big model's activations
 # for a batch of 16 at 299x299 take gigabytes.
@@ -69,29 +73,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
-
-
-# ---------------------------------------------------------------------------
-# the pieces optimize() builds on, imported lazily so a missing one is named
-# ---------------------------------------------------------------------------
-
-def _require(module, names, what):
-    import importlib
-
-    try:
-        mod = importlib.import_module(f"leangraph.{module}")
-    except ImportError as exc:
-        raise LeangraphError(
-            f"leangraph optimize needs {what} (leangraph.{module}), which this installation "
-            f"lacks: {exc}"
-        ) from None
-    missing = [n for n in names if not hasattr(mod, n)]
-    if missing:
-        raise LeangraphError(
-            f"leangraph optimize needs {', '.join(missing)} from leangraph.{module} ({what}); "
-            "this installation lacks them"
-        )
-    return mod
 
 
 # ---------------------------------------------------------------------------
@@ -234,9 +215,9 @@ def _signals_deferred():
 def _check_outdir(outdir, model_path):
     """Refuses an OUTDIR that would overwrite the input model (or is not a folder)."""
     if model_path is not None and graphs.same_file(outdir, model_path):
-        raise LeangraphError(f"OUTDIR {outdir} is the input model; refusing to overwrite it")
+        raise UsageError(f"OUTDIR {outdir} is the input model; refusing to overwrite it")
     if outdir.exists() and not outdir.is_dir():
-        raise LeangraphError(f"OUTDIR {outdir} exists and is not a directory")
+        raise UsageError(f"OUTDIR {outdir} exists and is not a directory")
     if model_path is None:
         return
     model_path = Path(model_path)
@@ -244,7 +225,7 @@ def _check_outdir(outdir, model_path):
     for name in ARTIFACTS:
         target = (outdir / name).resolve()
         if target == resolved_model or target in resolved_model.parents:
-            raise LeangraphError(
+            raise UsageError(
                 f"writing {outdir / name} would overwrite the input model {model_path}; "
                 "choose another OUTDIR"
             )
@@ -333,14 +314,14 @@ def compare_outputs(outputs, reference):
     scores, None if none does.
     """
     if len(outputs) != len(reference):
-        raise LeangraphError(f"{len(outputs)} outputs, but the reference has {len(reference)}")
+        raise GraphError(f"{len(outputs)} outputs, but the reference has {len(reference)}")
     max_abs = max_rel = 0.0
     agreement = None
     for out, ref in zip(outputs, reference):
         out = np.asarray(out, dtype=np.float64)
         ref = np.asarray(ref, dtype=np.float64)
         if out.shape != ref.shape:
-            raise LeangraphError(f"an output has shape {out.shape}, the reference's {ref.shape}")
+            raise GraphError(f"an output has shape {out.shape}, the reference's {ref.shape}")
         diff = np.abs(out - ref)
         if diff.size and not np.all(np.isfinite(diff)):
             abs_o = rel_o = float("inf")
@@ -372,23 +353,36 @@ def top1_margin(reference):
     return None
 
 
+def gate_failure(gate, precision, max_rel_diff, top1_agreement, tolerance):
+    """Why outputs fail a gate ("fp32": within `tolerance`; "top1": top-1 agreement), or None.
+
+    The one definition of the gates: every variant is verified with it, and so
+    is the SavedModel exported from the chosen one.
+    """
+    if max_rel_diff == float("inf"):
+        return "outputs contain NaN or Inf where the reference's outputs are finite"
+    if gate == "fp32":
+        if not max_rel_diff <= tolerance:
+            return (f"max relative difference {max_rel_diff:.3g} exceeds the tolerance "
+                    f"{tolerance:g}")
+        return None
+    if top1_agreement is None:
+        return ("top-1 agreement is undefined (no output holds class scores), and "
+                f"{precision} changes numbers on purpose")
+    if not top1_agreement >= MIN_TOP1_AGREEMENT:
+        return (f"top-1 agreement {100 * top1_agreement:.1f} % is below "
+                f"{100 * MIN_TOP1_AGREEMENT:.0f} %")
+    return None
+
+
 def _gate(variant, tolerance):
     """Applies the verification gate to a variant with measured differences."""
     if variant.status == SKIPPED:
         return
-    if variant.max_rel_diff == float("inf"):
-        variant.fail("outputs contain NaN or Inf where Keras' outputs are finite")
-    elif variant.gate == "fp32":
-        if not variant.max_rel_diff <= tolerance:
-            variant.fail(f"max relative difference {variant.max_rel_diff:.3g} exceeds the "
-                         f"tolerance {tolerance:g}")
-    else:
-        if variant.top1_agreement is None:
-            variant.fail("top-1 agreement is undefined (no output holds class scores), and "
-                         f"{variant.precision} changes numbers on purpose")
-        elif not variant.top1_agreement >= MIN_TOP1_AGREEMENT:
-            variant.fail(f"top-1 agreement {100 * variant.top1_agreement:.1f} % is below "
-                         f"{100 * MIN_TOP1_AGREEMENT:.0f} %")
+    reason = gate_failure(variant.gate, variant.precision, variant.max_rel_diff,
+                          variant.top1_agreement, tolerance)
+    if reason:
+        variant.fail(reason)
 
 
 def _as_list(outputs, names):
@@ -430,17 +424,17 @@ def parse_cpus(cpus):
                 else:
                     ids.append(int(part))
             except ValueError:
-                raise LeangraphError(
+                raise UsageError(
                     f"--cpus: '{part}' is not a CPU id or range like 0-3") from None
     else:
         ids = [int(c) for c in cpus]
     if not ids:
-        raise LeangraphError("--cpus names no CPU")
+        raise UsageError("--cpus names no CPU")
     available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     if available is not None:
         unknown = sorted(set(ids) - set(available))
         if unknown:
-            raise LeangraphError(
+            raise UsageError(
                 f"--cpus: CPU {', '.join(map(str, unknown))} is not available to this process "
                 f"(available: {', '.join(map(str, available))})"
             )
@@ -453,7 +447,7 @@ def _parse_precisions(precisions):
     chosen = [str(p).strip().lower() for p in precisions if str(p).strip()]
     unknown = [p for p in chosen if p not in PRECISION_CHOICES]
     if unknown or not chosen:
-        raise LeangraphError(
+        raise UsageError(
             f"--precision: unknown precision {', '.join(unknown) or '(none given)'}; "
             f"choose from {', '.join(PRECISION_CHOICES)}"
         )
@@ -462,7 +456,7 @@ def _parse_precisions(precisions):
 
 def _positive_int(value, what):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise LeangraphError(f"{what} must be a positive integer, got {value!r}")
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -539,37 +533,75 @@ def export_savedmodel(graph_def, input_names, output_names, path):
     return Path(path)
 
 
-def _check_savedmodel(path, input_names, output_names, examples, expected, tolerance):
-    """Loads the written SavedModel and checks it reproduces the graph's outputs."""
+def savedmodel_outputs(path, input_names, output_names, examples):
+    """The `serving_default` outputs of a written SavedModel on every example, batch 1."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
     fn = loaded.signatures["serving_default"]
-    count = min(len(examples[0]), 4)
     got = [[] for _ in output_names]
-    for i in range(count):
+    for i in range(len(examples[0])):
         kwargs = {graphs.node_name(n): tf.constant(x[i:i + 1])
                   for n, x in zip(input_names, examples)}
         result = fn(**kwargs)
         for slot, name in zip(got, output_names):
             slot.append(result[graphs.node_name(name)].numpy())
-    outputs = [np.concatenate(g) for g in got]
-    _, rel, _ = compare_outputs(outputs, [e[:count] for e in expected])
-    if not rel <= tolerance:
-        raise LeangraphError(
-            f"the exported SavedModel does not reproduce the graph's outputs "
-            f"(max relative difference {rel:.3g})"
-        )
-    return rel
+    return [np.concatenate(g) for g in got]
+
+
+def _check_savedmodel(path, variant, input_names, output_names, examples, reference, tolerance):
+    """Why the written SavedModel fails the variant's own gate against the reference, or None.
+
+    Graph and SavedModel run the same ops through different executors, so a
+    bf16 graph's SavedModel differs from the graph by bf16 rounding: held to
+    the fp32 tolerance it would fail although it is exactly as good.
+    """
+    outputs = savedmodel_outputs(path, input_names, output_names, examples)
+    _, rel, top1 = compare_outputs(outputs, reference)
+    reason = gate_failure(variant.gate, variant.precision, rel, top1, tolerance)
+    if reason:
+        return f"its exported SavedModel fails the {variant.gate} gate: {reason}"
+    return None
+
+
+def _write_result(staging, ranked, examples, reference, input_names, output_names, tolerance,
+                  notes, prog):
+    """Writes optimized.pb and optimized_savedmodel/ of the first ranked variant whose
+    SavedModel passes its gate; returns that variant, or None.
+
+    A candidate that fails this late check is marked FAILED and the next one
+    is tried, so one exporter difference never leaves the run without a result.
+    """
+    for v in ranked:
+        for name in ("optimized.pb", "optimized_savedmodel"):
+            target = staging / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        prog.item(f"optimized.pb, optimized_savedmodel/ ({v.name})")
+        # Plain writes: the staging folder is private, and the move into OUTDIR is atomic.
+        (staging / "optimized.pb").write_bytes(v.graph_def)
+        export_savedmodel(v.graph_def, input_names, output_names, staging / "optimized_savedmodel")
+        reason = _check_savedmodel(staging / "optimized_savedmodel", v, input_names, output_names,
+                                   examples, reference, tolerance)
+        if reason is None:
+            return v
+        v.fail(reason)
+        nxt = ranked[ranked.index(v) + 1].name if v is not ranked[-1] else None
+        notes.append(f"{v.name} was the fastest passing variant, but {reason}; "
+                     + (f"falling back to {nxt}" if nxt else "no other variant is left"))
+    return None
 
 
 # ---------------------------------------------------------------------------
 # the pipeline
 # ---------------------------------------------------------------------------
 
-def _load_model(model, unsafe, progress):
-    """(keras model, label, model path or None)."""
-    freeze_mod = _require("freeze", ["load_keras", "freeze"], "the freezer (issue 5)")
+def _load_model(model, unsafe, progress, signature=None):
+    """A pipeline.model.Model for any form; None means the embedded default."""
+    from leangraph.pipeline.model import Model, load_model
+
     if model is None:
         import keras
 
@@ -579,14 +611,11 @@ def _load_model(model, unsafe, progress):
                       f"{DEFAULT_MODEL_SIZE}×{DEFAULT_MODEL_SIZE}×3, seeded random weights")
         km = keras.applications.Xception(weights=None,
                                          input_shape=(DEFAULT_MODEL_SIZE, DEFAULT_MODEL_SIZE, 3))
-        return km, f"Keras Xception ({DEFAULT_MODEL_SIZE}×{DEFAULT_MODEL_SIZE}, weights=None)", None
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.exists():
-            raise LeangraphError(f"model not found: {path}")
-        km = freeze_mod.load_keras(path, unsafe=unsafe)
-        return km, str(path), path
-    return freeze_mod.load_keras(model, unsafe=unsafe), getattr(model, "name", "Keras model"), None
+        loaded = load_model(km, batch_size=1)
+        return Model(frozen=loaded.frozen, keras_model=km,
+                     label=f"Keras Xception ({DEFAULT_MODEL_SIZE}×{DEFAULT_MODEL_SIZE}, "
+                           "weights=None)")
+    return load_model(model, unsafe=unsafe, signature=signature, batch_size=1)
 
 
 def _describe_inputs(frozen):
@@ -607,7 +636,7 @@ def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress,
                          "[-1, 1] (tf mode); pass --preprocess NAME to choose")
     if image_dir is not None:
         if len(frozen.inputs) != 1:
-            raise LeangraphError(
+            raise UsageError(
                 f"--image-dir needs a model with one image input; this one has "
                 f"{len(frozen.inputs)} ({_describe_inputs(frozen)})"
             )
@@ -640,32 +669,16 @@ def _failed_variant(name, description, reason, **kwargs):
     return v
 
 
-def _with_default_attrs(graph_def):
-    """The GraphDef with every op's default attributes written out.
-
-    TF's quantize_weights emits Dequantize nodes without `narrow_range`;
-    importing into a tf.Graph fills in defaults, so the graph checks (which
-    refuse missing attributes that TF code reads unchecked) accept it.
-    """
-    import tensorflow as tf
-
-    tf_graph = tf.Graph()
-    with tf_graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    return tf_graph.as_graph_def()
-
-
-def _transform_variant(name, description, base_bytes, transforms, ends, fill_defaults=False,
-                       post=None, **kwargs):
+def _transform_variant(name, description, base_bytes, transforms, ends, post=None,
+                       allow_io_ops=False, **kwargs):
     from leangraph.transform import transform
 
     try:
-        result = transform(base_bytes, transforms, inputs=ends[0], outputs=ends[1])
+        result = transform(base_bytes, transforms, inputs=ends[0], outputs=ends[1],
+                           allow_io_ops=allow_io_ops)
         if post is not None:
             result = post(graphs.load_graph(base_bytes), result)
-        if fill_defaults:
-            result = _with_default_attrs(result)
-    except (TransformError, ValueError) as exc:
+    except (TransformError, GraphError, ValueError) as exc:
         return _failed_variant(name, description, f"transform failed: {exc}",
                                transform=transforms, **kwargs)
     return _graph_variant(name, description, result, transform=transforms, **kwargs)
@@ -737,12 +750,18 @@ def _reproduce_commands(model, outdir, settings, result):
 def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisions=("fp32", "bf16"),
              images=None, image_dir=None, preprocess=None, threads=None, cpus=None,
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
-             extra_variants=None, allow_io_ops=False):
-    """Freezes a Keras model, transforms it, verifies and times every variant, writes the result.
+             extra_variants=None, allow_io_ops=False, signature=None, batch=None):
+    """Freezes a model, transforms it, verifies and times every variant, writes the result.
 
-    model: a keras.Model or a `.keras`/`.h5`/architecture-`.json` path; None uses
-        the embedded default, keras.applications.Xception(weights=None) at
-        299x299 with seeded random weights.
+    model: any form leangraph.load_model() takes (a keras.Model, a `.keras`,
+        `.h5` or architecture-`.json` path, a SavedModel directory, a frozen
+        `.pb`/`.pbtxt`, a GraphDef, a tf.function); None uses the embedded
+        default, keras.applications.Xception(weights=None) at 299x299 with
+        seeded random weights. With a Keras model, Keras `predict` is the
+        reference and the Keras rows are timed; otherwise the frozen graph is.
+    signature: the SavedModel signature (default serving_default).
+    batch: also time every graph variant at this batch size (latency and
+        throughput in the report), besides batch 1.
     outdir: where optimized.pb, optimized_savedmodel/, report.md, report.json and
         latency.png go. Everything is first written to a temporary folder beside
         OUTDIR and moved in by rename once complete, so an interrupt (SIGINT,
@@ -773,9 +792,9 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         variants verified and timed like the built-in ones (e.g. an
         experimental transform; the tests use it for a deliberately wrong one).
 
-    Returns an OptimizeReport. Raises LeangraphError for bad arguments or a
-    model that cannot be loaded; an Interrupted (a KeyboardInterrupt) when a
-    signal stops the run.
+    Returns an OptimizeReport. Raises UsageError (a ValueError) for bad
+    arguments, FreezeError for a model that cannot be loaded; an Interrupted
+    (a KeyboardInterrupt) when a signal stops the run.
     """
     precisions = _parse_precisions(precisions)
     if images is not None:
@@ -785,7 +804,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
     if runs is not None:
         runs = _positive_int(runs, "--runs")
     if not (isinstance(tolerance, (int, float)) and np.isfinite(tolerance) and tolerance > 0):
-        raise LeangraphError(f"--tolerance must be a positive number, got {tolerance!r}")
+        raise UsageError(f"--tolerance must be a positive number, got {tolerance!r}")
     if threads is not None:
         threads = _positive_int(threads, "--threads")
     cpus = parse_cpus(cpus)
@@ -798,15 +817,15 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         image_inputs.list_images(image_dir)  # fail before the slow steps
     if preprocess:
         image_inputs.resolve_preprocessing(preprocess)
-    # Everything optimize() needs from the other pieces, checked before the slow work.
-    bench = _require("bench", ["benchmark", "benchmark_keras", "cpu_supports_bf16"],
-                     "the timer (issue 3)")
-    recipes = _require("recipes", ["recipe", "RECIPES"], "the recipes (issue 8)")
-    _require("freeze", ["load_keras", "freeze"], "the freezer (issue 5)")
+    from leangraph import bench, recipes
+
     if recipe not in recipes.RECIPES:
-        raise LeangraphError(
+        raise UsageError(
             f"--recipe: unknown recipe '{recipe}'; known: {', '.join(sorted(recipes.RECIPES))}"
         )
+    if batch is not None:
+        batch = _positive_int(batch, "--batch")
+        batch = None if batch == 1 else batch
 
     saved_affinity = os.sched_getaffinity(0) if cpus and hasattr(os, "sched_setaffinity") else None
     with _sigterm_raises(), _Progress(progress) as prog:
@@ -815,9 +834,14 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
                 # Threads TF starts from now on inherit this, so the Keras rows run on the
                 # same CPUs as the timer pins the graph variants to.
                 os.sched_setaffinity(0, cpus)
-            return _pipeline(model, model_path, outdir, recipe, precisions, images, image_dir,
-                             preprocess, threads, cpus, float(tolerance), unsafe, runs, warmup,
-                             rounds, extra_variants or {}, bench, recipes, prog, allow_io_ops)
+            config = OptimizeConfig(
+                model=model, model_path=model_path, outdir=outdir, recipe=recipe,
+                precisions=precisions, images=images, image_dir=image_dir,
+                preprocess=preprocess, threads=threads, cpus=cpus, tolerance=float(tolerance),
+                unsafe=unsafe, runs=runs, warmup=warmup, rounds=rounds,
+                extra_variants=extra_variants or {}, allow_io_ops=allow_io_ops,
+                signature=signature, batch=batch)
+            return _pipeline(config, bench, recipes, prog)
         finally:
             if saved_affinity is not None:
                 os.sched_setaffinity(0, saved_affinity)
@@ -837,19 +861,48 @@ def _set_keras_threads(threads, notes):
                      "apply to them")
 
 
-def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_dir, preprocess,
-              threads, cpus, tolerance, unsafe, runs, warmup, rounds, extra_variants, bench,
-              recipes, prog, allow_io_ops=False):
+@dataclass
+class OptimizeConfig:
+    """optimize()'s settings, checked (see optimize() for what each means)."""
+
+    model: object
+    outdir: Path
+    model_path: Path = None
+    recipe: str = "deploy"
+    precisions: tuple = ("fp32", "bf16")
+    images: int = None
+    image_dir: object = None
+    preprocess: str = None
+    threads: int = None
+    cpus: list = None
+    tolerance: float = 1e-4
+    unsafe: bool = False
+    runs: int = None
+    warmup: int = None
+    rounds: int = None
+    extra_variants: dict = field(default_factory=dict)
+    allow_io_ops: bool = False
+    signature: str = None
+    batch: int = None
+
+
+def _pipeline(config, bench, recipes, prog):
+    c = config
+    model_path, outdir, recipe_name, precisions = c.model_path, c.outdir, c.recipe, c.precisions
+    images, image_dir, preprocess, threads, cpus = c.images, c.image_dir, c.preprocess, \
+        c.threads, c.cpus
+    tolerance, unsafe, runs, warmup, rounds = c.tolerance, c.unsafe, c.runs, c.warmup, c.rounds
+    extra_variants, allow_io_ops, signature, batch = c.extra_variants, c.allow_io_ops, \
+        c.signature, c.batch
     notes = []
     steps = {}
     _set_keras_threads(threads, notes)
 
     # 1. load and freeze -----------------------------------------------------------
     with prog.step("load and freeze"):
-        from leangraph.freeze import freeze
-
-        keras_model, label, _ = _load_model(model, unsafe, prog)
-        frozen = freeze(keras_model, batch_size=1, unsafe=unsafe)
+        loaded = _load_model(c.model, unsafe, prog, signature)
+        keras_model, label, frozen = loaded.keras_model, loaded.label, loaded.frozen
+        notes.extend(loaded.notes)
         # Every variant is run below; a model whose graph reads or writes files
         # (or calls Python) would act on this machine.
         from leangraph.safety import require_safe
@@ -871,17 +924,23 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
 
     # 2. transform -----------------------------------------------------------------
     ends = (input_names, output_names)
-    model_file_bytes = model_path.stat().st_size if model_path and model_path.is_file() else None
-    variants = [
-        VariantResult(name="keras-predict", description="Keras model.predict (the reference)",
-                      kind="keras", file_bytes=model_file_bytes, is_reference=True),
-        VariantResult(name="keras-call", description="Keras model(x, training=False)",
-                      kind="keras", file_bytes=model_file_bytes),
-    ]
+    model_file_bytes = loaded.file_bytes
+    variants = []
+    if keras_model is not None:
+        # Keras-only rows: there is a Keras model to call.
+        variants += [
+            VariantResult(name="keras-predict", description="Keras model.predict (the reference)",
+                          kind="keras", file_bytes=model_file_bytes, is_reference=True),
+            VariantResult(name="keras-call", description="Keras model(x, training=False)",
+                          kind="keras", file_bytes=model_file_bytes),
+        ]
     transforms_used = {}
     with prog.step("transform", total=3 + len(extra_variants)):
-        frozen_v = _graph_variant("frozen", "frozen GraphDef in a TF session (leangraph.freeze)",
-                                  frozen.graph_def, eligible="fp32" in precisions)
+        frozen_v = _graph_variant(
+            "frozen", "frozen GraphDef in a TF session (leangraph.freeze)"
+            + ("" if keras_model is not None else f"; the reference: the model as given "
+               f"({loaded.source})"),
+            frozen.graph_def, eligible="fp32" in precisions, is_reference=keras_model is None)
         variants.append(frozen_v)
         frozen_bytes = frozen_v.graph_def
         names = ["tf-deploy"] + ([recipe_name] if recipe_name != "tf-deploy" else [])
@@ -889,14 +948,15 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
             prog.item(f"recipe {name}")
             try:
                 text = recipes.recipe(name, frozen_bytes)
-            except TransformError as exc:
+            except (TransformError, GraphError) as exc:
                 variants.append(_failed_variant(name, f"recipe {name}", f"recipe failed: {exc}"))
                 continue
             transforms_used[name] = text
             who = "TensorFlow's Optimizing-for-Deployment recipe, verbatim" if name == "tf-deploy" \
                 else f"leangraph's {name} recipe"
             variants.append(_transform_variant(name, who, frozen_bytes, text, ends,
-                                               base="frozen", eligible="fp32" in precisions))
+                                               base="frozen", eligible="fp32" in precisions,
+                                               allow_io_ops=allow_io_ops))
             prog.advance()
         for name, fn in extra_variants.items():
             prog.item(f"extra variant {name}")
@@ -913,10 +973,16 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
 
     # 3. verify (the fp32 ones first: the bf16 and size variants derive from the best of them)
     with prog.step("verify", total=len(variants) + 2):
-        prog.item(f"Keras predict on {count} input(s)")
-        predicted = keras_model.predict(_keras_x(examples), batch_size=min(count, _KERAS_BATCH),
-                                        verbose=0)
-        reference = _as_list(predicted, output_names)
+        if keras_model is not None:
+            prog.item(f"Keras predict on {count} input(s)")
+            predicted = keras_model.predict(_keras_x(examples),
+                                            batch_size=min(count, _KERAS_BATCH), verbose=0)
+            reference = _as_list(predicted, output_names)
+        else:
+            prog.item(f"frozen graph (the reference) on {count} input(s)")
+            reference = _run_variant(frozen_v, input_names, output_names, examples)
+            if reference is None:
+                raise GraphError(f"the frozen graph of {label} cannot be run: {frozen_v.reason}")
         prog.advance()
         margin = top1_margin(reference)
         if margin is not None and margin < 0.01:
@@ -928,7 +994,7 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
         def verify(v):
             """Runs one variant on every example and gates it against Keras predict."""
             prog.item(f"{v.name} on {count} input(s)")
-            if v.name == "keras-predict":
+            if v.is_reference:
                 outputs = reference
             elif v.name == "keras-call":
                 parts = [_as_list(keras_model(_keras_x(examples, i, i + _KERAS_BATCH),
@@ -954,14 +1020,14 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
         derived = []
         bf16 = None
         if "bf16" in precisions:
-            bf16 = _bf16_variant(best, bench, ends)
+            bf16 = _bf16_variant(best, bench, ends, allow_io_ops)
             derived.append(bf16)
         if best is not None:
             derived.append(_transform_variant(
                 "quantize_weights", f"TF's quantize_weights of {best.name}: 8-bit weights in the "
-                "file, dequantized at load (for size)", best.graph_def, "quantize_weights", ends,
-                fill_defaults=True, post=restore_degenerate_ranges, precision="int8-weights",
-                gate="top1", base=best.name))
+                "file, dequantized at load (for size)", best.graph_def, QUANTIZE_WEIGHTS, ends,
+                post=restore_degenerate_ranges, precision="int8-weights", gate="top1",
+                base=best.name, allow_io_ops=allow_io_ops))
         else:
             derived.append(VariantResult(
                 name="quantize_weights", description="TF's quantize_weights", kind="graph",
@@ -995,7 +1061,7 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
                     continue
                 try:
                     result = _time_variant(v, bench, keras_model, keras_x, feeds, output_names,
-                                           chunk, warmup, bench_kwargs)
+                                           chunk, warmup, bench_kwargs, allow_io_ops)
                 except BenchmarkError as exc:
                     # One graph the timer refuses must not sink the others' measurements.
                     v.fail(f"timing failed: {exc}")
@@ -1016,14 +1082,18 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
             v.latency = LatencyStats.from_samples(samples[v.name], rounds=rounds)
             if init_ms[v.name]:
                 v.init_ms = float(np.median(init_ms[v.name]))
-        reference_row = next((v for v in timed if v.name == "keras-predict"), None)
+        reference_row = next((v for v in timed if v.is_reference), None)
         if reference_row is not None:
             for v in timed:
                 v.speedup = reference_row.latency.p50_ms / v.latency.p50_ms
+        if batch:
+            _time_batch(timed, batch, bench, keras_model, examples, input_names, output_names,
+                        max(3, runs // rounds), warmup, bench_kwargs, allow_io_ops, prog)
     steps["benchmark"] = prog.last_seconds
 
     # 5. report and write ----------------------------------------------------------
-    result = select_result(variants)
+    ranked = rank_results(variants)
+    result = ranked[0] if ranked else None
     settings = {
         "recipe": recipe_name, "precisions": list(precisions), "images": count, "runs": runs,
         "warmup": warmup, "rounds": rounds, "threads": threads, "cpus": cpus,
@@ -1031,6 +1101,7 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
                          else "TensorFlow's default threads")
         + (f", pinned to CPUs {','.join(map(str, cpus))}" if cpus else ""),
         "tolerance": tolerance, "min_top1": MIN_TOP1_AGREEMENT, "unsafe": bool(unsafe),
+        "batch": batch, "signature": signature, "source": loaded.source,
         "image_dir": str(image_dir) if image_dir is not None else None,
         "preprocess": preprocess, "preprocessing": mode, "input_source": input_source,
         "inputs": [t.to_dict() for t in frozen.inputs],
@@ -1047,25 +1118,19 @@ def _pipeline(model, model_path, outdir, recipe_name, precisions, images, image_
                             environment=environment, variants=variants,
                             result=result.name if result else None, notes=notes,
                             step_seconds=steps)
-    report.commands = _reproduce_commands(model_path, outdir, settings, result)
-
     with prog.step("report", total=len(ARTIFACTS)):
         staging = _make_staging(outdir)
         try:
             written = []
-            if result is not None:
-                prog.item("optimized.pb")
-                # Plain writes: the staging folder is private, and the move into OUTDIR is atomic.
-                (staging / "optimized.pb").write_bytes(result.graph_def)
-                written.append("optimized.pb")
-                prog.item("optimized_savedmodel/")
-                export_savedmodel(result.graph_def, input_names, output_names,
-                                  staging / "optimized_savedmodel")
-                expected = _graph_outputs(result.graph_def, input_names, output_names,
-                                          [x[:4] for x in examples])
-                _check_savedmodel(staging / "optimized_savedmodel", input_names, output_names,
-                                  examples, expected, tolerance)
-                written.append("optimized_savedmodel")
+            chosen = _write_result(staging, ranked, examples, reference, input_names,
+                                   output_names, tolerance, notes, prog)
+            if chosen is not None:
+                written += ["optimized.pb", "optimized_savedmodel"]
+            elif ranked:
+                notes.append("no passing variant's exported SavedModel passed its gate, so "
+                             "neither optimized.pb nor optimized_savedmodel/ was written")
+            report.result = chosen.name if chosen is not None else None
+            report.commands = _reproduce_commands(model_path, outdir, settings, chosen)
             prog.item("latency.png")
             (staging / "latency.png").write_bytes(render_latency_png(report))
             written += ["latency.png", "report.md", "report.json"]
@@ -1099,17 +1164,57 @@ def _run_variant(v, input_names, output_names, examples):
         gc.collect()  # the imported graph holds a copy of every weight: free it now
 
 
-def _time_variant(v, bench, keras_model, keras_x, feeds, output_names, runs, warmup, bench_kwargs):
+def _time_variant(v, bench, keras_model, keras_x, feeds, output_names, runs, warmup, bench_kwargs,
+                  allow_io_ops=False):
     """One round of timing for one variant: Keras in-process, graphs by the C++ timer."""
     if v.name == "keras-predict":
         return bench.benchmark_keras(keras_model, keras_x, mode="predict", runs=runs, warmup=warmup)
     if v.name == "keras-call":
         return bench.benchmark_keras(keras_model, keras_x, mode="call", runs=runs, warmup=warmup)
     return bench.benchmark(v.graph_def, feeds, outputs=output_names, runs=runs, warmup=warmup,
-                           precision=v.bench_precision, **bench_kwargs)
+                           precision=v.bench_precision, allow_io_ops=allow_io_ops, **bench_kwargs)
 
 
-def _bf16_variant(best, bench, ends):
+def _with_batch(graph_bytes, input_names, batch):
+    """The graph with its inputs' leading dimension set to `batch`."""
+    graph_def = graphs.load_graph(graph_bytes)
+    wanted = {graphs.node_name(n) for n in input_names}
+    for node in graph_def.node:
+        if node.name in wanted and node.op == "Placeholder" and node.attr["shape"].shape.dim:
+            node.attr["shape"].shape.dim[0].size = batch
+    return graph_def.SerializeToString()
+
+
+def _time_batch(timed, batch, bench, keras_model, examples, input_names, output_names, runs,
+                warmup, bench_kwargs, allow_io_ops, prog):
+    """Times every variant once more at batch `batch` (one round each, same inputs).
+
+    A graph whose shapes were folded for batch 1 (a Reshape to [1, -1], ...)
+    cannot run a bigger batch; it gets a note, not a FAILED verdict.
+    """
+    x = [np.resize(e, (batch,) + e.shape[1:]) for e in examples]
+    feeds = dict(zip(input_names, x))
+    keras_x = x[0] if len(x) == 1 else x
+    for v in timed:
+        prog.item(f"{v.name}: batch {batch}, {runs} runs")
+        v.batch = batch
+        try:
+            if v.kind == "keras":
+                result = bench.benchmark_keras(keras_model, keras_x,
+                                               mode="predict" if v.name == "keras-predict"
+                                               else "call", runs=runs, warmup=warmup)
+            else:
+                result = bench.benchmark(_with_batch(v.graph_def, input_names, batch), feeds,
+                                         outputs=output_names, runs=runs, warmup=warmup,
+                                         precision=v.bench_precision, allow_io_ops=allow_io_ops,
+                                         **bench_kwargs)
+        except (BenchmarkError, GraphError) as exc:
+            v.batch_note = f"batch {batch} failed: {str(exc).splitlines()[0][:200]}"
+            continue
+        v.batch_latency = LatencyStats.from_samples(list(result.samples_ms))
+
+
+def _bf16_variant(best, bench, ends, allow_io_ops=False):
     """bf16 of the best fp32 graph: to_bfloat16 if registered, else Grappler's run-time rewrite."""
     if not bench.cpu_supports_bf16():
         return VariantResult(name="bf16", description="bf16", kind="graph", precision="bf16",
@@ -1124,7 +1229,7 @@ def _bf16_variant(best, bench, ends):
         return _transform_variant(
             "bf16", f"to_bfloat16 transform of {best.name} (bf16 compute in the graph)",
             best.graph_def, "to_bfloat16", ends, precision="bf16", gate="top1", base=best.name,
-            eligible=True)
+            eligible=True, allow_io_ops=allow_io_ops)
     v = _graph_variant(
         "bf16", f"{best.name} with Grappler's oneDNN bf16 rewrite at run time (timer "
         "precision=bf16; a session setting, so not written as optimized.pb)",
@@ -1133,10 +1238,14 @@ def _bf16_variant(best, bench, ends):
     return v
 
 
-def select_result(variants):
-    """The fastest (lowest p50) variant that is eligible, passed verification and was timed."""
+def rank_results(variants):
+    """Eligible variants that passed verification and were timed, fastest (p50) first."""
     candidates = [v for v in variants
                   if v.kind == "graph" and v.eligible and v.passed and v.latency is not None]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda v: v.latency.p50_ms)
+    return sorted(candidates, key=lambda v: v.latency.p50_ms)
+
+
+def select_result(variants):
+    """The fastest (lowest p50) variant that is eligible, passed verification and was timed."""
+    ranked = rank_results(variants)
+    return ranked[0] if ranked else None

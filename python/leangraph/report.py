@@ -88,7 +88,23 @@ class VariantResult:
     speedup: float = None
     init_ms: float = None
     is_reference: bool = False
+    #: --batch N: the latency of one run of N examples, or why it could not run
+    batch: int = None
+    batch_latency: LatencyStats = None
+    batch_note: str = None
     graph_def: object = field(default=None, repr=False)
+
+    @property
+    def throughput(self):
+        """Examples per second at batch 1 (from p50)."""
+        return None if self.latency is None else 1000.0 / self.latency.p50_ms
+
+    @property
+    def batch_throughput(self):
+        """Examples per second at batch `batch` (from its p50)."""
+        if self.batch_latency is None:
+            return None
+        return 1000.0 * self.batch / self.batch_latency.p50_ms
 
     @property
     def passed(self):
@@ -101,8 +117,12 @@ class VariantResult:
         self.status = FAILED
 
     def to_dict(self):
-        data = {k: v for k, v in self.__dict__.items() if k not in ("graph_def", "latency")}
+        data = {k: v for k, v in self.__dict__.items()
+                if k not in ("graph_def", "latency", "batch_latency")}
         data["latency"] = self.latency.to_dict() if self.latency else None
+        data["batch_latency"] = self.batch_latency.to_dict() if self.batch_latency else None
+        data["throughput"] = self.throughput
+        data["batch_throughput"] = self.batch_throughput
         return data
 
 
@@ -198,34 +218,60 @@ def _status(v, result):
     return text
 
 
-_COLUMNS = ("Variant", "Precision", "p50 ms", "p90 ms", "mean ms", "vs Keras predict", "Nodes",
-            "File", "Max abs diff", "Max rel diff", "Top-1 agree", "Status")
+def reference_name(report):
+    """The variant every other is verified against and compared with."""
+    return next((v.name for v in report.variants if v.is_reference), "keras-predict")
+
+
+def _batch(report):
+    return report.settings.get("batch")
+
+
+def _columns(report):
+    ref = reference_name(report)
+    ref_text = "Keras predict" if ref == "keras-predict" else ref
+    columns = ["Variant", "Precision", "p50 ms", "p90 ms", "mean ms", "ex/s", f"vs {ref_text}"]
+    if _batch(report):
+        columns += [f"batch {_batch(report)} p50 ms", f"batch {_batch(report)} ex/s"]
+    return tuple(columns + ["Nodes", "File", "Max abs diff", "Max rel diff", "Top-1 agree",
+                            "Status"])
+
+
+def _rate(value):
+    return "—" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 def _rows(report):
     rows = []
     for v in report.variants:
         lat = v.latency
-        rows.append((
+        row = [
             v.name,
             v.precision,
             _ms(lat.p50_ms if lat else None),
             _ms(lat.p90_ms if lat else None),
             _ms(lat.mean_ms if lat else None),
+            _rate(v.throughput),
             _speedup(v.speedup),
+        ]
+        if _batch(report):
+            row += [_ms(v.batch_latency.p50_ms if v.batch_latency else None),
+                    _rate(v.batch_throughput)]
+        rows.append(tuple(row + [
             "—" if v.nodes is None else str(v.nodes),
             _size(v.file_bytes),
             "reference" if v.is_reference else _sci(v.max_abs_diff),
             "reference" if v.is_reference else _sci(v.max_rel_diff),
             "reference" if v.is_reference else _pct(v.top1_agreement),
             _status(v, report.result),
-        ))
+        ]))
     return rows
 
 
 def render_text_table(report):
-    rows = [_COLUMNS] + _rows(report)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    columns = _columns(report)
+    rows = [columns] + _rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
     lines = []
     for n, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
@@ -235,6 +281,8 @@ def render_text_table(report):
     for v in report.variants:
         if v.reason:
             lines.append(f"{v.name}: {v.status}: {v.reason}")
+        if v.batch_note:
+            lines.append(f"{v.name}: {v.batch_note}")
     return "\n".join(lines)
 
 
@@ -265,7 +313,9 @@ def render_markdown(report):
     out.append("")
     if report.result:
         r = report.variant(report.result)
-        speed = f", {r.speedup:.2f}× Keras predict" if r.speedup else ""
+        ref = reference_name(report)
+        speed = (f", {r.speedup:.2f}× {'Keras predict' if ref == 'keras-predict' else ref}"
+                 if r.speedup and ref != r.name else "")
         out.append(f"**Result:** `{report.result}` ({r.description}){speed}, written as "
                    "`optimized.pb` and `optimized_savedmodel/`.")
     else:
@@ -276,17 +326,24 @@ def render_markdown(report):
         out.append("")
         out.append(f"Seed-style summary (p50, verified graph variants): {line}")
     out.append("")
-    out.append("| " + " | ".join(_COLUMNS) + " |")
-    align = ["---" if i in (0, 1, len(_COLUMNS) - 1) else "---:" for i in range(len(_COLUMNS))]
+    columns = _columns(report)
+    out.append("| " + " | ".join(columns) + " |")
+    align = ["---" if i in (0, 1, len(columns) - 1) else "---:" for i in range(len(columns))]
     out.append("|" + "|".join(align) + "|")
     for row in _rows(report):
         out.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
     out.append("")
+    ref = reference_name(report)
+    ref_text = "Keras `predict`" if ref == "keras-predict" else f"`{ref}` (the model as given)"
     out.append(f"Latency: batch 1, {s['runs']} timed runs per variant after {s['warmup']} "
                f"warm-up runs, in {s['rounds']} interleaved round(s) in one process on the same "
-               f"input ({s['threads_text']}). Speed-up: Keras predict's p50 over the variant's.")
-    out.append(f"Differences: against Keras `predict` on the same {s['images']} input(s) "
-               f"({s['input_source']}); relative = max|a − b| / max|Keras output|.")
+               f"input ({s['threads_text']}); ex/s is examples per second from the p50. "
+               f"Speed-up: {ref_text}'s p50 over the variant's.")
+    if _batch(report):
+        out.append(f"Batch {_batch(report)}: one more round per variant, after the batch-1 "
+                   "rounds, on the same inputs repeated to fill the batch.")
+    out.append(f"Differences: against {ref_text} on the same {s['images']} input(s) "
+               f"({s['input_source']}); relative = max|a − b| / max|reference output|.")
     out.append("")
     out.append("## Variants")
     out.append("")
@@ -298,6 +355,8 @@ def render_markdown(report):
             detail += f"; timed with the timer's precision={v.bench_precision}"
         if v.reason:
             detail += f". **{v.status}:** {v.reason}"
+        if v.batch_note:
+            detail += f". {v.batch_note}"
         out.append(detail)
     out.append("")
     out.append("## Verification gate")

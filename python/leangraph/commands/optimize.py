@@ -34,17 +34,22 @@ def add_parser(subparsers):
         "optimize",
         help="freeze, transform, verify, benchmark and report, in one command",
         description=(
-            "Freeze a Keras model, apply TF's and leangraph's recipes, verify every variant "
-            "against Keras on the same inputs, time them side by side and write optimized.pb, "
+            "Freeze a model (Keras, SavedModel or frozen graph), apply TF's and leangraph's "
+            "recipes, verify every variant against Keras (or, without Keras, the frozen graph) "
+            "on the same inputs, time them side by side and write optimized.pb, "
             "optimized_savedmodel/, report.md, report.json and latency.png into OUTDIR. "
             f"Without MODEL it uses the embedded default, {DEFAULT_MODEL} at 299x299."
         ),
     )
     parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                        help=".keras, legacy .h5 or architecture .json (default: Keras Xception, "
-                             "weights=None, 299x299)")
-    parser.add_argument("-o", "--outdir", default="leangraph-optimized",
+                        help=".keras, legacy .h5, architecture .json, SavedModel directory or "
+                             "frozen .pb/.pbtxt (default: Keras Xception, weights=None, 299x299)")
+    parser.add_argument("-o", "--out", "--outdir", dest="outdir", default="leangraph-optimized",
                         help="output folder, written atomically (default: %(default)s)")
+    parser.add_argument("--signature", default=None,
+                        help="SavedModel signature (default serving_default)")
+    parser.add_argument("--batch", type=_count, default=None, metavar="N",
+                        help="also time batch N (the report gives latency and throughput)")
     parser.add_argument("--recipe", default="deploy",
                         help="leangraph recipe (default: %(default)s)")
     parser.add_argument("--precision", default="fp32,bf16",
@@ -92,6 +97,8 @@ def run(args):
             allow_io_ops=args.allow_io_ops,
             runs=args.runs,
             progress=not args.no_progress,
+            signature=args.signature,
+            batch=args.batch,
         )
     except Interrupted as exc:
         print(f"leangraph optimize: {exc}; {args.outdir} holds no partial file", file=sys.stderr)
