@@ -174,3 +174,22 @@ def test_cli_bad_input_writes_nothing(teacher_file, digits, tmp_path, capsys, ar
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+@pytest.mark.parametrize("budget", [0.0, 5.0])
+def test_search_never_returns_a_candidate_over_its_budget(teacher, digits, budget):
+    x, y = digits
+    pruned, report = leangraph.prune(teacher, x[:600], y[:600], max_accuracy_drop=budget,
+                                     n_trials=3, trial_epochs=1, epochs=1, progress=False)
+    trials = report.search["trials"]
+    assert len(trials) == 3
+    for t in trials:
+        assert t["feasible"] == (t["accuracy_drop"] <= budget)
+        assert t["latency_ms"] > 0 and 0 < t["macs_ratio"] <= 1
+    best = report.search["best"]
+    assert best["accuracy_drop"] <= budget
+    assert report.accuracy_drop <= budget + 1e-9
+    if best["number"] >= 0:
+        assert best in trials
+    else:
+        assert report.macs_ratio == 1.0  # nothing within budget: the model stays whole

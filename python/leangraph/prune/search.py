@@ -1,0 +1,133 @@
+"""Per-group keep ratios searched for the lowest measured latency within an accuracy budget.
+
+Optuna's TPE proposes how many channels each group keeps (whole multiples of
+`multiple`, which CPU kernels favour); each candidate is rebuilt, fine-tuned
+briefly by distillation, scored on the held-out data and timed as a frozen
+`deploy` graph on leangraph's C++ timer. The accuracy budget is a constraint
+(`constraints_func`), so a candidate that breaks it can never be the result;
+the latency is the objective because MACs and latency disagree.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from leangraph.errors import PruneError
+from leangraph.prune import distill as D
+from leangraph.prune import rebuild as R
+
+
+@dataclass
+class Trial:
+    number: int
+    keep: dict  # group index -> channels kept
+    macs_ratio: float
+    latency_ms: float
+    accuracy: float
+    accuracy_drop: float  # points
+    feasible: bool
+
+
+@dataclass
+class SearchResult:
+    plan: object
+    model: object
+    best: Trial
+    baseline_latency_ms: float
+    max_accuracy_drop: float
+    trials: list = field(default_factory=list)
+
+    def summary(self):
+        text = (f"{len(self.trials)} trials; best #{self.best.number}: "
+                f"{self.best.latency_ms:.3f} ms vs {self.baseline_latency_ms:.3f} ms unpruned "
+                f"({self.baseline_latency_ms / self.best.latency_ms:.2f}x), MACs "
+                f"{self.best.macs_ratio:.3f}x, held-out drop {self.best.accuracy_drop:+.2f} "
+                f"points after the trial fine-tune (budget {self.max_accuracy_drop:g})")
+        return {"summary": text, "baseline_latency_ms": self.baseline_latency_ms,
+                "best": asdict(self.best), "trials": [asdict(t) for t in self.trials]}
+
+
+def deploy_graph(model, batch):
+    """The model frozen at `batch` and rewritten with leangraph's `deploy` recipe."""
+    from leangraph.freeze import freeze
+    from leangraph.recipes import recipe
+    from leangraph.transform import transform
+
+    frozen = freeze(model, batch_size=batch)
+    graph_def = transform(frozen.graph_def, recipe("deploy", frozen.graph_def),
+                          inputs=frozen.input_names, outputs=frozen.output_names)
+    return graph_def, frozen.input_names[0], frozen.output_names
+
+
+def latency_ms(model, x, batch=1, runs=30):
+    """Median latency of the frozen deploy graph of `model` on one batch of `x`."""
+    from leangraph.bench import benchmark
+
+    graph_def, name, outputs = deploy_graph(model, batch)
+    feed = np.resize(x, (batch,) + x.shape[1:]).astype(np.float32)
+    result = benchmark(graph_def, {name: feed}, outputs=outputs, runs=runs, warmup=5,
+                       measure_overhead=False)
+    return float(result.p50_ms)
+
+
+def _steps(group, multiple):
+    step = multiple if group.channels >= 2 * multiple else 1
+    return step, max(1, group.channels // step)
+
+
+def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
+           max_accuracy_drop, n_trials=12, trial_epochs=1, config=None, multiple=8, seed=0,
+           batch=1, runs=30, progress=None):
+    """Returns a SearchResult whose candidate stays within `max_accuracy_drop` points."""
+    import optuna
+
+    if n_trials < 1:
+        raise PruneError(f"the search needs at least one trial, got {n_trials}")
+    config = config or D.DistillConfig()
+    short = D.DistillConfig(**{**asdict(config), "epochs": trial_epochs, "seconds": None,
+                               "progress": False})
+    soft_val = D.predict(teacher, x_val)
+    groups = graph.prunable_groups
+    baseline_latency = latency_ms(teacher, x_val, batch, runs)
+    trials, built = [], {}
+
+    def objective(trial):
+        keep = {}
+        for g in groups:
+            step, count = _steps(g, multiple)
+            keep[g.index] = min(g.channels, step * trial.suggest_int(f"g{g.index}", 1, count))
+        plan = R.plan_from_scores(graph, scores, keep)
+        model = R.rebuild(plan)
+        D.distill(model, teacher, x_train, x_val, y_train, y_val, short)
+        accuracy = D.score(model, x_val, y_val, soft_val)
+        drop = 100.0 * (baseline - accuracy)
+        latency = latency_ms(model, x_val, batch, runs)
+        trial.set_user_attr("constraint", drop - max_accuracy_drop)
+        record = Trial(trial.number, keep, plan.macs() / graph.macs(), latency, accuracy, drop,
+                       drop <= max_accuracy_drop)
+        trials.append(record)
+        built[trial.number] = (plan, model)
+        if progress:
+            progress(record)
+        return latency
+
+    sampler = optuna.samplers.TPESampler(
+        seed=seed, constraints_func=lambda t: [t.user_attrs.get("constraint", float("inf"))])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    # Uniform cuts first: TPE starts from points that are usually feasible.
+    for share in (0.75, 0.5):
+        study.enqueue_trial({f"g{g.index}": max(1, round(share * _steps(g, multiple)[1]))
+                             for g in groups})
+    study.optimize(objective, n_trials=n_trials)
+    feasible = [t for t in trials if t.feasible]
+    if not feasible:
+        # Nothing within budget: the unpruned model is the only honest answer.
+        plan = R.Plan(graph, frozenset())
+        model = R.rebuild(plan)
+        best = Trial(-1, {g.index: g.channels for g in groups}, 1.0, baseline_latency,
+                     baseline, 0.0, True)
+        return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials)
+    best = min(feasible, key=lambda t: t.latency_ms)
+    plan, model = built[best.number]
+    return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials)
