@@ -95,11 +95,11 @@ def test_bf16_without_cpu_support_keeps_fp32(monkeypatch, data, digits):
 def test_every_trial_is_recorded_with_table_and_plot(tmp_path, data, digits):
     x, y = data
     record = tmp_path / "trials.json"
-    result = tune(digits.graph_path, x, y, recipes=["none"], precisions=["fp32", "bf16"],
+    result = tune(digits.graph_path, x, y, recipes=["none"], precisions=["fp32", "int8-weights"],
                   threads=[1], timer=fake_timer, record=record, log=lambda line: None)
     saved = json.loads(record.read_text())
     assert len(saved["trials"]) == len(result.trials) == 2
-    assert {t["precision"] for t in saved["trials"]} == {"fp32", "bf16"}
+    assert {t["precision"] for t in saved["trials"]} == {"fp32", "int8-weights"}
     assert saved["best"]["number"] == result.best.number
     table = result.table()
     assert "precision" in table and "fp32" in table
@@ -148,3 +148,35 @@ def test_cli_tune_reports_bad_data(tmp_path, digits, capsys):
     rc = cli.main(["tune", str(digits.graph_path), "--data", str(npz)])
     assert rc == 1
     assert "has no array 'x'" in capsys.readouterr().err
+
+
+def test_int8_weights_trials_run_on_the_real_timer(data, digits):
+    """quantize_weights output carries the defaulted attributes the timer's checks need."""
+    x, y = data
+    result = tune(digits.graph_path, x[:40], y[:40], recipes=["none"],
+                  precisions=["fp32", "int8-weights"], threads=[1], log=lambda line: None)
+    int8 = [t for t in result.trials if t.precision == "int8-weights"]
+    assert len(int8) == 1 and int8[0].error is None, int8[0].error
+    assert int8[0].latency_ms > 0
+
+
+def test_sampler_never_times_a_configuration_twice(data, digits):
+    """TPE re-suggests measured points; those are skipped, and the budget buys new ones."""
+    x, y = data
+    lines = []
+    result = tune(digits.graph_path, x, y, recipes=["none", "tf-deploy", "deploy"],
+                  precisions=["fp32", "int8-weights"], threads=[1, 2], n_trials=5,
+                  timer=fake_timer, log=lines.append, seed=3)
+    keys = [t.key for t in result.trials]
+    assert len(keys) == len(set(keys)) == 5
+    assert all(t.repeat_of is None for t in result.trials)
+
+
+def test_a_winner_on_other_threads_is_said(data, digits):
+    x, y = data
+    lines = []
+    # fake_timer: one thread is never faster, so a slower-on-more-threads timer is used here.
+    result = tune(digits.graph_path, x, y, recipes=["none"], precisions=["fp32"], threads=[1, 2],
+                  timer=lambda g, c, threads, f: 5.0 * threads, log=lines.append)
+    assert result.best.threads == 1 and result.baseline.threads == 2
+    assert any("1 intra-op thread(s), the fp32 baseline on 2" in m for m in result.messages)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from leangraph import graphs
-from leangraph.errors import GraphError, LeangraphError
+from leangraph.errors import GraphError, UsageError
 
 #: Precisions apply_precision() knows, in order of how much they change.
 PRECISIONS = ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8")
@@ -108,8 +108,11 @@ def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None):
     from leangraph.transform import transform
 
     graph = graphs.load_graph(graph)
+    # TF's quantize_weights leaves Dequantize without its defaulted `narrow_range`,
+    # which the timer's graph check refuses; the last step writes the defaults out.
     quantized = transform(
-        graph, f"quantize_weights(minimum_size={int(minimum_size)})", inputs=inputs, outputs=outputs
+        graph, f"quantize_weights(minimum_size={int(minimum_size)}) add_default_attributes",
+        inputs=inputs, outputs=outputs,
     )
     return restore_degenerate_ranges(graph, quantized)
 
@@ -176,7 +179,7 @@ def apply_precision(graph, precision):
 
     "bf16" rewrites the graph (to_bfloat16); "bf16-grappler" leaves it and
     returns a config that makes Grappler rewrite it at run time; the int8
-    names run TF's 8-bit transforms. Raises LeangraphError for an unknown name.
+    names run TF's 8-bit transforms. Raises UsageError for an unknown name.
     """
     graph = graphs.load_graph(graph)
     # The original's inputs and outputs, so no transform renames or drops them.
@@ -191,7 +194,7 @@ def apply_precision(graph, precision):
         return quantize_weights(graph, **ends), None
     if precision == "int8":
         return quantize_nodes(graph, **ends), None
-    raise LeangraphError(
+    raise UsageError(
         f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}"
     )
 
@@ -282,9 +285,9 @@ def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 1 or len(x) == 0:
-        raise LeangraphError("evaluate needs at least one example in x")
+        raise UsageError("evaluate needs at least one example in x")
     if batch_size < 1:
-        raise LeangraphError(f"batch_size must be positive, got {batch_size}")
+        raise UsageError(f"batch_size must be positive, got {batch_size}")
     labels = None
     if y is not None:
         labels = np.asarray(y)
@@ -292,7 +295,7 @@ def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None
             labels = np.argmax(labels, axis=1)
         labels = labels.reshape(-1)
         if len(labels) != len(x):
-            raise LeangraphError(f"x has {len(x)} examples but y has {len(labels)} labels")
+            raise UsageError(f"x has {len(x)} examples but y has {len(labels)} labels")
     runner = _Runner(graph, input_name, output_name, session_config)
     try:
         out = _predict(runner, x, batch_size)
@@ -307,7 +310,7 @@ def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None
         finally:
             ref_runner.close()
         if ref.shape != out.shape:
-            raise LeangraphError(
+            raise UsageError(
                 f"the graph's output has shape {out.shape}, the reference's {ref.shape}"
             )
         agreement = float(np.mean(_top1(out) == _top1(ref)))

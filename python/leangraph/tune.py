@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from leangraph import graphs
-from leangraph.errors import LeangraphError
+from leangraph.errors import GraphError, LeangraphError, UsageError
 from leangraph.precision import (
     PRECISIONS,
     apply_precision,
@@ -29,12 +29,6 @@ from leangraph.precision import (
 )
 
 ORIGINAL = "original"
-
-# Used only when leangraph.recipes (issue 8) is not installed.
-_FALLBACK_RECIPES = {
-    "tf-deploy": "fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms",
-}
-
 
 @dataclass
 class Trial:
@@ -162,21 +156,29 @@ class TuneResult:
 
 
 def _recipe_table():
-    try:
-        from leangraph import recipes as module
-    except ImportError:
-        return dict(_FALLBACK_RECIPES), None
-    return dict(module.RECIPES), getattr(module, "recipe", None)
+    from leangraph import recipes as module
+
+    return dict(module.RECIPES), module.recipe
 
 
 def _recipe_string(name, graph_def):
     table, fill = _recipe_table()
     if name not in table:
         known = ", ".join(["none"] + sorted(table))
-        raise LeangraphError(f"unknown recipe '{name}'; known: {known}")
-    if fill is not None:
-        return fill(name, graph_def)
-    return table[name]
+        raise UsageError(f"unknown recipe '{name}'; known: {known}")
+    return fill(name, graph_def)
+
+
+def _as_graph(model):
+    """A GraphDef from any model form; a model is frozen with a dynamic batch, because
+    accuracy is measured in batches and timed at batch_size."""
+    is_graph_file = (isinstance(model, (str, os.PathLike)) and Path(model).is_file()
+                     and Path(model).suffix in (".pb", ".pbtxt", ".prototxt", ".txt"))
+    if is_graph_file or hasattr(model, "node") or isinstance(model, (bytes, bytearray)):
+        return graphs.load_graph(model)
+    from leangraph.pipeline.model import load_model
+
+    return load_model(model, batch_size=None).graph_def
 
 
 def available_recipes():
@@ -228,7 +230,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
          record=None, timer=None, input_name=None, output_name=None, log=None, shared=None):
     """Searches model x recipe x precision x threads for the fastest variant within budget.
 
-    model: a frozen graph (anything load_graph accepts). x, y: evaluation data
+    model: any form leangraph.load_model() takes (a frozen graph, a Keras file or
+        model, a SavedModel directory, ...). x, y: evaluation data
         (y: class labels; without it accuracy means top-1 agreement with the
         fp32 original). max_accuracy_drop: percentage points below the fp32
         original's accuracy a variant may lose.
@@ -264,21 +267,21 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         log(line)
 
     if max_accuracy_drop < 0:
-        raise LeangraphError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
-    base_graph = graphs.load_graph(model)
+        raise UsageError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
+    base_graph = _as_graph(model)
     x = np.asarray(x, dtype=np.float32)
     if len(x) == 0:
-        raise LeangraphError("tune needs evaluation data: x is empty")
+        raise UsageError("tune needs evaluation data: x is empty")
     inputs = graphs.default_inputs(base_graph)
     input_name = input_name or (inputs[0] if len(inputs) == 1 else None)
     if input_name is None:
-        raise LeangraphError(f"the graph has {len(inputs)} Placeholders; name the input")
+        raise UsageError(f"the graph has {len(inputs)} Placeholders; name the input")
     output_name = output_name or graphs.default_outputs(base_graph)[0]
 
     models = {ORIGINAL: base_graph}
     for name, graph in (candidates or {}).items():
         if name in models:
-            raise LeangraphError(f"candidate name '{name}' is taken")
+            raise UsageError(f"candidate name '{name}' is taken")
         models[name] = graphs.load_graph(graph)
     recipes = list(recipes) if recipes else available_recipes()
     for name in recipes:
@@ -288,7 +291,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
                                                       "int8-weights"]
     for name in precisions:
         if name not in PRECISIONS:
-            raise LeangraphError(f"unknown precision '{name}'; known: {', '.join(PRECISIONS)}")
+            raise UsageError(f"unknown precision '{name}'; known: {', '.join(PRECISIONS)}")
     bf16_names = [p for p in precisions if p.startswith("bf16")]
     if bf16_names and not cpu_supports_bf16():
         say(f"{', '.join(bf16_names)} requested, but this CPU has neither AVX512_BF16 nor "
@@ -299,7 +302,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         precisions.insert(0, "fp32")
     threads = sorted({int(t) for t in threads}) if threads else sorted({1, os.cpu_count() or 1})
     if threads[0] < 1:
-        raise LeangraphError("thread counts must be positive")
+        raise UsageError("thread counts must be positive")
 
     feeds = {input_name: x[:batch_size]}
     variants = {}  # (model, recipe, precision) -> (graph, config, accuracy, bytes) or error
@@ -373,7 +376,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     baseline_key = (ORIGINAL, "none", "fp32", threads[-1])
     baseline_accuracy = variant(ORIGINAL, "none", "fp32")
     if isinstance(baseline_accuracy, Exception):
-        raise LeangraphError(f"the original graph cannot be evaluated: {baseline_accuracy}")
+        raise GraphError(f"the original graph cannot be evaluated: {baseline_accuracy}")
     baseline_accuracy = baseline_accuracy[2]
     if shared is not None:
         return shared.optimize(
@@ -384,7 +387,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
             seed=seed, batch_size=batch_size, messages=messages, log=log, record=record)
     baseline = measure(0, baseline_key)
     if baseline.error:
-        raise LeangraphError(f"the original graph cannot be timed: {baseline.error}")
+        raise GraphError(f"the original graph cannot be timed: {baseline.error}")
     finish(baseline)
 
     space = list(product(models, recipes, precisions, threads))
@@ -406,19 +409,27 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
             optuna_trial.suggest_categorical("precision", precisions),
             optuna_trial.suggest_categorical("threads", threads),
         )
+        if key in measured:
+            # TPE suggests measured points again; timing one twice would spend the budget
+            # on noise, and ranking two timings of one graph against each other misleads.
+            raise optuna.TrialPruned()
         trial = measure(len(trials), key)
         finish(trial)
-        if len({t.key for t in trials}) >= len(space):
+        if len(trials) - 1 >= budget or len(measured) >= len(space):
             optuna_trial.study.stop()
         if not trial.feasible or trial.latency_ms is None:
             return penalty
         return trial.latency_ms
 
     if budget > 0:
-        study.optimize(objective, n_trials=max(budget, 0))
+        # Pruned repeats do not count; the cap only bounds a sampler that keeps repeating.
+        study.optimize(objective, n_trials=budget * 20)
 
     feasible = [t for t in trials if t.feasible and t.repeat_of is None and t.latency_ms]
     best = min(feasible, key=lambda t: (t.latency_ms, -t.accuracy))
+    if best.threads != baseline.threads:
+        say(f"the winner runs on {best.threads} intra-op thread(s), the fp32 baseline on "
+            f"{baseline.threads}: part of the difference is the thread count")
     graph, config, _, _ = variants[(best.model, best.recipe, best.precision)]
     result = TuneResult(best, baseline, trials, max_accuracy_drop, messages, graph, config)
     if record:

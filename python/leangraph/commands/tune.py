@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from leangraph.errors import LeangraphError
+from leangraph.errors import UsageError
 
 
 def _list(text, kind=str):
@@ -20,7 +20,8 @@ def add_parser(subparsers):
             "OUT/trials.json, the Pareto plot to OUT/pareto.png and the winner to OUT/best.pb."
         ),
     )
-    parser.add_argument("model", metavar="MODEL", help="frozen graph (.pb / .pbtxt)")
+    parser.add_argument("model", metavar="MODEL",
+                        help="frozen graph (.pb / .pbtxt), Keras file or SavedModel directory")
     parser.add_argument("--data", required=True,
                         help=".npz with arrays x (inputs) and optionally y (class labels)")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.5,
@@ -30,10 +31,11 @@ def add_parser(subparsers):
     parser.add_argument("--precisions", default="",
                         help="comma-separated: fp32, bf16, bf16-grappler, int8-weights, int8")
     parser.add_argument("--threads", default="", help="comma-separated intra-op thread counts")
-    parser.add_argument("--batch-size", type=int, default=1, help="examples per timed run")
+    parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=1,
+                        help="examples per timed run")
     parser.add_argument("--limit", type=int, default=0,
                         help="use only the first N examples of --data (0 = all)")
-    parser.add_argument("--out", default="tune-out", help="output folder (default tune-out)")
+    parser.add_argument("-o", "--out", default="tune-out", help="output folder (default tune-out)")
     parser.add_argument("--seed", type=int, default=0)
     from leangraph.search.options import add_arguments
 
@@ -48,11 +50,11 @@ def _load_data(path, limit):
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
-        raise LeangraphError(f"data file not found: {path}") from None
+        raise UsageError(f"data file not found: {path}") from None
     except (OSError, ValueError) as exc:
-        raise LeangraphError(f"cannot read {path} as .npz: {exc}") from None
+        raise UsageError(f"cannot read {path} as .npz: {exc}") from None
     if "x" not in arrays:
-        raise LeangraphError(f"{path} has no array 'x' (it has: {', '.join(arrays) or 'none'})")
+        raise UsageError(f"{path} has no array 'x' (it has: {', '.join(arrays) or 'none'})")
     x, y = arrays["x"], arrays.get("y")
     if limit:
         x = x[:limit]
