@@ -19,7 +19,8 @@
 //
 // Units without a range for their input or output, or named in `exclude`,
 // stay float. With probes=true every conv unit also gets a Dequantize under
-// its last node's name, so its output can be compared with the float graph.
+// its last node's name and no Relu is absorbed, so every unit's input and
+// output can be compared with the float graph.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -493,7 +494,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
       only_units = only_units && replaced.count(reader.name()) > 0 &&
                    reads_8bit(reader, consumer.edge);
     }
-    if (only_units) absorbed[relu->name()] = relu->input(0);
+    if (only_units && !*probes) absorbed[relu->name()] = relu->input(0);
   }
 
   // One QuantizeV2 per float tensor that 8-bit units read.

@@ -21,6 +21,7 @@ from leangraph.errors import (  # noqa: E402
     GraphError,
     LeangraphError,
     OutputError,
+    QuantizeError,
     PruneError,
     TransformError,
     UnsafeModelError,
@@ -33,6 +34,13 @@ from leangraph.graphs import load_graph, save_graph  # noqa: E402
 from leangraph.optimize import OptimizeReport, optimize  # noqa: E402
 from leangraph.pipeline.model import Model, load_model  # noqa: E402
 from leangraph.precision import EvalResult, evaluate  # noqa: E402
+from leangraph.quantization import (  # noqa: E402
+    Calibration,
+    QuantizeResult,
+    calibrate,
+    cpu_supports_int8,
+    quantize,
+)
 from leangraph.recipes import RECIPES, recipe  # noqa: E402
 from leangraph.safety import find_unsafe_ops, require_safe  # noqa: E402
 from leangraph.summary import GraphSummary, summarize  # noqa: E402
@@ -52,9 +60,12 @@ __all__ = [
     "benchmark_keras",
     "BenchmarkError",
     "BenchResult",
+    "calibrate",
+    "Calibration",
     "compare",
     "CompareResult",
     "cpu_supports_bf16",
+    "cpu_supports_int8",
     "EvalResult",
     "evaluate",
     "find_unsafe_ops",
@@ -74,6 +85,9 @@ __all__ = [
     "PruneError",
     "PruneReport",
     "parse_transforms",
+    "quantize",
+    "QuantizeError",
+    "QuantizeResult",
     "recipe",
     "RECIPES",
     "require_safe",

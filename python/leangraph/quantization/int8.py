@@ -1,4 +1,4 @@
-"""leangraph.quantize(): a calibrated 8-bit graph on oneDNN's int8 kernels, with per-layer fallback.
+"""leangraph.quantization(): a calibrated 8-bit graph on oneDNN's int8 kernels, with per-layer fallback.
 
 The rewrite itself is the native `quantize_int8` transform. This module decides
 what it is given: the ranges (leangraph.calibrate), the layers left float
@@ -18,7 +18,7 @@ import numpy as np
 
 from leangraph import graphs
 from leangraph.errors import QuantizeError
-from leangraph.quantize.calibrate import Calibration, _Session, calibrate, input_feeds
+from leangraph.quantization.calibrate import Calibration, _Session, calibrate, input_feeds
 
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
 _CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -143,6 +143,20 @@ def _chain_ends(graph_def):
     return ends
 
 
+def _chain_inputs(graph_def):
+    """{contraction: the float tensor its unit reads} (through a Pad it absorbs)."""
+    by_name = {n.name: n for n in graph_def.node}
+    out = {}
+    for node in graph_def.node:
+        if node.op in _CONTRACTIONS and node.input:
+            source = node.input[0]
+            producer = by_name.get(graphs.node_name(source))
+            if producer is not None and producer.op == "Pad" and producer.input:
+                source = producer.input[0]
+            out[node.name] = source if ":" in source else source + ":0"
+    return out
+
+
 def _first_and_last(graph_def, ends):
     """The contraction nearest the inputs and the one nearest the outputs, by graph depth."""
     if not ends:
@@ -172,6 +186,11 @@ def _first_and_last(graph_def, ends):
 def _transform(graph_def, calibration, exclude, probes, inputs, outputs):
     from leangraph.transform import transform
 
+    if not calibration.ranges:
+        # Nothing a unit could read was observed (no float contraction left).
+        out = graphs.graph_pb2().GraphDef()
+        out.CopyFrom(graph_def)
+        return out
     params = [f'ranges="{calibration.to_param()}"']
     if exclude:
         params.append(f'exclude="{",".join(sorted(exclude))}"')
@@ -181,7 +200,7 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs):
 
 
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
-             exclude_first=False, exclude_last=False, min_sqnr_db=15.0, max_rounds=3,
+             exclude_first=False, exclude_last=False, min_sqnr_db=15.0, max_rounds=4,
              check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
@@ -242,12 +261,15 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         units = quantized_units(probe)
         if check is None or not units or min_sqnr_db is None:
             break
-        sqnr = _unit_sqnr(graph_def, probe, units, ends, check)
-        worst = [name for name, value in sqnr.items() if value < float(min_sqnr_db)]
+        measured = _unit_sqnr(graph_def, probe, units, ends, check)
+        sqnr.update({c: out for c, (_, out) in measured.items()})
+        worst = _culprits(measured, float(min_sqnr_db))
         if not worst or rounds >= int(max_rounds):
             break
         for name in worst:
-            excluded[name] = f"output SQNR {sqnr[name]:.1f} dB < {float(min_sqnr_db):g} dB"
+            into, out = measured[name]
+            excluded[name] = (f"output SQNR {out:.1f} dB < {float(min_sqnr_db):g} dB "
+                              f"(its input: {into:.1f} dB)")
 
     result = _transform(graph_def, calibration, set(excluded), False, inputs, outputs)
     units = quantized_units(result)
@@ -296,11 +318,33 @@ def _run(graph_def, names, feeds):
 
 
 def _unit_sqnr(graph_def, probe, units, ends, feeds):
-    """Each quantized unit's output against the float graph's, on `feeds`."""
-    names = [ends[c] + ":0" for c in units if c in ends]
-    reference = _run(graph_def, names, feeds)
-    got = _run(probe, names, feeds)
+    """{contraction: (SQNR of the tensor its unit reads, SQNR of its output)} against the float graph."""
+    sources = _chain_inputs(graph_def)
+    probe_names = {n.name for n in probe.node}
+    names = []
+    for c in units:
+        for tensor in (sources.get(c), ends.get(c, "") + ":0"):
+            if tensor and graphs.node_name(tensor) in probe_names and tensor not in names:
+                names.append(tensor)
+    reference = dict(zip(names, _run(graph_def, names, feeds)))
+    got = dict(zip(names, _run(probe, names, feeds)))
     out = {}
-    for c, a, b in zip([c for c in units if c in ends], reference, got):
-        out[c] = sqnr_db(a, b)
+    for c in units:
+        source, result = sources.get(c), ends.get(c, "") + ":0"
+        if result not in reference:
+            continue
+        into = sqnr_db(reference[source], got[source]) if source in reference else math.inf
+        out[c] = (into, sqnr_db(reference[result], got[result]))
     return out
+
+
+def _culprits(sqnr, threshold):
+    """The units that take their output below `threshold`: those whose input is still above
+    it; failing that, the one that loses most (so each round makes progress)."""
+    below = {c: v for c, v in sqnr.items() if v[1] < threshold}
+    if not below:
+        return []
+    first = [c for c, (into, _) in below.items() if into >= threshold]
+    if first:
+        return first
+    return [max(below, key=lambda c: below[c][0] - below[c][1])]

@@ -1,7 +1,7 @@
 """8-bit compute: calibration and the int8 rewrite onto oneDNN's VNNI kernels."""
 
-from leangraph.quantize.calibrate import METHODS, Calibration, calibrate
-from leangraph.quantize.int8 import (
+from leangraph.quantization.calibrate import METHODS, Calibration, calibrate
+from leangraph.quantization.int8 import (
     LayerReport,
     QuantizeResult,
     cpu_supports_int8,

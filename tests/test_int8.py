@@ -1,0 +1,328 @@
+"""quantize_int8 and leangraph.quantize: the exact rewrite per pattern, numerics against
+float, calibration, per-layer fallback, the kernels oneDNN really runs, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import leangraph
+from leangraph import quantization as Q
+
+RNG = np.random.default_rng(7)
+
+
+def _c(value):
+    return tf.constant(np.asarray(value, dtype=np.float32))
+
+
+def _graph(build, shape=(1, 12, 12, 8)):
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, shape, name="input")
+        build(x)
+    return graph.as_graph_def()
+
+
+def _conv_bias_relu(x, relu="relu", scale=0.2):
+    y = tf.nn.conv2d(x, _c(RNG.normal(size=(3, 3, 8, 16)) * scale), 1, "SAME", name="conv")
+    y = tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="bias")
+    if relu == "relu":
+        y = tf.nn.relu(y, name="act")
+    elif relu == "relu6":
+        y = tf.nn.relu6(y, name="act")
+    tf.identity(y, name="output")
+
+
+def _samples(n=8, shape=(12, 12, 8), positive=False):
+    x = np.random.default_rng(3).standard_normal((n,) + shape).astype(np.float32)
+    return np.abs(x) if positive else x
+
+
+def _quantize(graph_def, x, **kwargs):
+    # oneDNN's int8 kernels run without VNNI too (slower): correctness is
+    # tested on any x86-64 CPU.
+    return Q.quantize(graph_def, x, min_sqnr_db=None, require_vnni=False, **kwargs)
+
+
+def _rel_err(graph_def, qgraph, x, output="output"):
+    ref = np.concatenate([leangraph.run(graph_def, {"input": e[None]}, [output])[0] for e in x])
+    got = np.concatenate([leangraph.run(qgraph, {"input": e[None]}, [output])[0] for e in x])
+    return float(np.abs(ref - got).max() / np.abs(ref).max())
+
+
+def _ops(graph_def):
+    return Counter(n.op for n in graph_def.node if n.op != "Const")
+
+
+def test_conv_bias_relu_becomes_one_fused_kernel():
+    g = _graph(_conv_bias_relu)
+    res = _quantize(g, _samples(1))
+    q = res.graph_def
+    assert _ops(q) == Counter({"Placeholder": 1, "QuantizeV2": 1, "_FusedQuantizedConv2D": 1,
+                               "Dequantize": 1, "Identity": 1})
+    conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
+    assert conv.name == "conv_int8"
+    assert [s.decode() for s in conv.attr["fused_ops"].list.s] == ["BiasAdd", "Relu", "Requantize"]
+    assert conv.attr["out_type"].type == tf.quint8.as_datatype_enum
+    assert conv.attr["Tinput"].type == tf.qint8.as_datatype_enum  # the input is signed
+    # The Dequantize takes the Relu's name, so its readers are untouched.
+    dq = next(n for n in q.node if n.op == "Dequantize")
+    assert dq.name == "act" and dq.input[0] == "conv_int8"
+    weights = next(n for n in q.node if n.name == "conv_int8/weights")
+    assert weights.attr["dtype"].type == tf.qint8.as_datatype_enum
+    assert _rel_err(g, q, _samples(1)) < 0.03
+
+
+def test_conv_without_relu_is_signed_and_relu6_caps_the_range():
+    g = _graph(lambda x: _conv_bias_relu(x, relu=None))
+    q = _quantize(g, _samples(1)).graph_def
+    conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
+    assert [s.decode() for s in conv.attr["fused_ops"].list.s] == ["BiasAdd", "Requantize"]
+    assert conv.attr["out_type"].type == tf.qint8.as_datatype_enum
+    assert _rel_err(g, q, _samples(1)) < 0.03
+
+    g6 = _graph(lambda x: _conv_bias_relu(x, relu="relu6", scale=1.0))
+    q6 = _quantize(g6, _samples(1))
+    top = next(n for n in q6.graph_def.node if n.name == "conv_int8/out_max")
+    assert tf.make_ndarray(top.attr["value"].tensor) == pytest.approx(6.0)
+    out = leangraph.run(q6.graph_def, {"input": _samples(1)}, ["output"])[0]
+    assert out.max() <= 6.0 + 1e-5
+    assert _rel_err(g6, q6.graph_def, _samples(1)) < 0.05
+
+
+def _separable_chain(x):
+    # Keras' SeparableConv2D: depthwise (no bias) -> pointwise + bias -> relu,
+    # then a second pointwise conv reading the first's 8-bit output.
+    y = tf.nn.relu(x, name="pre")
+    y = tf.nn.depthwise_conv2d(y, _c(RNG.normal(size=(3, 3, 8, 1)) * 0.3), [1, 1, 1, 1], "SAME", name="dw")
+    y = tf.nn.conv2d(y, _c(RNG.normal(size=(1, 1, 8, 16)) * 0.3), 1, "SAME", name="pw")
+    y = tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="pw_bias")
+    y = tf.nn.relu(y, name="pw_relu")
+    y = tf.nn.max_pool2d(y, 2, 2, "SAME", name="pool")
+    y = tf.nn.conv2d(y, _c(RNG.normal(size=(1, 1, 16, 4)) * 0.3), 1, "SAME", name="head")
+    tf.identity(y, name="output")
+
+
+def test_chained_units_pass_8bit_tensors_and_relu_folds_into_quantize():
+    g = _graph(_separable_chain)
+    q = _quantize(g, _samples(4)).graph_def
+    ops = _ops(q)
+    # One QuantizeV2 at the entry (the Relu before it is its clamp), one
+    # Dequantize at the exit; the depthwise, pointwise, pool and head stay 8-bit.
+    assert ops == Counter({"Placeholder": 1, "QuantizeV2": 1, "_FusedQuantizedDepthwiseConv2D": 1,
+                           "_FusedQuantizedConv2D": 2, "QuantizedMaxPool": 1, "Dequantize": 1,
+                           "Identity": 1})
+    quant = next(n for n in q.node if n.op == "QuantizeV2")
+    assert quant.input[0] == "input" and quant.attr["T"].type == tf.quint8.as_datatype_enum
+    dw = next(n for n in q.node if n.op == "_FusedQuantizedDepthwiseConv2D")
+    assert [s.decode() for s in dw.attr["fused_ops"].list.s] == ["BiasAdd", "Requantize"]
+    pw = next(n for n in q.node if n.name == "pw_int8")
+    assert pw.input[0] == "dw_int8" and pw.input[3:5] == ["dw_int8:1", "dw_int8:2"]
+    pool = next(n for n in q.node if n.op == "QuantizedMaxPool")
+    assert pool.input[0] == "pw_int8"
+    head = next(n for n in q.node if n.name == "head_int8")
+    assert head.input[0] == pool.name
+    assert _rel_err(g, q, _samples(4)) < 0.05
+
+
+def test_zero_pad_becomes_explicit_padding():
+    def build(x):
+        y = tf.pad(x, [[0, 0], [1, 2], [2, 1], [0, 0]], name="pad")
+        y = tf.nn.conv2d(y, _c(RNG.normal(size=(3, 3, 8, 8)) * 0.2), 2, "VALID", name="conv")
+        tf.identity(y, name="output")
+
+    g = _graph(build)
+    q = _quantize(g, _samples(2)).graph_def
+    assert "Pad" not in _ops(q)
+    conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
+    assert conv.attr["padding"].s == b"EXPLICIT"
+    assert list(conv.attr["explicit_paddings"].list.i) == [0, 0, 1, 2, 2, 1, 0, 0]
+    assert _rel_err(g, q, _samples(2)) < 0.03
+
+
+def test_matmul_dequantizes_in_the_kernel():
+    def build(x):
+        y = tf.reshape(x, [1, -1])
+        y = tf.matmul(y, _c(RNG.normal(size=(12 * 12 * 8, 10)) * 0.05), name="dense")
+        y = tf.nn.bias_add(y, _c(RNG.normal(size=10)), name="dense_bias")
+        tf.identity(y, name="output")
+
+    g = _graph(build)
+    q = _quantize(g, _samples(2)).graph_def
+    mm = next(n for n in q.node if n.op == "_QuantizedMatMul")
+    assert mm.name == "dense_bias"  # float out: it simply takes the last node's name
+    assert [s.decode() for s in mm.attr["fused_ops"].list.s] == ["BiasAdd", "Dequantize"]
+    assert "Dequantize" not in _ops(q)
+    assert _rel_err(g, q, _samples(2)) < 0.03
+
+
+def test_exclusions_and_idempotence():
+    g = _graph(_separable_chain)
+    x = _samples(2)
+    res = _quantize(g, x, exclude=["head"])
+    assert "head" in {n.name for n in res.graph_def.node if n.op == "Conv2D"}
+    head = next(l for l in res.layers if l.name == "head")
+    assert head.precision == "fp32" and "excluded" in head.reason
+
+    first = _quantize(g, x, exclude_first=True)
+    assert "dw" in {n.name for n in first.graph_def.node if n.op == "DepthwiseConv2dNative"}
+
+    again = _quantize(res.graph_def, x, exclude=["head"]).graph_def
+    key = lambda gd: sorted(n.SerializeToString(deterministic=True) for n in gd.node)  # noqa: E731
+    assert key(again) == key(res.graph_def)
+
+
+def test_calibration_ranges_of_a_known_tensor():
+    g = _graph(_conv_bias_relu)
+    x = _samples(6)
+    x[2, 0, 0, 0] = 40.0  # one outlier
+    minmax = Q.calibrate(g, x)
+    assert minmax.ranges["input:0"] == (pytest.approx(float(x.min())), pytest.approx(40.0))
+    pct = Q.calibrate(g, x, method="percentile", percentile=99.0)
+    lo, hi = pct.ranges["input:0"]
+    assert hi < 10.0 and lo < 0
+    expected_hi = np.mean([np.percentile(s, 99.0) for s in x])
+    assert hi == pytest.approx(expected_hi, rel=1e-5)
+    kl = Q.calibrate(g, x, method="kl")
+    assert 0 < kl.ranges["input:0"][1] < 40.0
+    # The Relu's output is non-negative: its range stays unsigned.
+    assert minmax.ranges["act:0"][0] == 0.0
+    assert pct.ranges["act:0"][0] == 0.0
+
+
+def test_low_sqnr_layers_fall_back_to_float():
+    g = _graph(_separable_chain)
+    x = _samples(4)
+    cal = Q.calibrate(g, x)
+    # The pointwise conv requantizes to a range 1000 times too wide: a few
+    # levels are left, its output SQNR collapses, and it alone goes back to
+    # float (what reads it only inherits the error).
+    ranges = dict(cal.ranges)
+    lo, hi = ranges["pw_relu:0"]
+    ranges["pw_relu:0"] = (lo, hi * 1000)
+    bad = Q.Calibration(ranges=ranges, method="minmax", samples=cal.samples)
+    strict = Q.quantize(g, x, calibration=bad, min_sqnr_db=20.0, require_vnni=False)
+    fallback = {l.name: l for l in strict.fallback_layers}
+    assert set(fallback) == {"pw"}
+    assert "SQNR" in fallback["pw"].reason
+    assert {l.name for l in strict.int8_layers} == {"dw", "head"}
+    assert strict.rounds == 2
+    loose = Q.quantize(g, x, calibration=bad, min_sqnr_db=None, require_vnni=False)
+    assert not loose.fallback_layers
+    assert strict.output_sqnr_db > loose.output_sqnr_db + 10
+
+
+def test_mac_share_and_report():
+    g = _graph(_separable_chain)
+    res = _quantize(g, _samples(2), exclude=["head"])
+    total = sum(l.macs for l in res.layers)
+    head = next(l for l in res.layers if l.name == "head")
+    assert res.int8_mac_share == pytest.approx(1 - head.macs / total)
+    assert json.dumps(res.to_dict())
+
+
+_ONEDNN_SCRIPT = r"""
+import sys, numpy as np, leangraph
+graph = leangraph.load_graph(sys.argv[1])
+x = np.random.default_rng(0).standard_normal((1, 12, 12, 8)).astype(np.float32)
+leangraph.run(graph, {"input": x}, ["output"])
+"""
+
+
+def test_onednn_runs_every_conv_on_an_int8_kernel(tmp_path):
+    g = _graph(_separable_chain)
+    path = tmp_path / "int8.pb"
+    leangraph.save_graph(_quantize(g, _samples(2)).graph_def, str(path))
+    env = dict(os.environ, ONEDNN_VERBOSE="1", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", _ONEDNN_SCRIPT, str(path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    convs = [l for l in proc.stdout.splitlines() if ",exec," in l and ",convolution," in l]
+    assert len(convs) == 3, proc.stdout[-3000:]
+    for line in convs:
+        assert "src:u8" in line or "src:s8" in line, line
+        assert "wei:s8" in line, line
+
+
+_RELOAD_SCRIPT = r"""
+import sys, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+fn = loaded.signatures["serving_default"]
+x = np.load(sys.argv[2])
+out = list(fn(tf.constant(x)).values())[0].numpy()
+np.save(sys.argv[3], out)
+"""
+
+
+def test_int8_savedmodel_reloads_in_a_fresh_process(tmp_path):
+    from leangraph.optimize import export_savedmodel
+
+    g = _graph(_separable_chain)
+    q = _quantize(g, _samples(2)).graph_def
+    export_savedmodel(q, ["input"], ["output"], str(tmp_path / "sm"))
+    x = _samples(1)
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([sys.executable, "-c", _RELOAD_SCRIPT, str(tmp_path / "sm"),
+                           str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = leangraph.run(q, {"input": x}, ["output"])[0]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ranges, message",
+    [
+        ("nosuch:0=0,1", "not in the graph"),
+        ("input:0=nan,1", "not a finite interval"),
+        ("input:0=2,1", "not a finite interval"),
+        ("input:0=1", "malformed range"),
+        ("", "needs ranges"),
+    ],
+)
+def test_bad_ranges_are_clear_errors(ranges, message):
+    g = _graph(_conv_bias_relu)
+    with pytest.raises(leangraph.TransformError, match=message):
+        leangraph.transform(g, f'quantize_int8(ranges="{ranges}")')
+
+
+def test_a_graph_that_is_not_frozen_is_refused():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4], name="input")
+        v = tf.compat.v1.get_variable("w", initializer=np.ones((4, 2), np.float32), use_resource=True)
+        tf.matmul(x, v, name="output")
+    with pytest.raises(leangraph.LeangraphError, match="not frozen"):
+        leangraph.transform(graph.as_graph_def(), 'quantize_int8(ranges="input:0=0,1")')
+
+
+def test_bad_calibration_data(tmp_path):
+    g = _graph(_conv_bias_relu)
+    with pytest.raises(leangraph.QuantizeError, match="shape"):
+        Q.calibrate(g, np.zeros((2, 12, 12, 3), np.float32))
+    bad = _samples(2)
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(leangraph.QuantizeError, match="NaN"):
+        Q.calibrate(g, bad)
+    with pytest.raises(leangraph.QuantizeError, match="no examples"):
+        Q.calibrate(g, np.zeros((0, 12, 12, 8), np.float32))
+    with pytest.raises(leangraph.QuantizeError, match="not an input"):
+        Q.calibrate(g, {"other": _samples(1)})
+    with pytest.raises(leangraph.QuantizeError, match="unknown calibration method"):
+        Q.calibrate(g, _samples(1), method="magic")
+    with pytest.raises(leangraph.QuantizeError, match="not in the graph"):
+        Q.quantize(g, _samples(1), exclude=["nosuch"], require_vnni=False)
+
+
+def test_a_cpu_without_vnni_is_refused(monkeypatch):
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_VNNI", "1")
+    assert not Q.cpu_supports_int8()
+    with pytest.raises(leangraph.QuantizeError, match="VNNI"):
+        Q.quantize(_graph(_conv_bias_relu), _samples(1))
