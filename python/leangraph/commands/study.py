@@ -30,7 +30,8 @@ def run(args):
     from leangraph.search import study
 
     if args.json:
-        print(json.dumps(study.summary(study.load(args.storage, args.study)), indent=2))
+        with study.opened(args.storage, args.study) as opened:
+            print(json.dumps(study.summary(opened), indent=2))
     else:
         print(study.show(args.storage, args.study))
     if args.export:

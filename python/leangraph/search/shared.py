@@ -26,6 +26,7 @@ from leangraph.search.storage import (
     graph_fingerprint,
     incompatibility,
     masked,
+    close_storage,
     open_storage,
     timing_lock,
     wait_for_study,
@@ -126,23 +127,32 @@ class SharedStudy:
         storage = open_storage(url, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
         if not isinstance(storage, optuna.storages.RDBStorage):
             heartbeat = None  # journal files keep no heartbeats
-        shared = cls(storage, name, str(url), mode, heartbeat)
-        if mode == "create":
-            try:
-                storage.get_study_id_from_name(name)
-            except KeyError:
-                return shared
-            raise StorageError(f"study '{name}' already exists in {masked(url)}: join it with "
-                               "--worker, continue it with --resume, or pick another --study")
-        study = wait_for_study(storage, name, wait if mode == "worker" else 0, ready_key=READY)
-        recorded = study.user_attrs
-        if "settings" not in recorded:
-            raise StorageError(f"study '{name}' was not made by leangraph tune")
-        why = incompatibility(recorded.get("environment", {}), shared._here)
-        if why:
-            raise StorageError(f"refusing to join study '{name}': {why}")
+        try:
+            shared = cls(storage, name, str(url), mode, heartbeat)
+            if mode == "create":
+                try:
+                    storage.get_study_id_from_name(name)
+                except KeyError:
+                    return shared
+                raise StorageError(f"study '{name}' already exists in {masked(url)}: join it "
+                                   "with --worker, continue it with --resume, or pick another "
+                                   "--study")
+            study = wait_for_study(storage, name, wait if mode == "worker" else 0,
+                                   ready_key=READY)
+            recorded = study.user_attrs
+            if "settings" not in recorded:
+                raise StorageError(f"study '{name}' was not made by leangraph tune")
+            why = incompatibility(recorded.get("environment", {}), shared._here)
+            if why:
+                raise StorageError(f"refusing to join study '{name}': {why}")
+        except BaseException:
+            close_storage(storage)
+            raise
         shared.study, shared.settings = study, dict(recorded["settings"])
         return shared
+
+    def close(self):
+        close_storage(self.storage)
 
     def serialize_timing(self, timer):
         """`timer`, run under the host-wide timing lock, its interval recorded."""
@@ -214,10 +224,17 @@ class SharedStudy:
 
     # -- the worker ----------------------------------------------------------------
 
-    def optimize(self, *, space, baseline_key, measure, variant, models, recipes, precisions,
-                 threads, x, y, input_name, output_name, max_accuracy_drop, n_trials, seed,
-                 batch_size, messages, log, record=None):
-        """Runs trials until the study is done, then the study's result (a TuneResult)."""
+    def optimize(self, **kwargs):
+        """Runs trials until the study is done, then the study's result (a TuneResult).
+        The storage's connections are handed back at the end: a SharedStudy serves once."""
+        try:
+            return self._optimize(**kwargs)
+        finally:
+            self.close()
+
+    def _optimize(self, *, space, baseline_key, measure, variant, models, recipes, precisions,
+                  threads, x, y, input_name, output_name, max_accuracy_drop, n_trials, seed,
+                  batch_size, messages, log, record=None):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)

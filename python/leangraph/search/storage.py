@@ -274,3 +274,12 @@ def wait_for_study(storage, name, wait, *, ready_key):
             raise StorageError(f"study '{name}' {what} after waiting {wait:g} s "
                                "(start one with `leangraph tune --storage URL --study NAME`)")
         time.sleep(0.5)
+
+
+def close_storage(storage):
+    """Hands back the storage's database connections (a pooled engine keeps them
+    open until it is disposed; a dropped one leaves them to the garbage collector)."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        storage.remove_session()
+        engine.dispose()

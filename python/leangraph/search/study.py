@@ -8,6 +8,7 @@ that it scores what the trial recorded; then it writes best.pb, report.json and
 report.md into OUTDIR in one rename.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,22 +16,27 @@ import tempfile
 from pathlib import Path
 
 from leangraph.search.shared import finished_trials, result_of
-from leangraph.search.storage import StorageError, masked, open_storage
+from leangraph.search.storage import StorageError, close_storage, masked, open_storage
 
 
-def load(url, name):
+@contextlib.contextmanager
+def opened(url, name):
+    """The study `name` in `url`, its connections handed back on leaving."""
     import optuna
 
     storage = open_storage(url)
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
-        raise StorageError(f"no study '{name}' in {masked(url)} (it has: "
-                           f"{', '.join(names) or 'none'})") from None
-    if "settings" not in study.user_attrs:
-        raise StorageError(f"study '{name}' was not made by leangraph tune")
-    return study
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+            raise StorageError(f"no study '{name}' in {masked(url)} (it has: "
+                               f"{', '.join(names) or 'none'})") from None
+        if "settings" not in study.user_attrs:
+            raise StorageError(f"study '{name}' was not made by leangraph tune")
+        yield study
+    finally:
+        close_storage(storage)
 
 
 def _states(study):
@@ -84,7 +90,11 @@ def summary(study):
 
 def show(url, name):
     """The text `leangraph study show` prints."""
-    study = load(url, name)
+    with opened(url, name) as study:
+        return _show(study, url, name)
+
+
+def _show(study, url, name):
     attrs = study.user_attrs
     env = attrs.get("environment", {})
     result = result_of(study)
@@ -196,13 +206,13 @@ def export(url, name, outdir, *, model=None, data=None):
     from leangraph import graphs
     from leangraph.errors import OutputError
 
-    study = load(url, name)
-    graph, config, verification = _rebuild(study, model, data)
-    report = summary(study)
+    with opened(url, name) as study:
+        graph, config, verification = _rebuild(study, model, data)
+        report = summary(study)
+        result = result_of(study)
     report["storage"] = masked(url)
     report["verification"] = verification
     report["session_config_needed"] = config is not None
-    result = result_of(study)
     markdown = [f"# leangraph study '{name}'", "", f"storage: {masked(url)}", "",
                 _best_line(result), "", "```", result.table(), "```", "",
                 f"verification: {json.dumps(verification)}", ""]
@@ -237,4 +247,4 @@ def _umask():
     return mask
 
 
-__all__ = ["export", "finished_trials", "load", "show", "summary", "trial_rows"]
+__all__ = ["export", "finished_trials", "opened", "show", "summary", "trial_rows"]
