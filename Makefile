@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # TF's oneDNN notice on every import is noise in test logs.
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
-.PHONY: setup build dev test test-native test-python demo clean wheel test-wheel
+.PHONY: setup build dev test test-native test-python demo clean wheel test-wheel postgres
 
 $(STAMP): requirements.txt
 	@command -v bazel >/dev/null || { apt-get update -q && apt-get install -y -q bazel-bootstrap; }
@@ -33,8 +33,13 @@ dev: setup
 test-native: setup
 	bazel test //native/...
 
+# The shared-study tests start (and stop) a PostgreSQL server of their own; this
+# brings Debian's server binaries (initdb, pg_ctl) when they are missing.
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
+
 # Tests import the installed package, never the source tree.
-test-python: build
+test-python: build postgres
 	cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. -q
 
 test: test-native test-python
