@@ -400,3 +400,64 @@ def test_transform_cli_io_ops_flag(tmp_path, capsys):
     assert not out.exists()
     assert cli.main(args + ["--allow-io-ops"]) == 0
     assert out.exists()
+
+
+# ---- the error hierarchy ----
+
+def test_graph_and_transform_errors_are_siblings(graph, tmp_path):
+    assert not issubclass(leangraph.GraphError, leangraph.TransformError)
+    assert not issubclass(leangraph.TransformError, leangraph.GraphError)
+    with pytest.raises(leangraph.GraphError) as bad_graph:
+        leangraph.transform(b"\x00garbage", "fold_constants", INPUTS, OUTPUTS)
+    assert not isinstance(bad_graph.value, leangraph.TransformError)
+    with pytest.raises(leangraph.TransformError) as bad_step:
+        leangraph.transform(graph, "fold_batchnorms", INPUTS, OUTPUTS)
+    assert not isinstance(bad_step.value, leangraph.GraphError)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"x")
+    with pytest.raises(leangraph.GraphError) as unsafe:
+        leangraph.benchmark(read_only_graph(secret), runs=1, warmup=0)
+    assert not isinstance(unsafe.value, leangraph.TransformError)
+
+
+def test_native_errors_keep_the_status_code(graph):
+    with pytest.raises(leangraph.TransformError) as unknown:
+        leangraph.transform(graph, "fold_batchnorms", INPUTS, OUTPUTS)
+    with pytest.raises(leangraph.GraphError) as cycle:
+        g = type(graph)()
+        g.CopyFrom(graph)
+        node(g, "conv1").input[0] = "relu1"
+        leangraph.transform(g, "fold_batch_norms", INPUTS, OUTPUTS)
+    for error in (unknown.value, cycle.value):
+        assert isinstance(error.code, int) and error.code > 0  # absl: 0 is OK
+    assert leangraph.UsageError("x").code is None
+
+
+def test_bad_arguments_are_usage_errors_and_value_errors(keras_cnn_graph):
+    from leangraph.freeze import freeze
+
+    import graph_builders
+
+    with pytest.raises(leangraph.UsageError, match="batch_size"):
+        freeze(graph_builders.keras_cnn_model(), batch_size=0)
+    with pytest.raises(leangraph.UsageError, match="batch_size"):
+        leangraph.evaluate(keras_cnn_graph, np.zeros((2, 24, 24, 3), np.float32), batch_size=0)
+    assert issubclass(leangraph.UsageError, ValueError)
+    assert issubclass(leangraph.UsageError, leangraph.LeangraphError)
+
+
+def test_every_cli_error_is_one_line(tmp_path, capsys):
+    from leangraph.cli import main
+
+    (tmp_path / "junk.pb").write_bytes(b"\x00\x01not a graph")
+    cases = [
+        ["optimize", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "o1"), "--no-progress"],
+        ["optimize", str(tmp_path / "junk.pb"), "-o", str(tmp_path / "o2"), "--no-progress"],
+        ["freeze", str(tmp_path / "junk.pb"), "-o", str(tmp_path / "f.pb")],
+        ["transform", "--in_graph", str(tmp_path / "junk.pb"), "--out_graph",
+         str(tmp_path / "t.pb"), "--transforms", "fold_constants"],
+    ]
+    for argv in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "error:" in err and "Traceback" not in err, err

@@ -1,5 +1,6 @@
 """leangraph optimize: the pipeline on a small Keras CNN, its gate, its files, its interrupts."""
 
+import importlib
 import json
 import os
 import signal
@@ -400,3 +401,207 @@ def test_a_variant_tf_cannot_run_is_failed_not_fatal(model_path, tmp_path):
     assert broken.status == FAILED and "running it failed" in broken.reason
     assert broken.latency is None
     assert report.ok and report.result != "broken"
+
+
+# ---------------------------------------------------------------------------
+# every model form, each variant's own gate, the fallback, --allow-io-ops, --batch
+# ---------------------------------------------------------------------------
+
+def _quick(model, outdir, **kwargs):
+    kwargs = {"images": 3, "runs": 3, "preprocess": "tf", "precisions": "fp32",
+              "progress": False, **kwargs}
+    return optimize(model, outdir=outdir, **kwargs)
+
+
+def _assert_written(report, outdir):
+    assert report.ok, report.table()
+    data = json.loads((outdir / "report.json").read_text())
+    assert data["result"] == report.result
+    assert (outdir / "optimized.pb").stat().st_size > 0
+    assert (outdir / "optimized_savedmodel" / "saved_model.pb").is_file()
+    return data
+
+
+@pytest.fixture(scope="module")
+def model_forms(tmp_path_factory):
+    """The test CNN as a legacy .h5, a tf.saved_model.save SavedModel and a frozen .pb."""
+    import tensorflow as tf
+
+    from leangraph import freeze, save_graph
+
+    folder = tmp_path_factory.mktemp("forms")
+    model = graph_builders.keras_cnn_model()
+    model.save(folder / "model.h5")
+    spec = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="image")
+    module = tf.Module()
+    module.model = model
+    module.serve = tf.function(lambda image: {"scores": model(image, training=False)},
+                               input_signature=[spec])
+    tf.saved_model.save(module, str(folder / "savedmodel"),
+                        signatures={"serving_default": module.serve.get_concrete_function()})
+    save_graph(freeze(model).graph_def, folder / "model.pb")
+    return folder
+
+
+@pytest.mark.parametrize("form, keras_rows", [("model.h5", True), ("savedmodel", False),
+                                              ("model.pb", False)])
+def test_every_model_form_end_to_end(model_forms, tmp_path, form, keras_rows):
+    outdir = tmp_path / "out"
+    report = _quick(model_forms / form, outdir)
+    data = _assert_written(report, outdir)
+    names = [v["name"] for v in data["variants"]]
+    assert ("keras-predict" in names) == keras_rows and ("keras-call" in names) == keras_rows
+    reference = [v["name"] for v in data["variants"] if v["is_reference"]]
+    assert reference == (["keras-predict"] if keras_rows else ["frozen"])
+    assert data["settings"]["source"] == ("keras" if keras_rows else
+                                          "savedmodel" if form == "savedmodel" else "graph")
+
+
+def test_batch_times_batch_one_and_batch_n(model_forms, tmp_path):
+    outdir = tmp_path / "out"
+    report = _quick(model_forms / "model.pb", outdir, batch=4)
+    data = _assert_written(report, outdir)
+    deploy = next(v for v in data["variants"] if v["name"] == "deploy")
+    assert deploy["batch"] == 4 and deploy["batch_latency"]["count"] >= 3
+    assert deploy["batch_throughput"] == pytest.approx(
+        4000.0 / deploy["batch_latency"]["p50_ms"])
+    assert deploy["throughput"] == pytest.approx(1000.0 / deploy["latency"]["p50_ms"])
+    assert "batch 4 ex/s" in (outdir / "report.md").read_text()
+
+
+_TF_KERAS_SAVE = """
+import sys
+import numpy as np
+import tf_keras
+inputs = tf_keras.Input((12, 12, 3))
+x = tf_keras.layers.Conv2D(6, 3, activation="relu")(inputs)
+x = tf_keras.layers.BatchNormalization()(x)
+x = tf_keras.layers.GlobalAveragePooling2D()(x)
+model = tf_keras.Model(inputs, tf_keras.layers.Dense(4, activation="softmax")(x))
+# The legacy optimizer stores slot variables that TF 2's object-graph loader rebuilds
+# through tf-keras alone.
+model.compile(optimizer=tf_keras.optimizers.legacy.Adam(), loss="sparse_categorical_crossentropy")
+rng = np.random.default_rng(0)
+model.fit(rng.random((16, 12, 12, 3), dtype=np.float32), rng.integers(0, 4, 16), epochs=1,
+          verbose=0)
+model.save(sys.argv[1], save_format="tf")
+"""
+
+
+@pytest.fixture(scope="module")
+def keras2_savedmodel(tmp_path_factory):
+    """A SavedModel exported by tf-keras (Keras 2) with its optimizer, made in a child
+    process so that this one never imports tf_keras."""
+    path = tmp_path_factory.mktemp("keras2") / "savedmodel"
+    done = subprocess.run([sys.executable, "-c", _TF_KERAS_SAVE, str(path)], capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return path
+
+
+def test_savedmodel_whose_object_graph_cannot_be_restored(keras2_savedmodel, tmp_path,
+                                                          monkeypatch):
+    import tensorflow as tf
+
+    # Without tf-keras (as on a plain TF install) TF cannot rebuild the optimizer's slots.
+    monkeypatch.setitem(sys.modules, "tf_keras", None)
+    with pytest.raises(AttributeError, match="add_slot"):
+        tf.saved_model.load(str(keras2_savedmodel))
+    outdir = tmp_path / "out"
+    report = _quick(keras2_savedmodel, outdir)
+    data = _assert_written(report, outdir)
+    assert data["settings"]["source"] == "savedmodel-v1"
+    assert any("v1 loader" in note for note in data["notes"])
+    frozen = report.variant("frozen")
+    assert not {"StatefulPartitionedCall", "PartitionedCall"} & {
+        n.op for n in graphs_from_bytes(frozen.graph_def).node}
+    deploy = report.variant("deploy")
+    assert deploy.passed and deploy.nodes < frozen.nodes, deploy.reason
+
+
+def graphs_from_bytes(data):
+    from leangraph import load_graph
+
+    return load_graph(data)
+
+
+def test_savedmodel_check_applies_the_variants_own_gate(tmp_path, monkeypatch):
+    """A bf16 result's SavedModel differs from Keras by bf16 rounding: its top-1 gate
+    passes it where the fp32 tolerance would not."""
+    opt = importlib.import_module("leangraph.optimize")
+
+    reference = [np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])]
+    rounded = [reference[0] * 1.005]
+    monkeypatch.setattr(opt, "savedmodel_outputs", lambda *args: rounded)
+    bf16 = VariantResult(name="bf16", description="", kind="graph", precision="bf16",
+                         gate="top1")
+    fp32 = VariantResult(name="deploy", description="", kind="graph")
+    args = (["input"], ["output"], [np.zeros((2, 3))], reference, 1e-4)
+    assert opt._check_savedmodel(tmp_path, bf16, *args) is None
+    assert "exceeds the tolerance" in opt._check_savedmodel(tmp_path, fp32, *args)
+
+
+def test_winner_failing_the_savedmodel_check_falls_back(model_path, tmp_path, monkeypatch):
+    opt = importlib.import_module("leangraph.optimize")
+
+    real = opt.savedmodel_outputs
+    calls = []
+
+    def first_export_is_wrong(*args):
+        outputs = real(*args)
+        calls.append(1)
+        return [o * 2.0 for o in outputs] if len(calls) == 1 else outputs
+
+    monkeypatch.setattr(opt, "savedmodel_outputs", first_export_is_wrong)
+    outdir = tmp_path / "out"
+    report = _quick(model_path, outdir)
+    data = _assert_written(report, outdir)
+    failed = [v for v in data["variants"] if "exported SavedModel" in (v["reason"] or "")]
+    assert len(failed) == 1 and failed[0]["status"] == FAILED
+    assert data["result"] != failed[0]["name"] and len(calls) == 2
+    assert any("falling back to " + data["result"] in note for note in data["notes"])
+    assert (outdir / "optimized.pb").read_bytes() == report.variant(data["result"]).graph_def
+
+
+def _io_model(path, secret):
+    """A frozen graph whose output depends on a ReadFile of a constant path."""
+    import tensorflow as tf
+
+    from leangraph import save_graph
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4], name="input")
+        length = tf.cast(tf.strings.length(tf.io.read_file(tf.constant(str(secret)))), tf.float32)
+        tf.nn.softmax(tf.matmul(x, tf.ones([4, 3])) + length, name="scores")
+    save_graph(g.as_graph_def(), path)
+    return path
+
+
+def test_allow_io_ops_reaches_every_step(tmp_path, capsys):
+    from leangraph.cli import main
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"x" * 3)
+    model = _io_model(tmp_path / "io.pb", secret)
+    args = ["optimize", str(model), "--images", "2", "--runs", "2", "--precision", "fp32",
+            "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "refused")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "ReadFile" in err and "--allow-io-ops" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "refused").exists()
+    assert main(args + ["-o", str(tmp_path / "out"), "--allow-io-ops"]) == 0
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    timed = [v for v in data["variants"] if v["name"] in ("tf-deploy", "deploy", "frozen")]
+    assert len(timed) == 3 and all(v["status"] == PASSED and v["latency"] for v in timed)
+
+
+def test_bad_arguments_are_usage_errors(model_path, tmp_path):
+    from leangraph.errors import UsageError
+
+    for kwargs in ({"runs": 0}, {"images": 0}, {"threads": 0}, {"batch": 0},
+                   {"recipe": "nope"}, {"tolerance": -1}, {"precisions": "fp64"}):
+        with pytest.raises(UsageError) as info:
+            optimize(model_path, outdir=tmp_path / "out", progress=False, **kwargs)
+        assert isinstance(info.value, ValueError)
+    assert not (tmp_path / "out").exists()

@@ -640,9 +640,15 @@ def _inline_calls(graph_def, input_names, output_names):
         raise FreezeError(
             f"inlining the model's function calls failed: {type(exc).__name__}: {exc}"
         ) from None
-    return _clean(inlined, [(t.op.name, n) for t, n in zip(pruned.inputs, input_names)],
-                  [(t.name, n, t.dtype.as_datatype_enum)
-                   for t, n in zip(pruned.outputs, output_names)], {})
+    cleaned = _clean(inlined, [(t.op.name, n) for t, n in zip(pruned.inputs, input_names)],
+                     [(t.name, n, t.dtype.as_datatype_enum)
+                      for t, n in zip(pruned.outputs, output_names)], {})
+    # Inlining leaves colocation hints naming the call's argument nodes, which are
+    # gone; a frozen inference graph needs no colocation at all.
+    for node in cleaned.node:
+        if "_class" in node.attr:
+            del node.attr["_class"]
+    return cleaned
 
 
 def _convert(concrete):

@@ -986,7 +986,7 @@ def _pipeline(config, bench, recipes, prog):
         prog.advance()
         margin = top1_margin(reference)
         if margin is not None and margin < 0.01:
-            notes.append(f"Keras' top-1 class leads the runner-up by a median "
+            notes.append(f"the reference's top-1 class leads the runner-up by a median "
                          f"{100 * margin:.2g} % of its score on these inputs, so top-1 "
                          "agreement is fragile here (random weights or inputs): tiny numeric "
                          "changes flip it")
