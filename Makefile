@@ -11,11 +11,12 @@ export TF_ENABLE_ONEDNN_OPTS ?= 1
 
 .PHONY: setup build dev test test-native test-python demo clean wheel test-wheel postgres
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-nodeps.txt
 	@command -v bazel >/dev/null || { apt-get update -q && apt-get install -y -q bazel-bootstrap; }
 	@test -x $(PY) || python3 -m venv $(VENV) || { apt-get install -y -q python3-venv python3-dev && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 setup: $(STAMP)
