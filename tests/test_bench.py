@@ -215,6 +215,17 @@ def test_inputs_from_arrays(graph_files):
     assert result.batch == 2
 
 
+def test_scalar_inputs_keep_their_shape(tmp_path):
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [], name="s")
+        tf.identity(x * 2.0, name="out")
+    for run in (leangraph.benchmark, bench.benchmark_in_child):
+        result = run(g.as_graph_def(), {"s": np.float32(3)}, runs=2, warmup=0,
+                     measure_overhead=False)
+        assert result.inputs[0]["shape"] == []
+
+
 def test_profile_reports_op_types(graph_files):
     result = leangraph.benchmark(graph_files["a"], runs=3, warmup=1, profile=True,
                                  measure_overhead=False)
@@ -365,6 +376,7 @@ def test_binary_compare_is_interleaved(binary, graph_files):
     assert "Wilcoxon signed-rank" in report["speedup_ci95_method"]
     assert report["target_ci"] is None and report["stop_reason"] == "runs"
     assert report["a"]["intra_op_pool"] == "per-session"
+    assert report["created_first"] in ("A", "B")
 
 
 def test_binary_target_ci_reports_whether_it_was_met(binary, graph_files):

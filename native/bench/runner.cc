@@ -647,7 +647,9 @@ struct Candidate {
   BenchReport report;
 };
 
-absl::Status Start(Candidate* c, const BenchOptions& o) {
+// Creates the session and runs it once (Grappler works here); warm-up runs
+// follow unless `warm` is false (RunCompare interleaves them itself).
+absl::Status Start(Candidate* c, const BenchOptions& o, bool warm = true) {
   absl::StatusOr<SessionHandle> handle = CreateSession(*c->graph, o);
   if (!handle.ok()) return handle.status();
   c->handle = std::move(*handle);
@@ -666,6 +668,7 @@ absl::Status Start(Candidate* c, const BenchOptions& o) {
   const absl::StatusOr<double> first = RunOnce(c->handle.session.get(), c->prepared);
   if (!first.ok()) return first.status();
   r.first_run_ms = *first;
+  if (!warm) return absl::OkStatus();
   InterruptPoll poll(o);
   for (int64_t i = 0; i < o.warmup; ++i) {
     if (absl::Status s = poll.Poll(); !s.ok()) return s;
@@ -782,14 +785,36 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
   status = pin.Pin(o.cpus);
   if (!status.ok()) return status;
   const std::set<int> before = ThreadIds();
-  for (Candidate* c : {&ca, &cb}) {
-    status = Start(c, c == &ca ? o : ob);
+  // Which session is made first is a seeded coin too, so that whatever
+  // creation order does (memory placement, a pool's first user) is not
+  // always A's; the warm-ups then alternate, so both start the timed pairs
+  // equally warm.
+  const bool a_created_first = AFirstInPair(o.seed ^ 0x5EC0u, 0);
+  for (Candidate* c : a_created_first ? std::vector<Candidate*>{&ca, &cb}
+                                      : std::vector<Candidate*>{&cb, &ca}) {
+    status = Start(c, c == &ca ? o : ob, /*warm=*/false);
     if (!status.ok()) {
       return absl::Status(status.code(),
                           absl::StrCat("graph ", c->report.label, ": ", status.message()));
     }
   }
+  {
+    InterruptPoll warm_poll(o);
+    for (int64_t i = 0; i < o.warmup; ++i) {
+      status = warm_poll.Poll();
+      if (!status.ok()) return status;
+      for (Candidate* c : i % 2 == 0 ? std::vector<Candidate*>{&ca, &cb}
+                                     : std::vector<Candidate*>{&cb, &ca}) {
+        const absl::StatusOr<double> ms = RunOnce(c->handle.session.get(), c->prepared);
+        if (!ms.ok()) {
+          return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
+                                                               ": ", ms.status().message()));
+        }
+      }
+    }
+  }
   CompareReport out;
+  out.a_created_first = a_created_first;
   out.seed = o.seed;
   out.target_ci = o.target_ci;
   StopRule rule;
@@ -964,6 +989,7 @@ std::string CompareToJson(const CompareReport& c) {
   w.Key("pair_first").BeginArray();
   for (const bool a_first : c.a_first) w.Value(a_first ? "A" : "B");
   w.EndArray();
+  w.Key("created_first").Value(c.a_created_first ? "A" : "B");
   w.Key("order_method")
       .Value(absl::StrCat("randomized ABBA blocks (AB BA or BA AB per two pairs), seed ", c.seed));
   const PairedRatio& p = c.paired;

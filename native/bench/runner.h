@@ -119,6 +119,7 @@ struct CompareReport {
   BenchReport a, b;
   std::vector<char> order;    // 'A' / 'B' in the order the runs happened
   std::vector<bool> a_first;  // per pair: AFirstInPair(seed, i)
+  bool a_created_first = true;  // a seeded coin as well
   PairedRatio paired;         // speed-up, interval, position effect
   uint64_t seed = 0;
   double target_ci = 0;       // 0: none asked

@@ -202,7 +202,8 @@ def _inputs(inputs):
         raise TypeError("inputs must be None or a dict {name: numpy array}")
     out = []
     for name, value in inputs.items():
-        array = np.ascontiguousarray(value)
+        # asarray, not ascontiguousarray: the latter turns a scalar into shape (1,).
+        array = np.asarray(value, order="C")
         dtype = array.dtype.name
         if dtype not in _SUPPORTED_DTYPES:
             raise BenchmarkError(
@@ -365,7 +366,8 @@ def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, 
         path.write_bytes(data)
         cmd += [flag, str(path)]
     for i, (name, value) in enumerate((inputs or {}).items()):
-        array = np.ascontiguousarray(value)
+        # asarray, not ascontiguousarray: the latter turns a scalar into shape (1,).
+        array = np.asarray(value, order="C")
         if array.dtype.name not in _SUPPORTED_DTYPES:
             raise BenchmarkError(
                 f"input '{name}' has dtype {array.dtype.name}, which the timer cannot feed "
