@@ -92,7 +92,7 @@ def test_report_lists_unsupported_layers(digits):
     x, y = digits
     i = keras.Input((8, 8, 1))
     a = layers.Conv2D(16, 3, padding="same", name="a")(i)
-    r = layers.Reshape((8, 8, 16), name="reshape")(a)
+    r = layers.Reshape((16, 8, 8), name="reshape")(a)  # moves channels
     b = layers.Conv2D(16, 3, padding="same", activation="relu", name="b")(r)
     model = keras.Model(i, layers.Dense(10, activation="softmax", name="head")(
         layers.GlobalAveragePooling2D()(b)))

@@ -106,6 +106,20 @@ def test_se_block_multiply():
     assert groups == {("c", "expand"): 8, ("reduce",): 2, ("project",): 4, ("head",): "frozen"}
 
 
+def test_se_block_with_reshape_keeps_channels():
+    i = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="c")(i)
+    se = layers.GlobalAveragePooling2D()(x)
+    se = layers.Reshape((1, 1, 8), name="se_reshape")(se)  # keeps the last axis
+    se = layers.Conv2D(2, 1, activation="relu", name="reduce")(se)
+    se = layers.Conv2D(8, 1, activation="sigmoid", name="expand")(se)
+    x = layers.Multiply()([x, se])
+    out = layers.Dense(3, name="head")(layers.GlobalAveragePooling2D()(x))
+    graph, groups = _groups(keras.Model(i, out))
+    assert groups == {("c", "expand"): 8, ("reduce",): 2, ("head",): "frozen"}
+    assert graph.unsupported == []
+
+
 def test_flatten_to_dense_channels_last_mapping():
     i = keras.Input((3, 3, 1))
     c = layers.Conv2D(4, 1, name="c")(i)
@@ -168,7 +182,7 @@ def test_unsupported_structures_freeze_their_groups(blocker):
     i = keras.Input((4, 4, 4))
     a = layers.Conv2D(8, 1, name="a")(i)
     if blocker == "reshape":
-        x = layers.Reshape((4, 4, 8))(a)
+        x = layers.Reshape((8, 4, 4))(a)  # moves channels
     elif blocker == "lambda":
         x = layers.Lambda(lambda t: t * 2.0)(a)
     elif blocker == "custom":

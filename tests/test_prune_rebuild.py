@@ -115,10 +115,32 @@ def test_nested_model_rebuilds_flat():
                                R.zeroed_copy(plan).predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
+def test_se_reshape_rebuilds_with_the_new_channel_count():
+    i = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="c")(i)
+    x = layers.BatchNormalization(name="c_bn")(x)
+    se = layers.GlobalAveragePooling2D()(x)
+    se = layers.Reshape((1, 1, 8), name="se_reshape")(se)
+    se = layers.Conv2D(2, 1, activation="relu", name="reduce")(se)
+    se = layers.Conv2D(8, 1, activation="sigmoid", name="expand")(se)
+    x = layers.Multiply()([x, se])
+    model = keras.Model(i, layers.Dense(3, name="head")(layers.GlobalAveragePooling2D()(x)))
+    _randomize(model, 9)
+    graph = G.ChannelGraph(model)
+    plan = _random_plan(graph, 9)
+    pruned = R.rebuild(plan)
+    kept = int(plan.out_mask("c").sum())
+    assert kept < 8
+    assert tuple(pruned.get_layer("se_reshape").target_shape) == (1, 1, kept)
+    x = np.random.default_rng(9).normal(size=(3, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(pruned.predict(x, verbose=0),
+                               R.zeroed_copy(plan).predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
 def test_frozen_groups_are_never_pruned():
     i = keras.Input((6, 6, 3))
     a = layers.Conv2D(8, 1, name="a")(i)
-    frozen = layers.Reshape((6, 6, 8))(a)  # not understood: a stays whole
+    frozen = layers.Reshape((12, 6, 4))(a)  # moves channels: a stays whole
     b = layers.Conv2D(8, 1, name="b")(frozen)
     out = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(b))
     model = keras.Model(i, out)

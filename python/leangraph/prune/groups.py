@@ -34,6 +34,7 @@ _ELEMENTWISE_ACTIVATIONS = frozenset({
 
 # Layer kinds that own weights the rebuild slices.
 CONV, DENSE, DEPTHWISE, SEPARABLE, BATCHNORM = "conv", "dense", "depthwise", "separable", "bn"
+RESHAPE = "reshape"  # no weights, but its target_shape names the channel count
 PRODUCERS = (CONV, DENSE, SEPARABLE)
 
 
@@ -135,6 +136,7 @@ def _layer_types():
         "merge": pick("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"),
         "concat": pick("Concatenate"),
         "flatten": pick("Flatten"),
+        "reshape": pick("Reshape"),
         # One channel in, the same channel out; data_format is checked separately.
         "spatial": pick(
             "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
@@ -515,6 +517,20 @@ class ChannelGraph:
         self._set(node.outputs[0], ids=np.tile(in_ids, positions))
         return None
 
+    def _visit_reshape(self, node, op):
+        # Row-major reshapes that keep the last axis (SE blocks' (N, C) -> (N, 1, 1, C))
+        # leave channel c at flat index i * C + c: the same channels come out.
+        target = tuple(op.get_config()["target_shape"])
+        in_ids = self._input(node)
+        count = _channels(node.outputs[0])
+        if in_ids is None or not target or target[-1] != count or len(in_ids) != count:
+            return "reshape that moves channels"
+        record = self._record(node, op, RESHAPE, in_ids)
+        if record is None:
+            return "shared layer called with different channel counts"
+        self._set(node.outputs[0], ids=record.out_ids)
+        return None
+
     # -- groups ---------------------------------------------------------
 
     def _make_groups(self):
@@ -596,7 +612,7 @@ class ChannelGraph:
         """MACs per example of each conv/dense layer, after removing `removed` channels."""
         result = {}
         for name, record in self.records.items():
-            if record.kind == BATCHNORM:
+            if record.kind in (BATCHNORM, RESHAPE):
                 continue
             keep_in = int(self.mask(record.in_ids, removed).sum())
             keep_out = int(self.mask(record.out_ids, removed).sum())

@@ -103,6 +103,9 @@ def rebuild(plan):
         if record is not None and record.kind in G.PRODUCERS:
             key = "units" if record.kind == G.DENSE else "filters"
             config[key] = int(plan.out_mask(op.name).sum())
+        elif record is not None and record.kind == G.RESHAPE:
+            config["target_shape"] = tuple(config["target_shape"][:-1]) + (
+                int(plan.out_mask(op.name).sum()),)
         try:
             new = type(op).from_config(config)
         except Exception as exc:  # a custom layer whose config does not round-trip
