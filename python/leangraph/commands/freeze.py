@@ -85,8 +85,10 @@ def add_parser(subparsers):
             "TF's transforms can rewrite it."
         ),
     )
-    parser.add_argument("model", help="a .keras / .h5 / .json file or a SavedModel directory")
-    parser.add_argument("-o", "--output", required=True, help="where to write the .pb (or .pbtxt)")
+    parser.add_argument("model", help="a .keras / .h5 / .json file, a SavedModel directory or a "
+                                      "frozen .pb / .pbtxt")
+    parser.add_argument("-o", "--out", "--output", dest="output", required=True,
+                        help="where to write the .pb (or .pbtxt)")
     parser.add_argument("--output-names", "--output_names", help="comma-separated output names")
     add_model_arguments(parser)
     parser.set_defaults(func=run)
