@@ -128,7 +128,7 @@ def measured(trials):
     """COMPLETE, non-repeat trials by configuration."""
     by_key = {}
     for t in trials:
-        if t.state.name == "COMPLETE" and t.user_attrs.get("repeat_of") is None:
+        if t.state.name == "COMPLETE" and t.user_attrs["result"]["repeat_of"] is None:
             key = tuple(t.params[n] for n in ("model", "recipe", "precision", "threads"))
             by_key.setdefault(key, []).append(t)
     return by_key
@@ -148,8 +148,9 @@ def running_trial_of(url, name, pid):
     except KeyError:
         return None
     for t in trials:
-        if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}") \
-                and t.user_attrs.get("phase") == "running":
+        run = t.user_attrs.get("run", {})
+        if t.state.name == "RUNNING" and run.get("worker", "").endswith(f":{pid}") \
+                and run.get("phase") == "running" and not t.user_attrs.get("result"):
             return t.number
     return None
 
@@ -172,12 +173,13 @@ def test_two_workers_share_one_study(server, files):
     assert best_line(out_a).split(" 0.")[0].split()[-1] in best_line(shown.stdout)
     assert "Pareto front" in shown.stdout
     for t in complete:
-        assert t.user_attrs["host"] and t.user_attrs["latency_ms"] > 0
-        assert t.user_attrs["accuracy"] > 0.5 and t.user_attrs["error"] is None
+        assert t.user_attrs["run"]["host"] and t.user_attrs["result"]["latency_ms"] > 0
+        assert t.user_attrs["result"]["accuracy"] > 0.5
+        assert t.user_attrs["result"]["error"] is None
     # One host: no two timings overlapped (the host-wide lock).
-    spans = sorted(tuple(t.user_attrs["timed"]) for t in complete)
+    spans = sorted(tuple(t.user_attrs["result"]["timed"]) for t in complete)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
-    assert len({t.user_attrs["worker"] for t in complete}) == 2
+    assert len({t.user_attrs["run"]["worker"] for t in complete}) == 2
 
 
 def test_sigkill_mid_trial_loses_nothing_and_is_retried(server, files):
@@ -186,7 +188,7 @@ def test_sigkill_mid_trial_loses_nothing_and_is_retried(server, files):
     victim = Worker(files, url, "kill", "b", "--worker", "--wait", "60")
     killed = wait_until(lambda: running_trial_of(url, "kill", victim.proc.pid), 90,
                         "the victim's trial")
-    before = {t.number: t.user_attrs["latency_ms"]
+    before = {t.number: t.user_attrs["result"]["latency_ms"]
               for t in trials_of(url, "kill") if t.state.name == "COMPLETE"}
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait()
@@ -195,13 +197,13 @@ def test_sigkill_mid_trial_loses_nothing_and_is_retried(server, files):
     assert trials[killed].state.name == "FAIL"
     for number, latency in before.items():  # nothing finished was lost
         assert trials[number].state.name == "COMPLETE"
-        assert trials[number].user_attrs["latency_ms"] == latency
+        assert trials[number].user_attrs["result"]["latency_ms"] == latency
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
     assert len(retries) == 1
     assert retries[0].state.name == "COMPLETE"
     assert retries[0].params == trials[killed].params
-    assert retries[0].user_attrs["retry_of"] == killed
-    assert str(victim.proc.pid) not in retries[0].user_attrs["worker"]
+    assert retries[0].user_attrs["run"]["retry_of"] == killed
+    assert str(victim.proc.pid) not in retries[0].user_attrs["run"]["worker"]
     assert_every_configuration_once(list(trials.values()))
 
 

@@ -59,10 +59,17 @@ def _fail_stale(study):
 
 def trial_of(frozen):
     """The Trial a finished study trial recorded (None if it recorded none)."""
-    attrs = frozen.user_attrs
-    if attrs.get("phase") != "done":
+    measured = frozen.user_attrs.get("result")
+    if not measured:
         return None
-    return Trial(frozen.number, **{name: attrs.get(name) for name in _MEASURED})
+    return Trial(frozen.number, **{name: measured.get(name) for name in _MEASURED})
+
+
+def trial_phase(frozen):
+    """running, idle (waiting for others, measures nothing) or done."""
+    if frozen.user_attrs.get("result"):
+        return "done"
+    return frozen.user_attrs.get("run", {}).get("phase")
 
 
 def finished_trials(study):
@@ -112,6 +119,7 @@ class SharedStudy:
         self.settings = None  # the study's, for a worker; what tune() must be called with
         self.sources = {}  # where the model and data came from (paths, --limit), recorded
         self.ran = []  # the trials this worker ran
+        self.measuring_s = 0.0  # of which: building, scoring and timing, not the storage
         self._timed = None
         self._here = environment()
 
@@ -262,23 +270,24 @@ class SharedStudy:
 
         def objective(ot):
             key = tuple(ot.suggest_categorical(name, choices[name]) for name in PARAMS)
-            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == ot.number)
-            queued = "fixed_params" in frozen.system_attrs or "failed_trial" in frozen.system_attrs
-            # A retry inherits the dead trial's attributes; these are this run's.
-            ot.set_user_attr("phase", "running")
-            ot.set_user_attr("host", here)
-            ot.set_user_attr("worker", worker)
-            if "failed_trial" in frozen.system_attrs:
-                ot.set_user_attr("retry_of", frozen.system_attrs["failed_trial"])
-            if enumerated and not queued:
-                # Everything was queued up front: a sampled trial means the queue is
-                # empty, so this worker only waits for the others (and their retries).
-                ot.set_user_attr("phase", "idle")
+            trials = study.get_trials(deepcopy=False)
+            frozen = next(t for t in trials if t.number == ot.number)
+            system = frozen.system_attrs
+            queued = "fixed_params" in system or "failed_trial" in system
+            # Everything was queued up front: a sampled trial means the queue is empty,
+            # so this worker only waits for the others (and for their retries).
+            idle = enumerated and not queued
+            # One attribute per write: every write is a round trip to the storage.
+            ot.set_user_attr("run", {"phase": "idle" if idle else "running", "host": here,
+                                     "worker": worker, "retry_of": system.get("failed_trial")})
+            if frozen.user_attrs.get("result"):
+                ot.set_user_attr("result", None)  # a retry inherits the dead trial's
+            if idle:
                 if self._settle(study, ot.number, enumerated, budget, len(space)):
                     study.stop()
                 raise optuna.TrialPruned("idle: every configuration is measured or running")
             try:
-                first = self._measured(study, key, ot.number)
+                first = self._measured(study, key, ot.number, trials)
                 if first is not None:
                     trial = Trial(ot.number, *key)
                     for name in _MEASURED[4:]:
@@ -286,18 +295,19 @@ class SharedStudy:
                     trial.repeat_of = first.number
                 else:
                     self._timed = None
+                    started = time.perf_counter()
                     trial = measure(ot.number, key)
-                    if self._timed:
-                        ot.set_user_attr("timed", list(self._timed))
+                    self.measuring_s += time.perf_counter() - started
             except KeyboardInterrupt:
                 # An interrupted trial is not stale (its worker said goodbye), so no
                 # heartbeat check would queue it again: do it here.
                 with _quiet():
                     optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
                 raise
-            for name in _MEASURED:
-                ot.set_user_attr(name, getattr(trial, name))
-            ot.set_user_attr("phase", "done")
+            measured = {name: getattr(trial, name) for name in _MEASURED}
+            if first is None and self._timed:
+                measured["timed"] = list(self._timed)
+            ot.set_user_attr("result", measured)
             self.ran.append(trial)
             state = "error" if trial.error else ("ok" if trial.feasible else "over budget")
             latency = f"{trial.latency_ms:.3f} ms" if trial.latency_ms is not None else "-"
@@ -315,32 +325,37 @@ class SharedStudy:
             _fail_stale(study)
         callbacks = [optuna.study.MaxTrialsCallback(
             budget, states=(optuna.trial.TrialState.COMPLETE,))]
+        started = time.perf_counter()
         if self._done(study, enumerated, budget, len(space)):
             log(f"study '{self.name}' is already finished; nothing to run")
         else:
             with _quiet():
                 study.optimize(objective, callbacks=callbacks, catch=())
+        self.optimize_s = time.perf_counter() - started
         result = result_of(study)
         built = variant(result.best.model, result.best.recipe, result.best.precision)
         if isinstance(built, Exception):
             raise LeangraphError(f"the best trial's graph cannot be rebuilt here: {built}")
         result.best_graph, result.best_session_config = built[0], built[1]
         result.messages = list(messages)
-        log(f"worker {worker} ran {len(self.ran)} of the {len(result.trials)} trials of study '{self.name}'")
+        outside = (self.optimize_s - self.measuring_s) / max(1, len(self.ran))
+        log(f"worker {worker} ran {len(self.ran)} of the {len(result.trials)} trials of study "
+            f"'{self.name}' in {self.optimize_s:.2f} s, {1e3 * outside:.1f} ms per trial outside "
+            "measuring (storage, sampling, waiting for others)")
         if record:
             result.save_json(record)
         return result
 
-    def _measured(self, study, key, number):
+    def _measured(self, study, key, number, trials=None):
         """The trial that measured `key`, waiting while another worker measures it;
         None when nobody has (or the one who did died)."""
         import optuna
 
         while True:
             busy = False
-            for frozen in study.get_trials(deepcopy=False):
+            for frozen in trials or study.get_trials(deepcopy=False):
                 if frozen.number == number or frozen.params.get("model") is None \
-                        or frozen.user_attrs.get("phase") == "idle":
+                        or trial_phase(frozen) == "idle":
                     continue
                 if tuple(frozen.params.get(name) for name in PARAMS) != key:
                     continue
@@ -355,6 +370,7 @@ class SharedStudy:
                     busy = True
             if not busy:
                 return None
+            trials = None
             time.sleep(self._poll())
             _fail_stale(study)
 
@@ -386,7 +402,7 @@ class SharedStudy:
                 return False
             busy = [t for t in study.get_trials(deepcopy=False)
                     if t.state == optuna.trial.TrialState.RUNNING and t.number != number
-                    and t.user_attrs.get("phase") not in ("done", "idle")]
+                    and trial_phase(t) not in ("done", "idle")]
             if not busy:
                 return True
             time.sleep(self._poll())

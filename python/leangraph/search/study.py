@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from leangraph.search.shared import finished_trials, result_of
+from leangraph.search.shared import trial_phase, finished_trials, result_of
 from leangraph.search.storage import StorageError, close_storage, masked, open_storage
 
 
@@ -50,22 +50,23 @@ def trial_rows(study):
     """One dict per trial the study holds: what it measured, where, and how it ended."""
     rows = []
     for frozen in study.get_trials(deepcopy=False):
-        attrs = frozen.user_attrs
+        measured = frozen.user_attrs.get("result") or {}
+        run = frozen.user_attrs.get("run") or {}
         rows.append({
             "number": frozen.number,
             "state": frozen.state.name,
             "params": dict(frozen.params),
-            "phase": attrs.get("phase"),
-            "latency_ms": attrs.get("latency_ms"),
-            "accuracy": attrs.get("accuracy"),
-            "accuracy_drop": attrs.get("accuracy_drop"),
-            "feasible": attrs.get("feasible"),
-            "error": attrs.get("error"),
-            "repeat_of": attrs.get("repeat_of"),
+            "phase": trial_phase(frozen),
+            "latency_ms": measured.get("latency_ms"),
+            "accuracy": measured.get("accuracy"),
+            "accuracy_drop": measured.get("accuracy_drop"),
+            "feasible": measured.get("feasible"),
+            "error": measured.get("error"),
+            "repeat_of": measured.get("repeat_of"),
             "retry_of": frozen.system_attrs.get("failed_trial"),
-            "host": attrs.get("host"),
-            "worker": attrs.get("worker"),
-            "timed": attrs.get("timed"),
+            "host": run.get("host"),
+            "worker": run.get("worker"),
+            "timed": measured.get("timed"),
         })
     return rows
 
