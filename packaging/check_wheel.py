@@ -2,7 +2,7 @@
 
 usage: check_wheel.py WHEEL PLATFORM   (e.g. manylinux_2_34_x86_64)
 
-`auditwheel show` does not know about `repair --exclude` (pypa/auditwheel#422), so
+`auditwheel show` does not know about `repair --exclude`, so
 its overall tag stays linux_x86_64 while TF's libraries are unresolved; what it
 reports as the symbol-version tag (`sym_tag`) is the platform the wheel needs.
 """

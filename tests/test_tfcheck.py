@@ -3,8 +3,10 @@
 Mismatches are simulated by replacing what the check detects; the real TF stays loaded.
 """
 
+import importlib.util
 import sys
 import types
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -139,11 +141,42 @@ def test_the_probe_agrees_with_tensorflow_here():
     assert _tfcheck.transform_mismatch(_tfcheck.load_native()) is None
 
 
-def test_pyproject_extras_name_the_build_series():
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    text = pyproject.read_text()
-    assert f'cpu = ["tensorflow-cpu=={MAJOR}.{MINOR}.*"]' in text
-    assert f'tensorflow = ["tensorflow=={MAJOR}.{MINOR}.*"]' in text
+def test_the_installed_extras_name_the_build_series():
+    requires = metadata.requires("leangraph")
+    assert f'tensorflow-cpu=={MAJOR}.{MINOR}.*; extra == "cpu"' in requires
+    assert f'tensorflow=={MAJOR}.{MINOR}.*; extra == "tensorflow"' in requires
+    assert not [r for r in requires if r.startswith("tensorflow") and "extra ==" not in r], \
+        "TensorFlow must come from an extra only"
+
+
+def _tf_extras_provider():
+    path = Path(__file__).resolve().parents[1] / "packaging" / "tf_extras.py"
+    spec = importlib.util.spec_from_file_location("tf_extras", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_extras_provider_pins_the_series_it_finds(monkeypatch):
+    provider = _tf_extras_provider()
+    assert provider.series_pins("2.22.0rc1") == {
+        "cpu": ["tensorflow-cpu==2.22.*"], "tensorflow": ["tensorflow==2.22.*"]}
+    monkeypatch.setattr(provider, "build_tf_version", lambda: "2.23.1")
+    assert provider.dynamic_metadata({}, {}) == {"optional-dependencies": {
+        "cpu": ["tensorflow-cpu==2.23.*"], "tensorflow": ["tensorflow==2.23.*"]}}
+    with pytest.raises(RuntimeError, match="major.minor"):
+        provider.series_pins("nightly")
+
+
+def test_the_extras_provider_without_tensorflow_says_what_to_do(monkeypatch):
+    provider = _tf_extras_provider()
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(provider.metadata, "version", missing)
+    with pytest.raises(RuntimeError, match="pip install --no-build-isolation"):
+        provider.build_tf_version()
 
 
 def test_missing_extra_names_it(monkeypatch):
