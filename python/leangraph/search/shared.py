@@ -78,13 +78,8 @@ def finished_trials(study):
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-    found = []
-    for frozen in study.get_trials(deepcopy=False):
-        if frozen.state in states:
-            trial = trial_of(frozen)
-            if trial is not None:
-                found.append(trial)
-    return found
+    found = [trial_of(frozen) for frozen in study.get_trials(deepcopy=False, states=states)]
+    return sorted((t for t in found if t is not None), key=lambda t: t.number)
 
 
 def result_of(study, trials=None):
@@ -270,7 +265,8 @@ class SharedStudy:
 
         def objective(ot):
             key = tuple(ot.suggest_categorical(name, choices[name]) for name in PARAMS)
-            trials = study.get_trials(deepcopy=False)
+            trials = study.get_trials(deepcopy=False, states=(
+                optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING))
             frozen = next(t for t in trials if t.number == ot.number)
             system = frozen.system_attrs
             queued = "fixed_params" in system or "failed_trial" in system
@@ -353,7 +349,8 @@ class SharedStudy:
 
         while True:
             busy = False
-            for frozen in trials or study.get_trials(deepcopy=False):
+            for frozen in trials or study.get_trials(deepcopy=False, states=(
+                    optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)):
                 if frozen.number == number or frozen.params.get("model") is None \
                         or trial_phase(frozen) == "idle":
                     continue
@@ -380,12 +377,13 @@ class SharedStudy:
     def _done(self, study, enumerated, budget, space_size, extra=0):
         import optuna
 
-        trials = study.get_trials(deepcopy=False)
+        states = optuna.trial.TrialState
         if enumerated:
-            return not any(t.state == optuna.trial.TrialState.WAITING for t in trials)
-        complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) + extra
-        keys = {t.key for t in finished_trials(study) if t.repeat_of is None}
-        return complete >= budget or len(keys) >= space_size
+            return not study.get_trials(deepcopy=False, states=(states.WAITING,))
+        finished = finished_trials(study)
+        complete = len(study.get_trials(deepcopy=False, states=(states.COMPLETE,)))
+        keys = {t.key for t in finished if t.repeat_of is None}
+        return complete + extra >= budget or len(keys) >= space_size
 
     def _settle(self, study, number, enumerated, budget, space_size):
         """True when the study is done and no other worker is still measuring.
@@ -400,9 +398,10 @@ class SharedStudy:
         while True:
             if not self._done(study, enumerated, budget, space_size, extra=1):
                 return False
-            busy = [t for t in study.get_trials(deepcopy=False)
-                    if t.state == optuna.trial.TrialState.RUNNING and t.number != number
-                    and trial_phase(t) not in ("done", "idle")]
+            running = study.get_trials(deepcopy=False,
+                                       states=(optuna.trial.TrialState.RUNNING,))
+            busy = [t for t in running
+                    if t.number != number and trial_phase(t) not in ("done", "idle")]
             if not busy:
                 return True
             time.sleep(self._poll())
