@@ -1,6 +1,7 @@
 """The shared-search flags of `leangraph tune` (kept light: every CLI start reads them)."""
 
 import os
+import sys
 
 
 def add_arguments(parser):
@@ -45,6 +46,10 @@ def from_args(args):
                           "data": os.path.abspath(args.data), "limit": args.limit}
         return shared
     settings = shared.settings
+    print(f"joining study '{args.study}': its search settings apply (recipes "
+          f"{','.join(settings['recipes'])}; precisions {','.join(settings['precisions'])}; "
+          f"threads {','.join(str(t) for t in settings['threads'])}; "
+          f"{settings['n_trials']} trials study-wide)", file=sys.stderr)
     args.recipes = ",".join(settings["recipes"])
     args.precisions = ",".join(settings["precisions"])
     args.threads = ",".join(str(t) for t in settings["threads"])

@@ -246,13 +246,21 @@ def timing_lock(path=None):
     neither measures the other's load. Building and evaluating stay outside it.
     An flock dies with its process, so a killed worker never leaves it held."""
     path = Path(path or lock_path())
-    handle = open(path, "a+b")  # noqa: SIM115 - the lock lives as long as the handle
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        # World-writable, so workers of different users on one host share it.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with contextlib.suppress(OSError):  # the umask narrows the mode; only the owner widens it
+            os.fchmod(fd, 0o666)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)  # flock needs no write access
+    except OSError as exc:
+        raise StorageError(f"cannot open the timing lock {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def wait_for_study(storage, name, wait, *, ready_key):
