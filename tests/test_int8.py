@@ -131,6 +131,45 @@ def test_chained_units_pass_8bit_tensors_and_relu_folds_into_quantize():
     assert _rel_err(g, q, _samples(4)) < 0.05
 
 
+def _residual_blocks(x):
+    # An identity block (the summand is the block input after a Relu) and a
+    # projection block (the summand is a conv without Relu: signed).
+    a = tf.nn.relu(x, name="a")
+    y = tf.nn.conv2d(a, _c(RNG.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name="c1")
+    y = tf.nn.relu(tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1)), name="r1")
+    y = tf.nn.conv2d(y, _c(RNG.normal(size=(3, 3, 8, 8)) * 0.2), 1, "SAME", name="c2")
+    y = tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1), name="b2")
+    out1 = tf.nn.relu(tf.add(y, a, name="add1"), name="out1")
+    short = tf.nn.conv2d(out1, _c(RNG.normal(size=(1, 1, 8, 16)) * 0.3), 1, "SAME", name="proj")
+    short = tf.nn.bias_add(short, _c(RNG.normal(size=16) * 0.1), name="proj_b")
+    y = tf.nn.conv2d(out1, _c(RNG.normal(size=(3, 3, 8, 16)) * 0.2), 1, "SAME", name="c3")
+    y = tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="b3")
+    out2 = tf.nn.relu(tf.add(y, short, name="add2"), name="out2")
+    tf.identity(out2, name="output")
+
+
+def test_residual_add_and_relu_fold_into_the_conv_as_a_sum():
+    g = _graph(_residual_blocks)
+    x = _samples(4)
+    q = _quantize(g, x).graph_def
+    c2 = next(n for n in q.node if n.name == "c2_int8")
+    assert [s.decode() for s in c2.attr["fused_ops"].list.s] == ["BiasAdd", "Sum", "Relu", "Requantize"]
+    assert c2.attr["Tsummand"].type == tf.quint8.as_datatype_enum
+    # input, filter, bias, summand, then the ranges of input, filter, summand, output
+    assert c2.input[3] == "a_quantized" and c2.input[8:10] == ["a_quantized:1", "a_quantized:2"]
+    # The Relu before it is the clamp of an unsigned QuantizeV2 of its input.
+    assert next(n for n in q.node if n.name == "a_quantized").input[0] == "input"
+    assert c2.input[0] == "c1_int8"
+    # The block output feeds the next block's convs as an 8-bit tensor.
+    assert next(n for n in q.node if n.name == "c3_int8").input[0] == "c2_int8"
+    # The projection block's summand is signed, which the kernel reads wrongly:
+    # that add stays float.
+    add2 = next(n for n in q.node if n.name == "add2")
+    assert add2.op == "AddV2"
+    assert {"add1", "out1", "a"}.isdisjoint(n.name for n in q.node)
+    assert _rel_err(g, q, x) < 0.05
+
+
 def test_zero_pad_becomes_explicit_padding():
     def build(x):
         y = tf.pad(x, [[0, 0], [1, 2], [2, 1], [0, 0]], name="pad")

@@ -122,7 +122,31 @@ struct Unit {
   bool is_matmul = false;
   DataType out_type = kS8;
   std::string qname;  // the quantized node
+  // Sum fusion: an unactivated conv unit whose output is added to another
+  // tensor of the same shape, then Relu'd, folds the add and the Relu in.
+  const NodeDef* sum_add = nullptr;
+  const NodeDef* sum_relu = nullptr;
+  Edge summand;
+  Range sum_range;  // of the Relu
+  bool summed = false;  // the fusion is in use (see ResolveSums)
 };
+
+// Output type and range of a unit ending at `act` (or at no activation).
+void SetOutput(Unit* unit, const NodeDef* act, Range range) {
+  unit->act = act;
+  unit->out_type = act != nullptr ? kU8 : kS8;
+  if (act != nullptr) {
+    range.lo = 0;
+    range.hi = std::max(range.hi, 0.0f);
+    if (act->op() == "Relu6") range.hi = std::min(range.hi, 6.0f);
+  } else {
+    const float m = std::max(std::fabs(range.lo), std::fabs(range.hi));
+    range = {-m, m};
+  }
+  range.hi = std::max(range.hi, kMinRange);
+  if (unit->out_type == kS8) range.lo = -range.hi;
+  unit->out_range = range;
+}
 
 bool HasControlInput(const NodeDef& node) {
   for (const std::string& input : node.input()) {
@@ -184,12 +208,42 @@ std::optional<Range> Lookup(const std::map<std::string, Range>& ranges,
   return it->second;
 }
 
+// Adds whose two inputs have provably the same shape (rank 4, every
+// dimension known and equal, or both the unknown batch): only those may be a
+// conv's Sum fusion, which does not broadcast.
+std::set<std::string> SameShapeAdds(const GraphDef& graph) {
+  std::set<std::string> out;
+  graph_util::VisitInferredShapes(
+      graph, [&out](const tensorflow::Node& node,
+                    tensorflow::shape_inference::InferenceContext& c) {
+        if ((node.type_string() != "AddV2" && node.type_string() != "Add") ||
+            c.num_inputs() != 2) {
+          return;
+        }
+        const auto a = c.input(0);
+        const auto b = c.input(1);
+        if (!c.RankKnown(a) || !c.RankKnown(b) || c.Rank(a) != 4 || c.Rank(b) != 4) return;
+        for (int i = 0; i < 4; ++i) {
+          const auto da = c.Dim(a, i);
+          const auto db = c.Dim(b, i);
+          const bool known = c.ValueKnown(da) && c.ValueKnown(db);
+          if (known ? c.Value(da) != c.Value(db)
+                    : (i != 0 || c.ValueKnown(da) || c.ValueKnown(db))) {
+            return;
+          }
+        }
+        out.insert(node.name());
+      });
+  return out;
+}
+
 // A unit rooted at `node`, or nullopt when `node` cannot be one.
 std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
                               const NodeDef& node,
                               const std::map<std::string, Range>& ranges,
                               const std::set<std::string>& exclude,
-                              const std::set<std::string>& endpoints) {
+                              const std::set<std::string>& endpoints,
+                              const std::set<std::string>& same_shape_adds) {
   const std::string& op = node.op();
   if ((op != "Conv2D" && op != "DepthwiseConv2dNative" && op != "MatMul") ||
       graph_util::TypeAttr(node, "T") != kFloat || node.input_size() != 2 ||
@@ -261,6 +315,27 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
       next = SoleReader(index, graph, unit.last, endpoints);
     }
   }
+  if (!unit.is_matmul && next != nullptr && same_shape_adds.count(next->name()) > 0 &&
+      graph_util::TypeAttr(*next, "T") == kFloat && !HasControlInput(*next) &&
+      next->input_size() == 2 && exclude.count(next->name()) == 0) {
+    const Edge first = graph_util::ParseEdge(next->input(0));
+    const Edge other = graph_util::ParseEdge(
+        next->input(first.node == unit.last && first.port == 0 ? 1 : 0));
+    const NodeDef* relu = SoleReader(index, graph, next->name(), endpoints);
+    const NodeDef* source = index.Find(other.node);
+    const auto relu_range =
+        relu != nullptr ? Lookup(ranges, Edge{relu->name(), 0, false}) : std::nullopt;
+    // A constant summand is never fused: one such probe crashed TensorFlow.
+    if (relu != nullptr && relu->op() == "Relu" && relu_range &&
+        graph_util::TypeAttr(*relu, "T") == kFloat && !HasControlInput(*relu) &&
+        exclude.count(relu->name()) == 0 && other.node != unit.last &&
+        source != nullptr && source->op() != "Const" && !other.control) {
+      unit.sum_add = next;
+      unit.sum_relu = relu;
+      unit.summand = other;
+      unit.sum_range = *relu_range;
+    }
+  }
   if (next != nullptr && (next->op() == "Relu" || next->op() == "Relu6") &&
       graph_util::TypeAttr(*next, "T") == kFloat && !HasControlInput(*next) &&
       exclude.count(next->name()) == 0) {
@@ -279,20 +354,52 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
   if (!unit.is_matmul) {
     const auto out_range = Lookup(ranges, Edge{unit.last, 0, false});
     if (!out_range) return std::nullopt;
-    unit.out_range = *out_range;
-    if (unit.act != nullptr) {
-      unit.out_type = kU8;
-      unit.out_range.lo = 0;
-      unit.out_range.hi = std::max(unit.out_range.hi, 0.0f);
-      if (unit.act->op() == "Relu6") unit.out_range.hi = std::min(unit.out_range.hi, 6.0f);
-    } else {
-      const float m = std::max(std::fabs(unit.out_range.lo), std::fabs(unit.out_range.hi));
-      unit.out_range = {-m, m};
-    }
-    unit.out_range.hi = std::max(unit.out_range.hi, kMinRange);
-    if (unit.out_type == kS8) unit.out_range.lo = -unit.out_range.hi;
+    SetOutput(&unit, unit.act, *out_range);
   }
   return unit;
+}
+
+// Turns on the Sum fusions whose summand can be unsigned 8-bit: another
+// unit's quint8 output, or a float tensor (not a pool's, which may become
+// 8-bit of either sign) calibrated non-negative. The oneDNN kernel reads a
+// qint8 summand wrongly (measured: half the result off) and refuses a float
+// one, so other adds stay float. Repeated until stable, since a fusion turned
+// off makes its unit's output signed.
+void ResolveSums(std::vector<Unit>* units, const GraphIndex& index,
+                 const std::map<std::string, Range>& ranges) {
+  for (Unit& unit : *units) unit.summed = unit.sum_add != nullptr;
+  for (bool changed = true; changed;) {
+    changed = false;
+    std::map<std::string, const Unit*> by_last;
+    for (const Unit& unit : *units) {
+      if (unit.is_matmul) continue;
+      by_last[unit.summed ? unit.sum_relu->name() : unit.last] = &unit;
+    }
+    // Decided on this round's state, applied after it.
+    std::vector<Unit*> off;
+    for (Unit& unit : *units) {
+      if (!unit.summed) continue;
+      bool ok = false;
+      const auto producer = by_last.find(unit.summand.node);
+      if (unit.summand.port == 0 && producer != by_last.end()) {
+        const Unit& p = *producer->second;
+        ok = p.summed || (p.act != nullptr && (p.act->op() == "Relu" || p.act->op() == "Relu6"));
+      } else if (producer == by_last.end()) {
+        const NodeDef* source = index.Find(unit.summand.node);
+        const auto range = Lookup(ranges, unit.summand);
+        ok = source != nullptr && source->op() != "MaxPool" && source->op() != "AvgPool" &&
+             range && range->lo >= 0;
+      }
+      if (!ok) off.push_back(&unit);
+    }
+    for (Unit* unit : off) unit->summed = false;
+    changed = !off.empty();
+  }
+  for (Unit& unit : *units) {
+    if (!unit.summed) continue;
+    unit.last = unit.sum_relu->name();
+    SetOutput(&unit, unit.sum_relu, unit.sum_range);
+  }
 }
 
 // The 8-bit form of a float tensor: its type and symmetric range.
@@ -410,18 +517,20 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   for (const std::string& output : context.outputs) {
     endpoints.insert(graph_util::ParseEdge(output).node);
   }
+  const std::set<std::string> same_shape_adds = SameShapeAdds(in);
   std::vector<Unit> units;
-  std::map<std::string, size_t> unit_by_last;  // a conv unit's output node
-  std::set<std::string> replaced;              // nodes the units absorb
   for (const NodeDef& node : in.node()) {
-    auto unit = MatchUnit(index, in, node, *ranges, exclude, endpoints);
-    if (!unit) continue;
-    replaced.insert(node.name());
-    if (unit->pad) replaced.insert(unit->pad->name());
-    if (unit->bias) replaced.insert(unit->bias->name());
-    if (unit->act) replaced.insert(unit->act->name());
-    if (!unit->is_matmul) unit_by_last[unit->last] = units.size();
-    units.push_back(std::move(*unit));
+    auto unit = MatchUnit(index, in, node, *ranges, exclude, endpoints, same_shape_adds);
+    if (unit) units.push_back(std::move(*unit));
+  }
+  ResolveSums(&units, index, *ranges);
+  std::set<std::string> replaced;  // nodes the units absorb
+  for (const Unit& unit : units) {
+    replaced.insert(unit.contraction->name());
+    if (unit.pad) replaced.insert(unit.pad->name());
+    if (unit.bias) replaced.insert(unit.bias->name());
+    if (unit.act) replaced.insert(unit.act->name());
+    if (unit.summed) replaced.insert(unit.sum_add->name());
   }
 
   std::set<std::string> taken = graph_util::NodeNames(in);
@@ -462,6 +571,9 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
           (unit.pad != nullptr && unit.pad->name() == reader.name())) {
         return unit.input.node == edge.node && unit.input.port == 0;
       }
+      if (unit.summed && unit.sum_add->name() == reader.name()) {
+        return unit.summand.node == edge.node && unit.summand.port == 0;
+      }
     }
     return false;
   };
@@ -499,28 +611,26 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
 
   // One QuantizeV2 per float tensor that 8-bit units read.
   std::map<std::string, Quantized> quantized_inputs;
-  auto input_of = [&](const Unit& unit) -> Quantized {
-    if (unit.input.port == 0) {
-      const auto it = producers.find(unit.input.node);
+  auto quantize_edge = [&](const Edge& edge, const Range& range) -> Quantized {
+    if (edge.port == 0) {
+      const auto it = producers.find(edge.node);
       if (it != producers.end()) return it->second;
     }
-    const std::string key = graph_util::EdgeString(unit.input);
+    const std::string key = graph_util::EdgeString(edge);
     const auto it = quantized_inputs.find(key);
     if (it != quantized_inputs.end()) return it->second;
     Quantized q;
-    q.type = TypeForRange(unit.in_range);
-    float hi = std::max(std::fabs(unit.in_range.hi),
-                        q.type == kU8 ? 0.0f : std::fabs(unit.in_range.lo));
-    const auto relu = absorbed.find(unit.input.node);
+    q.type = TypeForRange(range);
+    float hi = std::max(std::fabs(range.hi), q.type == kU8 ? 0.0f : std::fabs(range.lo));
+    const auto relu = absorbed.find(edge.node);
     if (relu != absorbed.end()) {
       q.type = kU8;
-      hi = std::max(unit.in_range.hi, 0.0f);
+      hi = std::max(range.hi, 0.0f);
       if (index.Find(relu->first)->op() == "Relu6") hi = std::min(hi, 6.0f);
     }
     hi = std::max(hi, kMinRange);
     const std::string base = absl::StrCat(
-        unit.input.node, unit.input.port == 0 ? "" : absl::StrCat("_", unit.input.port),
-        "_quantized");
+        edge.node, edge.port == 0 ? "" : absl::StrCat("_", edge.port), "_quantized");
     const std::string name = graph_util::UniqueName(base, &taken);
     const std::string lo_name = graph_util::UniqueName(name + "/min", &taken);
     const std::string hi_name = graph_util::UniqueName(name + "/max", &taken);
@@ -577,7 +687,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   }
 
   for (const Unit& unit : units) {
-    const Quantized source = input_of(unit);
+    const Quantized source = quantize_edge(unit.input, unit.in_range);
     std::string w, wmin, wmax;
     QuantizeWeight(unit, out, unit.qname, &w, &wmin, &wmax, &taken);
     const std::string bias = graph_util::UniqueName(unit.qname + "/bias", &taken);
@@ -608,6 +718,21 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     } else {
       q->set_op(unit.contraction->op() == "Conv2D" ? "_FusedQuantizedConv2D"
                                                    : "_FusedQuantizedDepthwiseConv2D");
+      DataType summand_type = unit.out_type;
+      if (unit.summed) {
+        const auto range = Lookup(*ranges, unit.summand);
+        const Quantized summand = quantize_edge(unit.summand, range ? *range : Range{0, 0});
+        summand_type = summand.type;
+        // Order: input, filter, bias, summand, then the ranges of the input,
+        // filter and summand.
+        inputs.insert(inputs.begin() + 3, summand.value);
+        types.insert(types.begin() + 3, summand.type);
+        inputs.push_back(summand.min);
+        inputs.push_back(summand.max);
+        types.push_back(kFloat);
+        types.push_back(kFloat);
+        fused = {"BiasAdd", "Sum", "Relu"};
+      }
       fused.push_back("Requantize");
       const std::string lo = graph_util::UniqueName(unit.qname + "/out_min", &taken);
       const std::string hi = graph_util::UniqueName(unit.qname + "/out_max", &taken);
@@ -621,7 +746,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
       attr["Tfilter"].set_type(kS8);
       attr["Tbias"].set_type(kFloat);
       attr["out_type"].set_type(unit.out_type);
-      attr["Tsummand"].set_type(unit.out_type);
+      attr["Tsummand"].set_type(summand_type);
       attr["data_format"].set_s("NHWC");
       attr["is_filter_const"].set_b(true);
       CopyAttr(*unit.contraction, "strides", q);
