@@ -311,23 +311,33 @@ class SharedStudy:
             again = f" (repeat of {trial.repeat_of})" if trial.repeat_of is not None else ""
             log(f"trial {trial.number} [{worker}]: {trial.label()}  {latency}  {accuracy}  "
                 f"{state}{again}" + (f" ({trial.error})" if trial.error else ""))
-            if self._settle(study, ot.number, enumerated, budget, len(space)):
+            try:
+                if self._settle(study, ot.number, enumerated, budget, len(space)):
+                    study.stop()
+            except KeyboardInterrupt:
+                # The measurement is recorded: let the trial complete, then stop.
+                interrupted.append(ot.number)
                 study.stop()
             if not trial.feasible or trial.latency_ms is None:
                 return PENALTY
             return trial.latency_ms
 
+        interrupted = []
         if self.mode == "resume":
             _fail_stale(study)
         callbacks = [optuna.study.MaxTrialsCallback(
             budget, states=(optuna.trial.TrialState.COMPLETE,))]
         started = time.perf_counter()
-        if self._done(study, enumerated, budget, len(space)):
+        # Waits for trials still running elsewhere: a dead worker's trial is failed and
+        # queued again, and then the study is not finished after all.
+        if self._settle(study, None, enumerated, budget, len(space), extra=0):
             log(f"study '{self.name}' is already finished; nothing to run")
         else:
             with _quiet():
                 study.optimize(objective, callbacks=callbacks, catch=())
         self.optimize_s = time.perf_counter() - started
+        if interrupted:
+            raise KeyboardInterrupt
         result = result_of(study)
         built = variant(result.best.model, result.best.recipe, result.best.precision)
         if isinstance(built, Exception):
@@ -385,7 +395,7 @@ class SharedStudy:
         keys = {t.key for t in finished if t.repeat_of is None}
         return complete + extra >= budget or len(keys) >= space_size
 
-    def _settle(self, study, number, enumerated, budget, space_size):
+    def _settle(self, study, number, enumerated, budget, space_size, extra=1):
         """True when the study is done and no other worker is still measuring.
 
         Waits while others measure (they may die: their trials are then failed
@@ -396,8 +406,12 @@ class SharedStudy:
         import optuna
 
         while True:
-            if not self._done(study, enumerated, budget, space_size, extra=1):
+            if not self._done(study, enumerated, budget, space_size, extra=extra):
                 return False
+            if not self.heartbeat:
+                # Without heartbeats a dead worker's trial never turns stale: waiting
+                # for it could last forever.
+                return True
             running = study.get_trials(deepcopy=False,
                                        states=(optuna.trial.TrialState.RUNNING,))
             busy = [t for t in running
