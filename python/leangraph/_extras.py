@@ -10,6 +10,9 @@ _EXTRAS = {
     "optuna": ("optuna", "tune"),
     "PIL": ("pillow", "images"),
     "sklearn": ("scikit-learn", "reference"),
+    "mlxtend": ("mlxtend", "reference"),
+    "sqlalchemy": ("sqlalchemy", "tune"),
+    "psycopg": ("psycopg[binary]", "tune"),
 }
 
 

