@@ -141,11 +141,11 @@ def test_in_process_reports_the_shared_pool_as_it_is(graph_files):
 def test_in_process_timer_refuses_thread_counts_and_pinning(graph_files):
     native = leangraph._tfcheck.load_native()
     data = graph_files["a"].read_bytes()
-    common = dict(inputs=[], outputs=[], runs=2, warmup=0, max_time=0.0, inter=0,
-                  precision="fp32", seed=0, batch=0, profile=False, overhead=False)
-    for intra, cpus in ((2, []), (0, [0])):
+    common = dict(inputs=[], outputs=[], runs=2, warmup=0, max_time=0.0, precision="fp32",
+                  seed=0, batch=0, profile=False, overhead=False)
+    for intra, inter, cpus in ((2, 0, []), (0, 2, []), (0, 0, [0])):
         with pytest.raises(leangraph.BenchmarkError, match="needs a process of its own"):
-            native.bench_run(data, intra=intra, cpus=cpus, **common)
+            native.bench_run(data, intra=intra, inter=inter, cpus=cpus, **common)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -155,7 +155,8 @@ def test_child_timer_thread_count_and_pinning_read_back(graph_files, threads):
     result = leangraph.benchmark(graph_files["a"], runs=5, warmup=1, cpus=[cpu],
                                  threads=threads, inter_op_threads=2)
     assert result.cpus == str(cpu)
-    assert result.intra_op_pool == "per-session"
+    # The child's process-wide pool, made by its first session, the timer's.
+    assert result.intra_op_pool == "global"
     # The pool's size as the session's CPU device reports it.
     assert result.intra_op_threads == threads == result.intra_op_pool_size
     assert len(result.threads) >= 3
@@ -375,7 +376,8 @@ def test_binary_compare_is_interleaved(binary, graph_files):
                                                        rel=1e-6)
     assert "Wilcoxon signed-rank" in report["speedup_ci95_method"]
     assert report["target_ci"] is None and report["stop_reason"] == "runs"
-    assert report["a"]["intra_op_pool"] == "per-session"
+    assert report["a"]["intra_op_pool"] == "global"
+    assert report["a"]["intra_op_pool_size"] == report["b"]["intra_op_pool_size"] >= 1
     assert report["created_first"] in ("A", "B")
 
 

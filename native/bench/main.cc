@@ -38,9 +38,8 @@ Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
   --seed N                   seed of the generated inputs and the pair order (0)
   --output NAME              a fetched node (repeatable; default: the nodes
                              nothing consumes)
-  --intra-op-threads N       0 = TensorFlow's default (one per CPU); this process
-                             gives each session its own intra-op pool
-                             (TF_OVERRIDE_GLOBAL_THREADPOOL=1 unless set)
+  --intra-op-threads N       0 = TensorFlow's default (one per CPU); A and B
+                             share this process's pools, made to these sizes
   --inter-op-threads N       0 = TensorFlow's default
   --cpus LIST                pin the process and every TF thread, e.g. 0,1 or 0-3
   --precision fp32|bf16      bf16: oneDNN's automatic bf16 rewrite
@@ -151,6 +150,10 @@ struct Cli {
 absl::StatusOr<Cli> ParseArgs(int argc, char** argv, bool* help) {
   Cli cli;
   cli.options.all_threads = true;
+  // The first session of this process is the timer's: it sizes the
+  // process-wide pools with --intra-op-threads / --inter-op-threads, under
+  // the --cpus mask set before TensorFlow starts.
+  cli.options.owns_process = true;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     std::string value;
@@ -264,10 +267,6 @@ int Fail(const absl::Status& status) {
 int Main(int argc, char** argv) {
   // TF's INFO logs (oneDNN notices, profiler sessions) would bury the report.
   setenv("TF_CPP_MIN_LOG_LEVEL", "2", /*overwrite=*/0);
-  // Each session gets an intra-op pool of its own, sized by
-  // --intra-op-threads and created under the --cpus mask; TensorFlow reads
-  // this once, when the first session makes its CPU device.
-  setenv("TF_OVERRIDE_GLOBAL_THREADPOOL", "1", /*overwrite=*/0);
   bool help = false;
   absl::StatusOr<Cli> cli = ParseArgs(argc, argv, &help);
   if (help) {

@@ -3,13 +3,16 @@
 // Used by the leangraph_bench binary and, in-process, by leangraph.benchmark.
 //
 // Thread pools. TensorFlow gives every session of a process the same
-// intra-op pool (where oneDNN runs), sized and pinned by whoever created it
-// first, unless TF_OVERRIDE_GLOBAL_THREADPOOL is set when the first CPU
-// device is made (TF reads it once per process). So a chosen intra-op thread
-// count or CPU pinning is honoured only where that variable is set, as the
-// leangraph_bench binary does for itself; in a process that shares the pool
-// (a Python caller) such a request is refused with the way out, and reports
-// give the pool's size and the threads' affinity as they are.
+// intra-op pool (where oneDNN runs) and, as the timer configures sessions,
+// the same inter-op pool, each sized and pinned by whoever created it first
+// (TF_OVERRIDE_GLOBAL_THREADPOOL would give each session an intra-op pool of
+// its own, but A and B on different threads compare less fairly). So a
+// chosen thread count or CPU pinning is honoured only in a process whose
+// first session is the timer's: the leangraph_bench binary, which pins
+// itself before TensorFlow starts (BenchOptions::owns_process). In a process
+// that shares the pools (a Python caller) such a request is refused with the
+// way out, and reports give the pool's size and the threads' affinity as
+// they are.
 #ifndef LEANGRAPH_NATIVE_BENCH_RUNNER_H_
 #define LEANGRAPH_NATIVE_BENCH_RUNNER_H_
 
@@ -62,6 +65,9 @@ struct BenchOptions {
   // Report every thread of the process (the binary, which pinned itself
   // first) rather than only the threads the session created plus the caller.
   bool all_threads = false;
+  // The binary: this process exists for the timer, which made (or makes
+  // now) its thread pools, so thread counts and pinning can be honoured.
+  bool owns_process = false;
   // Polled between runs, at most every ~100 ms; true stops the benchmark
   // with a Cancelled status (the Python binding raises KeyboardInterrupt).
   std::function<bool()> interrupted;

@@ -3,12 +3,13 @@
 benchmark() and compare() run the very code of the `leangraph-bench` binary
 (native/bench/runner.cc): in this process with the GIL released, or, when a
 thread count or CPU pinning is asked for, in the binary itself
-(benchmark_in_child / compare_in_child). TensorFlow shares one intra-op pool
-among every session of a process, sized and pinned by whoever made it first;
-only a process started with TF_OVERRIDE_GLOBAL_THREADPOOL=1 can give a timed
-session a pool of the chosen size under the chosen CPUs. In-process results
-report the shared pool as it is (intra_op_pool="global", intra_op_pool_size,
-every thread's affinity). benchmark_keras() times Keras from Python and computes
+(benchmark_in_child / compare_in_child). TensorFlow shares its thread pools
+among every session of a process, sized and pinned by whoever made them first,
+so only a process whose first session is the timer's (the binary, pinned before
+TensorFlow starts) can give the chosen sizes and CPUs. A and B always share the
+pools, so they run on the same threads. In-process results report the shared
+pool as it is (intra_op_pool="global", intra_op_pool_size, every thread's
+affinity). benchmark_keras() times Keras from Python and computes
 its statistics with the same C++ function, so the rows of a table built from
 them are comparable. Ctrl-C stops a benchmark within ~100 ms (KeyboardInterrupt).
 
@@ -276,7 +277,8 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
         in-process the session runs on the process's shared intra-op pool).
     cpus: pin every thread to these CPUs ("0,1", [0, 1] or 0). A thread count or
         pinning runs the timer in a child process (benchmark_in_child), where
-        every thread is checked (result.threads, result.affinity_ok).
+        every thread is checked (result.threads, result.affinity_ok) and
+        result.intra_op_pool_size is the pool's real size.
     precision: "fp32" or "bf16" (oneDNN's automatic bf16 rewrite; refused with
         BenchmarkError where the CPU has neither AVX512_BF16 nor AMX-BF16).
     profile: also trace a few runs (apart from the timed ones) and fill
@@ -287,7 +289,7 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
 
     Raises BenchmarkError for a bad graph, input, output, CPU id or precision.
     """
-    if threads or cpus is not None:
+    if threads or inter_op_threads or cpus is not None:
         return benchmark_in_child(graph, inputs, outputs=outputs, runs=runs, warmup=warmup,
                                   max_time=max_time, threads=threads,
                                   inter_op_threads=inter_op_threads, cpus=cpus,
@@ -317,7 +319,7 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
         max_time seconds (default 60) have passed; result.target_met says which.
     """
     target_ci = _target(target_ci)
-    if threads or cpus is not None:
+    if threads or inter_op_threads or cpus is not None:
         return compare_in_child(a, b, inputs, outputs=outputs, runs=runs, warmup=warmup,
                                 max_time=max_time, threads=threads,
                                 inter_op_threads=inter_op_threads, cpus=cpus,
@@ -408,9 +410,6 @@ def _run_child(cmd):
     from leangraph import bench_cli
 
     env = bench_cli._environment()
-    # The point of the child: its sessions get intra-op pools of their own,
-    # sized as asked and created under its CPU mask.
-    env["TF_OVERRIDE_GLOBAL_THREADPOOL"] = "1"
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     # 3: the report is complete but some thread ran outside --cpus
     # (result.affinity_ok says so).
@@ -441,10 +440,10 @@ def benchmark_in_child(graph, inputs=None, *, outputs=None, runs=100, warmup=10,
                        threads=None, inter_op_threads=None, cpus=None, precision="fp32",
                        seed=0, batch=None, profile=False, measure_overhead=True,
                        allow_io_ops=False):
-    """benchmark() in the leangraph_bench binary: a process of its own, started with
-    TF_OVERRIDE_GLOBAL_THREADPOOL=1 and pinned to `cpus` before TensorFlow starts,
-    so `threads` is the size of the session's own intra-op pool and every thread
-    of the process is checked against `cpus`. Graph and inputs travel as
+    """benchmark() in the leangraph_bench binary: a process of its own, pinned to
+    `cpus` before TensorFlow starts, whose first session makes the process's
+    intra-/inter-op pools with `threads` / `inter_op_threads` threads, so every
+    thread of the process is checked against `cpus`. Graph and inputs travel as
     temporary files, the report as JSON."""
     _check_precision(precision)
     binary = _binary()
