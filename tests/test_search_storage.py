@@ -343,3 +343,56 @@ def test_file_storages_hold_a_study_too(kind, files, tmp_path):
     assert {t.threads for t in result.trials} == {1, 2}
     assert result.best.threads == 2  # fake_timer: more threads, less time
     assert f"best: trial {result.best.number}" in show(url, "local")
+
+
+def test_a_space_larger_than_the_budget_is_sampled(tmp_path, files):
+    from leangraph.search.shared import SharedStudy
+    from leangraph.tune import tune
+
+    url = f"sqlite:///{tmp_path / 'tpe.db'}"
+    model, _, _ = files
+    digits = reference_model()
+    shared = SharedStudy.open(url, "tpe", mode="create", heartbeat=1)
+    result = tune(model, digits.x_test[:30], digits.y_test[:30], recipes=["none", "tf-deploy"],
+                  precisions=["fp32"], threads=[1, 2, 3], n_trials=4, timer=fake_timer,
+                  shared=shared, log=lambda line: None)
+    trials = trials_of(url, "tpe")
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 == len(result.trials)  # --trials counts COMPLETE trials
+    fresh = [t.key for t in result.trials if t.repeat_of is None]
+    assert len(fresh) == len(set(fresh))  # a configuration drawn twice is timed once
+    assert result.baseline.number == 0 and result.baseline.threads == 3
+
+
+def test_ctrl_c_mid_trial_queues_it_again(tmp_path, files):
+    from leangraph.search.shared import SharedStudy
+    from leangraph.tune import tune
+
+    url = f"sqlite:///{tmp_path / 'interrupt.db'}"
+    model, _, _ = files
+    digits = reference_model()
+    calls = []
+
+    def interrupting_timer(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fake_timer(*args)
+
+    def search(timer, mode):
+        shared = SharedStudy.open(url, "ctrl-c", mode=mode, heartbeat=1)
+        return tune(model, digits.x_test[:30], digits.y_test[:30], recipes=["none"],
+                    precisions=["fp32"], threads=[1, 2, 3], n_trials=3, timer=timer,
+                    shared=shared, log=lambda line: None)
+
+    with pytest.raises(KeyboardInterrupt):
+        search(interrupting_timer, "create")
+    trials = trials_of(url, "ctrl-c")
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) == 1
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retry) == 1 and retry[0].state.name == "WAITING"
+    result = search(fake_timer, "resume")
+    assert {t.threads for t in result.trials} == {1, 2, 3}
+    states = [t.state.name for t in trials_of(url, "ctrl-c")]
+    assert states.count("COMPLETE") == 3 and "RUNNING" not in states and "WAITING" not in states
