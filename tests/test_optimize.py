@@ -186,7 +186,13 @@ def test_compare_outputs_definitions():
     assert top1 == 0.5
     nan = [np.array([[0.1, np.nan, 0.2], [0.5, 0.2, 0.3]])]
     assert compare_outputs(nan, ref)[1] == float("inf")
-    assert compare_outputs([np.ones((2, 1))], [np.ones((2, 1))]) == (0.0, 0.0, None)
+    from leangraph.pipeline.verify import top1
+
+    assert top1(np.array([[0.1, 0.9], [0.8, 0.2]])).tolist() == [1, 0]  # one class per example
+    # One unit per example is a sigmoid probability, as precision.evaluate reads it.
+    assert compare_outputs([np.array([[0.2], [0.7]])], [np.array([[0.4], [0.6]])])[2] == 1.0
+    assert compare_outputs([np.array([[0.2], [0.7]])], [np.array([[0.6], [0.6]])])[2] == 0.5
+    assert compare_outputs([np.ones((2, 1, 1))], [np.ones((2, 1, 1))]) == (0.0, 0.0, None)
 
 
 def test_no_passing_variant_writes_no_result(model_path, tmp_path):
@@ -366,15 +372,48 @@ def test_interrupt_during_benchmark_leaves_no_partial_file(model_path, tmp_path,
 
 
 def test_bf16_is_skipped_without_cpu_support(monkeypatch):
-    from leangraph import bench
-    from leangraph.optimize import _bf16_variant
+    from leangraph.pipeline.variants import BuildContext, bf16_variant
     from leangraph.report import SKIPPED
 
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
     best = _variant("deploy", 1.0)
-    v = _bf16_variant(best, bench, (["input"], ["output"]))
+    v = bf16_variant(BuildContext(best=best, ends=(["input"], ["output"]),
+                                  precisions=("fp32", "bf16")))
     assert v.status == SKIPPED and "AVX512_BF16" in v.reason
     assert v.latency is None and not v.eligible
+
+
+def test_a_registered_derived_variant_is_built_verified_and_timed(model_path, tmp_path,
+                                                                 monkeypatch):
+    """The place a new precision plugs in: one builder in DERIVED_VARIANTS."""
+    from leangraph.pipeline import variants
+
+    seen = []
+
+    def halved_scores(ctx):
+        seen.append(ctx)
+        graph = graphs_from_bytes(ctx.best.graph_def)
+        out = next(n for n in graph.node if n.name == ctx.ends[1][0])
+        scale = graph.node.add()
+        scale.CopyFrom(out)
+        out.name = out.name + "_unscaled"
+        scale.op, scale.input[:] = "Mul", [out.name, "half"]
+        half = graph.node.add()
+        half.name, half.op = "half", "Const"
+        half.attr["dtype"].type = out.attr["T"].type
+        half.attr["value"].tensor.CopyFrom(__import__("tensorflow").make_tensor_proto(
+            np.float32(0.5)))
+        return variants.graph_variant("halved", "scores halved (same top-1)", graph,
+                                      precision="test-precision", gate="top1",
+                                      base=ctx.best.name)
+
+    monkeypatch.setitem(variants.DERIVED_VARIANTS, "halved", halved_scores)
+    report = _quick(model_path, tmp_path / "out")
+    v = report.variant("halved")
+    assert seen and seen[0].best.name == "deploy" and v.base == "deploy"
+    # Off by a factor of two: the fp32 tolerance would fail it, its own top-1 gate passes it.
+    assert v.max_rel_diff > 0.1 and v.top1_agreement == 1.0 and v.passed
+    assert v.latency is not None and not v.eligible and report.result != "halved"
 
 
 def test_top1_margin_flags_near_ties():
@@ -528,7 +567,7 @@ def graphs_from_bytes(data):
 def test_savedmodel_check_applies_the_variants_own_gate(tmp_path, monkeypatch):
     """A bf16 result's SavedModel differs from Keras by bf16 rounding: its top-1 gate
     passes it where the fp32 tolerance would not."""
-    opt = importlib.import_module("leangraph.optimize")
+    opt = importlib.import_module("leangraph.pipeline.export")
 
     reference = [np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])]
     rounded = [reference[0] * 1.005]
@@ -537,12 +576,12 @@ def test_savedmodel_check_applies_the_variants_own_gate(tmp_path, monkeypatch):
                          gate="top1")
     fp32 = VariantResult(name="deploy", description="", kind="graph")
     args = (["input"], ["output"], [np.zeros((2, 3))], reference, 1e-4)
-    assert opt._check_savedmodel(tmp_path, bf16, *args) is None
-    assert "exceeds the tolerance" in opt._check_savedmodel(tmp_path, fp32, *args)
+    assert opt.check_savedmodel(tmp_path, bf16, *args) is None
+    assert "exceeds the tolerance" in opt.check_savedmodel(tmp_path, fp32, *args)
 
 
 def test_winner_failing_the_savedmodel_check_falls_back(model_path, tmp_path, monkeypatch):
-    opt = importlib.import_module("leangraph.optimize")
+    opt = importlib.import_module("leangraph.pipeline.export")
 
     real = opt.savedmodel_outputs
     calls = []

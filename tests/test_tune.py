@@ -180,3 +180,22 @@ def test_a_winner_on_other_threads_is_said(data, digits):
                   timer=lambda g, c, threads, f: 5.0 * threads, log=lines.append)
     assert result.best.threads == 1 and result.baseline.threads == 2
     assert any("1 intra-op thread(s), the fp32 baseline on 2" in m for m in result.messages)
+
+
+def test_grappler_bf16_is_timed_by_the_same_timer(monkeypatch, digits):
+    """bf16-grappler trials go through the C++ timer (precision="bf16"), not a Python loop."""
+    from leangraph import bench
+    from leangraph.precision import grappler_bf16_config
+    from leangraph.tune import session_timer
+
+    calls = []
+
+    class Result:
+        p50_ms = 1.5
+
+    monkeypatch.setattr(bench, "benchmark", lambda *a, **k: calls.append(k) or Result())
+    feeds = {"input": digits.x_test[:1]}
+    assert session_timer(digits.graph_def, grappler_bf16_config(), 1, feeds) == 1.5
+    assert session_timer(digits.graph_def, None, 2, feeds) == 1.5
+    assert [c["precision"] for c in calls] == ["bf16", "fp32"]
+    assert [c["threads"] for c in calls] == [1, 2]

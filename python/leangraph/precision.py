@@ -267,10 +267,9 @@ def _predict(runner, x, batch_size):
 
 
 def _top1(outputs):
-    outputs = outputs.reshape(len(outputs), -1)
-    if outputs.shape[1] == 1:  # one sigmoid unit: class 1 above one half
-        return (outputs[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(outputs, axis=1)
+    from leangraph.pipeline.verify import top1
+
+    return top1(outputs.reshape(len(outputs), -1))
 
 
 def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None,

@@ -13,117 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-PASSED = "passed"
-FAILED = "FAILED"
-SKIPPED = "skipped"
+from leangraph.pipeline.variants import (  # noqa: F401 - their old home, still imported
+    FAILED,
+    PASSED,
+    SKIPPED,
+    LatencyStats,
+    Variant,
+)
 
-
-@dataclass
-class LatencyStats:
-    """Latency of one variant over `count` timed runs (milliseconds).
-
-    Percentiles use linear interpolation between order statistics (numpy's
-    default), over every sample of every round.
-    """
-
-    count: int
-    samples_ms: list
-    min_ms: float
-    p10_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    stddev_ms: float
-    rounds: int = 1
-
-    @classmethod
-    def from_samples(cls, samples_ms, rounds=1):
-        """Statistics from the timer's own C++ code (leangraph.bench.stats), so the
-        report's rows and leangraph-bench agree on every definition."""
-        from leangraph.bench import stats
-
-        if len(samples_ms) == 0:
-            raise ValueError("no latency samples")
-        summary = stats(samples_ms)
-        fields = ("count", "min_ms", "p10_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stddev_ms")
-        return cls(samples_ms=[float(s) for s in samples_ms], rounds=int(rounds),
-                   **{key: summary[key] for key in fields})
-
-    def to_dict(self):
-        return dict(self.__dict__)
-
-
-@dataclass
-class VariantResult:
-    """One way of running the model, verified against Keras and timed.
-
-    kind: "keras" (the model itself) or "graph" (a GraphDef run by the timer).
-    precision: "fp32", "bf16" or "int8-weights". gate: "fp32" (outputs within
-    the relative tolerance) or "top1" (top-1 agreement at least the minimum,
-    for precisions that change numbers on purpose). status: PASSED, FAILED or
-    SKIPPED, with `reason` saying why when not passed. eligible: whether this
-    variant may be written as the result (a standalone graph whose precision
-    was asked for).
-    """
-
-    name: str
-    description: str
-    kind: str
-    precision: str = "fp32"
-    gate: str = "fp32"
-    status: str = PASSED
-    reason: str = None
-    transform: str = None
-    bench_precision: str = "fp32"
-    base: str = None
-    eligible: bool = False
-    nodes: int = None
-    file_bytes: int = None
-    max_abs_diff: float = None
-    max_rel_diff: float = None
-    top1_agreement: float = None
-    verified_on: int = 0
-    latency: LatencyStats = None
-    speedup: float = None
-    init_ms: float = None
-    is_reference: bool = False
-    #: --batch N: the latency of one run of N examples, or why it could not run
-    batch: int = None
-    batch_latency: LatencyStats = None
-    batch_note: str = None
-    graph_def: object = field(default=None, repr=False)
-
-    @property
-    def throughput(self):
-        """Examples per second at batch 1 (from p50)."""
-        return None if self.latency is None else 1000.0 / self.latency.p50_ms
-
-    @property
-    def batch_throughput(self):
-        """Examples per second at batch `batch` (from its p50)."""
-        if self.batch_latency is None:
-            return None
-        return 1000.0 * self.batch / self.batch_latency.p50_ms
-
-    @property
-    def passed(self):
-        return self.status == PASSED
-
-    def fail(self, reason):
-        if self.status == FAILED and self.reason:
-            reason = f"{self.reason}; {reason}"
-        self.reason = reason
-        self.status = FAILED
-
-    def to_dict(self):
-        data = {k: v for k, v in self.__dict__.items()
-                if k not in ("graph_def", "latency", "batch_latency")}
-        data["latency"] = self.latency.to_dict() if self.latency else None
-        data["batch_latency"] = self.batch_latency.to_dict() if self.batch_latency else None
-        data["throughput"] = self.throughput
-        data["batch_throughput"] = self.batch_throughput
-        return data
+#: The name Variant had when it lived here.
+VariantResult = Variant
 
 
 @dataclass

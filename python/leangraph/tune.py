@@ -12,7 +12,6 @@ print the Pareto table (latency vs accuracy) and draw it.
 import json
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
@@ -186,43 +185,31 @@ def available_recipes():
     return ["none"] + sorted(_recipe_table()[0])
 
 
+def _is_grappler_bf16(session_config):
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    rewrite = session_config.graph_options.rewrite_options
+    return rewrite.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON
+
+
 def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, max_time=10.0):
-    """p50 latency (ms) of one session.run, timed in a tf.compat.v1 Session loop.
+    """p50 latency (ms) of one run, by the C++ timer that times every other variant too.
 
-    Uses leangraph.benchmark (the native timer) when it is installed and no
-    Grappler config is needed; otherwise this Python loop.
+    session_config: None, or Grappler's bf16 config (precision.grappler_bf16_config),
+    which is the timer's precision="bf16": the same oneDNN rewrite, so that
+    bf16-grappler trials are ranked on the same clock as the rest.
     """
-    import tensorflow as tf
+    from leangraph.bench import benchmark
 
-    if session_config is None:
-        try:
-            from leangraph.bench import benchmark
-        except ImportError:
-            benchmark = None
-        if benchmark is not None:
-            result = benchmark(graph_def, feeds, runs=runs, warmup=warmup, threads=threads,
-                               max_time=max_time)
-            return float(result.p50_ms)
-    config = tf.compat.v1.ConfigProto()
+    precision = "fp32"
     if session_config is not None:
-        config.CopyFrom(session_config)
-    config.intra_op_parallelism_threads = int(threads)
-    config.inter_op_parallelism_threads = 1
-    tf_graph = tf.Graph()
-    with tf_graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    outputs = [o + ":0" for o in graphs.default_outputs(graph_def)]
-    feed = {(k if ":" in k else k + ":0"): v for k, v in feeds.items()}
-    with tf.compat.v1.Session(graph=tf_graph, config=config) as session:
-        for _ in range(warmup):
-            session.run(outputs, feed)
-        samples = []
-        deadline = time.perf_counter() + max_time
-        while len(samples) < runs and (len(samples) < 3 or time.perf_counter() < deadline):
-            start = time.perf_counter()
-            session.run(outputs, feed)
-            samples.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(samples))
+        if not _is_grappler_bf16(session_config):
+            raise UsageError("session_timer times plain graphs and Grappler's bf16 rewrite; "
+                             "this session config asks for something else")
+        precision = "bf16"
+    result = benchmark(graph_def, feeds, runs=runs, warmup=warmup, threads=threads,
+                       max_time=max_time, precision=precision)
+    return float(result.p50_ms)
 
 
 def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,

@@ -1,7 +1,5 @@
 """`leangraph transform`: TF's transform_graph command line, flag for flag."""
 
-import argparse
-
 from leangraph.errors import TransformError
 
 

@@ -1,0 +1,331 @@
+"""Variants: one type for every way of running a model, and the registry that builds them.
+
+A Variant holds its graph (serialized), how it was made (description,
+transform, base), its precision and gate, and what verification and timing
+measured. The fp32 variants come from the recipes; the variants derived from
+the best verified fp32 graph (bf16, 8-bit weights, ...) are built by the
+functions registered with @derived_variant, so a new precision is one
+function in one place:
+
+    @derived_variant("int8")
+    def int8(ctx):                     # ctx: a BuildContext
+        graph = my_quantizer(ctx.best.graph_def, ctx.calibration_inputs())
+        return graph_variant("int8", "...", graph, precision="int8", gate="top1",
+                             base=ctx.best.name, eligible=ctx.wants("int8"))
+"""
+
+import gc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from leangraph import graphs
+from leangraph.errors import GraphError, LeangraphError, TransformError
+
+PASSED = "passed"
+FAILED = "FAILED"
+SKIPPED = "skipped"
+
+
+@dataclass
+class LatencyStats:
+    """Latency of one variant over `count` timed runs (milliseconds).
+
+    Percentiles use linear interpolation between order statistics (numpy's
+    default), over every sample of every round.
+    """
+
+    count: int
+    samples_ms: list
+    min_ms: float
+    p10_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    stddev_ms: float
+    rounds: int = 1
+
+    @classmethod
+    def from_samples(cls, samples_ms, rounds=1):
+        """Statistics from the timer's own C++ code (leangraph.bench.stats), so the
+        report's rows and leangraph-bench agree on every definition."""
+        from leangraph.bench import stats
+
+        if len(samples_ms) == 0:
+            raise ValueError("no latency samples")
+        summary = stats(samples_ms)
+        fields = ("count", "min_ms", "p10_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stddev_ms")
+        return cls(samples_ms=[float(s) for s in samples_ms], rounds=int(rounds),
+                   **{key: summary[key] for key in fields})
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+
+@dataclass
+class Variant:
+    """One way of running the model: its graph and how it was made, its gate, what it measured.
+
+    kind: "keras" (the model itself) or "graph" (a GraphDef run by the timer).
+    precision: "fp32", "bf16" or "int8-weights". gate: "fp32" (outputs within
+    the relative tolerance) or "top1" (top-1 agreement at least the minimum,
+    for precisions that change numbers on purpose). status: PASSED, FAILED or
+    SKIPPED, with `reason` saying why when not passed. eligible: whether this
+    variant may be written as the result (a standalone graph whose precision
+    was asked for).
+    """
+
+    name: str
+    description: str
+    kind: str
+    precision: str = "fp32"
+    gate: str = "fp32"
+    status: str = PASSED
+    reason: str = None
+    transform: str = None
+    bench_precision: str = "fp32"
+    base: str = None
+    eligible: bool = False
+    nodes: int = None
+    file_bytes: int = None
+    max_abs_diff: float = None
+    max_rel_diff: float = None
+    top1_agreement: float = None
+    verified_on: int = 0
+    latency: LatencyStats = None
+    speedup: float = None
+    init_ms: float = None
+    is_reference: bool = False
+    #: --batch N: the latency of one run of N examples, or why it could not run
+    batch: int = None
+    batch_latency: LatencyStats = None
+    batch_note: str = None
+    graph_def: object = field(default=None, repr=False)
+
+    @property
+    def throughput(self):
+        """Examples per second at batch 1 (from p50)."""
+        return None if self.latency is None else 1000.0 / self.latency.p50_ms
+
+    @property
+    def batch_throughput(self):
+        """Examples per second at batch `batch` (from its p50)."""
+        if self.batch_latency is None:
+            return None
+        return 1000.0 * self.batch / self.batch_latency.p50_ms
+
+    @property
+    def passed(self):
+        return self.status == PASSED
+
+    def fail(self, reason):
+        if self.status == FAILED and self.reason:
+            reason = f"{self.reason}; {reason}"
+        self.reason = reason
+        self.status = FAILED
+
+    def to_dict(self):
+        data = {k: v for k, v in self.__dict__.items()
+                if k not in ("graph_def", "latency", "batch_latency")}
+        data["latency"] = self.latency.to_dict() if self.latency else None
+        data["batch_latency"] = self.batch_latency.to_dict() if self.batch_latency else None
+        data["throughput"] = self.throughput
+        data["batch_throughput"] = self.batch_throughput
+        return data
+
+
+# ---------------------------------------------------------------------------
+# building and running graph variants
+# ---------------------------------------------------------------------------
+
+def tensor(name):
+    return name if ":" in name else name + ":0"
+
+
+def graph_outputs(graph_bytes, input_names, output_names, examples, session_config=None):
+    """Runs a batch-1 graph on every example in one session; returns one array per output."""
+    import tensorflow as tf
+
+    graph_def = graphs.load_graph(graph_bytes)
+    tf_graph = tf.Graph()
+    with tf_graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    fetches = [tensor(n) for n in output_names]
+    feeds = [tensor(n) for n in input_names]
+    count = len(examples[0])
+    results = [[] for _ in output_names]
+    with tf.compat.v1.Session(graph=tf_graph, config=session_config) as session:
+        for i in range(count):
+            values = session.run(fetches, {f: x[i:i + 1] for f, x in zip(feeds, examples)})
+            for slot, value in zip(results, values):
+                slot.append(np.asarray(value))
+    return [np.concatenate(r) for r in results]
+
+
+def graph_variant(name, description, graph_def, **kwargs):
+    data = graphs.serialize(graph_def)
+    return Variant(name=name, description=description, kind="graph",
+                         nodes=len(graph_def.node), file_bytes=len(data), graph_def=data, **kwargs)
+
+
+def failed_variant(name, description, reason, **kwargs):
+    v = Variant(name=name, description=description, kind="graph", **kwargs)
+    v.fail(reason)
+    return v
+
+
+def transform_variant(name, description, base_bytes, transforms, ends, post=None,
+                       allow_io_ops=False, **kwargs):
+    from leangraph.transform import transform
+
+    try:
+        result = transform(base_bytes, transforms, inputs=ends[0], outputs=ends[1],
+                           allow_io_ops=allow_io_ops)
+        if post is not None:
+            result = post(graphs.load_graph(base_bytes), result)
+    except (TransformError, GraphError, ValueError) as exc:
+        return failed_variant(name, description, f"transform failed: {exc}",
+                               transform=transforms, **kwargs)
+    return graph_variant(name, description, result, transform=transforms, **kwargs)
+
+
+def run_variant(v, input_names, output_names, examples):
+    """A graph variant's outputs on every example; None (the variant FAILED) if TF refuses it."""
+    import tensorflow as tf
+
+    config = None
+    if v.bench_precision == "bf16":
+        from leangraph.precision import grappler_bf16_config
+
+        config = grappler_bf16_config()
+    try:
+        return graph_outputs(v.graph_def, input_names, output_names, examples, config)
+    except (LeangraphError, ValueError, tf.errors.OpError) as exc:
+        v.fail(f"running it failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        return None
+    finally:
+        gc.collect()  # the imported graph holds a copy of every weight: free it now
+
+
+def with_batch(graph_bytes, input_names, batch):
+    """The graph with its inputs' leading dimension set to `batch`."""
+    graph_def = graphs.load_graph(graph_bytes)
+    wanted = {graphs.node_name(n) for n in input_names}
+    for node in graph_def.node:
+        if node.name in wanted and node.op == "Placeholder" and node.attr["shape"].shape.dim:
+            node.attr["shape"].shape.dim[0].size = batch
+    return graph_def.SerializeToString()
+
+
+def rank_results(variants):
+    """Eligible variants that passed verification and were timed, fastest (p50) first."""
+    candidates = [v for v in variants
+                  if v.kind == "graph" and v.eligible and v.passed and v.latency is not None]
+    return sorted(candidates, key=lambda v: v.latency.p50_ms)
+
+
+def select_result(variants):
+    """The fastest (lowest p50) variant that is eligible, passed verification and was timed."""
+    ranked = rank_results(variants)
+    return ranked[0] if ranked else None
+
+
+# ---------------------------------------------------------------------------
+# derived variants: built from the best verified fp32 graph
+# ---------------------------------------------------------------------------
+
+@dataclass
+class BuildContext:
+    """What a derived-variant builder may use.
+
+    best: the fastest-to-build verified fp32 graph variant (recipe, tf-deploy
+    or frozen), None when none passed. ends: (input names, output names).
+    precisions: those the result may have. examples: the verification inputs,
+    one array per graph input.
+    """
+
+    best: Variant
+    ends: tuple
+    precisions: tuple
+    examples: list = field(default_factory=list)
+    allow_io_ops: bool = False
+
+    def wants(self, precision):
+        return precision in self.precisions
+
+    def skipped(self, name, precision, description, reason):
+        return Variant(name=name, description=description, kind="graph", precision=precision,
+                       gate="top1", status=SKIPPED, reason=reason)
+
+
+#: name -> builder(BuildContext) -> Variant, in the order they are built and reported.
+DERIVED_VARIANTS = {}
+
+
+def derived_variant(name):
+    """Registers a builder of a variant derived from the best fp32 graph."""
+    def register(builder):
+        DERIVED_VARIANTS[name] = builder
+        return builder
+    return register
+
+
+def build_derived(ctx):
+    """Every registered derived variant; a builder that raises gives a FAILED row."""
+    built = []
+    for name, builder in DERIVED_VARIANTS.items():
+        try:
+            variant = builder(ctx)
+        except (LeangraphError, ValueError) as exc:
+            variant = failed_variant(name, "derived variant", f"building it failed: {exc}")
+        if variant is not None:
+            built.append(variant)
+    return built
+
+
+# TF's quantize_weights leaves Dequantize without its defaulted `narrow_range`,
+# which the timer's graph check refuses; the last step writes the defaults out.
+QUANTIZE_WEIGHTS = "quantize_weights add_default_attributes"
+
+
+@derived_variant("bf16")
+def bf16_variant(ctx):
+    """bf16 of the best fp32 graph: to_bfloat16 if registered, else Grappler's run-time rewrite."""
+    from leangraph.precision import cpu_supports_bf16
+
+    if not ctx.wants("bf16"):
+        return None
+    if not cpu_supports_bf16():
+        return ctx.skipped("bf16", "bf16", "bf16", "this CPU has neither AVX512_BF16 nor AMX-BF16")
+    best = ctx.best
+    if best is None:
+        return ctx.skipped("bf16", "bf16", "bf16", "no fp32 graph variant passed")
+    from leangraph.transform import list_transforms
+
+    if any(t.name == "to_bfloat16" for t in list_transforms()):
+        return transform_variant(
+            "bf16", f"to_bfloat16 transform of {best.name} (bf16 compute in the graph)",
+            best.graph_def, "to_bfloat16", ctx.ends, precision="bf16", gate="top1",
+            base=best.name, eligible=True, allow_io_ops=ctx.allow_io_ops)
+    return graph_variant(
+        "bf16", f"{best.name} with Grappler's oneDNN bf16 rewrite at run time (timer "
+        "precision=bf16; a session setting, so not written as optimized.pb)",
+        graphs.load_graph(best.graph_def), precision="bf16", gate="top1", base=best.name,
+        bench_precision="bf16", eligible=False)
+
+
+@derived_variant("quantize_weights")
+def quantize_weights_variant(ctx):
+    """TF's quantize_weights of the best fp32 graph: a smaller file, float compute."""
+    from leangraph.precision import restore_degenerate_ranges
+
+    best = ctx.best
+    if best is None:
+        return ctx.skipped("quantize_weights", "int8-weights", "TF's quantize_weights",
+                           "no fp32 graph variant passed")
+    return transform_variant(
+        "quantize_weights", f"TF's quantize_weights of {best.name}: 8-bit weights in the "
+        "file, dequantized at load (for size)", best.graph_def, QUANTIZE_WEIGHTS, ctx.ends,
+        post=restore_degenerate_ranges, precision="int8-weights", gate="top1",
+        base=best.name, allow_io_ops=ctx.allow_io_ops)
