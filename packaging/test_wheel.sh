@@ -5,8 +5,8 @@
 #      artifact, `leangraph-bench` times the result;
 #   3. beside tensorflow-cpu but without the `tune` extra: `leangraph tune` names the
 #      extra in one line;
-#   4. the wheel alone (core dependencies only): no TensorFlow gets installed, and
-#      importing leangraph names the two TF extras.
+#   4. the wheel alone (core dependencies only): no TensorFlow gets installed;
+#      importing leangraph names the two TF extras, and so does `leangraph`, in one line.
 # About 7 minutes on the shared 2-core machine (load 9), most of it pip unpacking TF.
 # usage: test_wheel.sh dist/leangraph-*.whl
 set -euo pipefail
@@ -109,6 +109,11 @@ core_only() {
   grep -q "pip install 'leangraph\[cpu\]' (tensorflow-cpu) or 'leangraph\[tensorflow\]'" <<<"$err" ||
     { echo "$err"; fail "$venv: the no-TensorFlow error does not name the extras"; }
   echo "no TensorFlow installed; import leangraph: $(tail -n 1 <<<"$err")"
+  local rc=0
+  err=$("$work/$venv/bin/leangraph" tune model.pb --data data.npz 2>&1 >/dev/null) || rc=$?
+  [[ $rc -eq 1 && $(wc -l <<<"$err") -eq 1 ]] || { echo "$err"; fail "$venv: leangraph without TF: exit $rc, want 1 and one line"; }
+  grep -q "leangraph\[cpu\]" <<<"$err" || { echo "$err"; fail "$venv: leangraph without TF does not name the extras"; }
+  echo "$err"
 }
 
 with_tf tensorflow tensorflow tensorflow

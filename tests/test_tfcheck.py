@@ -196,3 +196,20 @@ def test_tune_without_optuna_is_a_one_line_error(monkeypatch, tmp_path, capsys):
     assert err.count("\n") == 1
     assert "optuna" in err and "pip install 'leangraph[tune]'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_console_script_without_tensorflow_exits_with_one_line(monkeypatch):
+    monkeypatch.setattr(_tfcheck, "installed_tf", lambda: [])
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/leangraph", "tune", "model.pb"])
+    with pytest.raises(SystemExit) as exit_:
+        _tfcheck.check_at_import()
+    message = str(exit_.value.code)
+    assert message.startswith("leangraph: error: leangraph needs TensorFlow")
+    assert "'leangraph[cpu]'" in message and "\n" not in message
+
+
+def test_a_library_import_without_tensorflow_raises(monkeypatch):
+    monkeypatch.setattr(_tfcheck, "installed_tf", lambda: [])
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    with pytest.raises(leangraph.VersionError, match=r"leangraph\[tensorflow\]"):
+        _tfcheck.check_at_import()

@@ -1,6 +1,6 @@
 """leangraph: freeze, rewrite, verify and time TensorFlow graphs for fast CPU inference."""
 
-from leangraph._tfcheck import check_tf_version as _check_tf_version
+from leangraph._tfcheck import check_at_import as _check_tf_version
 
 # Before anything loads TensorFlow's libraries: a mismatched TF would fail later
 # with an obscure undefined-symbol error instead of this actionable one.

@@ -11,6 +11,7 @@ tiny transform gives what TF's own transform_graph gives.
 import ctypes
 import os
 import re
+import sys
 
 from leangraph.errors import VersionError
 
@@ -134,6 +135,21 @@ def check_tf_version():
             return version
     distribution, version = found[0]
     raise _wrong_series(info.TF_VERSION, distribution, version)
+
+
+# Console scripts import the package before their main() can catch anything.
+_CONSOLE_SCRIPTS = ("leangraph", "leangraph-bench")
+
+
+def check_at_import():
+    """check_tf_version(), but in the console scripts a one-line error instead of a traceback."""
+    try:
+        return check_tf_version()
+    except VersionError as exc:
+        script = os.path.basename(sys.argv[0]) if sys.argv else ""
+        if script in _CONSOLE_SCRIPTS:
+            raise SystemExit(f"{script}: error: {exc}") from None
+        raise
 
 
 def _symbol_name(mangled):
