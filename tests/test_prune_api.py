@@ -193,3 +193,15 @@ def test_search_never_returns_a_candidate_over_its_budget(teacher, digits, budge
         assert best in trials
     else:
         assert report.macs_ratio == 1.0  # nothing within budget: the model stays whole
+
+
+def test_cli_search_writes_trials_and_plot(teacher_file, data_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["prune", str(teacher_file), "--data", str(data_file), "--max-accuracy-drop", "5",
+               "--trials", "2", "--epochs", "1", "-o", str(out)])
+    assert rc == 0
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["search"]["trials"]) == 2
+    assert report["accuracy_drop"] <= 5
+    assert capsys.readouterr().out.count("trial ") == 2

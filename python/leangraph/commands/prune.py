@@ -18,7 +18,8 @@ def add_parser(subparsers):
             "Removes whole channels (filters, units) from MODEL, coupled channels together, "
             "and fine-tunes the result by distillation from MODEL on --data. 15 % of --data is "
             "held out for early stopping and for the accuracy the report states. Writes "
-            "OUT/pruned.keras, OUT/report.json and OUT/report.md, all or nothing."
+            "OUT/pruned.keras, OUT/report.json and OUT/report.md (and OUT/pareto.png after a "
+            "search), all or nothing."
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="Keras model (.keras or .h5)")
@@ -72,12 +73,18 @@ def write_outputs(model, report, out):
         model.save(staging / "pruned.keras")
         (staging / "report.json").write_text(report.to_json())
         (staging / "report.md").write_text(report.to_markdown())
+        names = list(OUTPUTS)
+        if report.search.get("trials"):
+            from leangraph.prune.search import plot_trials
+
+            plot_trials(report.search, staging / "pareto.png")
+            names.append("pareto.png")
         if not out.exists():
             os.replace(staging, out)
-            return [out / name for name in OUTPUTS]
-        for name in OUTPUTS:
+            return [out / name for name in names]
+        for name in names:
             os.replace(staging / name, out / name)
-        return [out / name for name in OUTPUTS]
+        return [out / name for name in names]
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc}") from None
     finally:

@@ -201,6 +201,12 @@ def group_rows(graph, plan):
     return rows
 
 
+def _print_trial(t):
+    mark = "ok  " if t.feasible else "over"
+    print(f"trial {t.number:2d} {mark} latency {t.latency_ms:8.3f} ms  MACs {t.macs_ratio:.3f}x  "
+          f"held-out drop {t.accuracy_drop:+.2f} points", flush=True)
+
+
 def _load(model, unsafe):
     import keras
 
@@ -262,7 +268,8 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
         found = S.search(graph, scores, teacher, x_train, x_val, y_train, y_val,
                          baseline=before, max_accuracy_drop=max_accuracy_drop,
                          n_trials=n_trials, trial_epochs=trial_epochs, config=config,
-                         multiple=channel_multiple, seed=seed)
+                         multiple=channel_multiple, seed=seed,
+                         progress=_print_trial if progress else None)
         plan, pruned, search_info = found.plan, found.model, found.summary()
     unfinetuned = D.score(pruned, x_val, y_val, reference)
     result = D.distill(pruned, teacher, x_train, x_val, y_train, y_val, config)

@@ -131,3 +131,36 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
     best = min(feasible, key=lambda t: t.latency_ms)
     plan, model = built[best.number]
     return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials)
+
+
+def plot_trials(search_info, path):
+    """Every trial: latency against held-out accuracy and against MACs, budget marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    trials = search_info["trials"]
+    best = search_info["best"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for feasible, colour, label in ((True, "tab:blue", "within budget"),
+                                    (False, "tab:red", "over budget")):
+        chosen = [t for t in trials if t["feasible"] == feasible]
+        if not chosen:
+            continue
+        latency = [t["latency_ms"] for t in chosen]
+        left.scatter(latency, [100 * t["accuracy"] for t in chosen], c=colour, label=label)
+        right.scatter(latency, [t["macs_ratio"] for t in chosen], c=colour, label=label)
+    for ax in (left, right):
+        ax.axvline(search_info["baseline_latency_ms"], color="grey", ls=":", label="unpruned")
+        ax.set_xlabel("p50 latency of the frozen deploy graph (ms)")
+    left.scatter([best["latency_ms"]], [100 * best["accuracy"]], marker="*", s=160, c="k",
+                 label="chosen")
+    left.set_ylabel("held-out accuracy after the trial fine-tune (%)")
+    right.set_ylabel("MACs (share of the original)")
+    left.legend(fontsize="small")
+    fig.suptitle("leangraph prune: search trials")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
