@@ -170,16 +170,21 @@ def test_residual_add_and_relu_fold_into_the_conv_as_a_sum():
     assert _rel_err(g, q, x) < 0.05
 
 
-def test_zero_pad_becomes_explicit_padding():
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_zero_pad_becomes_explicit_padding(depthwise):
     def build(x):
         y = tf.pad(x, [[0, 0], [1, 2], [2, 1], [0, 0]], name="pad")
-        y = tf.nn.conv2d(y, _c(RNG.normal(size=(3, 3, 8, 8)) * 0.2), 2, "VALID", name="conv")
+        if depthwise:
+            y = tf.nn.depthwise_conv2d(y, _c(RNG.normal(size=(3, 3, 8, 2)) * 0.3), [1, 2, 2, 1],
+                                       "VALID", name="conv")
+        else:
+            y = tf.nn.conv2d(y, _c(RNG.normal(size=(3, 3, 8, 8)) * 0.2), 2, "VALID", name="conv")
         tf.identity(y, name="output")
 
     g = _graph(build)
     q = _quantize(g, _samples(2)).graph_def
     assert "Pad" not in _ops(q)
-    conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
+    conv = next(n for n in q.node if n.name == "conv_int8")
     assert conv.attr["padding"].s == b"EXPLICIT"
     assert list(conv.attr["explicit_paddings"].list.i) == [0, 0, 1, 2, 2, 1, 0, 0]
     assert _rel_err(g, q, _samples(2)) < 0.03

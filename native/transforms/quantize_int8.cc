@@ -286,7 +286,7 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
   if (unit.channels <= 0) return std::nullopt;
 
   unit.input = graph_util::ParseEdge(node.input(0));
-  if (op == "Conv2D") {
+  if (!unit.is_matmul) {
     const NodeDef* pad = index.Find(unit.input.node);
     const auto padding = node.attr().at("padding").s();
     if (pad != nullptr && unit.input.port == 0 && padding == "VALID" &&
