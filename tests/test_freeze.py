@@ -1,6 +1,7 @@
 """leangraph.freeze(): every kind of model in, a clean GraphDef out that computes the same."""
 
 import importlib
+import os
 
 import numpy as np
 import pytest
@@ -468,3 +469,17 @@ def test_cli_freeze(tmp_path, capsys, multi_io, multi_io_feeds, lambda_files):
     assert cli_main(["freeze", str(tmp_path / "model.keras"), "-o", str(out),
                      "--input-shape", "nothing:1,5"]) == 1
     assert "not an input" in capsys.readouterr().err
+
+
+def test_cli_hides_tensorflow_logs_unless_asked(tmp_path):
+    """TF's C++ INFO lines (the oneDNN notice on import, ...) stay out of the CLI's output."""
+    import subprocess
+    import sys
+
+    graphs.save_graph(graph_builders.conv_bn_graph(), tmp_path / "graph.pb")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "leangraph", "summarize", str(tmp_path / "graph.pb")]
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env)
+    loud = subprocess.run(command + ["--verbose"], capture_output=True, text=True, env=env)
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr[-2000:] + loud.stderr[-2000:]
+    assert "I0000" not in quiet.stderr and "I0000" in loud.stderr

@@ -40,9 +40,26 @@ def _quiet_tensorflow(verbose):
     if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    # TF's Python logger prints deprecation notices from TF's own v1 loader.
+    # TF's libraries print their oneDNN notice while they load, before any log level
+    # applies (absl logs to stderr until initialised): load them with stderr closed.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        import tensorflow  # noqa: F401
+
+        from leangraph._tfcheck import load_native
+
+        load_native()
+    except Exception:  # noqa: BLE001 - the command itself reports what is wrong
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
     import logging
 
+    # TF's Python logger prints deprecation notices for its own v1 APIs.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 

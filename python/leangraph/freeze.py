@@ -578,9 +578,25 @@ def _saved_model_v1(path, signature):
     installed). The v1 loader restores only the graph and the variables,
     which is all inference needs; the signature names the tensors.
     """
+    import logging
+
     import tensorflow as tf
 
     graph = tf.Graph()
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    # The v1 loader and converter each log a deprecation notice that tells the user to
+    # call tf.saved_model.load, which is exactly what failed.
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        return _saved_model_v1_session(path, signature, graph)
+    finally:
+        logger.setLevel(level)
+
+
+def _saved_model_v1_session(path, signature, graph):
+    import tensorflow as tf
+
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         try:
             meta = tf.compat.v1.saved_model.loader.load(
