@@ -56,6 +56,8 @@ from leangraph.pipeline.variants import (
     transform_variant,
 )
 from leangraph.pipeline.verify import (
+    FRAGILE_MARGIN,
+    MIN_SQNR_DB,
     MIN_TOP1_AGREEMENT,
     compare_outputs,
     gate_failure,
@@ -79,7 +81,8 @@ DEFAULT_MODEL = "keras.applications.Xception(weights=None)"
 DEFAULT_MODEL_SIZE = 299
 DEFAULT_SEED = 0
 DEFAULT_IMAGES = 100
-PRECISION_CHOICES = ("fp32", "bf16")
+PRECISION_CHOICES = ("fp32", "bf16", "int8")
+DEFAULT_PRECISIONS = ("fp32", "bf16", "int8")
 # Keras runs the verification inputs in batches this small: a big model's activations
 # for a batch of 16 at 299x299 take gigabytes.
 _KERAS_BATCH = 4
@@ -315,10 +318,11 @@ def _reproduce_commands(model, outdir, settings, result):
 
 
 
-def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisions=("fp32", "bf16"),
+def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisions=DEFAULT_PRECISIONS,
              images=None, image_dir=None, preprocess=None, threads=None, cpus=None,
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
-             extra_variants=None, allow_io_ops=False, signature=None, batch=None):
+             extra_variants=None, allow_io_ops=False, signature=None, batch=None,
+             calibration_dir=None):
     """Freezes a model, transforms it, verifies and times every variant, writes the result.
 
     model: any form leangraph.load_model() takes (a keras.Model, a `.keras`,
@@ -342,7 +346,12 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         with the `to_bfloat16` transform when it is registered, else with the
         timer's precision="bf16" (Grappler's oneDNN bf16 rewrite at run time,
         which is a session setting, so that variant is reported but optimized.pb
-        stays an fp32 graph).
+        stays an fp32 graph). "int8": leangraph.quantize of the best fp32 graph
+        (oneDNN's int8 kernels; measured only where the CPU has VNNI), calibrated
+        on `calibration_dir`'s images (same preprocessing), else on the
+        verification inputs. bf16 and int8 are gated on top-1 agreement, or on
+        output SQNR when the reference's top-1 margin is too small to mean
+        anything (random weights).
     images: how many inputs every variant is verified on: seeded random pixels
         (default 100), or the first N files of image_dir (default all).
         image_dir: a folder of JPEG/PNG images, resized to the model input.
@@ -385,6 +394,8 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         image_inputs.list_images(image_dir)  # fail before the slow steps
     if preprocess:
         image_inputs.resolve_preprocessing(preprocess)
+    if calibration_dir is not None:
+        image_inputs.list_images(calibration_dir)
     from leangraph import bench, recipes
 
     if recipe not in recipes.RECIPES:
@@ -408,7 +419,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
                 preprocess=preprocess, threads=threads, cpus=cpus, tolerance=float(tolerance),
                 unsafe=unsafe, runs=runs, warmup=warmup, rounds=rounds,
                 extra_variants=extra_variants or {}, allow_io_ops=allow_io_ops,
-                signature=signature, batch=batch)
+                signature=signature, batch=batch, calibration_dir=calibration_dir)
             return _pipeline(config, bench, recipes, prog)
         finally:
             if saved_affinity is not None:
@@ -439,7 +450,7 @@ class OptimizeConfig:
     outdir: Path
     model_path: Path = None
     recipe: str = "deploy"
-    precisions: tuple = ("fp32", "bf16")
+    precisions: tuple = DEFAULT_PRECISIONS
     images: int = None
     image_dir: object = None
     preprocess: str = None
@@ -454,6 +465,7 @@ class OptimizeConfig:
     allow_io_ops: bool = False
     signature: str = None
     batch: int = None
+    calibration_dir: object = None
 
 
 @dataclass
@@ -616,13 +628,18 @@ def _verify(run, prog):
                          f"{reference.reason}")
     prog.advance()
     run.margin = top1_margin(run.reference)
-    if run.margin is not None and run.margin < 0.01:
+    fragile = run.margin is not None and run.margin < FRAGILE_MARGIN
+    if fragile:
         run.notes.append(f"the reference's top-1 class leads the runner-up by a median "
                          f"{100 * run.margin:.2g} % of its score on these inputs, so top-1 "
                          "agreement is fragile here (random weights or inputs): tiny numeric "
-                         "changes flip it")
+                         "changes flip it; the bf16 and int8 variants are therefore gated on "
+                         f"their outputs' SQNR against the reference (>= {MIN_SQNR_DB:g} dB) "
+                         "instead")
 
     def check(v):
+        if fragile and v.gate == "top1":
+            v.gate = "sqnr"
         prog.item(f"{v.name} on {run.count} input(s)")
         verify(v, _outputs(run, v), run.reference, c.tolerance)
         prog.advance()
@@ -632,17 +649,46 @@ def _verify(run, prog):
             check(v)
     best = next((v for n in (c.recipe, "tf-deploy", "frozen")
                  for v in run.variants if v.name == n and v.passed), None)
+    calibration = None
+    if c.calibration_dir is not None and "int8" in c.precisions:
+        calibration, _ = _calibration_inputs(run, c.calibration_dir)
     derived = build_derived(BuildContext(best=best, ends=run.ends, precisions=c.precisions,
-                                         examples=run.examples, allow_io_ops=c.allow_io_ops))
+                                         examples=run.examples, allow_io_ops=c.allow_io_ops,
+                                         calibration=calibration))
     for v in derived:
         if v.status == PASSED:
             check(v)
     run.variants.extend(derived)
 
 
+def _explain_bf16(run):
+    """A timed bf16 slower than the best fp32 graph gets one line saying why, measured."""
+    by_name = {v.name: v for v in run.variants}
+    bf16 = by_name.get("bf16")
+    fp32 = [v for v in run.variants if v.kind == "graph" and v.precision == "fp32"
+            and v.passed and v.latency is not None]
+    if bf16 is None or bf16.latency is None or not fp32:
+        return
+    best = min(fp32, key=lambda v: v.latency.p50_ms)
+    if bf16.latency.p50_ms >= best.latency.p50_ms:
+        from leangraph.pipeline.throughput import bf16_note
+
+        run.notes.append(bf16_note(bf16.latency.p50_ms, best.latency.p50_ms))
+
+
+def _calibration_inputs(run, folder):
+    """The calibration images, decoded and preprocessed as the verification inputs are."""
+    frozen = run.loaded.frozen
+    mode = run.mode or image_inputs.resolve_preprocessing(run.config.preprocess or "none")
+    x, files = image_inputs.load_images(folder, frozen.inputs[0].shape, mode)
+    run.notes.append(f"int8 calibrated on {len(files)} image(s) from {folder} ({mode})")
+    return [x], files
+
+
 def _report(run, bench, prog):
     c, loaded = run.config, run.loaded
     ranked = rank_results(run.variants)
+    _explain_bf16(run)
     settings = {
         "recipe": c.recipe, "precisions": list(c.precisions), "images": run.count,
         "runs": c.runs, "warmup": c.warmup, "rounds": c.rounds, "threads": c.threads,
@@ -650,7 +696,8 @@ def _report(run, bench, prog):
         "threads_text": (f"{c.threads} intra-op thread(s)" if c.threads
                          else "TensorFlow's default threads")
         + (f", pinned to CPUs {','.join(map(str, c.cpus))}" if c.cpus else ""),
-        "tolerance": c.tolerance, "min_top1": MIN_TOP1_AGREEMENT, "unsafe": bool(c.unsafe),
+        "tolerance": c.tolerance, "min_top1": MIN_TOP1_AGREEMENT, "min_sqnr_db": MIN_SQNR_DB,
+        "unsafe": bool(c.unsafe),
         "batch": c.batch, "signature": c.signature, "source": loaded.source,
         "image_dir": str(c.image_dir) if c.image_dir is not None else None,
         "preprocess": c.preprocess, "preprocessing": run.mode, "input_source": run.input_source,

@@ -52,9 +52,12 @@ def add_parser(subparsers):
                         help="also time batch N (the report gives latency and throughput)")
     parser.add_argument("--recipe", default="deploy",
                         help="leangraph recipe (default: %(default)s)")
-    parser.add_argument("--precision", default="fp32,bf16",
-                        help="precisions the result may have: fp32, bf16 or both "
+    parser.add_argument("--precision", "--precisions", dest="precision", default="fp32,bf16,int8",
+                        help="precisions the result may have, of fp32, bf16 and int8 "
                              "(default: %(default)s)")
+    parser.add_argument("--calibration-dir", default=None, metavar="DIR",
+                        help="calibrate int8 on the JPEG/PNG images in DIR (default: the "
+                             "verification inputs)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", type=_count, default=None,
                         help=f"verify on N seeded random images (default: {DEFAULT_IMAGES})")
@@ -98,6 +101,7 @@ def run(args):
             runs=args.runs,
             progress=not args.no_progress,
             signature=args.signature,
+            calibration_dir=args.calibration_dir,
             batch=args.batch,
         )
     except Interrupted as exc:

@@ -7,7 +7,7 @@ import numpy as np
 
 from leangraph import graphs
 from leangraph.pipeline.variants import tensor
-from leangraph.pipeline.verify import compare_outputs, gate_failure
+from leangraph.pipeline.verify import compare_outputs, gate_failure, output_sqnr
 
 
 def export_savedmodel(graph_def, input_names, output_names, path):
@@ -69,7 +69,8 @@ def check_savedmodel(path, variant, input_names, output_names, examples, referen
     """
     outputs = savedmodel_outputs(path, input_names, output_names, examples)
     _, rel, top1 = compare_outputs(outputs, reference)
-    reason = gate_failure(variant.gate, variant.precision, rel, top1, tolerance)
+    reason = gate_failure(variant.gate, variant.precision, rel, top1, tolerance,
+                          output_sqnr(outputs, reference))
     if reason:
         return f"its exported SavedModel fails the {variant.gate} gate: {reason}"
     return None

@@ -92,6 +92,8 @@ class Variant:
     max_abs_diff: float = None
     max_rel_diff: float = None
     top1_agreement: float = None
+    #: SQNR of the outputs against the reference, dB (low-precision variants)
+    sqnr_db: float = None
     verified_on: int = 0
     latency: LatencyStats = None
     speedup: float = None
@@ -102,6 +104,8 @@ class Variant:
     batch_latency: LatencyStats = None
     batch_note: str = None
     graph_def: object = field(default=None, repr=False)
+    #: int8: what leangraph.quantize reported (layers, fallbacks, calibration)
+    quantization: dict = None
 
     @property
     def throughput(self):
@@ -250,6 +254,8 @@ class BuildContext:
     precisions: tuple
     examples: list = field(default_factory=list)
     allow_io_ops: bool = False
+    #: calibration inputs for int8 (one array per graph input); None: use `examples`
+    calibration: list = None
 
     def wants(self, precision):
         return precision in self.precisions
@@ -329,3 +335,7 @@ def quantize_weights_variant(ctx):
         "file, dequantized at load (for size)", best.graph_def, QUANTIZE_WEIGHTS, ctx.ends,
         post=restore_degenerate_ranges, precision="int8-weights", gate="top1",
         base=best.name, allow_io_ops=ctx.allow_io_ops)
+
+
+# Registered last, so it is built and reported after bf16 and quantize_weights.
+from leangraph.pipeline import int8_variant  # noqa: E402,F401

@@ -13,6 +13,12 @@ from leangraph.errors import GraphError
 from leangraph.pipeline.variants import SKIPPED
 
 MIN_TOP1_AGREEMENT = 0.99
+#: The gate of low-precision variants when top-1 agreement means nothing (a
+#: reference whose top class barely leads, e.g. random weights): the outputs'
+#: signal-to-quantization-noise ratio against the reference.
+MIN_SQNR_DB = 20.0
+#: Below this median top-1 margin the sqnr gate replaces the top1 gate.
+FRAGILE_MARGIN = 0.01
 
 
 _TINY = float(np.finfo(np.float32).tiny)
@@ -70,6 +76,21 @@ def compare_outputs(outputs, reference):
     return max_abs, max_rel, agreement
 
 
+def output_sqnr(outputs, reference):
+    """The lowest SQNR (dB) of the outputs against the reference's; inf when identical."""
+    worst = float("inf")
+    for out, ref in zip(outputs, reference):
+        ref = np.asarray(ref, dtype=np.float64)
+        noise = float(np.sum((np.asarray(out, dtype=np.float64) - ref) ** 2))
+        if not np.isfinite(noise):
+            return float("-inf")
+        if noise == 0:
+            continue
+        signal = float(np.sum(ref ** 2))
+        worst = min(worst, 10.0 * np.log10(signal / noise) if signal > 0 else float("-inf"))
+    return float(worst)
+
+
 def top1_margin(reference):
     """Median over examples of (top-1 score - runner-up score) / |top-1 score|, or None.
 
@@ -86,8 +107,9 @@ def top1_margin(reference):
     return None
 
 
-def gate_failure(gate, precision, max_rel_diff, top1_agreement, tolerance):
-    """Why outputs fail a gate ("fp32": within `tolerance`; "top1": top-1 agreement), or None.
+def gate_failure(gate, precision, max_rel_diff, top1_agreement, tolerance, sqnr_db=None):
+    """Why outputs fail a gate ("fp32": within `tolerance`; "top1": top-1 agreement;
+    "sqnr": output SQNR against the reference at least MIN_SQNR_DB), or None.
 
     The one definition of the gates: every variant is verified with it, and so
     is the SavedModel exported from the chosen one.
@@ -98,6 +120,11 @@ def gate_failure(gate, precision, max_rel_diff, top1_agreement, tolerance):
         if not max_rel_diff <= tolerance:
             return (f"max relative difference {max_rel_diff:.3g} exceeds the tolerance "
                     f"{tolerance:g}")
+        return None
+    if gate == "sqnr":
+        if sqnr_db is None or not sqnr_db >= MIN_SQNR_DB:
+            shown = "unknown" if sqnr_db is None else f"{sqnr_db:.1f} dB"
+            return f"output SQNR {shown} is below {MIN_SQNR_DB:g} dB"
         return None
     if top1_agreement is None:
         return ("top-1 agreement is undefined (no output holds class scores), and "
@@ -113,7 +140,7 @@ def apply_gate(variant, tolerance):
     if variant.status == SKIPPED:
         return
     reason = gate_failure(variant.gate, variant.precision, variant.max_rel_diff,
-                          variant.top1_agreement, tolerance)
+                          variant.top1_agreement, tolerance, variant.sqnr_db)
     if reason:
         variant.fail(reason)
 
@@ -130,6 +157,7 @@ def verify(variant, outputs, reference, tolerance):
     try:
         variant.max_abs_diff, variant.max_rel_diff, variant.top1_agreement = compare_outputs(
             outputs, reference)
+        variant.sqnr_db = output_sqnr(outputs, reference)
     except GraphError as exc:
         variant.fail(f"its outputs do not match the reference's: {exc}")
         return

@@ -1,0 +1,57 @@
+"""The int8 variant of `optimize`: leangraph.quantize of the best fp32 graph.
+
+Calibrated on the calibration inputs when given (--calibration-dir), else on
+the verification inputs, and gated like bf16. The int8 ops are oneDNN kernels
+of TensorFlow's x86-64 CPU build: the written graph runs there.
+"""
+
+from leangraph.pipeline.variants import derived_variant, failed_variant, graph_variant
+
+NAME = "int8"
+
+
+@derived_variant(NAME)
+def int8_variant(ctx):
+    from leangraph.errors import QuantizeError
+    from leangraph.quantization import cpu_supports_int8, quantize
+
+    if not ctx.wants(NAME):
+        return None
+    description = "int8 (calibrated quantize_int8: oneDNN's VNNI kernels, x86-64 TF CPU builds)"
+    if not cpu_supports_int8():
+        return ctx.skipped(NAME, "int8", description,
+                           "this CPU has no VNNI (AVX512_VNNI, AVX_VNNI or AMX-INT8): int8 "
+                           "would not be faster than fp32, which is kept")
+    best = ctx.best
+    if best is None:
+        return ctx.skipped(NAME, "int8", description, "no fp32 graph variant passed")
+    samples = ctx.calibration or ctx.examples
+    if not samples:
+        return ctx.skipped(NAME, "int8", description, "no calibration inputs")
+    inputs, outputs = ctx.ends
+    feeds = dict(zip(inputs, samples))
+    try:
+        result = quantize(best.graph_def if hasattr(best.graph_def, "node") else _parse(best.graph_def),
+                          feeds if len(feeds) > 1 else samples[0], inputs=inputs, outputs=outputs)
+    except QuantizeError as exc:
+        return failed_variant(NAME, description, f"quantization failed: {exc}", precision="int8",
+                              gate="top1", base=best.name)
+    source = "the calibration inputs" if ctx.calibration else "the verification inputs"
+    kept = result.fallback_layers
+    detail = (f"int8 of {best.name}: {len(result.int8_layers)} conv/matmul layers in int8 "
+              f"({100 * result.int8_mac_share:.1f} % of their MACs), calibrated ({result.calibration.method}) "
+              f"on {source}")
+    if kept:
+        detail += "; kept fp32: " + "; ".join(f"{l.name} ({l.reason})" for l in kept[:6])
+        if len(kept) > 6:
+            detail += f" and {len(kept) - 6} more"
+    v = graph_variant(NAME, detail, result.graph_def, precision="int8", gate="top1",
+                      base=best.name, eligible=True, transform="quantize_int8")
+    v.quantization = result.to_dict()
+    return v
+
+
+def _parse(data):
+    from leangraph import graphs
+
+    return graphs.load_graph(data)

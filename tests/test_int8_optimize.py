@@ -1,0 +1,95 @@
+"""The int8 variant of `leangraph optimize`: built, gated, reported, skipped without VNNI."""
+
+import json
+
+import numpy as np
+import pytest
+
+import graph_builders
+from leangraph.optimize import optimize
+from leangraph.pipeline.verify import MIN_SQNR_DB, gate_failure, output_sqnr
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("int8model") / "cnn.keras"
+    graph_builders.keras_cnn_model().save(path)
+    return path
+
+
+def _variant(report, name):
+    return next(v for v in report.variants if v.name == name)
+
+
+def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path):
+    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=6,
+                      runs=4, progress=False)
+    v = _variant(report, "int8")
+    assert v.precision == "int8" and v.eligible
+    assert v.status == "passed", v.reason
+    assert v.latency is not None and v.sqnr_db is not None and v.sqnr_db > MIN_SQNR_DB
+    layers = v.quantization["layers"]
+    assert {layer["precision"] for layer in layers} == {"int8"}
+    assert {layer["op"] for layer in layers} == {"Conv2D", "DepthwiseConv2dNative", "MatMul"}
+    data = json.loads((tmp_path / "o" / "report.json").read_text())
+    row = next(r for r in data["variants"] if r["name"] == "int8")
+    assert row["quantization"]["int8_mac_share"] == pytest.approx(1.0)
+    text = (tmp_path / "o" / "report.md").read_text()
+    assert "oneDNN's int8 kernels" in text
+
+
+def test_a_cpu_without_vnni_keeps_fp32(model_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_VNNI", "1")
+    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
+                      runs=2, progress=False)
+    v = _variant(report, "int8")
+    assert v.status == "skipped" and "VNNI" in v.reason
+    assert report.result != "int8"
+    assert (tmp_path / "o" / "optimized.pb").exists()
+
+
+def test_calibration_dir_is_used(model_path, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
+                      runs=2, progress=False, calibration_dir=folder)
+    v = _variant(report, "int8")
+    assert "calibration inputs" in v.description
+    assert v.quantization["calibration"]["samples"] == 3
+    assert any("int8 calibrated on 3 image(s)" in note for note in report.notes)
+
+
+def test_sqnr_gate_definition():
+    ref = [np.array([[1.0, 2.0, 3.0]])]
+    assert output_sqnr(ref, ref) == float("inf")
+    noisy = [ref[0] + 0.01]
+    db = output_sqnr(noisy, ref)
+    assert db == pytest.approx(10 * np.log10(14.0 / (3 * 1e-4)))
+    assert gate_failure("sqnr", "int8", 0.0, None, 1e-4, db) is None
+    assert "below" in gate_failure("sqnr", "int8", 0.0, None, 1e-4, 10.0)
+    assert "NaN" in gate_failure("sqnr", "int8", float("inf"), None, 1e-4, 50.0)
+
+
+def test_a_near_tie_reference_gates_low_precision_on_sqnr(tmp_path):
+    import keras
+
+    # Untrained and nearly uniform softmax: top-1 flips on any rounding.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(50, kernel_initializer=keras.initializers.RandomNormal(stddev=1e-4))(x)
+    outputs = keras.layers.Softmax()(x)
+    path = tmp_path / "tie.keras"
+    keras.Model(inputs, outputs).save(path)
+    report = optimize(path, outdir=tmp_path / "o", precisions="fp32,int8", images=4, runs=2,
+                      progress=False)
+    v = _variant(report, "int8")
+    assert v.gate == "sqnr"
+    assert any("SQNR" in note and "instead" in note for note in report.notes)
+    assert "output SQNR against the reference" in (tmp_path / "o" / "report.md").read_text()
