@@ -275,9 +275,11 @@ def test_target_ci_stops_at_max_time_on_a_real_graph(graph_files):
     assert result.stop_reason == "max_time" and result.target_met is False
     assert result.pairs >= 10
     loose = leangraph.compare(graph_files["a"], graph_files["b"], runs=10, warmup=0,
-                              measure_overhead=False, target_ci=0.9, max_time=30)
+                              measure_overhead=False, target_ci=0.99, max_time=60)
     assert loose.stop_reason == "target" and loose.target_met is True
-    assert loose.pairs == 10  # the first check point is `runs`
+    # Checked first at `runs` pairs, then every 10 (a hiccup can make 10 pairs too few).
+    assert loose.pairs >= 10 and loose.pairs % 10 == 0
+    assert loose.speedup_ci95_half_width <= 0.99
     with pytest.raises(leangraph.BenchmarkError, match="relative half-width"):
         leangraph.compare(graph_files["a"], graph_files["b"], runs=2, target_ci=3)
 
