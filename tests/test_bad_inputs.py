@@ -461,3 +461,28 @@ def test_every_cli_error_is_one_line(tmp_path, capsys):
         assert main(argv) == 1, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "error:" in err and "Traceback" not in err, err
+
+
+# ---- leangraph.Graph: parsed once, scanned once ----
+
+def test_graph_is_parsed_once_and_scanned_once(graph, tmp_path, monkeypatch):
+    from leangraph import safety
+
+    g = leangraph.Graph(graph.SerializeToString())
+    assert g.graph_def is g.graph_def and len(g) == len(graph.node)
+    assert leangraph.load_graph(g) is g.graph_def
+    scans = []
+    real = safety.find_unsafe_ops
+    monkeypatch.setattr(safety, "find_unsafe_ops", lambda gd: scans.append(1) or real(gd))
+    g.require_safe()
+    g.require_safe()
+    assert len(scans) == 1
+    unsafe = leangraph.Graph(io_graph(tmp_path / "secret.txt"), outputs=["output"])
+    with pytest.raises(leangraph.GraphError, match="read \\(ReadFile\\)"):
+        unsafe.require_safe(what="the test graph")
+    assert unsafe.require_safe(allow_io_ops=True) is unsafe and unsafe.outputs == ["output"]
+    result = leangraph.transform(g, "fold_constants(ignore_errors=true)", INPUTS, OUTPUTS)
+    assert len(result.node) <= len(graph.node)
+    saved = g.save(tmp_path / "g.pb")
+    assert saved.read_bytes() == g.data
+    assert leangraph.Graph(saved).inputs == g.inputs

@@ -30,7 +30,7 @@ from leangraph.errors import (  # noqa: E402
 )
 from leangraph.execute import run  # noqa: E402
 from leangraph.freeze import FrozenGraph, TensorInfo, freeze, load_keras  # noqa: E402
-from leangraph.graphs import load_graph, save_graph  # noqa: E402
+from leangraph.graphs import Graph, load_graph, save_graph  # noqa: E402
 from leangraph.optimize import OptimizeReport, optimize  # noqa: E402
 from leangraph.pipeline.model import Model, load_model  # noqa: E402
 from leangraph.precision import EvalResult, evaluate  # noqa: E402
@@ -72,6 +72,7 @@ __all__ = [
     "freeze",
     "FreezeError",
     "FrozenGraph",
+    "Graph",
     "GraphError",
     "GraphSummary",
     "LeangraphError",
