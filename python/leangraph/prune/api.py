@@ -220,7 +220,7 @@ def _load(model, unsafe):
 def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criterion="l2",
           epochs=10, seconds=None, temperature=4.0, alpha=0.7, patience=3, batch_size=32,
           learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
-          seed=0, progress=True, unsafe=False):
+          recalibrate=True, seed=0, progress=True, unsafe=False):
     """Prunes a Keras model's channels; returns (pruned Keras model, PruneReport).
 
     Give `target_macs` (keep that share of the MACs, 0..1) or
@@ -228,7 +228,9 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     lowest measured latency within that loss). `y` (class indices) is
     optional: without it the held-out score is top-1 agreement with the
     original. 15 % of the data (`holdout`) is held out for early stopping and
-    for the accuracy the report states.
+    for the accuracy the report states. `recalibrate` re-estimates the batch
+    norms' statistics of the pruned model before fine-tuning (kept when they
+    score better held out).
     """
     started = time.monotonic()
     if (target_macs is None) == (max_accuracy_drop is None):
@@ -262,13 +264,15 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     if target_macs is not None:
         plan = plan_for_macs(graph, scores, target_macs, channel_multiple)
         pruned = R.rebuild(plan)
+        if recalibrate:
+            D.refresh_batch_norms(pruned, x_train, x_val, y_val, reference, seed=seed)
     else:
         from leangraph.prune import search as S
 
         found = S.search(graph, scores, teacher, x_train, x_val, y_train, y_val,
                          baseline=before, max_accuracy_drop=max_accuracy_drop,
                          n_trials=n_trials, trial_epochs=trial_epochs, config=config,
-                         multiple=channel_multiple, seed=seed,
+                         multiple=channel_multiple, seed=seed, recalibrate=recalibrate,
                          progress=_print_trial if progress else None)
         plan, pruned, search_info = found.plan, found.model, found.summary()
     unfinetuned = D.score(pruned, x_val, y_val, reference)

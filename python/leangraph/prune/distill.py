@@ -84,6 +84,59 @@ def score(model, x, y=None, reference=None, batch_size=256):
     return float(np.mean(top1 == target)) if len(target) else 0.0
 
 
+def recalibrate_batch_norms(model, x, batches=8, batch_size=64, seed=0):
+    """Re-estimates every batch norm's moving statistics on `x`; no other weight changes.
+
+    Removing channels upstream shifts what each batch norm sees, so its old
+    statistics mis-normalize: a pruned model often predicts one class until
+    they are refreshed. The k-th batch gets weight 1/k (momentum (k-1)/k),
+    which makes the result the plain average over the batches.
+    """
+    import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms or len(x) == 0:
+        return 0
+    saved = [layer.momentum for layer in norms]
+    order = np.random.default_rng(seed).permutation(len(x))
+    weights = [(v, v.numpy()) for layer in norms for v in layer.trainable_weights]
+    count = 0
+    try:
+        for k, start in enumerate(range(0, min(len(x), batches * batch_size), batch_size)):
+            for layer in norms:
+                layer.momentum = k / (k + 1.0)
+            model(x[order[start:start + batch_size]], training=True)
+            count += 1
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+        for v, value in weights:  # training=True must not have moved anything else
+            v.assign(value)
+    return count
+
+
+def refresh_batch_norms(model, x_train, x_val, y_val=None, reference=None, seed=0):
+    """Recalibrates the batch norms and keeps the new statistics only if they score better.
+
+    Fresh statistics usually rescue a pruned model, but after a deep cut they
+    can also amplify damaged channels that the stale ones kept small; the
+    held-out score decides. Returns True when the new statistics were kept.
+    """
+    import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return False
+    before = score(model, x_val, y_val, reference)
+    saved = [layer.get_weights() for layer in norms]
+    recalibrate_batch_norms(model, x_train, seed=seed)
+    if score(model, x_val, y_val, reference) > before:
+        return True
+    for layer, values in zip(norms, saved):
+        layer.set_weights(values)
+    return False
+
+
 def _progress(enabled, total):
     from contextlib import nullcontext
 

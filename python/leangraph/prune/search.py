@@ -77,7 +77,7 @@ def _steps(group, multiple):
 
 def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
            max_accuracy_drop, n_trials=12, trial_epochs=1, config=None, multiple=8, seed=0,
-           batch=1, runs=30, progress=None):
+           batch=1, runs=30, progress=None, recalibrate=True):
     """Returns a SearchResult whose candidate stays within `max_accuracy_drop` points."""
     import optuna
 
@@ -98,6 +98,8 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
             keep[g.index] = min(g.channels, step * trial.suggest_int(f"g{g.index}", 1, count))
         plan = R.plan_from_scores(graph, scores, keep)
         model = R.rebuild(plan)
+        if recalibrate:
+            D.refresh_batch_norms(model, x_train, x_val, y_val, soft_val, seed=seed)
         D.distill(model, teacher, x_train, x_val, y_train, y_val, short)
         accuracy = D.score(model, x_val, y_val, soft_val)
         drop = 100.0 * (baseline - accuracy)
