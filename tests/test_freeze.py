@@ -483,3 +483,20 @@ def test_cli_hides_tensorflow_logs_unless_asked(tmp_path):
     loud = subprocess.run(command + ["--verbose"], capture_output=True, text=True, env=env)
     assert quiet.returncode == loud.returncode == 0, quiet.stderr[-2000:] + loud.stderr[-2000:]
     assert "I0000" not in quiet.stderr and "I0000" in loud.stderr
+
+
+def test_load_model_takes_every_form(tmp_path, multi_io):
+    """One object for every form; Keras-only parts only where there is Keras."""
+    multi_io.save(tmp_path / "model.keras")
+    graphs.save_graph(leangraph.freeze(multi_io).graph_def, tmp_path / "model.pb")
+    keras_form = leangraph.load_model(tmp_path / "model.keras")
+    graph_form = leangraph.load_model(tmp_path / "model.pb")
+    in_memory = leangraph.load_model(multi_io)
+    assert keras_form.is_keras and in_memory.is_keras and not graph_form.is_keras
+    assert keras_form.source == "keras" and graph_form.source == "graph"
+    assert graph_form.input_names == keras_form.input_names
+    assert graph_form.output_names == keras_form.output_names
+    assert graph_form.graph.graph_def is graph_form.graph.graph_def
+    assert graph_form.file_bytes == (tmp_path / "model.pb").stat().st_size
+    with pytest.raises(leangraph.UsageError, match="model not found"):
+        leangraph.load_model(tmp_path / "missing.keras")

@@ -31,6 +31,7 @@ class Model:
     path: Path = None
     keras_model: object = None
     notes: list = field(default_factory=list)
+    _graph: object = field(default=None, repr=False, compare=False)
 
     @property
     def source(self):
@@ -43,6 +44,15 @@ class Model:
     @property
     def graph_def(self):
         return self.frozen.graph_def
+
+    @property
+    def graph(self):
+        """The frozen graph as a leangraph.Graph (parsed and scanned at most once)."""
+        if self._graph is None:
+            from leangraph.graphs import Graph
+
+            self._graph = Graph(self.frozen.graph_def, self.input_names, self.output_names)
+        return self._graph
 
     @property
     def inputs(self):
