@@ -14,7 +14,32 @@ from leangraph import graphs
 from leangraph.errors import GraphError, UsageError
 
 #: Precisions apply_precision() knows, in order of how much they change.
-PRECISIONS = ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8")
+#: "int8" is leangraph's calibrated int8 (leangraph.quantize) with its default
+#: per-layer fallback threshold; "int8@DB" sets that threshold (output SQNR in
+#: dB below which a layer stays float: higher is more accurate and slower);
+#: "int8-tf" is TensorFlow's own eight-bit recipe (quantize_nodes).
+PRECISIONS = ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8", "int8-tf")
+#: apply_precision's calibration count for the int8 precisions.
+CALIBRATION_SAMPLES = 16
+
+
+def int8_threshold(precision):
+    """The fallback threshold (dB) an int8 precision name asks for, None for other names."""
+    if precision == "int8":
+        from leangraph.quantization.int8 import DEFAULT_MIN_SQNR_DB
+
+        return DEFAULT_MIN_SQNR_DB
+    if isinstance(precision, str) and precision.startswith("int8@"):
+        try:
+            value = float(precision[5:])
+        except ValueError:
+            return None
+        return value if np.isfinite(value) else None
+    return None
+
+
+def is_precision(name):
+    return name in PRECISIONS or int8_threshold(name) is not None
 
 
 @dataclass(frozen=True)
@@ -174,12 +199,15 @@ def quantize_nodes(graph, inputs=None, outputs=None):
     return transform(graph, steps, inputs=inputs, outputs=outputs)
 
 
-def apply_precision(graph, precision):
-    """(graph, session_config) for a precision name in PRECISIONS.
+def apply_precision(graph, precision, samples=None):
+    """(graph, session_config) for a precision name in PRECISIONS (or "int8@DB").
 
     "bf16" rewrites the graph (to_bfloat16); "bf16-grappler" leaves it and
-    returns a config that makes Grappler rewrite it at run time; the int8
-    names run TF's 8-bit transforms. Raises UsageError for an unknown name.
+    returns a config that makes Grappler rewrite it at run time;
+    "int8-weights" and "int8-tf" run TF's 8-bit transforms; "int8" and
+    "int8@DB" are leangraph.quantize calibrated on the first
+    CALIBRATION_SAMPLES of `samples` (required for them). Raises UsageError
+    for an unknown name.
     """
     graph = graphs.load_graph(graph)
     # The original's inputs and outputs, so no transform renames or drops them.
@@ -192,8 +220,17 @@ def apply_precision(graph, precision):
         return graph, grappler_bf16_config()
     if precision == "int8-weights":
         return quantize_weights(graph, **ends), None
-    if precision == "int8":
+    if precision == "int8-tf":
         return quantize_nodes(graph, **ends), None
+    threshold = int8_threshold(precision)
+    if threshold is not None:
+        if samples is None or len(samples) == 0:
+            raise UsageError(f"precision {precision} needs calibration samples")
+        from leangraph.quantization import quantize
+
+        result = quantize(graph, np.asarray(samples)[:CALIBRATION_SAMPLES],
+                          min_sqnr_db=threshold, **ends)
+        return result.graph_def, None
     raise UsageError(
         f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}"
     )

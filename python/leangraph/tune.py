@@ -25,6 +25,8 @@ from leangraph.precision import (
     apply_precision,
     cpu_supports_bf16,
     evaluate,
+    int8_threshold,
+    is_precision,
 )
 
 ORIGINAL = "original"
@@ -223,8 +225,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         fp32 original). max_accuracy_drop: percentage points below the fp32
         original's accuracy a variant may lose.
     recipes: names from available_recipes() (default: all). precisions: names
-        from precision.PRECISIONS (default fp32, bf16, bf16-grappler,
-        int8-weights). threads: intra-op thread counts (default 1 and all cores).
+        from precision.PRECISIONS or int8@DB (default fp32, bf16, bf16-grappler,
+        int8-weights, int8 and int8@25: leangraph's int8 at two fallback
+        thresholds, calibrated on the first 16 examples of x). threads: intra-op thread counts (default 1 and all cores).
     candidates: {name: graph} alternatives to the model (e.g. a pruned copy),
         searched the same way and held to the same budget.
     batch_size: examples per timed run. record: a JSON path rewritten after
@@ -275,10 +278,20 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         if name != "none":
             _recipe_string(name, base_graph)  # unknown names fail before any work
     precisions = list(precisions) if precisions else ["fp32", "bf16", "bf16-grappler",
-                                                      "int8-weights"]
+                                                      "int8-weights", "int8", "int8@25"]
     for name in precisions:
-        if name not in PRECISIONS:
-            raise UsageError(f"unknown precision '{name}'; known: {', '.join(PRECISIONS)}")
+        if not is_precision(name):
+            raise UsageError(f"unknown precision '{name}'; known: {', '.join(PRECISIONS)} "
+                             "and int8@DB (int8 with that fallback threshold)")
+    int8_names = [p for p in precisions if int8_threshold(p) is not None]
+    if int8_names:
+        from leangraph.quantization import cpu_supports_int8
+
+        if not cpu_supports_int8():
+            say(f"{', '.join(int8_names)} requested, but this CPU has no VNNI (AVX512_VNNI, "
+                "AVX_VNNI or AMX-INT8): int8 would not be faster, so it is left out and fp32 "
+                "is kept")
+            precisions = [p for p in precisions if p not in int8_names]
     bf16_names = [p for p in precisions if p.startswith("bf16")]
     if bf16_names and not cpu_supports_bf16():
         say(f"{', '.join(bf16_names)} requested, but this CPU has neither AVX512_BF16 nor "
@@ -313,7 +326,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
 
                     graph = transform(graph, _recipe_string(recipe, graph),
                                       inputs=[input_name], outputs=[output_name])
-                graph, config = apply_precision(graph, precision)
+                graph, config = apply_precision(graph, precision, samples=x)
                 accuracy = score(graph, config)
                 variants[key] = (graph, config, accuracy, len(graph.SerializeToString()))
             except LeangraphError as exc:
@@ -402,7 +415,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
             raise optuna.TrialPruned()
         trial = measure(len(trials), key)
         finish(trial)
-        if len(trials) - 1 >= budget or len(measured) >= len(space):
+        # The baseline may lie outside the space (recipes without "none").
+        if len(trials) - 1 >= budget or len(set(measured) & set(space)) >= len(space):
             optuna_trial.study.stop()
         if not trial.feasible or trial.latency_ms is None:
             return penalty

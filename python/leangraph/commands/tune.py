@@ -29,7 +29,8 @@ def add_parser(subparsers):
     parser.add_argument("--trials", type=int, default=24, help="trial budget (default 24)")
     parser.add_argument("--recipes", default="", help="comma-separated recipe names (default all)")
     parser.add_argument("--precisions", default="",
-                        help="comma-separated: fp32, bf16, bf16-grappler, int8-weights, int8")
+                        help="comma-separated: fp32, bf16, bf16-grappler, int8-weights, int8, "
+                             "int8@DB (int8 whose layers below DB of SQNR stay float), int8-tf")
     parser.add_argument("--threads", default="", help="comma-separated intra-op thread counts")
     parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=1,
                         help="examples per timed run")

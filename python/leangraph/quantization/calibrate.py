@@ -185,21 +185,24 @@ def _kl_threshold(hist, width, levels):
     start = max(levels, 8)
     step = max(1, (len(hist) - start) // 128)
     for i in range(start, len(hist) + 1, step):
-        p = hist[:i].astype(np.float64).copy()
+        kept = hist[:i].astype(np.float64)
+        # P: the clipped histogram, what lies beyond the threshold piled into
+        # its last bin. Q: the kept bins merged into `levels` quantization
+        # bins, each merged count spread back evenly over the bins that were
+        # non-zero (the outliers are not in Q: clipping them is the cost).
+        p = kept.copy()
         p[-1] += hist[i:].sum()
         nonzero = p > 0
-        # Merge the i bins into `levels` quantization bins, then spread each
-        # merged count back evenly over the bins that were non-zero.
         edges = np.linspace(0, i, levels + 1).astype(int)
         q = np.zeros(i)
         for k in range(levels):
             lo, hi = edges[k], edges[k + 1]
             if hi <= lo:
                 continue
-            mask = nonzero[lo:hi]
+            mask = kept[lo:hi] > 0
             n = mask.sum()
             if n:
-                q[lo:hi][mask] = p[lo:hi].sum() / n
+                q[lo:hi][mask] = kept[lo:hi].sum() / n
         p /= p.sum()
         qs = q.sum()
         if qs == 0:
@@ -271,7 +274,10 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
                 values = session.run(names, batch)
                 for name, value in zip(names, values):
                     if absmax[name] > 0:
-                        h, _ = np.histogram(np.abs(value), bins=_BINS, range=(0.0, absmax[name]))
+                        # Exact zeros (most of a Relu's output) are exact at any scale:
+                        # they must not pull the threshold down.
+                        magnitude = np.abs(value[value != 0])
+                        h, _ = np.histogram(magnitude, bins=_BINS, range=(0.0, absmax[name]))
                         hists[name] += h
             for n in names:
                 signed = lo[n] < 0

@@ -23,6 +23,8 @@ from leangraph.quantization.calibrate import Calibration, _Session, calibrate, i
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
 _CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 _SUFFIX = "_int8"
+#: A layer whose output SQNR against the float graph falls below this goes back to float.
+DEFAULT_MIN_SQNR_DB = 15.0
 
 
 def cpu_supports_int8():
@@ -200,7 +202,7 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs):
 
 
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
-             exclude_first=False, exclude_last=False, min_sqnr_db=15.0, max_rounds=4,
+             exclude_first=False, exclude_last=False, min_sqnr_db=DEFAULT_MIN_SQNR_DB, max_rounds=4,
              check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
