@@ -136,12 +136,13 @@ def calibrate(name, graph_def, input_name, output, shape, args, timer):
           f"{per_matmul * 1000:.1f} us (nominal +{args.extra_cost:.0%}, measured side by side "
           f"+{1 / separate.speedup - 1:.1%})", flush=True)
 
-    selfs, costs, boot_covered = [], [], 0
+    selfs, costs, boot_covered, boot_widths = [], [], 0, []
     for k in range(args.k):
         r = timer.compare(graph_def, copy, feeds, runs=args.runs, warmup=5, seed=k)
         selfs.append(r)
         lo, hi = native.median_ratio_ci95(r.a.samples_ms, r.b.samples_ms, k)
         boot_covered += lo <= 1.0 <= hi
+        boot_widths.append((hi - lo) / (2 * r.ratio_of_medians))
         c = timer.compare(graph_def, slower, feeds, runs=args.runs, warmup=5, seed=1000 + k)
         costs.append(c)
         print(f"  k={k:2d}  self {r.speedup:.3f} [{r.speedup_ci95[0]:.3f}, "
@@ -155,6 +156,7 @@ def calibrate(name, graph_def, input_name, output, shape, args, timer):
     row = {
         "coverage": covered / args.k,
         "bootstrap_coverage": boot_covered / args.k,
+        "bootstrap_half_width": median(boot_widths),
         "abs_error": median([abs(r.speedup - 1) for r in selfs]),
         "half_width": median([r.speedup_ci95_half_width for r in selfs]),
         "position_effect": median([r.position_effect for r in selfs if r.position_effect]),
@@ -163,7 +165,8 @@ def calibrate(name, graph_def, input_name, output, shape, args, timer):
         "resolvable": median([r.speedup_ci95_half_width for r in at_default]),
     }
     print(f"  self-compares: {covered}/{args.k} intervals cover 1.0 (paired bootstrap of the "
-          f"ratio of medians on the same samples: {boot_covered}/{args.k}); median |speedup-1| "
+          f"ratio of medians on the same samples: {boot_covered}/{args.k}, median half-width "
+          f"{row['bootstrap_half_width']:.4f}); median |speedup-1| "
           f"{row['abs_error']:.4f}; median half-width {row['half_width']:.4f} at --runs "
           f"{args.runs}; median position effect {row['position_effect']:.4f}")
     print(f"  injected cost: detected {detected}/{args.k}; median estimate "
