@@ -644,3 +644,27 @@ def test_bad_arguments_are_usage_errors(model_path, tmp_path):
             optimize(model_path, outdir=tmp_path / "out", progress=False, **kwargs)
         assert isinstance(info.value, ValueError)
     assert not (tmp_path / "out").exists()
+
+
+def test_input_shape_pins_what_a_savedmodel_leaves_open(tmp_path, capsys):
+    import tensorflow as tf
+
+    from leangraph.cli import main
+
+    model = graph_builders.keras_cnn_model()
+    module = tf.Module()
+    module.model = model
+    module.serve = tf.function(lambda image: {"scores": model(image, training=False)},
+                               input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32,
+                                                              name="image")])
+    path = tmp_path / "open_savedmodel"
+    tf.saved_model.save(module, str(path),
+                        signatures={"serving_default": module.serve.get_concrete_function()})
+    args = ["optimize", str(path), "--images", "2", "--runs", "2", "--precision", "fp32",
+            "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "refused")]) == 1
+    assert "no fixed height/width" in capsys.readouterr().err
+    assert main(args + ["-o", str(tmp_path / "out"), "--input-shape", "image:1,24,24,3"]) == 0
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["settings"]["inputs"][0]["shape"] == [1, 24, 24, 3]
+    assert data["result"] is not None

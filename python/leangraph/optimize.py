@@ -201,7 +201,7 @@ def _environment(cpus, threads):
 
 
 
-def _load_model(model, unsafe, progress, signature=None):
+def _load_model(model, unsafe, progress, signature=None, input_shapes=None, weights=None):
     """A pipeline.model.Model for any form; None means the embedded default."""
     from leangraph.pipeline.model import Model, load_model
 
@@ -218,7 +218,8 @@ def _load_model(model, unsafe, progress, signature=None):
         return Model(frozen=loaded.frozen, keras_model=km,
                      label=f"Keras Xception ({DEFAULT_MODEL_SIZE}×{DEFAULT_MODEL_SIZE}, "
                            "weights=None)")
-    return load_model(model, unsafe=unsafe, signature=signature, batch_size=1)
+    return load_model(model, unsafe=unsafe, signature=signature, batch_size=1,
+                      input_shapes=input_shapes, weights=weights)
 
 
 
@@ -322,7 +323,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
              images=None, image_dir=None, preprocess=None, threads=None, cpus=None,
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
              extra_variants=None, allow_io_ops=False, signature=None, batch=None,
-             calibration_dir=None):
+             calibration_dir=None, input_shapes=None, weights=None):
     """Freezes a model, transforms it, verifies and times every variant, writes the result.
 
     model: any form leangraph.load_model() takes (a keras.Model, a `.keras`,
@@ -332,6 +333,8 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         seeded random weights. With a Keras model, Keras `predict` is the
         reference and the Keras rows are timed; otherwise the frozen graph is.
     signature: the SavedModel signature (default serving_default).
+    input_shapes / weights: as for leangraph.freeze(): shapes for inputs the model
+        leaves open (besides the batch), the weights of an architecture `.json`.
     batch: also time every graph variant at this batch size (latency and
         throughput in the report), besides batch 1.
     outdir: where optimized.pb, optimized_savedmodel/, report.md, report.json and
@@ -419,7 +422,8 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
                 preprocess=preprocess, threads=threads, cpus=cpus, tolerance=float(tolerance),
                 unsafe=unsafe, runs=runs, warmup=warmup, rounds=rounds,
                 extra_variants=extra_variants or {}, allow_io_ops=allow_io_ops,
-                signature=signature, batch=batch, calibration_dir=calibration_dir)
+                signature=signature, batch=batch, calibration_dir=calibration_dir,
+                input_shapes=input_shapes, weights=weights)
             return _pipeline(config, bench, recipes, prog)
         finally:
             if saved_affinity is not None:
@@ -466,6 +470,8 @@ class OptimizeConfig:
     signature: str = None
     batch: int = None
     calibration_dir: object = None
+    input_shapes: object = None
+    weights: object = None
 
 
 @dataclass
@@ -536,7 +542,8 @@ def _bench_kwargs(config):
 
 def _load(run, prog):
     c = run.config
-    run.loaded = loaded = _load_model(c.model, c.unsafe, prog, c.signature)
+    run.loaded = loaded = _load_model(c.model, c.unsafe, prog, c.signature, c.input_shapes,
+                                      c.weights)
     run.notes.extend(loaded.notes)
     # Every variant is run below; a model whose graph reads or writes files
     # (or calls Python) would act on this machine.

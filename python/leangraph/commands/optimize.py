@@ -48,6 +48,11 @@ def add_parser(subparsers):
                         help="output folder, written atomically (default: %(default)s)")
     parser.add_argument("--signature", default=None,
                         help="SavedModel signature (default serving_default)")
+    parser.add_argument("--input-shape", "--input_shape", action="append", metavar="NAME:SHAPE",
+                        help="fix an input's shape, e.g. image:1,224,224,3 (repeatable; the name "
+                             "may be left out for a one-input model)")
+    parser.add_argument("--weights", default=None,
+                        help="weights file for an architecture .json")
     parser.add_argument("--batch", type=_count, default=None, metavar="N",
                         help="also time batch N (the report gives latency and throughput)")
     parser.add_argument("--recipe", default="deploy",
@@ -82,6 +87,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from leangraph.commands.freeze import input_shapes_from
     from leangraph.optimize import Interrupted, optimize
 
     try:
@@ -101,6 +107,8 @@ def run(args):
             runs=args.runs,
             progress=not args.no_progress,
             signature=args.signature,
+            input_shapes=input_shapes_from(args.input_shape),
+            weights=args.weights,
             calibration_dir=args.calibration_dir,
             batch=args.batch,
         )
