@@ -51,7 +51,7 @@ def add_model_arguments(parser):
         "may be left out for a one-input model)",
     )
     parser.add_argument(
-        "--batch-size", "--batch_size", metavar="N",
+        "--batch", "--batch-size", "--batch_size", dest="batch_size", metavar="N",
         help="batch dimension for inputs not given by --input-shape (default 1; 'none' "
         "keeps it dynamic)",
     )
