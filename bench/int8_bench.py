@@ -29,13 +29,17 @@ import numpy as np
 SIZES = {"Xception": 299, "InceptionV3": 299}
 
 
-def build(name, workdir, calibration, seed=0):
+COVERAGE = ("ResNet50", "MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "EfficientNetV2B0",
+            "DenseNet121", "InceptionV3", "NASNetMobile", "ConvNeXtTiny", "Xception")
+
+
+def build(name, workdir, calibration, seed=0, size=None):
     import keras
 
     import leangraph
     from leangraph import quantization
 
-    size = SIZES.get(name, 224)
+    size = size or SIZES.get(name, 224)
     keras.utils.set_random_seed(seed)
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
                                               classifier_activation=None)
@@ -57,7 +61,12 @@ def build(name, workdir, calibration, seed=0):
     np.save(workdir / f"{name}.x.npy", x)
     ref = leangraph.run(fp32, {frozen.input_names[0]: x})[0]
     got = leangraph.run(result.graph_def, {frozen.input_names[0]: x})[0]
+    from collections import Counter
+
+    ops = Counter(n.op for n in result.graph_def.node)
     info = {
+        "qdq": ops["QuantizeV2"] + ops["Dequantize"],
+        "int8_layers": len(result.int8_layers),
         "input": frozen.input_names[0],
         "output": frozen.output_names[0],
         "sqnr_db": quantization.sqnr_db(ref, got),
@@ -176,7 +185,13 @@ def main():
     parser.add_argument("--cpus", default="0,1")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--peers-python", default=os.environ.get("LEANGRAPH_PEERS_PYTHON"))
+    parser.add_argument("--coverage", action="store_true",
+                        help="no timing: int8 MAC share, logits SQNR and fallbacks for ten "
+                             "keras.applications architectures (at --size)")
+    parser.add_argument("--size", type=int, default=160)
     args = parser.parse_args()
+    if args.coverage:
+        return coverage(args)
 
     from leangraph.bench import cpu_supports_bf16  # noqa: F401  (imports leangraph's TF check)
 
@@ -230,6 +245,19 @@ def main():
             print("  int8 graph, time by op type:")
             for row in profile[:8]:
                 print(f"    {row['op']:<34} x{row['count']:<4} {row['ms']:7.2f} ms {100 * row['ms'] / total:5.1f} %")
+
+
+def coverage(args):
+    print(f"{'model':<18} {'int8 layers':>11} {'MACs int8':>10} {'logits SQNR':>12} "
+          f"{'Q+DQ ops':>9} {'file':>7}  kept float")
+    with tempfile.TemporaryDirectory(prefix="int8-coverage-") as tmp:
+        for name in COVERAGE:
+            size = max(args.size, 75) if name != "NASNetMobile" else 224
+            _, info = build(name, Path(tmp), args.calibration, size=size)
+            kept = ", ".join(n.rsplit("/", 2)[-2] for n, _ in info["fallback"][:3]) or "-"
+            print(f"{name:<18} {info['int8_layers']:>11} {100 * info['mac_share']:>9.1f}% "
+                  f"{info['sqnr_db']:>10.1f} dB {info['qdq']:>9} "
+                  f"{100 * info['bytes']['int8'] / info['bytes']['fp32']:>6.1f}%  {kept}")
 
 
 if __name__ == "__main__":

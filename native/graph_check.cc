@@ -271,6 +271,7 @@ class Checker {
     if (status.ok()) status = CheckNodes();
     if (status.ok()) status = CheckEdges();
     if (status.ok()) status = CheckFoldingPatterns();
+    if (status.ok()) status = CheckQuantizedKernels();
     if (status.ok()) status = CheckAcyclic();
     return status;
   }
@@ -420,6 +421,69 @@ class Checker {
         if (param == nullptr) continue;
         status = NeedFloat(node, *param, "batch-norm folding");
         if (!status.ok()) return status;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  static std::vector<int64_t> ConstDims(const NodeInfo& info) {
+    std::vector<int64_t> dims;
+    const auto value = info.node->attr().find("value");
+    if (value == info.node->attr().end()) return dims;
+    for (const auto& dim : value->second.tensor().tensor_shape().dim()) {
+      dims.push_back(dim.size());
+    }
+    return dims;
+  }
+
+  static bool Fuses(const NodeDef& node, std::string_view op) {
+    const auto fused = node.attr().find("fused_ops");
+    if (fused == node.attr().end()) return false;
+    for (const std::string& name : fused->second.list().s()) {
+      if (name == op) return true;
+    }
+    return false;
+  }
+
+  // oneDNN's int8 kernels trust their operands: a constant summand of a Sum
+  // fusion crashed the process (measured), and per-channel filter ranges
+  // shorter than the output channels are read past their end.
+  absl::Status CheckQuantizedKernels() const {
+    for (const NodeInfo& info : info_) {
+      const NodeDef& node = *info.node;
+      const bool conv = node.op() == "_FusedQuantizedConv2D";
+      const bool depthwise = node.op() == "_FusedQuantizedDepthwiseConv2D";
+      const bool matmul = node.op() == "_QuantizedMatMul";
+      if (!conv && !depthwise && !matmul) continue;
+      const int bias = Fuses(node, "BiasAdd") ? 1 : 0;
+      const int sum = !matmul && Fuses(node, "Sum") ? 1 : 0;
+      if (sum && ConstInput(node, 2 + bias) != nullptr) {
+        return NodeError(node, "the summand of its Sum fusion is a Const, which TensorFlow's "
+                               "int8 kernel crashes on");
+      }
+      const NodeInfo* filter = ConstInput(node, 1);
+      if (filter == nullptr) continue;
+      const std::vector<int64_t> dims = ConstDims(*filter);
+      int64_t channels = -1;
+      if ((conv || depthwise) && dims.size() == 4) {
+        channels = conv ? dims[3] : dims[2] * dims[3];
+      } else if (matmul && dims.size() == 2) {
+        const auto tb = node.attr().find("transpose_b");
+        channels = tb != node.attr().end() && tb->second.b() ? dims[0] : dims[1];
+      }
+      if (channels < 0) {
+        return NodeError(node, "its filter is not a Const of rank 4 (2 for a matmul)");
+      }
+      for (const int index : {4 + bias + sum, 5 + bias + sum}) {
+        const NodeInfo* range = ConstInput(node, index);
+        if (range == nullptr) continue;
+        int64_t count = 1;
+        for (const int64_t d : ConstDims(*range)) count *= d;
+        if (count != 1 && count != channels) {
+          return NodeError(node, absl::StrCat(
+              "filter range '", range->node->name(), "' holds ", count,
+              " values; it needs 1 or one per output channel (", channels, ")"));
+        }
       }
     }
     return absl::OkStatus();

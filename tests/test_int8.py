@@ -370,3 +370,29 @@ def test_a_cpu_without_vnni_is_refused(monkeypatch):
     assert not Q.cpu_supports_int8()
     with pytest.raises(leangraph.QuantizeError, match="VNNI"):
         Q.quantize(_graph(_conv_bias_relu), _samples(1))
+
+
+def test_graph_checks_refuse_int8_kernels_that_would_crash_or_overread():
+    q = _quantize(_graph(_residual_blocks), _samples(2)).graph_def
+    # A constant summand: TF's kernel dies on it (a segfault, measured).
+    crash = type(q)()
+    crash.CopyFrom(q)
+    summand = crash.node.add()
+    summand.CopyFrom(next(n for n in crash.node if n.name == "c2_int8/weights"))
+    summand.name = "const_summand"
+    summand.attr["dtype"].type = tf.quint8.as_datatype_enum
+    summand.attr["value"].tensor.CopyFrom(
+        tf.make_tensor_proto(np.ones((1, 12, 12, 8), np.uint8), dtype=tf.quint8))
+    c2 = next(n for n in crash.node if n.name == "c2_int8")
+    c2.input[3] = "const_summand"
+    with pytest.raises(leangraph.GraphError, match="summand of its Sum fusion is a Const"):
+        leangraph.transform(crash, "sort_by_execution_order")
+    with pytest.raises(leangraph.LeangraphError, match="summand"):
+        leangraph.benchmark(crash, runs=1, warmup=0)
+    # Per-channel filter ranges shorter than the channels are read past their end.
+    short = type(q)()
+    short.CopyFrom(q)
+    wmin = next(n for n in short.node if n.name == "c1_int8/weights_min")
+    wmin.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-np.ones(3, np.float32)))
+    with pytest.raises(leangraph.GraphError, match="holds 3 values; it needs 1 or one per output"):
+        leangraph.transform(short, "sort_by_execution_order")
