@@ -80,9 +80,16 @@ def test_other_minor_release_is_refused_when_loading_native(fresh):
 
 
 def test_either_distribution_of_the_series_passes_the_import_check(monkeypatch):
+    for distribution in ("tensorflow", "tensorflow-cpu"):
+        monkeypatch.setattr(_tfcheck, "installed_tf", lambda: [(distribution, OTHER_PATCH)])
+        assert _tfcheck.check_tf_version() == OTHER_PATCH
+
+
+def test_two_distributions_at_once_are_accepted_with_a_warning(monkeypatch):
     monkeypatch.setattr(_tfcheck, "installed_tf", lambda: [
         ("tensorflow", f"{MAJOR}.{MINOR - 1}.0"), ("tensorflow-cpu", OTHER_PATCH)])
-    assert _tfcheck.check_tf_version() == OTHER_PATCH
+    with pytest.warns(RuntimeWarning, match="share one tensorflow/ folder"):
+        assert _tfcheck.check_tf_version() == OTHER_PATCH
 
 
 def test_other_patch_release_is_accepted_after_the_self_check(fresh):

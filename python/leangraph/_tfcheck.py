@@ -12,6 +12,7 @@ import ctypes
 import os
 import re
 import sys
+import warnings
 
 from leangraph.errors import VersionError
 
@@ -128,6 +129,13 @@ def check_tf_version():
             "pip install 'leangraph[cpu]' (tensorflow-cpu) or 'leangraph[tensorflow]' "
             "(the tensorflow wheel, with GPU support)"
         )
+    if len(found) > 1:
+        names = " and ".join(f"{d} {v}" for d, v in found)
+        warnings.warn(
+            f"{names} are installed: they share one tensorflow/ folder, so the one "
+            "installed last wins and uninstalling either breaks the other; keep one "
+            "(pip uninstall, then reinstall the one you keep)",
+            RuntimeWarning, stacklevel=2)
     if info is None:
         return found[0][1]
     for distribution, version in found:
