@@ -184,10 +184,18 @@ def test_two_workers_share_one_study(server, files):
 
 def test_sigkill_mid_trial_loses_nothing_and_is_retried(server, files):
     url = server.url()
-    survivor = Worker(files, url, "kill", "a")
-    victim = Worker(files, url, "kill", "b", "--worker", "--wait", "60")
-    killed = wait_until(lambda: running_trial_of(url, "kill", victim.proc.pid), 90,
-                        "the victim's trial")
+    survivor = Worker(files, url, "kill", "survivor")
+    # Slower trials, so the victim is caught in the middle of one.
+    victim = Worker(files, url, "kill", "victim", "--worker", "--wait", "120", delay=2.0)
+
+    def victim_mid_trial_after_a_finished_one():
+        number = running_trial_of(url, "kill", victim.proc.pid)
+        if number is None:
+            return None
+        done = [t for t in trials_of(url, "kill") if t.state.name == "COMPLETE"]
+        return number if done else None
+
+    killed = wait_until(victim_mid_trial_after_a_finished_one, 120, "the victim mid-trial")
     before = {t.number: t.user_attrs["result"]["latency_ms"]
               for t in trials_of(url, "kill") if t.state.name == "COMPLETE"}
     victim.proc.send_signal(signal.SIGKILL)
