@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import layers
 
+from leangraph import PruneError
 from leangraph.prune import groups as G
 
 
@@ -160,6 +161,25 @@ def test_nested_model_is_flattened():
     graph, groups = _groups(keras.Model(i, out))
     assert groups == {("a",): 8, ("inner_conv",): 6, ("b",): 4, ("head",): "frozen"}
     assert set(graph.group_of("a").consumers) == {"inner_conv"}
+
+
+def test_nested_model_with_clashing_names_is_a_clear_error():
+    inner_in = keras.Input((8, 8, 4))
+    inner = keras.Model(inner_in, layers.Conv2D(4, 1, name="conv")(inner_in), name="inner")
+    i = keras.Input((8, 8, 3))
+    x = inner(layers.Conv2D(4, 1, name="conv")(i))
+    model = keras.Model(i, layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(x)))
+    with pytest.raises(PruneError, match="cannot flatten the nested models.*\"conv\" is used 2"):
+        G.ChannelGraph(model)
+
+
+def test_subclassed_model_is_refused():
+    class Net(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(PruneError, match="subclassed model"):
+        G.ChannelGraph(Net())
 
 
 def test_sequential_model():

@@ -249,7 +249,10 @@ def flatten_model(model):
         return graph
     inputs = new_inputs(graph)
     outputs = replay(graph, inputs, lambda op: op)
-    return keras.Model(single(inputs), outputs, name=graph.name)
+    try:
+        return keras.Model(single(inputs), outputs, name=graph.name)
+    except ValueError as exc:  # layer names must be unique once the nesting is gone
+        raise PruneError(f"cannot flatten the nested models of '{graph.name}': {exc}") from None
 
 
 def single(tensors):
