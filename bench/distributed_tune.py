@@ -13,6 +13,7 @@ model (leangraph.reference_model), the data its held-out split.
 """
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -116,6 +117,22 @@ def main():
     print(f"storage cost per trial (1 worker vs in memory, whole process): "
           f"{1e3 * (one_s - mem_s) / n:.0f} ms")
 
+    # Timings of one configuration should not depend on how many workers searched: the
+    # host-wide lock keeps a second worker's load out of every timing.
+    recorded = []
+    for folder_i in (one_dirs[0], two_dirs[0]):
+        trials = json.loads((folder_i / "trials.json").read_text())["trials"]
+        recorded.append({f"{t['recipe']}/{t['precision']}/t{t['threads']}": t["latency_ms"]
+                         for t in trials if t["repeat_of"] is None and t["latency_ms"]})
+    print(f"{'configuration':<22} {'1 worker ms':>11} {'2 workers ms':>12} {'ratio':>6}")
+    ratios = []
+    for cfg in sorted(recorded[0]):
+        if cfg in recorded[1]:
+            ratios.append(recorded[1][cfg] / recorded[0][cfg])
+            print(f"{cfg:<22} {recorded[0][cfg]:11.3f} {recorded[1][cfg]:12.3f} "
+                  f"{ratios[-1]:6.2f}")
+    print(f"median ratio 2 workers / 1 worker over {len(ratios)} configurations: "
+          f"{float(np.median(ratios)):.2f}")
     (cfg1, ms1), (cfg2, ms2) = best_of(one_out[0]), best_of(two_out[0])
     assert best_of(two_out[1]) == (cfg2, ms2), "the two workers disagree about the best trial"
     print(f"best, 1 worker : {cfg1} {ms1:.3f} ms (recorded)")

@@ -404,3 +404,32 @@ def test_ctrl_c_mid_trial_queues_it_again(tmp_path, files):
     assert {t.threads for t in result.trials} == {1, 2, 3}
     states = [t.state.name for t in trials_of(url, "ctrl-c")]
     assert states.count("COMPLETE") == 3 and "RUNNING" not in states and "WAITING" not in states
+
+
+def test_host_lock_lets_builders_share_and_timings_run_alone(tmp_path):
+    import fcntl
+
+    from leangraph.search.storage import HostLock
+
+    path = tmp_path / "timing.lock"
+    worker = HostLock(path)
+
+    def can(mode):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    with worker.shared():
+        assert can(fcntl.LOCK_SH)  # another worker may build meanwhile
+        assert not can(fcntl.LOCK_EX)  # but not time
+        with worker.exclusive():
+            assert not can(fcntl.LOCK_SH)  # while this one times, nobody builds
+        assert can(fcntl.LOCK_SH)
+    assert can(fcntl.LOCK_EX)
+    with worker.exclusive():  # timing outside a build holds it alone too
+        assert not can(fcntl.LOCK_SH)

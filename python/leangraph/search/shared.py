@@ -28,7 +28,7 @@ from leangraph.search.storage import (
     masked,
     close_storage,
     open_storage,
-    timing_lock,
+    HostLock,
     wait_for_study,
 )
 from leangraph.tune import Trial, TuneResult
@@ -116,6 +116,7 @@ class SharedStudy:
         self.ran = []  # the trials this worker ran
         self.measuring_s = 0.0  # of which: building, scoring and timing, not the storage
         self._timed = None
+        self._host_lock = HostLock()
         self._here = environment()
 
     @classmethod
@@ -158,9 +159,9 @@ class SharedStudy:
         close_storage(self.storage)
 
     def serialize_timing(self, timer):
-        """`timer`, run under the host-wide timing lock, its interval recorded."""
+        """`timer`, run holding the host-wide lock alone, its interval recorded."""
         def locked(*args, **kwargs):
-            with timing_lock():
+            with self._host_lock.exclusive():
                 start = time.time()
                 try:
                     return timer(*args, **kwargs)
@@ -292,7 +293,8 @@ class SharedStudy:
                 else:
                     self._timed = None
                     started = time.perf_counter()
-                    trial = measure(ot.number, key)
+                    with self._host_lock.shared():  # no building while another worker times
+                        trial = measure(ot.number, key)
                     self.measuring_s += time.perf_counter() - started
             except KeyboardInterrupt:
                 # An interrupted trial is not stale (its worker said goodbye), so no

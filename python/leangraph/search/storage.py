@@ -240,12 +240,7 @@ def lock_path():
     return Path(folder) / "leangraph-timing.lock"
 
 
-@contextlib.contextmanager
-def timing_lock(path=None):
-    """Held while a worker times: two workers on one host never time at once, so
-    neither measures the other's load. Building and evaluating stay outside it.
-    An flock dies with its process, so a killed worker never leaves it held."""
-    path = Path(path or lock_path())
+def _open_lock(path):
     try:
         # World-writable, so workers of different users on one host share it.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -255,6 +250,50 @@ def timing_lock(path=None):
         fd = os.open(path, os.O_RDONLY)  # flock needs no write access
     except OSError as exc:
         raise StorageError(f"cannot open the timing lock {path}: {exc.strerror}") from None
+    return fd
+
+
+class HostLock:
+    """One host's workers: many may build and score at once (shared), a timing runs
+    alone (exclusive), so no timing measures another worker's load. An flock dies
+    with its process, so a killed worker never leaves it held."""
+
+    def __init__(self, path=None):
+        self.path = Path(path or lock_path())
+        self._fd = None
+
+    @contextlib.contextmanager
+    def shared(self):
+        fd = _open_lock(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._fd = fd
+            yield
+        finally:
+            self._fd = None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        if self._fd is None:
+            with timing_lock(self.path):
+                yield
+            return
+        # Inside shared(): flock converts the same lock (it lets go of the shared
+        # one first, so two workers converting at once cannot deadlock).
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+
+@contextlib.contextmanager
+def timing_lock(path=None):
+    """The host-wide lock held alone, for one timing."""
+    path = Path(path or lock_path())
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
