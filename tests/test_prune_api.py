@@ -232,3 +232,20 @@ def test_cli_search_writes_trials_and_plot(teacher_file, data_file, tmp_path, ca
     assert len(report["search"]["trials"]) == 2
     assert report["accuracy_drop"] <= 5
     assert capsys.readouterr().out.count("trial ") == 2
+
+
+def test_cli_takes_an_image_folder(teacher_file, digits, tmp_path):
+    from PIL import Image
+
+    x, _ = digits
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k in range(60):
+        Image.fromarray((x[k, ..., 0] * 255).astype("uint8")).save(folder / f"{k}.png")
+    out = tmp_path / "out"
+    rc = main(["prune", str(teacher_file), "--data", str(folder), "--target-macs", "0.5",
+               "--epochs", "1", "-o", str(out)])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert not report["labels"]
+    assert report["n_train"] + report["n_held_out"] == 60

@@ -24,7 +24,11 @@ def add_parser(subparsers):
     )
     parser.add_argument("model", metavar="MODEL", help="Keras model (.keras or .h5)")
     parser.add_argument("--data", required=True,
-                        help=".npz with array x (inputs) and optionally y (class indices)")
+                        help=".npz with array x (inputs) and optionally y (class indices), or a "
+                             "folder of JPEG/PNG images (no labels)")
+    parser.add_argument("--preprocess", default="none", metavar="NAME",
+                        help="preprocessing of --data images (tf, caffe, torch, none; default "
+                             "none: pixels 0..255)")
     goal = parser.add_mutually_exclusive_group(required=True)
     goal.add_argument("--target-macs", type=float, metavar="R",
                       help="keep this share of the MACs, 0 < R < 1 (no search)")
@@ -94,11 +98,21 @@ def write_outputs(model, report, out):
 def run(args):
     from leangraph.prune.api import prune
 
-    x, y = load_data(args.data)
+    model = args.model
+    if Path(args.data).is_dir():
+        from leangraph.freeze import load_keras
+        from leangraph.images import load_images, resolve_preprocessing
+
+        model = load_keras(args.model, unsafe=args.unsafe)
+        x, _ = load_images(args.data, tuple(model.inputs[0].shape),
+                           resolve_preprocessing(args.preprocess))
+        y = None
+    else:
+        x, y = load_data(args.data)
     if y is None:
         print("no labels (y) in --data: the held-out score is top-1 agreement with MODEL")
     pruned, report = prune(
-        args.model, x, y,
+        model, x, y,
         target_macs=args.target_macs, max_accuracy_drop=args.max_accuracy_drop,
         criterion=args.criterion, epochs=args.epochs, seconds=args.seconds,
         temperature=args.temperature, alpha=args.alpha, n_trials=args.trials,
