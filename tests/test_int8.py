@@ -396,3 +396,42 @@ def test_graph_checks_refuse_int8_kernels_that_would_crash_or_overread():
     wmin.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-np.ones(3, np.float32)))
     with pytest.raises(leangraph.GraphError, match="holds 3 values; it needs 1 or one per output"):
         leangraph.transform(short, "sort_by_execution_order")
+
+
+def _two_identity_blocks(x, late_reader=False):
+    def block(inp, tag):
+        y = tf.nn.conv2d(inp, _c(RNG.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name=f"{tag}a")
+        y = tf.nn.relu(tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1)), name=f"{tag}a_relu")
+        y = tf.nn.conv2d(y, _c(RNG.normal(size=(3, 3, 8, 8)) * 0.2), 1, "SAME", name=f"{tag}b")
+        y = tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1), name=f"{tag}b_bias")
+        return tf.nn.relu(tf.add(y, inp, name=f"{tag}add"), name=f"{tag}out")
+
+    out1 = block(tf.nn.relu(x, name="a"), "k1")
+    out2 = block(out1, "k2")
+    if late_reader:
+        # Reads block 2's summand after block 2: that fusion would overwrite it first.
+        tf.concat([out2, out1], axis=3, name="output")
+    else:
+        tf.identity(out2, name="output")
+        tf.multiply(out1, 2.0, name="side")  # a float reader of the 8-bit summand
+
+
+def test_summand_readers_run_before_the_fused_conv():
+    g = _graph(_two_identity_blocks)
+    x = _samples(2)
+    res = Q.quantize(g, x, min_sqnr_db=None, require_vnni=False, outputs=["output", "side"])
+    q = res.graph_def
+    k2b = next(n for n in q.node if n.name == "k2b_int8")
+    assert b"Sum" in k2b.attr["fused_ops"].list.s and k2b.input[3] == "k1b_int8"
+    # The Dequantize the float reader reads is ordered before the fusion that
+    # accumulates into the summand's buffer.
+    dq = next(n for n in q.node if n.op == "Dequantize" and n.name == "k1out")
+    assert "^" + dq.name in k2b.input
+    for name in ("output", "side"):
+        assert _rel_err(g, q, x, output=name) < 0.05
+
+    late = _graph(lambda t: _two_identity_blocks(t, late_reader=True))
+    lq = _quantize(late, x).graph_def
+    assert b"Sum" in next(n for n in lq.node if n.name == "k1b_int8").attr["fused_ops"].list.s
+    assert b"Sum" not in next(n for n in lq.node if n.name == "k2b_int8").attr["fused_ops"].list.s
+    assert _rel_err(late, lq, x) < 0.05

@@ -365,9 +365,51 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
 // qint8 summand wrongly (measured: half the result off) and refuses a float
 // one, so other adds stay float. Repeated until stable, since a fusion turned
 // off makes its unit's output signed.
-void ResolveSums(std::vector<Unit>* units, const GraphIndex& index,
+// Every node that (transitively) reads `from`.
+std::set<std::string> Descendants(const GraphIndex& index, const GraphDef& graph,
+                                  const std::string& from) {
+  std::set<std::string> seen;
+  std::vector<std::string> stack = {from};
+  while (!stack.empty()) {
+    const std::string name = stack.back();
+    stack.pop_back();
+    for (const auto& consumer : index.Consumers(name)) {
+      const std::string& reader = graph.node(consumer.node).name();
+      if (seen.insert(reader).second) stack.push_back(reader);
+    }
+  }
+  return seen;
+}
+
+// Every node `to` (transitively) reads.
+std::set<std::string> Ancestors(const GraphIndex& index, const std::string& to) {
+  std::set<std::string> seen;
+  std::vector<std::string> stack = {to};
+  while (!stack.empty()) {
+    const NodeDef* node = index.Find(stack.back());
+    stack.pop_back();
+    if (node == nullptr) continue;
+    for (const std::string& input : node->input()) {
+      const std::string source = graph_util::ParseEdge(input).node;
+      if (seen.insert(source).second) stack.push_back(source);
+    }
+  }
+  return seen;
+}
+
+void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphDef& graph,
                  const std::map<std::string, Range>& ranges) {
   for (Unit& unit : *units) unit.summed = unit.sum_add != nullptr;
+  // The kernel accumulates into the summand's buffer: every other reader of
+  // the summand must be able to run before it (see OrderSummandReaders). A
+  // reader downstream of the fusion cannot, so that add stays float.
+  for (Unit& unit : *units) {
+    if (!unit.summed) continue;
+    const std::set<std::string> after = Descendants(index, graph, unit.sum_relu->name());
+    for (const auto& consumer : index.Consumers(unit.summand.node)) {
+      if (after.count(graph.node(consumer.node).name()) > 0) unit.summed = false;
+    }
+  }
   for (bool changed = true; changed;) {
     changed = false;
     std::map<std::string, const Unit*> by_last;
@@ -469,6 +511,35 @@ void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& base,
   *out->add_node() = MakeVector(*wmax, scale);
 }
 
+// oneDNN's Sum fusion writes its result into the summand's buffer (a graph
+// whose summand was also read by an unordered Dequantize crashed, and ran
+// once the reader was ordered first: measured). So every reader of a
+// summand that the fused conv does not already wait for gets a control edge
+// into it; ResolveSums made sure no such reader depends on the conv.
+void OrderSummandReaders(const std::vector<std::pair<std::string, std::string>>& summands,
+                         GraphDef* out) {
+  if (summands.empty()) return;
+  std::map<std::string, std::vector<std::string>> edges;
+  {
+    const GraphIndex index(*out);
+    for (const auto& [conv, summand] : summands) {
+      const std::set<std::string> before = Ancestors(index, conv);
+      for (const auto& consumer : index.Consumers(summand)) {
+        const std::string& reader = out->node(consumer.node).name();
+        if (reader != conv && before.count(reader) == 0) edges[conv].push_back(reader);
+      }
+    }
+  }
+  for (NodeDef& node : *out->mutable_node()) {
+    const auto it = edges.find(node.name());
+    if (it == edges.end()) continue;
+    std::set<std::string> added;
+    for (const std::string& reader : it->second) {
+      if (added.insert(reader).second) node.add_input("^" + reader);
+    }
+  }
+}
+
 absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
                           GraphDef* out) {
   auto text = context.GetString("ranges", "");
@@ -523,7 +594,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     auto unit = MatchUnit(index, in, node, *ranges, exclude, endpoints, same_shape_adds);
     if (unit) units.push_back(std::move(*unit));
   }
-  ResolveSums(&units, index, *ranges);
+  ResolveSums(&units, index, in, *ranges);
   std::set<std::string> replaced;  // nodes the units absorb
   for (const Unit& unit : units) {
     replaced.insert(unit.contraction->name());
@@ -686,6 +757,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     CopyAttr(node, "padding", q);
   }
 
+  std::vector<std::pair<std::string, std::string>> summands;  // Sum conv, summand node
   for (const Unit& unit : units) {
     const Quantized source = quantize_edge(unit.input, unit.in_range);
     std::string w, wmin, wmax;
@@ -722,6 +794,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
       if (unit.summed) {
         const auto range = Lookup(*ranges, unit.summand);
         const Quantized summand = quantize_edge(unit.summand, range ? *range : Range{0, 0});
+        summands.emplace_back(unit.qname, graph_util::ParseEdge(summand.value).node);
         summand_type = summand.type;
         // Order: input, filter, bias, summand, then the ranges of the input,
         // filter and summand.
@@ -793,6 +866,8 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     (*dq->mutable_attr())["axis"].set_i(-1);
     (*dq->mutable_attr())["dtype"].set_type(kFloat);
   }
+
+  OrderSummandReaders(summands, out);
 
   // Only constants the units absorbed may go; every other input keeps its
   // readers or is an endpoint.
