@@ -22,15 +22,15 @@ namespace py = pybind11;
 namespace leangraph {
 namespace {
 
-absl::StatusOr<tensorflow::GraphDef> ParseGraph(const std::string& bytes) {
+absl::StatusOr<tensorflow::GraphDef> ParseGraph(const char* data, size_t size) {
   // Protobuf cannot represent a message of 2 GiB or more.
-  if (bytes.size() >= static_cast<size_t>(INT_MAX)) {
+  if (size >= static_cast<size_t>(INT_MAX)) {
     return AsGraphError(absl::InvalidArgumentError(
         "the graph is 2 GiB or larger, beyond protobuf's limit; store large "
         "weights outside the GraphDef"));
   }
   tensorflow::GraphDef graph;
-  if (!graph.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+  if (!graph.ParseFromArray(data, static_cast<int>(size))) {
     return AsGraphError(absl::InvalidArgumentError(
         "the data is not a serialized GraphDef (protobuf parsing failed: "
         "corrupt or truncated)"));
@@ -38,31 +38,60 @@ absl::StatusOr<tensorflow::GraphDef> ParseGraph(const std::string& bytes) {
   return graph;
 }
 
-py::bytes Transform(const std::string& graph_bytes,
-                    const std::string& transforms,
+absl::StatusOr<tensorflow::GraphDef> ParseGraph(const std::string& bytes) {
+  return ParseGraph(bytes.data(), bytes.size());
+}
+
+absl::Status TooLarge() {
+  return absl::InternalError(
+      "the transformed graph could not be serialized (2 GiB or larger?)");
+}
+
+// Takes the bytes object itself, not a std::string, and writes the result
+// straight into the returned one: a large model's graph is then copied once
+// each way (parse, serialize) rather than three times.
+py::bytes Transform(const py::bytes& graph_bytes, const std::string& transforms,
                     const std::vector<std::string>& inputs,
                     const std::vector<std::string>& outputs) {
-  std::string result;
-  absl::Status status;
+  char* data = nullptr;
+  Py_ssize_t size = 0;
+  if (PyBytes_AsStringAndSize(graph_bytes.ptr(), &data, &size) != 0) {
+    throw py::error_already_set();
+  }
+  absl::StatusOr<tensorflow::GraphDef> transformed;
+  size_t result_size = 0;
   {
     // Transforms such as fold_constants run a whole TF session; other
-    // Python threads keep running meanwhile.
+    // Python threads keep running meanwhile. `graph_bytes` is immutable and
+    // held by the caller, so its buffer stays valid without the GIL.
     py::gil_scoped_release release;
     absl::StatusOr<std::vector<TransformStep>> steps = ParseTransforms(transforms);
     absl::StatusOr<tensorflow::GraphDef> graph =
-        steps.ok() ? ParseGraph(graph_bytes)
+        steps.ok() ? ParseGraph(data, static_cast<size_t>(size))
                    : absl::StatusOr<tensorflow::GraphDef>(steps.status());
-    absl::StatusOr<tensorflow::GraphDef> transformed =
-        graph.ok() ? RunTransforms(*graph, *steps, inputs, outputs)
-                   : graph;
-    if (transformed.ok() && !transformed->SerializeToString(&result)) {
-      transformed = absl::InternalError(
-          "the transformed graph could not be serialized (2 GiB or larger?)");
+    transformed =
+        graph.ok() ? RunTransforms(*std::move(graph), *steps, inputs, outputs)
+                   : std::move(graph);
+    if (transformed.ok()) {
+      result_size = transformed->ByteSizeLong();
+      if (result_size >= static_cast<size_t>(INT_MAX)) transformed = TooLarge();
     }
-    status = transformed.status();
   }
-  ThrowIfError(status, ErrorKind::kTransform);
-  return py::bytes(result);
+  ThrowIfError(transformed.status(), ErrorKind::kTransform);
+  py::object result = py::reinterpret_steal<py::object>(
+      PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(result_size)));
+  if (!result) throw py::error_already_set();
+  bool written = false;
+  {
+    // Nothing else can see the new bytes object yet.
+    py::gil_scoped_release release;
+    written = transformed->SerializeToArray(PyBytes_AS_STRING(result.ptr()),
+                                            static_cast<int>(result_size));
+    // Freed here too, not while holding the GIL.
+    tensorflow::GraphDef().Swap(&*transformed);
+  }
+  if (!written) ThrowIfError(TooLarge(), ErrorKind::kTransform);
+  return py::reinterpret_steal<py::bytes>(result.release());
 }
 
 using ParsedStep = std::pair<std::string, TransformParams>;

@@ -35,12 +35,29 @@ using TransformFn = absl::Status (*)(const tensorflow::GraphDef& in,
                                      const TransformContext& context,
                                      tensorflow::GraphDef* out);
 
+// The same, rewriting `graph` in place, so that nodes are moved rather than
+// copied (a large model's weights are most of its bytes). On failure the
+// graph may be left half rewritten; the runner keeps a copy when it must
+// recover it.
+using TransformInPlaceFn = absl::Status (*)(tensorflow::GraphDef* graph,
+                                            const TransformContext& context);
+
 struct OwnTransform {
   const char* name;
   TransformFn fn;
   const char* params;   // "name=default, ..." as shown by list_transforms()
   const char* summary;  // one line
+  TransformInPlaceFn in_place = nullptr;  // what the runner calls, when set
 };
+
+// The copying form of an in-place transform, for callers that keep the input.
+template <TransformInPlaceFn F>
+absl::Status CopyThenRun(const tensorflow::GraphDef& in,
+                         const TransformContext& context,
+                         tensorflow::GraphDef* out) {
+  *out = in;
+  return F(out, context);
+}
 
 // leangraph's own transforms, in registration order.
 const std::vector<OwnTransform>& OwnTransforms();
@@ -55,6 +72,10 @@ struct TransformRegistrar {
 #define LEANGRAPH_REGISTER_TRANSFORM(name, fn, params, summary) \
   static const ::leangraph::TransformRegistrar                  \
       leangraph_registrar_##fn({name, fn, params, summary})
+
+#define LEANGRAPH_REGISTER_IN_PLACE_TRANSFORM(name, fn, params, summary) \
+  static const ::leangraph::TransformRegistrar leangraph_registrar_##fn(  \
+      {name, ::leangraph::CopyThenRun<fn>, params, summary, fn})
 
 }  // namespace leangraph
 

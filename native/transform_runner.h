@@ -27,9 +27,15 @@ std::vector<std::string> ClosestTransforms(const std::string& name,
                                            size_t limit);
 
 // Checks the graph and the endpoints, then applies the steps in order. An
-// error names the step (its position and name) that failed.
+// error names the step (its position and name) that failed. The graph passes
+// from step to step in memory; the overload taking it by rvalue spares the
+// copy of the input.
 absl::StatusOr<tensorflow::GraphDef> RunTransforms(
     const tensorflow::GraphDef& graph, const std::vector<TransformStep>& steps,
+    const std::vector<std::string>& inputs,
+    const std::vector<std::string>& outputs);
+absl::StatusOr<tensorflow::GraphDef> RunTransforms(
+    tensorflow::GraphDef&& graph, const std::vector<TransformStep>& steps,
     const std::vector<std::string>& inputs,
     const std::vector<std::string>& outputs);
 

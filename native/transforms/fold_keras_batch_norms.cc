@@ -291,9 +291,12 @@ void EvaluateConstantExpressions(GraphDef* graph,
   graph_util::RemoveOrphans(graph, visited, endpoints);
 }
 
-absl::Status FoldKerasBatchNorms(const GraphDef& in,
-                                 const TransformContext& context,
-                                 GraphDef* out) {
+// In place, so the constants that stay move instead of being copied: every
+// fold is planned first, over the whole graph, then the nodes move into the
+// new list (a contraction, which later nodes of its chain read, is copied).
+absl::Status FoldKerasBatchNorms(GraphDef* graph,
+                                 const TransformContext& context) {
+  const GraphDef& in = *graph;
   const GraphIndex index(in);
   std::set<std::string> endpoints(context.outputs.begin(),
                                   context.outputs.end());
@@ -315,8 +318,7 @@ absl::Status FoldKerasBatchNorms(const GraphDef& in,
     dropped.insert(plan.chain.begin(), plan.chain.end() - 1);
   }
   if (plans.empty()) {
-    *out = in;
-    EvaluateConstantExpressions(out, endpoints);
+    EvaluateConstantExpressions(graph, endpoints);
     return absl::OkStatus();
   }
 
@@ -326,8 +328,10 @@ absl::Status FoldKerasBatchNorms(const GraphDef& in,
     weight_names[&plan] = graph_util::UniqueName(
         in.node(plan.contraction).name() + "/folded_weights", &taken);
   }
+  GraphDef rebuilt;
+  GraphDef* out = &rebuilt;
   for (int i = 0; i < in.node_size(); ++i) {
-    const NodeDef& node = in.node(i);
+    NodeDef& node = *graph->mutable_node(i);
     if (dropped.count(i) > 0) continue;
     const auto contraction = at_contraction.find(i);
     const auto last = at_last.find(i);
@@ -344,7 +348,7 @@ absl::Status FoldKerasBatchNorms(const GraphDef& in,
       continue;
     }
     if (last == at_last.end()) {
-      if (contraction == at_contraction.end()) *out->add_node() = node;
+      if (contraction == at_contraction.end()) *out->add_node() = std::move(node);
       continue;
     }
     const Plan& plan = *last->second;
@@ -368,14 +372,15 @@ absl::Status FoldKerasBatchNorms(const GraphDef& in,
       renamed->set_input(1, weight_names[&plan]);
     }
   }
-  graph_util::RemoveOrphans(out, consumed, endpoints);
-  EvaluateConstantExpressions(out, endpoints);
+  graph->mutable_node()->Swap(out->mutable_node());
+  graph_util::RemoveOrphans(graph, consumed, endpoints);
+  EvaluateConstantExpressions(graph, endpoints);
   return absl::OkStatus();
 }
 
 }  // namespace
 
-LEANGRAPH_REGISTER_TRANSFORM(
+LEANGRAPH_REGISTER_IN_PLACE_TRANSFORM(
     "fold_keras_batch_norms", FoldKerasBatchNorms, "",
     "fold inference batch norm (Mul/Add chains, FusedBatchNorm*) into the "
     "preceding Conv2D/DepthwiseConv2dNative/MatMul/Conv2DBackpropInput");

@@ -61,15 +61,25 @@ std::optional<Rewrite> Match(const GraphIndex& index, const NodeDef& add) {
   return std::nullopt;
 }
 
-absl::Status FuseBiasAdd(const GraphDef& in, const TransformContext& context,
-                         GraphDef* out) {
-  const GraphIndex index(in);
-  std::set<std::string> taken = graph_util::NodeNames(in);
+// In place, so the constants move instead of being copied: every match is
+// found first, while the index still sees the whole graph, then the nodes
+// move into the new list.
+absl::Status FuseBiasAdd(GraphDef* graph, const TransformContext& context) {
+  std::vector<std::optional<Rewrite>> rewrites;
+  rewrites.reserve(graph->node_size());
+  std::set<std::string> taken = graph_util::NodeNames(*graph);
+  {
+    const GraphIndex index(*graph);
+    for (const NodeDef& node : graph->node()) rewrites.push_back(Match(index, node));
+  }
+  GraphDef rebuilt;
+  GraphDef* out = &rebuilt;
   std::set<std::string> consumed;
-  for (const NodeDef& node : in.node()) {
-    const auto rewrite = Match(index, node);
+  for (int n = 0; n < graph->node_size(); ++n) {
+    NodeDef& node = *graph->mutable_node(n);
+    const std::optional<Rewrite>& rewrite = rewrites[n];
     if (!rewrite) {
-      *out->add_node() = node;
+      *out->add_node() = std::move(node);
       continue;
     }
     Tensor bias(tensorflow::DT_FLOAT,
@@ -94,13 +104,14 @@ absl::Status FuseBiasAdd(const GraphDef& in, const TransformContext& context,
   std::set<std::string> endpoints(context.outputs.begin(),
                                   context.outputs.end());
   endpoints.insert(context.inputs.begin(), context.inputs.end());
-  graph_util::RemoveOrphans(out, consumed, endpoints);
+  graph->mutable_node()->Swap(out->mutable_node());
+  graph_util::RemoveOrphans(graph, consumed, endpoints);
   return absl::OkStatus();
 }
 
 }  // namespace
 
-LEANGRAPH_REGISTER_TRANSFORM(
+LEANGRAPH_REGISTER_IN_PLACE_TRANSFORM(
     "fuse_bias_add", FuseBiasAdd, "",
     "Add/AddV2 of a per-channel constant after a contraction -> BiasAdd");
 

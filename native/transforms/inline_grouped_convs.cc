@@ -144,17 +144,17 @@ void CollectCalls(const NodeDef& node, std::set<std::string>* names) {
 
 // Replaces calls of conv-only functions with their Conv2D; returns the
 // names of the functions it inlined and adds the call nodes to `calls`.
-std::set<std::string> InlineCalls(const GraphDef& in, GraphDef* out,
+std::set<std::string> InlineCalls(GraphDef* graph,
                                   std::set<std::string>* calls) {
+  // The matches point into the library, which this leaves as it is.
   std::map<std::string, ConvFunction> conv_functions;
-  for (const FunctionDef& function : in.library().function()) {
+  for (const FunctionDef& function : graph->library().function()) {
     const auto match = MatchConvFunction(function);
     if (match) conv_functions[function.signature().name()] = *match;
   }
   std::set<std::string> inlined;
-  *out = in;
   if (conv_functions.empty()) return inlined;
-  for (NodeDef& node : *out->mutable_node()) {
+  for (NodeDef& node : *graph->mutable_node()) {
     if (!IsCall(node)) continue;
     const auto it = conv_functions.find(CalledFunction(node));
     if (it == conv_functions.end()) continue;
@@ -333,21 +333,22 @@ void DropControlEdgesFrom(const std::set<std::string>& calls, GraphDef* graph) {
   }
 }
 
-absl::Status InlineGroupedConvs(const GraphDef& in,
-                                const TransformContext& context,
-                                GraphDef* out) {
+// In place: most graphs have nothing to inline, and a copy of a large
+// model's weights would cost more than the rest of the transform.
+absl::Status InlineGroupedConvs(GraphDef* graph,
+                                const TransformContext& context) {
   (void)context;
   std::set<std::string> calls;
-  const std::set<std::string> inlined = InlineCalls(in, out, &calls);
-  DropUncalled(inlined, out);
-  DropControlEdgesFrom(calls, out);
-  GroupedToDepthwise(out);
+  const std::set<std::string> inlined = InlineCalls(graph, &calls);
+  DropUncalled(inlined, graph);
+  DropControlEdgesFrom(calls, graph);
+  GroupedToDepthwise(graph);
   return absl::OkStatus();
 }
 
 }  // namespace
 
-LEANGRAPH_REGISTER_TRANSFORM(
+LEANGRAPH_REGISTER_IN_PLACE_TRANSFORM(
     "inline_grouped_convs", InlineGroupedConvs, "",
     "replace Keras' XLA-compiled grouped-convolution calls with their Conv2D; "
     "one input channel per group becomes DepthwiseConv2dNative");
