@@ -841,17 +841,13 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     auto* fused_list = attr["fused_ops"].mutable_list();
     for (const std::string& f : fused) fused_list->add_s(f);
     for (const std::string& input : inputs) q->add_input(input);
-
-    if (unit.is_matmul) {
-      // Float out already: it simply takes the last node's name.
-      q->set_name(unit.last);
-      continue;
-    }
+    // A matmul's output is float already: it takes the last node's name, so
+    // its readers are untouched (its qname only prefixes its constants).
+    if (unit.is_matmul) q->set_name(unit.last);
   }
 
-  // MatMul units were renamed to their last node above; their qname stays
-  // reserved but unused. Float readers of 8-bit producers read a Dequantize
-  // under the producer's original name.
+  // Float readers of 8-bit producers read a Dequantize under the producer's
+  // original name.
   for (const std::string& name : needs_float) {
     const Quantized& producer = producers.at(name);
     NodeDef* dq = out->add_node();
