@@ -155,7 +155,12 @@ class _Session:
                 tf.import_graph_def(graph_def, name="")
             except (ValueError, tf.errors.OpError) as exc:
                 raise QuantizeError(f"TensorFlow cannot import the graph: {exc}") from None
-        self._session = tf.compat.v1.Session(graph=self._graph)
+        # Grappler's remapper fuses a fetched BiasAdd into its conv anyway and the
+        # fetch then fails ("not found in the Graph": EfficientNet's swish); the
+        # values observed are the same without Grappler.
+        config = tf.compat.v1.ConfigProto()
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
         self._errors = tf.errors.OpError
 
     def run(self, fetches, feeds):
