@@ -94,28 +94,26 @@ bool IsPassThrough(const NodeDef& node, const std::set<std::string>& reshapes,
          reshapes.count(node.name()) > 0;
 }
 
-absl::Status RemoveIdentityChains(const GraphDef& given,
-                                  const TransformContext& context,
-                                  GraphDef* out) {
+// In place, so the constants move instead of being copied: what to remove
+// is decided over the whole graph first, then the nodes move into the new
+// list.
+absl::Status RemoveIdentityChains(GraphDef* graph,
+                                  const TransformContext& context) {
   const absl::StatusOr<bool> check_numerics =
       context.GetBool("check_numerics", false);
   if (!check_numerics.ok()) return check_numerics.status();
   std::set<std::string> endpoints(context.outputs.begin(),
                                   context.outputs.end());
   endpoints.insert(context.inputs.begin(), context.inputs.end());
-  // IdentityN first (a copy only when there is one); the constants only an
-  // IdentityN read (swish's beta) go with the orphans below.
-  GraphDef without_identity_n;
+  // IdentityN first; the constants only an IdentityN read (swish's beta) go
+  // with the orphans below.
   std::set<std::string> orphans;
-  const GraphDef* source = &given;
-  for (const NodeDef& node : given.node()) {
+  for (const NodeDef& node : graph->node()) {
     if (node.op() != "IdentityN") continue;
-    without_identity_n = given;
-    orphans = graph_util::BypassIdentityN(&without_identity_n, endpoints);
-    source = &without_identity_n;
+    orphans = graph_util::BypassIdentityN(graph, endpoints);
     break;
   }
-  const GraphDef& in = *source;
+  const GraphDef& in = *graph;
   const GraphIndex index(in);
   const std::set<std::string> reshapes = NoOpReshapes(in);
 
@@ -148,8 +146,7 @@ absl::Status RemoveIdentityChains(const GraphDef& given,
     }
   }
   if (forward.empty()) {
-    *out = in;
-    graph_util::RemoveOrphans(out, orphans, endpoints);
+    graph_util::RemoveOrphans(graph, orphans, endpoints);
     return absl::OkStatus();
   }
   // Follows a chain of removed nodes to the edge that survives.
@@ -163,15 +160,18 @@ absl::Status RemoveIdentityChains(const GraphDef& given,
     }
     return edge;
   };
-  for (const NodeDef& node : in.node()) {
+  GraphDef rebuilt;
+  GraphDef* out = &rebuilt;
+  for (NodeDef& node : *graph->mutable_node()) {
     if (forward.count(node.name()) > 0) continue;
+    google::protobuf::RepeatedPtrField<std::string> given_inputs;
+    given_inputs.Swap(node.mutable_input());
     NodeDef* copy = out->add_node();
-    *copy = node;
-    copy->clear_input();
+    *copy = std::move(node);
     std::set<std::string> data_sources;
     std::set<std::string> control_sources;
     std::vector<std::string> controls;
-    for (const std::string& input : node.input()) {
+    for (const std::string& input : given_inputs) {
       const Edge edge = resolve(graph_util::ParseEdge(input));
       if (!edge.control) {
         copy->add_input(graph_util::EdgeString(edge));
@@ -186,13 +186,14 @@ absl::Status RemoveIdentityChains(const GraphDef& given,
       if (data_sources.count(source) == 0) copy->add_input("^" + source);
     }
   }
-  graph_util::RemoveOrphans(out, orphans, endpoints);
+  graph->mutable_node()->Swap(out->mutable_node());
+  graph_util::RemoveOrphans(graph, orphans, endpoints);
   return absl::OkStatus();
 }
 
 }  // namespace
 
-LEANGRAPH_REGISTER_TRANSFORM(
+LEANGRAPH_REGISTER_IN_PLACE_TRANSFORM(
     "remove_identity_chains", RemoveIdentityChains, "check_numerics=false",
     "remove Identity, IdentityN, same-dtype Cast and same-shape Reshape nodes, keeping "
     "endpoints, control-flow neighbours and nodes with control inputs");

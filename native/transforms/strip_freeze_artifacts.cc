@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -84,52 +85,61 @@ class ConstOnly {
   std::map<std::string, State> state_;
 };
 
-absl::Status StripFreezeArtifacts(const GraphDef& in,
-                                  const TransformContext& context,
-                                  GraphDef* out) {
-  const GraphIndex index(in);
-  ConstOnly const_only(index);
+// In place: the edges to drop are all found first (ConstOnly reads the graph
+// as given), then the input lists are edited; no node is copied.
+absl::Status StripFreezeArtifacts(GraphDef* graph,
+                                  const TransformContext& context) {
   std::set<std::string> endpoints(context.outputs.begin(),
                                   context.outputs.end());
   endpoints.insert(context.inputs.begin(), context.inputs.end());
 
-  GraphDef edited;
-  std::vector<std::string> dropped_sources;
-  for (const NodeDef& node : in.node()) {
-    NodeDef* copy = edited.add_node();
-    *copy = node;
-    if (graph_util::IsStateful(node.op())) continue;
-    copy->clear_input();
-    for (const std::string& input : node.input()) {
-      const graph_util::Edge edge = graph_util::ParseEdge(input);
-      if (edge.control && const_only(edge.node)) {
-        dropped_sources.push_back(edge.node);
-        continue;
-      }
-      copy->add_input(input);
-    }
-  }
-  // What only a dropped edge read (a NoOp sink, the ReadVariableOp Identity
-  // nodes it collected, and the constant computations behind them) is dead
-  // now; all of it is constant-only, so removing it changes no result.
+  std::vector<std::pair<int, std::vector<std::string>>> edited;
   std::set<std::string> dead;
-  while (!dropped_sources.empty()) {
-    const std::string name = dropped_sources.back();
-    dropped_sources.pop_back();
-    const NodeDef* node = index.Find(name);
-    if (node == nullptr || !dead.insert(name).second) continue;
-    for (const std::string& input : node->input()) {
-      dropped_sources.push_back(graph_util::ParseEdge(input).node);
+  {
+    const GraphIndex index(*graph);
+    ConstOnly const_only(index);
+    std::vector<std::string> dropped_sources;
+    for (int n = 0; n < graph->node_size(); ++n) {
+      const NodeDef& node = graph->node(n);
+      if (graph_util::IsStateful(node.op())) continue;
+      std::vector<std::string> kept;
+      bool dropped = false;
+      for (const std::string& input : node.input()) {
+        const graph_util::Edge edge = graph_util::ParseEdge(input);
+        if (edge.control && const_only(edge.node)) {
+          dropped_sources.push_back(edge.node);
+          dropped = true;
+          continue;
+        }
+        kept.push_back(input);
+      }
+      if (dropped) edited.emplace_back(n, std::move(kept));
+    }
+    // What only a dropped edge read (a NoOp sink, the ReadVariableOp Identity
+    // nodes it collected, and the constant computations behind them) is dead
+    // now; all of it is constant-only, so removing it changes no result.
+    while (!dropped_sources.empty()) {
+      const std::string name = dropped_sources.back();
+      dropped_sources.pop_back();
+      const NodeDef* node = index.Find(name);
+      if (node == nullptr || !dead.insert(name).second) continue;
+      for (const std::string& input : node->input()) {
+        dropped_sources.push_back(graph_util::ParseEdge(input).node);
+      }
     }
   }
-  graph_util::RemoveOrphans(&edited, dead, endpoints);
-  *out = std::move(edited);
+  for (auto& [n, kept] : edited) {
+    auto* inputs = graph->mutable_node(n)->mutable_input();
+    inputs->Clear();
+    for (std::string& input : kept) inputs->Add(std::move(input));
+  }
+  graph_util::RemoveOrphans(graph, dead, endpoints);
   return absl::OkStatus();
 }
 
 }  // namespace
 
-LEANGRAPH_REGISTER_TRANSFORM(
+LEANGRAPH_REGISTER_IN_PLACE_TRANSFORM(
     "strip_freeze_artifacts", StripFreezeArtifacts, "",
     "drop control edges from constant-only sources and the NoOp sinks of a "
     "freeze; keep every edge that orders a stateful op");
