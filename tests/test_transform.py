@@ -321,3 +321,86 @@ def test_malformed_graph_is_a_graph_error(conv_bn_graph):
 
     with pytest.raises(leangraph.GraphError, match=r"'\^ghost' names a node that does not exist"):
         _native.check_graph(broken.SerializeToString())
+
+
+def _split_steps(text):
+    """The steps of a transform string, each as its own string."""
+    steps, current, depth, quoted = [], "", 0, False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+        if char.isspace() and depth == 0 and not quoted:
+            if current:
+                steps.append(current)
+            current = ""
+        else:
+            current += char
+    return steps + [current] if current else steps
+
+
+MIXED_CHAINS = [
+    "deploy",
+    "tf-deploy",
+    # Own transforms after TensorFlow's and the reverse, and an own step
+    # whose errors are ignored (the runner then keeps a copy to fall back to).
+    "fold_constants(ignore_errors=true) fuse_bias_add(ignore_errors=true) strip_unused_nodes "
+    "remove_identity_chains fold_keras_batch_norms sort_by_execution_order strip_freeze_artifacts",
+]
+
+
+@pytest.mark.parametrize("graph_name", ["conv_bn_graph", "keras_cnn_graph", "keras_modern_blocks_graph"])
+@pytest.mark.parametrize("chain", MIXED_CHAINS)
+def test_chain_in_one_call_equals_one_call_per_step(request, graph_name, chain):
+    """One native call per chain (parsed and checked once, the graph moved
+    between steps) gives exactly what one call per step gives, where every
+    step's input is parsed, completed with defaults and checked afresh. A
+    step-wise run also proves that each own transform's output passes the
+    graph checks, which the chained run relies on to skip them."""
+    if graph_name == "keras_modern_blocks_graph":
+        graph_def = graph_builders.keras_modern_blocks_graph()
+    else:
+        graph_def = request.getfixturevalue(graph_name)
+    text = leangraph.recipe(chain, graph_def) if chain in leangraph.RECIPES else chain
+    inputs, outputs = endpoints(graph_def)
+    chained = leangraph.transform(graph_def, text, inputs, outputs)
+    stepwise = graph_def
+    steps = _split_steps(text)
+    assert len(steps) == len(leangraph.parse_transforms(text))
+    for step in steps:
+        stepwise = leangraph.transform(stepwise, step, inputs, outputs)
+    assert [n.name for n in chained.node] == [n.name for n in stepwise.node]
+    assert chained == stepwise
+    assert chained.SerializeToString(deterministic=True) == stepwise.SerializeToString(
+        deterministic=True)
+
+
+def test_recipes_give_the_output_they_gave_before_the_runner_was_sped_up(conv_bn_graph):
+    """Digests of the recipes' output on a fixed graph, taken with the runner
+    that parsed, checked and copied the graph at every step."""
+    import hashlib
+
+    def digest(graph_def):
+        return hashlib.sha256(graph_def.SerializeToString(deterministic=True)).hexdigest()
+
+    assert digest(conv_bn_graph).startswith("7c620332e44b"), "the test graph itself changed"
+    expected = {
+        "deploy": "daca79f3f465c50e5ec873880c3c1d8f682468063137f1d894fdb9d5f11d3455",
+        "tf-deploy": "20b592e2bcfbafd8d629135f7d6bdad2e602ca0b3aada037122522d9ce9438e3",
+    }
+    for name, want in expected.items():
+        assert digest(leangraph.transform(conv_bn_graph, leangraph.recipe(name, conv_bn_graph))) == want, name
+
+
+def test_transform_takes_bytes_only_as_bytes(conv_bn_graph):
+    """The native entry point reads the caller's bytes object in place; other
+    types are refused with a TypeError rather than misread."""
+    from leangraph._tfcheck import load_native
+
+    native = load_native()
+    data = conv_bn_graph.SerializeToString()
+    out = graph_pb2.GraphDef.FromString(native.transform(data, "fuse_bias_add", ["input"], ["output"]))
+    assert out == leangraph.transform(conv_bn_graph, "fuse_bias_add", ["input"], ["output"])
+    with pytest.raises(TypeError):
+        native.transform(bytearray(data), "fuse_bias_add", ["input"], ["output"])
