@@ -60,3 +60,16 @@ def test_unknown_int8_threshold_is_refused(digits):
     with pytest.raises(leangraph.LeangraphError, match="unknown precision"):
         tune(digits.graph_path, digits.x_test[:8], digits.y_test[:8], precisions=["int8@x"],
              log=lambda line: None)
+
+
+def test_tune_confirms_its_winner_side_by_side(digits, deploy_graph):
+    from leangraph.tune import Trial, _confirm
+
+    lines = []
+    best = Trial(1, "original", "deploy", "fp32", 2)
+    confirmed = _confirm(digits.graph_def, deploy_graph, best,
+                                     {"input": digits.x_test[:1]}, lines.append)
+    lo, hi = confirmed["speedup_ci95"]
+    assert lo <= confirmed["speedup"] <= hi and confirmed["pairs"] >= 20
+    assert confirmed["threads"] == 2
+    assert "interleaved pairs" in lines[-1]

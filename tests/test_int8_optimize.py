@@ -36,6 +36,12 @@ def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path):
     assert row["quantization"]["int8_mac_share"] == pytest.approx(1.0)
     text = (tmp_path / "o" / "report.md").read_text()
     assert "oneDNN's int8 kernels" in text
+    # The claimed speed-up is re-measured in interleaved pairs against the frozen graph.
+    confirmed = data["settings"]["confirmed"]
+    assert confirmed["a"] == "frozen" and confirmed["b"] == data["result"]
+    lo, hi = confirmed["speedup_ci95"]
+    assert lo <= confirmed["speedup"] <= hi and confirmed["pairs"] >= 20
+    assert any("interleaved pairs" in note for note in report.notes)
 
 
 def test_a_cpu_without_vnni_keeps_fp32(model_path, tmp_path, monkeypatch):

@@ -66,6 +66,9 @@ class TuneResult:
     messages: list = field(default_factory=list)
     best_graph: object = None  # the winning GraphDef
     best_session_config: object = None  # a ConfigProto it needs (Grappler bf16), or None
+    #: the best against the baseline, re-timed in interleaved pairs until the 95 %
+    #: interval is within CONFIRM_TARGET_CI (None with an injected timer)
+    confirmed: dict = None
 
     def measured(self):
         """Unique measured configurations (repeats of a trial left out)."""
@@ -115,6 +118,7 @@ class TuneResult:
             "pareto": [t.number for t in self.pareto()],
             "messages": list(self.messages),
             "trials": [asdict(t) for t in self.trials],
+            "confirmed": self.confirmed,
         }
 
     def save_json(self, path):
@@ -433,9 +437,36 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
             f"{baseline.threads}: part of the difference is the thread count")
     graph, config, _, _ = variants[(best.model, best.recipe, best.precision)]
     result = TuneResult(best, baseline, trials, max_accuracy_drop, messages, graph, config)
+    if timer is session_timer and best.key != baseline.key and config is None:
+        result.confirmed = _confirm(variants[baseline.key[:3]][0], graph, best, feeds, say)
     if record:
         result.save_json(record)
     return result
+
+
+#: The winner's speed-up over the baseline is re-measured in interleaved pairs until
+#: its 95 % interval is this narrow (relative), or CONFIRM_MAX_TIME passes.
+CONFIRM_TARGET_CI = 0.03
+CONFIRM_MAX_TIME = 30.0
+
+
+def _confirm(baseline_graph, best_graph, best, feeds, say):
+    """The trials rank on p50s of separate runs; the claimed speed-up is measured side by side."""
+    from leangraph import bench
+
+    try:
+        c = bench.compare(baseline_graph, best_graph, feeds, runs=20, warmup=3,
+                          target_ci=CONFIRM_TARGET_CI, max_time=CONFIRM_MAX_TIME,
+                          threads=best.threads)
+    except LeangraphError as exc:
+        say(f"the confirming comparison failed: {exc}")
+        return None
+    lo, hi = c.speedup_ci95
+    say(f"{best.label()} vs the baseline, re-timed in {c.pairs} interleaved pairs: "
+        f"{c.speedup:.2f}x faster [95 % CI {lo:.2f}, {hi:.2f}]"
+        + ("" if c.target_met else " (interval target not met: a noisy machine)"))
+    return {"speedup": c.speedup, "speedup_ci95": [lo, hi], "pairs": c.pairs,
+            "target_met": c.target_met, "threads": best.threads}
 
 
 def _partial_result(trials, budget, messages):
