@@ -1,16 +1,19 @@
 """Deploy bench: TF's "Optimizing for Deployment" recipe vs leangraph's `deploy` on a frozen Keras 3 Xception.
 
-    PYTHONPATH=python .venv/bin/python bench/deploy_bench.py [--size 299] [--runs 30] [--repeats 3]
+    PYTHONPATH=python .venv/bin/python bench/deploy_bench.py [--size 299] [--runs 30] [--repeats 3] [--steps]
 
 Prints, for the frozen graph, `tf-deploy` and `deploy`:
   - batch-norm leftovers (Rsqrt, FusedBatchNorm*, batch-norm Mul/AddV2/Sub) and op counts;
   - transform time (best of --repeats): both recipes through leangraph.transform
     (same harness, same input parsing and checks), and TF's recipe through TF's
     own TransformGraph as well;
+  - with --steps, where one more `deploy` run spends its time inside the
+    native runner (the graph check and each step; LEANGRAPH_TRANSFORM_TIMES);
   - max relative difference of the outputs against the frozen graph;
   - latency frozen vs tf-deploy vs deploy, timed side by side with
     leangraph.compare (the native timer) when it is available, else with an
-    interleaved tf.compat.v1 Session loop; the script says which.
+    interleaved tf.compat.v1 Session loop; the script says which (--runs 0
+    skips it).
 Speed claims live here, never in tests.
 """
 
@@ -95,6 +98,8 @@ def main():
     parser.add_argument("--size", type=int, default=299)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", action="store_true",
+                        help="print the native runner's time per step for one more deploy run")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -130,6 +135,17 @@ def main():
     print(f"  deploy    via leangraph.transform      {t_lg:7.3f} s   "
           f"({t_lg / t_tf:.2f}x tf-deploy same harness, {t_lg / t_tf_native:.2f}x TF's own)")
 
+    if args.steps:
+        print("\nnative runner, one more deploy run (stderr):", flush=True)
+        os.environ["LEANGRAPH_TRANSFORM_TIMES"] = "1"
+        try:
+            leangraph.transform(frozen, deploy_text)
+        finally:
+            del os.environ["LEANGRAPH_TRANSFORM_TIMES"]
+        sys.stderr.flush()
+
+    if args.runs <= 0:
+        return
     print("\nlatency, batch 1:")
     try:
         a = leangraph.compare(frozen, tf_deployed, {"input": x}, runs=args.runs, warmup=5)

@@ -204,13 +204,14 @@ absl::StatusOr<tensorflow::GraphDef> RunTransforms(
   if (!status.ok()) return status;
   if (report_times) std::fprintf(stderr, "leangraph: check %.3f s\n", Seconds(start));
 
-  // The checks guard TensorFlow's transforms, which trust their input. The
-  // graph as given is checked above. leangraph's own transforms keep what the
-  // checks establish (they add only registered ops with complete attributes
-  // and inputs of the right dtype, rename only to unused names, and rewire
-  // only to an upstream node, so no cycle appears; tests check every one's
-  // output), so their output is not checked again. A TensorFlow step's output
-  // carries no such promise: it is checked before any step that follows.
+  // The checks guard TensorFlow's transforms, which trust their input, and
+  // the copying own transforms, written for checked input. The graph as
+  // given is checked above. The in-place transforms (the deploy recipe's)
+  // keep what the checks establish: they add only registered ops with
+  // complete attributes and inputs of the right dtype, rename only to unused
+  // names and rewire only to an upstream node, so no cycle appears (tests run
+  // every chain step by step, checking each output). Their output is not
+  // checked again; any other step's is, before the step that follows.
   bool checked = true;
   for (size_t i = 0; i < steps.size(); ++i) {
     const TransformStep& step = steps[i];
@@ -225,6 +226,7 @@ absl::StatusOr<tensorflow::GraphDef> RunTransforms(
     }
     if (const OwnTransform* own = FindOwn(step.name)) {
       status = RunOwn(*own, step, inputs, outputs, &current);
+      checked = checked && own->in_place != nullptr;
     } else {
       status = gt::TransformGraph(inputs, outputs, {{step.name, step.params}},
                                   &current);
