@@ -491,3 +491,19 @@ def test_console_script_image_errors(tmp_path, extra, message):
     proc = _console("--graph", str(graph), *extra, "--runs", "1")
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_bench_cli_takes_a_keras_model(tmp_path):
+    import graph_builders
+
+    path = tmp_path / "cnn.keras"
+    graph_builders.keras_cnn_model().save(path)
+    proc = subprocess.run([sys.executable, "-m", "leangraph.bench_cli", "--graph", str(path),
+                           "--runs", "3", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert report["count"] == 3 and report["p50_ms"] > 0
+    missing = subprocess.run([sys.executable, "-m", "leangraph.bench_cli", "--graph",
+                              str(tmp_path / "nope.keras")], capture_output=True, text=True,
+                             timeout=600)
+    assert missing.returncode != 0

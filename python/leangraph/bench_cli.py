@@ -125,13 +125,59 @@ def _images_as_npy(args):
     return [*args, "--input-npy", f"{node.name}=/proc/self/fd/{fd}"]
 
 
+_GRAPH_SUFFIXES = (".pb", ".pbtxt", ".graphdef")
+
+
+def _models_as_graphs(args):
+    """Turns --graph/--compare values that are models (.keras, .h5, a SavedModel folder, ...)
+    into their frozen graphs, handed to the binary through in-memory files; a .pb stays."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        flag, eq, value = arg.partition("=")
+        if flag not in _GRAPH_FLAGS:
+            continue
+        if not eq:
+            if i + 1 >= len(out):
+                continue
+            value = out[i + 1]
+        path = Path(value)
+        if value.startswith("/proc/self/fd/") or (path.is_file() and path.suffix in _GRAPH_SUFFIXES):
+            continue
+        if not path.exists():
+            continue  # the binary names the missing file
+        from leangraph.pipeline.model import load_model
+
+        frozen = load_model(value)
+        fd = os.memfd_create("leangraph-graph", 0)
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            handle.write(frozen.graph_def.SerializeToString())
+        os.set_inheritable(fd, True)
+        if eq:
+            out[i] = f"{flag}=/proc/self/fd/{fd}"
+        else:
+            out[i + 1] = f"/proc/self/fd/{fd}"
+    return out
+
+
 def main(argv=None):
     """Replaces this process with the binary; returns 2 when it cannot be found.
+
+    --graph and --compare take any model form leangraph.load_model() takes; a
+    model is frozen first.
 
     Graphs holding file-system, process or Python-calling ops are refused
     (exit 2) unless --allow-io-ops is given.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = _models_as_graphs(args)
+    except Exception as exc:  # leangraph's own errors name the problem
+        from leangraph.errors import LeangraphError
+
+        if not isinstance(exc, (LeangraphError, OSError)):
+            raise
+        print(f"leangraph-bench: error: {exc}", file=sys.stderr)
+        return 2
     if "--allow-io-ops" in args:
         args = [a for a in args if a != "--allow-io-ops"]
     else:
