@@ -50,11 +50,36 @@ def _quiet():
         yield
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
 def _fail_stale(study):
+    """Fails (and queues again) the trials of dead workers: those whose heartbeats
+    stopped, and, on this host, those whose process is gone. The second catches a
+    worker killed before its trial's first heartbeat, which Optuna never calls stale."""
     import optuna
 
     with _quiet():
         optuna.storages.fail_stale_trials(study)
+        host = socket.gethostname()
+        for frozen in study.get_trials(deepcopy=False,
+                                       states=(optuna.trial.TrialState.RUNNING,)):
+            worker = (frozen.user_attrs.get("run") or {}).get("worker") or ""
+            name, _, pid = worker.rpartition(":")
+            if name != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            try:
+                study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+            except (ValueError, RuntimeError):
+                continue  # another worker failed it first
+            optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
 
 
 def trial_of(frozen):
