@@ -404,3 +404,16 @@ def test_transform_takes_bytes_only_as_bytes(conv_bn_graph):
     assert out == leangraph.transform(conv_bn_graph, "fuse_bias_add", ["input"], ["output"])
     with pytest.raises(TypeError):
         native.transform(bytearray(data), "fuse_bias_add", ["input"], ["output"])
+
+
+def test_ignored_failure_of_an_in_place_step_leaves_the_graph_as_it_was(conv_bn_graph):
+    """remove_identity_chains rewrites the graph where it lies; when it fails
+    and its errors are ignored, the next step sees the graph from before."""
+    bad = "remove_identity_chains(check_numerics=maybe"
+    with pytest.raises(leangraph.TransformError, match="check_numerics"):
+        leangraph.transform(conv_bn_graph, bad + ")", ["input"], ["output"])
+    kept = leangraph.transform(conv_bn_graph, bad + ", ignore_errors=true) sort_by_execution_order",
+                               ["input"], ["output"])
+    expected = leangraph.transform(conv_bn_graph, "sort_by_execution_order", ["input"], ["output"])
+    assert "ident" in {n.name for n in kept.node}
+    assert kept == expected
