@@ -645,7 +645,9 @@ def _verify(run, prog):
                          "instead")
 
     def check(v):
-        if fragile and v.gate == "top1":
+        # Only the precisions known to change numbers by rounding; a registered
+        # variant of another kind keeps the gate it declared.
+        if fragile and v.gate == "top1" and v.precision in ("bf16", "int8", "int8-weights"):
             v.gate = "sqnr"
         prog.item(f"{v.name} on {run.count} input(s)")
         verify(v, _outputs(run, v), run.reference, c.tolerance)
