@@ -124,6 +124,10 @@ def test_chained_units_pass_8bit_tensors_and_relu_folds_into_quantize():
     assert [s.decode() for s in dw.attr["fused_ops"].list.s] == ["BiasAdd", "Requantize"]
     pw = next(n for n in q.node if n.name == "pw_int8")
     assert pw.input[0] == "dw_int8" and pw.input[3:5] == ["dw_int8:1", "dw_int8:2"]
+    # The depthwise output only the 1x1 conv reads is handed over unsigned (shifted
+    # by its minimum through the two biases): oneDNN runs unsigned inputs faster.
+    assert dw.attr["out_type"].type == tf.quint8.as_datatype_enum
+    assert pw.attr["Tinput"].type == tf.quint8.as_datatype_enum
     pool = next(n for n in q.node if n.op == "QuantizedMaxPool")
     assert pool.input[0] == "pw_int8"
     head = next(n for n in q.node if n.name == "head_int8")
