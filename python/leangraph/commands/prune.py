@@ -50,18 +50,10 @@ def add_parser(subparsers):
 
 
 def load_data(path):
-    import numpy as np
+    """(x, y or None) of an .npz, read as `leangraph tune --data` reads it."""
+    from leangraph.commands.tune import _load_data
 
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise LeangraphError(f"data file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise LeangraphError(f"cannot read {path} as .npz: {exc}") from None
-    if "x" not in arrays:
-        raise LeangraphError(f"{path} has no array 'x' (it has: {', '.join(arrays) or 'none'})")
-    return arrays["x"], arrays.get("y")
+    return _load_data(path, 0)
 
 
 def write_outputs(model, report, out):
