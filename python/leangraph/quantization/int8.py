@@ -257,13 +257,14 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     rounds = 0
     sqnr = {}
+    float_values = {}  # tensor -> the float graph's value on `check`
     while True:
         rounds += 1
         probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs)
         units = quantized_units(probe)
         if check is None or not units or min_sqnr_db is None:
             break
-        measured = _unit_sqnr(graph_def, probe, units, ends, check)
+        measured = _unit_sqnr(graph_def, probe, units, ends, check, float_values)
         sqnr.update({c: out for c, (_, out) in measured.items()})
         worst = _culprits(measured, float(min_sqnr_db))
         if not worst or rounds >= int(max_rounds):
@@ -319,8 +320,10 @@ def _run(graph_def, names, feeds):
     return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
 
 
-def _unit_sqnr(graph_def, probe, units, ends, feeds):
-    """{contraction: (SQNR of the tensor its unit reads, SQNR of its output)} against the float graph."""
+def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
+    """{contraction: (SQNR of the tensor its unit reads, SQNR of its output)} against the float graph.
+
+    float_values caches the float graph's tensors across rounds: they do not change."""
     sources = _chain_inputs(graph_def)
     probe_names = {n.name for n in probe.node}
     names = []
@@ -328,7 +331,10 @@ def _unit_sqnr(graph_def, probe, units, ends, feeds):
         for tensor in (sources.get(c), ends.get(c, "") + ":0"):
             if tensor and graphs.node_name(tensor) in probe_names and tensor not in names:
                 names.append(tensor)
-    reference = dict(zip(names, _run(graph_def, names, feeds)))
+    missing = [n for n in names if n not in float_values]
+    if missing:
+        float_values.update(zip(missing, _run(graph_def, missing, feeds)))
+    reference = {n: float_values[n] for n in names}
     got = dict(zip(names, _run(probe, names, feeds)))
     out = {}
     for c in units:
