@@ -436,6 +436,11 @@ class Checker {
     return dims;
   }
 
+  static DataType TypeAttrOf(const NodeDef& node, const std::string& attr) {
+    const auto it = node.attr().find(attr);
+    return it == node.attr().end() ? tensorflow::DT_INVALID : it->second.type();
+  }
+
   static bool Fuses(const NodeDef& node, std::string_view op) {
     const auto fused = node.attr().find("fused_ops");
     if (fused == node.attr().end()) return false;
@@ -460,6 +465,13 @@ class Checker {
       if (sum && ConstInput(node, 2 + bias) != nullptr) {
         return NodeError(node, "the summand of its Sum fusion is a Const, which TensorFlow's "
                                "int8 kernel crashes on");
+      }
+      // A signed output aborts the process (the kernel then wants a float
+      // summand), and a signed summand is read as unsigned.
+      if (sum && (TypeAttrOf(node, "out_type") != tensorflow::DT_QUINT8 ||
+                  TypeAttrOf(node, "Tsummand") != tensorflow::DT_QUINT8)) {
+        return NodeError(node, "its Sum fusion has a signed output or summand; TensorFlow's "
+                               "int8 kernel takes only quint8 for both");
       }
       const NodeInfo* filter = ConstInput(node, 1);
       if (filter == nullptr) continue;

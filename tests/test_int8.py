@@ -166,11 +166,16 @@ def test_residual_add_and_relu_fold_into_the_conv_as_a_sum():
     assert c2.input[0] == "c1_int8"
     # The block output feeds the next block's convs as an 8-bit tensor.
     assert next(n for n in q.node if n.name == "c3_int8").input[0] == "c2_int8"
-    # The projection block's summand is signed, which the kernel reads wrongly:
-    # that add stays float.
-    add2 = next(n for n in q.node if n.name == "add2")
-    assert add2.op == "AddV2"
-    assert {"add1", "out1", "a"}.isdisjoint(n.name for n in q.node)
+    # The projection block's summand is a conv without Relu (signed, which the
+    # kernel reads wrongly): it is handed on shifted by its minimum, unsigned,
+    # and the fused conv takes the shift back through its bias.
+    proj, c3 = (next(n for n in q.node if n.name == name) for name in ("proj_int8", "c3_int8"))
+    assert proj.attr["out_type"].type == tf.quint8.as_datatype_enum
+    assert [s.decode() for s in proj.attr["fused_ops"].list.s] == ["BiasAdd", "Requantize"]
+    assert c3.input[3] == "proj_int8"
+    assert [s.decode() for s in c3.attr["fused_ops"].list.s] == ["BiasAdd", "Sum", "Relu", "Requantize"]
+    assert {"add1", "out1", "a", "add2"}.isdisjoint(n.name for n in q.node)
+    assert _ops(q)["AddV2"] == 0 and _ops(q)["Dequantize"] == 1
     assert _rel_err(g, q, x) < 0.05
 
 
@@ -396,7 +401,7 @@ def test_graph_checks_refuse_int8_kernels_that_would_crash_or_overread():
     # Per-channel filter ranges shorter than the channels are read past their end.
     short = type(q)()
     short.CopyFrom(q)
-    wmin = next(n for n in short.node if n.name == "c1_int8/weights_min")
+    wmin = next(n for n in short.node if n.name == "c1_int8/weights_range")
     wmin.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-np.ones(3, np.float32)))
     with pytest.raises(leangraph.GraphError, match="holds 3 values; it needs 1 or one per output"):
         leangraph.transform(short, "sort_by_execution_order")
@@ -439,3 +444,72 @@ def test_summand_readers_run_before_the_fused_conv():
     assert b"Sum" in next(n for n in lq.node if n.name == "k1b_int8").attr["fused_ops"].list.s
     assert b"Sum" not in next(n for n in lq.node if n.name == "k2b_int8").attr["fused_ops"].list.s
     assert _rel_err(late, lq, x) < 0.05
+
+
+def _inverted_residuals(x):
+    # MobileNetV2's blocks: expand 1x1 + Relu6, depthwise + Relu6, linear
+    # project 1x1; from the second block on, a linear add of the block input.
+    def block(inp, tag, residual):
+        y = tf.nn.conv2d(inp, _c(RNG.normal(size=(1, 1, 8, 24)) * 0.3), 1, "SAME", name=f"{tag}e")
+        y = tf.nn.relu6(tf.nn.bias_add(y, _c(RNG.normal(size=24) * 0.1)), name=f"{tag}e_act")
+        y = tf.nn.depthwise_conv2d(y, _c(RNG.normal(size=(3, 3, 24, 1)) * 0.3), [1, 1, 1, 1],
+                                   "SAME", name=f"{tag}d")
+        y = tf.nn.relu6(tf.nn.bias_add(y, _c(RNG.normal(size=24) * 0.1)), name=f"{tag}d_act")
+        y = tf.nn.conv2d(y, _c(RNG.normal(size=(1, 1, 24, 8)) * 0.2), 1, "SAME", name=f"{tag}p")
+        y = tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1), name=f"{tag}p_bias")
+        return tf.add(y, inp, name=f"{tag}add") if residual else y
+
+    y1 = block(x, "k1", False)
+    y2 = block(y1, "k2", True)
+    y3 = block(y2, "k3", True)
+    head = tf.nn.conv2d(y3, _c(RNG.normal(size=(1, 1, 8, 16)) * 0.3), 1, "SAME", name="head")
+    tf.identity(head, name="output")
+    tf.identity(y3, name="features")  # a float reader of a shifted tensor
+
+
+def test_linear_residual_adds_run_in_the_conv_shifted_unsigned():
+    g = _graph(_inverted_residuals)
+    x = _samples(4)
+    res = Q.quantize(g, x, min_sqnr_db=None, require_vnni=False, outputs=["output", "features"])
+    q = res.graph_def
+    node = {n.name: n for n in q.node}
+
+    def fused(name):
+        return [s.decode() for s in node[name].attr["fused_ops"].list.s]
+
+    # Block 1's linear output y1 is read by a 1x1 conv and an add's summand:
+    # it is handed on as y1 - min(y1), unsigned.
+    assert node["k1p_int8"].attr["out_type"].type == tf.quint8.as_datatype_enum
+    assert fused("k1p_int8") == ["BiasAdd", "Requantize"]
+    # Block 2's add runs in its project conv, summing the shifted y1; its
+    # result, also read by a 1x1 conv and a summand, is handed on shifted too.
+    assert fused("k2p_int8") == ["BiasAdd", "Sum", "Relu", "Requantize"]
+    assert node["k2p_int8"].input[3] == "k1p_int8"
+    assert node["k2p_int8"].attr["out_type"].type == tf.quint8.as_datatype_enum
+    assert node["k2e_int8"].input[0] == "k1p_int8" and node["k3e_int8"].input[0] == "k2p_int8"
+    assert "k2add" not in node
+    # y3 is also a graph output: the float reader gets the Dequantize less the shift.
+    assert node["k3add"].op == "Sub" and node["k3add"].input[0] == "k3add_shifted"
+    assert node["k3add_shifted"].op == "Dequantize" and node["head_int8"].input[0] == "k3p_int8"
+    assert _ops(q)["AddV2"] == 0 and _ops(q)["Dequantize"] == 2
+    # The shifts are exact algebra: both outputs agree with float.
+    for name in ("output", "features"):
+        assert _rel_err(g, q, x, output=name) < 0.05
+    # Probe graphs compare every unit's output with float: nothing is shifted.
+    probes = leangraph.transform(
+        g, f'quantize_int8(ranges="{res.calibration.to_param()}", probes=true)',
+        inputs=["input"], outputs=["output", "features"])
+    pnode = {n.name: n for n in probes.node}
+    assert pnode["k1p_int8"].attr["out_type"].type == tf.qint8.as_datatype_enum
+    assert pnode["k2add"].op == "AddV2"
+
+
+def test_graph_checks_refuse_a_signed_sum_fusion():
+    g = _graph(_inverted_residuals)
+    q = type(g)()
+    q.CopyFrom(Q.quantize(g, _samples(2), min_sqnr_db=None, require_vnni=False,
+                          outputs=["output", "features"]).graph_def)
+    # With a qint8 output TensorFlow's kernel wants a float summand and aborts.
+    next(n for n in q.node if n.name == "k2p_int8").attr["out_type"].type = tf.qint8.as_datatype_enum
+    with pytest.raises(leangraph.GraphError, match="signed output or summand"):
+        leangraph.transform(q, "sort_by_execution_order")

@@ -124,11 +124,17 @@ struct Unit {
   std::string qname;  // the quantized node
   // Sum fusion: an unactivated conv unit whose output is added to another
   // tensor of the same shape, then Relu'd, folds the add and the Relu in.
+  // A linear add (no Relu after it) is fused too when its result can be
+  // handed on shifted (see ResolveSums): sum_relu is then null.
   const NodeDef* sum_add = nullptr;
   const NodeDef* sum_relu = nullptr;
   Edge summand;
-  Range sum_range;  // of the Relu
+  Range sum_range;  // of the Relu, or of a linear add
   bool summed = false;  // the fusion is in use (see ResolveSums)
+  // Shifted: the 8-bit output holds y + shift, unsigned (see ResolveSums).
+  Range raw_out;  // the calibrated range of `last`, before SetOutput
+  bool shifted = false;
+  float shift = 0.0f;
 };
 
 // Output type and range of a unit ending at `act` (or at no activation).
@@ -325,15 +331,23 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
     const NodeDef* source = index.Find(other.node);
     const auto relu_range =
         relu != nullptr ? Lookup(ranges, Edge{relu->name(), 0, false}) : std::nullopt;
+    const auto add_range = Lookup(ranges, Edge{next->name(), 0, false});
     // A constant summand is never fused: one such probe crashed TensorFlow.
-    if (relu != nullptr && relu->op() == "Relu" && relu_range &&
+    // Nor is the unit's own input: the kernel writes into the summand.
+    const bool summable = other.node != unit.last && source != nullptr &&
+                          source->op() != "Const" && !other.control &&
+                          !(other.node == unit.input.node && other.port == unit.input.port);
+    if (summable && relu != nullptr && relu->op() == "Relu" && relu_range &&
         graph_util::TypeAttr(*relu, "T") == kFloat && !HasControlInput(*relu) &&
-        exclude.count(relu->name()) == 0 && other.node != unit.last &&
-        source != nullptr && source->op() != "Const" && !other.control) {
+        exclude.count(relu->name()) == 0) {
       unit.sum_add = next;
       unit.sum_relu = relu;
       unit.summand = other;
       unit.sum_range = *relu_range;
+    } else if (summable && add_range) {
+      unit.sum_add = next;
+      unit.summand = other;
+      unit.sum_range = *add_range;
     }
   }
   if (next != nullptr && (next->op() == "Relu" || next->op() == "Relu6") &&
@@ -354,59 +368,12 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
   if (!unit.is_matmul) {
     const auto out_range = Lookup(ranges, Edge{unit.last, 0, false});
     if (!out_range) return std::nullopt;
+    unit.raw_out = *out_range;
     SetOutput(&unit, unit.act, *out_range);
   }
   return unit;
 }
 
-// A depthwise conv whose signed output only a 1x1 conv reads (Keras'
-// SeparableConv2D) hands it an unsigned tensor instead, shifted by c = -min:
-// the depthwise adds c through its bias and the 1x1 conv takes c * sum_k W[k,n]
-// off its own, which is exact algebra (a 1x1 conv has no padding to shift).
-// oneDNN's kernels are faster on unsigned inputs (8 signed-input 1x1 convs of
-// Xception's middle flow: 6.8 ms, unsigned: 5.4 ms, measured), and the range
-// [0, max - min] is no coarser than the signed [-m, m].
-void ShiftDepthwiseOutputs(std::vector<Unit>* units, const GraphIndex& index,
-                           const GraphDef& graph, const std::map<std::string, Range>& ranges,
-                           const std::set<std::string>& endpoints) {
-  std::map<std::string, Unit*> by_contraction;
-  for (Unit& unit : *units) by_contraction[unit.contraction->name()] = &unit;
-  for (Unit& dw : *units) {
-    if (dw.contraction->op() != "DepthwiseConv2dNative" || dw.act != nullptr || dw.summed) {
-      continue;
-    }
-    const NodeDef* reader = SoleReader(index, graph, dw.last, endpoints);
-    if (reader == nullptr) continue;
-    const auto it = by_contraction.find(reader->name());
-    if (it == by_contraction.end()) continue;
-    Unit& pw = *it->second;
-    const auto range = Lookup(ranges, Edge{dw.last, 0, false});
-    if (pw.contraction->op() != "Conv2D" || pw.pad != nullptr || pw.input.node != dw.last ||
-        pw.input.port != 0 || pw.weight.dim_size(0) != 1 || pw.weight.dim_size(1) != 1 ||
-        (pw.summed && pw.summand.node == dw.last) || !range || range->lo >= 0) {
-      continue;
-    }
-    const float shift = -range->lo;
-    for (float& b : dw.bias_values) b += shift;
-    const int64_t out_channels = pw.channels;
-    const float* w = pw.weight.flat<float>().data();
-    for (int64_t k = 0; k < pw.weight.dim_size(2); ++k) {
-      for (int64_t n = 0; n < out_channels; ++n) {
-        pw.bias_values[n] -= shift * w[k * out_channels + n];
-      }
-    }
-    dw.out_type = kU8;
-    dw.out_range = {0.0f, std::max(range->hi - range->lo, kMinRange)};
-    pw.in_range = dw.out_range;
-  }
-}
-
-// Turns on the Sum fusions whose summand can be unsigned 8-bit: another
-// unit's quint8 output, or a float tensor (not a pool's, which may become
-// 8-bit of either sign) calibrated non-negative. The oneDNN kernel reads a
-// qint8 summand wrongly (measured: half the result off) and refuses a float
-// one, so other adds stay float. Repeated until stable, since a fusion turned
-// off makes its unit's output signed.
 // Every node that (transitively) reads `from`.
 std::set<std::string> Descendants(const GraphIndex& index, const GraphDef& graph,
                                   const std::string& from) {
@@ -439,50 +406,179 @@ std::set<std::string> Ancestors(const GraphIndex& index, const std::string& to) 
   return seen;
 }
 
+// The tensor a unit's 8-bit output stands for: its Relu or add when a Sum
+// fusion is in use, else its last node.
+std::string FinalName(const Unit& unit) {
+  if (!unit.summed) return unit.last;
+  return (unit.sum_relu != nullptr ? unit.sum_relu : unit.sum_add)->name();
+}
+
+bool IsPointwiseConv(const Unit& unit) {
+  return unit.contraction->op() == "Conv2D" && unit.pad == nullptr &&
+         unit.weight.dim_size(0) == 1 && unit.weight.dim_size(1) == 1;
+}
+
+// Decides the Sum fusions and the shifted outputs together, since each
+// depends on the other.
+//
+// A Sum fusion needs an unsigned 8-bit summand: the oneDNN kernel reads a
+// qint8 one wrongly (measured: half the result off) and refuses a float
+// one. The summand qualifies when it is another unit's unsigned output
+// (after a Relu, a Sum fusion, or shifted) or a float tensor calibrated
+// non-negative (not a pool's, which may become 8-bit of either sign).
+//
+// A signed, unactivated output y of a conv unit is handed on unsigned as
+// y + c, c = -min (the unit adds c through its bias; saturating at 0 is the
+// range's own clipping), when every reader can take c back exactly: a 1x1
+// conv without padding (its bias loses c * sum_k W[k,n]) or a Sum fusion
+// reading it as the summand (its bias loses c). The range [0, max - min] is
+// no coarser than the signed [-m, m], oneDNN's unsigned-input kernels are
+// faster (8 middle-flow 1x1 convs of Xception: 6.8 ms signed, 5.4 ms
+// unsigned, measured), and it lets a linear residual add (MobileNetV2's,
+// EfficientNet's) run inside the conv as a Sum fusion, whose result is
+// itself handed on shifted. Probe graphs compare every unit's dequantized
+// output with the float graph, so they shift nothing.
+//
+// Flags only ever turn off, so repeating until nothing changes ends.
 void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphDef& graph,
-                 const std::map<std::string, Range>& ranges) {
+                 const std::map<std::string, Range>& ranges,
+                 const std::set<std::string>& endpoints, bool allow_shifts) {
+  // One add, one fusion: where two units could fuse the same add (a
+  // projection shortcut and the main branch), the later one keeps it.
+  std::map<std::string, Unit*> claims;
+  for (Unit& unit : *units) {
+    if (unit.sum_add == nullptr) continue;
+    auto [it, fresh] = claims.emplace(unit.sum_add->name(), &unit);
+    if (!fresh) {
+      it->second->sum_add = nullptr;
+      it->second->sum_relu = nullptr;
+      it->second = &unit;
+    }
+  }
   for (Unit& unit : *units) unit.summed = unit.sum_add != nullptr;
   // The kernel accumulates into the summand's buffer: every other reader of
   // the summand must be able to run before it (see OrderSummandReaders). A
   // reader downstream of the fusion cannot, so that add stays float.
   for (Unit& unit : *units) {
     if (!unit.summed) continue;
-    const std::set<std::string> after = Descendants(index, graph, unit.sum_relu->name());
+    const NodeDef* end = unit.sum_relu != nullptr ? unit.sum_relu : unit.sum_add;
+    const std::set<std::string> after = Descendants(index, graph, end->name());
     for (const auto& consumer : index.Consumers(unit.summand.node)) {
       if (after.count(graph.node(consumer.node).name()) > 0) unit.summed = false;
     }
   }
+  for (Unit& unit : *units) {
+    unit.shifted = allow_shifts && !unit.is_matmul &&
+                   (unit.summed ? unit.sum_relu == nullptr : unit.act == nullptr);
+  }
+  auto is_unsigned = [](const Unit& p) {
+    if (p.shifted) return true;
+    if (p.summed) return p.sum_relu != nullptr;
+    return p.act != nullptr;
+  };
   for (bool changed = true; changed;) {
-    changed = false;
-    std::map<std::string, const Unit*> by_last;
+    std::map<std::string, const Unit*> by_final;
+    std::map<std::string, std::vector<const Unit*>> by_reader;
     for (const Unit& unit : *units) {
       if (unit.is_matmul) continue;
-      by_last[unit.summed ? unit.sum_relu->name() : unit.last] = &unit;
+      by_final[FinalName(unit)] = &unit;
+    }
+    for (const Unit& unit : *units) {
+      by_reader[unit.contraction->name()].push_back(&unit);
+      if (unit.pad != nullptr) by_reader[unit.pad->name()].push_back(&unit);
+      if (unit.summed) by_reader[unit.sum_add->name()].push_back(&unit);
     }
     // Decided on this round's state, applied after it.
-    std::vector<Unit*> off;
+    std::vector<bool*> off;
     for (Unit& unit : *units) {
-      if (!unit.summed) continue;
-      bool ok = false;
-      const auto producer = by_last.find(unit.summand.node);
-      if (unit.summand.port == 0 && producer != by_last.end()) {
-        const Unit& p = *producer->second;
-        ok = p.summed || (p.act != nullptr && (p.act->op() == "Relu" || p.act->op() == "Relu6"));
-      } else if (producer == by_last.end()) {
-        const NodeDef* source = index.Find(unit.summand.node);
-        const auto range = Lookup(ranges, unit.summand);
-        ok = source != nullptr && source->op() != "MaxPool" && source->op() != "AvgPool" &&
-             range && range->lo >= 0;
+      if (unit.summed) {
+        bool ok = false;
+        const auto producer = by_final.find(unit.summand.node);
+        if (unit.summand.port == 0 && producer != by_final.end()) {
+          ok = is_unsigned(*producer->second);
+        } else if (producer == by_final.end()) {
+          const NodeDef* source = index.Find(unit.summand.node);
+          const auto range = Lookup(ranges, unit.summand);
+          ok = source != nullptr && source->op() != "MaxPool" && source->op() != "AvgPool" &&
+               range && range->lo >= 0;
+        }
+        // A linear add's result is only 8-bit when it is handed on shifted.
+        if (unit.sum_relu == nullptr) ok = ok && unit.shifted;
+        if (!ok) off.push_back(&unit.summed);
       }
-      if (!ok) off.push_back(&unit);
+      if (unit.shifted) {
+        // Float readers get the Dequantize with the shift taken off; an
+        // 8-bit reader must take it back itself, and at least one must.
+        const std::string name = FinalName(unit);
+        bool ok = true, taken_back = false;
+        for (const auto& consumer : index.Consumers(name)) {
+          if (consumer.edge.control) continue;
+          const NodeDef& reader = graph.node(consumer.node);
+          const auto readers = by_reader.find(reader.name());
+          if (readers == by_reader.end()) {
+            // A pool of an 8-bit tensor runs 8-bit too, shifted or not.
+            ok = ok && reader.op() != "MaxPool" && reader.op() != "AvgPool";
+            continue;
+          }
+          bool takes_it_back = false;
+          for (const Unit* r : readers->second) {
+            const bool as_input = r->contraction->name() == reader.name() &&
+                                  r->input.node == name && r->input.port == 0 &&
+                                  consumer.edge.port == 0 && IsPointwiseConv(*r);
+            const bool as_summand = r->summed && r->sum_add->name() == reader.name() &&
+                                    r->summand.node == name && r->summand.port == 0 &&
+                                    consumer.edge.port == 0;
+            takes_it_back = takes_it_back || as_input || as_summand;
+          }
+          ok = ok && takes_it_back;
+          taken_back = taken_back || takes_it_back;
+        }
+        ok = ok && taken_back;
+        if (!ok) off.push_back(&unit.shifted);
+      }
     }
-    for (Unit* unit : off) unit->summed = false;
+    for (bool* flag : off) *flag = false;
     changed = !off.empty();
   }
+
+  std::map<std::string, Unit*> by_contraction, by_sum_add;
   for (Unit& unit : *units) {
-    if (!unit.summed) continue;
-    unit.last = unit.sum_relu->name();
-    SetOutput(&unit, unit.sum_relu, unit.sum_range);
+    by_contraction[unit.contraction->name()] = &unit;
+    if (unit.summed) by_sum_add[unit.sum_add->name()] = &unit;
+  }
+  for (Unit& unit : *units) {
+    if (unit.summed) {
+      unit.last = FinalName(unit);
+      if (unit.sum_relu != nullptr) SetOutput(&unit, unit.sum_relu, unit.sum_range);
+    }
+    if (!unit.shifted) continue;
+    const Range range = unit.summed ? unit.sum_range : unit.raw_out;
+    unit.shift = std::max(0.0f, -range.lo);
+    for (float& b : unit.bias_values) b += unit.shift;
+    unit.out_type = kU8;
+    unit.out_range = {0.0f, std::max(range.hi + unit.shift, kMinRange)};
+  }
+  // Each reader takes the shift back.
+  for (const Unit& unit : *units) {
+    if (!unit.shifted || unit.shift == 0.0f) continue;
+    for (const auto& consumer : index.Consumers(unit.last)) {
+      if (consumer.edge.control) continue;
+      const std::string& reader = graph.node(consumer.node).name();
+      const auto conv = by_contraction.find(reader);
+      if (conv != by_contraction.end() && conv->second->input.node == unit.last) {
+        Unit& r = *conv->second;
+        const int64_t n_out = r.channels;
+        const float* w = r.weight.flat<float>().data();
+        for (int64_t k = 0; k < r.weight.dim_size(2); ++k) {
+          for (int64_t n = 0; n < n_out; ++n) r.bias_values[n] -= unit.shift * w[k * n_out + n];
+        }
+        r.in_range = unit.out_range;
+      }
+      const auto sum = by_sum_add.find(reader);
+      if (sum != by_sum_add.end() && sum->second->summand.node == unit.last) {
+        for (float& b : sum->second->bias_values) b -= unit.shift;
+      }
+    }
   }
 }
 
@@ -545,6 +641,15 @@ void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& base,
   wnode->set_op("Const");
   (*wnode->mutable_attr())["dtype"].set_type(kS8);
   q.AsProtoTensorContent((*wnode->mutable_attr())["value"].mutable_tensor());
+  if (!unit.is_matmul) {
+    // The conv kernels take each channel's range as max(|min|, |max|), so
+    // one vector serves as both (a depthwise conv's ranges would otherwise
+    // outweigh its 3x3 int8 weights).
+    *wmin = graph_util::UniqueName(base + "/weights_range", taken);
+    *wmax = *wmin;
+    *out->add_node() = MakeVector(*wmin, scale);
+    return;
+  }
   std::vector<float> negated(scale.size());
   std::transform(scale.begin(), scale.end(), negated.begin(), [](float s) { return -s; });
   *wmin = graph_util::UniqueName(base + "/weights_min", taken);
@@ -636,7 +741,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     auto unit = MatchUnit(index, in, node, *ranges, exclude, endpoints, same_shape_adds);
     if (unit) units.push_back(std::move(*unit));
   }
-  ResolveSums(&units, index, in, *ranges);
+  ResolveSums(&units, index, in, *ranges, endpoints, /*allow_shifts=*/!*probes);
   std::set<std::string> replaced;  // nodes the units absorb
   for (const Unit& unit : units) {
     replaced.insert(unit.contraction->name());
@@ -650,8 +755,6 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   for (Unit& unit : units) {
     unit.qname = graph_util::UniqueName(unit.contraction->name() + "_int8", &taken);
   }
-
-  if (!*probes) ShiftDepthwiseOutputs(&units, index, in, *ranges, endpoints);
 
   // 8-bit producers: conv units, then pools of their outputs, whose readers
   // can take the 8-bit tensor.
@@ -891,11 +994,27 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   }
 
   // Float readers of 8-bit producers read a Dequantize under the producer's
-  // original name.
+  // original name; of a shifted one, the Dequantize less the shift.
+  std::map<std::string, float> shifts;
+  for (const Unit& unit : units) {
+    if (unit.shifted && unit.shift != 0.0f) shifts[unit.last] = unit.shift;
+  }
   for (const std::string& name : needs_float) {
     const Quantized& producer = producers.at(name);
     NodeDef* dq = out->add_node();
     dq->set_name(name);
+    const auto shift = shifts.find(name);
+    if (shift != shifts.end()) {
+      dq->set_name(graph_util::UniqueName(name + "_shifted", &taken));
+      const std::string amount = graph_util::UniqueName(name + "_shifted/amount", &taken);
+      *out->add_node() = MakeScalar(amount, shift->second);
+      NodeDef* sub = out->add_node();
+      sub->set_name(name);
+      sub->set_op("Sub");
+      sub->add_input(dq->name());
+      sub->add_input(amount);
+      (*sub->mutable_attr())["T"].set_type(kFloat);
+    }
     dq->set_op("Dequantize");
     dq->add_input(producer.value);
     dq->add_input(producer.min);
