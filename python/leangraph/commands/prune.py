@@ -46,6 +46,23 @@ def add_parser(subparsers):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--unsafe", action="store_true",
                         help="allow Lambda layers that carry Python code")
+    shared = parser.add_argument_group(
+        "shared search", "with --max-accuracy-drop: many processes, on any machines, share one "
+                         "Optuna study; each writes the study's best candidate, fine-tuned")
+    shared.add_argument("--storage", metavar="URL",
+                        help="where the study lives: postgresql://user:password@host:port/db, "
+                             "mysql://..., sqlite:///FILE, or a journal file path")
+    shared.add_argument("--study", metavar="NAME", help="the study's name in --storage")
+    shared.add_argument("--worker", action="store_true",
+                        help="join an existing study (same model, data and settings); --trials "
+                             "counts COMPLETE trials study-wide")
+    shared.add_argument("--wait", type=float, default=60.0, metavar="S",
+                        help="how long a --worker waits for the study to appear (default 60)")
+    shared.add_argument("--resume", action="store_true",
+                        help="continue a study whose workers have all stopped")
+    shared.add_argument("--heartbeat", type=int, default=10, metavar="S",
+                        help="seconds between a trial's heartbeats; a trial silent for three "
+                             "of them is failed and run again (default 10)")
     parser.set_defaults(func=run)
 
 
@@ -88,7 +105,13 @@ def write_outputs(model, report, out):
 
 
 def run(args):
+    from leangraph.errors import PruneError
     from leangraph.prune.api import prune
+
+    if (args.storage is None) != (args.study is None):
+        raise PruneError("--storage and --study go together")
+    if (args.worker or args.resume) and args.storage is None:
+        raise PruneError("--worker and --resume need --storage URL and --study NAME")
 
     model = args.model
     if Path(args.data).is_dir():
@@ -108,7 +131,8 @@ def run(args):
         target_macs=args.target_macs, max_accuracy_drop=args.max_accuracy_drop,
         criterion=args.criterion, epochs=args.epochs, seconds=args.seconds,
         temperature=args.temperature, alpha=args.alpha, n_trials=args.trials,
-        seed=args.seed, unsafe=args.unsafe,
+        seed=args.seed, unsafe=args.unsafe, storage=args.storage, study=args.study,
+        worker=args.worker, resume=args.resume, wait=args.wait, heartbeat=args.heartbeat,
     )
     paths = write_outputs(pruned, report, args.out)
     print(f"MACs {report.macs_before:,} -> {report.macs_after:,} ({report.macs_ratio:.3f}x); "

@@ -220,7 +220,8 @@ def _load(model, unsafe):
 def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criterion="l2",
           epochs=10, seconds=None, temperature=4.0, alpha=0.7, patience=3, batch_size=32,
           learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
-          recalibrate=True, seed=0, progress=True, unsafe=False):
+          recalibrate=True, seed=0, progress=True, unsafe=False, storage=None, study=None,
+          worker=False, resume=False, wait=60.0, heartbeat=10):
     """Prunes a Keras model's channels; returns (pruned Keras model, PruneReport).
 
     Give `target_macs` (keep that share of the MACs, 0..1) or
@@ -231,6 +232,13 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     for the accuracy the report states. `recalibrate` re-estimates the batch
     norms' statistics of the pruned model before fine-tuning (kept when they
     score better held out).
+
+    storage, study: share the search (max_accuracy_drop) with other processes
+    through an Optuna storage (postgresql://, mysql://, sqlite:///, or a
+    journal file): the first process makes the study, `worker=True` joins it
+    (waiting up to `wait` seconds), `resume=True` continues one whose workers
+    have stopped. n_trials then counts COMPLETE trials study-wide, and every
+    process returns the study's best candidate, fine-tuned.
     """
     started = time.monotonic()
     if (target_macs is None) == (max_accuracy_drop is None):
@@ -243,6 +251,13 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
         raise PruneError(f"unknown criterion {criterion!r}; choose one of {', '.join(C.CRITERIA)}")
     if channel_multiple < 1:
         raise PruneError(f"channel_multiple must be >= 1, got {channel_multiple}")
+    if (storage is None) != (study is None):
+        raise PruneError("a shared search needs both storage and study")
+    if storage is not None and max_accuracy_drop is None:
+        raise PruneError("a shared study is a search: give max_accuracy_drop, not target_macs")
+    if worker and resume:
+        raise PruneError("worker joins a running study and resume restarts a stopped one; "
+                         "give one of them")
     config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
                              seconds=seconds, patience=patience, batch_size=batch_size,
                              learning_rate=learning_rate, seed=seed, progress=progress)
@@ -269,12 +284,38 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     else:
         from leangraph.prune import search as S
 
-        found = S.search(graph, scores, teacher, x_train, x_val, y_train, y_val,
-                         baseline=before, max_accuracy_drop=max_accuracy_drop,
-                         n_trials=n_trials, trial_epochs=trial_epochs, config=config,
-                         multiple=channel_multiple, seed=seed, recalibrate=recalibrate,
-                         progress=_print_trial if progress else None)
+        shared, settings, fingerprints = None, None, None
+        if storage is not None:
+            from leangraph.prune import shared as P
+
+            settings = {"max_accuracy_drop": float(max_accuracy_drop), "n_trials": int(n_trials),
+                        "trial_epochs": int(trial_epochs), "channel_multiple": int(channel_multiple),
+                        "criterion": criterion, "seed": int(seed), "holdout": float(holdout),
+                        "recalibrate": bool(recalibrate), "temperature": float(temperature),
+                        "alpha": float(alpha), "batch_size": int(batch_size),
+                        "learning_rate": float(learning_rate)}
+            from leangraph.search.storage import data_fingerprint
+
+            fingerprints = {"model": P.model_fingerprint(teacher), "data": data_fingerprint(x, y)}
+            mode = "worker" if worker else ("resume" if resume else "create")
+            shared = P.PruneStudy(storage, study, mode=mode, wait=wait, heartbeat=heartbeat)
+        try:
+            found = S.search(graph, scores, teacher, x_train, x_val, y_train, y_val,
+                             baseline=before, max_accuracy_drop=max_accuracy_drop,
+                             n_trials=n_trials, trial_epochs=trial_epochs, config=config,
+                             multiple=channel_multiple, seed=seed, recalibrate=recalibrate,
+                             progress=_print_trial if progress else None, shared=shared,
+                             settings=settings, fingerprints=fingerprints)
+        finally:
+            if shared is not None:
+                shared.close()
         plan, pruned, search_info = found.plan, found.model, found.summary()
+        if shared is not None:
+            from leangraph.search.storage import masked
+
+            search_info["shared"] = {"storage": masked(storage), "study": study,
+                                     "workers": sorted({r["worker"] for r in found.records
+                                                        if r.get("worker")})}
     unfinetuned = D.score(pruned, x_val, y_val, reference)
     result = D.distill(pruned, teacher, x_train, x_val, y_train, y_val, config)
     after = D.score(pruned, x_val, y_val, reference)

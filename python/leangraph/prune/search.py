@@ -8,7 +8,9 @@ briefly by distillation, scored on the held-out data and timed as a frozen
 the latency is the objective because MACs and latency disagree.
 """
 
-from dataclasses import asdict, dataclass, field
+import os
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -28,6 +30,9 @@ class Trial:
     feasible: bool
 
 
+_FIELDS = [f.name for f in fields(Trial)]
+
+
 @dataclass
 class SearchResult:
     plan: object
@@ -36,6 +41,7 @@ class SearchResult:
     baseline_latency_ms: float
     max_accuracy_drop: float
     trials: list = field(default_factory=list)
+    records: list = field(default_factory=list)  # a shared study's trials, with their workers
 
     def summary(self):
         text = (f"{len(self.trials)} trials; best #{self.best.number}: "
@@ -43,8 +49,9 @@ class SearchResult:
                 f"({self.baseline_latency_ms / self.best.latency_ms:.2f}x), MACs "
                 f"{self.best.macs_ratio:.3f}x, held-out drop {self.best.accuracy_drop:+.2f} "
                 f"points after the trial fine-tune (budget {self.max_accuracy_drop:g})")
+        trials = self.records or [asdict(t) for t in self.trials]
         return {"summary": text, "baseline_latency_ms": self.baseline_latency_ms,
-                "best": asdict(self.best), "trials": [asdict(t) for t in self.trials]}
+                "best": asdict(self.best), "trials": trials}
 
 
 def deploy_graph(model, batch):
@@ -77,8 +84,14 @@ def _steps(group, multiple):
 
 def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
            max_accuracy_drop, n_trials=12, trial_epochs=1, config=None, multiple=8, seed=0,
-           batch=1, runs=30, progress=None, recalibrate=True):
-    """Returns a SearchResult whose candidate stays within `max_accuracy_drop` points."""
+           batch=1, runs=30, progress=None, recalibrate=True, shared=None, settings=None,
+           fingerprints=None):
+    """Returns a SearchResult whose candidate stays within `max_accuracy_drop` points.
+
+    shared: a leangraph.prune.shared.PruneStudy; the search is then one worker of
+    that study (settings and fingerprints say what it searches), `n_trials`
+    counts COMPLETE trials study-wide, and the result is the study's best.
+    """
     import optuna
 
     if n_trials < 1:
@@ -88,40 +101,72 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
                                "progress": False})
     soft_val = D.predict(teacher, x_val)
     groups = graph.prunable_groups
-    baseline_latency = latency_ms(teacher, x_val, batch, runs)
-    trials, built = [], {}
+    timer = shared.timed(latency_ms) if shared is not None else latency_ms
+    baseline_latency = timer(teacher, x_val, batch, runs)
+    trials, built, records = [], {}, []
 
-    def objective(trial):
-        keep = {}
-        for g in groups:
-            step, count = _steps(g, multiple)
-            keep[g.index] = min(g.channels, step * trial.suggest_int(f"g{g.index}", 1, count))
+    def candidate(keep):
         plan = R.plan_from_scores(graph, scores, keep)
         model = R.rebuild(plan)
         if recalibrate:
             D.refresh_batch_norms(model, x_train, x_val, y_val, soft_val, seed=seed)
         D.distill(model, teacher, x_train, x_val, y_train, y_val, short)
+        return plan, model
+
+    def objective(trial):
+        if shared is not None:
+            from leangraph.prune.shared import worker_name
+
+            trial.set_user_attr("run", {"worker": worker_name(), "phase": "running"})
+        keep = {}
+        for g in groups:
+            step, count = _steps(g, multiple)
+            keep[g.index] = min(g.channels, step * trial.suggest_int(f"g{g.index}", 1, count))
+        plan, model = candidate(keep)
         accuracy = D.score(model, x_val, y_val, soft_val)
         drop = 100.0 * (baseline - accuracy)
-        latency = latency_ms(model, x_val, batch, runs)
+        latency = timer(model, x_val, batch, runs)
         trial.set_user_attr("constraint", drop - max_accuracy_drop)
         record = Trial(trial.number, keep, plan.macs() / graph.macs(), latency, accuracy, drop,
                        drop <= max_accuracy_drop)
+        if shared is not None:
+            from leangraph.prune.shared import encode_keep
+
+            trial.set_user_attr("result", {**asdict(record), "keep": encode_keep(keep)})
         trials.append(record)
         built[trial.number] = (plan, model)
         if progress:
             progress(record)
         return latency
 
+    # Workers with one seed would all sample the same sequence.
+    if shared is not None and shared.mode != "create":
+        seed_here = seed + 1 + os.getpid() % 100003
+    else:
+        seed_here = seed
     sampler = optuna.samplers.TPESampler(
-        seed=seed, constraints_func=lambda t: [t.user_attrs.get("constraint", float("inf"))])
+        seed=seed_here, constant_liar=shared is not None,
+        constraints_func=lambda t: [t.user_attrs.get("constraint", float("inf"))])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=sampler)
     # Uniform cuts first: TPE starts from points that are usually feasible.
-    for share in (0.75, 0.5):
-        study.enqueue_trial({f"g{g.index}": max(1, round(share * _steps(g, multiple)[1]))
-                             for g in groups})
-    study.optimize(objective, n_trials=n_trials)
+    uniform = [{f"g{g.index}": max(1, round(share * _steps(g, multiple)[1])) for g in groups}
+               for share in (0.75, 0.5)]
+    if shared is None:
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+        for params in uniform:
+            study.enqueue_trial(params)
+        study.optimize(objective, n_trials=n_trials)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study = shared.attach(sampler, settings=settings, fingerprints=fingerprints,
+                                  enqueue=uniform)
+            done = optuna.study.MaxTrialsCallback(
+                n_trials, states=(optuna.trial.TrialState.COMPLETE,))
+            if len(shared.records()) < n_trials:
+                study.optimize(objective, callbacks=[done])
+        records = shared.records()
+        trials = [Trial(**{k: r[k] for k in _FIELDS}) for r in records]
     feasible = [t for t in trials if t.feasible]
     if not feasible:
         # Nothing within budget: the unpruned model is the only honest answer.
@@ -129,10 +174,12 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
         model = R.rebuild(plan)
         best = Trial(-1, {g.index: g.channels for g in groups}, 1.0, baseline_latency,
                      baseline, 0.0, True)
-        return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials)
+        return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials,
+                            records)
     best = min(feasible, key=lambda t: t.latency_ms)
-    plan, model = built[best.number]
-    return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials)
+    # Another worker's candidate is rebuilt from its keep counts.
+    plan, model = built[best.number] if best.number in built else candidate(best.keep)
+    return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials, records)
 
 
 def plot_trials(search_info, path):
