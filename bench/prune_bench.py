@@ -12,7 +12,8 @@ the pruned graph is, with its 95 % interval). Accuracy is measured on the test
 split that neither training nor pruning saw; the report's held-out figure
 (15 % of the training split, used for early stopping) is printed beside it.
 Where the CPU has bf16, `to_bfloat16` of the pruned deploy graph is timed
-against the original as well: the stacked speed-up from one run.
+against the original as well, and where it has VNNI, leangraph.quantize of the
+pruned deploy graph: each step and the stacked speed-up from one run.
 
 Part 2 (--apps), keras.applications ResNet50, MobileNetV2, DenseNet121,
 EfficientNetB0 (weights=None, 224x224): the share of conv/matmul MACs in
@@ -104,6 +105,35 @@ def mnist(names, target, epochs, runs):
             alone = _speedup((graph, input_name, outputs), (bf16, input_name, outputs), x, runs)
             print(f"  batch 32, to_bfloat16(pruned) vs original: {_fmt(stacked)}; "
                   f"bf16 alone on the pruned graph: {_fmt(alone)}")
+        from leangraph import quantization
+
+        if quantization.cpu_supports_int8():
+            for batch in (32, 1):
+                x = ref.x_test[:batch]
+                original = deploy_graph(model, batch)
+                graph, input_name, outputs = deploy_graph(pruned, batch)
+                q = quantization.quantize(graph, ref.x_train[:64], outputs=outputs)
+                int8 = (q.graph_def, input_name, outputs)
+                prune_step = _speedup(original, (graph, input_name, outputs), x, runs)
+                int8_step = _speedup((graph, input_name, outputs), int8, x, runs)
+                stacked = _speedup(original, int8, x, runs)
+                int8_acc = _int8_accuracy(q.graph_def, input_name, outputs, ref)
+                print(f"  batch {batch:2d}, int8(pruned) vs original deploy: {_fmt(stacked)}; "
+                      f"steps: pruned {prune_step.speedup:.2f}x x int8 {int8_step.speedup:.2f}x "
+                      f"= {prune_step.speedup * int8_step.speedup:.2f}x; int8 test accuracy "
+                      f"{100 * int8_acc:.2f} %, {100 * q.int8_mac_share:.0f} % of MACs int8")
+
+
+def _int8_accuracy(graph_def, input_name, outputs, ref):
+    import leangraph
+
+    batch = 32
+    hits = 0
+    x, y = ref.x_test, ref.y_test
+    for i in range(0, len(x) - batch + 1, batch):
+        out = leangraph.run(graph_def, {input_name: x[i:i + batch]}, outputs)[0]
+        hits += int((out.argmax(-1) == y[i:i + batch]).sum())
+    return hits / (len(x) // batch * batch)
 
 
 def apps(runs):

@@ -249,3 +249,38 @@ def test_cli_takes_an_image_folder(teacher_file, digits, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert not report["labels"]
     assert report["n_train"] + report["n_held_out"] == 60
+
+
+def test_optimize_stacks_its_steps_on_the_pruned_model(teacher_file, data_file, tmp_path):
+    out = tmp_path / "pruned"
+    assert main(["prune", str(teacher_file), "--data", str(data_file), "--target-macs", "0.5",
+                 "--epochs", "1", "-o", str(out)]) == 0
+    recorded = json.loads((out / "report.json").read_text())
+    assert recorded["kind"] == "leangraph prune"
+    assert recorded["source"] == str(teacher_file.resolve())
+    # optimize finds the original through the prune report and times each step from it.
+    opt = tmp_path / "opt"
+    assert main(["optimize", str(out / "pruned.keras"), "--precision", "fp32,int8",
+                 "--images", "8", "--runs", "6", "--no-progress", "-o", str(opt)]) == 0
+    report = json.loads((opt / "report.json").read_text())
+    stacked = report["settings"]["stacked"]
+    steps = stacked["steps"]
+    names = [(s["a"], s["b"]) for s in steps]
+    assert names[0] == ("baseline", "frozen")
+    assert all(a[1] == b[0] for a, b in zip(names, names[1:]))  # a chain
+    assert names[-1][1] == report["result"]
+    assert stacked["product"] == pytest.approx(np.prod([s["speedup"] for s in steps]))
+    assert stacked["end_to_end"]["a"] == "baseline" and stacked["end_to_end"]["b"] == report["result"]
+    for s in steps + [stacked["end_to_end"]]:
+        lo, hi = s["speedup_ci95"]
+        assert 0 < lo <= s["speedup"] <= hi and s["pairs"] >= 20
+    assert "step by step from the baseline" in (opt / "report.md").read_text()
+    # An explicit baseline that is another model is said to be one, not timed.
+    other = tmp_path / "other.keras"
+    keras.Sequential([keras.Input((4,)), layers.Dense(2)]).save(other)
+    opt2 = tmp_path / "opt2"
+    assert main(["optimize", str(out / "pruned.keras"), "--baseline", str(other), "--precision",
+                 "fp32", "--images", "4", "--runs", "4", "--no-progress", "-o", str(opt2)]) == 0
+    report2 = json.loads((opt2 / "report.json").read_text())
+    assert report2["settings"]["stacked"] is None
+    assert any("are not the model's" in n for n in report2["notes"])

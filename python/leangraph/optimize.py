@@ -18,6 +18,7 @@ A short driver over leangraph.pipeline, in the order the progress display shows:
 A FAILED variant is never written as the result.
 """
 
+import json
 import os
 import platform
 import shlex
@@ -323,7 +324,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
              images=None, image_dir=None, preprocess=None, threads=None, cpus=None,
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
              extra_variants=None, allow_io_ops=False, signature=None, batch=None,
-             calibration_dir=None, input_shapes=None, weights=None):
+             calibration_dir=None, input_shapes=None, weights=None, baseline=None):
     """Freezes a model, transforms it, verifies and times every variant, writes the result.
 
     model: any form leangraph.load_model() takes (a keras.Model, a `.keras`,
@@ -372,6 +373,13 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         variants verified and timed like the built-in ones (e.g. an
         experimental transform; the tests use it for a deliberately wrong one).
 
+    baseline: the model MODEL was made from (any form load_model() takes), e.g.
+        the original that `leangraph prune` pruned; by default the `source` a
+        prune report.json beside MODEL names. Its frozen graph is timed against
+        MODEL's, and each further step (the recipe, then int8 or bf16) against
+        the one before, in interleaved pairs in this run: the report gives each
+        step's speed-up, their product, and the end-to-end speed-up measured.
+
     Returns an OptimizeReport. Raises UsageError (a ValueError) for bad
     arguments, FreezeError for a model that cannot be loaded; an Interrupted
     (a KeyboardInterrupt) when a signal stops the run.
@@ -399,6 +407,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         image_inputs.resolve_preprocessing(preprocess)
     if calibration_dir is not None:
         image_inputs.list_images(calibration_dir)
+    baseline, baseline_note = _baseline(baseline, model_path)
     from leangraph import bench, recipes
 
     if recipe not in recipes.RECIPES:
@@ -423,7 +432,8 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
                 unsafe=unsafe, runs=runs, warmup=warmup, rounds=rounds,
                 extra_variants=extra_variants or {}, allow_io_ops=allow_io_ops,
                 signature=signature, batch=batch, calibration_dir=calibration_dir,
-                input_shapes=input_shapes, weights=weights)
+                input_shapes=input_shapes, weights=weights, baseline=baseline,
+                baseline_note=baseline_note)
             return _pipeline(config, bench, recipes, prog)
         finally:
             if saved_affinity is not None:
@@ -472,6 +482,8 @@ class OptimizeConfig:
     calibration_dir: object = None
     input_shapes: object = None
     weights: object = None
+    baseline: object = None
+    baseline_note: str = None
 
 
 @dataclass
@@ -545,6 +557,8 @@ def _load(run, prog):
     run.loaded = loaded = _load_model(c.model, c.unsafe, prog, c.signature, c.input_shapes,
                                       c.weights)
     run.notes.extend(loaded.notes)
+    if c.baseline_note:
+        run.notes.append(c.baseline_note)
     # Every variant is run below; a model whose graph reads or writes files
     # (or calls Python) would act on this machine.
     from leangraph.safety import require_safe
@@ -710,6 +724,87 @@ def _confirm(run, bench, chosen, prog):
             "position_effect": result.position_effect}
 
 
+def _baseline(baseline, model_path):
+    """(the baseline model, a note saying where it came from), or (None, None).
+
+    Without an explicit one, a `leangraph prune` report.json beside MODEL names the
+    model it pruned."""
+    if baseline is not None:
+        if isinstance(baseline, (str, os.PathLike)) and not Path(baseline).exists():
+            raise UsageError(f"--baseline: {baseline} does not exist")
+        return baseline, None
+    if model_path is None:
+        return None, None
+    found = model_path.parent / "report.json"
+    try:
+        recorded = json.loads(found.read_text())
+    except (OSError, ValueError):
+        return None, None
+    source = recorded.get("source") if isinstance(recorded, dict) else None
+    if recorded.get("kind") != "leangraph prune" or not source or not Path(source).exists():
+        return None, None
+    return source, f"{model_path.name} was pruned from {source} ({found}): the baseline"
+
+
+def _stacked(run, bench, chosen, prog):
+    """Each step from the baseline's frozen graph to the result, timed in pairs."""
+    c = run.config
+    if c.baseline is None or chosen is None:
+        return None
+    prog.item("baseline: load and freeze")
+    try:
+        base = _load_model(c.baseline, c.unsafe, prog, c.signature, c.input_shapes, None)
+    except LeangraphError as exc:
+        run.notes.append(f"the baseline {c.baseline} could not be loaded, so no step-by-step "
+                         f"speed-ups: {exc}")
+        return None
+    from leangraph.safety import require_safe
+
+    require_safe(base.graph_def, c.allow_io_ops, what=f"the frozen graph of {base.label}")
+    if (list(base.input_names), list(base.output_names)) != (list(run.ends[0]),
+                                                             list(run.ends[1])):
+        run.notes.append(
+            f"the baseline's inputs/outputs ({', '.join(base.input_names)} -> "
+            f"{', '.join(base.output_names)}) are not the model's, so no step-by-step speed-ups")
+        return None
+    by_name = {v.name: v for v in run.variants}
+    chain = [("baseline", base.graph_def, "fp32"),
+             ("frozen", by_name["frozen"].graph_def, "fp32")]
+    fp32 = chosen if chosen.precision == "fp32" else by_name.get(chosen.base)
+    if fp32 is not None and fp32.name != "frozen" and fp32.graph_def is not None:
+        chain.append((fp32.name, fp32.graph_def, fp32.bench_precision))
+    if chosen is not fp32:
+        chain.append((chosen.name, chosen.graph_def, chosen.bench_precision))
+    feeds = {n: x[:1] for n, x in zip(run.ends[0], run.examples)}
+
+    def timed(a, b):
+        prog.item(f"{b[0]} vs {a[0]}: pairs until the 95 % interval is within "
+                  f"±{CONFIRM_TARGET_CI:.0%}")
+        result = bench.compare(a[1], b[1], feeds, outputs=run.ends[1], runs=20, warmup=3,
+                               target_ci=CONFIRM_TARGET_CI, max_time=CONFIRM_MAX_TIME,
+                               precision=a[2], precision_b=b[2], allow_io_ops=True,
+                               **_bench_kwargs(c))
+        return {"a": a[0], "b": b[0], "speedup": result.speedup,
+                "speedup_ci95": list(result.speedup_ci95), "pairs": result.pairs,
+                "target_met": result.target_met}
+
+    try:
+        steps = [timed(a, b) for a, b in zip(chain, chain[1:])]
+        end = timed(chain[0], chain[-1]) if len(chain) > 2 else steps[0]
+    except LeangraphError as exc:
+        run.notes.append(f"the step-by-step timing failed: {exc}")
+        return None
+    names = {"frozen": "pruned (frozen vs the baseline's frozen graph)"}
+    product = float(np.prod([s["speedup"] for s in steps]))
+    text = "; ".join(f"{names.get(s['b'], s['b'])} {s['speedup']:.2f}× "
+                     f"[{s['speedup_ci95'][0]:.2f}, {s['speedup_ci95'][1]:.2f}]" for s in steps)
+    run.notes.append(
+        f"step by step from the baseline {base.label}: {text}; product {product:.2f}×, "
+        f"measured end to end {end['speedup']:.2f}× [{end['speedup_ci95'][0]:.2f}, "
+        f"{end['speedup_ci95'][1]:.2f}] (each step timed in interleaved pairs in this run)")
+    return {"baseline": base.label, "steps": steps, "product": product, "end_to_end": end}
+
+
 def _explain_bf16(run):
     """A timed bf16 slower than the best fp32 graph gets one line saying why, measured."""
     by_name = {v.name: v for v in run.variants}
@@ -776,6 +871,7 @@ def _report(run, bench, prog):
                              "neither optimized.pb nor optimized_savedmodel/ was written")
         report.result = chosen.name if chosen is not None else None
         settings["confirmed"] = _confirm(run, bench, chosen, prog)
+        settings["stacked"] = _stacked(run, bench, chosen, prog)
         report.commands = _reproduce_commands(c.model_path, c.outdir, settings, chosen)
         prog.item("latency.png")
         (staging / "latency.png").write_bytes(render_latency_png(report))

@@ -60,6 +60,10 @@ def add_parser(subparsers):
     parser.add_argument("--precision", "--precisions", dest="precision", default="fp32,bf16,int8",
                         help="precisions the result may have, of fp32, bf16 and int8 "
                              "(default: %(default)s)")
+    parser.add_argument("--baseline", default=None, metavar="MODEL",
+                        help="the model MODEL was made from (e.g. the original `leangraph prune` "
+                             "pruned; by default the one a prune report.json beside MODEL "
+                             "names): each step's speed-up from it is timed and reported")
     parser.add_argument("--calibration-dir", default=None, metavar="DIR",
                         help="calibrate int8 on the JPEG/PNG images in DIR (default: the "
                              "verification inputs)")
@@ -111,6 +115,7 @@ def run(args):
             weights=args.weights,
             calibration_dir=args.calibration_dir,
             batch=args.batch,
+            baseline=args.baseline,
         )
     except Interrupted as exc:
         print(f"leangraph optimize: {exc}; {args.outdir} holds no partial file", file=sys.stderr)

@@ -134,6 +134,7 @@ def run(args):
         seed=args.seed, unsafe=args.unsafe, storage=args.storage, study=args.study,
         worker=args.worker, resume=args.resume, wait=args.wait, heartbeat=args.heartbeat,
     )
+    report.source = str(Path(args.model).resolve())  # what `leangraph optimize` stacks onto
     paths = write_outputs(pruned, report, args.out)
     print(f"MACs {report.macs_before:,} -> {report.macs_after:,} ({report.macs_ratio:.3f}x); "
           f"held-out {100 * report.accuracy_before:.2f}% -> {100 * report.accuracy_after:.2f}% "

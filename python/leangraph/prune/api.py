@@ -2,8 +2,10 @@
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +38,8 @@ class PruneReport:
     distill: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     seconds: float = 0.0
+    source: str | None = None  # the pruned model's path, when it was given as one
+    kind: str = "leangraph prune"
 
     @property
     def macs_ratio(self):
@@ -262,6 +266,7 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
                              seconds=seconds, patience=patience, batch_size=batch_size,
                              learning_rate=learning_rate, seed=seed, progress=progress)
     config.check()
+    model_arg = model
     model = _load(model, unsafe)
     x, y = check_data(model, x, y)
     train, val = split(len(x), holdout, seed)
@@ -327,5 +332,6 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
         labels=y is not None, n_train=len(train), n_held_out=len(val),
         prunable_share=graph.prunable_share(), groups=group_rows(graph, plan),
         unsupported=[list(u) for u in graph.unsupported], distill=asdict(result),
-        search=search_info, seconds=time.monotonic() - started)
+        search=search_info, seconds=time.monotonic() - started,
+        source=str(Path(model_arg).resolve()) if isinstance(model_arg, (str, os.PathLike)) else None)
     return pruned, report
