@@ -488,9 +488,10 @@ def test_linear_residual_adds_run_in_the_conv_shifted_unsigned():
     assert node["k2p_int8"].attr["out_type"].type == tf.quint8.as_datatype_enum
     assert node["k2e_int8"].input[0] == "k1p_int8" and node["k3e_int8"].input[0] == "k2p_int8"
     assert "k2add" not in node
-    # y3 is also a graph output: the float reader gets the Dequantize less the shift.
-    assert node["k3add"].op == "Sub" and node["k3add"].input[0] == "k3add_shifted"
-    assert node["k3add_shifted"].op == "Dequantize" and node["head_int8"].input[0] == "k3p_int8"
+    # y3 is also a graph output: its float reader gets a MIN_FIRST Dequantize, whose
+    # zero sits at the shift.
+    assert node["k3add"].op == "Dequantize" and node["k3add"].attr["mode"].s == b"MIN_FIRST"
+    assert node["k3add"].input[0] == "k3p_int8" and node["head_int8"].input[0] == "k3p_int8"
     assert _ops(q)["AddV2"] == 0 and _ops(q)["Dequantize"] == 2
     # The shifts are exact algebra: both outputs agree with float.
     for name in ("output", "features"):
@@ -513,3 +514,84 @@ def test_graph_checks_refuse_a_signed_sum_fusion():
     next(n for n in q.node if n.name == "k2p_int8").attr["out_type"].type = tf.qint8.as_datatype_enum
     with pytest.raises(leangraph.GraphError, match="signed output or summand"):
         leangraph.transform(q, "sort_by_execution_order")
+
+
+def _swish_pointwise(x):
+    # A swish output (either sign, its minimum about -0.28) read only by a 1x1 conv.
+    y = tf.nn.conv2d(x, _c(RNG.normal(size=(3, 3, 8, 16)) * 0.3), 1, "SAME", name="c1")
+    y = tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="c1_bias")
+    s = tf.multiply(y, tf.sigmoid(y), name="swish")
+    z = tf.nn.conv2d(s, _c(RNG.normal(size=(1, 1, 16, 8)) * 0.3), 1, "SAME", name="p")
+    tf.identity(tf.nn.bias_add(z, _c(RNG.normal(size=8) * 0.1), name="p_bias"), name="output")
+
+
+def test_a_float_tensor_of_either_sign_read_by_1x1_convs_is_quantized_from_its_minimum():
+    g = _graph(_swish_pointwise)
+    x = _samples(4)
+    res = _quantize(g, x)
+    q = {n.name: n for n in res.graph_def.node}
+    quantize = q["swish_quantized"]
+    assert quantize.op == "QuantizeV2" and quantize.attr["mode"].s == b"MIN_FIRST"
+    assert quantize.attr["T"].type == tf.quint8.as_datatype_enum
+    lo, hi = res.calibration.ranges["swish:0"] if "swish:0" in res.calibration.ranges else \
+        res.calibration.ranges["swish"]
+    assert lo < 0 < hi
+    # The conv reads it as unsigned over [0, max - min].
+    p = q["p_int8"]
+    assert p.attr["Tinput"].type == tf.quint8.as_datatype_enum
+    assert p.input[3] == "swish_quantized/shifted_min"
+    top = tf.make_ndarray(q["swish_quantized/shifted_max"].attr["value"].tensor)
+    assert float(top) == pytest.approx(hi - lo, rel=1e-5)
+    assert _rel_err(g, res.graph_def, x) < 0.05
+
+
+def _xception_entry(x):
+    # Xception's entry-flow block: a separable conv (no activation) max-pooled, plus a
+    # strided 1x1 projection; the block output is read by the next block's Relu and add.
+    def block(inp, tag):
+        r = tf.nn.conv2d(inp, _c(RNG.normal(size=(1, 1, 8, 8)) * 0.3), 2, "SAME", name=f"{tag}r")
+        r = tf.nn.bias_add(r, _c(RNG.normal(size=8) * 0.1), name=f"{tag}r_bias")
+        h = tf.nn.relu(inp, name=f"{tag}relu")
+        h = tf.nn.depthwise_conv2d(h, _c(RNG.normal(size=(3, 3, 8, 1)) * 0.3), [1, 1, 1, 1],
+                                   "SAME", name=f"{tag}d")
+        h = tf.nn.conv2d(h, _c(RNG.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name=f"{tag}p")
+        h = tf.nn.bias_add(h, _c(RNG.normal(size=8) * 0.1), name=f"{tag}p_bias")
+        h = tf.nn.max_pool2d(h, 3, 2, "SAME", name=f"{tag}pool")
+        return tf.add(h, r, name=f"{tag}add")
+
+    def middle(inp, tag):  # an identity residual, its input read by a Relu and the add
+        h = tf.nn.relu(inp, name=f"{tag}relu")
+        h = tf.nn.depthwise_conv2d(h, _c(RNG.normal(size=(3, 3, 8, 1)) * 0.3), [1, 1, 1, 1],
+                                   "SAME", name=f"{tag}d")
+        h = tf.nn.conv2d(h, _c(RNG.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name=f"{tag}p")
+        h = tf.nn.bias_add(h, _c(RNG.normal(size=8) * 0.1), name=f"{tag}p_bias")
+        return tf.add(h, inp, name=f"{tag}add")
+
+    y = block(x, "b1")
+    y = middle(y, "m1")
+    y = block(y, "b2")
+    head = tf.nn.conv2d(y, _c(RNG.normal(size=(1, 1, 8, 4)) * 0.3), 1, "SAME", name="head")
+    tf.identity(head, name="output")
+
+
+def test_a_max_pool_passes_a_shift_on_so_the_residual_add_runs_in_the_conv():
+    g = _graph(_xception_entry, shape=(1, 16, 16, 8))
+    x = _samples(4, shape=(16, 16, 8))
+    q = _quantize(g, x).graph_def
+    node = {n.name: n for n in q.node}
+    # b1's pooled separable conv is handed on shifted through the 8-bit MaxPool and
+    # summed into the projection conv, whose result is shifted on to b2.
+    assert node["b1p_int8"].attr["out_type"].type == tf.quint8.as_datatype_enum
+    assert node["b1pool_int8"].op == "QuantizedMaxPool"
+    r = node["b1r_int8"]
+    assert [s.decode() for s in r.attr["fused_ops"].list.s] == ["BiasAdd", "Sum", "Relu", "Requantize"]
+    assert r.input[3] == "b1pool_int8"
+    # The identity residual sums the shifted block output (read by its Relu too).
+    assert node["m1p_int8"].input[3] == "b1r_int8"
+    assert node["b2r_int8"].input[0] == "m1p_int8" and node["b2r_int8"].input[3] == "b2pool_int8"
+    # The Relus read the block outputs through MIN_FIRST Dequantizes (absorbed into the
+    # unsigned QuantizeV2 of the depthwise conv's input).
+    for add in ("b1add", "m1add"):
+        assert node[add].op == "Dequantize" and node[add].attr["mode"].s == b"MIN_FIRST"
+    assert _ops(q)["AddV2"] == 0
+    assert _rel_err(g, q, x) < 0.05

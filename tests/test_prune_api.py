@@ -284,3 +284,16 @@ def test_optimize_stacks_its_steps_on_the_pruned_model(teacher_file, data_file, 
     report2 = json.loads((opt2 / "report.json").read_text())
     assert report2["settings"]["stacked"] is None
     assert any("are not the model's" in n for n in report2["notes"])
+
+
+def test_cli_int8_ready_reports_post_training_int8(teacher_file, data_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["prune", str(teacher_file), "--data", str(data_file), "--target-macs", "0.5",
+               "--epochs", "1", "--int8", "--int8-max-drop", "100", "-o", str(out)])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    int8 = report["int8"]
+    assert 0 <= int8["post_training"] <= 1 and int8["qat"] is None
+    assert int8["float"] == pytest.approx(report["accuracy_after"])
+    assert "within the budget" in int8["decision"] and "int8:" in capsys.readouterr().out
+    assert "int8 (post-training, held out)" in (out / "report.md").read_text()

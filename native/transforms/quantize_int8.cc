@@ -406,6 +406,13 @@ std::set<std::string> Ancestors(const GraphIndex& index, const std::string& to) 
   return seen;
 }
 
+// A MaxPool/AvgPool the rewrite runs 8-bit when its input is 8-bit.
+bool IsPoolable(const NodeDef& node, const std::set<std::string>& exclude) {
+  return (node.op() == "MaxPool" || node.op() == "AvgPool") &&
+         graph_util::TypeAttr(node, "T") == kFloat && node.input_size() == 1 &&
+         graph_util::DataFormat(node) == "NHWC" && exclude.count(node.name()) == 0;
+}
+
 // The tensor a unit's 8-bit output stands for: its Relu or add when a Sum
 // fusion is in use, else its last node.
 std::string FinalName(const Unit& unit) {
@@ -416,6 +423,41 @@ std::string FinalName(const Unit& unit) {
 bool IsPointwiseConv(const Unit& unit) {
   return unit.contraction->op() == "Conv2D" && unit.pad == nullptr &&
          unit.weight.dim_size(0) == 1 && unit.weight.dim_size(1) == 1;
+}
+
+// Each output channel's symmetric range, as the stored qint8 weights use it
+// (every layout keeps the output channel innermost once flattened: Conv2D
+// [H,W,I,O], depthwise [H,W,C,M] as C*M, MatMul [K,N]).
+std::vector<float> ChannelScales(const Unit& unit) {
+  const int64_t channels = unit.channels;
+  const float* values = unit.weight.flat<float>().data();
+  std::vector<float> scale(channels, 0.0f);
+  for (int64_t i = 0; i < unit.weight.NumElements(); ++i) {
+    float& s = scale[i % channels];
+    s = std::max(s, std::fabs(values[i]));
+  }
+  for (float& s : scale) s = std::max(s, kMinRange);
+  return scale;
+}
+
+int8_t RoundWeight(float value, float scale) {
+  const float v = std::nearbyint(value / scale * 127.0f);
+  return static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+}
+
+// A 1x1 conv reading x + c computes W (x + c): its bias takes c * sum_k W[k,n]
+// off, with W as the kernel holds it (rounded to 8 bits), so the correction is
+// exact for the int8 kernel, not only for the float weights.
+void TakeShiftBack(Unit* reader, float shift) {
+  const int64_t n_out = reader->channels;
+  const std::vector<float> scale = ChannelScales(*reader);
+  const float* w = reader->weight.flat<float>().data();
+  for (int64_t k = 0; k < reader->weight.dim_size(2); ++k) {
+    for (int64_t n = 0; n < n_out; ++n) {
+      const float rounded = RoundWeight(w[k * n_out + n], scale[n]) * scale[n] / 127.0f;
+      reader->bias_values[n] -= shift * rounded;
+    }
+  }
 }
 
 // Decides the Sum fusions and the shifted outputs together, since each
@@ -442,7 +484,13 @@ bool IsPointwiseConv(const Unit& unit) {
 // Flags only ever turn off, so repeating until nothing changes ends.
 void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphDef& graph,
                  const std::map<std::string, Range>& ranges,
-                 const std::set<std::string>& endpoints, bool allow_shifts) {
+                 const std::set<std::string>& endpoints, const std::set<std::string>& exclude,
+                 bool allow_shifts) {
+  // A MaxPool of a shifted tensor holds max(y) + c: it passes the shift on.
+  auto shift_pool = [&](const NodeDef& reader, const Edge& edge) {
+    return reader.op() == "MaxPool" && IsPoolable(reader, exclude) && edge.port == 0 &&
+           !edge.control;
+  };
   // One add, one fusion: where two units could fuse the same add (a
   // projection shortcut and the main branch), the later one keeps it.
   std::map<std::string, Unit*> claims;
@@ -499,39 +547,56 @@ void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphD
         } else if (producer == by_final.end()) {
           const NodeDef* source = index.Find(unit.summand.node);
           const auto range = Lookup(ranges, unit.summand);
-          ok = source != nullptr && source->op() != "MaxPool" && source->op() != "AvgPool" &&
-               range && range->lo >= 0;
+          if (source != nullptr && unit.summand.port == 0 && source->op() == "MaxPool" &&
+              IsPoolable(*source, exclude)) {
+            // A MaxPool of an unsigned unit output is that unit's 8-bit tensor, pooled.
+            const Edge in = graph_util::ParseEdge(source->input(0));
+            const auto pooled = by_final.find(in.node);
+            ok = in.port == 0 && pooled != by_final.end() && is_unsigned(*pooled->second);
+          } else {
+            ok = source != nullptr && source->op() != "MaxPool" && source->op() != "AvgPool" &&
+                 range && range->lo >= 0;
+          }
         }
         // A linear add's result is only 8-bit when it is handed on shifted.
         if (unit.sum_relu == nullptr) ok = ok && unit.shifted;
         if (!ok) off.push_back(&unit.summed);
       }
       if (unit.shifted) {
-        // Float readers get the Dequantize with the shift taken off; an
-        // 8-bit reader must take it back itself, and at least one must.
-        const std::string name = FinalName(unit);
+        // Float readers get a Dequantize with the shift taken off; an 8-bit
+        // reader must take it back itself (a MaxPool passes it on to its own
+        // readers), and at least one must.
         bool ok = true, taken_back = false;
-        for (const auto& consumer : index.Consumers(name)) {
-          if (consumer.edge.control) continue;
-          const NodeDef& reader = graph.node(consumer.node);
-          const auto readers = by_reader.find(reader.name());
-          if (readers == by_reader.end()) {
-            // A pool of an 8-bit tensor runs 8-bit too, shifted or not.
-            ok = ok && reader.op() != "MaxPool" && reader.op() != "AvgPool";
-            continue;
+        std::vector<std::string> tensors = {FinalName(unit)};
+        while (ok && !tensors.empty()) {
+          const std::string name = tensors.back();
+          tensors.pop_back();
+          for (const auto& consumer : index.Consumers(name)) {
+            if (consumer.edge.control) continue;
+            const NodeDef& reader = graph.node(consumer.node);
+            const auto readers = by_reader.find(reader.name());
+            if (readers == by_reader.end()) {
+              if (shift_pool(reader, consumer.edge)) {
+                tensors.push_back(reader.name());
+              } else {
+                // Any other pool of an 8-bit tensor runs 8-bit too, shifted or not.
+                ok = ok && reader.op() != "MaxPool" && reader.op() != "AvgPool";
+              }
+              continue;
+            }
+            bool takes_it_back = false;
+            for (const Unit* r : readers->second) {
+              const bool as_input = r->contraction->name() == reader.name() &&
+                                    r->input.node == name && r->input.port == 0 &&
+                                    consumer.edge.port == 0 && IsPointwiseConv(*r);
+              const bool as_summand = r->summed && r->sum_add->name() == reader.name() &&
+                                      r->summand.node == name && r->summand.port == 0 &&
+                                      consumer.edge.port == 0;
+              takes_it_back = takes_it_back || as_input || as_summand;
+            }
+            ok = ok && takes_it_back;
+            taken_back = taken_back || takes_it_back;
           }
-          bool takes_it_back = false;
-          for (const Unit* r : readers->second) {
-            const bool as_input = r->contraction->name() == reader.name() &&
-                                  r->input.node == name && r->input.port == 0 &&
-                                  consumer.edge.port == 0 && IsPointwiseConv(*r);
-            const bool as_summand = r->summed && r->sum_add->name() == reader.name() &&
-                                    r->summand.node == name && r->summand.port == 0 &&
-                                    consumer.edge.port == 0;
-            takes_it_back = takes_it_back || as_input || as_summand;
-          }
-          ok = ok && takes_it_back;
-          taken_back = taken_back || takes_it_back;
         }
         ok = ok && taken_back;
         if (!ok) off.push_back(&unit.shifted);
@@ -558,25 +623,31 @@ void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphD
     unit.out_type = kU8;
     unit.out_range = {0.0f, std::max(range.hi + unit.shift, kMinRange)};
   }
-  // Each reader takes the shift back.
+  // Each reader takes the shift back (through the MaxPools that pass it on).
   for (const Unit& unit : *units) {
     if (!unit.shifted || unit.shift == 0.0f) continue;
-    for (const auto& consumer : index.Consumers(unit.last)) {
-      if (consumer.edge.control) continue;
-      const std::string& reader = graph.node(consumer.node).name();
-      const auto conv = by_contraction.find(reader);
-      if (conv != by_contraction.end() && conv->second->input.node == unit.last) {
-        Unit& r = *conv->second;
-        const int64_t n_out = r.channels;
-        const float* w = r.weight.flat<float>().data();
-        for (int64_t k = 0; k < r.weight.dim_size(2); ++k) {
-          for (int64_t n = 0; n < n_out; ++n) r.bias_values[n] -= unit.shift * w[k * n_out + n];
+    std::vector<std::string> tensors = {unit.last};
+    while (!tensors.empty()) {
+      const std::string name = tensors.back();
+      tensors.pop_back();
+      for (const auto& consumer : index.Consumers(name)) {
+        if (consumer.edge.control) continue;
+        const NodeDef& node = graph.node(consumer.node);
+        const std::string& reader = node.name();
+        if (by_contraction.count(reader) == 0 && by_sum_add.count(reader) == 0 &&
+            shift_pool(node, consumer.edge)) {
+          tensors.push_back(reader);
+          continue;
         }
-        r.in_range = unit.out_range;
-      }
-      const auto sum = by_sum_add.find(reader);
-      if (sum != by_sum_add.end() && sum->second->summand.node == unit.last) {
-        for (float& b : sum->second->bias_values) b -= unit.shift;
+        const auto conv = by_contraction.find(reader);
+        if (conv != by_contraction.end() && conv->second->input.node == name) {
+          TakeShiftBack(conv->second, unit.shift);
+          conv->second->in_range = unit.out_range;
+        }
+        const auto sum = by_sum_add.find(reader);
+        if (sum != by_sum_add.end() && sum->second->summand.node == name) {
+          for (float& b : sum->second->bias_values) b -= unit.shift;
+        }
       }
     }
   }
@@ -621,20 +692,10 @@ void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& base,
   const int64_t channels = unit.channels;
   const int64_t total = unit.weight.NumElements();
   const float* values = unit.weight.flat<float>().data();
-  std::vector<float> scale(channels, 0.0f);
-  // Every layout keeps the output channel innermost once flattened
-  // (Conv2D [H,W,I,O], depthwise [H,W,C,M] as C*M, MatMul [K,N]).
-  for (int64_t i = 0; i < total; ++i) {
-    float& s = scale[i % channels];
-    s = std::max(s, std::fabs(values[i]));
-  }
-  for (float& s : scale) s = std::max(s, kMinRange);
+  const std::vector<float> scale = ChannelScales(unit);
   Tensor q(kS8, unit.weight.shape());
   auto qflat = q.flat<tensorflow::qint8>();
-  for (int64_t i = 0; i < total; ++i) {
-    const float v = std::nearbyint(values[i] / scale[i % channels] * 127.0f);
-    qflat(i) = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
-  }
+  for (int64_t i = 0; i < total; ++i) qflat(i) = RoundWeight(values[i], scale[i % channels]);
   *w = graph_util::UniqueName(base + "/weights", taken);
   NodeDef* wnode = out->add_node();
   wnode->set_name(*w);
@@ -741,7 +802,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     auto unit = MatchUnit(index, in, node, *ranges, exclude, endpoints, same_shape_adds);
     if (unit) units.push_back(std::move(*unit));
   }
-  ResolveSums(&units, index, in, *ranges, endpoints, /*allow_shifts=*/!*probes);
+  ResolveSums(&units, index, in, *ranges, endpoints, exclude, /*allow_shifts=*/!*probes);
   std::set<std::string> replaced;  // nodes the units absorb
   for (const Unit& unit : units) {
     replaced.insert(unit.contraction->name());
@@ -827,6 +888,39 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     if (only_units && !*probes) absorbed[relu->name()] = relu->input(0);
   }
 
+  // A float tensor of either sign that only 1x1 convs read 8-bit (an SE
+  // block's product, a swish or hard-swish output) is quantized unsigned with
+  // its minimum as zero (QuantizeV2 MIN_FIRST: q = (x - min) * 255 / (max -
+  // min)), and each of those convs takes c = -min * sum_k W[k,n] off its
+  // bias, as for shifted unit outputs: 255 levels over [min, max] instead of
+  // 127 over [-m, m], and the faster unsigned-input kernels.
+  std::map<std::string, Range> shifted_inputs;  // edge -> its calibrated range
+  {
+    std::map<std::string, std::vector<Unit*>> readers;
+    std::set<std::string> other_readers;  // edges a unit reads other than as a 1x1 input
+    for (Unit& unit : units) {
+      if (unit.summed) other_readers.insert(graph_util::EdgeString(unit.summand));
+      const std::string key = graph_util::EdgeString(unit.input);
+      if ((unit.input.port == 0 && (producers.count(unit.input.node) > 0 ||
+                                    absorbed.count(unit.input.node) > 0)) ||
+          !IsPointwiseConv(unit)) {
+        other_readers.insert(key);
+        continue;
+      }
+      readers[key].push_back(&unit);
+    }
+    for (auto& [key, group] : readers) {
+      const auto range = Lookup(*ranges, group.front()->input);
+      if (other_readers.count(key) > 0 || !range || range->lo >= 0 || range->hi <= 0) continue;
+      const float shift = -range->lo;
+      shifted_inputs[key] = *range;
+      for (Unit* r : group) {
+        TakeShiftBack(r, shift);
+        r->in_range = {0.0f, std::max(range->hi + shift, kMinRange)};
+      }
+    }
+  }
+
   // One QuantizeV2 per float tensor that 8-bit units read.
   std::map<std::string, Quantized> quantized_inputs;
   auto quantize_edge = [&](const Edge& edge, const Range& range) -> Quantized {
@@ -852,6 +946,33 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     const std::string name = graph_util::UniqueName(base, &taken);
     const std::string lo_name = graph_util::UniqueName(name + "/min", &taken);
     const std::string hi_name = graph_util::UniqueName(name + "/max", &taken);
+    const auto shifted = shifted_inputs.find(key);
+    if (shifted != shifted_inputs.end()) {
+      // The convs read it as SCALED unsigned over [0, max - min].
+      const Range& calibrated = shifted->second;
+      const float width = std::max(calibrated.hi - calibrated.lo, kMinRange);
+      const std::string zero = graph_util::UniqueName(name + "/shifted_min", &taken);
+      const std::string top = graph_util::UniqueName(name + "/shifted_max", &taken);
+      *out->add_node() = MakeScalar(lo_name, calibrated.lo);
+      *out->add_node() = MakeScalar(hi_name, calibrated.lo + width);
+      *out->add_node() = MakeScalar(zero, 0.0f);
+      *out->add_node() = MakeScalar(top, width);
+      NodeDef* node = out->add_node();
+      node->set_name(name);
+      node->set_op("QuantizeV2");
+      node->add_input(key);
+      node->add_input(lo_name);
+      node->add_input(hi_name);
+      (*node->mutable_attr())["T"].set_type(kU8);
+      (*node->mutable_attr())["mode"].set_s("MIN_FIRST");
+      (*node->mutable_attr())["round_mode"].set_s("HALF_AWAY_FROM_ZERO");
+      (*node->mutable_attr())["narrow_range"].set_b(false);
+      (*node->mutable_attr())["axis"].set_i(-1);
+      (*node->mutable_attr())["ensure_minimum_range"].set_f(0.0f);
+      Quantized shifted_q{name, zero, top, kU8};
+      quantized_inputs[key] = shifted_q;
+      return shifted_q;
+    }
     *out->add_node() = MakeScalar(lo_name, q.type == kU8 ? 0.0f : -hi);
     *out->add_node() = MakeScalar(hi_name, hi);
     NodeDef* node = out->add_node();
@@ -994,33 +1115,46 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   }
 
   // Float readers of 8-bit producers read a Dequantize under the producer's
-  // original name; of a shifted one, the Dequantize less the shift.
-  std::map<std::string, float> shifts;
+  // original name. A shifted one is read as MIN_FIRST, its zero at the
+  // shift: y = -c + q * (max + c) / 255 over the stored [0, max + c].
+  std::map<std::string, const Unit*> shifted_units;
   for (const Unit& unit : units) {
-    if (unit.shifted && unit.shift != 0.0f) shifts[unit.last] = unit.shift;
+    if (unit.shifted && unit.shift != 0.0f) shifted_units[unit.last] = &unit;
+  }
+  for (bool grown = true; grown;) {  // MaxPools pass a shift on
+    grown = false;
+    for (const auto& [pool, qname] : pools) {
+      const NodeDef* node = index.Find(pool);
+      const auto source = shifted_units.find(graph_util::ParseEdge(node->input(0)).node);
+      if (node->op() == "MaxPool" && source != shifted_units.end() &&
+          shifted_units.count(pool) == 0) {
+        shifted_units[pool] = source->second;
+        grown = true;
+      }
+    }
   }
   for (const std::string& name : needs_float) {
     const Quantized& producer = producers.at(name);
     NodeDef* dq = out->add_node();
     dq->set_name(name);
-    const auto shift = shifts.find(name);
-    if (shift != shifts.end()) {
-      dq->set_name(graph_util::UniqueName(name + "_shifted", &taken));
-      const std::string amount = graph_util::UniqueName(name + "_shifted/amount", &taken);
-      *out->add_node() = MakeScalar(amount, shift->second);
-      NodeDef* sub = out->add_node();
-      sub->set_name(name);
-      sub->set_op("Sub");
-      sub->add_input(dq->name());
-      sub->add_input(amount);
-      (*sub->mutable_attr())["T"].set_type(kFloat);
-    }
     dq->set_op("Dequantize");
     dq->add_input(producer.value);
-    dq->add_input(producer.min);
-    dq->add_input(producer.max);
+    const auto shifted = shifted_units.find(name);
+    if (shifted != shifted_units.end()) {
+      const Unit& unit = *shifted->second;
+      const std::string lo = graph_util::UniqueName(name + "/shifted_min", &taken);
+      const std::string hi = graph_util::UniqueName(name + "/shifted_max", &taken);
+      *out->add_node() = MakeScalar(lo, -unit.shift);
+      *out->add_node() = MakeScalar(hi, unit.out_range.hi - unit.shift);
+      dq->add_input(lo);
+      dq->add_input(hi);
+      (*dq->mutable_attr())["mode"].set_s("MIN_FIRST");
+    } else {
+      dq->add_input(producer.min);
+      dq->add_input(producer.max);
+      (*dq->mutable_attr())["mode"].set_s("SCALED");
+    }
     (*dq->mutable_attr())["T"].set_type(producer.type);
-    (*dq->mutable_attr())["mode"].set_s("SCALED");
     (*dq->mutable_attr())["narrow_range"].set_b(false);
     (*dq->mutable_attr())["axis"].set_i(-1);
     (*dq->mutable_attr())["dtype"].set_type(kFloat);

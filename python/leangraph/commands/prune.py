@@ -46,6 +46,15 @@ def add_parser(subparsers):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--unsafe", action="store_true",
                         help="allow Lambda layers that carry Python code")
+    parser.add_argument("--int8", action="store_true",
+                        help="make the pruned model int8-ready: score its post-training int8 "
+                             "graph held out and, when that loses more than --int8-max-drop "
+                             "points, fine-tune it through fake quantization")
+    parser.add_argument("--int8-max-drop", type=float, default=0.5, metavar="POINTS",
+                        help="with --int8: the int8 loss allowed before quantization-aware "
+                             "fine-tuning (default 0.5)")
+    parser.add_argument("--qat-epochs", type=int, default=3,
+                        help="with --int8: quantization-aware fine-tuning epochs (default 3)")
     shared = parser.add_argument_group(
         "shared search", "with --max-accuracy-drop: many processes, on any machines, share one "
                          "Optuna study; each writes the study's best candidate, fine-tuned")
@@ -133,11 +142,14 @@ def run(args):
         temperature=args.temperature, alpha=args.alpha, n_trials=args.trials,
         seed=args.seed, unsafe=args.unsafe, storage=args.storage, study=args.study,
         worker=args.worker, resume=args.resume, wait=args.wait, heartbeat=args.heartbeat,
+        int8=args.int8, int8_max_drop=args.int8_max_drop, qat_epochs=args.qat_epochs,
     )
     report.source = str(Path(args.model).resolve())  # what `leangraph optimize` stacks onto
     paths = write_outputs(pruned, report, args.out)
     print(f"MACs {report.macs_before:,} -> {report.macs_after:,} ({report.macs_ratio:.3f}x); "
           f"held-out {100 * report.accuracy_before:.2f}% -> {100 * report.accuracy_after:.2f}% "
           f"({-report.accuracy_drop:+.2f} points)")
+    if report.int8:
+        print(f"int8: {report.int8['decision']}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -37,6 +37,7 @@ class PruneReport:
     unsupported: list = field(default_factory=list)
     distill: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
+    int8: dict = field(default_factory=dict)  # int8-ready check and quantization-aware fine-tune
     seconds: float = 0.0
     source: str | None = None  # the pruned model's path, when it was given as one
     kind: str = "leangraph prune"
@@ -95,6 +96,10 @@ class PruneReport:
             lines += [f"- `{name}` ({cls}): {reason}" for name, cls, reason in self.unsupported]
         if self.search:
             lines += ["", f"Search: {self.search.get('summary', '')}"]
+        if self.int8:
+            lines += ["", f"int8 (post-training, held out): {100 * self.int8['post_training']:.2f} % "
+                          f"against float {100 * self.int8['float']:.2f} % (budget "
+                          f"{self.int8['max_drop']:g} points); {self.int8['decision']}"]
         return "\n".join(lines) + "\n"
 
 
@@ -205,6 +210,67 @@ def group_rows(graph, plan):
     return rows
 
 
+def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32):
+    """Held-out top-1 of `model`'s post-training int8 graph (leangraph.quantize of its
+    frozen deploy graph, calibrated on `x_calib`): accuracy, or agreement with `reference`."""
+    from leangraph.execute import run
+    from leangraph.prune.search import deploy_graph
+    from leangraph.quantization.int8 import quantize
+
+    graph_def, name, outputs = deploy_graph(model, batch)
+    quantized = quantize(graph_def, x_calib, outputs=outputs, require_vnni=False).graph_def
+    target = y_val if y_val is not None else np.asarray(reference).argmax(axis=-1)
+    hits = 0
+    for start in range(0, len(x_val), batch):
+        xb = x_val[start:start + batch]
+        n = len(xb)
+        if n < batch:  # the graph is frozen at `batch`: pad the last one
+            xb = np.concatenate([xb, np.repeat(xb[-1:], batch - n, axis=0)])
+        out = run(quantized, {name: xb}, outputs)[0][:n]
+        hits += int(np.sum(out.argmax(axis=-1) == target[start:start + n]))
+    return hits / len(x_val) if len(x_val) else 0.0
+
+
+def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config, *,
+               max_drop=0.5, qat_epochs=3, calibration=64):
+    """Checks `model`'s post-training int8 accuracy; fine-tunes it through fake
+    quantization when int8 loses more than `max_drop` points. Returns what it found."""
+    from leangraph.quantization.qat import FakeQuant
+
+    if not max_drop >= 0:
+        raise PruneError(f"int8_max_drop must be >= 0 points, got {max_drop}")
+    if qat_epochs < 0:
+        raise PruneError(f"qat_epochs must be >= 0, got {qat_epochs}")
+    x_calib = x_train[:calibration]
+    float_score = D.score(model, x_val, y_val, reference)
+    ptq = int8_score(model, x_calib, x_val, y_val, reference)
+    info = {"float": float_score, "post_training": ptq, "max_drop": max_drop,
+            "calibration": len(x_calib), "qat": None}
+    if 100.0 * (float_score - ptq) <= max_drop or qat_epochs == 0 or len(x_train) == 0:
+        info["decision"] = ("post-training int8 is within the budget" if
+                            100.0 * (float_score - ptq) <= max_drop else
+                            "over the budget, but no quantization-aware epochs were allowed")
+        return info
+    saved = model.get_weights()
+    qat_config = D.DistillConfig(**{**asdict(config), "epochs": qat_epochs,
+                                    "learning_rate": config.learning_rate * 0.1})
+    fake = FakeQuant(model, x_train[:256])
+    trained = D.distill(model, teacher, x_train, x_val, y_train, y_val, qat_config,
+                        fake_quant=fake)
+    after = int8_score(model, x_calib, x_val, y_val, reference)
+    info["qat"] = {**asdict(trained), "post_training_after": after,
+                   "float_after": D.score(model, x_val, y_val, reference)}
+    if after > ptq:
+        info["decision"] = (f"post-training int8 lost {100 * (float_score - ptq):.2f} points; "
+                            f"after quantization-aware fine-tuning int8 scores "
+                            f"{100 * after:.2f} % (was {100 * ptq:.2f} %): kept")
+    else:
+        model.set_weights(saved)
+        info["decision"] = (f"quantization-aware fine-tuning did not help int8 ({100 * after:.2f} "
+                            f"% vs {100 * ptq:.2f} %): the weights before it are kept")
+    return info
+
+
 def _print_trial(t):
     mark = "ok  " if t.feasible else "over"
     print(f"trial {t.number:2d} {mark} latency {t.latency_ms:8.3f} ms  MACs {t.macs_ratio:.3f}x  "
@@ -225,7 +291,8 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
           epochs=10, seconds=None, temperature=4.0, alpha=0.7, patience=3, batch_size=32,
           learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
           recalibrate=True, seed=0, progress=True, unsafe=False, storage=None, study=None,
-          worker=False, resume=False, wait=60.0, heartbeat=10):
+          worker=False, resume=False, wait=60.0, heartbeat=10, int8=False, int8_max_drop=0.5,
+          qat_epochs=3):
     """Prunes a Keras model's channels; returns (pruned Keras model, PruneReport).
 
     Give `target_macs` (keep that share of the MACs, 0..1) or
@@ -236,6 +303,13 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     for the accuracy the report states. `recalibrate` re-estimates the batch
     norms' statistics of the pruned model before fine-tuning (kept when they
     score better held out).
+
+    int8: also make the pruned model int8-ready: its post-training int8 graph
+    (leangraph.quantize of its frozen `deploy` graph, calibrated on training
+    inputs) is scored held out, and when it loses more than `int8_max_drop`
+    points against the float model, the model is fine-tuned again for
+    `qat_epochs` by the same distillation through fake quantization
+    (leangraph.quantization.qat), kept only if its int8 graph then scores better.
 
     storage, study: share the search (max_accuracy_drop) with other processes
     through an Optuna storage (postgresql://, mysql://, sqlite:///, or a
@@ -324,6 +398,11 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     unfinetuned = D.score(pruned, x_val, y_val, reference)
     result = D.distill(pruned, teacher, x_train, x_val, y_train, y_val, config)
     after = D.score(pruned, x_val, y_val, reference)
+    int8_info = {}
+    if int8:
+        int8_info = int8_ready(pruned, teacher, x_train, x_val, y_train, y_val, reference,
+                               config, max_drop=int8_max_drop, qat_epochs=qat_epochs)
+        after = D.score(pruned, x_val, y_val, reference)
     report = PruneReport(
         model=model.name, criterion=criterion, target_macs=target_macs,
         max_accuracy_drop=max_accuracy_drop, macs_before=graph.macs(), macs_after=plan.macs(),
@@ -332,6 +411,6 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
         labels=y is not None, n_train=len(train), n_held_out=len(val),
         prunable_share=graph.prunable_share(), groups=group_rows(graph, plan),
         unsupported=[list(u) for u in graph.unsupported], distill=asdict(result),
-        search=search_info, seconds=time.monotonic() - started,
+        search=search_info, int8=int8_info, seconds=time.monotonic() - started,
         source=str(Path(model_arg).resolve()) if isinstance(model_arg, (str, os.PathLike)) else None)
     return pruned, report

@@ -148,8 +148,16 @@ def _progress(enabled, total):
                     TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=True)
 
 
-def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=None):
-    """Fine-tunes `student` in place from `teacher`; keeps the weights that scored best held out."""
+def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=None,
+            fake_quant=None):
+    """Fine-tunes `student` in place from `teacher`; keeps the weights that scored best held out.
+
+    fake_quant: a leangraph.quantization.qat.FakeQuant of `student`: the student
+    then trains, and is scored, through the int8 rounding (quantization-aware
+    fine-tuning); its weights stay float.
+    """
+    import contextlib
+
     import keras
     import tensorflow as tf
 
@@ -161,8 +169,16 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
     probabilities = outputs_are_probabilities(teacher)
     soft_train = predict(teacher, x_train)
     soft_val = predict(teacher, x_val)
+
+    def held_out():
+        if fake_quant is None:
+            return score(student, x_val, y_val, soft_val)
+        top1 = fake_quant.predict(x_val).argmax(axis=-1)
+        target = y_val if y_val is not None else soft_val.argmax(axis=-1)
+        return float(np.mean(top1 == target)) if len(target) else 0.0
+
     result = DistillResult()
-    result.initial_score = result.best_score = score(student, x_val, y_val, soft_val)
+    result.initial_score = result.best_score = held_out()
     if config.epochs == 0 or len(x_train) == 0:
         result.stopped = "no fine-tuning asked for"
         return result
@@ -177,7 +193,17 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
     def step(xb, tb, yb):
         teacher_logits = as_logits(tb, probabilities) / temperature
         with tf.GradientTape() as tape:
-            logits = as_logits(student(xb, training=True), probabilities)
+            if fake_quant is None:
+                out = student(xb, training=True)
+            else:
+                with keras.StatelessScope(state_mapping=fake_quant.kernel_mapping()) as scope:
+                    out = student(xb, training=True)
+                # The scope kept the batch norms' moving statistics aside: apply them.
+                for v in student.non_trainable_variables:
+                    moved = scope.get_current_value(v)
+                    if moved is not None:
+                        v.assign(moved)
+            logits = as_logits(out, probabilities)
             soft = tf.nn.softmax(teacher_logits)
             kl = tf.reduce_sum(
                 soft * (tf.nn.log_softmax(teacher_logits) - tf.nn.log_softmax(logits / temperature)),
@@ -197,7 +223,8 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
     steps = max(1, -(-len(x_train) // config.batch_size))
     y_dummy = np.zeros(len(x_train), dtype=np.int64)
     y_fit = np.asarray(y_train, dtype=np.int64) if labels else y_dummy
-    with _progress(config.progress, steps) as bar:
+    rounding = fake_quant.inputs_rounded() if fake_quant is not None else contextlib.nullcontext()
+    with rounding, _progress(config.progress, steps) as bar:
         task = bar.add_task("", total=steps, epoch=0, status="") if bar else None
         for epoch in range(config.epochs):
             order = rng.permutation(len(x_train))
@@ -217,7 +244,7 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
                     out_of_time = True
                     break
             result.epochs += done / steps
-            current = score(student, x_val, y_val, soft_val)
+            current = held_out()
             result.history.append(current)
             if current > result.best_score:
                 result.best_score, best_weights, stale = current, student.get_weights(), 0

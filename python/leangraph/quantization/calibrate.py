@@ -2,7 +2,7 @@
 
 The float graph runs on the samples and every tensor a quantized region can read
 or write (the inputs of convolutions and matmuls, and the outputs of those ops,
-their BiasAdd and their Relu/Relu6) is observed:
+their BiasAdd, their Relu/Relu6 and the residual adds they feed) is observed:
 
 - "minmax": the smallest and largest value seen;
 - "percentile": the `percentile`-th percentile of |x| per sample (and of x for
@@ -75,6 +75,10 @@ def observed_tensors(graph_def):
             add(node.name)
         elif node.op in _CHAIN:
             add(node.name)
+        elif node.op in ("Add", "AddV2") and any(
+                getattr(by_name.get(graphs.node_name(i)), "op", None) in _CHAIN + _CONTRACTIONS
+                for i in node.input):
+            add(node.name)  # a residual add a conv may take in as a Sum fusion
     return [n for n in names if not n.startswith("^")]
 
 
@@ -175,10 +179,30 @@ class _Session:
         self._session.close()
 
 
-def _batches(feeds, batch_size):
+def static_batch(graph_def):
+    """The batch size the graph's inputs are frozen at, or None when it is open."""
+    fixed = []
+    for node in graph_def.node:
+        if node.op == "Placeholder":
+            shape = node.attr["shape"].shape
+            if not shape.unknown_rank and shape.dim and shape.dim[0].size > 0:
+                fixed.append(shape.dim[0].size)
+    return min(fixed) if fixed else None
+
+
+def padded(feeds, size):
+    """Each array filled up to `size` examples by repeating its last one."""
+    return {k: v if len(v) >= size else np.concatenate([v, np.repeat(v[-1:], size - len(v), 0)])
+            for k, v in feeds.items()}
+
+
+def _batches(feeds, batch_size, pad=False):
+    """Consecutive batches; with pad, the last is filled up to batch_size (a graph frozen
+    at that batch takes no other; repeated examples change no min or max)."""
     count = next(iter(feeds.values())).shape[0]
     for start in range(0, count, batch_size):
-        yield {k: v[start:start + batch_size] for k, v in feeds.items()}
+        batch = {k: v[start:start + batch_size] for k, v in feeds.items()}
+        yield padded(batch, batch_size) if pad else batch
 
 
 def _kl_threshold(hist, width, levels):
@@ -243,6 +267,9 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
     for name in names:
         if graphs.node_name(name) not in known:
             raise QuantizeError(f"tensor '{name}' is not in the graph")
+    fixed = static_batch(graph_def)
+    if fixed is not None:
+        batch_size = fixed
     count = next(iter(feeds.values())).shape[0]
     total = math.ceil(count / int(batch_size))
     session = _Session(graph_def)
@@ -251,7 +278,8 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         hi = {n: -math.inf for n in names}
         pct_lo = {n: [] for n in names}
         pct_hi = {n: [] for n in names}
-        for done, batch in enumerate(_batches(feeds, int(batch_size)), start=1):
+        for done, batch in enumerate(_batches(feeds, int(batch_size), pad=fixed is not None),
+                                     start=1):
             values = session.run(names, batch)
             for name, value in zip(names, values):
                 lo[name] = min(lo[name], float(value.min()))

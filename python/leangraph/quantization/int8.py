@@ -306,14 +306,19 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
 def _run(graph_def, names, feeds):
     """The fetched tensors over all of `feeds`, run in batches the inputs' static shape allows."""
-    static = [n.attr["shape"].shape for n in graph_def.node if n.op == "Placeholder"]
-    fixed = [s.dim[0].size for s in static if not s.unknown_rank and s.dim and s.dim[0].size > 0]
+    from leangraph.quantization.calibrate import padded, static_batch
+
+    fixed = static_batch(graph_def)
     count = next(iter(feeds.values())).shape[0]
-    step = min(fixed) if fixed else count
+    step = fixed or count
     session = _Session(graph_def)
     try:
-        parts = [session.run([n if ":" in n else n + ":0" for n in names],
-                             {k: v[i:i + step] for k, v in feeds.items()})
+        # A graph frozen at a batch takes only that many: the last batch is filled up
+        # and its filler cut from the results.
+        parts = [[v[:min(step, count - i)] if np.ndim(v) and len(v) == step else v
+                  for v in session.run(
+                     [n if ":" in n else n + ":0" for n in names],
+                     padded({k: v[i:i + step] for k, v in feeds.items()}, step))]
                  for i in range(0, count, step)]
     finally:
         session.close()
