@@ -64,13 +64,20 @@ def test_conv_bias_relu_becomes_one_fused_kernel():
     g = _graph(_conv_bias_relu)
     res = _quantize(g, _samples(1))
     q = res.graph_def
-    assert _ops(q) == Counter({"Placeholder": 1, "QuantizeV2": 1, "_FusedQuantizedConv2D": 1,
-                               "Dequantize": 1, "Identity": 1})
+    # The input is signed and the 3x3 conv pads it (SAME): it is padded in float, then
+    # quantized unsigned from its minimum, and the conv runs VALID.
+    assert _ops(q) == Counter({"Placeholder": 1, "Pad": 1, "QuantizeV2": 1,
+                               "_FusedQuantizedConv2D": 1, "Dequantize": 1, "Identity": 1})
     conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
     assert conv.name == "conv_int8"
     assert [s.decode() for s in conv.attr["fused_ops"].list.s] == ["BiasAdd", "Relu", "Requantize"]
     assert conv.attr["out_type"].type == tf.quint8.as_datatype_enum
-    assert conv.attr["Tinput"].type == tf.qint8.as_datatype_enum  # the input is signed
+    assert conv.attr["Tinput"].type == tf.quint8.as_datatype_enum
+    assert conv.attr["padding"].s == b"VALID"
+    pad = next(n for n in q.node if n.op == "Pad")
+    assert tf.make_ndarray(next(n for n in q.node if n.name == pad.input[1]).attr["value"].tensor
+                           ).tolist() == [[0, 0], [1, 1], [1, 1], [0, 0]]
+    assert next(n for n in q.node if n.op == "QuantizeV2").attr["mode"].s == b"MIN_FIRST"
     # The Dequantize takes the Relu's name, so its readers are untouched.
     dq = next(n for n in q.node if n.op == "Dequantize")
     assert dq.name == "act" and dq.input[0] == "conv_int8"
@@ -79,13 +86,27 @@ def test_conv_bias_relu_becomes_one_fused_kernel():
     assert _rel_err(g, q, _samples(1)) < 0.03
 
 
-def test_conv_without_relu_is_signed_and_relu6_caps_the_range():
+def test_conv_without_relu_is_shifted_unsigned_and_relu6_caps_the_range():
     g = _graph(lambda x: _conv_bias_relu(x, relu=None))
-    q = _quantize(g, _samples(1)).graph_def
+    res = _quantize(g, _samples(1))
+    q = res.graph_def
     conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
     assert [s.decode() for s in conv.attr["fused_ops"].list.s] == ["BiasAdd", "Requantize"]
-    assert conv.attr["out_type"].type == tf.qint8.as_datatype_enum
+    # A signed output goes out as y - min(y), unsigned: 255 levels over [min, max]; its
+    # float reader (the graph output) gets a MIN_FIRST Dequantize whose zero is at min.
+    assert conv.attr["out_type"].type == tf.quint8.as_datatype_enum
+    lo, hi = res.calibration.ranges["bias:0"]
+    assert lo < 0 < hi
+    dq = next(n for n in q.node if n.name == "bias")
+    assert dq.op == "Dequantize" and dq.attr["mode"].s == b"MIN_FIRST"
+    floor = next(n for n in q.node if n.name == dq.input[1])
+    assert float(tf.make_ndarray(floor.attr["value"].tensor)) == pytest.approx(lo, rel=1e-5)
     assert _rel_err(g, q, _samples(1)) < 0.03
+    # Probe graphs dequantize every unit as it is: signed.
+    probes = leangraph.transform(g, f'quantize_int8(ranges="{res.calibration.to_param()}", probes=true)',
+                                 inputs=["input"], outputs=["output"])
+    assert next(n for n in probes.node if n.op == "_FusedQuantizedConv2D").attr["out_type"].type == \
+        tf.qint8.as_datatype_enum
 
     g6 = _graph(lambda x: _conv_bias_relu(x, relu="relu6", scale=1.0))
     q6 = _quantize(g6, _samples(1))
@@ -595,3 +616,25 @@ def test_a_max_pool_passes_a_shift_on_so_the_residual_add_runs_in_the_conv():
         assert node[add].op == "Dequantize" and node[add].attr["mode"].s == b"MIN_FIRST"
     assert _ops(q)["AddV2"] == 0
     assert _rel_err(g, q, x) < 0.05
+
+
+@pytest.mark.parametrize("stride, padding", [(1, "SAME"), (2, "SAME"), (2, "VALID")])
+def test_a_padded_conv_reading_a_swish_gets_it_padded_in_float_then_shifted(stride, padding):
+    def build(x):
+        y = tf.nn.conv2d(x, _c(RNG.normal(size=(1, 1, 8, 16)) * 0.3), 1, "SAME", name="e")
+        y = tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="e_bias")
+        s = tf.multiply(y, tf.sigmoid(y), name="swish")
+        d = tf.nn.depthwise_conv2d(s, _c(RNG.normal(size=(3, 3, 16, 1)) * 0.3),
+                                   [1, stride, stride, 1], padding, name="d")
+        tf.identity(tf.nn.relu(tf.nn.bias_add(d, _c(RNG.normal(size=16) * 0.1))), name="output")
+
+    g = _graph(build, shape=(1, 13, 13, 8))
+    x = _samples(4, shape=(13, 13, 8))
+    q = _quantize(g, x).graph_def
+    node = {n.name: n for n in q.node}
+    d = node["d_int8"]
+    assert d.attr["Tinput"].type == tf.quint8.as_datatype_enum and d.attr["padding"].s == b"VALID"
+    assert node["swish_quantized"].attr["mode"].s == b"MIN_FIRST"
+    assert ("swish_quantized/padded" in node) == (padding == "SAME")
+    # The padding holds the shift too, so the correction is exact at the borders.
+    assert _rel_err(g, q, x) < 0.03

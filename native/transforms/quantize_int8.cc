@@ -135,6 +135,9 @@ struct Unit {
   Range raw_out;  // the calibrated range of `last`, before SetOutput
   bool shifted = false;
   float shift = 0.0f;
+  // Reads its float input padded in float first, then shifted (see below):
+  // the paddings [top, bottom, left, right], and the conv runs VALID.
+  std::vector<int64_t> float_pad;
 };
 
 // Output type and range of a unit ending at `act` (or at no activation).
@@ -445,18 +448,17 @@ int8_t RoundWeight(float value, float scale) {
   return static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
 }
 
-// A 1x1 conv reading x + c computes W (x + c): its bias takes c * sum_k W[k,n]
-// off, with W as the kernel holds it (rounded to 8 bits), so the correction is
-// exact for the int8 kernel, not only for the float weights.
+// A conv reading x + c everywhere (padding included) computes W (x + c): its
+// bias takes c times the sum of each output channel's weights off, with W as
+// the kernel holds it (rounded to 8 bits), so the correction is exact for the
+// int8 kernel, not only for the float weights.
 void TakeShiftBack(Unit* reader, float shift) {
-  const int64_t n_out = reader->channels;
+  const int64_t channels = reader->channels;
   const std::vector<float> scale = ChannelScales(*reader);
   const float* w = reader->weight.flat<float>().data();
-  for (int64_t k = 0; k < reader->weight.dim_size(2); ++k) {
-    for (int64_t n = 0; n < n_out; ++n) {
-      const float rounded = RoundWeight(w[k * n_out + n], scale[n]) * scale[n] / 127.0f;
-      reader->bias_values[n] -= shift * rounded;
-    }
+  for (int64_t i = 0; i < reader->weight.NumElements(); ++i) {
+    const int64_t n = i % channels;
+    reader->bias_values[n] -= shift * RoundWeight(w[i], scale[n]) * scale[n] / 127.0f;
   }
 }
 
@@ -563,10 +565,10 @@ void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphD
         if (!ok) off.push_back(&unit.summed);
       }
       if (unit.shifted) {
-        // Float readers get a Dequantize with the shift taken off; an 8-bit
-        // reader must take it back itself (a MaxPool passes it on to its own
-        // readers), and at least one must.
-        bool ok = true, taken_back = false;
+        // Float readers get a Dequantize with the shift taken off (255 levels
+        // over [min, max] cost them nothing); an 8-bit reader must take it
+        // back itself (a MaxPool passes it on to its own readers).
+        bool ok = true;
         std::vector<std::string> tensors = {FinalName(unit)};
         while (ok && !tensors.empty()) {
           const std::string name = tensors.back();
@@ -595,10 +597,8 @@ void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphD
               takes_it_back = takes_it_back || as_input || as_summand;
             }
             ok = ok && takes_it_back;
-            taken_back = taken_back || takes_it_back;
           }
         }
-        ok = ok && taken_back;
         if (!ok) off.push_back(&unit.shifted);
       }
     }
@@ -919,6 +919,67 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
         r->in_range = {0.0f, std::max(range->hi + shift, kMinRange)};
       }
     }
+    // A padded conv (an EfficientNet depthwise reading a swish) that alone
+    // reads such a tensor 8-bit gets it padded in float, with zeros, before
+    // the shift, and runs VALID: its padding then holds c too, so the same
+    // correction is exact. One Pad buys 255 levels over [min, max].
+    std::map<std::string, int> unit_readers;
+    for (const Unit& unit : units) {
+      if (!unit.is_matmul) unit_readers[graph_util::EdgeString(unit.input)]++;
+      if (unit.summed) unit_readers[graph_util::EdgeString(unit.summand)] += 2;
+    }
+    std::map<std::string, Unit*> by_name;
+    for (Unit& unit : units) by_name[unit.contraction->name()] = &unit;
+    graph_util::VisitInferredShapes(in, [&](const tensorflow::Node& node,
+                                            tensorflow::shape_inference::InferenceContext& c) {
+      const auto found = by_name.find(node.name());
+      if (found == by_name.end()) return;
+      Unit& unit = *found->second;
+      const std::string key = graph_util::EdgeString(unit.input);
+      const auto range = Lookup(*ranges, unit.input);
+      const auto padding = unit.contraction->attr().find("padding");
+      if (unit.is_matmul || unit.pad != nullptr || IsPointwiseConv(unit) ||
+          shifted_inputs.count(key) > 0 || unit_readers[key] != 1 ||
+          (unit.input.port == 0 && (producers.count(unit.input.node) > 0 ||
+                                    absorbed.count(unit.input.node) > 0)) ||
+          !range || range->lo >= 0 || range->hi <= 0 || padding == unit.contraction->attr().end() ||
+          (padding->second.s() != "SAME" && padding->second.s() != "VALID")) {
+        return;
+      }
+      if (padding->second.s() == "VALID") {  // nothing to pad: the shift alone
+        shifted_inputs[key] = *range;
+        TakeShiftBack(&unit, -range->lo);
+        unit.in_range = {0.0f, std::max(range->hi - range->lo, kMinRange)};
+        return;
+      }
+      if (!c.RankKnown(c.input(0)) || c.Rank(c.input(0)) != 4) return;
+      std::vector<int64_t> pads;
+      for (int axis : {1, 2}) {
+        const auto dim = c.Dim(c.input(0), axis);
+        if (!c.ValueKnown(dim)) return;
+        const int64_t size = c.Value(dim);
+        const int64_t k = unit.weight.dim_size(axis - 1);
+        const auto& strides = unit.contraction->attr().at("strides").list();
+        const auto dil = unit.contraction->attr().find("dilations");
+        const int64_t stride = strides.i_size() == 4 ? strides.i(axis) : 1;
+        const int64_t dilation =
+            dil != unit.contraction->attr().end() && dil->second.list().i_size() == 4
+                ? dil->second.list().i(axis) : 1;
+        const int64_t out = (size + stride - 1) / stride;
+        const int64_t total =
+            std::max<int64_t>((out - 1) * stride + (k - 1) * dilation + 1 - size, 0);
+        pads.push_back(total / 2);
+        pads.push_back(total - total / 2);
+      }
+      unit.float_pad = pads;
+      shifted_inputs[key] = *range;
+      TakeShiftBack(&unit, -range->lo);
+      unit.in_range = {0.0f, std::max(range->hi - range->lo, kMinRange)};
+    });
+  }
+  std::map<std::string, const Unit*> padded_readers;  // edge -> the unit that pads it
+  for (const Unit& unit : units) {
+    if (!unit.float_pad.empty()) padded_readers[graph_util::EdgeString(unit.input)] = &unit;
   }
 
   // One QuantizeV2 per float tensor that 8-bit units read.
@@ -957,10 +1018,34 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
       *out->add_node() = MakeScalar(hi_name, calibrated.lo + width);
       *out->add_node() = MakeScalar(zero, 0.0f);
       *out->add_node() = MakeScalar(top, width);
+      std::string source = key;
+      const auto padded = padded_readers.find(key);
+      if (padded != padded_readers.end()) {
+        const std::vector<int64_t>& p = padded->second->float_pad;
+        Tensor amounts(tensorflow::DT_INT32, TensorShape({4, 2}));
+        auto m = amounts.matrix<int32_t>();
+        const int64_t values[8] = {0, 0, p[0], p[1], p[2], p[3], 0, 0};
+        for (int i = 0; i < 8; ++i) m(i / 2, i % 2) = static_cast<int32_t>(values[i]);
+        const std::string pad_name = graph_util::UniqueName(name + "/padded", &taken);
+        const std::string amounts_name = graph_util::UniqueName(pad_name + "/paddings", &taken);
+        NodeDef* consts = out->add_node();
+        consts->set_name(amounts_name);
+        consts->set_op("Const");
+        (*consts->mutable_attr())["dtype"].set_type(tensorflow::DT_INT32);
+        amounts.AsProtoTensorContent((*consts->mutable_attr())["value"].mutable_tensor());
+        NodeDef* pad = out->add_node();
+        pad->set_name(pad_name);
+        pad->set_op("Pad");
+        pad->add_input(key);
+        pad->add_input(amounts_name);
+        (*pad->mutable_attr())["T"].set_type(kFloat);
+        (*pad->mutable_attr())["Tpaddings"].set_type(tensorflow::DT_INT32);
+        source = pad_name;
+      }
       NodeDef* node = out->add_node();
       node->set_name(name);
       node->set_op("QuantizeV2");
-      node->add_input(key);
+      node->add_input(source);
       node->add_input(lo_name);
       node->add_input(hi_name);
       (*node->mutable_attr())["T"].set_type(kU8);
@@ -1094,6 +1179,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
       CopyAttr(*unit.contraction, "dilations", q);
       CopyAttr(*unit.contraction, "padding", q);
       CopyAttr(*unit.contraction, "explicit_paddings", q);
+      if (!unit.float_pad.empty()) attr["padding"].set_s("VALID");
       if (unit.pad != nullptr) {
         attr["padding"].set_s("EXPLICIT");
         auto* list = attr["explicit_paddings"].mutable_list();
