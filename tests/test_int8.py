@@ -64,20 +64,14 @@ def test_conv_bias_relu_becomes_one_fused_kernel():
     g = _graph(_conv_bias_relu)
     res = _quantize(g, _samples(1))
     q = res.graph_def
-    # The input is signed and the 3x3 conv pads it (SAME): it is padded in float, then
-    # quantized unsigned from its minimum, and the conv runs VALID.
-    assert _ops(q) == Counter({"Placeholder": 1, "Pad": 1, "QuantizeV2": 1,
-                               "_FusedQuantizedConv2D": 1, "Dequantize": 1, "Identity": 1})
+    assert _ops(q) == Counter({"Placeholder": 1, "QuantizeV2": 1, "_FusedQuantizedConv2D": 1,
+                               "Dequantize": 1, "Identity": 1})
     conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
     assert conv.name == "conv_int8"
     assert [s.decode() for s in conv.attr["fused_ops"].list.s] == ["BiasAdd", "Relu", "Requantize"]
     assert conv.attr["out_type"].type == tf.quint8.as_datatype_enum
-    assert conv.attr["Tinput"].type == tf.quint8.as_datatype_enum
-    assert conv.attr["padding"].s == b"VALID"
-    pad = next(n for n in q.node if n.op == "Pad")
-    assert tf.make_ndarray(next(n for n in q.node if n.name == pad.input[1]).attr["value"].tensor
-                           ).tolist() == [[0, 0], [1, 1], [1, 1], [0, 0]]
-    assert next(n for n in q.node if n.op == "QuantizeV2").attr["mode"].s == b"MIN_FIRST"
+    assert conv.attr["Tinput"].type == tf.qint8.as_datatype_enum  # the input is signed
+    assert conv.attr["padding"].s == b"SAME"
     # The Dequantize takes the Relu's name, so its readers are untouched.
     dq = next(n for n in q.node if n.op == "Dequantize")
     assert dq.name == "act" and dq.input[0] == "conv_int8"
@@ -619,7 +613,7 @@ def test_a_max_pool_passes_a_shift_on_so_the_residual_add_runs_in_the_conv():
 
 
 @pytest.mark.parametrize("stride, padding", [(1, "SAME"), (2, "SAME"), (2, "VALID")])
-def test_a_padded_conv_reading_a_swish_gets_it_padded_in_float_then_shifted(stride, padding):
+def test_a_conv_reading_a_swish_can_get_it_padded_in_float_then_shifted(stride, padding):
     def build(x):
         y = tf.nn.conv2d(x, _c(RNG.normal(size=(1, 1, 8, 16)) * 0.3), 1, "SAME", name="e")
         y = tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="e_bias")
@@ -630,7 +624,14 @@ def test_a_padded_conv_reading_a_swish_gets_it_padded_in_float_then_shifted(stri
 
     g = _graph(build, shape=(1, 13, 13, 8))
     x = _samples(4, shape=(13, 13, 8))
-    q = _quantize(g, x).graph_def
+    calibration = Q.calibrate(g, x)
+    q = leangraph.transform(
+        g, f'quantize_int8(ranges="{calibration.to_param()}", pad_inputs=true)',
+        inputs=["input"], outputs=["output"])
+    if padding == "SAME":  # by default a SAME conv reads it signed, unpadded
+        plain = _quantize(g, x).graph_def
+        d = next(n for n in plain.node if n.name == "d_int8")
+        assert d.attr["Tinput"].type == tf.qint8.as_datatype_enum and d.attr["padding"].s == b"SAME"
     node = {n.name: n for n in q.node}
     d = node["d_int8"]
     assert d.attr["Tinput"].type == tf.quint8.as_datatype_enum and d.attr["padding"].s == b"VALID"
