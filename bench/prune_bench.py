@@ -117,17 +117,16 @@ def mnist(names, target, epochs, runs):
                 prune_step = _speedup(original, (graph, input_name, outputs), x, runs)
                 int8_step = _speedup((graph, input_name, outputs), int8, x, runs)
                 stacked = _speedup(original, int8, x, runs)
-                int8_acc = _int8_accuracy(q.graph_def, input_name, outputs, ref)
+                int8_acc = _int8_accuracy(q.graph_def, input_name, outputs, ref, batch)
                 print(f"  batch {batch:2d}, int8(pruned) vs original deploy: {_fmt(stacked)}; "
                       f"steps: pruned {prune_step.speedup:.2f}x x int8 {int8_step.speedup:.2f}x "
                       f"= {prune_step.speedup * int8_step.speedup:.2f}x; int8 test accuracy "
                       f"{100 * int8_acc:.2f} %, {100 * q.int8_mac_share:.0f} % of MACs int8")
 
 
-def _int8_accuracy(graph_def, input_name, outputs, ref):
+def _int8_accuracy(graph_def, input_name, outputs, ref, batch):
     import leangraph
 
-    batch = 32
     hits = 0
     x, y = ref.x_test, ref.y_test
     for i in range(0, len(x) - batch + 1, batch):
