@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import graph_builders  # noqa: E402
+import pg  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,17 @@ def rng():
 @pytest.fixture(scope="session")
 def modern_blocks_graph():
     return graph_builders.keras_modern_blocks_graph()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A throwaway PostgreSQL server (tests/pg.py) for the shared-study tests."""
+    why = pg.install()
+    if why is not None:
+        if os.environ.get("CI"):
+            # CI's `make test` installs the server first: missing binaries there are a failure.
+            pytest.fail(f"no PostgreSQL server binaries in CI: {why}")
+        pytest.skip(f"no PostgreSQL server binaries, so no shared-study tests: {why}")
+    running = pg.Server().start()
+    yield running
+    running.stop()

@@ -108,3 +108,16 @@ class Server:
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
                       "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def trials_of(url, name):
+    """The study's trials now (KeyError while it does not exist)."""
+    import optuna
+
+    from leangraph.search.storage import close_storage, open_storage
+
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=True)
+    finally:
+        close_storage(storage)

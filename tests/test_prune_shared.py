@@ -17,18 +17,6 @@ SEARCH = ["--max-accuracy-drop", "20", "--epochs", "1", "--heartbeat", "1"]
 
 
 @pytest.fixture(scope="module")
-def server():
-    why = pg.install()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"no PostgreSQL server binaries in CI: {why}")
-        pytest.skip(f"no PostgreSQL server binaries, so no shared-study tests: {why}")
-    running = pg.Server().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory):
     import keras
     from keras import layers
@@ -73,16 +61,7 @@ class Worker:
         return json.loads((self.out / "report.json").read_text())
 
 
-def trials_of(url, name):
-    import optuna
-
-    from leangraph.search.storage import close_storage, open_storage
-
-    storage = open_storage(url)
-    try:
-        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=True)
-    finally:
-        close_storage(storage)
+trials_of = pg.trials_of
 
 
 def test_two_workers_share_one_prune_study_and_other_data_is_refused(server, files):

@@ -39,19 +39,6 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 @pytest.fixture(scope="module")
-def server():
-    why = pg.install()
-    if why is not None:
-        if os.environ.get("CI"):
-            # CI's `make test` installs the server first: missing binaries there are a failure.
-            pytest.fail(f"no PostgreSQL server binaries in CI: {why}")
-        pytest.skip(f"no PostgreSQL server binaries, so no shared-study tests: {why}")
-    running = pg.Server().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory):
     digits = reference_model()
     folder = tmp_path_factory.mktemp("search")
@@ -60,17 +47,7 @@ def files(tmp_path_factory):
     return str(digits.graph_path), str(data), folder
 
 
-def trials_of(url, name):
-    """The study's trials now (KeyError while it does not exist)."""
-    import optuna
-
-    from leangraph.search.storage import close_storage, open_storage
-
-    storage = open_storage(url)
-    try:
-        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=True)
-    finally:
-        close_storage(storage)
+trials_of = pg.trials_of
 
 
 def study_names(url):

@@ -55,23 +55,14 @@ def add_parser(subparsers):
                              "fine-tuning (default 0.5)")
     parser.add_argument("--qat-epochs", type=int, default=3,
                         help="with --int8: quantization-aware fine-tuning epochs (default 3)")
-    shared = parser.add_argument_group(
-        "shared search", "with --max-accuracy-drop: many processes, on any machines, share one "
-                         "Optuna study; each writes the study's best candidate, fine-tuned")
-    shared.add_argument("--storage", metavar="URL",
-                        help="where the study lives: postgresql://user:password@host:port/db, "
-                             "mysql://..., sqlite:///FILE, or a journal file path")
-    shared.add_argument("--study", metavar="NAME", help="the study's name in --storage")
-    shared.add_argument("--worker", action="store_true",
-                        help="join an existing study (same model, data and settings); --trials "
-                             "counts COMPLETE trials study-wide")
-    shared.add_argument("--wait", type=float, default=60.0, metavar="S",
-                        help="how long a --worker waits for the study to appear (default 60)")
-    shared.add_argument("--resume", action="store_true",
-                        help="continue a study whose workers have all stopped")
-    shared.add_argument("--heartbeat", type=int, default=10, metavar="S",
-                        help="seconds between a trial's heartbeats; a trial silent for three "
-                             "of them is failed and run again (default 10)")
+    from leangraph.search import options
+
+    options.add_arguments(
+        parser,
+        description="with --max-accuracy-drop: many processes, on any machines, share one "
+                    "Optuna study; each writes the study's best candidate, fine-tuned",
+        worker_help="join an existing study (same model, data and settings); --trials counts "
+                    "COMPLETE trials study-wide")
     parser.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ Optuna's TPE proposes how many channels each group keeps (whole multiples of
 `multiple`, which CPU kernels favour); each candidate is rebuilt, fine-tuned
 briefly by distillation, scored on the held-out data and timed as a frozen
 `deploy` graph on leangraph's C++ timer. The accuracy budget is a constraint
-(`constraints_func`), so a candidate that breaks it can never be the result;
+(Optuna's trial constraints), so a candidate that breaks it can never be the result;
 the latency is the objective because MACs and latency disagree.
 """
 
@@ -102,6 +102,7 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
     soft_val = D.predict(teacher, x_val)
     groups = graph.prunable_groups
     timer = shared.timed(latency_ms) if shared is not None else latency_ms
+    modern_constraints = hasattr(optuna.trial.Trial, "set_constraint")
     baseline_latency = timer(teacher, x_val, batch, runs)
     trials, built, records = [], {}, []
 
@@ -127,6 +128,8 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
         drop = 100.0 * (baseline - accuracy)
         latency = timer(model, x_val, batch, runs)
         trial.set_user_attr("constraint", drop - max_accuracy_drop)
+        if modern_constraints:
+            trial.set_constraint("accuracy_budget", drop - max_accuracy_drop)
         record = Trial(trial.number, keep, plan.macs() / graph.macs(), latency, accuracy, drop,
                        drop <= max_accuracy_drop)
         if shared is not None:
@@ -144,9 +147,11 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
         seed_here = seed + 1 + os.getpid() % 100003
     else:
         seed_here = seed
-    sampler = optuna.samplers.TPESampler(
-        seed=seed_here, constant_liar=shared is not None,
-        constraints_func=lambda t: [t.user_attrs.get("constraint", float("inf"))])
+    # Optuna 5 reads constraints a trial sets itself (constraints_func is deprecated there).
+    constraints = ({} if modern_constraints else
+                   {"constraints_func": lambda t: [t.user_attrs.get("constraint", float("inf"))]})
+    sampler = optuna.samplers.TPESampler(seed=seed_here, constant_liar=shared is not None,
+                                         **constraints)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Uniform cuts first: TPE starts from points that are usually feasible.
     uniform = [{f"g{g.index}": max(1, round(share * _steps(g, multiple)[1])) for g in groups}

@@ -4,18 +4,17 @@ import os
 import sys
 
 
-def add_arguments(parser):
-    """The shared-search flags of `leangraph tune`."""
-    group = parser.add_argument_group(
-        "shared search", "many workers, on any machines, share one Optuna study")
+def add_arguments(parser, *, description="many workers, on any machines, share one Optuna study",
+                  worker_help="join an existing study; its search settings replace this "
+                              "command's, and --trials counts COMPLETE trials study-wide"):
+    """The shared-search flags of `leangraph tune` (and `leangraph prune`)."""
+    group = parser.add_argument_group("shared search", description)
     group.add_argument("--storage", metavar="URL",
                        help="where the study lives: postgresql://user:password@host:port/db, "
                             "mysql://..., sqlite:///FILE, or a journal file path "
                             "(default: in memory, this process only)")
     group.add_argument("--study", metavar="NAME", help="the study's name in --storage")
-    group.add_argument("--worker", action="store_true",
-                       help="join an existing study; its search settings replace this "
-                            "command's, and --trials counts COMPLETE trials study-wide")
+    group.add_argument("--worker", action="store_true", help=worker_help)
     group.add_argument("--wait", type=float, default=60.0, metavar="S",
                        help="how long a --worker waits for the study to appear (default 60)")
     group.add_argument("--resume", action="store_true",
