@@ -80,27 +80,17 @@ def test_conv_bias_relu_becomes_one_fused_kernel():
     assert _rel_err(g, q, _samples(1)) < 0.03
 
 
-def test_conv_without_relu_is_shifted_unsigned_and_relu6_caps_the_range():
+def test_conv_without_relu_is_signed_and_relu6_caps_the_range():
     g = _graph(lambda x: _conv_bias_relu(x, relu=None))
     res = _quantize(g, _samples(1))
     q = res.graph_def
     conv = next(n for n in q.node if n.op == "_FusedQuantizedConv2D")
     assert [s.decode() for s in conv.attr["fused_ops"].list.s] == ["BiasAdd", "Requantize"]
-    # A signed output goes out as y - min(y), unsigned: 255 levels over [min, max]; its
-    # float reader (the graph output) gets a MIN_FIRST Dequantize whose zero is at min.
-    assert conv.attr["out_type"].type == tf.quint8.as_datatype_enum
-    lo, hi = res.calibration.ranges["bias:0"]
-    assert lo < 0 < hi
+    # Only a float reader (the graph output): no shift, the signed [-m, m] keeps headroom.
+    assert conv.attr["out_type"].type == tf.qint8.as_datatype_enum
     dq = next(n for n in q.node if n.name == "bias")
-    assert dq.op == "Dequantize" and dq.attr["mode"].s == b"MIN_FIRST"
-    floor = next(n for n in q.node if n.name == dq.input[1])
-    assert float(tf.make_ndarray(floor.attr["value"].tensor)) == pytest.approx(lo, rel=1e-5)
+    assert dq.op == "Dequantize" and dq.attr["mode"].s == b"SCALED"
     assert _rel_err(g, q, _samples(1)) < 0.03
-    # Probe graphs dequantize every unit as it is: signed.
-    probes = leangraph.transform(g, f'quantize_int8(ranges="{res.calibration.to_param()}", probes=true)',
-                                 inputs=["input"], outputs=["output"])
-    assert next(n for n in probes.node if n.op == "_FusedQuantizedConv2D").attr["out_type"].type == \
-        tf.qint8.as_datatype_enum
 
     g6 = _graph(lambda x: _conv_bias_relu(x, relu="relu6", scale=1.0))
     q6 = _quantize(g6, _samples(1))

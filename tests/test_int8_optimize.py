@@ -36,8 +36,13 @@ def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path):
     assert row["quantization"]["int8_mac_share"] == pytest.approx(1.0)
     text = (tmp_path / "o" / "report.md").read_text()
     assert "oneDNN's int8 kernels" in text
-    # The claimed speed-up is re-measured in interleaved pairs against the frozen graph.
+    # The claimed speed-up is re-measured in interleaved pairs against the frozen graph
+    # (unless the frozen graph itself won, which a loaded machine can make it on this
+    # tiny model: then there is nothing to confirm).
     confirmed = data["settings"]["confirmed"]
+    if data["result"] == "frozen":
+        assert confirmed is None
+        return
     assert confirmed["a"] == "frozen" and confirmed["b"] == data["result"]
     lo, hi = confirmed["speedup_ci95"]
     assert lo <= confirmed["speedup"] <= hi and confirmed["pairs"] >= 20
