@@ -834,11 +834,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   }
   std::map<std::string, std::string> pools;  // pool name -> its 8-bit node
   for (const NodeDef& node : in.node()) {
-    if ((node.op() != "MaxPool" && node.op() != "AvgPool") ||
-        graph_util::TypeAttr(node, "T") != kFloat || node.input_size() != 1 ||
-        graph_util::DataFormat(node) != "NHWC" || exclude.count(node.name()) > 0) {
-      continue;
-    }
+    if (!IsPoolable(node, exclude)) continue;
     const Edge source = graph_util::ParseEdge(node.input(0));
     const auto it = producers.find(source.node);
     if (source.port != 0 || it == producers.end()) continue;
