@@ -473,9 +473,10 @@ void TakeShiftBack(Unit* reader, float shift) {
 //
 // A signed, unactivated output y of a conv unit is handed on unsigned as
 // y + c, c = -min (the unit adds c through its bias; saturating at 0 is the
-// range's own clipping), when every reader can take c back exactly: a 1x1
-// conv without padding (its bias loses c * sum_k W[k,n]) or a Sum fusion
-// reading it as the summand (its bias loses c). The range [0, max - min] is
+// range's own clipping), when every 8-bit reader can take c back exactly: a
+// 1x1 conv without padding (its bias loses c * sum_k W[k,n]) or a Sum fusion
+// reading it as the summand (its bias loses c); MaxPools pass it on and float
+// readers dequantize it MIN_FIRST (see below). The range [0, max - min] is
 // no coarser than the signed [-m, m], oneDNN's unsigned-input kernels are
 // faster (8 middle-flow 1x1 convs of Xception: 6.8 ms signed, 5.4 ms
 // unsigned, measured), and it lets a linear residual add (MobileNetV2's,
@@ -488,10 +489,24 @@ void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphD
                  const std::map<std::string, Range>& ranges,
                  const std::set<std::string>& endpoints, const std::set<std::string>& exclude,
                  bool allow_shifts) {
-  // A MaxPool of a shifted tensor holds max(y) + c: it passes the shift on.
-  auto shift_pool = [&](const NodeDef& reader, const Edge& edge) {
-    return reader.op() == "MaxPool" && IsPoolable(reader, exclude) && edge.port == 0 &&
-           !edge.control;
+  // Calls visit(tensor, reader node, edge) for every data reader of a shifted
+  // tensor `start`, looking through the MaxPools that pass the shift on (a
+  // MaxPool of y + c holds max(y) + c).
+  auto for_each_reader = [&](const std::string& start, const auto& visit) {
+    std::vector<std::string> tensors = {start};
+    while (!tensors.empty()) {
+      const std::string name = tensors.back();
+      tensors.pop_back();
+      for (const auto& consumer : index.Consumers(name)) {
+        if (consumer.edge.control) continue;
+        const NodeDef& reader = graph.node(consumer.node);
+        if (reader.op() == "MaxPool" && IsPoolable(reader, exclude) && consumer.edge.port == 0) {
+          tensors.push_back(reader.name());
+        } else {
+          visit(name, reader, consumer.edge);
+        }
+      }
+    }
   };
   // One add, one fusion: where two units could fuse the same add (a
   // projection shortcut and the main branch), the later one keeps it.
@@ -572,37 +587,27 @@ void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphD
         // minimum that the signed [-m, m] has (measured: DenseNet121 40.4 vs
         // 38.7 dB, MobileNetV3Small 35.4 vs 33.3 dB when every output shifts).
         bool ok = true, taken_back = false;
-        std::vector<std::string> tensors = {FinalName(unit)};
-        while (ok && !tensors.empty()) {
-          const std::string name = tensors.back();
-          tensors.pop_back();
-          for (const auto& consumer : index.Consumers(name)) {
-            if (consumer.edge.control) continue;
-            const NodeDef& reader = graph.node(consumer.node);
-            const auto readers = by_reader.find(reader.name());
-            if (readers == by_reader.end()) {
-              if (shift_pool(reader, consumer.edge)) {
-                tensors.push_back(reader.name());
-              } else {
-                // Any other pool of an 8-bit tensor runs 8-bit too, shifted or not.
-                ok = ok && reader.op() != "MaxPool" && reader.op() != "AvgPool";
-              }
-              continue;
-            }
-            bool takes_it_back = false;
-            for (const Unit* r : readers->second) {
-              const bool as_input = r->contraction->name() == reader.name() &&
-                                    r->input.node == name && r->input.port == 0 &&
-                                    consumer.edge.port == 0 && IsPointwiseConv(*r);
-              const bool as_summand = r->summed && r->sum_add->name() == reader.name() &&
-                                      r->summand.node == name && r->summand.port == 0 &&
-                                      consumer.edge.port == 0;
-              takes_it_back = takes_it_back || as_input || as_summand;
-            }
-            ok = ok && takes_it_back;
-            taken_back = taken_back || takes_it_back;
+        for_each_reader(FinalName(unit), [&](const std::string& name, const NodeDef& reader,
+                                             const Edge& edge) {
+          const auto readers = by_reader.find(reader.name());
+          if (readers == by_reader.end()) {
+            // Any other pool of an 8-bit tensor runs 8-bit too, shifted or not.
+            ok = ok && reader.op() != "MaxPool" && reader.op() != "AvgPool";
+            return;
           }
-        }
+          bool takes_it_back = false;
+          for (const Unit* r : readers->second) {
+            const bool as_input = r->contraction->name() == reader.name() &&
+                                  r->input.node == name && r->input.port == 0 &&
+                                  edge.port == 0 && IsPointwiseConv(*r);
+            const bool as_summand = r->summed && r->sum_add->name() == reader.name() &&
+                                    r->summand.node == name && r->summand.port == 0 &&
+                                    edge.port == 0;
+            takes_it_back = takes_it_back || as_input || as_summand;
+          }
+          ok = ok && takes_it_back;
+          taken_back = taken_back || takes_it_back;
+        });
         if (!ok || !taken_back) off.push_back(&unit.shifted);
       }
     }
@@ -630,30 +635,17 @@ void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphD
   // Each reader takes the shift back (through the MaxPools that pass it on).
   for (const Unit& unit : *units) {
     if (!unit.shifted || unit.shift == 0.0f) continue;
-    std::vector<std::string> tensors = {unit.last};
-    while (!tensors.empty()) {
-      const std::string name = tensors.back();
-      tensors.pop_back();
-      for (const auto& consumer : index.Consumers(name)) {
-        if (consumer.edge.control) continue;
-        const NodeDef& node = graph.node(consumer.node);
-        const std::string& reader = node.name();
-        if (by_contraction.count(reader) == 0 && by_sum_add.count(reader) == 0 &&
-            shift_pool(node, consumer.edge)) {
-          tensors.push_back(reader);
-          continue;
-        }
-        const auto conv = by_contraction.find(reader);
-        if (conv != by_contraction.end() && conv->second->input.node == name) {
-          TakeShiftBack(conv->second, unit.shift);
-          conv->second->in_range = unit.out_range;
-        }
-        const auto sum = by_sum_add.find(reader);
-        if (sum != by_sum_add.end() && sum->second->summand.node == name) {
-          for (float& b : sum->second->bias_values) b -= unit.shift;
-        }
+    for_each_reader(unit.last, [&](const std::string& name, const NodeDef& node, const Edge&) {
+      const auto conv = by_contraction.find(node.name());
+      if (conv != by_contraction.end() && conv->second->input.node == name) {
+        TakeShiftBack(conv->second, unit.shift);
+        conv->second->in_range = unit.out_range;
       }
-    }
+      const auto sum = by_sum_add.find(node.name());
+      if (sum != by_sum_add.end() && sum->second->summand.node == name) {
+        for (float& b : sum->second->bias_values) b -= unit.shift;
+      }
+    });
   }
 }
 
@@ -899,90 +891,77 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   // 127 over [-m, m], and the faster unsigned-input kernels.
   std::map<std::string, Range> shifted_inputs;  // edge -> its calibrated range
   {
+    // The units reading each float tensor; a tensor some unit sums is never shifted.
     std::map<std::string, std::vector<Unit*>> readers;
-    std::set<std::string> other_readers;  // edges a unit reads other than as a 1x1 input
+    std::set<std::string> summed;
     for (Unit& unit : units) {
-      if (unit.summed) other_readers.insert(graph_util::EdgeString(unit.summand));
-      const std::string key = graph_util::EdgeString(unit.input);
-      if ((unit.input.port == 0 && (producers.count(unit.input.node) > 0 ||
-                                    absorbed.count(unit.input.node) > 0)) ||
-          !IsPointwiseConv(unit)) {
-        other_readers.insert(key);
+      if (unit.summed) summed.insert(graph_util::EdgeString(unit.summand));
+      if (unit.input.port == 0 && (producers.count(unit.input.node) > 0 ||
+                                   absorbed.count(unit.input.node) > 0)) {
+        continue;  // reads an 8-bit tensor
+      }
+      readers[graph_util::EdgeString(unit.input)].push_back(&unit);
+    }
+    auto shift = [&](const std::string& key, const Range& range, const std::vector<Unit*>& group) {
+      shifted_inputs[key] = range;
+      for (Unit* r : group) {
+        TakeShiftBack(r, -range.lo);
+        r->in_range = {0.0f, std::max(range.hi - range.lo, kMinRange)};
+      }
+    };
+    // Also a VALID conv that alone reads such a tensor (no padding to hold c).
+    // With pad_inputs=true a SAME one too (an EfficientNet depthwise reading a
+    // swish): the tensor is padded in float, with zeros, before the shift, and
+    // the conv runs VALID, so its padding holds c as well and the same
+    // correction is exact. Off by default: the float Pad costs about what the
+    // finer grid gains (measured: MobileNetV2, whose stem it pads, 1.02x
+    // slower [0.99, 1.05] for no SQNR gain; EfficientNetV2B0 +0.8 dB).
+    std::map<std::string, std::pair<Unit*, Range>> to_pad;  // conv name -> it, its input range
+    for (const auto& [key, group] : readers) {
+      const auto range = Lookup(*ranges, group.front()->input);
+      if (summed.count(key) > 0 || !range || range->lo >= 0 || range->hi <= 0) continue;
+      if (std::all_of(group.begin(), group.end(), [](const Unit* u) { return IsPointwiseConv(*u); })) {
+        shift(key, *range, group);
         continue;
       }
-      readers[key].push_back(&unit);
-    }
-    for (auto& [key, group] : readers) {
-      const auto range = Lookup(*ranges, group.front()->input);
-      if (other_readers.count(key) > 0 || !range || range->lo >= 0 || range->hi <= 0) continue;
-      const float shift = -range->lo;
-      shifted_inputs[key] = *range;
-      for (Unit* r : group) {
-        TakeShiftBack(r, shift);
-        r->in_range = {0.0f, std::max(range->hi + shift, kMinRange)};
+      Unit* only = group.front();
+      if (group.size() != 1 || only->is_matmul || only->pad != nullptr) continue;
+      const auto padding = only->contraction->attr().find("padding");
+      if (padding == only->contraction->attr().end()) continue;
+      if (padding->second.s() == "VALID") {
+        shift(key, *range, group);
+      } else if (padding->second.s() == "SAME" && pad_float_inputs) {
+        to_pad[only->contraction->name()] = {only, *range};
       }
     }
-    // A VALID conv that alone reads such a tensor 8-bit takes the same shift
-    // (no padding to hold c). With pad_inputs=true a SAME one too (an
-    // EfficientNet depthwise reading a swish): the tensor is padded in float,
-    // with zeros, before the shift, and the conv runs VALID, so its padding
-    // holds c as well and the same correction is exact. Off by default: the
-    // float Pad costs about what the finer grid gains (measured: MobileNetV2,
-    // whose stem it pads, 1.02x slower [0.99, 1.05] for no SQNR gain;
-    // EfficientNetV2B0 +0.8 dB).
-    std::map<std::string, int> unit_readers;
-    for (const Unit& unit : units) {
-      if (!unit.is_matmul) unit_readers[graph_util::EdgeString(unit.input)]++;
-      if (unit.summed) unit_readers[graph_util::EdgeString(unit.summand)] += 2;
+    if (!to_pad.empty()) {  // the paddings need the input's spatial size
+      graph_util::VisitInferredShapes(in, [&](const tensorflow::Node& node,
+                                              tensorflow::shape_inference::InferenceContext& c) {
+        const auto found = to_pad.find(node.name());
+        if (found == to_pad.end() || !c.RankKnown(c.input(0)) || c.Rank(c.input(0)) != 4) return;
+        Unit& unit = *found->second.first;
+        std::vector<int64_t> pads;
+        for (int axis : {1, 2}) {
+          const auto dim = c.Dim(c.input(0), axis);
+          if (!c.ValueKnown(dim)) return;
+          const int64_t size = c.Value(dim);
+          const int64_t k = unit.weight.dim_size(axis - 1);
+          const auto& strides = unit.contraction->attr().at("strides").list();
+          const auto dil = unit.contraction->attr().find("dilations");
+          const int64_t stride = strides.i_size() == 4 ? strides.i(axis) : 1;
+          const int64_t dilation =
+              dil != unit.contraction->attr().end() && dil->second.list().i_size() == 4
+                  ? dil->second.list().i(axis) : 1;
+          const int64_t out = (size + stride - 1) / stride;
+          const int64_t total =
+              std::max<int64_t>((out - 1) * stride + (k - 1) * dilation + 1 - size, 0);
+          pads.push_back(total / 2);
+          pads.push_back(total - total / 2);
+        }
+        unit.float_pad = pads;
+        shift(graph_util::EdgeString(unit.input), found->second.second, {&unit});
+      });
     }
-    std::map<std::string, Unit*> by_name;
-    for (Unit& unit : units) by_name[unit.contraction->name()] = &unit;
-    graph_util::VisitInferredShapes(in, [&](const tensorflow::Node& node,
-                                            tensorflow::shape_inference::InferenceContext& c) {
-      const auto found = by_name.find(node.name());
-      if (found == by_name.end()) return;
-      Unit& unit = *found->second;
-      const std::string key = graph_util::EdgeString(unit.input);
-      const auto range = Lookup(*ranges, unit.input);
-      const auto padding = unit.contraction->attr().find("padding");
-      if (unit.is_matmul || unit.pad != nullptr || IsPointwiseConv(unit) ||
-          shifted_inputs.count(key) > 0 || unit_readers[key] != 1 ||
-          (unit.input.port == 0 && (producers.count(unit.input.node) > 0 ||
-                                    absorbed.count(unit.input.node) > 0)) ||
-          !range || range->lo >= 0 || range->hi <= 0 || padding == unit.contraction->attr().end() ||
-          (padding->second.s() != "SAME" && padding->second.s() != "VALID")) {
-        return;
-      }
-      if (padding->second.s() == "VALID") {  // nothing to pad: the shift alone
-        shifted_inputs[key] = *range;
-        TakeShiftBack(&unit, -range->lo);
-        unit.in_range = {0.0f, std::max(range->hi - range->lo, kMinRange)};
-        return;
-      }
-      if (!pad_float_inputs || !c.RankKnown(c.input(0)) || c.Rank(c.input(0)) != 4) return;
-      std::vector<int64_t> pads;
-      for (int axis : {1, 2}) {
-        const auto dim = c.Dim(c.input(0), axis);
-        if (!c.ValueKnown(dim)) return;
-        const int64_t size = c.Value(dim);
-        const int64_t k = unit.weight.dim_size(axis - 1);
-        const auto& strides = unit.contraction->attr().at("strides").list();
-        const auto dil = unit.contraction->attr().find("dilations");
-        const int64_t stride = strides.i_size() == 4 ? strides.i(axis) : 1;
-        const int64_t dilation =
-            dil != unit.contraction->attr().end() && dil->second.list().i_size() == 4
-                ? dil->second.list().i(axis) : 1;
-        const int64_t out = (size + stride - 1) / stride;
-        const int64_t total =
-            std::max<int64_t>((out - 1) * stride + (k - 1) * dilation + 1 - size, 0);
-        pads.push_back(total / 2);
-        pads.push_back(total - total / 2);
-      }
-      unit.float_pad = pads;
-      shifted_inputs[key] = *range;
-      TakeShiftBack(&unit, -range->lo);
-      unit.in_range = {0.0f, std::max(range->hi - range->lo, kMinRange)};
-    });
   }
   std::map<std::string, const Unit*> padded_readers;  // edge -> the unit that pads it
   for (const Unit& unit : units) {

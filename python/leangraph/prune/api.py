@@ -215,6 +215,7 @@ def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32):
     frozen deploy graph, calibrated on `x_calib`): accuracy, or agreement with `reference`."""
     from leangraph.execute import run
     from leangraph.prune.search import deploy_graph
+    from leangraph.quantization.calibrate import padded
     from leangraph.quantization.int8 import quantize
 
     graph_def, name, outputs = deploy_graph(model, batch)
@@ -222,11 +223,9 @@ def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32):
     target = y_val if y_val is not None else np.asarray(reference).argmax(axis=-1)
     hits = 0
     for start in range(0, len(x_val), batch):
-        xb = x_val[start:start + batch]
-        n = len(xb)
-        if n < batch:  # the graph is frozen at `batch`: pad the last one
-            xb = np.concatenate([xb, np.repeat(xb[-1:], batch - n, axis=0)])
-        out = run(quantized, {name: xb}, outputs)[0][:n]
+        n = len(x_val[start:start + batch])
+        # The graph is frozen at `batch`: the last one is filled up.
+        out = run(quantized, padded({name: x_val[start:start + batch]}, batch), outputs)[0][:n]
         hits += int(np.sum(out.argmax(axis=-1) == target[start:start + n]))
     return hits / len(x_val) if len(x_val) else 0.0
 

@@ -14,7 +14,6 @@ and criterion, which every worker shares).
 """
 
 import hashlib
-import json
 import os
 import socket
 
@@ -143,4 +142,4 @@ class PruneStudy:
 
 def encode_keep(keep):
     """Keep counts with string keys, as JSON (and so Optuna's user attrs) store them."""
-    return json.loads(json.dumps({str(k): int(v) for k, v in keep.items()}))
+    return {str(k): int(v) for k, v in keep.items()}
