@@ -132,7 +132,7 @@ def calibrate(name, graph_def, input_name, output, shape, args, timer):
     # The injected cost measured on its own, side by side, for the report.
     separate = timer.compare(graph_def, slower, feeds, runs=args.runs, warmup=5, seed=999)
     print(f"\n== {name}: p50 {base.p50_ms:.3f} ms, intra-op pool {base.intra_op_pool} "
-          f"({base.intra_op_pool_size} threads); injected cost: {matmuls} MatMuls of "
+          f"({base.intra_op_pool_size} threads), burst {separate.burst}; injected cost: {matmuls} MatMuls of "
           f"{per_matmul * 1000:.1f} us (nominal +{args.extra_cost:.0%}, measured side by side "
           f"+{1 / separate.speedup - 1:.1%})", flush=True)
 

@@ -241,8 +241,8 @@ def test_compare_order_is_randomized_recorded_and_reproducible(graph_files):
     runs = {}
     for seed in (0, 0, 1):
         result = leangraph.compare(graph_files["a"], graph_files["b"], runs=20, warmup=1,
-                                   measure_overhead=False, seed=seed)
-        assert result.a.count == result.b.count == result.pairs == 20
+                                   measure_overhead=False, seed=seed, burst=1)
+        assert result.a.count == result.b.count == result.pairs == 20 and result.burst == 1
         pairs = [result.order[i:i + 2] for i in range(0, 40, 2)]
         assert all(sorted(p) == ["A", "B"] for p in pairs)
         assert result.pair_first == [p[0] for p in pairs]
@@ -251,6 +251,28 @@ def test_compare_order_is_randomized_recorded_and_reproducible(graph_files):
     assert runs[0][0] == runs[0][1]
     assert runs[0][0] != runs[1][0]
     assert runs[0][0].count("A") == 10  # ABBA blocks: balanced
+
+
+def test_compare_bursts_interleave_and_keep_one_sample_per_graph_and_pair(graph_files):
+    native = leangraph._tfcheck.load_native()
+    result = leangraph.compare(graph_files["a"], graph_files["b"], runs=8, warmup=1,
+                               measure_overhead=False, seed=3, burst=3)
+    assert result.burst == 3 and result.pairs == result.a.count == result.b.count == 8
+    assert len(result.order) == 8 * 3 * 2
+    for pair, a_first in enumerate(native.pair_order(8, 3)):
+        first, second = ("A", "B") if a_first else ("B", "A")
+        # AB BA AB from the pair's coin: both graphs' runs share the same moments.
+        assert result.order[6 * pair:6 * pair + 6] == [first, second, second, first, first,
+                                                       second]
+    assert result.pair_first == ["A" if f else "B" for f in native.pair_order(8, 3)]
+    # Automatic: a graph of microseconds is run many times per sample, up to the cap.
+    auto = leangraph.compare(graph_files["a"], graph_files["b"], runs=6, warmup=2,
+                             measure_overhead=False)
+    assert 1 < auto.burst <= 50 and len(auto.order) == 6 * 2 * auto.burst
+    assert auto.to_dict()["burst"] == auto.burst
+    for bad in (0, -2, 1.5, True, "3"):
+        with pytest.raises(leangraph.BenchmarkError, match="burst is a number of runs"):
+            leangraph.compare(graph_files["a"], graph_files["b"], runs=2, burst=bad)
 
 
 def test_compare_speedup_is_the_paired_estimate(graph_files):
@@ -368,9 +390,10 @@ def test_binary_json_schema_and_pinning(binary, graph_files):
 
 def test_binary_compare_is_interleaved(binary, graph_files):
     proc = run_binary(binary, "--graph", graph_files["a"], "--compare", graph_files["b"],
-                      "--runs", 5, "--warmup", 0, "--no-overhead", "--json")
+                      "--runs", 5, "--warmup", 0, "--no-overhead", "--burst", 1, "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
+    assert report["burst"] == 1 and "as asked" in report["burst_method"]
     assert [sorted(report["order"][i:i + 2]) for i in range(0, 10, 2)] == [["A", "B"]] * 5
     assert report["pair_first"] == report["order"][::2]
     assert report["a"]["count"] == report["b"]["count"] == report["pairs"] == 5
@@ -414,6 +437,8 @@ def test_binary_npy_input_and_text_report(binary, graph_files):
         (["--graph", "{a}", "--bogus"], {}, "unknown flag"),
         (["--graph", "{a}", "--target-ci", "0.03"], {}, "--target-ci applies to --compare only"),
         (["--graph", "{a}", "--compare", "{a}", "--target-ci", "2"], {}, "relative half-width"),
+        (["--graph", "{a}", "--compare", "{a}", "--burst", "0"], {}, "--burst needs a number"),
+        (["--graph", "{a}", "--burst", "2"], {}, "--burst applies to --compare only"),
     ],
 )
 def test_binary_bad_input_fails_clearly(binary, graph_files, args, env, message):

@@ -116,11 +116,13 @@ std::string BenchCompare(const std::string& a_bytes, const std::string& b_bytes,
                          int64_t warmup, double max_time, int intra, int inter,
                          const std::vector<int>& cpus, const std::string& precision,
                          uint64_t seed, int64_t batch, bool profile, bool overhead,
-                         const std::string& precision_b, double target_ci) {
+                         const std::string& precision_b, double target_ci,
+                         int64_t burst) {
   BenchOptions options = MakeOptions(inputs, outputs, runs, warmup, max_time, intra, inter,
                                      cpus, precision, seed, batch, profile, overhead);
   options.precision_b = precision_b;
   options.target_ci = target_ci;
+  options.burst = burst;
   absl::StatusOr<std::string> json;
   {
     // As in BenchRun: long native work, no Python objects touched.
@@ -229,7 +231,7 @@ void RegisterBench(py::module_& m) {
         py::arg("outputs"), py::arg("runs"), py::arg("warmup"), py::arg("max_time"),
         py::arg("intra"), py::arg("inter"), py::arg("cpus"), py::arg("precision"),
         py::arg("seed"), py::arg("batch"), py::arg("profile"), py::arg("overhead"),
-        py::arg("precision_b") = "", py::arg("target_ci") = 0.0,
+        py::arg("precision_b") = "", py::arg("target_ci") = 0.0, py::arg("burst") = 0,
         "Times two graphs in randomized ABBA pairs; returns the comparison as JSON.");
   m.def("bench_stats", &BenchStats, py::arg("samples_ms"), py::arg("batch") = 1,
         "The timer's statistics of latencies (ms), as JSON.");

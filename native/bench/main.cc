@@ -51,6 +51,9 @@ Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
   --target-ci H              with --compare: keep timing pairs until the 95 %
                              interval of the speed-up is within +-H (relative,
                              e.g. 0.03), or --max-time (default 60) passes
+  --burst N                  with --compare: each sample is the fastest of N
+                             back-to-back runs (default: about 5 ms of runs,
+                             from the warm-up; 1 for graphs of 5 ms or more)
   --batch N                  examples per run, for throughput and unknown
                              leading dimensions
   --profile                  time per op type and top nodes (traced runs,
@@ -235,6 +238,12 @@ absl::StatusOr<Cli> ParseArgs(int argc, char** argv, bool* help) {
           return absl::InvalidArgumentError(absl::StrCat(
               "--target-ci needs a relative half-width in (0, 1), e.g. 0.03; got '", *v, "'"));
         }
+      } else if (flag == "--burst") {
+        status = ParseNumber(flag, *v, &cli.options.burst);
+        if (status.ok() && cli.options.burst < 1) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--burst needs a number of runs >= 1, got '", *v, "'"));
+        }
       } else if (flag == "--batch") {
         status = ParseNumber(flag, *v, &cli.options.batch);
       } else if (flag == "--seed") {
@@ -252,6 +261,9 @@ absl::StatusOr<Cli> ParseArgs(int argc, char** argv, bool* help) {
   }
   if (cli.graph.empty()) {
     return absl::InvalidArgumentError("--graph is required (see --help)");
+  }
+  if (cli.options.burst > 0 && cli.compare.empty()) {
+    return absl::InvalidArgumentError("--burst applies to --compare only");
   }
   if (cli.options.target_ci > 0 && cli.compare.empty()) {
     return absl::InvalidArgumentError("--target-ci applies to --compare only");

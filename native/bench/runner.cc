@@ -365,11 +365,11 @@ absl::Status CheckOptions(const BenchOptions& o) {
         "bf16 was requested but this CPU has neither AVX512_BF16 nor AMX-BF16, "
         "so oneDNN would emulate bf16 slower than fp32; use --precision fp32");
   }
-  if (o.runs < 0 || o.warmup < 0 || o.max_time_s < 0 || o.batch < 0 ||
+  if (o.runs < 0 || o.warmup < 0 || o.max_time_s < 0 || o.batch < 0 || o.burst < 0 ||
       o.intra_op_threads < 0 || o.inter_op_threads < 0 || o.profile_runs < 0 ||
       o.top_n < 0) {
     return absl::InvalidArgumentError(
-        "runs, warmup, max_time, batch, thread counts and profile counts must "
+        "runs, warmup, max_time, batch, burst, thread counts and profile counts must "
         "not be negative");
   }
   if (o.runs == 0 && o.max_time_s <= 0) {
@@ -802,6 +802,9 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
                           absl::StrCat("graph ", c->report.label, ": ", status.message()));
     }
   }
+  // The warm-up's run times choose the burst: the faster graph's median,
+  // so that its bursts, too, last about kAutoBurstMs.
+  std::vector<double> warm_ms = {ca.report.first_run_ms, cb.report.first_run_ms};
   {
     InterruptPoll warm_poll(o);
     for (int64_t i = 0; i < o.warmup; ++i) {
@@ -814,10 +817,15 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
           return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
                                                                ": ", ms.status().message()));
         }
+        if (i == 0) warm_ms.clear();  // the first runs (Grappler's) say little
+        warm_ms.push_back(*ms);
       }
     }
   }
   CompareReport out;
+  out.burst_auto = o.burst == 0;
+  std::sort(warm_ms.begin(), warm_ms.end());
+  out.burst = o.burst > 0 ? o.burst : AutoBurst(Percentile(warm_ms, 50));
   out.a_created_first = a_created_first;
   out.seed = o.seed;
   out.target_ci = o.target_ci;
@@ -834,17 +842,26 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
   for (uint64_t pair = 0;; ++pair) {
     status = poll.Poll();
     if (!status.ok()) return status;
+    // A pair's runs interleave, AB BA AB ... from the pair's coin, so that
+    // both graphs' fastest runs come from the same few milliseconds.
     const bool a_first = AFirstInPair(o.seed, pair);
-    for (Candidate* c : a_first ? std::vector<Candidate*>{&ca, &cb}
+    double fastest[2] = {0, 0};
+    for (int64_t k = 0; k < out.burst; ++k) {
+      const bool a_now = (k % 2 == 0) == a_first;
+      for (Candidate* c : a_now ? std::vector<Candidate*>{&ca, &cb}
                                 : std::vector<Candidate*>{&cb, &ca}) {
-      const absl::StatusOr<double> ms = RunOnce(c->handle.session.get(), c->prepared);
-      if (!ms.ok()) {
-        return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
-                                                             ": ", ms.status().message()));
+        const absl::StatusOr<double> ms = RunOnce(c->handle.session.get(), c->prepared);
+        if (!ms.ok()) {
+          return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
+                                                               ": ", ms.status().message()));
+        }
+        double& best = fastest[c == &ca ? 0 : 1];
+        best = k == 0 ? *ms : std::min(best, *ms);
+        out.order.push_back(c == &ca ? 'A' : 'B');
       }
-      c->report.samples_ms.push_back(*ms);
-      out.order.push_back(c == &ca ? 'A' : 'B');
     }
+    ca.report.samples_ms.push_back(fastest[0]);
+    cb.report.samples_ms.push_back(fastest[1]);
     out.a_first.push_back(a_first);
     const double a_ms = ca.report.samples_ms.back(), b_ms = cb.report.samples_ms.back();
     log_ratios.push_back(a_ms > 0 && b_ms > 0 ? std::log(a_ms / b_ms) : 0.0);
@@ -996,6 +1013,13 @@ std::string CompareToJson(const CompareReport& c) {
   w.Key("created_first").Value(c.a_created_first ? "A" : "B");
   w.Key("order_method")
       .Value(absl::StrCat("randomized ABBA blocks (AB BA or BA AB per two pairs), seed ", c.seed));
+  w.Key("burst").Value(c.burst);
+  w.Key("burst_method")
+      .Value(absl::StrCat("each sample is the fastest of ", c.burst, " back-to-back run",
+                          c.burst == 1 ? "" : "s",
+                          c.burst_auto ? absl::StrFormat(" (automatic: about %.0f ms of runs)",
+                                                         kAutoBurstMs)
+                                       : std::string(" (as asked)")));
   const PairedRatio& p = c.paired;
   w.Key("pairs").Value(static_cast<int64_t>(p.pairs));
   w.Key("speedup").Value(p.speedup);
@@ -1073,6 +1097,12 @@ std::string CompareToText(const CompareReport& c) {
                         "95%% CI [%.3f, %.3f] (+-%.1f%%, Wilcoxon signed-rank, %d pairs in "
                         "randomized ABBA order)\n",
                         p.speedup, p.lo, p.hi, 100.0 * p.half_width, p.pairs);
+  if (c.burst > 1) {
+    absl::StrAppendFormat(&out,
+                          "each sample (and the latencies above) is the fastest of %d "
+                          "back-to-back runs%s\n",
+                          c.burst, c.burst_auto ? " (automatic burst)" : "");
+  }
   if (p.has_position_effect) {
     absl::StrAppendFormat(&out, "position effect: the first run of a pair is %.3fx the second\n",
                           p.position_effect);

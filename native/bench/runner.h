@@ -55,6 +55,12 @@ struct BenchOptions {
   // most this relative half-width (e.g. 0.03); `runs` is then the least
   // number of pairs, and max_time_s (default kDefaultTargetMaxTime) the limit.
   double target_ci = 0;
+  // RunCompare only: each timed sample is the fastest of this many runs back
+  // to back (a burst); 0: as many as last about kAutoBurstMs (at most
+  // kMaxAutoBurst), from the warm-up's median. A sub-millisecond graph's
+  // single runs scatter by +-20 % on a shared 2-vCPU machine; the fastest of
+  // a few milliseconds' worth is steady to about 1 %.
+  int64_t burst = 0;
   int64_t batch = 0;         // 0: the first input's leading dimension
   uint64_t seed = 0;
   bool zeros = false;        // fill generated inputs with zeros, not random
@@ -74,6 +80,7 @@ struct BenchOptions {
 };
 
 inline constexpr double kDefaultTargetMaxTime = 60.0;
+
 
 // Whether this process gives each session its own intra-op pool: TensorFlow's
 // reading of TF_OVERRIDE_GLOBAL_THREADPOOL ("1"/"true", case-insensitive).
@@ -128,6 +135,8 @@ struct CompareReport {
   bool a_created_first = true;  // a seeded coin as well
   PairedRatio paired;         // speed-up, interval, position effect
   uint64_t seed = 0;
+  int64_t burst = 1;          // runs per sample (each sample their fastest)
+  bool burst_auto = true;     // chosen by AutoBurst, not asked
   double target_ci = 0;       // 0: none asked
   bool target_met = false;
   StopReason stop = StopReason::kRuns;

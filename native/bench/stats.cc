@@ -322,4 +322,10 @@ StopReason DecideStop(const StopRule& rule, const std::vector<double>& log_ratio
   return StopReason::kContinue;
 }
 
+int64_t AutoBurst(double median_ms) {
+  if (!(median_ms > 0)) return 1;
+  const double runs = std::ceil(kAutoBurstMs / median_ms);
+  return std::clamp<int64_t>(static_cast<int64_t>(std::min(runs, 1e6)), 1, kMaxAutoBurst);
+}
+
 }  // namespace leangraph

@@ -141,6 +141,13 @@ const char* StopReasonName(StopReason reason);
 StopReason DecideStop(const StopRule& rule, const std::vector<double>& log_ratios,
                       double elapsed_s, double* half_width = nullptr);
 
+// Runs per compare sample (the sample is their fastest): as many as last
+// about kAutoBurstMs for a graph whose runs take `median_ms`, at least 1 and
+// at most kMaxAutoBurst; 1 when median_ms is not a positive number.
+inline constexpr double kAutoBurstMs = 5.0;
+inline constexpr int64_t kMaxAutoBurst = 50;
+int64_t AutoBurst(double median_ms);
+
 }  // namespace leangraph
 
 #endif  // LEANGRAPH_NATIVE_BENCH_STATS_H_

@@ -313,3 +313,15 @@ LG_TEST(StopRuleStopsAtTheTargetOrTheClock) {
   fixed.max_time_s = 1;
   LG_EXPECT(leangraph::DecideStop(fixed, {0, 0, 0}, 1.5) == leangraph::StopReason::kMaxTime);
 }
+
+LG_TEST(AutoBurstLastsAboutFiveMilliseconds) {
+  LG_EXPECT(leangraph::AutoBurst(0.5) == 10);
+  LG_EXPECT(leangraph::AutoBurst(0.4) == 13);  // rounded up: at least 5 ms
+  LG_EXPECT(leangraph::AutoBurst(4.99) == 2);
+  LG_EXPECT(leangraph::AutoBurst(5.0) == 1);
+  LG_EXPECT(leangraph::AutoBurst(80.0) == 1);
+  LG_EXPECT(leangraph::AutoBurst(0.001) == leangraph::kMaxAutoBurst);
+  LG_EXPECT(leangraph::AutoBurst(0.0) == 1);
+  LG_EXPECT(leangraph::AutoBurst(-1.0) == 1);
+  LG_EXPECT(leangraph::AutoBurst(std::nan("")) == 1);
+}

@@ -23,6 +23,10 @@ Hodges-Lehmann estimate of the per-pair log(a_i / b_i), and speedup_ci95 its
 Wilcoxon signed-rank interval, exponentiated. position_effect shows a machine
 that favours the first (or second) run of a pair. target_ci keeps timing pairs
 until the interval's relative half-width is that small (or max_time passes).
+Each compare() sample is the fastest of a burst of back-to-back runs (`burst`;
+by default as many as last about 5 ms, so only graphs faster than that are
+run more than once per sample): single runs of a sub-millisecond graph scatter
+by +-20 % on a shared machine, the fastest of a burst by about 1 %.
 """
 
 import json
@@ -126,6 +130,7 @@ class CompareResult:
     target_met: bool = None  # None: no target was asked
     stop_reason: str = ""  # "runs", "target", "max_time" or "max_pairs"
     seed: int = 0
+    burst: int = 1  # runs per sample, the fastest kept (a/b latencies are of these samples)
 
     @classmethod
     def _from_report(cls, report):
@@ -144,6 +149,7 @@ class CompareResult:
             target_ci=report["target_ci"],
             target_met=report["target_met"],
             stop_reason=report["stop_reason"],
+            burst=report.get("burst", 1),
         )
 
     def to_dict(self):
@@ -162,6 +168,7 @@ class CompareResult:
             "target_ci": self.target_ci,
             "target_met": self.target_met,
             "stop_reason": self.stop_reason,
+            "burst": self.burst,
         }
 
     def __str__(self):
@@ -305,7 +312,7 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
 def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
             threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
             batch=None, profile=False, measure_overhead=True, precision_b=None,
-            target_ci=None, allow_io_ops=False):
+            target_ci=None, allow_io_ops=False, burst=None):
     """Times graphs A and B side by side, in pairs, with the same inputs.
 
     Arguments as for benchmark(); precision_b sets B's precision alone (e.g. the
@@ -317,15 +324,18 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
     target_ci: e.g. 0.03 keeps timing pairs (runs is then the least number of
         pairs) until the interval is within +-3 % of the speedup, or until
         max_time seconds (default 60) have passed; result.target_met says which.
+    burst: each sample is the fastest of this many back-to-back runs (None: as
+        many as last about 5 ms, judged from the warm-up; result.burst).
     """
     target_ci = _target(target_ci)
+    burst = _burst(burst)
     if threads or inter_op_threads or cpus is not None:
         return compare_in_child(a, b, inputs, outputs=outputs, runs=runs, warmup=warmup,
                                 max_time=max_time, threads=threads,
                                 inter_op_threads=inter_op_threads, cpus=cpus,
                                 precision=precision, seed=seed, batch=batch, profile=profile,
                                 measure_overhead=measure_overhead, precision_b=precision_b,
-                                target_ci=target_ci, allow_io_ops=allow_io_ops)
+                                target_ci=target_ci, allow_io_ops=allow_io_ops, burst=burst)
     native = load_native()
     args = _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_threads,
                         cpus, precision, seed, batch, profile, measure_overhead)
@@ -333,7 +343,8 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
     data_a, data_b = _checked_bytes(a, allow_io_ops), _checked_bytes(b, allow_io_ops)
     report = json.loads(native.bench_compare(data_a, data_b, **args,
                                              precision_b=precision_b or "",
-                                             target_ci=target_ci or 0.0))
+                                             target_ci=target_ci or 0.0,
+                                             burst=burst or 0))
     return CompareResult._from_report(report)
 
 
@@ -349,6 +360,14 @@ def _target(target_ci):
     return value
 
 
+def _burst(burst):
+    if burst is None:
+        return None
+    if isinstance(burst, bool) or not isinstance(burst, (int, np.integer)) or burst < 1:
+        raise BenchmarkError(f"burst is a number of runs >= 1 (or None: automatic); got {burst!r}")
+    return int(burst)
+
+
 def _check_precision(precision):
     if precision is not None and precision not in ("fp32", "bf16"):
         raise BenchmarkError(f"unknown precision {precision!r} (fp32 or bf16)")
@@ -359,7 +378,7 @@ def _check_precision(precision):
 
 def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, max_time,
                    threads, inter_op_threads, cpus, precision, seed, batch, profile,
-                   measure_overhead, precision_b=None, target_ci=None):
+                   measure_overhead, precision_b=None, target_ci=None, burst=None):
     """The binary's argv; graphs and input arrays are written into `folder`."""
     folder = Path(folder)
     cmd = [str(binary)]
@@ -403,6 +422,8 @@ def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, 
         cmd += ["--compare-precision", precision_b]
     if target_ci:
         cmd += ["--target-ci", repr(float(target_ci))]
+    if burst:
+        cmd += ["--burst", str(int(burst))]
     return cmd + ["--json"]
 
 
@@ -458,18 +479,19 @@ def benchmark_in_child(graph, inputs=None, *, outputs=None, runs=100, warmup=10,
 def compare_in_child(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
                      threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
                      batch=None, profile=False, measure_overhead=True, precision_b=None,
-                     target_ci=None, allow_io_ops=False):
+                     target_ci=None, allow_io_ops=False, burst=None):
     """compare() in the leangraph_bench binary (see benchmark_in_child)."""
     _check_precision(precision)
     _check_precision(precision_b)
     target_ci = _target(target_ci)
+    burst = _burst(burst)
     binary = _binary()
     data_a, data_b = _checked_bytes(a, allow_io_ops), _checked_bytes(b, allow_io_ops)
     with tempfile.TemporaryDirectory(prefix="leangraph-bench-") as folder:
         cmd = _child_command(binary, folder, [("a.pb", data_a), ("b.pb", data_b)], inputs,
                              outputs, runs, warmup, max_time, threads, inter_op_threads, cpus,
                              precision, seed, batch, profile, measure_overhead, precision_b,
-                             target_ci)
+                             target_ci, burst)
         return CompareResult._from_report(_run_child(cmd))
 
 
