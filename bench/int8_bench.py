@@ -7,6 +7,7 @@ round median is kept (a slow phase of the machine hits one round, not one path).
 
     .venv/bin/python bench/int8_bench.py [--models Xception,ResNet50,MobileNetV2]
         [--runs 30] [--rounds 2] [--calibration 16] [--peers-python PY]
+    .venv/bin/python bench/int8_bench.py --coverage [--size 160] [--coverage-models A,B]
 
 The peers are optional bench extras, in any interpreter given by --peers-python
 (it needs openvino, nncf, onnxruntime, tf2onnx and tensorflow-cpu): they are
@@ -189,6 +190,8 @@ def main():
                         help="no timing: int8 MAC share, logits SQNR and fallbacks for ten "
                              "keras.applications architectures (at --size)")
     parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--coverage-models", default=",".join(COVERAGE),
+                        help="with --coverage: the keras.applications names (default: the ten)")
     args = parser.parse_args()
     if args.coverage:
         return coverage(args)
@@ -253,7 +256,7 @@ def coverage(args):
     print(f"{'model':<18} {'int8 layers':>11} {'MACs int8':>10} {'logits SQNR':>12} "
           f"{'Q+DQ ops':>9} {'file':>7}  kept float")
     with tempfile.TemporaryDirectory(prefix="int8-coverage-") as tmp:
-        for name in COVERAGE:
+        for name in args.coverage_models.split(","):
             size = max(args.size, 75) if name != "NASNetMobile" else 224
             _, info = build(name, Path(tmp), args.calibration, size=size)
             kept = ", ".join(n.rsplit("/", 2)[-2] for n, _ in info["fallback"][:3]) or "-"
