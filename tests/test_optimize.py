@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import graph_builders
+import leangraph
 from leangraph.errors import LeangraphError
 from leangraph.images import (
     family_preprocessing,
@@ -674,3 +675,30 @@ def test_input_shape_pins_what_a_savedmodel_leaves_open(tmp_path, capsys):
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     assert data["settings"]["inputs"][0]["shape"] == [1, 24, 24, 3]
     assert data["result"] is not None
+
+
+def test_keras_model_of_two_inputs_and_two_outputs(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((16, 16, 3), name="image")
+    extra = keras.Input((5,), name="extra")
+    h = keras.layers.Conv2D(4, 3, activation="relu")(image)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Concatenate()([h, keras.layers.Dense(4, activation="relu")(extra)])
+    model = keras.Model([image, extra], [keras.layers.Dense(3, name="cls")(h),
+                                         keras.layers.Dense(1, name="reg")(h)])
+    path = tmp_path / "two.keras"
+    model.save(path)
+    outdir = tmp_path / "out"
+    report = _quick(path, outdir)
+    data = _assert_written(report, outdir)
+    assert {"keras-predict", "keras-call", "deploy"} <= {v["name"] for v in data["variants"]}
+    assert len(data["settings"]["inputs"]) == 2
+    # Keras timing took both inputs at once (it used to fail on a list of arrays).
+    x = [np.ones((2, 16, 16, 3), np.float32), np.ones((2, 5), np.float32)]
+    for mode in ("predict", "call", "function"):
+        timed = leangraph.benchmark_keras(model, x, mode=mode, runs=2, warmup=0)
+        assert timed.batch == 2 and timed.count == 2
+    timed = leangraph.benchmark_keras(model, {"image": x[0], "extra": x[1]}, runs=2, warmup=0)
+    assert timed.batch == 2

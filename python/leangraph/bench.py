@@ -535,19 +535,30 @@ def benchmark_keras(model, x, mode="predict", runs=100, warmup=10, batch=None):
         raise BenchmarkError(f"unknown mode {mode!r} (predict, call or function)")
     if int(runs) < 1 or int(warmup) < 0:
         raise BenchmarkError("runs must be at least 1 and warmup not negative")
-    array = np.asarray(x)
+    # One array, or a list / dict of them for a model of several inputs.
+    if isinstance(x, dict):
+        array = {k: np.asarray(v) for k, v in x.items()}
+    elif isinstance(x, (list, tuple)):
+        array = [np.asarray(v) for v in x]
+    else:
+        array = np.asarray(x)
+    first = next(iter(array.values())) if isinstance(array, dict) else (
+        array[0] if isinstance(array, list) else array)
+    if isinstance(array, (dict, list)) and not len(array):
+        raise BenchmarkError("benchmark_keras needs at least one input array")
+    examples = int(first.shape[0]) if first.ndim else 1
     if batch is None:
-        batch = int(array.shape[0]) if array.ndim else 1
+        batch = examples
     if mode == "predict":
         def fn():
-            return model.predict(array, batch_size=max(len(array), 1), verbose=0)
+            return model.predict(array, batch_size=max(examples, 1), verbose=0)
     elif mode == "call":
-        tensor = tf.convert_to_tensor(array)
+        tensor = tf.nest.map_structure(tf.convert_to_tensor, array)
 
         def fn():
             return model(tensor, training=False)
     else:
-        tensor = tf.convert_to_tensor(array)
+        tensor = tf.nest.map_structure(tf.convert_to_tensor, array)
         traced = tf.function(lambda t: model(t, training=False))
 
         def fn():
