@@ -702,3 +702,32 @@ def test_keras_model_of_two_inputs_and_two_outputs(tmp_path):
         assert timed.batch == 2 and timed.count == 2
     timed = leangraph.benchmark_keras(model, {"image": x[0], "extra": x[1]}, runs=2, warmup=0)
     assert timed.batch == 2
+
+
+def test_export_of_a_frozen_custom_gradient_beside_another_keras_model(tmp_path):
+    """Keras 3's swish is a tf.custom_gradient: frozen, its IdentityN names a gradient by a
+    process-wide counter, which a model built later in the process reuses; exporting the
+    frozen graph then failed with "invalid capture ... when saving custom gradients"."""
+    import keras
+    import tensorflow as tf
+
+    from leangraph import freeze
+    from leangraph.optimize import export_savedmodel, savedmodel_outputs
+
+    def swish_model():
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
+                                 keras.layers.Activation("swish"), keras.layers.Flatten(),
+                                 keras.layers.Dense(3)])
+
+    keras.utils.set_random_seed(0)
+    swish_model().export(str(tmp_path / "exported"), verbose=False)
+    frozen = freeze(tmp_path / "exported")
+    assert any(n.op == "IdentityN" and "_gradient_op_type" in n.attr
+               for n in frozen.graph_def.node)
+    swish_model()(tf.ones((1, 8, 8, 1)))  # registers its own custom gradient
+    path = export_savedmodel(frozen.graph_def, frozen.input_names, frozen.output_names,
+                             tmp_path / "sm")
+    x = np.random.default_rng(0).random((1, 8, 8, 1), dtype=np.float32)
+    got = savedmodel_outputs(path, frozen.input_names, frozen.output_names, [x])
+    want = leangraph.run(frozen.graph_def, {frozen.input_names[0]: x})
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)

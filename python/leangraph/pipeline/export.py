@@ -39,8 +39,12 @@ def export_savedmodel(graph_def, input_names, output_names, path):
     module = tf.Module()
     module.pruned = pruned
     module.serve = tf.function(serve, input_signature=specs)
+    # No gradients: the graph is for inference, and a frozen tf.custom_gradient (Keras
+    # 3's swish) names a gradient function by a process-wide counter, which may name
+    # another model's function in this process, whose captures TF then refuses to save.
     tf.saved_model.save(module, str(path),
-                        signatures={"serving_default": module.serve.get_concrete_function()})
+                        signatures={"serving_default": module.serve.get_concrete_function()},
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     return Path(path)
 
 
