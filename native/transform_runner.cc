@@ -15,6 +15,7 @@
 #include "native/status_error.h"
 #include "native/tf_graph_transforms.h"
 #include "native/transform_context.h"
+#include "native/transforms/graph_util.h"
 
 namespace leangraph {
 namespace {
@@ -116,6 +117,7 @@ absl::Status RunOwn(const OwnTransform& own, const TransformStep& step,
     // As the copying form below leaves them: library and versions present.
     graph->mutable_library();
     graph->mutable_versions();
+    graph_util::DropDanglingColocations(graph);
     return gt::IsGraphValid(*graph);
   }
   tensorflow::GraphDef result;
@@ -125,6 +127,7 @@ absl::Status RunOwn(const OwnTransform& own, const TransformStep& step,
   // setting one; the others build nodes only and keep the input's.
   if (!result.has_library()) *result.mutable_library() = std::move(*graph->mutable_library());
   *result.mutable_versions() = graph->versions();
+  graph_util::DropDanglingColocations(&result);
   const absl::Status valid = gt::IsGraphValid(result);
   if (!valid.ok()) return valid;
   *graph = std::move(result);

@@ -629,3 +629,35 @@ def test_a_conv_reading_a_swish_can_get_it_padded_in_float_then_shifted(stride, 
     assert ("swish_quantized/padded" in node) == (padding == "SAME")
     # The padding holds the shift too, so the correction is exact at the borders.
     assert _rel_err(g, q, x) < 0.03
+
+
+def test_a_while_loop_stays_float_and_the_rest_is_quantized():
+    """A frozen LSTM's cell matmuls run once per step inside a TF 1 while frame: a session
+    cannot fetch them to calibrate (it failed with "Retval[0] has already been set"), so
+    they stay float with the reason, and the layers outside the loop are quantized."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((6,), dtype="int32")
+    h = keras.layers.LSTM(8)(keras.layers.Embedding(20, 8)(tokens))
+    h = keras.layers.Dense(16, activation="relu")(h)
+    model = keras.Model(tokens, keras.layers.Dense(3)(h))
+    frozen = leangraph.freeze(model)
+    graph = leangraph.transform(frozen.graph_def, leangraph.recipe("deploy", frozen.graph_def))
+    loop = leangraph.graphs.loop_nodes(graph)
+    assert any(n.op == "MatMul" and n.name in loop for n in graph.node)
+    from leangraph.quantization.calibrate import observed_tensors
+
+    observed = observed_tensors(graph)
+    assert observed and all(leangraph.graphs.node_name(t) not in loop for t in observed)
+    samples = np.random.default_rng(0).integers(0, 20, (8, 6)).astype(np.int32)
+    result = Q.quantize(graph, samples)
+    by_name = {l.name: l for l in result.layers}
+    in_loop = [l for name, l in by_name.items() if name in loop]
+    assert in_loop and all(l.precision == "fp32" and "while loop" in l.reason for l in in_loop)
+    outside = [l for name, l in by_name.items() if name not in loop]
+    assert len(outside) == 2 and all(l.precision == "int8" for l in outside)
+    want = model(samples, training=False).numpy()
+    got = np.concatenate([leangraph.run(result.graph_def, {frozen.input_names[0]: x[None]})[0]
+                          for x in samples])  # frozen at batch 1
+    assert Q.sqnr_db(want, got) > 25

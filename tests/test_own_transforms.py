@@ -206,3 +206,42 @@ def test_strip_freeze_artifacts_keeps_edges_that_order_stateful_ops():
         assert list(by_name[name].input) == inputs
     (out,) = leangraph.run(result, {"input": np.zeros(2, np.float32)}, ["output"])
     np.testing.assert_allclose(out, [1.0, 2.0])
+
+
+def test_removed_nodes_leave_no_colocation_behind():
+    """TF refuses to run a graph whose `_class` names a missing node; a frozen while loop
+    colocates nodes with Identity nodes that remove_identity_chains takes out."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2], name="input")
+        c = tf.constant([1.0, 2.0], name="c")
+        tf.identity(x, name="id")
+        tf.nn.relu(tf.identity(x, name="id2") + c, name="output")
+    graph_def = graph.as_graph_def()
+    by_name = {n.name: n for n in graph_def.node}
+    by_name["output"].attr["_class"].list.s.extend([b"loc:@id2", b"loc:@c"])
+    by_name["c"].attr["_class"].list.s.append(b"loc:@id")
+    result = leangraph.transform(graph_def, "remove_identity_chains strip_unused_nodes",
+                                 ["input"], ["output"])
+    kept = {n.name: n for n in result.node}
+    assert "id2" not in kept and "id" not in kept
+    assert list(kept["output"].attr["_class"].list.s) == [b"loc:@c"]
+    assert "_class" not in kept["c"].attr
+    (out,) = leangraph.run(result, {"input": np.array([-3.0, 1.0], np.float32)}, ["output"])
+    np.testing.assert_allclose(out, [0.0, 3.0])
+
+
+def test_deploy_runs_a_frozen_keras_lstm():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((6,), dtype="int32")
+    h = keras.layers.LSTM(4)(keras.layers.Embedding(20, 8)(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(2)(h))
+    frozen = leangraph.freeze(model)
+    assert any(n.op == "Enter" for n in frozen.graph_def.node)  # a lowered while loop
+    result = leangraph.transform(frozen.graph_def, leangraph.recipe("deploy", frozen.graph_def))
+    x = np.random.default_rng(0).integers(0, 20, (1, 6)).astype(np.int32)
+    want = model(x, training=False).numpy()
+    (got,) = leangraph.run(result, {frozen.input_names[0]: x})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/common_runtime/graph_constructor.h"
@@ -555,6 +556,38 @@ std::set<std::string> BypassIdentityN(GraphDef* graph,
   }
   graph->mutable_node()->Swap(kept.mutable_node());
   return constants;
+}
+
+int DropDanglingColocations(GraphDef* graph) {
+  constexpr absl::string_view kPrefix = "loc:@";
+  std::set<std::string> names;
+  for (const NodeDef& node : graph->node()) names.insert(node.name());
+  int dropped = 0;
+  for (NodeDef& node : *graph->mutable_node()) {
+    const auto it = node.attr().find("_class");
+    if (it == node.attr().end() || !it->second.has_list()) continue;
+    std::vector<std::string> kept;
+    bool changed = false;
+    for (const std::string& entry : it->second.list().s()) {
+      const absl::string_view view(entry);
+      if (absl::StartsWith(view, kPrefix) &&
+          names.count(std::string(view.substr(kPrefix.size()))) == 0) {
+        changed = true;
+        ++dropped;
+        continue;
+      }
+      kept.push_back(entry);
+    }
+    if (!changed) continue;
+    if (kept.empty()) {
+      node.mutable_attr()->erase("_class");
+      continue;
+    }
+    auto* list = (*node.mutable_attr())["_class"].mutable_list()->mutable_s();
+    list->Clear();
+    for (std::string& entry : kept) list->Add(std::move(entry));
+  }
+  return dropped;
 }
 
 }  // namespace graph_util

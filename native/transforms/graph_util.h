@@ -153,6 +153,12 @@ std::set<std::string> RemoveOrphans(tensorflow::GraphDef* graph,
                                     const std::set<std::string>& candidates,
                                     const std::set<std::string>& keep);
 
+// Drops the "loc:@X" entries of `_class` attributes whose X is no longer a
+// node (a removed Identity a frozen while loop's nodes were colocated with:
+// TF refuses to run a graph that names an unknown node there), and the
+// attribute when nothing is left of it. Returns how many entries went.
+int DropDanglingColocations(tensorflow::GraphDef* graph);
+
 }  // namespace graph_util
 }  // namespace leangraph
 

@@ -151,6 +151,25 @@ def default_outputs(graph_def):
     return [n.name for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS]
 
 
+def loop_nodes(graph_def):
+    """Names of the nodes inside TF 1 while-loop frames (a frozen graph's lowered loops):
+    everything an Enter reaches before an Exit. Their tensors take one value per
+    iteration, so a session cannot fetch them."""
+    consumers = {}
+    for n in graph_def.node:
+        for i in n.input:
+            consumers.setdefault(node_name(i), []).append(n)
+    inside = set()
+    todo = [n for n in graph_def.node if n.op in ("Enter", "RefEnter")]
+    while todo:
+        node = todo.pop()
+        if node.name in inside or node.op in ("Exit", "RefExit"):
+            continue
+        inside.add(node.name)
+        todo.extend(consumers.get(node.name, ()))
+    return inside
+
+
 class Graph:
     """One frozen graph, parsed at most once: its bytes, its GraphDef, its endpoints and
     its safety verdict, each computed on first use and kept.

@@ -55,6 +55,7 @@ def _tensor(name):
 def observed_tensors(graph_def):
     """The float tensors a quantized unit may read or write, as "node:port"."""
     by_name = {n.name: n for n in graph_def.node}
+    in_loops = graphs.loop_nodes(graph_def)
     names = []
 
     def add(name):
@@ -64,7 +65,7 @@ def observed_tensors(graph_def):
 
     for node in graph_def.node:
         dtype = node.attr["T"].type if "T" in node.attr else None
-        if dtype != 1:  # DT_FLOAT
+        if dtype != 1 or node.name in in_loops:  # DT_FLOAT, fetchable
             continue
         if node.op in _CONTRACTIONS:
             source = node.input[0]

@@ -244,6 +244,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if name not in known:
             raise QuantizeError(f"exclude names '{name}', which is not in the graph")
         excluded[name] = "excluded by the caller"
+    for name in graphs.loop_nodes(graph_def) & set(ends):
+        excluded.setdefault(name, "inside a while loop (one value per iteration, not calibrated)")
     edges = _first_and_last(graph_def, ends)
     if exclude_first and edges:
         excluded.setdefault(edges[0], "first layer kept float (exclude_first)")
