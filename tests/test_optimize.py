@@ -731,3 +731,22 @@ def test_export_of_a_frozen_custom_gradient_beside_another_keras_model(tmp_path)
     got = savedmodel_outputs(path, frozen.input_names, frozen.output_names, [x])
     want = leangraph.run(frozen.graph_def, {frozen.input_names[0]: x})
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_string_input_is_a_clear_usage_error(tmp_path):
+    import tensorflow as tf
+
+    from leangraph.images import random_inputs
+
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda s: {"n": tf.strings.length(s) * 2},
+        input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    path = tmp_path / "strings"
+    tf.saved_model.save(module, str(path),
+                        signatures={"serving_default": module.serve.get_concrete_function()})
+    with pytest.raises(LeangraphError, match="input 'text' takes string values.*numeric inputs"):
+        _quick(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(LeangraphError, match="cannot make random inputs of dtype string"):
+        random_inputs([None, 2], "string", 3)

@@ -189,7 +189,10 @@ def random_inputs(shape, dtype, count, seed=0):
         raise LeangraphError(f"cannot make inputs for an input of unknown shape {shape}")
     rng = np.random.default_rng(seed)
     dims = (int(count),) + tuple(int(d) for d in shape[1:])
-    kind = np.dtype(dtype)
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:
+        raise LeangraphError(f"cannot make random inputs of dtype {dtype}") from None
     if np.issubdtype(kind, np.floating):
         return rng.uniform(-1.0, 1.0, size=dims).astype(kind)
     if np.issubdtype(kind, np.integer):

@@ -252,6 +252,15 @@ def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress,
         return [x], f"{len(files)} image(s) from {image_dir}, preprocessing {mode}", mode
     arrays = []
     for i, info in enumerate(frozen.inputs):
+        try:
+            numeric = np.dtype(info.dtype).kind in "biuf"
+        except TypeError:
+            numeric = False
+        if not numeric:
+            raise UsageError(
+                f"input '{info.name}' takes {info.dtype} values ({_describe_inputs(frozen)}): "
+                "optimize makes and loads numeric inputs only; export a signature that takes "
+                "the decoded tensor (e.g. the image after decode_jpeg and resize)")
         shape = info.shape
         is_image = (shape is not None and len(shape) == 4 and shape[-1] in (1, 3)
                     and np.issubdtype(np.dtype(info.dtype), np.floating))
