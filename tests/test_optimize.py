@@ -750,3 +750,36 @@ def test_a_string_input_is_a_clear_usage_error(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(LeangraphError, match="cannot make random inputs of dtype string"):
         random_inputs([None, 2], "string", 3)
+
+
+def test_pairs_that_find_the_first_ranked_slower_than_frozen_overrule_the_rounds(
+        model_path, tmp_path, monkeypatch):
+    from leangraph import bench
+
+    real = bench.compare
+    seen = []
+
+    def first_is_slower(a, b, *args, **kwargs):
+        result = real(a, b, *args, **kwargs)
+        seen.append(b)
+        if len(seen) == 1:  # the pairs say: B runs at 0.8x the frozen graph's speed
+            result.speedup, result.speedup_ci95 = 0.8, (0.75, 0.85)
+        return result
+
+    monkeypatch.setattr(bench, "compare", first_is_slower)
+    outdir = tmp_path / "out"
+    report = _quick(model_path, outdir, precisions="fp32,int8")
+    data = _assert_written(report, outdir)
+    ranked = sorted((v for v in data["variants"] if v["latency"] and v["status"] == PASSED
+                     and v["name"] not in ("keras-predict", "keras-call")),
+                    key=lambda v: v["latency"]["p50_ms"])
+    first = ranked[0]["name"]
+    if first == "frozen":
+        pytest.skip("the frozen graph ranked first: nothing to confirm")
+    assert data["result"] != first
+    assert any(note.startswith(f"{first} ranked first in the timing rounds") and "0.80x" in note
+               for note in data["notes"])
+    # The next one was written, and confirmed (or is the frozen graph itself).
+    assert (outdir / "optimized.pb").read_bytes() == report.variant(data["result"]).graph_def
+    assert len(seen) == (1 if data["result"] == "frozen" else 2)
+    assert data["settings"]["confirmed"] is None or data["settings"]["confirmed"]["b"] == data["result"]
