@@ -199,3 +199,29 @@ def test_grappler_bf16_is_timed_by_the_same_timer(monkeypatch, digits):
     assert session_timer(digits.graph_def, None, 2, feeds) == 1.5
     assert [c["precision"] for c in calls] == ["bf16", "fp32"]
     assert [c["threads"] for c in calls] == [1, 2]
+
+
+def _int_input_classifier():
+    """tokens (int32) -> one-hot sum -> logits: class = whether token 3 appears."""
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():
+        tokens = tf.compat.v1.placeholder(tf.int32, [None, 5], name="tokens")
+        hot = tf.reduce_sum(tf.one_hot(tokens, 8), axis=1)
+        w = np.zeros((8, 2), np.float32)
+        w[:, 0], w[3, 1] = 0.5, 3.0
+        tf.identity(tf.matmul(hot, tf.constant(w)), name="logits")
+    return g.as_graph_def()
+
+
+def test_an_integer_input_is_fed_in_its_own_dtype():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 8, (30, 5))  # int64 from numpy; the Placeholder is int32
+    y = (x == 3).any(axis=1).astype(np.int64)
+    result = tune(_int_input_classifier(), x, y, recipes=["none"], precisions=["fp32"],
+                  threads=[1], timer=lambda g, c, threads, f: 1.0, log=lambda line: None)
+    assert result.best.accuracy == pytest.approx(1.0)
+    with pytest.raises(LeangraphError, match="takes int32 values, but x holds fractions"):
+        tune(_int_input_classifier(), x + 0.5, y, recipes=["none"], precisions=["fp32"],
+             threads=[1], timer=lambda g, c, threads, f: 1.0, log=lambda line: None)

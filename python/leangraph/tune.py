@@ -198,6 +198,26 @@ def _is_grappler_bf16(session_config):
     return rewrite.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON
 
 
+def _as_input_dtype(x, graph_def, input_name):
+    """x in the dtype of the Placeholder it feeds (float32 when that is not known)."""
+    import tensorflow as tf
+
+    node = next((n for n in graph_def.node if n.name == graphs.node_name(input_name)), None)
+    want = np.dtype(np.float32)
+    if node is not None and "dtype" in node.attr:
+        want = np.dtype(tf.dtypes.as_dtype(node.attr["dtype"].type).as_numpy_dtype)
+    if x.dtype == want:
+        return x
+    if want.kind in "iu" and x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
+        raise UsageError(f"input '{input_name}' takes {want.name} values, but x holds "
+                         "fractions")
+    try:
+        return x.astype(want)
+    except (TypeError, ValueError):
+        raise UsageError(f"input '{input_name}' takes {want.name} values; x is "
+                         f"{x.dtype.name}") from None
+
+
 def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, max_time=10.0):
     """p50 latency (ms) of one run, by the C++ timer that times every other variant too.
 
@@ -263,13 +283,15 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     if max_accuracy_drop < 0:
         raise UsageError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
     base_graph = _as_graph(model)
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x)
     if len(x) == 0:
         raise UsageError("tune needs evaluation data: x is empty")
     inputs = graphs.default_inputs(base_graph)
     input_name = input_name or (inputs[0] if len(inputs) == 1 else None)
     if input_name is None:
-        raise UsageError(f"the graph has {len(inputs)} Placeholders; name the input")
+        raise UsageError(f"the graph has {len(inputs)} Placeholders ({', '.join(inputs)}); "
+                         "tune evaluates one input: name it")
+    x = _as_input_dtype(x, base_graph, input_name)
     output_name = output_name or graphs.default_outputs(base_graph)[0]
 
     models = {ORIGINAL: base_graph}
