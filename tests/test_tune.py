@@ -225,3 +225,37 @@ def test_an_integer_input_is_fed_in_its_own_dtype():
     with pytest.raises(LeangraphError, match="takes int32 values, but x holds fractions"):
         tune(_int_input_classifier(), x + 0.5, y, recipes=["none"], precisions=["fp32"],
              threads=[1], timer=lambda g, c, threads, f: 1.0, log=lambda line: None)
+
+
+def test_pairs_that_find_the_winner_slower_overrule_it(monkeypatch, data, digits):
+    """The trials say int8-weights on 1 thread wins; the confirming pairs (on 1 thread) say
+    it is slower than the baseline graph there: the baseline graph on 1 thread wins."""
+    import importlib
+    import types
+
+    from leangraph import bench
+
+    tune_module = importlib.import_module("leangraph.tune")
+
+    def fake_session_timer(graph_def, session_config, threads, feeds, **kwargs):
+        int8 = any(n.op == "Dequantize" for n in graph_def.node)
+        return (0.5 if int8 else 1.0) * threads
+
+    monkeypatch.setattr(tune_module, "session_timer", fake_session_timer)
+    pairs = []
+
+    def fake_compare(a, b, feeds, **kwargs):
+        pairs.append(kwargs.get("threads"))
+        return types.SimpleNamespace(speedup=0.85, speedup_ci95=(0.8, 0.9), pairs=20,
+                                     target_met=True)
+
+    monkeypatch.setattr(bench, "compare", fake_compare)
+    x, y = data
+    lines = []
+    result = tune(digits.graph_path, x, y, recipes=["none"], precisions=["fp32", "int8-weights"],
+                  threads=[1, 2], log=lines.append)
+    assert pairs == [1]
+    assert (result.best.precision, result.best.threads) == ("fp32", 1)
+    assert result.confirmed["overruled"].endswith("/int8-weights/t1")
+    assert any("its lead in the trials was the thread count" in line for line in lines)
+    assert not any(n.op == "Dequantize" for n in result.best_graph.node)

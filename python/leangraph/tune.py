@@ -461,6 +461,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     result = TuneResult(best, baseline, trials, max_accuracy_drop, messages, graph, config)
     if timer is session_timer and best.key != baseline.key and config is None:
         result.confirmed = _confirm(variants[baseline.key[:3]][0], graph, best, feeds, say)
+        if result.confirmed and result.confirmed["speedup_ci95"][1] < 1.0:
+            _overrule(result, feasible, variants, say)
     if record:
         result.save_json(record)
     return result
@@ -489,6 +491,27 @@ def _confirm(baseline_graph, best_graph, best, feeds, say):
         + ("" if c.target_met else " (interval target not met: a noisy machine)"))
     return {"speedup": c.speedup, "speedup_ci95": [lo, hi], "pairs": c.pairs,
             "target_met": c.target_met, "threads": best.threads}
+
+
+def _overrule(result, feasible, variants, say):
+    """The pairs found the winner slower than the baseline's graph on the winner's threads:
+    its lead in the trials was the thread count (or noise), so that graph on those threads
+    is the result, where it was timed."""
+    best, confirmed = result.best, result.confirmed
+    lo, hi = confirmed["speedup_ci95"]
+    same = next((t for t in feasible
+                 if t.key == result.baseline.key[:3] + (best.threads,)), None)
+    said = (f"in interleaved pairs on {best.threads} thread(s), {best.label()} runs at "
+            f"{confirmed['speedup']:.2f}x the baseline graph's speed [95 % CI {lo:.2f}, "
+            f"{hi:.2f}]: slower")
+    if same is None or same is best:
+        say(f"{said}; its lead in the trials was the thread count, and the baseline graph was "
+            f"not timed on {best.threads} thread(s)")
+        return
+    say(f"{said}, so its lead in the trials was the thread count: {same.label()} is the result")
+    result.best = same
+    result.best_graph, result.best_session_config = variants[same.key[:3]][:2]
+    confirmed["overruled"] = best.label()
 
 
 def _partial_result(trials, budget, messages):
