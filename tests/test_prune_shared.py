@@ -79,9 +79,15 @@ def test_two_workers_share_one_prune_study_and_other_data_is_refused(server, fil
     workers = {t.user_attrs["run"]["worker"] for t in complete}
     assert len(workers) == 2  # both did work
     a, b = maker.report(), joiner.report()
-    assert a["search"]["best"] == b["search"]["best"]  # the study's best, whoever reads it
-    assert len(a["search"]["trials"]) == len(complete)
-    assert sorted(a["search"]["shared"]["workers"]) == sorted(workers)
+    # Each reports the study as it was when it finished: the one that finished last saw every
+    # trial (the other may have stopped while the last one was still running).
+    last = max((a, b), key=lambda r: len(r["search"]["trials"]))
+    assert len(last["search"]["trials"]) == len(complete)
+    for r in (a, b):
+        assert r["search"]["best"]["number"] in {t["number"] for t in r["search"]["trials"]}
+    if len(a["search"]["trials"]) == len(b["search"]["trials"]):
+        assert a["search"]["best"] == b["search"]["best"]  # the study's best, whoever reads it
+    assert sorted(last["search"]["shared"]["workers"]) == sorted(workers)
     assert "***" in a["search"]["shared"]["storage"] and pg.PASSWORD not in json.dumps(a)
     # Its best is within budget and is what the output holds.
     assert a["search"]["best"]["accuracy_drop"] <= 20
