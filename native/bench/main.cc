@@ -52,8 +52,8 @@ Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
                              interval of the speed-up is within +-H (relative,
                              e.g. 0.03), or --max-time (default 60) passes
   --burst N                  with --compare: each sample is the fastest of N
-                             back-to-back runs (default: about 5 ms of runs,
-                             from the warm-up; 1 for graphs of 5 ms or more)
+                             runs, A's and B's interleaved (default: about 5 ms
+                             of runs, from the warm-up; 1 for graphs of 5 ms+)
   --batch N                  examples per run, for throughput and unknown
                              leading dimensions
   --profile                  time per op type and top nodes (traced runs,

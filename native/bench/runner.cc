@@ -802,8 +802,8 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
                           absl::StrCat("graph ", c->report.label, ": ", status.message()));
     }
   }
-  // The warm-up's run times choose the burst: the faster graph's median,
-  // so that its bursts, too, last about kAutoBurstMs.
+  // The warm-up's run times (both graphs', after the first round) choose
+  // the burst, from their median.
   std::vector<double> warm_ms = {ca.report.first_run_ms, cb.report.first_run_ms};
   {
     InterruptPoll warm_poll(o);
@@ -847,6 +847,10 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
     const bool a_first = AFirstInPair(o.seed, pair);
     double fastest[2] = {0, 0};
     for (int64_t k = 0; k < out.burst; ++k) {
+      if (k > 0) {
+        status = poll.Poll();
+        if (!status.ok()) return status;
+      }
       const bool a_now = (k % 2 == 0) == a_first;
       for (Candidate* c : a_now ? std::vector<Candidate*>{&ca, &cb}
                                 : std::vector<Candidate*>{&cb, &ca}) {
@@ -1015,8 +1019,8 @@ std::string CompareToJson(const CompareReport& c) {
       .Value(absl::StrCat("randomized ABBA blocks (AB BA or BA AB per two pairs), seed ", c.seed));
   w.Key("burst").Value(c.burst);
   w.Key("burst_method")
-      .Value(absl::StrCat("each sample is the fastest of ", c.burst, " back-to-back run",
-                          c.burst == 1 ? "" : "s",
+      .Value(absl::StrCat("each sample is the fastest of ", c.burst, " run",
+                          c.burst == 1 ? "" : "s of a pair, interleaved with the other graph's",
                           c.burst_auto ? absl::StrFormat(" (automatic: about %.0f ms of runs)",
                                                          kAutoBurstMs)
                                        : std::string(" (as asked)")));
@@ -1100,7 +1104,7 @@ std::string CompareToText(const CompareReport& c) {
   if (c.burst > 1) {
     absl::StrAppendFormat(&out,
                           "each sample (and the latencies above) is the fastest of %d "
-                          "back-to-back runs%s\n",
+                          "runs, interleaved AB BA ... with the other graph's%s\n",
                           c.burst, c.burst_auto ? " (automatic burst)" : "");
   }
   if (p.has_position_effect) {
