@@ -751,6 +751,7 @@ def _choose(run, bench, staging, ranked, prog):
     ranked = list(ranked)
     overruled = 0
     while True:
+        ranked = [v for v in ranked if v.passed]  # not one whose SavedModel already failed
         chosen = write_result(staging, ranked, run.examples, run.reference, *run.ends,
                               c.tolerance, run.notes, prog)
         confirmed = _confirm(run, bench, chosen, prog)

@@ -504,11 +504,13 @@ def _overrule(result, feasible, variants, say):
     said = (f"in interleaved pairs on {best.threads} thread(s), {best.label()} runs at "
             f"{confirmed['speedup']:.2f}x the baseline graph's speed [95 % CI {lo:.2f}, "
             f"{hi:.2f}]: slower")
+    lead = ("the thread count" if best.threads != result.baseline.threads
+            else "the noise of separate timings")
     if same is None or same is best:
-        say(f"{said}; its lead in the trials was the thread count, and the baseline graph was "
-            f"not timed on {best.threads} thread(s)")
+        say(f"{said}; its lead in the trials was {lead}, and the baseline graph was not timed "
+            f"on {best.threads} thread(s)")
         return
-    say(f"{said}, so its lead in the trials was the thread count: {same.label()} is the result")
+    say(f"{said}, so its lead in the trials was {lead}: {same.label()} is the result")
     result.best = same
     result.best_graph, result.best_session_config = variants[same.key[:3]][:2]
     confirmed["overruled"] = best.label()
