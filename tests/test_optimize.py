@@ -790,3 +790,56 @@ def test_pairs_that_find_the_first_ranked_slower_than_frozen_overrule_the_rounds
     assert (outdir / "optimized.pb").read_bytes() == report.variant(data["result"]).graph_def
     assert len(seen) == (1 if data["result"] == "frozen" else 2)
     assert data["settings"]["confirmed"] is None or data["settings"]["confirmed"]["b"] == data["result"]
+
+
+def test_an_int8_result_is_timed_on_one_thread_and_on_all(model_path, tmp_path, monkeypatch):
+    import types
+
+    from leangraph import bench
+
+    cores = os.cpu_count() or 1
+    calls = []
+
+    def fake_child(graph, inputs=None, *, threads=None, **kwargs):
+        calls.append(threads)
+        return types.SimpleNamespace(p50_ms=2.0 if threads == 1 else 5.0)
+
+    # Only the hint uses the child timer here: without --threads/--cpus the rounds run in-process.
+    monkeypatch.setattr(bench, "benchmark_in_child", fake_child)
+    report = _quick(model_path, tmp_path / "out", precisions="int8")
+    data = _assert_written(report, tmp_path / "out")
+    assert data["result"] == "int8"
+    if cores < 2:
+        assert data["settings"]["threads_hint"] is None and not calls
+        return
+    assert calls == [1, cores, 1, cores]
+    assert data["settings"]["threads_hint"] == {"1": 2.0, str(cores): 5.0, "rounds": 2}
+    assert any(f"runs faster on 1 intra-op thread than on {cores} here (2.00 vs 5.00 ms" in note
+               for note in data["notes"])
+    # Not for an fp32 result.
+    calls.clear()
+    fp32 = _quick(model_path, tmp_path / "fp32")
+    assert fp32.settings["threads_hint"] is None and not calls
+
+
+def test_a_sole_candidate_the_pairs_find_slower_stays_the_result_once(model_path, tmp_path,
+                                                                     monkeypatch):
+    import types
+
+    from leangraph import bench
+
+    compared = []
+
+    def slower(a, b, *args, **kwargs):
+        compared.append(1)
+        return types.SimpleNamespace(speedup=0.5, speedup_ci95=(0.45, 0.55), pairs=20,
+                                     target_met=True, position_effect=None)
+
+    monkeypatch.setattr(bench, "compare", slower)
+    monkeypatch.setattr(bench, "benchmark_in_child",
+                        lambda *a, **k: types.SimpleNamespace(p50_ms=1.0))
+    report = _quick(model_path, tmp_path / "out", precisions="int8")  # frozen is not eligible
+    data = _assert_written(report, tmp_path / "out")
+    assert data["result"] == "int8" and len(compared) == 1
+    assert any("no other variant of the precisions asked for passed, so it stays the result"
+               in note for note in data["notes"])
