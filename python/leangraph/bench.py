@@ -544,10 +544,10 @@ def benchmark_keras(model, x, mode="predict", runs=100, warmup=10, batch=None):
         array = [np.asarray(v) for v in x]
     else:
         array = np.asarray(x)
-    first = next(iter(array.values())) if isinstance(array, dict) else (
-        array[0] if isinstance(array, list) else array)
-    if isinstance(array, (dict, list)) and not len(array):
+    flat = tf.nest.flatten(array)
+    if not flat:
         raise BenchmarkError("benchmark_keras needs at least one input array")
+    first = flat[0]
     examples = int(first.shape[0]) if first.ndim else 1
     if batch is None:
         batch = examples

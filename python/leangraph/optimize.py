@@ -521,6 +521,11 @@ class _Run:
         return len(self.examples[0])
 
     @property
+    def first_example(self):
+        """{input name: its first example, batch 1}: what the confirming timings feed."""
+        return {n: x[:1] for n, x in zip(self.ends[0], self.examples)}
+
+    @property
     def eligible(self):
         return "fp32" in self.config.precisions
 
@@ -711,7 +716,7 @@ def _confirm(run, bench, chosen, prog):
     c = run.config
     prog.item(f"{chosen.name} vs frozen: pairs until the 95 % interval is within "
               f"±{CONFIRM_TARGET_CI:.0%}")
-    feeds = {n: x[:1] for n, x in zip(run.ends[0], run.examples)}
+    feeds = run.first_example
     try:
         result = bench.compare(frozen.graph_def, chosen.graph_def, feeds, outputs=run.ends[1],
                                runs=20, warmup=3, target_ci=CONFIRM_TARGET_CI,
@@ -789,7 +794,7 @@ def _thread_hint(run, bench, chosen, prog):
     cores = len(c.cpus) if c.cpus else (os.cpu_count() or 1)
     if chosen is None or chosen.precision != "int8" or c.threads or cores < 2:
         return None
-    feeds = {n: x[:1] for n, x in zip(run.ends[0], run.examples)}
+    feeds = run.first_example
     best = {}
     prog.item(f"{chosen.name} on 1 and on {cores} intra-op threads")
     try:
@@ -865,7 +870,7 @@ def _stacked(run, bench, chosen, prog):
         chain.append((fp32.name, fp32.graph_def, fp32.bench_precision))
     if chosen is not fp32:
         chain.append((chosen.name, chosen.graph_def, chosen.bench_precision))
-    feeds = {n: x[:1] for n, x in zip(run.ends[0], run.examples)}
+    feeds = run.first_example
 
     def timed(a, b):
         prog.item(f"{b[0]} vs {a[0]}: pairs until the 95 % interval is within "
