@@ -236,6 +236,38 @@ def test_exclusions_and_idempotence():
     assert key(again) == key(res.graph_def)
 
 
+def _twin_pools(x):
+    # Two bias-free convs of one width (each unit is given a zero bias) and the same
+    # pooling written twice, as Keras' NASNet has it: each pool gets its own QuantizeV2.
+    for side in ("left", "right"):
+        y = tf.nn.conv2d(x, _c(RNG.normal(size=(3, 3, 8, 16)) * 0.2), 1, "SAME", name=f"{side}_conv")
+        p = tf.nn.avg_pool2d(x, 3, 1, "SAME", name=f"{side}_pool")
+        p = tf.nn.conv2d(p, _c(RNG.normal(size=(1, 1, 8, 16)) * 0.2), 1, "SAME", name=f"{side}_pw")
+        tf.identity(y + 0.0, name=f"{side}_a")
+        tf.identity(p, name=f"{side}_b")
+
+
+def test_identical_nodes_of_the_rewrite_are_one():
+    g = _graph(_twin_pools)
+    x = _samples(4)
+    outputs = ["left_a", "left_b", "right_a", "right_b"]
+    res = _quantize(g, x, outputs=outputs)
+    unmerged = Q.int8._transform(g, res.calibration, set(), False, None, outputs)
+
+    def zero_biases(gd):
+        by_name = {n.name: n for n in gd.node}
+        return {u.input[2] for u in gd.node if u.op == "_FusedQuantizedConv2D"
+                and not tf.make_ndarray(by_name[u.input[2]].attr["value"].tensor).any()}
+
+    assert len(zero_biases(unmerged)) == 2 and len(zero_biases(res.graph_def)) == 1
+    assert _ops(unmerged)["QuantizeV2"] > _ops(res.graph_def)["QuantizeV2"]
+    assert _ops(res.graph_def)["AvgPool"] + _ops(res.graph_def)["QuantizedAvgPool"] == 1
+    assert len(res.int8_layers) == 4
+    for name in outputs:
+        want = leangraph.run(unmerged, {"input": x[:1]}, [name])[0]
+        np.testing.assert_array_equal(leangraph.run(res.graph_def, {"input": x[:1]}, [name])[0], want)
+
+
 def test_calibration_ranges_of_a_known_tensor():
     g = _graph(_conv_bias_relu)
     x = _samples(6)

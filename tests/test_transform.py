@@ -117,6 +117,31 @@ def test_graph_from_bytes_and_paths(conv_bn_graph, tmp_path):
         assert leangraph.transform(source, "fold_constants") == expected
 
 
+def test_saved_graphs_leave_default_attributes_out_and_read_back_whole(conv_bn_graph, tmp_path):
+    conv = next(n for n in conv_bn_graph.node if n.op == "Conv2D")
+    assert "data_format" in conv.attr and "dilations" in conv.attr
+    for name in ("g.pb", "g.pbtxt"):
+        path = tmp_path / name
+        leangraph.save_graph(conv_bn_graph, path)
+        raw = graph_pb2.GraphDef()
+        if name.endswith(".pb"):
+            raw.ParseFromString(path.read_bytes())
+        else:
+            from google.protobuf import text_format
+            text_format.Merge(path.read_text(), raw)
+        stored = next(n for n in raw.node if n.name == conv.name)
+        # NHWC and unit dilations are Conv2D's defaults: not in the file ...
+        assert "data_format" not in stored.attr and "dilations" not in stored.attr
+        assert stored.attr["strides"] == conv.attr["strides"]
+        # ... and back when leangraph reads it; TensorFlow imports it as it is.
+        assert leangraph.load_graph(path) == conv_bn_graph
+        import tensorflow as tf
+
+        with tf.Graph().as_default():
+            tf.compat.v1.import_graph_def(raw, name="")
+    assert len((tmp_path / "g.pb").read_bytes()) < conv_bn_graph.ByteSize()
+
+
 # The 29 names TF 2.21 registers (tensorflow/tools/graph_transforms).
 TF_TRANSFORMS = """
 add_default_attributes backport_concatv2 backport_tensor_array_v3 flatten_atrous_conv

@@ -276,7 +276,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             excluded[name] = (f"output SQNR {out:.1f} dB < {float(min_sqnr_db):g} dB "
                               f"(its input: {into:.1f} dB)")
 
-    result = _transform(graph_def, calibration, set(excluded), False, inputs, outputs)
+    result = _merged(_transform(graph_def, calibration, set(excluded), False, inputs, outputs),
+                     inputs, outputs)
     units = quantized_units(result)
     macs = _layer_macs(graph_def)
     layers = []
@@ -304,6 +305,24 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         min_sqnr_db=min_sqnr_db,
         rounds=rounds,
     )
+
+
+def _merged(graph_def, inputs, outputs):
+    """The rewrite with identical nodes made one (TensorFlow's merge_duplicate_nodes, then
+    sort_by_execution_order): the zero biases of bias-free units, equal ranges, and the
+    QuantizeV2 or pooling that two readers of one tensor each got. Graphs with functions
+    or while loops are left as they are (the transform would not know their ops, or
+    would merge the nodes of two frames)."""
+    from leangraph.errors import LeangraphError
+    from leangraph.transform import transform
+
+    if graph_def.library.function or graphs.loop_nodes(graph_def):
+        return graph_def
+    try:
+        return transform(graph_def, "merge_duplicate_nodes sort_by_execution_order",
+                         inputs=inputs, outputs=outputs)
+    except LeangraphError:
+        return graph_def
 
 
 def _run(graph_def, names, feeds):
