@@ -286,6 +286,16 @@ def test_calibration_ranges_of_a_known_tensor():
     assert pct.ranges["act:0"][0] == 0.0
 
 
+def test_sqnr_of_values_that_overflowed_is_minus_infinity():
+    ref = np.array([1.0, -2.0, 3.0])
+    assert Q.sqnr_db(ref, ref) == float("inf")
+    assert Q.sqnr_db(ref, ref + 0.1) == pytest.approx(10 * np.log10(14.0 / 0.03))
+    # A tensor gone to inf or beyond float64 in the int8 graph: the worst, not a crash.
+    assert Q.sqnr_db(ref, np.array([1.0, np.inf, 3.0])) == float("-inf")
+    assert Q.sqnr_db(ref * 1e-200, np.array([1e300, 0.0, 0.0])) == float("-inf")
+    assert Q.sqnr_db(np.zeros(3), ref) == float("-inf")
+
+
 def test_low_sqnr_layers_fall_back_to_float():
     g = _graph(_separable_chain)
     x = _samples(4)

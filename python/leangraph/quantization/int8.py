@@ -94,13 +94,18 @@ class QuantizeResult:
 def sqnr_db(reference, value):
     """Signal-to-quantization-noise ratio of `value` against `reference`, in dB."""
     reference = np.asarray(reference, np.float64)
-    noise = np.sum((reference - np.asarray(value, np.float64)) ** 2)
-    signal = np.sum(reference ** 2)
+    value = np.asarray(value, np.float64)
+    if not np.isfinite(value).all() and np.isfinite(reference).all():
+        return -math.inf  # the quantized graph overflowed where the float one did not
+    with np.errstate(over="ignore", invalid="ignore"):
+        noise = np.sum((reference - value) ** 2)
+        signal = np.sum(reference ** 2)
     if noise == 0:
         return math.inf
-    if signal == 0:
+    ratio = signal / noise if math.isfinite(noise) else 0.0
+    if not ratio > 0:  # no signal, noise beyond float64, or NaN in both
         return -math.inf
-    return float(10.0 * math.log10(signal / noise))
+    return float(10.0 * math.log10(ratio))
 
 
 def quantized_units(graph_def):
