@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import leangraph
 from leangraph import quantization as Q
+from leangraph.quantization.calibrate import input_feeds
 
 RNG = np.random.default_rng(7)
 
@@ -703,3 +704,70 @@ def test_a_while_loop_stays_float_and_the_rest_is_quantized():
     got = np.concatenate([leangraph.run(result.graph_def, {frozen.input_names[0]: x[None]})[0]
                           for x in samples])  # frozen at batch 1
     assert Q.sqnr_db(want, got) > 25
+
+
+def _se_block(x, shared=False):
+    # An SE block with two channels 300x larger than the rest (as EfficientNet's
+    # batch norms make them): the 1x1 conv reading features * gate gets one
+    # per-tensor scale over all of them.
+    spread = np.full(16, 0.1)
+    spread[[3, 11]] = 30.0
+    f = tf.nn.conv2d(x, _c(RNG.normal(size=(3, 3, 8, 16)) * 0.2), 1, "SAME", name="feat_conv")
+    f = tf.nn.relu(tf.nn.bias_add(f, _c(RNG.normal(size=16) * 0.1)), name="feat")
+    f = tf.multiply(f, _c(spread), name="feat_scaled")
+    s = tf.reduce_mean(f, axis=[1, 2], keepdims=True, name="squeeze")
+    s = tf.nn.conv2d(s, _c(RNG.normal(size=(1, 1, 16, 16)) * 0.1), 1, "SAME", name="excite")
+    g = tf.sigmoid(s, name="gate")
+    p = tf.multiply(f, g, name="product")
+    # The conv weighs the large channels down: every channel counts in its output.
+    w = RNG.normal(size=(1, 1, 16, 8)) * 0.3
+    w[:, :, [3, 11], :] /= 300.0
+    w = _c(w)
+    y = tf.nn.conv2d(p, w, 1, "SAME", name="project")
+    tf.identity(y, name="output")
+    if shared:  # another conv reads the same weights, on the unscaled features
+        tf.identity(tf.nn.conv2d(f, w, 1, "SAME", name="other"), name="other_out")
+
+
+def test_se_products_are_equalized_into_the_conv_weights():
+    from leangraph.quantization import equalize as E
+
+    g = _graph(_se_block)
+    x = _samples(8)
+    feeds = input_feeds(g, x)
+    eq, convs = E.equalize(g, feeds, Q.int8._run)
+    assert convs == ["project"]
+    # The float graph computes the same; the product's channels above the 75th
+    # percentile of their maxima now stop there.
+    ref, got = (np.concatenate([leangraph.run(gd, {"input": e[None]}, ["output"])[0] for e in x])
+                for gd in (g, eq))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    peaks = [np.abs(np.concatenate([leangraph.run(gd, {"input": e[None]}, ["product"])[0] for e in x]))
+             .reshape(-1, 16).max(0) for gd in (g, eq)]
+    assert peaks[0].max() / np.percentile(peaks[0], 75) > 4
+    assert peaks[1].max() <= np.percentile(peaks[0], 75) * 1.001
+    gate = next(n for n in eq.node if n.name == "product").input[1]
+    assert next(n for n in eq.node if n.name == leangraph.graphs.node_name(gate)).op == "Mul"
+    # ... and its int8 rewrite loses less.
+    plain = _quantize(g, x, equalize=False)
+    better = _quantize(g, x)
+    assert better.equalized == ["project"] and plain.equalized == []
+    assert better.output_sqnr_db > plain.output_sqnr_db + 3
+
+
+def test_equalization_leaves_other_readers_of_the_weights_and_plain_graphs_alone():
+    from leangraph.quantization import equalize as E
+
+    g = _graph(lambda x: _se_block(x, shared=True))
+    x = _samples(4)
+    feeds = input_feeds(g, x)
+    eq, convs = E.equalize(g, feeds, Q.int8._run)
+    assert convs == ["project"]
+    for out in ("output", "other_out"):
+        want = leangraph.run(g, {"input": x[:1]}, [out])[0]
+        np.testing.assert_allclose(leangraph.run(eq, {"input": x[:1]}, [out])[0], want,
+                                   rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    # No SE product: the very graph comes back.
+    plain = _graph(_conv_bias_relu)
+    same, none = E.equalize(plain, input_feeds(plain, x), Q.int8._run)
+    assert same is plain and none == []

@@ -19,6 +19,7 @@ import numpy as np
 from leangraph import graphs
 from leangraph.errors import QuantizeError
 from leangraph.quantization.calibrate import Calibration, _Session, calibrate, input_feeds
+from leangraph.quantization.equalize import equalize as equalize_products
 
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
 _CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -70,6 +71,7 @@ class QuantizeResult:
     min_sqnr_db: float
     rounds: int = 1
     notes: list = field(default_factory=list)
+    equalized: list = field(default_factory=list)  # convs whose SE product was equalized first
 
     @property
     def int8_layers(self):
@@ -85,6 +87,7 @@ class QuantizeResult:
             "int8_mac_share": self.int8_mac_share,
             "min_sqnr_db": self.min_sqnr_db,
             "rounds": self.rounds,
+            "equalized": list(self.equalized),
             "calibration": {k: v for k, v in self.calibration.to_dict().items() if k != "ranges"},
             "layers": [l.to_dict() for l in self.layers],
             "notes": list(self.notes),
@@ -208,7 +211,8 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs):
 
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
              exclude_first=False, exclude_last=False, min_sqnr_db=DEFAULT_MIN_SQNR_DB, max_rounds=4,
-             check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None):
+             check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None,
+             equalize=True):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
     graph: a frozen float GraphDef, best after the `deploy` recipe (batch norms
@@ -221,6 +225,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         most `max_rounds` times). None: no fallback.
     require_vnni: refuse with QuantizeError on a CPU without VNNI, where int8
         is not faster than float.
+    equalize: before calibrating on `samples`, rescale the channels of
+        squeeze-and-excitation products into their convs' weights
+        (leangraph.quantization.equalize); not done with a ready `calibration`,
+        whose ranges are those of the graph as given.
     """
     if require_vnni and not cpu_supports_int8():
         raise QuantizeError(
@@ -228,9 +236,13 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             "int8 would not be faster than float here"
         )
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
+    original = graph_def
+    equalized = []
     if calibration is None:
         if samples is None:
             raise QuantizeError("quantize needs calibration samples or a Calibration")
+        if equalize:
+            graph_def, equalized = equalize_products(graph_def, input_feeds(graph_def, samples), _run)
         calibration = calibrate(graph_def, samples, method=method, progress=progress)
     elif not isinstance(calibration, Calibration):
         raise QuantizeError("calibration must be a leangraph.Calibration")
@@ -298,7 +310,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     output_sqnr = None
     if check is not None:
-        reference = _run(graph_def, outputs, check)
+        reference = _run(original, outputs, check)
         got = _run(result, outputs, check)
         output_sqnr = min(sqnr_db(a, b) for a, b in zip(reference, got))
     return QuantizeResult(
@@ -309,6 +321,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         int8_mac_share=share,
         min_sqnr_db=min_sqnr_db,
         rounds=rounds,
+        equalized=equalized,
     )
 
 

@@ -1,0 +1,144 @@
+"""Channel equalization of squeeze-and-excitation products before the int8 rewrite.
+
+An SE block multiplies its features by a per-channel gate, x * g with g of
+shape [N, 1, 1, C], and a 1x1 conv reads the product. After batch norms the
+product's channels can differ in range by 1000x (EfficientNetV2B0 with random
+batch norms: channel maxima of median 0.27 and top 315), and one per-tensor
+8-bit scale then rounds most channels to a few levels. The conv is linear in
+each input channel, so channel c of the product may be divided by s_c and the
+conv's weights of that input channel multiplied by it: the float graph computes
+the same thing, the product's range shrinks to what most channels use, and the
+per-output-channel int8 weights take up the difference.
+
+s_c = max(1, m_c / t), m_c the channel's largest magnitude on the calibration
+samples and t the 75th percentile of the m_c: only channels above it shrink.
+The division goes onto the gate (a Mul of C numbers), not onto the product.
+Measured (random weights, non-trivial batch norms, 160², 8 samples): logits
+SQNR EfficientNetV2B0 12.2 -> 22.1 dB, MobileNetV3Small 35.2 -> 35.5,
+EfficientNetB0 31.5 -> 30.8; with t the median, 22.3 / 30.2; scaling every
+channel to one range instead, 17.9 / 29.1.
+"""
+
+import numpy as np
+
+from leangraph import graphs
+
+PERCENTILE = 75.0
+#: A product whose largest channel is within this factor of t is left alone.
+MIN_SPREAD = 4.0
+
+
+def _readers(graph_def):
+    out = {}
+    for node in graph_def.node:
+        for edge in node.input:
+            out.setdefault(graphs.node_name(edge), []).append(node.name)
+    return out
+
+
+def _tensor(edge):
+    return edge if ":" in edge else edge + ":0"
+
+
+def candidates(graph_def):
+    """(conv, product Mul) pairs: a float Conv2D with a constant filter that alone reads a
+    Mul of two computed tensors. equalize() keeps those where an operand is one number
+    per channel ([N, 1, 1, C]): a swish over a feature map has none."""
+    by_name = {n.name: n for n in graph_def.node}
+    readers = _readers(graph_def)
+    loops = graphs.loop_nodes(graph_def)
+    out = []
+    for conv in graph_def.node:
+        if conv.op != "Conv2D" or conv.name in loops or len(conv.input) < 2:
+            continue
+        product = by_name.get(graphs.node_name(conv.input[0]))
+        weights = by_name.get(graphs.node_name(conv.input[1]))
+        if (product is None or weights is None or product.op != "Mul" or weights.op != "Const"
+                or conv.input[0].startswith("^") or len(readers.get(product.name, ())) != 1
+                or product.attr["T"].type != 1 or conv.attr["T"].type != 1):
+            continue
+        sources = [by_name.get(graphs.node_name(e)) for e in product.input[:2]]
+        if any(s is None or s.op == "Const" for s in sources):
+            continue
+        out.append((conv, product))
+    return out
+
+
+def equalize(graph_def, feeds, run, percentile=PERCENTILE):
+    """(a copy of the graph with its SE products equalized, the convs that read them).
+
+    feeds: {input tensor: examples}; run(graph_def, tensors, feeds) -> their values."""
+    found = candidates(graph_def)
+    if not found:
+        return graph_def, []
+    tensors = []
+    for _, product in found:
+        tensors += [product.name + ":0", _tensor(product.input[0]), _tensor(product.input[1])]
+    values = run(graph_def, tensors, feeds)
+    out = graphs.graph_pb2().GraphDef()
+    out.CopyFrom(graph_def)
+    by_name = {n.name: n for n in out.node}
+    readers = _readers(out)
+    taken = set(by_name)
+    done = []
+    for k, (conv, product) in enumerate(found):
+        value, first, second = values[3 * k:3 * k + 3]
+        gates = [i for i, v in enumerate((first, second))
+                 if v.ndim == 4 and v.shape[1] == 1 and v.shape[2] == 1 and value.ndim == 4
+                 and v.shape[3] == value.shape[3]]
+        if not gates or value.shape[3] < 2:  # no operand to scale for the price of C numbers
+            continue
+        peak = np.abs(value).reshape(-1, value.shape[3]).max(axis=0).astype(np.float64)
+        top = float(np.percentile(peak, percentile))
+        if not np.all(np.isfinite(peak)) or top <= 0 or peak.max() < MIN_SPREAD * top:
+            continue
+        scale = np.maximum(1.0, peak / top)
+        filter_node = by_name[graphs.node_name(conv.input[1])]
+        weights = _ndarray(filter_node)
+        if weights.ndim != 4 or weights.shape[2] != scale.size:
+            continue
+        scaled = (weights * scale[None, None, :, None]).astype(np.float32)
+        if len(readers.get(filter_node.name, ())) > 1:  # another node reads these weights as they are
+            filter_node = out.node.add()
+            filter_node.CopyFrom(by_name[graphs.node_name(conv.input[1])])
+            filter_node.name = _unique(conv.name + "/equalized_weights", taken)
+            by_name[conv.name].input[1] = filter_node.name
+        _set_value(filter_node, scaled)
+        inverse = out.node.add()
+        inverse.name = _unique(product.name + "/equalize", taken)
+        inverse.op = "Const"
+        inverse.attr["dtype"].type = 1
+        _set_value(inverse, (1.0 / scale).astype(np.float32))
+        gate = out.node.add()
+        gate.name = _unique(product.name + "/equalized_gate", taken)
+        gate.op = "Mul"
+        gate.attr["T"].type = 1
+        mul = by_name[product.name]
+        # Either operand of x * g carries the scale through; with two gates (the
+        # squeezed swish an SE block's second conv reads) the latter.
+        gate.input.extend([mul.input[gates[-1]], inverse.name])
+        if mul.device:
+            gate.device = inverse.device = mul.device
+        mul.input[gates[-1]] = gate.name
+        done.append(conv.name)
+    return (out if done else graph_def), done
+
+
+def _unique(name, taken):
+    candidate, i = name, 1
+    while candidate in taken:
+        candidate, i = f"{name}_{i}", i + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _ndarray(node):
+    from tensorflow.python.framework import tensor_util
+
+    return tensor_util.MakeNdarray(node.attr["value"].tensor)
+
+
+def _set_value(node, array):
+    from tensorflow.python.framework import tensor_util
+
+    node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(array))
