@@ -735,7 +735,7 @@ def test_se_products_are_equalized_into_the_conv_weights():
     g = _graph(_se_block)
     x = _samples(8)
     feeds = input_feeds(g, x)
-    eq, convs = E.equalize(g, feeds, Q.int8._run)
+    eq, convs = E.equalize(g, feeds)
     assert convs == ["project"]
     # The float graph computes the same; the product's channels above the 75th
     # percentile of their maxima now stop there.
@@ -761,7 +761,7 @@ def test_equalization_leaves_other_readers_of_the_weights_and_plain_graphs_alone
     g = _graph(lambda x: _se_block(x, shared=True))
     x = _samples(4)
     feeds = input_feeds(g, x)
-    eq, convs = E.equalize(g, feeds, Q.int8._run)
+    eq, convs = E.equalize(g, feeds)
     assert convs == ["project"]
     for out in ("output", "other_out"):
         want = leangraph.run(g, {"input": x[:1]}, [out])[0]
@@ -769,5 +769,28 @@ def test_equalization_leaves_other_readers_of_the_weights_and_plain_graphs_alone
                                    rtol=1e-4, atol=1e-4 * np.abs(want).max())
     # No SE product: the very graph comes back.
     plain = _graph(_conv_bias_relu)
-    same, none = E.equalize(plain, input_feeds(plain, x), Q.int8._run)
+    same, none = E.equalize(plain, input_feeds(plain, x))
     assert same is plain and none == []
+
+
+def test_an_equalization_that_loses_is_measured_and_dropped(monkeypatch):
+    from leangraph.quantization import equalize as E
+
+    g = _graph(_se_block)
+    x = _samples(8)
+    kept = _quantize(g, x)
+    assert kept.equalized == ["project"]
+    assert "equalized" in kept.notes[0] and "kept without" not in kept.notes[0]
+
+    def misleading(graph_def, found, feeds):
+        # Claims channel 0 is the outlier: its weights then set every output
+        # channel's 8-bit scale, and the other channels round to nothing.
+        peaks = np.ones(16)
+        peaks[0] = 1e4
+        return [(peaks, 1)] * len(found)
+
+    monkeypatch.setattr(E, "_peaks", misleading)
+    dropped = _quantize(g, x)
+    assert dropped.equalized == [] and "kept without" in dropped.notes[0]
+    assert not any(n.name.endswith("/equalize") for n in dropped.graph_def.node)
+    assert dropped.output_sqnr_db == pytest.approx(_quantize(g, x, equalize=False).output_sqnr_db)

@@ -41,9 +41,8 @@ def int8_variant(ctx):
     detail = (f"int8 of {best.name}: {len(result.int8_layers)} conv/matmul layers in int8 "
               f"({100 * result.int8_mac_share:.1f} % of their MACs), calibrated ({result.calibration.method}) "
               f"on {source}")
-    if result.equalized:
-        detail += (f"; {len(result.equalized)} squeeze-and-excitation product(s) equalized into their "
-                   "convs' weights first")
+    for note in result.notes:  # SE equalization: tried, and which was kept
+        detail += f"; {note}"
     if kept:
         detail += "; kept fp32: " + "; ".join(f"{l.name} ({l.reason})" for l in kept[:6])
         if len(kept) > 6:

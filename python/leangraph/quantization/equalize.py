@@ -55,6 +55,8 @@ def candidates(graph_def):
             continue
         product = by_name.get(graphs.node_name(conv.input[0]))
         weights = by_name.get(graphs.node_name(conv.input[1]))
+        if conv.attr["data_format"].s not in (b"", b"NHWC"):
+            continue
         if (product is None or weights is None or product.op != "Mul" or weights.op != "Const"
                 or conv.input[0].startswith("^") or len(readers.get(product.name, ())) != 1
                 or product.attr["T"].type != 1 or conv.attr["T"].type != 1):
@@ -66,31 +68,57 @@ def candidates(graph_def):
     return out
 
 
-def equalize(graph_def, feeds, run, percentile=PERCENTILE):
-    """(a copy of the graph with its SE products equalized, the convs that read them).
+def _peaks(graph_def, found, feeds):
+    """[(the product's per-channel largest magnitude, its gate operand's index)] over all
+    examples, one batch at a time (the products are never held for all of them); (None,
+    None) where no operand is one number per channel."""
+    from leangraph.quantization.calibrate import _batches, _Session, static_batch
 
-    feeds: {input tensor: examples}; run(graph_def, tensors, feeds) -> their values."""
-    found = candidates(graph_def)
-    if not found:
-        return graph_def, []
     tensors = []
     for _, product in found:
         tensors += [product.name + ":0", _tensor(product.input[0]), _tensor(product.input[1])]
-    values = run(graph_def, tensors, feeds)
+    fixed = static_batch(graph_def)
+    out = [None] * len(found)
+    gates = [None] * len(found)
+    session = _Session(graph_def)
+    try:
+        for index, batch in enumerate(_batches(feeds, fixed or 1, pad=fixed is not None)):
+            values = session.run(tensors, batch)
+            for k in range(len(found)):
+                value, a, b = values[3 * k:3 * k + 3]
+                if index == 0:
+                    per_channel = [i for i, v in enumerate((a, b))
+                                   if v.ndim == 4 and value.ndim == 4 and v.shape[1] == 1
+                                   and v.shape[2] == 1 and v.shape[3] == value.shape[3]]
+                    # Either operand of x * g carries the scale through; with two gates
+                    # (the squeezed swish an SE block's second conv reads) the latter.
+                    gates[k] = per_channel[-1] if per_channel else None
+                if gates[k] is None:
+                    continue
+                peak = np.abs(value).reshape(-1, value.shape[3]).max(axis=0).astype(np.float64)
+                out[k] = peak if out[k] is None else np.maximum(out[k], peak)
+    finally:
+        session.close()
+    return list(zip(out, gates))
+
+
+def equalize(graph_def, feeds, percentile=PERCENTILE):
+    """(a copy of the graph with its SE products equalized, the convs that read them).
+
+    feeds: {input tensor: examples}, as calibration takes them."""
+    found = candidates(graph_def)
+    if not found:
+        return graph_def, []
+    measured = _peaks(graph_def, found, feeds)
     out = graphs.graph_pb2().GraphDef()
     out.CopyFrom(graph_def)
     by_name = {n.name: n for n in out.node}
     readers = _readers(out)
     taken = set(by_name)
     done = []
-    for k, (conv, product) in enumerate(found):
-        value, first, second = values[3 * k:3 * k + 3]
-        gates = [i for i, v in enumerate((first, second))
-                 if v.ndim == 4 and v.shape[1] == 1 and v.shape[2] == 1 and value.ndim == 4
-                 and v.shape[3] == value.shape[3]]
-        if not gates or value.shape[3] < 2:  # no operand to scale for the price of C numbers
+    for (conv, product), (peak, gate_index) in zip(found, measured):
+        if peak is None or peak.size < 2:  # no operand to scale for the price of C numbers
             continue
-        peak = np.abs(value).reshape(-1, value.shape[3]).max(axis=0).astype(np.float64)
         top = float(np.percentile(peak, percentile))
         if not np.all(np.isfinite(peak)) or top <= 0 or peak.max() < MIN_SPREAD * top:
             continue
@@ -116,12 +144,10 @@ def equalize(graph_def, feeds, run, percentile=PERCENTILE):
         gate.op = "Mul"
         gate.attr["T"].type = 1
         mul = by_name[product.name]
-        # Either operand of x * g carries the scale through; with two gates (the
-        # squeezed swish an SE block's second conv reads) the latter.
-        gate.input.extend([mul.input[gates[-1]], inverse.name])
+        gate.input.extend([mul.input[gate_index], inverse.name])
         if mul.device:
             gate.device = inverse.device = mul.device
-        mul.input[gates[-1]] = gate.name
+        mul.input[gate_index] = gate.name
         done.append(conv.name)
     return (out if done else graph_def), done
 

@@ -242,7 +242,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if samples is None:
             raise QuantizeError("quantize needs calibration samples or a Calibration")
         if equalize:
-            graph_def, equalized = equalize_products(graph_def, input_feeds(graph_def, samples), _run)
+            graph_def, equalized = equalize_products(graph_def, input_feeds(graph_def, samples))
         calibration = calibrate(graph_def, samples, method=method, progress=progress)
     elif not isinstance(calibration, Calibration):
         raise QuantizeError("calibration must be a leangraph.Calibration")
@@ -313,7 +313,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         reference = _run(original, outputs, check)
         got = _run(result, outputs, check)
         output_sqnr = min(sqnr_db(a, b) for a, b in zip(reference, got))
-    return QuantizeResult(
+    result = QuantizeResult(
         graph_def=result,
         calibration=calibration,
         layers=layers,
@@ -323,6 +323,20 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         rounds=rounds,
         equalized=equalized,
     )
+    if equalized and output_sqnr is not None:
+        # Measured, not assumed: the outlier channels' weights now set their output
+        # channels' 8-bit scales, which can cost more than the product gains.
+        plain = quantize(original, samples, method=method, exclude=exclude,
+                         exclude_first=exclude_first, exclude_last=exclude_last,
+                         min_sqnr_db=min_sqnr_db, max_rounds=max_rounds, check_samples=check_samples,
+                         inputs=inputs, outputs=outputs, require_vnni=False, equalize=False)
+        versus = (f"{len(equalized)} squeeze-and-excitation product(s) equalized: output SQNR "
+                  f"{output_sqnr:.1f} dB, against {plain.output_sqnr_db:.1f} dB without")
+        if plain.output_sqnr_db >= output_sqnr:
+            plain.notes.append(versus + "; kept without")
+            return plain
+        result.notes.append(versus)
+    return result
 
 
 def _merged(graph_def, inputs, outputs):
