@@ -17,10 +17,19 @@ def graph_pb2():
     return module
 
 
-def _op_def(op):
+def _defaulted_attrs(graph_def):
+    """(node, attribute definition) for every attribute with a default that a node's
+    registered op declares; nodes of unknown ops (function calls) give none."""
     from tensorflow.python.framework import op_def_registry
 
-    return op_def_registry.get(op)
+    defs = {}
+    for node in graph_def.node:
+        if node.op not in defs:
+            defs[node.op] = op_def_registry.get(node.op)
+        if defs[node.op] is not None:
+            for attr in defs[node.op].attr:
+                if attr.HasField("default_value"):
+                    yield node, attr
 
 
 def fill_default_attrs(graph_def):
@@ -28,18 +37,10 @@ def fill_default_attrs(graph_def):
 
     A file written without them (by save_graph, or by TensorFlow's own
     strip_default_attrs) reads back as the graph that was saved: graph checks
-    and transforms see every attribute. Nodes of unknown ops (function calls)
-    are left as they are."""
-    defs = {}
-    for node in graph_def.node:
-        if node.op not in defs:
-            defs[node.op] = _op_def(node.op)
-        op_def = defs[node.op]
-        if op_def is None:
-            continue
-        for attr in op_def.attr:
-            if attr.HasField("default_value") and attr.name not in node.attr:
-                node.attr[attr.name].CopyFrom(attr.default_value)
+    and transforms see every attribute."""
+    for node, attr in _defaulted_attrs(graph_def):
+        if attr.name not in node.attr:
+            node.attr[attr.name].CopyFrom(attr.default_value)
     return graph_def
 
 
@@ -48,17 +49,9 @@ def without_default_attrs(graph_def):
     them on import, and a quantized graph's file is then a few percent smaller."""
     out = graph_pb2().GraphDef()
     out.CopyFrom(graph_def)
-    defs = {}
-    for node in out.node:
-        if node.op not in defs:
-            defs[node.op] = _op_def(node.op)
-        op_def = defs[node.op]
-        if op_def is None:
-            continue
-        for attr in op_def.attr:
-            if (attr.HasField("default_value") and attr.name in node.attr
-                    and node.attr[attr.name] == attr.default_value):
-                del node.attr[attr.name]
+    for node, attr in list(_defaulted_attrs(out)):
+        if attr.name in node.attr and node.attr[attr.name] == attr.default_value:
+            del node.attr[attr.name]
     return out
 
 
