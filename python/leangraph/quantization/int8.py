@@ -293,9 +293,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             excluded[name] = (f"output SQNR {out:.1f} dB < {float(min_sqnr_db):g} dB "
                               f"(its input: {into:.1f} dB)")
 
-    result = _merged(_transform(graph_def, calibration, set(excluded), False, inputs, outputs),
+    rewritten = _merged(_transform(graph_def, calibration, set(excluded), False, inputs, outputs),
                      inputs, outputs)
-    units = quantized_units(result)
+    units = quantized_units(rewritten)
     macs = _layer_macs(graph_def)
     layers = []
     for name in sorted(ends, key=lambda n: -macs.get(n, 0)):
@@ -311,10 +311,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     output_sqnr = None
     if check is not None:
         reference = _run(original, outputs, check)
-        got = _run(result, outputs, check)
+        got = _run(rewritten, outputs, check)
         output_sqnr = min(sqnr_db(a, b) for a, b in zip(reference, got))
     result = QuantizeResult(
-        graph_def=result,
+        graph_def=rewritten,
         calibration=calibration,
         layers=layers,
         output_sqnr_db=output_sqnr,
