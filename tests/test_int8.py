@@ -794,3 +794,31 @@ def test_an_equalization_that_loses_is_measured_and_dropped(monkeypatch):
     assert dropped.equalized == [] and "kept without" in dropped.notes[0]
     assert not any(n.name.endswith("/equalize") for n in dropped.graph_def.node)
     assert dropped.output_sqnr_db == pytest.approx(_quantize(g, x, equalize=False).output_sqnr_db)
+
+
+def test_two_equalized_convs_sharing_weights_leave_no_copy_behind():
+    from leangraph.quantization import equalize as E
+
+    def twin(x):
+        spread = np.full(16, 0.1)
+        spread[[3, 11]] = 30.0
+        f = tf.nn.relu(tf.nn.conv2d(x, _c(RNG.normal(size=(3, 3, 8, 16)) * 0.2), 1, "SAME"))
+        f = tf.multiply(f, _c(spread), name="feat_scaled")
+        w = _c(RNG.normal(size=(1, 1, 16, 8)) * 0.3)
+        for side in ("left", "right"):
+            s = tf.reduce_mean(f, axis=[1, 2], keepdims=True)
+            g = tf.sigmoid(tf.nn.conv2d(s, _c(RNG.normal(size=(1, 1, 16, 16)) * 0.1), 1, "SAME"))
+            tf.identity(tf.nn.conv2d(tf.multiply(f, g, name=f"{side}_product"), w, 1, "SAME",
+                                     name=f"{side}_project"), name=f"{side}_out")
+
+    g = _graph(twin)
+    x = _samples(4)
+    eq, convs = E.equalize(g, input_feeds(g, x))
+    assert sorted(convs) == ["left_project", "right_project"]
+    readers = Counter(leangraph.graphs.node_name(i) for n in eq.node for i in n.input)
+    consts = [n.name for n in eq.node if n.op == "Const"]
+    assert all(readers[name] for name in consts), "a weight copy left with no reader"
+    for out in ("left_out", "right_out"):
+        want = leangraph.run(g, {"input": x[:1]}, [out])[0]
+        np.testing.assert_allclose(leangraph.run(eq, {"input": x[:1]}, [out])[0], want,
+                                   rtol=1e-4, atol=1e-4 * np.abs(want).max())

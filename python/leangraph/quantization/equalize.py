@@ -131,7 +131,9 @@ def equalize(graph_def, feeds, percentile=PERCENTILE):
         if weights.ndim != 4 or weights.shape[2] != scale.size:
             continue
         scaled = (weights * scale[None, None, :, None]).astype(np.float32)
-        if len(readers.get(filter_node.name, ())) > 1:  # another node reads these weights as they are
+        sharing = readers.get(filter_node.name, [])
+        if len(sharing) > 1:  # another node reads these weights as they are: a copy
+            sharing.remove(conv.name)  # (so the last reader scales the original, none is left over)
             filter_node = out.node.add()
             filter_node.CopyFrom(by_name[graphs.node_name(conv.input[1])])
             filter_node.name = _unique(conv.name + "/equalized_weights", taken)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leangraph import graphs
-from leangraph.errors import QuantizeError
+from leangraph.errors import LeangraphError, QuantizeError
 from leangraph.quantization.calibrate import Calibration, _Session, calibrate, input_feeds
 from leangraph.quantization.equalize import equalize as equalize_products
 
@@ -345,7 +345,6 @@ def _merged(graph_def, inputs, outputs):
     QuantizeV2 or pooling that two readers of one tensor each got. Graphs with functions
     or while loops are left as they are (the transform would not know their ops, or
     would merge the nodes of two frames)."""
-    from leangraph.errors import LeangraphError
     from leangraph.transform import transform
 
     if graph_def.library.function or graphs.loop_nodes(graph_def):
