@@ -76,8 +76,11 @@ def test_conv_bias_relu_becomes_one_fused_kernel():
     # The Dequantize takes the Relu's name, so its readers are untouched.
     dq = next(n for n in q.node if n.op == "Dequantize")
     assert dq.name == "act" and dq.input[0] == "conv_int8"
-    weights = next(n for n in q.node if n.name == "conv_int8/weights")
-    assert weights.attr["dtype"].type == tf.qint8.as_datatype_enum
+    # The rewrite's constants have short names of their own; the conv reads them.
+    nodes = {n.name: n for n in q.node}
+    weights = nodes[conv.input[1]]
+    assert weights.op == "Const" and weights.attr["dtype"].type == tf.qint8.as_datatype_enum
+    assert all(len(nodes[i].name) <= len("q99/smax") for i in conv.input[1:] if i in nodes)
     assert _rel_err(g, q, _samples(1)) < 0.03
 
 
@@ -95,7 +98,8 @@ def test_conv_without_relu_is_signed_and_relu6_caps_the_range():
 
     g6 = _graph(lambda x: _conv_bias_relu(x, relu="relu6", scale=1.0))
     q6 = _quantize(g6, _samples(1))
-    top = next(n for n in q6.graph_def.node if n.name == "conv_int8/out_max")
+    nodes = {n.name: n for n in q6.graph_def.node}
+    top = nodes[nodes["conv_int8"].input[-1]]  # the requantized output's maximum
     assert tf.make_ndarray(top.attr["value"].tensor) == pytest.approx(6.0)
     out = leangraph.run(q6.graph_def, {"input": _samples(1)}, ["output"])[0]
     assert out.max() <= 6.0 + 1e-5
@@ -434,13 +438,14 @@ def test_graph_checks_refuse_int8_kernels_that_would_crash_or_overread():
     # A constant summand: TF's kernel dies on it (a segfault, measured).
     crash = type(q)()
     crash.CopyFrom(q)
+    c2 = next(n for n in crash.node if n.name == "c2_int8")
+    weights = next(n for n in crash.node if n.name == c2.input[1])
     summand = crash.node.add()
-    summand.CopyFrom(next(n for n in crash.node if n.name == "c2_int8/weights"))
+    summand.CopyFrom(weights)
     summand.name = "const_summand"
     summand.attr["dtype"].type = tf.quint8.as_datatype_enum
     summand.attr["value"].tensor.CopyFrom(
         tf.make_tensor_proto(np.ones((1, 12, 12, 8), np.uint8), dtype=tf.quint8))
-    c2 = next(n for n in crash.node if n.name == "c2_int8")
     c2.input[3] = "const_summand"
     with pytest.raises(leangraph.GraphError, match="summand of its Sum fusion is a Const"):
         leangraph.transform(crash, "sort_by_execution_order")
@@ -449,7 +454,8 @@ def test_graph_checks_refuse_int8_kernels_that_would_crash_or_overread():
     # Per-channel filter ranges shorter than the channels are read past their end.
     short = type(q)()
     short.CopyFrom(q)
-    wmin = next(n for n in short.node if n.name == "c1_int8/weights_range")
+    c1 = next(n for n in short.node if n.name == "c1_int8")
+    wmin = next(n for n in short.node if n.name == c1.input[5])  # its filter's channel ranges
     wmin.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-np.ones(3, np.float32)))
     with pytest.raises(leangraph.GraphError, match="holds 3 values; it needs 1 or one per output"):
         leangraph.transform(short, "sort_by_execution_order")
@@ -587,8 +593,9 @@ def test_a_float_tensor_of_either_sign_read_by_1x1_convs_is_quantized_from_its_m
     # The conv reads it as unsigned over [0, max - min].
     p = q["p_int8"]
     assert p.attr["Tinput"].type == tf.quint8.as_datatype_enum
-    assert p.input[3] == "swish_quantized/shifted_min"
-    top = tf.make_ndarray(q["swish_quantized/shifted_max"].attr["value"].tensor)
+    assert p.input[0] == "swish_quantized"
+    assert tf.make_ndarray(q[p.input[3]].attr["value"].tensor) == 0.0
+    top = tf.make_ndarray(q[p.input[4]].attr["value"].tensor)
     assert float(top) == pytest.approx(hi - lo, rel=1e-5)
     assert _rel_err(g, res.graph_def, x) < 0.05
 

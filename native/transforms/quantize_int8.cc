@@ -681,10 +681,27 @@ void CopyAttr(const NodeDef& from, const std::string& attr, NodeDef* to) {
   if (it != from.attr().end()) (*to->mutable_attr())[attr] = it->second;
 }
 
+// The rewrite's constants are named q<N>/<role>, N counting the nodes they
+// serve: names derived from the layer's (80 characters in NASNetMobile, each
+// written once and read once or twice) were a twentieth of its int8 file.
+// The node that reads them keeps its layer's name, so it says whose they are.
+class ConstantNames {
+ public:
+  explicit ConstantNames(std::set<std::string>* taken) : taken_(taken) {}
+  std::string NewScope() { return absl::StrCat("q", next_++, "/"); }
+  std::string Name(const std::string& scope, const char* role) {
+    return graph_util::UniqueName(scope + role, taken_);
+  }
+
+ private:
+  std::set<std::string>* taken_;
+  int64_t next_ = 0;
+};
+
 // Per-output-channel symmetric qint8 weights and their ranges.
-void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& base,
-                    std::string* w, std::string* wmin, std::string* wmax,
-                    std::set<std::string>* taken) {
+void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& scope,
+                    ConstantNames* names,
+                    std::string* w, std::string* wmin, std::string* wmax) {
   const int64_t channels = unit.channels;
   const int64_t total = unit.weight.NumElements();
   const float* values = unit.weight.flat<float>().data();
@@ -692,7 +709,7 @@ void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& base,
   Tensor q(kS8, unit.weight.shape());
   auto qflat = q.flat<tensorflow::qint8>();
   for (int64_t i = 0; i < total; ++i) qflat(i) = RoundWeight(values[i], scale[i % channels]);
-  *w = graph_util::UniqueName(base + "/weights", taken);
+  *w = names->Name(scope, "w");
   NodeDef* wnode = out->add_node();
   wnode->set_name(*w);
   wnode->set_op("Const");
@@ -702,15 +719,15 @@ void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& base,
     // The conv kernels take each channel's range as max(|min|, |max|), so
     // one vector serves as both (a depthwise conv's ranges would otherwise
     // outweigh its 3x3 int8 weights).
-    *wmin = graph_util::UniqueName(base + "/weights_range", taken);
+    *wmin = names->Name(scope, "r");
     *wmax = *wmin;
     *out->add_node() = MakeVector(*wmin, scale);
     return;
   }
   std::vector<float> negated(scale.size());
   std::transform(scale.begin(), scale.end(), negated.begin(), [](float s) { return -s; });
-  *wmin = graph_util::UniqueName(base + "/weights_min", taken);
-  *wmax = graph_util::UniqueName(base + "/weights_max", taken);
+  *wmin = names->Name(scope, "wmin");
+  *wmax = names->Name(scope, "wmax");
   *out->add_node() = MakeVector(*wmin, negated);
   *out->add_node() = MakeVector(*wmax, scale);
 }
@@ -812,6 +829,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   }
 
   std::set<std::string> taken = graph_util::NodeNames(in);
+  ConstantNames constants(&taken);
   for (Unit& unit : units) {
     unit.qname = graph_util::UniqueName(unit.contraction->name() + "_int8", &taken);
   }
@@ -991,15 +1009,16 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     const std::string base = absl::StrCat(
         edge.node, edge.port == 0 ? "" : absl::StrCat("_", edge.port), "_quantized");
     const std::string name = graph_util::UniqueName(base, &taken);
-    const std::string lo_name = graph_util::UniqueName(name + "/min", &taken);
-    const std::string hi_name = graph_util::UniqueName(name + "/max", &taken);
+    const std::string scope = constants.NewScope();
+    const std::string lo_name = constants.Name(scope, "min");
+    const std::string hi_name = constants.Name(scope, "max");
     const auto shifted = shifted_inputs.find(key);
     if (shifted != shifted_inputs.end()) {
       // The convs read it as SCALED unsigned over [0, max - min].
       const Range& calibrated = shifted->second;
       const float width = std::max(calibrated.hi - calibrated.lo, kMinRange);
-      const std::string zero = graph_util::UniqueName(name + "/shifted_min", &taken);
-      const std::string top = graph_util::UniqueName(name + "/shifted_max", &taken);
+      const std::string zero = constants.Name(scope, "smin");
+      const std::string top = constants.Name(scope, "smax");
       *out->add_node() = MakeScalar(lo_name, calibrated.lo);
       *out->add_node() = MakeScalar(hi_name, calibrated.lo + width);
       *out->add_node() = MakeScalar(zero, 0.0f);
@@ -1013,7 +1032,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
         const int64_t values[8] = {0, 0, p[0], p[1], p[2], p[3], 0, 0};
         for (int i = 0; i < 8; ++i) m(i / 2, i % 2) = static_cast<int32_t>(values[i]);
         const std::string pad_name = graph_util::UniqueName(name + "/padded", &taken);
-        const std::string amounts_name = graph_util::UniqueName(pad_name + "/paddings", &taken);
+        const std::string amounts_name = constants.Name(scope, "pad");
         NodeDef* consts = out->add_node();
         consts->set_name(amounts_name);
         consts->set_op("Const");
@@ -1100,8 +1119,11 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   for (const Unit& unit : units) {
     const Quantized source = quantize_edge(unit.input, unit.in_range);
     std::string w, wmin, wmax;
-    QuantizeWeight(unit, out, unit.qname, &w, &wmin, &wmax, &taken);
-    const std::string bias = graph_util::UniqueName(unit.qname + "/bias", &taken);
+    // A matmul takes its last node's name (below), so its constants carry
+    // the unit's: quantized_units() reads it from its weights.
+    const std::string scope = unit.is_matmul ? unit.qname + "/" : constants.NewScope();
+    QuantizeWeight(unit, out, scope, &constants, &w, &wmin, &wmax);
+    const std::string bias = constants.Name(scope, "b");
     *out->add_node() = MakeVector(bias, unit.bias_values);
     NodeDef* q = out->add_node();
     q->set_name(unit.qname);
@@ -1146,8 +1168,8 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
         fused = {"BiasAdd", "Sum", "Relu"};
       }
       fused.push_back("Requantize");
-      const std::string lo = graph_util::UniqueName(unit.qname + "/out_min", &taken);
-      const std::string hi = graph_util::UniqueName(unit.qname + "/out_max", &taken);
+      const std::string lo = constants.Name(scope, "lo");
+      const std::string hi = constants.Name(scope, "hi");
       *out->add_node() = MakeScalar(lo, unit.out_range.lo);
       *out->add_node() = MakeScalar(hi, unit.out_range.hi);
       inputs.push_back(lo);
@@ -1182,7 +1204,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     for (const std::string& f : fused) fused_list->add_s(f);
     for (const std::string& input : inputs) q->add_input(input);
     // A matmul's output is float already: it takes the last node's name, so
-    // its readers are untouched (its qname only prefixes its constants).
+    // its readers are untouched.
     if (unit.is_matmul) q->set_name(unit.last);
   }
 
@@ -1214,8 +1236,9 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     const auto shifted = shifted_units.find(name);
     if (shifted != shifted_units.end()) {
       const Unit& unit = *shifted->second;
-      const std::string lo = graph_util::UniqueName(name + "/shifted_min", &taken);
-      const std::string hi = graph_util::UniqueName(name + "/shifted_max", &taken);
+      const std::string scope = constants.NewScope();
+      const std::string lo = constants.Name(scope, "smin");
+      const std::string hi = constants.Name(scope, "smax");
       *out->add_node() = MakeScalar(lo, -unit.shift);
       *out->add_node() = MakeScalar(hi, unit.out_range.hi - unit.shift);
       dq->add_input(lo);

@@ -116,7 +116,10 @@ def quantized_units(graph_def):
     units = {}
     for node in graph_def.node:
         if node.op in QUANTIZED_OPS and len(node.input) > 1:
-            qname = graphs.node_name(node.input[1]).rsplit("/", 1)[0]
+            # A conv keeps its unit's name; a matmul takes its last node's, and its
+            # weights carry the unit's (<unit>/w).
+            qname = (graphs.node_name(node.input[1]).rsplit("/", 1)[0]
+                     if node.op == "_QuantizedMatMul" else node.name)
             if qname.endswith(_SUFFIX):
                 units[qname[: -len(_SUFFIX)]] = (node.op, node.name)
     return units
