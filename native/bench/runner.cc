@@ -436,11 +436,19 @@ absl::StatusOr<SessionHandle> CreateSession(const tf::GraphDef& graph,
   tf::SessionOptions session_options;
   tf::ConfigProto& config = session_options.config;
   config.set_intra_op_parallelism_threads(o.intra_op_threads);
-  config.set_inter_op_parallelism_threads(o.inter_op_threads);
-  // A and B share the process's inter-op pool: they then run on the very
-  // same threads. With a pool per session, a self-compare on a loaded 2-core
-  // machine came out up to 1.6x "faster" one way, session after session,
-  // with an interval that excluded 1; shared, the estimates centred on 1.
+  // By default every op runs in the calling thread (TF's negative
+  // inter-op setting); only the intra-op pool, where the kernels split their
+  // work, is used. Why: with an inter-op pool, TF's executor hands each op it
+  // measured as expensive to a pool thread and runs the others inline, a
+  // choice made per session from its own first runs; two sessions of one
+  // small CNN then differed by up to 20 %, steadily for a whole compare
+  // (first and second halves' ratios correlated 0.95 over 20 compares), so
+  // only 83 % of 30 self-compares' intervals covered 1.0 (sd of their ratios
+  // 3.3 %); run inline, 97 % (sd 1.2 %), in the same run. With a pool asked
+  // for, A and B share the process's: with a pool per session, a
+  // self-compare on a loaded 2-core machine came out up to 1.6x "faster"
+  // one way, session after session.
+  config.set_inter_op_parallelism_threads(o.inter_op_threads > 0 ? o.inter_op_threads : -1);
   config.set_use_per_session_threads(false);
   if (o.precision == "bf16") {
     config.mutable_graph_options()
@@ -1061,8 +1069,11 @@ std::string ReportToText(const BenchReport& r) {
   }
   absl::StrAppend(&out, absl::StrJoin(ins, "; "), "\n");
   absl::StrAppend(&out, "outputs:     ", absl::StrJoin(r.outputs, ", "), "\n");
-  absl::StrAppendFormat(&out, "precision:   %s   batch: %d   threads: intra %d, inter %d (0 = TF default)\n",
-                        r.precision, r.batch, r.intra_op_threads, r.inter_op_threads);
+  absl::StrAppendFormat(&out, "precision:   %s   batch: %d   threads: intra %d (0 = TF default), %s\n",
+                        r.precision, r.batch, r.intra_op_threads,
+                        r.inter_op_threads > 0
+                            ? absl::StrCat("inter-op pool of ", r.inter_op_threads)
+                            : std::string("ops run in the calling thread (no inter-op pool)"));
   if (!r.cpus.empty()) {
     absl::StrAppendFormat(&out, "pinned to:   CPUs %s (%d threads checked: %s)\n", r.cpus,
                           r.threads.size(), r.affinity_ok ? "all match" : "MISMATCH");

@@ -3,8 +3,9 @@
 // Used by the leangraph_bench binary and, in-process, by leangraph.benchmark.
 //
 // Thread pools. TensorFlow gives every session of a process the same
-// intra-op pool (where oneDNN runs) and, as the timer configures sessions,
-// the same inter-op pool, each sized and pinned by whoever created it first
+// intra-op pool (where oneDNN runs); the timer's sessions run their ops in
+// the calling thread unless an inter-op pool is asked for, and then share
+// one. Each pool is sized and pinned by whoever created it first
 // (TF_OVERRIDE_GLOBAL_THREADPOOL would give each session an intra-op pool of
 // its own, but A and B on different threads compare less fairly). So a
 // chosen thread count or CPU pinning is honoured only in a process whose
@@ -44,6 +45,8 @@ struct BenchOptions {
   std::vector<InputSpec> inputs;  // Placeholders not named here are filled
   std::vector<std::string> outputs;  // empty: nodes nothing consumes
   int intra_op_threads = 0;  // 0: TensorFlow's default
+  // 0: no inter-op pool, every op runs in the calling thread (see
+  // CreateSession); N: a pool of N threads, shared by the timer's sessions.
   int inter_op_threads = 0;
   std::vector<int> cpus;     // empty: no pinning
   std::string precision = "fp32";  // or "bf16"

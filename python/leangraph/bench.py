@@ -281,8 +281,11 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
     outputs: node or tensor names to fetch; by default the nodes nothing consumes.
     runs / max_time: timed runs, stopping early after max_time seconds (runs=0 with
         a max_time: as many as fit). warmup: untimed runs after the first one.
-    threads / inter_op_threads: TF's intra-/inter-op pool sizes (None: TF's default;
-        in-process the session runs on the process's shared intra-op pool).
+    threads: TF's intra-op pool size (None: TF's default; in-process the session
+        runs on the process's shared intra-op pool). inter_op_threads: None or 0
+        runs every op in the calling thread (TF's executor otherwise decides per
+        session, from its first runs, which ops go to a pool thread, which made
+        two sessions of one graph differ by up to 20 %); N: an inter-op pool.
     cpus: pin every thread to these CPUs ("0,1", [0, 1] or 0). A thread count or
         pinning runs the timer in a child process (benchmark_in_child), where
         every thread is checked (result.threads, result.affinity_ok) and
