@@ -20,7 +20,7 @@ REPORT_KEYS = {
     "stddev_ms", "median_ci95_ms", "median_ci95_coverage", "median_ci95_method", "throughput",
     "throughput_definition", "batch", "warmup", "precision", "init_ms", "first_run_ms",
     "overhead_ms", "peak_rss_mb", "intra_op_threads", "inter_op_threads", "intra_op_pool",
-    "intra_op_pool_size", "cpus",
+    "intra_op_pool_size", "cpus", "ops_in_calling_thread", "parallel_width",
     "inputs", "outputs", "threads", "affinity_ok", "profile",
 }
 
@@ -136,6 +136,50 @@ def test_in_process_reports_the_shared_pool_as_it_is(graph_files):
     # Every thread of this process, with its affinity as the kernel has it.
     assert len(result.threads) >= 2
     assert all(t["cpus_allowed_list"] for t in result.threads)
+
+
+def _branches_graph(branches):
+    """`branches` matmuls of one input, side by side, summed."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 8], name="x")
+        ws = [tf.constant(np.full((8, 8), 0.1 * (i + 1), np.float32)) for i in range(branches)]
+        tf.math.add_n([tf.matmul(x, w) for w in ws], name="out")
+    return graph.as_graph_def()
+
+
+def test_ops_run_in_the_calling_thread_unless_the_graph_is_wide(graph_files):
+    x = {"x": np.ones((2, 8), np.float32)}
+    chain = leangraph.benchmark(graph_files["a"], x, runs=3, warmup=0, measure_overhead=False)
+    assert chain.parallel_width == 1 and chain.ops_in_calling_thread is True
+    two = leangraph.benchmark(_branches_graph(2), x, runs=3, warmup=0, measure_overhead=False)
+    assert two.parallel_width == 2 and two.ops_in_calling_thread is True
+    wide = leangraph.benchmark(_branches_graph(3), x, runs=3, warmup=0, measure_overhead=False)
+    assert wide.parallel_width == 3 and wide.ops_in_calling_thread is False
+    # -1 asks for the calling thread whatever the width, in this process too.
+    forced = leangraph.benchmark(_branches_graph(3), x, runs=3, warmup=0, inter_op_threads=-1,
+                                 measure_overhead=False)
+    assert forced.ops_in_calling_thread is True and forced.inter_op_threads == -1
+    # A and B run the same way: on the pool when either needs it.
+    both = leangraph.compare(graph_files["a"], _branches_graph(3), x, runs=4, warmup=0,
+                             measure_overhead=False)
+    assert both.a.ops_in_calling_thread is False and both.b.ops_in_calling_thread is False
+    assert (both.a.parallel_width, both.b.parallel_width) == (1, 3)
+    with pytest.raises(leangraph.BenchmarkError, match="must not be negative"):
+        leangraph.benchmark(graph_files["a"], x, runs=2, inter_op_threads=-2)
+
+
+def test_a_while_loop_runs_in_the_calling_thread():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 2], name="x")
+        w = tf.constant(np.eye(2, dtype=np.float32) * 0.5)
+        _, out = tf.while_loop(lambda i, h: i < 5, lambda i, h: (i + 1, tf.matmul(h, w)),
+                               [tf.constant(0), x])
+        tf.identity(out, name="out")
+    result = leangraph.benchmark(graph.as_graph_def(), {"x": np.ones((2, 2), np.float32)},
+                                 outputs=["out"], runs=3, warmup=1, measure_overhead=False)
+    assert result.ops_in_calling_thread is True and result.count == 3
 
 
 def test_in_process_timer_refuses_thread_counts_and_pinning(graph_files):

@@ -40,9 +40,11 @@ Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
                              nothing consumes)
   --intra-op-threads N       0 = TensorFlow's default (one per CPU); A and B
                              share this process's pools, made to these sizes
-  --inter-op-threads N       0 = none: ops run in the calling thread, which
-                             keeps sessions' latencies apart by the graph
-                             alone; N: an inter-op pool of N threads
+  --inter-op-threads N       0 = automatic: ops run in the calling thread
+                             when at most 2 convs/matmuls can run at once
+                             (steadier: TF's pool makes per-session choices),
+                             else on TF's default pool; -1 = always in the
+                             calling thread; N = a pool of N threads
   --cpus LIST                pin the process and every TF thread, e.g. 0,1 or 0-3
   --precision fp32|bf16      bf16: oneDNN's automatic bf16 rewrite
   --compare-precision P      with --compare: B's precision (default: --precision)

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -355,6 +356,18 @@ absl::StatusOr<Prepared> Prepare(const tf::GraphDef& graph,
   return out;
 }
 
+bool IsHeavyOp(const std::string& op) {
+  return absl::StrContains(op, "Conv") || absl::StrContains(op, "MatMul");
+}
+
+// inter_op_threads resolved for these graphs (the widest of them).
+BenchOptions WithInterOpMode(const BenchOptions& asked, int width) {
+  BenchOptions o = asked;
+  o.ops_in_calling_thread =
+      asked.inter_op_threads < 0 || (asked.inter_op_threads == 0 && width <= kMaxInlineWidth);
+  return o;
+}
+
 absl::Status CheckOptions(const BenchOptions& o) {
   if (o.precision != "fp32" && o.precision != "bf16") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -366,11 +379,11 @@ absl::Status CheckOptions(const BenchOptions& o) {
         "so oneDNN would emulate bf16 slower than fp32; use --precision fp32");
   }
   if (o.runs < 0 || o.warmup < 0 || o.max_time_s < 0 || o.batch < 0 || o.burst < 0 ||
-      o.intra_op_threads < 0 || o.inter_op_threads < 0 || o.profile_runs < 0 ||
+      o.intra_op_threads < 0 || o.inter_op_threads < -1 || o.profile_runs < 0 ||
       o.top_n < 0) {
     return absl::InvalidArgumentError(
         "runs, warmup, max_time, batch, burst, thread counts and profile counts must "
-        "not be negative");
+        "not be negative (but inter-op threads -1: every op in the calling thread)");
   }
   if (o.runs == 0 && o.max_time_s <= 0) {
     return absl::InvalidArgumentError("runs must be at least 1 (or give a max_time)");
@@ -433,22 +446,22 @@ int IntraOpPoolSize(tf::Session* session) {
 
 absl::StatusOr<SessionHandle> CreateSession(const tf::GraphDef& graph,
                                             const BenchOptions& o) {
+  // Ops in the calling thread (TF's negative inter-op setting; the kernels
+  // still split their work over the intra-op pool) where the graph leaves
+  // a pool nothing to run beside them (kMaxInlineWidth). Why: on a pool,
+  // TF's executor hands each op it measured as expensive to a pool thread
+  // and runs the others inline, a choice each session makes from its own
+  // runs; two sessions of one small CNN then differed by up to 20 %,
+  // steadily for a whole compare (its first and second halves' ratios
+  // correlated 0.95 over 20 compares) and only 83 % of 30 self-compares'
+  // intervals covered 1.0 (sd of their ratios 3.3 %); inline, in the same
+  // run, 97 % (sd 1.2 %). Where a pool is used, A and B share the
+  // process's: with a pool per session, a self-compare on a loaded 2-core
+  // machine came out up to 1.6x "faster" one way, session after session.
   tf::SessionOptions session_options;
   tf::ConfigProto& config = session_options.config;
   config.set_intra_op_parallelism_threads(o.intra_op_threads);
-  // By default every op runs in the calling thread (TF's negative
-  // inter-op setting); only the intra-op pool, where the kernels split their
-  // work, is used. Why: with an inter-op pool, TF's executor hands each op it
-  // measured as expensive to a pool thread and runs the others inline, a
-  // choice made per session from its own first runs; two sessions of one
-  // small CNN then differed by up to 20 %, steadily for a whole compare
-  // (first and second halves' ratios correlated 0.95 over 20 compares), so
-  // only 83 % of 30 self-compares' intervals covered 1.0 (sd of their ratios
-  // 3.3 %); run inline, 97 % (sd 1.2 %), in the same run. With a pool asked
-  // for, A and B share the process's: with a pool per session, a
-  // self-compare on a loaded 2-core machine came out up to 1.6x "faster"
-  // one way, session after session.
-  config.set_inter_op_parallelism_threads(o.inter_op_threads > 0 ? o.inter_op_threads : -1);
+  config.set_inter_op_parallelism_threads(o.ops_in_calling_thread ? -1 : o.inter_op_threads);
   config.set_use_per_session_threads(false);
   if (o.precision == "bf16") {
     config.mutable_graph_options()
@@ -676,6 +689,7 @@ absl::Status Start(Candidate* c, const BenchOptions& o, bool warm = true) {
   r.precision = o.precision;
   r.intra_op_threads = o.intra_op_threads;
   r.inter_op_threads = o.inter_op_threads;
+  r.ops_in_calling_thread = o.ops_in_calling_thread;
   r.cpus = o.cpus.empty() ? "" : FormatCpuList(o.cpus);
   const absl::StatusOr<double> first = RunOnce(c->handle.session.get(), c->prepared);
   if (!first.ok()) return first.status();
@@ -716,6 +730,53 @@ bool PerSessionIntraOpPools() {
   return v == "1" || v == "true";
 }
 
+int ParallelWidth(const tf::GraphDef& graph) {
+  std::map<std::string, int> index;
+  for (int i = 0; i < graph.node_size(); ++i) index.emplace(graph.node(i).name(), i);
+  // level[i]: the highest heavy-op level at or above node i; -1 unknown.
+  std::vector<int> level(graph.node_size(), -1);
+  std::vector<char> visiting(graph.node_size(), 0);
+  std::map<int, int> per_level;
+  for (int root = 0; root < graph.node_size(); ++root) {
+    if (level[root] >= 0) continue;
+    // Iterative depth-first walk over inputs (graphs can be deep).
+    std::vector<std::pair<int, int>> stack = {{root, 0}};
+    visiting[root] = 1;
+    while (!stack.empty()) {
+      auto& [node, next] = stack.back();
+      const tf::NodeDef& def = graph.node(node);
+      if (next < def.input_size()) {
+        const std::string& input = def.input(next++);
+        const size_t start = input[0] == '^' ? 1 : 0;
+        const std::string name = input.substr(start, input.find(':', start) - start);
+        const auto found = index.find(name);
+        if (found == index.end()) continue;
+        const int in = found->second;
+        if (level[in] >= 0 || visiting[in] || graph.node(in).op() == "NextIteration") continue;
+        visiting[in] = 1;
+        stack.emplace_back(in, 0);
+        continue;
+      }
+      int above = 0;
+      for (const std::string& input : def.input()) {
+        const size_t start = input[0] == '^' ? 1 : 0;
+        const auto found = index.find(input.substr(start, input.find(':', start) - start));
+        if (found != index.end() && level[found->second] > above) above = level[found->second];
+      }
+      level[node] = above;
+      if (IsHeavyOp(def.op())) {
+        level[node] = above + 1;
+        ++per_level[level[node]];
+      }
+      visiting[node] = 0;
+      stack.pop_back();
+    }
+  }
+  int width = 0;
+  for (const auto& [unused, count] : per_level) width = std::max(width, count);
+  return width;
+}
+
 std::string CanonicalDtype(const std::string& name) {
   static const auto* aliases = new std::map<std::string, std::string>{
       {"float", "float32"}, {"double", "float64"}, {"half", "float16"},
@@ -731,10 +792,12 @@ std::string CanonicalDtype(const std::string& name) {
 }
 
 absl::StatusOr<BenchReport> RunBenchmark(const tf::GraphDef& graph,
-                                         const BenchOptions& o) {
-  absl::Status status = CheckOptions(o);
+                                         const BenchOptions& asked) {
+  absl::Status status = CheckOptions(asked);
   if (status.ok()) status = CheckGraph(graph);
   if (!status.ok()) return status;
+  const int width = ParallelWidth(graph);
+  const BenchOptions o = WithInterOpMode(asked, width);
   Candidate c{&graph, {}, {}, {}};
   absl::StatusOr<Prepared> prepared = Prepare(graph, o);
   if (!prepared.ok()) return prepared.status();
@@ -768,12 +831,16 @@ absl::StatusOr<BenchReport> RunBenchmark(const tf::GraphDef& graph,
   status = Finish(&c, o, overhead);
   if (!status.ok()) return status;
   c.report.peak_rss_mb = PeakRssMb();
+  c.report.parallel_width = width;
   return std::move(c.report);
 }
 
 absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
                                          const tf::GraphDef& b,
-                                         const BenchOptions& o) {
+                                         const BenchOptions& asked) {
+  // Both graphs run the same way: on a pool if either needs one.
+  const int width_a = ParallelWidth(a), width_b = ParallelWidth(b);
+  const BenchOptions o = WithInterOpMode(asked, std::max(width_a, width_b));
   BenchOptions ob = o;
   if (!o.precision_b.empty()) ob.precision = o.precision_b;
   absl::Status status = CheckOptions(o);
@@ -895,6 +962,8 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
     if (!status.ok()) return status;
     c->report.peak_rss_mb = PeakRssMb();
   }
+  ca.report.parallel_width = width_a;
+  cb.report.parallel_width = width_b;
   out.paired = ComparePairs(ca.report.samples_ms, cb.report.samples_ms, out.a_first);
   out.target_met = o.target_ci > 0 && out.paired.half_width <= o.target_ci;
   out.a = std::move(ca.report);
@@ -952,6 +1021,8 @@ void WriteReport(const BenchReport& r, JsonWriter& w) {
   w.Key("peak_rss_mb").Value(r.peak_rss_mb);
   w.Key("intra_op_threads").Value(r.intra_op_threads);
   w.Key("inter_op_threads").Value(r.inter_op_threads);
+  w.Key("ops_in_calling_thread").Value(r.ops_in_calling_thread);
+  w.Key("parallel_width").Value(r.parallel_width);
   w.Key("intra_op_pool").Value(r.intra_op_pool);
   w.Key("intra_op_pool_size").Value(r.intra_op_pool_size);
   w.Key("cpus");
@@ -1071,9 +1142,15 @@ std::string ReportToText(const BenchReport& r) {
   absl::StrAppend(&out, "outputs:     ", absl::StrJoin(r.outputs, ", "), "\n");
   absl::StrAppendFormat(&out, "precision:   %s   batch: %d   threads: intra %d (0 = TF default), %s\n",
                         r.precision, r.batch, r.intra_op_threads,
-                        r.inter_op_threads > 0
-                            ? absl::StrCat("inter-op pool of ", r.inter_op_threads)
-                            : std::string("ops run in the calling thread (no inter-op pool)"));
+                        r.ops_in_calling_thread
+                            ? absl::StrCat("ops in the calling thread (at most ", r.parallel_width,
+                                           " conv/matmul at a time)")
+                            : absl::StrCat("inter-op pool of ",
+                                           r.inter_op_threads > 0
+                                               ? std::to_string(r.inter_op_threads)
+                                               : std::string("TF's default size"),
+                                           " (up to ", r.parallel_width,
+                                           " convs/matmuls at a time)"));
   if (!r.cpus.empty()) {
     absl::StrAppendFormat(&out, "pinned to:   CPUs %s (%d threads checked: %s)\n", r.cpus,
                           r.threads.size(), r.affinity_ok ? "all match" : "MISMATCH");

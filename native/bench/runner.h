@@ -45,9 +45,13 @@ struct BenchOptions {
   std::vector<InputSpec> inputs;  // Placeholders not named here are filled
   std::vector<std::string> outputs;  // empty: nodes nothing consumes
   int intra_op_threads = 0;  // 0: TensorFlow's default
-  // 0: no inter-op pool, every op runs in the calling thread (see
-  // CreateSession); N: a pool of N threads, shared by the timer's sessions.
+  // -1: every op runs in the calling thread; 0: so do they when at most
+  // kMaxInlineWidth heavy ops can run at once (ParallelWidth), else on TF's
+  // default inter-op pool; N: a pool of N threads. Pools are shared by the
+  // timer's sessions. Why, in runner.cc (CreateSession).
   int inter_op_threads = 0;
+  // Set by the timer from inter_op_threads and the graphs, not by callers.
+  bool ops_in_calling_thread = false;
   std::vector<int> cpus;     // empty: no pinning
   std::string precision = "fp32";  // or "bf16"
   std::string precision_b;   // RunCompare only: B's precision; empty: the same
@@ -84,6 +88,20 @@ struct BenchOptions {
 
 inline constexpr double kDefaultTargetMaxTime = 60.0;
 
+// The most heavy ops (convolutions and matmuls, by op name) that a graph can
+// run at once, counted level by level: a heavy op's level is one more than
+// the highest level among the heavy ops it depends on (data or control;
+// NextIteration back edges left out). A chain is 1 wide, a ResNet's
+// projection shortcut beside its main branch 2, Inception and NASNet cells
+// 3 or more; 0 without heavy ops.
+int ParallelWidth(const tensorflow::GraphDef& graph);
+// Up to this width the timer runs a graph's ops in the calling thread by
+// default: measured on 2 cores, such graphs ran as fast inline as on TF's
+// inter-op pool (ResNet50, Xception, DenseNet121, EfficientNetB0, 160x160)
+// or faster (a small CNN, 0.17 against 0.31 ms), while NASNetMobile (17.0
+// against 23.3 ms) and InceptionV3 (12.9 against 13.7 ms) need the pool.
+inline constexpr int kMaxInlineWidth = 2;
+
 
 // Whether this process gives each session its own intra-op pool: TensorFlow's
 // reading of TF_OVERRIDE_GLOBAL_THREADPOOL ("1"/"true", case-insensitive).
@@ -117,6 +135,8 @@ struct BenchReport {
   std::string precision;
   int intra_op_threads = 0;   // as asked (0: TF's default)
   int inter_op_threads = 0;
+  bool ops_in_calling_thread = false;
+  int parallel_width = 0;     // ParallelWidth of the graph
   int intra_op_pool_size = 0; // threads of the pool the session really uses
   std::string cpus;          // empty: not pinned
   std::string intra_op_pool; // "per-session" or "global" (shared process-wide)

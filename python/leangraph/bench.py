@@ -81,7 +81,9 @@ class BenchResult:
     inputs: list = field(default_factory=list)  # [{name, dtype, shape, source}]
     outputs: list = field(default_factory=list)
     intra_op_threads: int = 0
-    inter_op_threads: int = 0
+    inter_op_threads: int = 0  # as asked: -1 calling thread, 0 automatic, N a pool
+    ops_in_calling_thread: bool = None  # how the ops ran (see benchmark's inter_op_threads)
+    parallel_width: int = 0  # the most convolutions/matmuls the graph can run at once
     intra_op_pool: str = ""  # "global" (shared by the process) or "per-session"
     intra_op_pool_size: int = 0  # threads of the pool the session really ran on
     profile: dict = None  # {runs, by_op_type: [...], top_nodes: [...]} with profile=True
@@ -283,9 +285,13 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
         a max_time: as many as fit). warmup: untimed runs after the first one.
     threads: TF's intra-op pool size (None: TF's default; in-process the session
         runs on the process's shared intra-op pool). inter_op_threads: None or 0
-        runs every op in the calling thread (TF's executor otherwise decides per
-        session, from its first runs, which ops go to a pool thread, which made
-        two sessions of one graph differ by up to 20 %); N: an inter-op pool.
+        runs every op in the calling thread when at most two convolutions or
+        matmuls can run at once (result.parallel_width), else on TF's default
+        inter-op pool; -1 always in the calling thread; N an inter-op pool of N
+        (in a child process). Why: on a pool, TF's executor decides per session,
+        from its own runs, which ops go to a pool thread, which made two sessions
+        of one small CNN differ by up to 20 %; only wide graphs (Inception,
+        NASNet) are faster on it.
     cpus: pin every thread to these CPUs ("0,1", [0, 1] or 0). A thread count or
         pinning runs the timer in a child process (benchmark_in_child), where
         every thread is checked (result.threads, result.affinity_ok) and
@@ -300,7 +306,7 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
 
     Raises BenchmarkError for a bad graph, input, output, CPU id or precision.
     """
-    if threads or inter_op_threads or cpus is not None:
+    if threads or (inter_op_threads or 0) > 0 or cpus is not None:
         return benchmark_in_child(graph, inputs, outputs=outputs, runs=runs, warmup=warmup,
                                   max_time=max_time, threads=threads,
                                   inter_op_threads=inter_op_threads, cpus=cpus,
@@ -334,7 +340,7 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
     """
     target_ci = _target(target_ci)
     burst = _burst(burst)
-    if threads or inter_op_threads or cpus is not None:
+    if threads or (inter_op_threads or 0) > 0 or cpus is not None:
         return compare_in_child(a, b, inputs, outputs=outputs, runs=runs, warmup=warmup,
                                 max_time=max_time, threads=threads,
                                 inter_op_threads=inter_op_threads, cpus=cpus,
