@@ -3,7 +3,8 @@
     .venv/bin/python bench/timer_calibration.py [--k 20] [--runs 60] [--default-runs 100]
         [--extra-cost 0.10] [--threads N --cpus LIST] [--skip-large]
 
-For a small CNN and a larger one (Keras MobileNetV2 96x96, random weights, frozen):
+For a small CNN, a small CNN of Inception-like cells (wide enough to run on TF's inter-op
+pool) and a larger one (Keras MobileNetV2 96x96, random weights, frozen):
   - K self-compares: the graph (A) against a byte-different copy of itself (B: one extra,
     unused Const node). The truth is 1.0; prints how often the interval covers it, the
     median |speedup - 1|, the median half-width, the median position effect, and the same
@@ -52,6 +53,29 @@ def small_cnn():
         w = rng.normal(0, 0.1, (64, 10)).astype("float32")
         tf.identity(tf.matmul(h, tf.constant(w)), name="logits")
     return graph.as_graph_def(), "input", "logits", [1, 64, 64, 3]
+
+
+def branchy_cnn():
+    """A small CNN of Inception-like cells (four conv branches, concatenated): wide enough
+    (ParallelWidth 4) that the timer runs it on TF's inter-op pool."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 32, 32, 8], name="input")
+        h = x
+        for cell in range(3):
+            branches = []
+            for b, size in enumerate((1, 3, 3, 5)):
+                k = rng.normal(0, 0.2, (size, size, int(h.shape[-1]), 8)).astype("float32")
+                branches.append(tf.nn.relu(tf.nn.conv2d(h, tf.constant(k), 1, "SAME"),
+                                           name=f"cell{cell}_b{b}"))
+            h = tf.concat(branches, axis=-1)
+        h = tf.reduce_mean(h, axis=[1, 2])
+        w = rng.normal(0, 0.1, (32, 10)).astype("float32")
+        tf.identity(tf.matmul(h, tf.constant(w)), name="logits")
+    return graph.as_graph_def(), "input", "logits", [1, 32, 32, 8]
 
 
 def mobilenet():
@@ -131,8 +155,10 @@ def calibrate(name, graph_def, input_name, output, shape, args, timer):
     slower = with_extra_cost(graph_def, output, matmuls)
     # The injected cost measured on its own, side by side, for the report.
     separate = timer.compare(graph_def, slower, feeds, runs=args.runs, warmup=5, seed=999)
+    ops = ("in the calling thread" if base.ops_in_calling_thread else "on the inter-op pool")
     print(f"\n== {name}: p50 {base.p50_ms:.3f} ms, intra-op pool {base.intra_op_pool} "
-          f"({base.intra_op_pool_size} threads), burst {separate.burst}; injected cost: {matmuls} MatMuls of "
+          f"({base.intra_op_pool_size} threads), ops {ops} (width {base.parallel_width}), "
+          f"burst {separate.burst}; injected cost: {matmuls} MatMuls of "
           f"{per_matmul * 1000:.1f} us (nominal +{args.extra_cost:.0%}, measured side by side "
           f"+{1 / separate.speedup - 1:.1%})", flush=True)
 
@@ -210,6 +236,8 @@ def main(argv=None):
           f"--runs {args.runs}; {'child timer' if args.threads or args.cpus else 'in-process'}")
     timer = Timer(args.threads, args.cpus)
     rows = {"small CNN 64x64": calibrate("small CNN 64x64", *small_cnn(), args, timer)}
+    rows["Inception-like cells 32x32"] = calibrate("Inception-like cells 32x32", *branchy_cnn(),
+                                                   args, timer)
     if not args.skip_large:
         rows["MobileNetV2 96x96"] = calibrate("MobileNetV2 96x96", *mobilenet(), args, timer)
 
