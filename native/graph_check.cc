@@ -548,6 +548,8 @@ class Checker {
 
 }  // namespace
 
+std::string_view InputNode(std::string_view input) { return ParseEndpoint(input).node; }
+
 absl::Status CheckGraph(const GraphDef& graph) { return Checker(graph).Run(); }
 
 void AddMissingDefaults(GraphDef* graph) {

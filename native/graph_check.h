@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -25,6 +26,9 @@ inline constexpr int64_t kMaxTensorBytes = int64_t{1} << 31;
 // unchecked have the rank and dtype they assume; no cycle except through
 // NextIteration.
 absl::Status CheckGraph(const tensorflow::GraphDef& graph);
+
+// The node an entry of NodeDef.input names: "^a", "a:1" and "a" all name a.
+std::string_view InputNode(std::string_view input);
 
 // Adds the attributes a node leaves out and its op defines with a default, as
 // TF's graph import does. TF's transforms read such attributes unchecked, so

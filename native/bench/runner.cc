@@ -319,10 +319,7 @@ absl::StatusOr<Prepared> Prepare(const tf::GraphDef& graph,
     std::set<std::string> consumed;
     for (const tf::NodeDef& node : graph.node()) {
       for (const std::string& input : node.input()) {
-        std::string name = !input.empty() && input[0] == '^' ? input.substr(1) : input;
-        const size_t colon = name.rfind(':');
-        if (colon != std::string::npos) name = name.substr(0, colon);
-        consumed.insert(name);
+        consumed.insert(std::string(InputNode(input)));
       }
     }
     static const auto* never = new std::set<std::string>{
@@ -731,8 +728,12 @@ bool PerSessionIntraOpPools() {
 }
 
 int ParallelWidth(const tf::GraphDef& graph) {
-  std::map<std::string, int> index;
+  std::map<std::string, int, std::less<>> index;
   for (int i = 0; i < graph.node_size(); ++i) index.emplace(graph.node(i).name(), i);
+  auto producer = [&](const std::string& input) {  // -1: not in the graph
+    const auto found = index.find(InputNode(input));
+    return found == index.end() ? -1 : found->second;
+  };
   // level[i]: the highest heavy-op level at or above node i; -1 unknown.
   std::vector<int> level(graph.node_size(), -1);
   std::vector<char> visiting(graph.node_size(), 0);
@@ -746,22 +747,19 @@ int ParallelWidth(const tf::GraphDef& graph) {
       auto& [node, next] = stack.back();
       const tf::NodeDef& def = graph.node(node);
       if (next < def.input_size()) {
-        const std::string& input = def.input(next++);
-        const size_t start = input[0] == '^' ? 1 : 0;
-        const std::string name = input.substr(start, input.find(':', start) - start);
-        const auto found = index.find(name);
-        if (found == index.end()) continue;
-        const int in = found->second;
-        if (level[in] >= 0 || visiting[in] || graph.node(in).op() == "NextIteration") continue;
+        const int in = producer(def.input(next++));
+        if (in < 0 || level[in] >= 0 || visiting[in] ||
+            graph.node(in).op() == "NextIteration") {
+          continue;
+        }
         visiting[in] = 1;
         stack.emplace_back(in, 0);
         continue;
       }
       int above = 0;
       for (const std::string& input : def.input()) {
-        const size_t start = input[0] == '^' ? 1 : 0;
-        const auto found = index.find(input.substr(start, input.find(':', start) - start));
-        if (found != index.end() && level[found->second] > above) above = level[found->second];
+        const int in = producer(input);
+        if (in >= 0) above = std::max(above, level[in]);
       }
       level[node] = above;
       if (IsHeavyOp(def.op())) {

@@ -4,8 +4,9 @@
 //
 // Thread pools. TensorFlow gives every session of a process the same
 // intra-op pool (where oneDNN runs); the timer's sessions run their ops in
-// the calling thread unless an inter-op pool is asked for, and then share
-// one. Each pool is sized and pinned by whoever created it first
+// the calling thread or, for wide graphs or when asked, on one inter-op pool
+// they share (BenchOptions::inter_op_threads). Each pool is sized and pinned
+// by whoever created it first
 // (TF_OVERRIDE_GLOBAL_THREADPOOL would give each session an intra-op pool of
 // its own, but A and B on different threads compare less fairly). So a
 // chosen thread count or CPU pinning is honoured only in a process whose
