@@ -42,8 +42,7 @@ def test_percentile_and_kl_calibration_also_hold(digits, deploy_graph):
         assert fp32 - got <= 0.01, method
 
 
-def test_tune_searches_int8_thresholds_on_the_real_timer(digits, monkeypatch):
-    monkeypatch.setattr(quantization.int8, "cpu_supports_int8", lambda: True)
+def test_tune_searches_int8_thresholds_on_the_real_timer(digits, int8_anywhere):
     x, y = digits.x_test[:120], digits.y_test[:120]
     result = tune(digits.graph_path, x, y, recipes=["deploy"], max_accuracy_drop=0.5,
                   precisions=["fp32", "int8", "int8@30"], threads=[2], n_trials=4,

@@ -21,7 +21,7 @@ def _variant(report, name):
     return next(v for v in report.variants if v.name == name)
 
 
-def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path):
+def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path, int8_anywhere):
     report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=6,
                       runs=4, progress=False)
     v = _variant(report, "int8")
@@ -59,7 +59,7 @@ def test_a_cpu_without_vnni_keeps_fp32(model_path, tmp_path, monkeypatch):
     assert (tmp_path / "o" / "optimized.pb").exists()
 
 
-def test_calibration_dir_is_used(model_path, tmp_path):
+def test_calibration_dir_is_used(model_path, tmp_path, int8_anywhere):
     from PIL import Image
 
     folder = tmp_path / "calib"
@@ -86,7 +86,7 @@ def test_sqnr_gate_definition():
     assert "NaN" in gate_failure("sqnr", "int8", float("inf"), None, 1e-4, 50.0)
 
 
-def test_a_near_tie_reference_gates_low_precision_on_sqnr(tmp_path):
+def test_a_near_tie_reference_gates_low_precision_on_sqnr(tmp_path, int8_anywhere):
     import keras
 
     # Untrained and nearly uniform softmax: top-1 flips on any rounding.

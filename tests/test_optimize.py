@@ -803,7 +803,8 @@ def test_pairs_that_find_the_first_ranked_slower_than_frozen_overrule_the_rounds
     assert data["settings"]["confirmed"] is None or data["settings"]["confirmed"]["b"] == data["result"]
 
 
-def test_an_int8_result_is_timed_on_one_thread_and_on_all(model_path, tmp_path, monkeypatch):
+def test_an_int8_result_is_timed_on_one_thread_and_on_all(model_path, tmp_path, monkeypatch,
+                                                          int8_anywhere):
     import types
 
     from leangraph import bench
@@ -834,7 +835,7 @@ def test_an_int8_result_is_timed_on_one_thread_and_on_all(model_path, tmp_path, 
 
 
 def test_a_sole_candidate_the_pairs_find_slower_stays_the_result_once(model_path, tmp_path,
-                                                                     monkeypatch):
+                                                                     monkeypatch, int8_anywhere):
     import types
 
     from leangraph import bench

@@ -118,6 +118,12 @@ struct Unit {
   Tensor weight;
   std::vector<float> bias_values;
   int64_t channels = 0;
+  // The largest stored weight: 127, or 63 for kernels without VNNI (see
+  // ChannelScales); set once the input's type is known.
+  float weight_levels = 127.0f;
+  // The shifts its input carries (see TakeShiftBack), taken off its bias
+  // once its weights are rounded.
+  float taken_back = 0.0f;
   Range in_range, out_range;
   bool is_matmul = false;
   DataType out_type = kS8;
@@ -430,7 +436,12 @@ bool IsPointwiseConv(const Unit& unit) {
 
 // Each output channel's symmetric range, as the stored qint8 weights use it
 // (every layout keeps the output channel innermost once flattened: Conv2D
-// [H,W,I,O], depthwise [H,W,C,M] as C*M, MatMul [K,N]).
+// [H,W,I,O], depthwise [H,W,C,M] as C*M, MatMul [K,N]). The kernels read a
+// stored q as q * range / 127; with 7-bit weights (weight_levels 63) the
+// range is max|w| * 127 / 63, so the largest weight is stored as 63. Without
+// VNNI, oneDNN multiplies u8 by s8 with vpmaddubsw, which adds each pair of
+// products in 16 bits with saturation: 255 * 127 * 2 overflows it, and
+// 255 * 63 * 2 does not.
 std::vector<float> ChannelScales(const Unit& unit) {
   const int64_t channels = unit.channels;
   const float* values = unit.weight.flat<float>().data();
@@ -439,7 +450,7 @@ std::vector<float> ChannelScales(const Unit& unit) {
     float& s = scale[i % channels];
     s = std::max(s, std::fabs(values[i]));
   }
-  for (float& s : scale) s = std::max(s, kMinRange);
+  for (float& s : scale) s = std::max(s, kMinRange) * (127.0f / unit.weight_levels);
   return scale;
 }
 
@@ -450,16 +461,22 @@ int8_t RoundWeight(float value, float scale) {
 
 // A conv reading x + c everywhere (padding included) computes W (x + c): its
 // bias takes c times the sum of each output channel's weights off, with W as
-// the kernel holds it (rounded to 8 bits), so the correction is exact for the
-// int8 kernel, not only for the float weights.
-void TakeShiftBack(Unit* reader, float shift) {
-  const int64_t channels = reader->channels;
-  const std::vector<float> scale = ChannelScales(*reader);
-  const float* w = reader->weight.flat<float>().data();
-  for (int64_t i = 0; i < reader->weight.NumElements(); ++i) {
+// the kernel holds it (rounded to 8 or 7 bits), so the correction is exact
+// for the int8 kernel, not only for the float weights. The shifts add up
+// here and come off in ApplyShiftsTakenBack, once the weights' rounding is
+// known.
+void TakeShiftBack(Unit* reader, float shift) { reader->taken_back += shift; }
+
+void ApplyShiftsTakenBack(Unit* unit) {
+  if (unit->taken_back == 0.0f) return;
+  const int64_t channels = unit->channels;
+  const std::vector<float> scale = ChannelScales(*unit);
+  const float* w = unit->weight.flat<float>().data();
+  for (int64_t i = 0; i < unit->weight.NumElements(); ++i) {
     const int64_t n = i % channels;
-    reader->bias_values[n] -= shift * RoundWeight(w[i], scale[n]) * scale[n] / 127.0f;
+    unit->bias_values[n] -= unit->taken_back * RoundWeight(w[i], scale[n]) * scale[n] / 127.0f;
   }
+  unit->taken_back = 0.0f;
 }
 
 // Decides the Sum fusions and the shifted outputs together, since each
@@ -770,6 +787,12 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   auto pad_inputs = context.GetBool("pad_inputs", false);
   if (!pad_inputs.ok()) return pad_inputs.status();
   const bool pad_float_inputs = *pad_inputs;
+  auto weight_bits = context.GetInt("weight_bits", 8);
+  if (!weight_bits.ok()) return weight_bits.status();
+  if (*weight_bits != 7 && *weight_bits != 8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize_int8: weight_bits must be 8 or 7 (for CPUs without VNNI), got ", *weight_bits));
+  }
   if (text->empty()) {
     return absl::InvalidArgumentError(
         "quantize_int8 needs ranges=\"tensor=min,max;...\" (leangraph.calibrate "
@@ -1116,8 +1139,18 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   }
 
   std::vector<std::pair<std::string, std::string>> summands;  // Sum conv, summand node
-  for (const Unit& unit : units) {
+  for (Unit& unit : units) {
     const Quantized source = quantize_edge(unit.input, unit.in_range);
+    // Without VNNI, Conv2D's kernels saturate on unsigned inputs of 8-bit
+    // weights (measured on an AVX2 EPYC, 1x1 convs reading a shifted input:
+    // 15-25 dB with 8-bit weights, 35-41 dB with 7). Signed inputs, which
+    // oneDNN shifts itself with halved weights, and its depthwise and matmul
+    // kernels do not (32-42 dB with 8 bits, 2-8 dB less with 7, unsigned
+    // inputs included), so they keep 8.
+    if (*weight_bits == 7 && unit.contraction->op() == "Conv2D" && source.type == kU8) {
+      unit.weight_levels = 63.0f;
+    }
+    ApplyShiftsTakenBack(&unit);
     std::string w, wmin, wmax;
     // A matmul takes its last node's name (below), so its constants carry
     // the unit's: quantized_units() reads it from its weights.
@@ -1282,7 +1315,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
 }  // namespace
 
 LEANGRAPH_REGISTER_TRANSFORM(
-    "quantize_int8", QuantizeInt8, "ranges=, exclude=, probes=false, pad_inputs=false",
+    "quantize_int8", QuantizeInt8, "ranges=, exclude=, probes=false, pad_inputs=false, weight_bits=8",
     "calibrated convs/matmuls -> oneDNN's fused int8 kernels (VNNI)");
 
 }  // namespace leangraph

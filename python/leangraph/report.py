@@ -278,7 +278,9 @@ def render_markdown(report):
                    f"{100 * s['min_top1']:.0f} % (their max difference is reported, not gated).")
     if any(v.precision == "int8" for v in report.variants):
         out.append("- int8 runs on oneDNN's int8 kernels of TensorFlow's x86-64 CPU build "
-                   "(fastest with AVX512_VNNI/AMX); the written graph needs such a TensorFlow.")
+                   "(fastest with AVX512_VNNI/AMX); the written graph needs such a TensorFlow, "
+                   "on a CPU with VNNI: without it, oneDNN's Conv2D kernels saturate 8-bit "
+                   "weights (quantize(weight_bits=7) makes a graph for such CPUs).")
     out.append("- A FAILED variant is never written as the result.")
     out.append("")
     if report.notes:

@@ -311,9 +311,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
                              "and int8@DB (int8 with that fallback threshold)")
     int8_names = [p for p in precisions if int8_threshold(p) is not None]
     if int8_names:
-        from leangraph.quantization import cpu_supports_int8
+        from leangraph.quantization import int8
 
-        if not cpu_supports_int8():
+        if not int8.cpu_supports_int8():
             say(f"{', '.join(int8_names)} requested, but this CPU has no VNNI (AVX512_VNNI, "
                 "AVX_VNNI or AMX-INT8): int8 would not be faster, so it is left out and fp32 "
                 "is kept")

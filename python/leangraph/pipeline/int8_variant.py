@@ -13,12 +13,12 @@ NAME = "int8"
 @derived_variant(NAME)
 def int8_variant(ctx):
     from leangraph.errors import QuantizeError
-    from leangraph.quantization import cpu_supports_int8, quantize
+    from leangraph.quantization import int8, quantize
 
     if not ctx.wants(NAME):
         return None
     description = "int8 (calibrated quantize_int8: oneDNN's VNNI kernels, x86-64 TF CPU builds)"
-    if not cpu_supports_int8():
+    if not int8.cpu_supports_int8():
         return ctx.skipped(NAME, "int8", description,
                            "this CPU has no VNNI (AVX512_VNNI, AVX_VNNI or AMX-INT8): int8 "
                            "would not be faster than fp32, which is kept")

@@ -4,6 +4,7 @@ from leangraph.quantization.calibrate import METHODS, Calibration, calibrate
 from leangraph.quantization.int8 import (
     LayerReport,
     QuantizeResult,
+    cpu_has_vnni,
     cpu_supports_int8,
     quantize,
     quantized_units,
@@ -13,6 +14,7 @@ from leangraph.quantization.int8 import (
 __all__ = [
     "Calibration",
     "calibrate",
+    "cpu_has_vnni",
     "cpu_supports_int8",
     "LayerReport",
     "METHODS",

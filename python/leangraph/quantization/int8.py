@@ -7,7 +7,11 @@ loses too much: its SQNR against the float graph, measured on the samples,
 below `min_sqnr_db`), and it reports what ran in 8 bits.
 
 The int8 ops are x86-64 oneDNN kernels of TensorFlow's CPU build; a graph using
-them runs wherever that TensorFlow runs on x86-64, fastest with VNNI.
+them runs wherever that TensorFlow runs on x86-64, fastest with VNNI. Without
+VNNI, oneDNN's Conv2D kernels add pairs of u8*s8 products in 16 bits with
+saturation (vpmaddubsw), which 8-bit weights overflow: a graph for such a CPU
+stores its Conv2D weights in 7 bits (weight_bits=7, the default where this CPU
+lacks VNNI), and an 8-bit one computes wrong values there.
 """
 
 import math
@@ -28,7 +32,7 @@ _SUFFIX = "_int8"
 DEFAULT_MIN_SQNR_DB = 15.0
 
 
-def cpu_supports_int8():
+def cpu_has_vnni():
     """True where the CPU has 8-bit dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX-INT8).
 
     LEANGRAPH_FAKE_NO_VNNI=1 makes it False (to exercise the fallback).
@@ -45,6 +49,15 @@ def cpu_supports_int8():
             flags = set(line.split(":", 1)[1].split())
             return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     return False
+
+
+def cpu_supports_int8():
+    """True where int8 is worth building here: the CPU has VNNI (cpu_has_vnni).
+
+    The policy the optimize and tune commands ask; which weights a graph needs
+    to compute right here (weight_bits) asks cpu_has_vnni itself.
+    """
+    return cpu_has_vnni()
 
 
 @dataclass
@@ -70,6 +83,7 @@ class QuantizeResult:
     int8_mac_share: float  # of conv/matmul multiply-accumulates
     min_sqnr_db: float
     rounds: int = 1
+    weight_bits: int = 8  # of the Conv2D weights (7: right without VNNI too)
     notes: list = field(default_factory=list)
     equalized: list = field(default_factory=list)  # convs whose SE product was equalized first
 
@@ -87,6 +101,7 @@ class QuantizeResult:
             "int8_mac_share": self.int8_mac_share,
             "min_sqnr_db": self.min_sqnr_db,
             "rounds": self.rounds,
+            "weight_bits": self.weight_bits,
             "equalized": list(self.equalized),
             "calibration": {k: v for k, v in self.calibration.to_dict().items() if k != "ranges"},
             "layers": [l.to_dict() for l in self.layers],
@@ -196,7 +211,7 @@ def _first_and_last(graph_def, ends):
     return [ordered[0], ordered[-1]]
 
 
-def _transform(graph_def, calibration, exclude, probes, inputs, outputs):
+def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_bits=8):
     from leangraph.transform import transform
 
     if not calibration.ranges:
@@ -209,13 +224,15 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs):
         params.append(f'exclude="{",".join(sorted(exclude))}"')
     if probes:
         params.append("probes=true")
+    if weight_bits != 8:
+        params.append(f"weight_bits={int(weight_bits)}")
     return transform(graph_def, f"quantize_int8({', '.join(params)})", inputs=inputs, outputs=outputs)
 
 
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
              exclude_first=False, exclude_last=False, min_sqnr_db=DEFAULT_MIN_SQNR_DB, max_rounds=4,
              check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None,
-             equalize=True):
+             equalize=True, weight_bits=None):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
     graph: a frozen float GraphDef, best after the `deploy` recipe (batch norms
@@ -232,12 +249,21 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         squeeze-and-excitation products into their convs' weights
         (leangraph.quantization.equalize); not done with a ready `calibration`,
         whose ranges are those of the graph as given.
+    weight_bits: 8, or 7 for a graph that must compute right on CPUs without
+        VNNI too (their Conv2D kernels saturate 8-bit weights; depthwise and
+        matmul weights stay 8-bit). None: 8 where this CPU has VNNI, else 7,
+        so the SQNR checks here measure what this CPU computes.
     """
     if require_vnni and not cpu_supports_int8():
         raise QuantizeError(
             "this CPU has no 8-bit dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX-INT8); "
             "int8 would not be faster than float here"
         )
+    vnni = cpu_has_vnni()
+    if weight_bits is None:
+        weight_bits = 8 if vnni else 7
+    if weight_bits not in (7, 8) or isinstance(weight_bits, bool):
+        raise QuantizeError(f"weight_bits must be 8 or 7, got {weight_bits!r}")
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
     original = graph_def
     equalized = []
@@ -282,7 +308,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     float_values = {}  # tensor -> the float graph's value on `check`
     while True:
         rounds += 1
-        probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs)
+        probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs, weight_bits)
         units = quantized_units(probe)
         if check is None or not units or min_sqnr_db is None:
             break
@@ -296,8 +322,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             excluded[name] = (f"output SQNR {out:.1f} dB < {float(min_sqnr_db):g} dB "
                               f"(its input: {into:.1f} dB)")
 
-    rewritten = _merged(_transform(graph_def, calibration, set(excluded), False, inputs, outputs),
-                     inputs, outputs)
+    rewritten = _merged(_transform(graph_def, calibration, set(excluded), False, inputs, outputs,
+                                   weight_bits), inputs, outputs)
     units = quantized_units(rewritten)
     macs = _layer_macs(graph_def)
     layers = []
@@ -325,14 +351,22 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         min_sqnr_db=min_sqnr_db,
         rounds=rounds,
         equalized=equalized,
+        weight_bits=weight_bits,
     )
+    if weight_bits == 7:
+        result.notes.append("Conv2D weights in 7 bits: without VNNI oneDNN's Conv2D kernels saturate "
+                            "8-bit weights" + ("" if vnni else " (this CPU has none)"))
+    elif not vnni:
+        result.notes.append("8-bit Conv2D weights on a CPU without VNNI: its Conv2D kernels saturate "
+                            "them, so this graph's outputs here are not what a VNNI CPU computes")
     if equalized and output_sqnr is not None:
         # Measured, not assumed: the outlier channels' weights now set their output
         # channels' 8-bit scales, which can cost more than the product gains.
         plain = quantize(original, samples, method=method, exclude=exclude,
                          exclude_first=exclude_first, exclude_last=exclude_last,
                          min_sqnr_db=min_sqnr_db, max_rounds=max_rounds, check_samples=check_samples,
-                         inputs=inputs, outputs=outputs, require_vnni=False, equalize=False)
+                         inputs=inputs, outputs=outputs, require_vnni=False, equalize=False,
+                         weight_bits=weight_bits)
         versus = (f"{len(equalized)} squeeze-and-excitation product(s) equalized: output SQNR "
                   f"{output_sqnr:.1f} dB, against {plain.output_sqnr_db:.1f} dB without")
         if plain.output_sqnr_db >= output_sqnr:
