@@ -199,7 +199,11 @@ def main():
     from leangraph.bench import cpu_supports_bf16  # noqa: F401  (imports leangraph's TF check)
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"CPU: {cpu}; {args.threads} threads pinned to {args.cpus}; best of {args.rounds} rounds, "
+    from leangraph.quantization import cpu_has_vnni
+
+    vnni = cpu_has_vnni()
+    print(f"CPU: {cpu}; VNNI: {'yes' if vnni else 'no (unsigned-input Conv2D weights in 7 bits)'}; "
+          f"{args.threads} threads pinned to {args.cpus}; best of {args.rounds} rounds, "
           f"median of {args.runs} runs each")
     peers = have_peers(args.peers_python)
     with tempfile.TemporaryDirectory(prefix="int8-bench-") as tmp:
