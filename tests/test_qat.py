@@ -44,14 +44,11 @@ def trained(digits):
 
 
 def test_fake_quantization_computes_what_the_int8_graph_computes(trained, digits):
+    x, _ = digits
     from leangraph.quantization import cpu_has_vnni
 
-    if not cpu_has_vnni():
-        # The simulation rounds weights to 8 bits, as the kernels hold them with VNNI;
-        # without it they saturate 8-bit weights and take 7-bit ones (weight_bits).
-        pytest.skip("exact only on a CPU with VNNI (this one has none)")
-    x, _ = digits
-    fake = qat.FakeQuant(trained, x[:256])
+    bits = 8 if cpu_has_vnni() else 7  # what quantize picks on this CPU
+    fake = qat.FakeQuant(trained, x[:256], weight_bits=bits)
     assert [l.name for l in fake.layers] == ["c1", "dw", "sep", "logits"]
     lo, hi = fake.ranges["dw"]
     assert lo >= 0 and hi > 0  # a ReLU output: rounded unsigned
@@ -62,9 +59,16 @@ def test_fake_quantization_computes_what_the_int8_graph_computes(trained, digits
     got = leangraph.run(int8, {frozen.input_names[0]: xb})[0]
     floats = np.asarray(trained(xb, training=False))
     simulated = fake.predict(xb)
-    # The simulation computes what the int8 graph computes (to float rounding), far
-    # closer than the float model does.
-    assert sqnr_db(got, simulated) > 80 > sqnr_db(got, floats) + 20
+    if bits == 8:
+        # The simulation computes what the int8 graph computes (to float rounding), far
+        # closer than the float model does.
+        assert sqnr_db(got, simulated) > 80 > sqnr_db(got, floats) + 20
+    else:
+        # Without VNNI oneDNN also halves signed-input weights itself, which no
+        # simulation rounds alike; modelling the 7-bit kernels still brings it closer
+        # (measured on an AVX2 EPYC: 36.2 dB against 32.8 with 8-bit kernels).
+        plain = qat.FakeQuant(trained, x[:256]).predict(xb)
+        assert sqnr_db(got, simulated) > sqnr_db(got, plain) + 2
     # Kernels are rounded per output channel to at most 255 levels.
     mapping = dict((id(v), np.asarray(value)) for v, value in fake.kernel_mapping())
     w = mapping[id(trained.get_layer("c1").kernel)]

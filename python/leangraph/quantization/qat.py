@@ -51,14 +51,14 @@ def _kernels(layer):
     return [(layer.kernel, (0, 1, 2))]
 
 
-def round_kernel(value, axes):
-    """Symmetric 8-bit rounding per output channel, gradients straight through."""
+def round_kernel(value, axes, levels=_LEVELS_SIGNED):
+    """Symmetric 8-bit rounding per output channel (7-bit: levels=63), gradients
+    straight through."""
     import tensorflow as tf
 
     scale = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(value), axis=axes, keepdims=True),
                                         1e-8))
-    rounded = tf.clip_by_value(tf.round(value / scale * _LEVELS_SIGNED), -_LEVELS_SIGNED,
-                               _LEVELS_SIGNED) * scale / _LEVELS_SIGNED
+    rounded = tf.clip_by_value(tf.round(value / scale * levels), -levels, levels) * scale / levels
     return value + tf.stop_gradient(rounded - value)
 
 
@@ -148,10 +148,16 @@ def _separable(layer, x, middle):
 class FakeQuant:
     """The int8 rounding of `model`'s contractions, with input ranges calibrated on `x`."""
 
-    def __init__(self, model, x, batch_size=64):
+    def __init__(self, model, x, batch_size=64, weight_bits=8):
+        """weight_bits=7: the Conv2D kernels that read an unsigned 8-bit input are
+        rounded to 7 bits, as quantize(weight_bits=7) stores them for CPUs without
+        VNNI (an either-sign input the rewrite shifts to unsigned is not modelled)."""
         import keras
 
+        if weight_bits not in (7, 8) or isinstance(weight_bits, bool):
+            raise QuantizeError(f"weight_bits must be 8 or 7, got {weight_bits!r}")
         self.model = model
+        self.weight_bits = weight_bits
         self.layers = _contractions(model)
         if not self.layers:
             raise QuantizeError("the model has no Conv2D, DepthwiseConv2D, SeparableConv2D or "
@@ -194,8 +200,24 @@ class FakeQuant:
 
     def kernel_mapping(self):
         """[(variable, its rounded value)] for keras.StatelessScope(state_mapping=...)."""
-        return [(v, round_kernel(v.value, axes)) for layer in self.layers
+        return [(v, round_kernel(v.value, axes, self._levels(layer, v))) for layer in self.layers
                 for v, axes in _kernels(layer)]
+
+    def _levels(self, layer, variable):
+        """127, or 63 for a Conv2D kernel reading an unsigned input under weight_bits=7."""
+        import keras
+
+        if self.weight_bits == 8:
+            return _LEVELS_SIGNED
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            unsigned = (variable is layer.pointwise_kernel
+                        and self.middle_ranges[layer.name][0] >= 0)
+        else:
+            unsigned = (type(layer) is keras.layers.Conv2D or
+                        (isinstance(layer, keras.layers.Conv2D)
+                         and not isinstance(layer, keras.layers.DepthwiseConv2D))) \
+                and self.ranges[layer.name][0] >= 0
+        return 63.0 if unsigned else _LEVELS_SIGNED
 
     @contextlib.contextmanager
     def inputs_rounded(self):
