@@ -140,3 +140,8 @@ def test_int8_ready_fine_tunes_only_over_budget_and_keeps_only_a_gain(trained, d
     with pytest.raises(leangraph.LeangraphError, match="int8_max_drop must be >= 0"):
         A.int8_ready(model, trained, x[:60], x[60:90], y[:60], y[60:90], reference, config,
                      max_drop=-1)
+
+
+def test_fake_quantization_refuses_other_weight_bits(trained, digits):
+    with pytest.raises(leangraph.QuantizeError, match="weight_bits must be 8 or 7"):
+        qat.FakeQuant(trained, digits[0][:8], weight_bits=6)

@@ -9,9 +9,9 @@ below `min_sqnr_db`), and it reports what ran in 8 bits.
 The int8 ops are x86-64 oneDNN kernels of TensorFlow's CPU build; a graph using
 them runs wherever that TensorFlow runs on x86-64, fastest with VNNI. Without
 VNNI, oneDNN's Conv2D kernels add pairs of u8*s8 products in 16 bits with
-saturation (vpmaddubsw), which 8-bit weights overflow: a graph for such a CPU
-stores its Conv2D weights in 7 bits (weight_bits=7, the default where this CPU
-lacks VNNI), and an 8-bit one computes wrong values there.
+saturation (vpmaddubsw), which 8-bit weights on unsigned inputs overflow: a
+graph for such a CPU stores those convs' weights in 7 bits (weight_bits=7, the
+default where this CPU lacks VNNI), and an 8-bit one computes wrong values there.
 """
 
 import math
@@ -60,6 +60,13 @@ def cpu_supports_int8():
     return cpu_has_vnni()
 
 
+def check_weight_bits(weight_bits):
+    """weight_bits itself when it is 8 or 7; QuantizeError otherwise."""
+    if weight_bits not in (7, 8) or isinstance(weight_bits, bool):
+        raise QuantizeError(f"weight_bits must be 8 or 7, got {weight_bits!r}")
+    return weight_bits
+
+
 @dataclass
 class LayerReport:
     name: str  # the float contraction
@@ -83,7 +90,7 @@ class QuantizeResult:
     int8_mac_share: float  # of conv/matmul multiply-accumulates
     min_sqnr_db: float
     rounds: int = 1
-    weight_bits: int = 8  # of the Conv2D weights (7: right without VNNI too)
+    weight_bits: int = 8  # of unsigned-input Conv2D weights (7: right without VNNI too)
     notes: list = field(default_factory=list)
     equalized: list = field(default_factory=list)  # convs whose SE product was equalized first
 
@@ -260,10 +267,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             "int8 would not be faster than float here"
         )
     vnni = cpu_has_vnni()
-    if weight_bits is None:
-        weight_bits = 8 if vnni else 7
-    if weight_bits not in (7, 8) or isinstance(weight_bits, bool):
-        raise QuantizeError(f"weight_bits must be 8 or 7, got {weight_bits!r}")
+    weight_bits = check_weight_bits((8 if vnni else 7) if weight_bits is None else weight_bits)
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
     original = graph_def
     equalized = []
@@ -354,8 +358,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         weight_bits=weight_bits,
     )
     if weight_bits == 7:
-        result.notes.append("Conv2D weights in 7 bits: without VNNI oneDNN's Conv2D kernels saturate "
-                            "8-bit weights" + ("" if vnni else " (this CPU has none)"))
+        result.notes.append("unsigned-input Conv2D weights in 7 bits: without VNNI oneDNN's Conv2D "
+                            "kernels saturate 8-bit ones" + ("" if vnni else " (this CPU has none)"))
     elif not vnni:
         result.notes.append("8-bit Conv2D weights on a CPU without VNNI: its Conv2D kernels saturate "
                             "them, so this graph's outputs here are not what a VNNI CPU computes")

@@ -154,10 +154,10 @@ class FakeQuant:
         VNNI (an either-sign input the rewrite shifts to unsigned is not modelled)."""
         import keras
 
-        if weight_bits not in (7, 8) or isinstance(weight_bits, bool):
-            raise QuantizeError(f"weight_bits must be 8 or 7, got {weight_bits!r}")
+        from leangraph.quantization.int8 import check_weight_bits
+
         self.model = model
-        self.weight_bits = weight_bits
+        self.weight_bits = check_weight_bits(weight_bits)
         self.layers = _contractions(model)
         if not self.layers:
             raise QuantizeError("the model has no Conv2D, DepthwiseConv2D, SeparableConv2D or "
@@ -213,10 +213,9 @@ class FakeQuant:
             unsigned = (variable is layer.pointwise_kernel
                         and self.middle_ranges[layer.name][0] >= 0)
         else:
-            unsigned = (type(layer) is keras.layers.Conv2D or
-                        (isinstance(layer, keras.layers.Conv2D)
-                         and not isinstance(layer, keras.layers.DepthwiseConv2D))) \
-                and self.ranges[layer.name][0] >= 0
+            unsigned = (isinstance(layer, keras.layers.Conv2D)
+                        and not isinstance(layer, keras.layers.DepthwiseConv2D)
+                        and self.ranges[layer.name][0] >= 0)
         return 63.0 if unsigned else _LEVELS_SIGNED
 
     @contextlib.contextmanager
