@@ -169,6 +169,55 @@ def test_ops_run_in_the_calling_thread_unless_the_graph_is_wide(graph_files):
         leangraph.benchmark(graph_files["a"], x, runs=2, inter_op_threads=-2)
 
 
+def test_compare_on_the_pool_times_several_sessions(graph_files):
+    x = {"x": np.ones((2, 8), np.float32)}
+    wide = _branches_graph(3)
+    result = leangraph.compare(wide, wide, x, runs=24, warmup=1, measure_overhead=False,
+                               burst=1, seed=5)
+    assert result.a.ops_in_calling_thread is False and result.sessions == 6
+    assert result.between_sessions_sd is not None and result.between_sessions_sd >= 0
+    assert result.to_dict()["sessions"] == 6
+    # The interval is the one paired_ratio gives for six session pairs.
+    again = bench.paired_ratio(result.a.samples_ms, result.b.samples_ms,
+                               [f == "A" for f in result.pair_first], sessions=6)
+    assert list(result.speedup_ci95) == pytest.approx(list(again["ci"]))
+    assert again["sessions"] == 6
+    assert again["between_sessions_widened"] == result.between_sessions_widened
+    assert [bench.session_of_pair(i, 6) for i in range(6)] == [0, 0, 1, 1, 2, 2]
+    # Fewer pairs: at least four per session pair.
+    few = leangraph.compare(wide, wide, x, runs=9, warmup=0, measure_overhead=False, burst=1)
+    assert few.sessions == 2
+    # Ops in the calling thread: one session, unless asked.
+    chain = leangraph.compare(graph_files["a"], graph_files["b"], runs=8, warmup=0,
+                              measure_overhead=False, burst=1)
+    assert chain.sessions == 1 and chain.between_sessions_sd is None
+    asked = leangraph.compare(graph_files["a"], graph_files["b"], runs=12, warmup=0,
+                              measure_overhead=False, burst=1, sessions=3)
+    assert asked.sessions == 3 and asked.pairs == 12
+    child = bench.compare_in_child(graph_files["a"], graph_files["b"], runs=8, warmup=0,
+                                   threads=1, measure_overhead=False, sessions=2)
+    assert child.sessions == 2
+    for bad in (0, 65, 1.5, True, "3"):
+        with pytest.raises(leangraph.BenchmarkError, match="sessions is a number of sessions"):
+            leangraph.compare(graph_files["a"], graph_files["b"], runs=2, sessions=bad)
+
+
+def test_paired_ratio_widens_by_the_sessions_disagreement():
+    rng = np.random.default_rng(2)
+    offsets = rng.normal(0, 0.05, 4)
+    log_a = [offsets[bench.session_of_pair(i, 4)] + rng.normal(0, 0.002) for i in range(40)]
+    a = list(10 * np.exp(log_a))
+    b = [10.0] * 40
+    one = bench.paired_ratio(a, b)
+    four = bench.paired_ratio(a, b, sessions=4)
+    assert four["speedup"] == pytest.approx(one["speedup"])
+    assert four["ci"][0] < one["ci"][0] and four["ci"][1] > one["ci"][1]
+    assert four["between_sessions_widened"] is True and one["sessions"] == 1
+    assert four["between_sessions_sd"] == pytest.approx(np.std(offsets, ddof=1), rel=0.3)
+    with pytest.raises(leangraph.BenchmarkError, match="sessions must be 1 to 64"):
+        bench.paired_ratio(a, b, sessions=0)
+
+
 def test_a_while_loop_runs_in_the_calling_thread():
     graph = tf.Graph()
     with graph.as_default():
@@ -483,6 +532,9 @@ def test_binary_npy_input_and_text_report(binary, graph_files):
         (["--graph", "{a}", "--compare", "{a}", "--target-ci", "2"], {}, "relative half-width"),
         (["--graph", "{a}", "--compare", "{a}", "--burst", "0"], {}, "--burst needs a number"),
         (["--graph", "{a}", "--burst", "2"], {}, "--burst applies to --compare only"),
+        (["--graph", "{a}", "--compare", "{a}", "--sessions", "0"], {},
+         "--sessions needs a number of sessions from 1 to 64"),
+        (["--graph", "{a}", "--sessions", "2"], {}, "--sessions applies to --compare only"),
     ],
 )
 def test_binary_bad_input_fails_clearly(binary, graph_files, args, env, message):

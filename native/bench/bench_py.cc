@@ -117,12 +117,13 @@ std::string BenchCompare(const std::string& a_bytes, const std::string& b_bytes,
                          const std::vector<int>& cpus, const std::string& precision,
                          uint64_t seed, int64_t batch, bool profile, bool overhead,
                          const std::string& precision_b, double target_ci,
-                         int64_t burst) {
+                         int64_t burst, int sessions) {
   BenchOptions options = MakeOptions(inputs, outputs, runs, warmup, max_time, intra, inter,
                                      cpus, precision, seed, batch, profile, overhead);
   options.precision_b = precision_b;
   options.target_ci = target_ci;
   options.burst = burst;
+  options.sessions = sessions;
   absl::StatusOr<std::string> json;
   {
     // As in BenchRun: long native work, no Python objects touched.
@@ -165,7 +166,8 @@ std::pair<double, double> RatioCiForPython(const std::vector<double>& a,
 }
 
 py::dict PairedRatioForPython(const std::vector<double>& a, const std::vector<double>& b,
-                              const std::vector<bool>& a_first, double confidence) {
+                              const std::vector<bool>& a_first, double confidence,
+                              int sessions) {
   if (a.size() != b.size() || a.empty() || (!a_first.empty() && a_first.size() != a.size())) {
     ThrowIfError(absl::InvalidArgumentError(
                      "a and b must be non-empty and of the same length (pairs), and a_first "
@@ -183,7 +185,12 @@ py::dict PairedRatioForPython(const std::vector<double>& a, const std::vector<do
     ThrowIfError(absl::InvalidArgumentError("confidence must be in (0, 1)"),
                  ErrorKind::kBenchmark);
   }
-  const PairedRatio r = ComparePairs(a, b, a_first, confidence);
+  if (sessions < 1 || sessions > kMaxSessions) {
+    ThrowIfError(absl::InvalidArgumentError(
+                     absl::StrCat("sessions must be 1 to ", kMaxSessions, "; got ", sessions)),
+                 ErrorKind::kBenchmark);
+  }
+  const PairedRatio r = ComparePairs(a, b, a_first, confidence, sessions);
   py::dict out;
   out["pairs"] = r.pairs;
   out["speedup"] = r.speedup;
@@ -194,6 +201,9 @@ py::dict PairedRatioForPython(const std::vector<double>& a, const std::vector<do
   out["ratio_of_medians"] = r.ratio_of_medians;
   out["position_effect"] = r.has_position_effect ? py::object(py::float_(r.position_effect))
                                                  : py::object(py::none());
+  out["sessions"] = r.sessions.sessions;
+  out["between_sessions_sd"] = r.sessions.sd;
+  out["between_sessions_widened"] = r.sessions.widened;
   return out;
 }
 
@@ -205,8 +215,9 @@ std::vector<bool> PairOrderForPython(uint64_t pairs, uint64_t seed) {
 
 std::pair<std::string, std::optional<double>> StopForPython(
     const std::vector<double>& log_ratios, double elapsed_s, int64_t runs, double max_time,
-    double target_ci, int64_t min_pairs, int64_t check_every) {
+    double target_ci, int64_t min_pairs, int64_t check_every, int sessions) {
   StopRule rule;
+  rule.sessions = sessions;
   rule.runs = runs;
   rule.max_time_s = max_time;
   rule.target_half_width = target_ci;
@@ -232,6 +243,7 @@ void RegisterBench(py::module_& m) {
         py::arg("intra"), py::arg("inter"), py::arg("cpus"), py::arg("precision"),
         py::arg("seed"), py::arg("batch"), py::arg("profile"), py::arg("overhead"),
         py::arg("precision_b") = "", py::arg("target_ci") = 0.0, py::arg("burst") = 0,
+        py::arg("sessions") = 0,
         "Times two graphs in randomized ABBA pairs; returns the comparison as JSON.");
   m.def("bench_stats", &BenchStats, py::arg("samples_ms"), py::arg("batch") = 1,
         "The timer's statistics of latencies (ms), as JSON.");
@@ -242,12 +254,18 @@ void RegisterBench(py::module_& m) {
         "Paired-bootstrap 95% interval of median(a) / median(b).");
   m.def("paired_ratio", &PairedRatioForPython, py::arg("a"), py::arg("b"),
         py::arg("a_first") = std::vector<bool>{}, py::arg("confidence") = 0.95,
-        "Hodges-Lehmann speed-up a/b of paired times with its Wilcoxon interval (dict).");
+        py::arg("sessions") = 1,
+        "Hodges-Lehmann speed-up a/b of paired times with its Wilcoxon interval, widened "
+        "by the session pairs' disagreement when sessions > 1 (dict).");
+  m.def("session_of_pair", &SessionOfPair, py::arg("pair"), py::arg("sessions"),
+        "The session pair that times pair `pair` of a compare.");
+  m.def("student_t_quantile", &StudentTQuantile, py::arg("confidence"), py::arg("df"),
+        "Two-sided Student t quantile for an integer df.");
   m.def("pair_order", &PairOrderForPython, py::arg("pairs"), py::arg("seed"),
         "Per pair, whether A runs first (the timer's randomized ABBA blocks).");
   m.def("stop_decision", &StopForPython, py::arg("log_ratios"), py::arg("elapsed_s"),
         py::arg("runs"), py::arg("max_time"), py::arg("target_ci"), py::arg("min_pairs") = 10,
-        py::arg("check_every") = 10,
+        py::arg("check_every") = 10, py::arg("sessions") = 1,
         "(reason, half-width or None): the timer's stopping rule for a compare.");
   m.def("cpu_supports_bf16", &CpuSupportsBf16,
         "AVX512_BF16 or AMX-BF16 (false when LEANGRAPH_FAKE_NO_BF16=1).");

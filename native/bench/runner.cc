@@ -382,6 +382,10 @@ absl::Status CheckOptions(const BenchOptions& o) {
         "runs, warmup, max_time, batch, burst, thread counts and profile counts must "
         "not be negative (but inter-op threads -1: every op in the calling thread)");
   }
+  if (o.sessions < 0 || o.sessions > kMaxSessions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sessions per graph must be 1 to ", kMaxSessions, " (0: automatic); got ", o.sessions));
+  }
   if (o.runs == 0 && o.max_time_s <= 0) {
     return absl::InvalidArgumentError("runs must be at least 1 (or give a max_time)");
   }
@@ -667,6 +671,11 @@ struct Candidate {
   Prepared prepared;
   SessionHandle handle;
   BenchReport report;
+  std::vector<SessionHandle> more;  // RunCompare's sessions after the first
+
+  tf::Session* SessionAt(int s) const {
+    return s == 0 ? handle.session.get() : more[static_cast<size_t>(s - 1)].session.get();
+  }
 };
 
 // Creates the session and runs it once (Grappler works here); warm-up runs
@@ -833,12 +842,29 @@ absl::StatusOr<BenchReport> RunBenchmark(const tf::GraphDef& graph,
   return std::move(c.report);
 }
 
+int AutoSessions(const BenchOptions& o, const tf::GraphDef& a, const tf::GraphDef& b) {
+  if (o.ops_in_calling_thread) return 1;
+  const double bytes = static_cast<double>(a.ByteSizeLong() + b.ByteSizeLong());
+  int sessions = kPoolSessions;
+  if (bytes > 0) {
+    sessions = static_cast<int>(
+        std::clamp(std::floor(kSessionBytesBudget / bytes), double{kMinPoolSessions},
+                   double{kPoolSessions}));
+  }
+  if (o.target_ci <= 0 && o.runs > 0) {
+    sessions = static_cast<int>(std::clamp<int64_t>(o.runs / 4, 1, sessions));
+  }
+  return sessions;
+}
+
 absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
                                          const tf::GraphDef& b,
                                          const BenchOptions& asked) {
   // Both graphs run the same way: on a pool if either needs one.
   const int width_a = ParallelWidth(a), width_b = ParallelWidth(b);
-  const BenchOptions o = WithInterOpMode(asked, std::max(width_a, width_b));
+  BenchOptions o = WithInterOpMode(asked, std::max(width_a, width_b));
+  const bool auto_sessions = o.sessions == 0;
+  if (auto_sessions) o.sessions = AutoSessions(o, a, b);
   BenchOptions ob = o;
   if (!o.precision_b.empty()) ob.precision = o.precision_b;
   absl::Status status = CheckOptions(o);
@@ -875,6 +901,31 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
                           absl::StrCat("graph ", c->report.label, ": ", status.message()));
     }
   }
+  // The other sessions, A's and B's made alternately, each run once; an
+  // automatic count also keeps their making within kSessionSetupBudgetMs.
+  if (auto_sessions && o.sessions > kMinPoolSessions) {
+    const double pair_ms = ca.report.init_ms + ca.report.first_run_ms + cb.report.init_ms +
+                           cb.report.first_run_ms;
+    if (pair_ms > 0) {
+      o.sessions = static_cast<int>(std::clamp(std::floor(kSessionSetupBudgetMs / pair_ms),
+                                               double{kMinPoolSessions}, double{o.sessions}));
+      ob.sessions = o.sessions;
+    }
+  }
+  for (int s = 1; s < o.sessions; ++s) {
+    for (Candidate* c : a_created_first ? std::vector<Candidate*>{&ca, &cb}
+                                        : std::vector<Candidate*>{&cb, &ca}) {
+      absl::StatusOr<SessionHandle> handle = CreateSession(*c->graph, c == &ca ? o : ob);
+      absl::StatusOr<double> first =
+          handle.ok() ? RunOnce(handle->session.get(), c->prepared)
+                      : absl::StatusOr<double>(handle.status());
+      if (!first.ok()) {
+        return absl::Status(first.status().code(), absl::StrCat("graph ", c->report.label,
+                                                                ": ", first.status().message()));
+      }
+      c->more.push_back(std::move(*handle));
+    }
+  }
   // The warm-up's run times (both graphs', after the first round) choose
   // the burst, from their median.
   std::vector<double> warm_ms = {ca.report.first_run_ms, cb.report.first_run_ms};
@@ -883,15 +934,17 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
     for (int64_t i = 0; i < o.warmup; ++i) {
       status = warm_poll.Poll();
       if (!status.ok()) return status;
-      for (Candidate* c : i % 2 == 0 ? std::vector<Candidate*>{&ca, &cb}
-                                     : std::vector<Candidate*>{&cb, &ca}) {
-        const absl::StatusOr<double> ms = RunOnce(c->handle.session.get(), c->prepared);
-        if (!ms.ok()) {
-          return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
-                                                               ": ", ms.status().message()));
+      if (i == 0) warm_ms.clear();  // the first runs (Grappler's) say little
+      for (int s = 0; s < o.sessions; ++s) {
+        for (Candidate* c : (i + s) % 2 == 0 ? std::vector<Candidate*>{&ca, &cb}
+                                             : std::vector<Candidate*>{&cb, &ca}) {
+          const absl::StatusOr<double> ms = RunOnce(c->SessionAt(s), c->prepared);
+          if (!ms.ok()) {
+            return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
+                                                                 ": ", ms.status().message()));
+          }
+          warm_ms.push_back(*ms);
         }
-        if (i == 0) warm_ms.clear();  // the first runs (Grappler's) say little
-        warm_ms.push_back(*ms);
       }
     }
   }
@@ -902,7 +955,9 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
   out.a_created_first = a_created_first;
   out.seed = o.seed;
   out.target_ci = o.target_ci;
+  out.sessions = o.sessions;
   StopRule rule;
+  rule.sessions = o.sessions;
   rule.target_half_width = o.target_ci;
   rule.runs = o.runs;
   rule.min_pairs = std::max<int64_t>(o.runs, 6);
@@ -918,6 +973,7 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
     // A pair's runs interleave, AB BA AB ... from the pair's coin, so that
     // both graphs' fastest runs come from the same few milliseconds.
     const bool a_first = AFirstInPair(o.seed, pair);
+    const int session = SessionOfPair(pair, o.sessions);
     double fastest[2] = {0, 0};
     for (int64_t k = 0; k < out.burst; ++k) {
       if (k > 0) {
@@ -927,7 +983,7 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
       const bool a_now = (k % 2 == 0) == a_first;
       for (Candidate* c : a_now ? std::vector<Candidate*>{&ca, &cb}
                                 : std::vector<Candidate*>{&cb, &ca}) {
-        const absl::StatusOr<double> ms = RunOnce(c->handle.session.get(), c->prepared);
+        const absl::StatusOr<double> ms = RunOnce(c->SessionAt(session), c->prepared);
         if (!ms.ok()) {
           return absl::Status(ms.status().code(), absl::StrCat("graph ", c->report.label,
                                                                ": ", ms.status().message()));
@@ -962,7 +1018,8 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
   }
   ca.report.parallel_width = width_a;
   cb.report.parallel_width = width_b;
-  out.paired = ComparePairs(ca.report.samples_ms, cb.report.samples_ms, out.a_first);
+  out.paired = ComparePairs(ca.report.samples_ms, cb.report.samples_ms, out.a_first, 0.95,
+                            o.sessions);
   out.target_met = o.target_ci > 0 && out.paired.half_width <= o.target_ci;
   out.a = std::move(ca.report);
   out.b = std::move(cb.report);
@@ -1109,8 +1166,19 @@ std::string CompareToJson(const CompareReport& c) {
              "times faster B is");
   w.Key("speedup_ci95").BeginArray().Value(p.lo).Value(p.hi).EndArray();
   w.Key("speedup_ci95_method")
-      .Value(absl::StrCat("Wilcoxon signed-rank interval of the per-pair log-ratios (",
-                          p.exact ? "exact" : "normal approximation", "), exponentiated"));
+      .Value(absl::StrCat(
+          "Wilcoxon signed-rank interval of the per-pair log-ratios (",
+          p.exact ? "exact" : "normal approximation", ")",
+          c.sessions > 1
+              ? absl::StrCat(", widened where the ", c.sessions,
+                             " session pairs' estimates disagree more (t with ", c.sessions - 1,
+                             " df on their Hodges-Lehmann estimates)")
+              : std::string(),
+          ", exponentiated"));
+  w.Key("sessions").Value(static_cast<int64_t>(c.sessions));
+  w.Key("between_sessions_sd");
+  if (c.sessions > 1) w.Value(p.sessions.sd); else w.Null();
+  w.Key("between_sessions_widened").Value(p.sessions.widened);
   w.Key("speedup_ci95_coverage").Value(p.coverage);
   w.Key("speedup_ci95_half_width").Value(p.half_width);
   w.Key("ratio_of_medians").Value(p.ratio_of_medians);
@@ -1187,6 +1255,13 @@ std::string CompareToText(const CompareReport& c) {
                         "95%% CI [%.3f, %.3f] (+-%.1f%%, Wilcoxon signed-rank, %d pairs in "
                         "randomized ABBA order)\n",
                         p.speedup, p.lo, p.hi, 100.0 * p.half_width, p.pairs);
+  if (c.sessions > 1) {
+    absl::StrAppendFormat(&out,
+                          "%d sessions of each graph (ops on the inter-op pool): their "
+                          "estimates' sd %.2f%%, interval %s\n",
+                          c.sessions, 100.0 * p.sessions.sd,
+                          p.sessions.widened ? "widened to cover it" : "wide enough as it was");
+  }
   if (c.burst > 1) {
     absl::StrAppendFormat(&out,
                           "each sample (and the latencies above) is the fastest of %d "

@@ -69,6 +69,11 @@ struct BenchOptions {
   // sub-millisecond graph's single runs scatter by +-20 % on a shared 2-vCPU
   // machine; bursts cut its interval at 60 pairs from +-5.5 % to +-3.4 %.
   int64_t burst = 0;
+  // RunCompare only: sessions of each graph, session s of A timed against
+  // session s of B (see SessionAwareInterval); 0: one where the ops run in
+  // the calling thread, kPoolSessions (or fewer: see kSessionBytesBudget and
+  // kSessionSetupBudgetMs) where they run on the inter-op pool.
+  int sessions = 0;
   int64_t batch = 0;         // 0: the first input's leading dimension
   uint64_t seed = 0;
   bool zeros = false;        // fill generated inputs with zeros, not random
@@ -102,6 +107,28 @@ int ParallelWidth(const tensorflow::GraphDef& graph);
 // or faster (a small CNN, 0.17 against 0.31 ms), while NASNetMobile (17.0
 // against 23.3 ms) and InceptionV3 (12.9 against 13.7 ms) need the pool.
 inline constexpr int kMaxInlineWidth = 2;
+// Sessions per graph when a compare runs on the inter-op pool. Each session
+// settles on its own split of ops between the pool and the caller, so the
+// interval needs several of them (SessionAwareInterval). Measured on the
+// Inception-like graph of bench/timer_calibration.py, 20 self-compares of 60
+// pairs each: 1 session per graph, 70 % of the intervals covered 1.0 (median
+// half-width 2.7 %); 6, 100 % (5.0 %); 12, 95 % (3.4 %).
+inline constexpr int kPoolSessions = 12;
+// Each session holds its own copy of the graph's constants, so the automatic
+// count is kept to what fits this many serialized graph bytes (A's and B's
+// together), but at least kMinPoolSessions.
+inline constexpr double kSessionBytesBudget = 2.0 * (1 << 30);
+// ... and to as many as are made (NewSession, Create, first run) in about
+// this long, judged from the first two.
+inline constexpr double kSessionSetupBudgetMs = 30'000.0;
+inline constexpr int kMinPoolSessions = 4;
+inline constexpr int kMaxSessions = 64;
+// Sessions per graph for a compare that did not ask (options.sessions 0),
+// with options.ops_in_calling_thread resolved: one where ops run in the
+// calling thread; on the pool kPoolSessions as kSessionBytesBudget allows,
+// and with a fixed number of pairs at least two AB BA blocks per session pair.
+int AutoSessions(const BenchOptions& options, const tensorflow::GraphDef& a,
+                 const tensorflow::GraphDef& b);
 
 
 // Whether this process gives each session its own intra-op pool: TensorFlow's
@@ -160,6 +187,7 @@ struct CompareReport {
   PairedRatio paired;         // speed-up, interval, position effect
   uint64_t seed = 0;
   int64_t burst = 1;          // runs per sample (each sample their fastest)
+  int sessions = 1;           // per graph; pair i in SessionOfPair(i, sessions)
   bool burst_auto = true;     // chosen by AutoBurst, not asked
   double target_ci = 0;       // 0: none asked
   bool target_met = false;

@@ -4,8 +4,10 @@
 #include <vector>
 
 #include "native/test_main.h"
+#include "tensorflow/core/framework/attr_value.pb.h"
 #include "tensorflow/core/framework/graph.pb.h"
 #include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/tensor.pb.h"
 
 namespace {
 
@@ -75,4 +77,35 @@ LG_TEST(ParallelWidthLeavesLoopBackEdgesOut) {
   Add(&bad, "a", "MatMul", {"b", "b"});
   Add(&bad, "b", "MatMul", {"a", "a"});
   LG_EXPECT(leangraph::ParallelWidth(bad) >= 1);
+}
+
+LG_TEST(AutoSessionsByModeRunsAndSize) {
+  tensorflow::GraphDef small;
+  Add(&small, "x", "Placeholder");
+  leangraph::BenchOptions o;
+  o.runs = 100;
+  o.ops_in_calling_thread = true;
+  LG_EXPECT(leangraph::AutoSessions(o, small, small) == 1);
+  o.ops_in_calling_thread = false;
+  LG_EXPECT(leangraph::AutoSessions(o, small, small) == leangraph::kPoolSessions);
+  o.runs = 10;  // two AB BA blocks per session pair at least
+  LG_EXPECT(leangraph::AutoSessions(o, small, small) == 2);
+  o.runs = 3;
+  LG_EXPECT(leangraph::AutoSessions(o, small, small) == 1);
+  o.target_ci = 0.03;  // runs is then the least number of pairs
+  LG_EXPECT(leangraph::AutoSessions(o, small, small) == leangraph::kPoolSessions);
+  // Each session holds the graph's constants: big graphs get fewer sessions,
+  // but never fewer than kMinPoolSessions on the pool.
+  tensorflow::GraphDef big;
+  Add(&big, "w", "Const");
+  (*big.mutable_node(0)->mutable_attr())["value"].mutable_tensor()->set_tensor_content(
+      std::string(150u << 20, 'x'));
+  o.target_ci = 0;
+  o.runs = 100;
+  LG_EXPECT(leangraph::AutoSessions(o, big, big) == 6);  // 2 GiB / 300 MiB
+  LG_EXPECT(leangraph::AutoSessions(o, big, small) == leangraph::kPoolSessions);
+  tensorflow::GraphDef huge = big;
+  huge.add_node()->CopyFrom(big.node(0));
+  huge.mutable_node(1)->set_name("w2");
+  LG_EXPECT(leangraph::AutoSessions(o, huge, huge) == leangraph::kMinPoolSessions);
 }

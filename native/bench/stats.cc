@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -254,27 +255,108 @@ CentreInterval SignedRankInterval(const std::vector<double>& d, double confidenc
   return out;
 }
 
+int SessionOfPair(uint64_t pair, int sessions) {
+  if (sessions <= 1) return 0;
+  return static_cast<int>((pair / 2) % static_cast<uint64_t>(sessions));
+}
+
+namespace {
+
+// P(|T| <= t) for Student's t with an integer df: the finite series in
+// theta = atan(t / sqrt(df)), one for odd and one for even df.
+double StudentTCentral(double t, int df) {
+  const double theta = std::atan(std::abs(t) / std::sqrt(static_cast<double>(df)));
+  const double c2 = std::cos(theta) * std::cos(theta);
+  const double s = std::sin(theta);
+  if (df % 2 == 1) {
+    double term = std::cos(theta), sum = df > 1 ? term : 0.0;
+    for (int k = 3; k <= df - 2; k += 2) {
+      term *= c2 * static_cast<double>(k - 1) / static_cast<double>(k);
+      sum += term;
+    }
+    return 2.0 / M_PI * (theta + s * sum);
+  }
+  double term = 1.0, sum = 1.0;
+  for (int k = 2; k <= df - 2; k += 2) {
+    term *= c2 * static_cast<double>(k - 1) / static_cast<double>(k);
+    sum += term;
+  }
+  return s * sum;
+}
+
+}  // namespace
+
+double StudentTQuantile(double confidence, int df) {
+  df = std::max(df, 1);
+  confidence = std::clamp(confidence, 0.0, 1.0 - 1e-12);
+  double lo = 0.0, hi = 1.0;
+  while (StudentTCentral(hi, df) < confidence && hi < 1e12) hi *= 2.0;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    if (StudentTCentral(mid, df) < confidence) lo = mid; else hi = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+CentreInterval SessionAwareInterval(const std::vector<double>& d, const std::vector<int>& session,
+                                    double confidence, SessionSpread* spread) {
+  CentreInterval out = SignedRankInterval(d, confidence);
+  SessionSpread result;
+  std::map<int, std::vector<double>> by_session;
+  for (size_t i = 0; i < d.size() && i < session.size(); ++i) {
+    if (std::isfinite(d[i])) by_session[session[i]].push_back(d[i]);
+  }
+  std::vector<double> estimates;
+  for (const auto& [unused, values] : by_session) {
+    if (values.size() >= 2) estimates.push_back(SignedRankInterval(values, confidence).estimate);
+  }
+  result.sessions = std::max<int>(1, static_cast<int>(estimates.size()));
+  if (estimates.size() >= 2) {
+    const double k = static_cast<double>(estimates.size());
+    const double mean = std::accumulate(estimates.begin(), estimates.end(), 0.0) / k;
+    double ss = 0.0;
+    for (const double m : estimates) ss += (m - mean) * (m - mean);
+    result.sd = std::sqrt(ss / (k - 1.0));
+    result.half_width =
+        StudentTQuantile(confidence, static_cast<int>(estimates.size()) - 1) * result.sd /
+        std::sqrt(k);
+    const double lo = out.estimate - result.half_width, hi = out.estimate + result.half_width;
+    if (lo < out.lo || hi > out.hi) {
+      result.widened = true;
+      out.lo = std::min(out.lo, lo);
+      out.hi = std::max(out.hi, hi);
+      out.coverage = confidence;  // nominal: (b) is a t interval
+      out.exact = false;
+    }
+  }
+  if (spread != nullptr) *spread = result;
+  return out;
+}
+
 bool AFirstInPair(uint64_t seed, uint64_t pair) {
   const bool block_starts_with_a = (SplitMix64(SplitMix64(seed) ^ (pair / 2)) >> 63) != 0;
   return (pair % 2 == 0) == block_starts_with_a;
 }
 
 PairedRatio ComparePairs(const std::vector<double>& a, const std::vector<double>& b,
-                         const std::vector<bool>& a_first, double confidence) {
+                         const std::vector<bool>& a_first, double confidence,
+                         int sessions) {
   PairedRatio out;
   const size_t n = std::min(a.size(), b.size());
   std::vector<double> d, d_a_first, d_b_first, kept_a, kept_b;
+  std::vector<int> session;
   for (size_t i = 0; i < n; ++i) {
     if (!(a[i] > 0) || !(b[i] > 0)) continue;
     const double x = std::log(a[i] / b[i]);
     d.push_back(x);
+    session.push_back(SessionOfPair(i, sessions));
     kept_a.push_back(a[i]);
     kept_b.push_back(b[i]);
     if (i < a_first.size()) (a_first[i] ? d_a_first : d_b_first).push_back(x);
   }
   out.pairs = d.size();
   if (d.empty()) return out;
-  const CentreInterval ci = SignedRankInterval(d, confidence);
+  const CentreInterval ci = SessionAwareInterval(d, session, confidence, &out.sessions);
   out.speedup = std::exp(ci.estimate);
   out.lo = std::exp(ci.lo);
   out.hi = std::exp(ci.hi);
@@ -307,7 +389,9 @@ StopReason DecideStop(const StopRule& rule, const std::vector<double>& log_ratio
   const bool out_of_time = rule.max_time_s > 0 && elapsed_s >= rule.max_time_s;
   if (rule.target_half_width > 0) {
     if (pairs >= rule.min_pairs && IsCheckPoint(rule, pairs)) {
-      const CentreInterval ci = SignedRankInterval(log_ratios);
+      std::vector<int> session(log_ratios.size());
+      for (size_t i = 0; i < session.size(); ++i) session[i] = SessionOfPair(i, rule.sessions);
+      const CentreInterval ci = SessionAwareInterval(log_ratios, session);
       const double width = (std::exp(ci.hi) - std::exp(ci.lo)) / (2.0 * std::exp(ci.estimate));
       if (half_width != nullptr) *half_width = width;
       if (width <= rule.target_half_width) return StopReason::kTarget;

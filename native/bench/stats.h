@@ -101,6 +101,45 @@ CentreInterval SignedRankInterval(const std::vector<double>& d, double confidenc
 // A pure function of (seed, i), so a report's order can be recomputed.
 bool AFirstInPair(uint64_t seed, uint64_t pair);
 
+// ---- Several sessions per graph ---------------------------------------------
+//
+// Why: where ops run on TF's inter-op pool, each session's executor decides
+// which ops go to a pool thread from its own measured costs, and the choice
+// holds for the session's life. Two sessions of one graph then run at speeds
+// that differ by a few per cent for a whole compare, so the pairs of one
+// session pair share an offset and are not independent. The signed-rank
+// interval over all pairs sees only the scatter within the session pair and
+// is too narrow: 45 % of 20 self-compares of a pool-run graph covered 1.0.
+// The compare therefore times S sessions of each graph, session s of A
+// against session s of B, and widens the interval by what the session pairs'
+// estimates disagree: it is the wider of
+//   (a) the signed-rank interval over all pairs, and
+//   (b) HL(all) +- t(S - 1) * sd(m_s) / sqrt(S), m_s the HL estimate of
+//       session pair s alone,
+// (b) being the one-way random-effects interval for the mean of S session
+// effects (each m_s carries its own scatter too, so (b) needs nothing else),
+// (a) the floor when the few m_s agree by chance.
+
+// The session pair (0-based) that times pair `pair` of a compare with
+// `sessions` sessions per graph: (pair / 2) mod sessions, so that each
+// AB BA block (see AFirstInPair) stays within one session pair.
+int SessionOfPair(uint64_t pair, int sessions);
+
+// Two-sided Student t quantile: the t with P(|T| <= t) = confidence for an
+// integer df >= 1 (exact formula for integer df, bisected).
+double StudentTQuantile(double confidence, int df);
+
+struct SessionSpread {
+  int sessions = 1;            // session pairs that had at least two pairs
+  double sd = 0;               // sd of their HL estimates (log scale)
+  double half_width = 0;       // (b)'s half-width, log scale
+  bool widened = false;        // (b) was wider than (a) on either side
+};
+// d[i]: pair i's log-ratio, session[i] its session pair. With fewer than two
+// session pairs of two or more pairs each this is SignedRankInterval(d).
+CentreInterval SessionAwareInterval(const std::vector<double>& d, const std::vector<int>& session,
+                                    double confidence = 0.95, SessionSpread* spread = nullptr);
+
 struct PairedRatio {
   size_t pairs = 0;
   double speedup = 0;           // exp(HL of log(a_i / b_i)): how many times faster B is
@@ -114,11 +153,14 @@ struct PairedRatio {
   // 1 = none. has_position_effect is false unless both orders occurred.
   double position_effect = 1;
   bool has_position_effect = false;
+  SessionSpread sessions;       // sessions.sessions == 1: one session per graph
 };
 // a[i], b[i]: pair i, every value > 0; a_first[i] as AFirstInPair (may be
-// empty: no position effect). Pairs with a non-positive time are ignored.
+// empty: no position effect); pair i ran in session pair
+// SessionOfPair(i, sessions). Pairs with a non-positive time are ignored.
 PairedRatio ComparePairs(const std::vector<double>& a, const std::vector<double>& b,
-                         const std::vector<bool>& a_first, double confidence = 0.95);
+                         const std::vector<bool>& a_first, double confidence = 0.95,
+                         int sessions = 1);
 
 // When an A/B comparison stops. Without a target: after `runs` pairs (0: no
 // limit), or once max_time_s has passed (0: no limit). With a target
@@ -132,6 +174,7 @@ struct StopRule {
   int64_t min_pairs = 10;
   int64_t check_every = 10;
   int64_t max_pairs = 10'000'000;
+  int sessions = 1;  // per graph; the interval is SessionAwareInterval's
 };
 enum class StopReason { kContinue, kRuns, kTarget, kMaxTime, kMaxPairs };
 const char* StopReasonName(StopReason reason);

@@ -325,3 +325,139 @@ LG_TEST(AutoBurstLastsAboutFiveMilliseconds) {
   LG_EXPECT(leangraph::AutoBurst(-1.0) == 1);
   LG_EXPECT(leangraph::AutoBurst(std::nan("")) == 1);
 }
+
+LG_TEST(StudentTQuantilesMatchTheTables) {
+  // Two-sided 95 % and 99 % points of the usual t table.
+  LG_EXPECT(Near(leangraph::StudentTQuantile(0.95, 1), 12.706, 1e-3));
+  LG_EXPECT(Near(leangraph::StudentTQuantile(0.95, 2), 4.303, 1e-3));
+  LG_EXPECT(Near(leangraph::StudentTQuantile(0.95, 3), 3.182, 1e-3));
+  LG_EXPECT(Near(leangraph::StudentTQuantile(0.95, 5), 2.571, 1e-3));
+  LG_EXPECT(Near(leangraph::StudentTQuantile(0.95, 30), 2.042, 1e-3));
+  LG_EXPECT(Near(leangraph::StudentTQuantile(0.99, 4), 4.604, 1e-3));
+  LG_EXPECT(Near(leangraph::StudentTQuantile(0.95, 2000), 1.961, 1e-3));
+}
+
+LG_TEST(SessionPairsKeepEachOrderBlockTogether) {
+  for (uint64_t pair = 0; pair < 40; ++pair) {
+    LG_EXPECT(leangraph::SessionOfPair(pair, 1) == 0);
+    const int s = leangraph::SessionOfPair(pair, 3);
+    LG_EXPECT(s == static_cast<int>((pair / 2) % 3));
+    // An AB BA block is the pairs 2k and 2k + 1: one session pair.
+    LG_EXPECT(s == leangraph::SessionOfPair(pair ^ 1u, 3));
+  }
+}
+
+namespace {
+
+// log-ratios of `sessions` session pairs with `per_session` pairs each: session
+// pair s adds an offset drawn once (sd `between`), every pair its own noise
+// (sd `within`, with one pair in 30 off by a hiccup of +-log 2). Truth: 0.
+std::vector<double> SessionStream(uint64_t seed, int sessions, int per_session, double between,
+                                  double within) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> unit(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<double> offsets;
+  for (int s = 0; s < sessions; ++s) offsets.push_back(between * unit(rng));
+  std::vector<double> d;
+  for (int i = 0; i < sessions * per_session; ++i) {
+    double x = offsets[leangraph::SessionOfPair(i, sessions)] + within * unit(rng);
+    if (u(rng) < 1.0 / 30.0) x += (u(rng) < 0.5 ? -1 : 1) * std::log(2.0);
+    d.push_back(x);
+  }
+  return d;
+}
+
+struct SessionCoverage {
+  int plain = 0, aware = 0, trials = 0;
+  double plain_width = 0, aware_width = 0;  // medians, log scale
+};
+SessionCoverage SessionCoverageOver(int trials, int sessions, double between) {
+  SessionCoverage c;
+  std::vector<double> plain_widths, aware_widths;
+  for (int t = 0; t < trials; ++t) {
+    const std::vector<double> d = SessionStream(500 + t, sessions, 10, between, 0.02);
+    std::vector<int> session;
+    for (size_t i = 0; i < d.size(); ++i) session.push_back(leangraph::SessionOfPair(i, sessions));
+    const leangraph::CentreInterval plain = leangraph::SignedRankInterval(d);
+    const leangraph::CentreInterval aware = leangraph::SessionAwareInterval(d, session);
+    c.plain += plain.lo <= 0 && 0 <= plain.hi;
+    c.aware += aware.lo <= 0 && 0 <= aware.hi;
+    plain_widths.push_back(0.5 * (plain.hi - plain.lo));
+    aware_widths.push_back(0.5 * (aware.hi - aware.lo));
+    ++c.trials;
+  }
+  std::sort(plain_widths.begin(), plain_widths.end());
+  std::sort(aware_widths.begin(), aware_widths.end());
+  c.plain_width = plain_widths[plain_widths.size() / 2];
+  c.aware_width = aware_widths[aware_widths.size() / 2];
+  return c;
+}
+
+}  // namespace
+
+LG_TEST(SessionAwareIntervalCoversSessionOffsets) {
+  // Six session pairs of ten pairs, each session pair off by its own 1.5 %
+  // (sd) for the whole compare, 2 % noise per pair: the signed-rank interval
+  // over all 60 pairs misses the truth far too often; widened by the session
+  // pairs' disagreement, it holds its 95 %.
+  const SessionCoverage offsets = SessionCoverageOver(400, 6, 0.015);
+  std::printf("  session offsets: plain %d/%d, session-aware %d/%d (half-widths %.4f, %.4f)\n",
+              offsets.plain, offsets.trials, offsets.aware, offsets.trials, offsets.plain_width,
+              offsets.aware_width);
+  LG_EXPECT(offsets.plain < 300);   // < 75 %
+  LG_EXPECT(offsets.aware >= 368);  // >= 92 %
+  // Without session offsets the widening costs little and coverage stays.
+  const SessionCoverage none = SessionCoverageOver(400, 6, 0.0);
+  std::printf("  no offsets: plain %d/%d, session-aware %d/%d (half-widths %.4f, %.4f)\n",
+              none.plain, none.trials, none.aware, none.trials, none.plain_width,
+              none.aware_width);
+  LG_EXPECT(none.plain >= 372 && none.aware >= 372);
+  LG_EXPECT(none.aware_width <= 1.5 * none.plain_width);
+}
+
+LG_TEST(SessionAwareIntervalFallsBackToSignedRank) {
+  const std::vector<double> d = SessionStream(7, 1, 30, 0.0, 0.02);
+  const leangraph::CentreInterval plain = leangraph::SignedRankInterval(d);
+  // One session pair, or session pairs of one pair each: nothing to compare.
+  for (const std::vector<int>& session :
+       {std::vector<int>(d.size(), 0), [&] {
+          std::vector<int> s(d.size());
+          for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<int>(i);
+          return s;
+        }()}) {
+    leangraph::SessionSpread spread;
+    const leangraph::CentreInterval ci = leangraph::SessionAwareInterval(d, session, 0.95, &spread);
+    LG_EXPECT(ci.lo == plain.lo && ci.hi == plain.hi && ci.estimate == plain.estimate);
+    LG_EXPECT(spread.sessions == 1 && !spread.widened && spread.sd == 0);
+  }
+  // ComparePairs with sessions: the estimate is still the HL over all pairs
+  // and the interval at least as wide as the signed-rank one.
+  std::vector<double> a, b;
+  const std::vector<double> e = SessionStream(8, 4, 10, 0.03, 0.01);
+  for (const double x : e) {
+    a.push_back(10.0 * std::exp(x));
+    b.push_back(10.0);
+  }
+  const leangraph::PairedRatio one = leangraph::ComparePairs(a, b, {}, 0.95, 1);
+  const leangraph::PairedRatio four = leangraph::ComparePairs(a, b, {}, 0.95, 4);
+  LG_EXPECT(Near(one.speedup, four.speedup, 1e-12));
+  LG_EXPECT(four.lo <= one.lo && four.hi >= one.hi);
+  LG_EXPECT(four.sessions.sessions == 4 && one.sessions.sessions == 1);
+  LG_EXPECT(four.sessions.widened && four.sessions.sd > 0.01);
+}
+
+LG_TEST(StopRuleUsesTheSessionAwareInterval) {
+  // Pairs that agree within each session pair but not between them: one
+  // session's view says the interval is narrow, the session-aware one not.
+  std::vector<double> d = SessionStream(11, 4, 10, 0.05, 0.002);
+  leangraph::StopRule rule;
+  rule.target_half_width = 0.03;
+  rule.min_pairs = 40;
+  double width_one = -1, width_four = -1;
+  LG_EXPECT(leangraph::DecideStop(rule, d, 0.0, &width_one) == leangraph::StopReason::kTarget);
+  rule.sessions = 4;
+  LG_EXPECT(leangraph::DecideStop(rule, d, 0.0, &width_four) ==
+            leangraph::StopReason::kContinue);
+  LG_EXPECT(width_four > 0.03 && width_one <= 0.03);
+}

@@ -28,6 +28,12 @@ interleaved (`burst`; by default as many as last about 5 ms, so only graphs
 faster than that run more than once per sample): single runs of a
 sub-millisecond graph scatter by +-20 % on a shared 2-vCPU machine, and bursts
 cut such a graph's interval at 60 pairs from +-5.5 % to +-3.4 % there.
+Where the ops run on TF's inter-op pool (wide graphs), compare() times several
+sessions of each graph (`sessions`; by default 12 there, 1 otherwise), session s
+of A against session s of B, and widens the interval where the session pairs'
+estimates disagree more than the pairs within them: each session settles on its
+own split of ops between the pool and the caller, which one session's pairs
+cannot show.
 """
 
 import json
@@ -134,6 +140,9 @@ class CompareResult:
     stop_reason: str = ""  # "runs", "target", "max_time" or "max_pairs"
     seed: int = 0
     burst: int = 1  # runs per sample, the fastest kept (a/b latencies are of these samples)
+    sessions: int = 1  # per graph; pair i ran in session pair bench.session_of_pair(i, sessions)
+    between_sessions_sd: float = None  # sd of the session pairs' log estimates (sessions > 1)
+    between_sessions_widened: bool = False  # the interval was widened to cover them
 
     @classmethod
     def _from_report(cls, report):
@@ -153,6 +162,9 @@ class CompareResult:
             target_met=report["target_met"],
             stop_reason=report["stop_reason"],
             burst=report.get("burst", 1),
+            sessions=report.get("sessions", 1),
+            between_sessions_sd=report.get("between_sessions_sd"),
+            between_sessions_widened=report.get("between_sessions_widened", False),
         )
 
     def to_dict(self):
@@ -172,6 +184,9 @@ class CompareResult:
             "target_met": self.target_met,
             "stop_reason": self.stop_reason,
             "burst": self.burst,
+            "sessions": self.sessions,
+            "between_sessions_sd": self.between_sessions_sd,
+            "between_sessions_widened": self.between_sessions_widened,
         }
 
     def __str__(self):
@@ -322,7 +337,7 @@ def benchmark(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time
 def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
             threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
             batch=None, profile=False, measure_overhead=True, precision_b=None,
-            target_ci=None, allow_io_ops=False, burst=None):
+            target_ci=None, allow_io_ops=False, burst=None, sessions=None):
     """Times graphs A and B side by side, in pairs, with the same inputs.
 
     Arguments as for benchmark(); precision_b sets B's precision alone (e.g. the
@@ -337,16 +352,22 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
     burst: each sample is the fastest of this many runs, interleaved with the
         other graph's (None: as many as last about 5 ms, judged from the
         warm-up; result.burst).
+    sessions: sessions of each graph, session s of A timed against session s of
+        B, the interval widened by their disagreement (None: 1 where the ops run
+        in the calling thread, 12 where they run on the inter-op pool, fewer for graphs
+        of over 85 MiB or that take over a second to load).
     """
     target_ci = _target(target_ci)
     burst = _burst(burst)
+    sessions = _sessions(sessions)
     if threads or (inter_op_threads or 0) > 0 or cpus is not None:
         return compare_in_child(a, b, inputs, outputs=outputs, runs=runs, warmup=warmup,
                                 max_time=max_time, threads=threads,
                                 inter_op_threads=inter_op_threads, cpus=cpus,
                                 precision=precision, seed=seed, batch=batch, profile=profile,
                                 measure_overhead=measure_overhead, precision_b=precision_b,
-                                target_ci=target_ci, allow_io_ops=allow_io_ops, burst=burst)
+                                target_ci=target_ci, allow_io_ops=allow_io_ops, burst=burst,
+                                sessions=sessions)
     native = load_native()
     args = _native_args(inputs, outputs, runs, warmup, max_time, threads, inter_op_threads,
                         cpus, precision, seed, batch, profile, measure_overhead)
@@ -355,7 +376,7 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
     report = json.loads(native.bench_compare(data_a, data_b, **args,
                                              precision_b=precision_b or "",
                                              target_ci=target_ci or 0.0,
-                                             burst=burst or 0))
+                                             burst=burst or 0, sessions=sessions or 0))
     return CompareResult._from_report(report)
 
 
@@ -379,6 +400,19 @@ def _burst(burst):
     return int(burst)
 
 
+_MAX_SESSIONS = 64  # native/bench/runner.h kMaxSessions
+
+
+def _sessions(sessions):
+    if sessions is None:
+        return None
+    if (isinstance(sessions, bool) or not isinstance(sessions, (int, np.integer))
+            or not 1 <= sessions <= _MAX_SESSIONS):
+        raise BenchmarkError(f"sessions is a number of sessions from 1 to {_MAX_SESSIONS} "
+                             f"(or None: automatic); got {sessions!r}")
+    return int(sessions)
+
+
 def _check_precision(precision):
     if precision is not None and precision not in ("fp32", "bf16"):
         raise BenchmarkError(f"unknown precision {precision!r} (fp32 or bf16)")
@@ -389,7 +423,8 @@ def _check_precision(precision):
 
 def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, max_time,
                    threads, inter_op_threads, cpus, precision, seed, batch, profile,
-                   measure_overhead, precision_b=None, target_ci=None, burst=None):
+                   measure_overhead, precision_b=None, target_ci=None, burst=None,
+                   sessions=None):
     """The binary's argv; graphs and input arrays are written into `folder`."""
     folder = Path(folder)
     cmd = [str(binary)]
@@ -435,6 +470,8 @@ def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, 
         cmd += ["--target-ci", repr(float(target_ci))]
     if burst:
         cmd += ["--burst", str(int(burst))]
+    if sessions:
+        cmd += ["--sessions", str(int(sessions))]
     return cmd + ["--json"]
 
 
@@ -490,29 +527,37 @@ def benchmark_in_child(graph, inputs=None, *, outputs=None, runs=100, warmup=10,
 def compare_in_child(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
                      threads=None, inter_op_threads=None, cpus=None, precision="fp32", seed=0,
                      batch=None, profile=False, measure_overhead=True, precision_b=None,
-                     target_ci=None, allow_io_ops=False, burst=None):
+                     target_ci=None, allow_io_ops=False, burst=None, sessions=None):
     """compare() in the leangraph_bench binary (see benchmark_in_child)."""
     _check_precision(precision)
     _check_precision(precision_b)
     target_ci = _target(target_ci)
     burst = _burst(burst)
+    sessions = _sessions(sessions)
     binary = _binary()
     data_a, data_b = _checked_bytes(a, allow_io_ops), _checked_bytes(b, allow_io_ops)
     with tempfile.TemporaryDirectory(prefix="leangraph-bench-") as folder:
         cmd = _child_command(binary, folder, [("a.pb", data_a), ("b.pb", data_b)], inputs,
                              outputs, runs, warmup, max_time, threads, inter_op_threads, cpus,
                              precision, seed, batch, profile, measure_overhead, precision_b,
-                             target_ci, burst)
+                             target_ci, burst, sessions)
         return CompareResult._from_report(_run_child(cmd))
 
 
-def paired_ratio(a_ms, b_ms, a_first=None, confidence=0.95):
+def paired_ratio(a_ms, b_ms, a_first=None, confidence=0.95, sessions=1):
     """The timer's estimate for paired times: a dict with speedup (exp of the
-    Hodges-Lehmann estimate of log(a_i / b_i)), ci (Wilcoxon signed-rank), coverage,
-    exact, half_width, ratio_of_medians and position_effect (when a_first is given)."""
+    Hodges-Lehmann estimate of log(a_i / b_i)), ci (Wilcoxon signed-rank, widened by
+    the session pairs' disagreement when sessions > 1: pair i ran in session pair
+    session_of_pair(i, sessions)), coverage, exact, half_width, ratio_of_medians,
+    position_effect (when a_first is given) and the between-sessions spread."""
     flags = [] if a_first is None else [bool(x) for x in a_first]
     return load_native().paired_ratio([float(x) for x in a_ms], [float(x) for x in b_ms],
-                                      flags, float(confidence))
+                                      flags, float(confidence), int(sessions))
+
+
+def session_of_pair(pair, sessions):
+    """The session pair (0-based) that times pair `pair` of a compare."""
+    return load_native().session_of_pair(int(pair), int(sessions))
 
 
 def stats(samples_ms, batch=1):
