@@ -689,6 +689,30 @@ def test_a_float_tensor_of_either_sign_read_by_1x1_convs_is_quantized_from_its_m
     assert _rel_err(g, res.graph_def, x) < 0.05
 
 
+def test_layers_whose_conversions_cost_more_than_they_save_can_stay_float():
+    g = _graph(_swish_pointwise)
+    x = _samples(4)
+    # c1: 165888 MACs; its input is quantized (1152 values) and its output dequantized
+    # for the swish (2304): 48 MACs per value. p: 18432 MACs over 2304 + 1152: 5.3.
+    res = _quantize(g, x, min_macs_per_conversion=40)
+    by_name = {l.name: l for l in res.layers}
+    assert by_name["c1"].precision == "int8"
+    assert by_name["p"].precision == "fp32"
+    assert by_name["p"].reason.startswith("8-bit would not pay: 5 MACs per value converted")
+    assert "p_int8" not in {n.name for n in res.graph_def.node}
+    assert _rel_err(g, res.graph_def, x) < 0.05
+    both = _quantize(g, x, min_macs_per_conversion=64)
+    assert [l.precision for l in both.layers] == ["fp32", "fp32"]
+    assert "48 MACs per value" in {l.name: l for l in both.layers}["c1"].reason
+    # Off (the default): both run in 8 bits and a note says what they convert.
+    plain = _quantize(g, x)
+    assert [l.precision for l in plain.layers] == ["int8", "int8"]
+    assert any(n.startswith("2 of 2 8-bit layers convert") for n in plain.notes)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(leangraph.QuantizeError, match="min_macs_per_conversion must be"):
+            _quantize(g, x, min_macs_per_conversion=bad)
+
+
 def _xception_entry(x):
     # Xception's entry-flow block: a separable conv (no activation) max-pooled, plus a
     # strided 1x1 projection; the block output is read by the next block's Relu and add.

@@ -30,6 +30,11 @@ _CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 _SUFFIX = "_int8"
 #: A layer whose output SQNR against the float graph falls below this goes back to float.
 DEFAULT_MIN_SQNR_DB = 15.0
+# Where a unit's 8-bit input or output must be converted from or to float, it
+# saves about (1/fp32 rate - 1/int8 rate) per MAC and pays a QuantizeV2 or
+# Dequantize per value: on a 2-vCPU AVX512_VNNI Xeon, 8.5 against 3.2 ps per MAC
+# and 0.3-0.6 ns per value, so it pays from about 60-100 MACs per value.
+DEFAULT_MIN_MACS_PER_CONVERSION = 64.0
 
 
 def cpu_has_vnni():
@@ -148,14 +153,49 @@ def quantized_units(graph_def):
 
 
 def _layer_macs(graph_def):
+    return _macs_and_sizes(graph_def)[0]
+
+
+def _macs_and_sizes(graph_def):
+    """({contraction: MACs per example}, {tensor "node:port": elements per example, when static})."""
     from leangraph import summary
 
     tf_graph = summary._shape_graph(graph_def, 1)
-    out = {}
+    macs, sizes = {}, {}
     for op in tf_graph.get_operations():
         if op.type in _CONTRACTIONS:
-            macs = summary._op_macs(op)
-            out[op.name] = int(macs or 0)
+            macs[op.name] = int(summary._op_macs(op) or 0)
+        for t in op.outputs:
+            if t.shape.rank is not None and t.shape.is_fully_defined():
+                sizes[t.name] = int(np.prod(t.shape.as_list()))
+    return macs, sizes
+
+
+def _conversion_costs(rewritten, graph_def, macs, sizes):
+    """{contraction: MACs per float value converted for it} in a rewrite (inf: none converted).
+
+    A unit pays for the QuantizeV2 that makes its input 8-bit (shared among the units that
+    read it) and for the Dequantize that hands its output to float readers; a unit between
+    8-bit neighbours pays nothing. The counts are of the float graph's tensors, per example."""
+    units = quantized_units(rewritten)
+    by_name = {n.name: n for n in rewritten.node}
+    readers = {}
+    for node in rewritten.node:
+        for i in node.input:
+            if not i.startswith("^"):
+                readers.setdefault(graphs.node_name(i), []).append(node)
+    sources, ends = _chain_inputs(graph_def), _chain_ends(graph_def)
+    out = {}
+    for contraction, (op, name) in units.items():
+        node = by_name[name]
+        converted = 0.0
+        producer = by_name.get(graphs.node_name(node.input[0]))
+        if producer is not None and producer.op == "QuantizeV2":
+            sharing = len({r.name for r in readers.get(producer.name, []) if r.op in QUANTIZED_OPS})
+            converted += sizes.get(sources.get(contraction, ""), 0) / max(1, sharing)
+        if op != "_QuantizedMatMul" and any(r.op == "Dequantize" for r in readers.get(name, [])):
+            converted += sizes.get(ends.get(contraction, "") + ":0", 0)
+        out[contraction] = macs.get(contraction, 0) / converted if converted else math.inf
     return out
 
 
@@ -239,7 +279,7 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
              exclude_first=False, exclude_last=False, min_sqnr_db=DEFAULT_MIN_SQNR_DB, max_rounds=4,
              check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None,
-             equalize=True, weight_bits=None):
+             equalize=True, weight_bits=None, min_macs_per_conversion=None):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
     graph: a frozen float GraphDef, best after the `deploy` recipe (batch norms
@@ -260,6 +300,16 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         VNNI too (their Conv2D kernels saturate 8-bit weights; depthwise and
         matmul weights stay 8-bit). None: 8 where this CPU has VNNI, else 7,
         so the SQNR checks here measure what this CPU computes.
+    min_macs_per_conversion: a unit whose float input must be quantized, or whose
+        output dequantized for a float reader (a swish, GELU or multiply), stays
+        float unless it does at least this many MACs per value converted: below it
+        the conversions cost more than the 8-bit kernel saves (from 60-100 by the
+        Xeon's rates below). None or 0: no such check, every unit that can run in
+        8 bits does, and a note says how many convert at under 64 MACs per value.
+        TensorFlow's 8-bit convs fuse no swish or GELU, so in swish networks the
+        check makes int8 less slow, not faster: measured on a 2-vCPU AMD EPYC
+        (Zen 4, VNNI), 224x224, int8 against fp32, without / with 64: EfficientNetB0 0.71x / 0.96x,
+        EfficientNetV2B0 0.68x / 0.95x, MobileNetV3Small 0.70x / 0.86x.
     """
     if require_vnni and not cpu_supports_int8():
         raise QuantizeError(
@@ -306,6 +356,23 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     if samples is not None:
         feeds = input_feeds(graph_def, samples)
         check = {k: v[: max(1, int(check_samples))] for k, v in feeds.items()}
+
+    if min_macs_per_conversion:
+        threshold = float(min_macs_per_conversion)
+        if not math.isfinite(threshold) or threshold < 0:
+            raise QuantizeError(f"min_macs_per_conversion must be a number >= 0, got "
+                                f"{min_macs_per_conversion}")
+        macs, sizes = _macs_and_sizes(graph_def)
+        for _ in range(4):  # a unit gone float changes what its neighbours convert
+            costs = _conversion_costs(
+                _transform(graph_def, calibration, set(excluded), False, inputs, outputs,
+                           weight_bits), graph_def, macs, sizes)
+            slow = {c: v for c, v in costs.items() if v < threshold and c not in excluded}
+            if not slow:
+                break
+            for c, v in slow.items():
+                excluded[c] = (f"8-bit would not pay: {v:.0f} MACs per value converted "
+                               f"to or from float (< {threshold:g})")
 
     rounds = 0
     sqnr = {}
@@ -357,6 +424,16 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         equalized=equalized,
         weight_bits=weight_bits,
     )
+    if not min_macs_per_conversion and units:
+        costs = _conversion_costs(rewritten, graph_def, *_macs_and_sizes(graph_def))
+        slow = sum(1 for v in costs.values() if v < DEFAULT_MIN_MACS_PER_CONVERSION)
+        if slow:
+            result.notes.append(
+                f"{slow} of {len(costs)} 8-bit layers convert their input or output from or to "
+                f"float at under {DEFAULT_MIN_MACS_PER_CONVERSION:g} MACs per value (around "
+                f"float ops such as swish, GELU or multiplies): the conversions can cost more "
+                f"than 8 bits saves; min_macs_per_conversion={DEFAULT_MIN_MACS_PER_CONVERSION:g} "
+                f"keeps such layers float")
     if weight_bits == 7:
         result.notes.append("unsigned-input Conv2D weights in 7 bits: without VNNI oneDNN's Conv2D "
                             "kernels saturate 8-bit ones" + ("" if vnni else " (this CPU has none)"))
@@ -370,7 +447,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
                          exclude_first=exclude_first, exclude_last=exclude_last,
                          min_sqnr_db=min_sqnr_db, max_rounds=max_rounds, check_samples=check_samples,
                          inputs=inputs, outputs=outputs, require_vnni=False, equalize=False,
-                         weight_bits=weight_bits)
+                         weight_bits=weight_bits, min_macs_per_conversion=min_macs_per_conversion)
         versus = (f"{len(equalized)} squeeze-and-excitation product(s) equalized: output SQNR "
                   f"{output_sqnr:.1f} dB, against {plain.output_sqnr_db:.1f} dB without")
         if plain.output_sqnr_db >= output_sqnr:
