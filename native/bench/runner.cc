@@ -912,7 +912,10 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
       ob.sessions = o.sessions;
     }
   }
+  InterruptPoll make_poll(o);
   for (int s = 1; s < o.sessions; ++s) {
+    status = make_poll.Poll();
+    if (!status.ok()) return status;
     for (Candidate* c : a_created_first ? std::vector<Candidate*>{&ca, &cb}
                                         : std::vector<Candidate*>{&cb, &ca}) {
       absl::StatusOr<SessionHandle> handle = CreateSession(*c->graph, c == &ca ? o : ob);
