@@ -13,7 +13,9 @@ The peers are optional bench extras, in any interpreter given by --peers-python
 (it needs openvino, nncf, onnxruntime, tf2onnx and tensorflow-cpu): they are
 skipped, and said to be, when missing. Models are keras.applications with
 random weights and non-trivial batch norms (no downloads), logits out.
-Also printed: where the int8 graph's time goes by op type, the share of
+Where the CPU has bf16 (AMX, Zen 4), leangraph's `to_bfloat16` graph is timed
+too, and OpenVINO's fp32 path is marked with the precision it computes in (its
+default is bf16 on such CPUs). Also printed: where the int8 graph's time goes by op type, the share of
 conv/matmul MACs that run in int8, the logits SQNR against fp32 and file sizes.
 """
 
@@ -34,7 +36,7 @@ COVERAGE = ("ResNet50", "MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "Ef
             "DenseNet121", "InceptionV3", "NASNetMobile", "ConvNeXtTiny", "Xception")
 
 
-def build(name, workdir, calibration, seed=0, size=None):
+def build(name, workdir, calibration, seed=0, size=None, bf16=False):
     import keras
 
     import leangraph
@@ -58,6 +60,9 @@ def build(name, workdir, calibration, seed=0, size=None):
     paths = {"fp32": workdir / f"{name}.fp32.pb", "int8": workdir / f"{name}.int8.pb"}
     leangraph.save_graph(fp32, str(paths["fp32"]))
     leangraph.save_graph(result.graph_def, str(paths["int8"]))
+    if bf16:
+        paths["bf16"] = workdir / f"{name}.bf16.pb"
+        leangraph.save_graph(leangraph.transform(fp32, "to_bfloat16"), str(paths["bf16"]))
     np.save(workdir / f"{name}.calib.npy", calib)
     np.save(workdir / f"{name}.x.npy", x)
     ref = leangraph.run(fp32, {frozen.input_names[0]: x})[0]
@@ -115,6 +120,7 @@ if kind.startswith("openvino"):
     fn = lambda: req.infer({0: x})
     ms = timed(fn)
     out = next(iter(req.infer({0: x}).values()))
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 else:
     import onnxruntime as ort
     import tensorflow as tf
@@ -141,7 +147,9 @@ else:
     fn = lambda: sess.run(None, {inp + ":0": x})
     ms = timed(fn)
     out = sess.run(None, {inp + ":0": x})[0]
-print(json.dumps({"ms": ms, "out": np.asarray(out).ravel()[:1000].tolist()}))
+    precision = ""
+print(json.dumps({"ms": ms, "out": np.asarray(out).ravel()[:1000].tolist(),
+                  "precision": precision}))
 """
 
 
@@ -196,7 +204,7 @@ def main():
     if args.coverage:
         return coverage(args)
 
-    from leangraph.bench import cpu_supports_bf16  # noqa: F401  (imports leangraph's TF check)
+    from leangraph.bench import cpu_supports_bf16
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     from leangraph.quantization import cpu_has_vnni
@@ -205,18 +213,21 @@ def main():
     print(f"CPU: {cpu}; VNNI: {'yes' if vnni else 'no (unsigned-input Conv2D weights in 7 bits)'}; "
           f"{args.threads} threads pinned to {args.cpus}; best of {args.rounds} rounds, "
           f"median of {args.runs} runs each")
+    # Where the CPU has bf16 (AMX, Zen 4), leangraph's bf16 graph is timed too:
+    # it is the other low-precision lever, and OpenVINO's "fp32" runs in bf16 there.
+    bf16 = cpu_supports_bf16()
     peers = have_peers(args.peers_python)
     with tempfile.TemporaryDirectory(prefix="int8-bench-") as tmp:
         workdir = Path(tmp)
         for name in args.models.split(","):
-            paths, info = build(name, workdir, args.calibration)
+            paths, info = build(name, workdir, args.calibration, bf16=bf16)
             x_path = workdir / f"{name}.x.npy"
             calib_path = workdir / f"{name}.calib.npy"
             results = {}
             for round_index in range(args.rounds):
                 last = round_index == args.rounds - 1
-                for kind in ["fp32", "int8"] + peers:
-                    if kind in ("fp32", "int8"):
+                for kind in [k for k in ("fp32", "bf16", "int8") if k in paths] + peers:
+                    if kind in paths:
                         cmd = [sys.executable, "-c", _LEANGRAPH_CHILD, str(paths[kind]), str(x_path),
                                info["input"], args.cpus, str(args.threads), str(args.runs),
                                "1" if kind == "int8" and last else "0"]
@@ -241,7 +252,12 @@ def main():
                     continue
                 ratio = base / r["ms"] if base else float("nan")
                 db = sqnr(info["ref"], r["out"])
-                print(f"  {kind:<18} {r['ms']:8.2f} {ratio:7.2f}x {db:10.1f} dB")
+                # OpenVINO's fp32 path computes in its default inference precision
+                # (bf16 where the CPU has AMX); say so rather than call it fp32.
+                runs_in = r.get("precision", "")
+                note = f"  (runs in {runs_in})" if kind.endswith("fp32") and runs_in and \
+                    runs_in != "f32" else ""
+                print(f"  {kind:<18} {r['ms']:8.2f} {ratio:7.2f}x {db:10.1f} dB{note}")
             ours = results["int8"].get("ms")
             ov = results.get("openvino-int8", {}).get("ms")
             if ours and ov:
