@@ -191,6 +191,13 @@ def test_compare_on_the_pool_times_several_sessions(graph_files):
     chain = leangraph.compare(graph_files["a"], graph_files["b"], runs=8, warmup=0,
                               measure_overhead=False, burst=1)
     assert chain.sessions == 1 and chain.between_sessions_sd is None
+    # ... unless the graphs hold megabytes (2 MiB of weights each here): sessions
+    # of such a graph differ for all their runs, inline too.
+    big = {"x": np.ones((2, 131072), np.float32)}
+    heavy = leangraph.compare(_mlp_graph(131072), _mlp_graph(131072, scale=2.0), big, runs=8,
+                              warmup=0, measure_overhead=False, burst=1)
+    assert heavy.a.ops_in_calling_thread is True and heavy.sessions == 2
+    assert heavy.between_sessions_sd is not None
     asked = leangraph.compare(graph_files["a"], graph_files["b"], runs=12, warmup=0,
                               measure_overhead=False, burst=1, sessions=3)
     assert asked.sessions == 3 and asked.pairs == 12

@@ -60,9 +60,10 @@ Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
                              of runs, from the warm-up; 1 for graphs of 5 ms+)
   --sessions N               with --compare: sessions of each graph, session s
                              of A against session s of B, the interval widened
-                             by their disagreement (default: 1 with ops in the
-                             calling thread, 12 on the inter-op pool, fewer
-                             for graphs of over 85 MiB or slow to load)
+                             by their disagreement (default: 12, fewer for
+                             graphs of over 85 MiB or slow to load; 1 with
+                             ops in the calling thread when A and B hold
+                             2 MiB or less together)
   --batch N                  examples per run, for throughput and unknown
                              leading dimensions
   --profile                  time per op type and top nodes (traced runs,

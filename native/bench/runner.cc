@@ -843,8 +843,8 @@ absl::StatusOr<BenchReport> RunBenchmark(const tf::GraphDef& graph,
 }
 
 int AutoSessions(const BenchOptions& o, const tf::GraphDef& a, const tf::GraphDef& b) {
-  if (o.ops_in_calling_thread) return 1;
   const double bytes = static_cast<double>(a.ByteSizeLong() + b.ByteSizeLong());
+  if (o.ops_in_calling_thread && bytes <= kInlineSessionsFromBytes) return 1;
   int sessions = kPoolSessions;
   if (bytes > 0) {
     sessions = static_cast<int>(
@@ -1260,9 +1260,11 @@ std::string CompareToText(const CompareReport& c) {
                         p.speedup, p.lo, p.hi, 100.0 * p.half_width, p.pairs);
   if (c.sessions > 1) {
     absl::StrAppendFormat(&out,
-                          "%d sessions of each graph (ops on the inter-op pool): their "
+                          "%d sessions of each graph (ops %s): their "
                           "estimates' sd %.2f%%, interval %s\n",
-                          c.sessions, 100.0 * p.sessions.sd,
+                          c.sessions,
+                          c.a.ops_in_calling_thread ? "in the calling thread" : "on the inter-op pool",
+                          100.0 * p.sessions.sd,
                           p.sessions.widened ? "widened to cover it" : "wide enough as it was");
   }
   if (c.burst > 1) {

@@ -123,10 +123,20 @@ inline constexpr double kSessionBytesBudget = 2.0 * (1 << 30);
 inline constexpr double kSessionSetupBudgetMs = 30'000.0;
 inline constexpr int kMinPoolSessions = 4;
 inline constexpr int kMaxSessions = 64;
+// Inline, sessions of one graph differ too once it holds megabytes of
+// constants: a session's speed then stays off by a few per cent for all its
+// runs. Measured on an AMX Xeon, K = 20 self-compares of 60 pairs: MobileNetV2
+// 96x96 (14 MB) one session per graph covered 1.0 in 90 %, 0 % and 45 % of
+// three runs (each compare's estimate off by up to 4 %), 6 sessions 100 %,
+// 12 sessions 95 % (median half-width 2.3 %); the small CNN (0.25 MB) covered
+// 95-100 % with one. So graphs of more than this many serialized bytes (A's
+// and B's together) get several sessions inline as on the pool.
+inline constexpr double kInlineSessionsFromBytes = 2.0 * (1 << 20);
 // Sessions per graph for a compare that did not ask (options.sessions 0),
 // with options.ops_in_calling_thread resolved: one where ops run in the
-// calling thread; on the pool kPoolSessions as kSessionBytesBudget allows,
-// and with a fixed number of pairs at least two AB BA blocks per session pair.
+// calling thread on graphs under kInlineSessionsFromBytes; else kPoolSessions
+// as kSessionBytesBudget allows, and with a fixed number of pairs at least
+// two AB BA blocks per session pair.
 int AutoSessions(const BenchOptions& options, const tensorflow::GraphDef& a,
                  const tensorflow::GraphDef& b);
 

@@ -108,4 +108,19 @@ LG_TEST(AutoSessionsByModeRunsAndSize) {
   huge.add_node()->CopyFrom(big.node(0));
   huge.mutable_node(1)->set_name("w2");
   LG_EXPECT(leangraph::AutoSessions(o, huge, huge) == leangraph::kMinPoolSessions);
+  // Inline, a graph of megabytes gets sessions too; a small one keeps one.
+  o.ops_in_calling_thread = true;
+  LG_EXPECT(leangraph::AutoSessions(o, big, small) == leangraph::kPoolSessions);
+  LG_EXPECT(leangraph::AutoSessions(o, big, big) == 6);
+  tensorflow::GraphDef medium;
+  Add(&medium, "w", "Const");
+  (*medium.mutable_node(0)->mutable_attr())["value"].mutable_tensor()->set_tensor_content(
+      std::string(900u << 10, 'x'));
+  LG_EXPECT(leangraph::AutoSessions(o, medium, medium) == 1);  // 1.8 MiB together
+  medium.mutable_node(0)->mutable_attr()->at("value").mutable_tensor()->set_tensor_content(
+      std::string(1100u << 10, 'x'));
+  LG_EXPECT(leangraph::AutoSessions(o, medium, medium) == leangraph::kPoolSessions);
+  o.runs = 10;
+  LG_EXPECT(leangraph::AutoSessions(o, medium, medium) == 2);
+  LG_EXPECT(leangraph::AutoSessions(o, medium, small) == 1);  // 1.1 MiB together
 }

@@ -28,12 +28,14 @@ interleaved (`burst`; by default as many as last about 5 ms, so only graphs
 faster than that run more than once per sample): single runs of a
 sub-millisecond graph scatter by +-20 % on a shared 2-vCPU machine, and bursts
 cut such a graph's interval at 60 pairs from +-5.5 % to +-3.4 % there.
-Where the ops run on TF's inter-op pool (wide graphs), compare() times several
-sessions of each graph (`sessions`; by default 12 there, 1 otherwise), session s
-of A against session s of B, and widens the interval where the session pairs'
-estimates disagree more than the pairs within them: each session settles on its
-own split of ops between the pool and the caller, which one session's pairs
-cannot show.
+Where the ops run on TF's inter-op pool (wide graphs), and where A and B hold
+over 2 MiB together either way, compare() times several sessions of each graph (`sessions`; by
+default 12 there, 1 for small graphs run in the calling thread), session s of A
+against session s of B, and widens the interval where the session pairs'
+estimates disagree more than the pairs within them: on the pool each session
+settles on its own split of ops between the pool and the caller, and a session
+of a graph of megabytes stays a few per cent faster or slower than another for
+all its runs, which one session's pairs cannot show.
 """
 
 import json
@@ -353,9 +355,9 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
         other graph's (None: as many as last about 5 ms, judged from the
         warm-up; result.burst).
     sessions: sessions of each graph, session s of A timed against session s of
-        B, the interval widened by their disagreement (None: 1 where the ops run
-        in the calling thread, 12 where they run on the inter-op pool, fewer for graphs
-        of over 85 MiB or that take over a second to load).
+        B, the interval widened by their disagreement (None: 12, fewer for graphs
+        of over 85 MiB or that take over a second to load; 1 where the ops run in
+        the calling thread and the two graphs hold 2 MiB or less).
     """
     target_ci = _target(target_ci)
     burst = _burst(burst)
