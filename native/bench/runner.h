@@ -130,7 +130,8 @@ inline constexpr int kMaxSessions = 64;
 // three runs (each compare's estimate off by up to 4 %), 6 sessions 100 %,
 // 12 sessions 95 % (median half-width 2.3 %); the small CNN (0.25 MB) covered
 // 95-100 % with one. So graphs of more than this many serialized bytes (A's
-// and B's together) get several sessions inline as on the pool.
+// and B's together) get several sessions inline as on the pool (but one
+// where kSessionBytesBudget holds fewer than kMinPoolSessions copies).
 inline constexpr double kInlineSessionsFromBytes = 2.0 * (1 << 20);
 // Sessions per graph for a compare that did not ask (options.sessions 0),
 // with options.ops_in_calling_thread resolved: one where ops run in the

@@ -112,6 +112,8 @@ LG_TEST(AutoSessionsByModeRunsAndSize) {
   o.ops_in_calling_thread = true;
   LG_EXPECT(leangraph::AutoSessions(o, big, small) == leangraph::kPoolSessions);
   LG_EXPECT(leangraph::AutoSessions(o, big, big) == 6);
+  // Too big for four copies: one session inline, four on the pool.
+  LG_EXPECT(leangraph::AutoSessions(o, huge, huge) == 1);
   tensorflow::GraphDef medium;
   Add(&medium, "w", "Const");
   (*medium.mutable_node(0)->mutable_attr())["value"].mutable_tensor()->set_tensor_content(
