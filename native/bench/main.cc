@@ -63,7 +63,7 @@ Times Session::Run of a frozen GraphDef (.pb binary, .pbtxt text).
                              by their disagreement (default: 12, fewer for
                              graphs of over 85 MiB or slow to load; 1 with
                              ops in the calling thread when A and B hold
-                             2 MiB or less together)
+                             2 MiB or less together, or over 512 MiB)
   --batch N                  examples per run, for throughput and unknown
                              leading dimensions
   --profile                  time per op type and top nodes (traced runs,

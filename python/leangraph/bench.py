@@ -357,7 +357,7 @@ def compare(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=No
     sessions: sessions of each graph, session s of A timed against session s of
         B, the interval widened by their disagreement (None: 12, fewer for graphs
         of over 85 MiB or that take over a second to load; 1 where the ops run in
-        the calling thread and the two graphs hold 2 MiB or less).
+        the calling thread and the two graphs hold 2 MiB or less, or over 512 MiB).
     """
     target_ci = _target(target_ci)
     burst = _burst(burst)
