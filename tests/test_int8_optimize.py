@@ -46,6 +46,8 @@ def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path, int8_any
     assert confirmed["a"] == "frozen" and confirmed["b"] == data["result"]
     lo, hi = confirmed["speedup_ci95"]
     assert lo <= confirmed["speedup"] <= hi and confirmed["pairs"] >= 20
+    # A tiny model runs inline in one session of each graph; the report says how many.
+    assert confirmed["sessions"] == 1 and confirmed["between_sessions_sd"] is None
     assert any("interleaved pairs" in note for note in report.notes)
 
 

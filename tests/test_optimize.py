@@ -845,7 +845,8 @@ def test_a_sole_candidate_the_pairs_find_slower_stays_the_result_once(model_path
     def slower(a, b, *args, **kwargs):
         compared.append(1)
         return types.SimpleNamespace(speedup=0.5, speedup_ci95=(0.45, 0.55), pairs=20,
-                                     target_met=True, position_effect=None)
+                                     target_met=True, position_effect=None, sessions=1,
+                                     between_sessions_sd=None)
 
     monkeypatch.setattr(bench, "compare", slower)
     monkeypatch.setattr(bench, "benchmark_in_child",

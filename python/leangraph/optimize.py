@@ -729,13 +729,15 @@ def _confirm(run, bench, chosen, prog):
     run.notes.append(
         f"{chosen.name} vs the frozen graph, re-timed in {result.pairs} interleaved pairs: "
         f"{result.speedup:.2f}× faster [95 % CI {lo:.2f}, {hi:.2f}]"
+        + (f", {result.sessions} sessions of each" if result.sessions > 1 else "")
         + ("" if result.target_met else
            f" (the ±{CONFIRM_TARGET_CI:.0%} target was not met in {CONFIRM_MAX_TIME:g} s: "
            "a noisy machine)"))
     return {"a": "frozen", "b": chosen.name, "speedup": result.speedup,
             "speedup_ci95": list(result.speedup_ci95), "pairs": result.pairs,
             "target_ci": CONFIRM_TARGET_CI, "target_met": result.target_met,
-            "position_effect": result.position_effect}
+            "position_effect": result.position_effect, "sessions": result.sessions,
+            "between_sessions_sd": result.between_sessions_sd}
 
 
 #: How many fastest-ranked variants the interleaved pairs may overrule before the
