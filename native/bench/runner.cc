@@ -844,12 +844,14 @@ absl::StatusOr<BenchReport> RunBenchmark(const tf::GraphDef& graph,
 
 int AutoSessions(const BenchOptions& o, const tf::GraphDef& a, const tf::GraphDef& b) {
   const double bytes = static_cast<double>(a.ByteSizeLong() + b.ByteSizeLong());
-  if (o.ops_in_calling_thread && bytes <= kInlineSessionsFromBytes) return 1;
   const double fit = std::floor(kSessionBytesBudget / bytes);
   // Inline, one session is a sound fallback (its interval misses only the
-  // sessions' offsets), so graphs too big for kMinPoolSessions copies get one;
-  // on the pool one session is not, and kMinPoolSessions is the floor.
-  if (o.ops_in_calling_thread && fit < kMinPoolSessions) return 1;
+  // sessions' offsets), so small graphs and graphs too big for
+  // kMinPoolSessions copies get one; on the pool one session is not, and
+  // kMinPoolSessions is the floor.
+  if (o.ops_in_calling_thread && (bytes <= kInlineSessionsFromBytes || fit < kMinPoolSessions)) {
+    return 1;
+  }
   int sessions = static_cast<int>(
       std::clamp(fit, double{kMinPoolSessions}, double{kPoolSessions}));
   if (o.target_ci <= 0 && o.runs > 0) {

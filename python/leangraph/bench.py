@@ -29,9 +29,9 @@ faster than that run more than once per sample): single runs of a
 sub-millisecond graph scatter by +-20 % on a shared 2-vCPU machine, and bursts
 cut such a graph's interval at 60 pairs from +-5.5 % to +-3.4 % there.
 Where the ops run on TF's inter-op pool (wide graphs), and where A and B hold
-over 2 MiB together either way, compare() times several sessions of each graph (`sessions`; by
-default 12 there, 1 for small graphs run in the calling thread), session s of A
-against session s of B, and widens the interval where the session pairs'
+over 2 MiB together either way, compare() times several sessions of each graph
+(`sessions`; by default 12 there, 1 for small graphs run in the calling thread),
+session s of A against session s of B, and widens the interval where the session pairs'
 estimates disagree more than the pairs within them: on the pool each session
 settles on its own split of ops between the pool and the caller, and a session
 of a graph of megabytes stays a few per cent faster or slower than another for
