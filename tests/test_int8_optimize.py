@@ -77,6 +77,19 @@ def test_calibration_dir_is_used(model_path, tmp_path, int8_anywhere):
     assert any("int8 calibrated on 3 image(s)" in note for note in report.notes)
 
 
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_a_bad_calibration_dir_is_named_as_such(model_path, tmp_path, make):
+    from leangraph.errors import LeangraphError
+
+    folder = tmp_path / "calib"
+    if make == "empty":
+        folder.mkdir()
+    with pytest.raises(LeangraphError, match="--calibration-dir .*calib"):
+        optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
+                 runs=2, progress=False, calibration_dir=folder)
+    assert not (tmp_path / "o").exists()
+
+
 def test_sqnr_gate_definition():
     ref = [np.array([[1.0, 2.0, 3.0]])]
     assert output_sqnr(ref, ref) == float("inf")

@@ -133,19 +133,21 @@ def _image_shape(shape):
     return int(height), int(width), int(channels)
 
 
-def list_images(image_dir):
-    """The JPEG/PNG files directly inside `image_dir`, sorted by name."""
+def list_images(image_dir, what="--image-dir"):
+    """The JPEG/PNG files directly inside `image_dir`, sorted by name.
+
+    what: how the folder was named to the user (an option), for the errors."""
     folder = Path(image_dir)
     if not folder.is_dir():
-        raise LeangraphError(f"--image-dir {folder} is not a directory")
+        raise LeangraphError(f"{what} {folder} is not a directory")
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise LeangraphError(f"no .jpg/.jpeg/.png images in {folder}")
+        raise LeangraphError(f"no .jpg/.jpeg/.png images in {what} {folder}")
     return files
 
 
-def load_images(image_dir, shape, preprocessing="none", limit=None):
+def load_images(image_dir, shape, preprocessing="none", limit=None, what="--image-dir"):
     """Reads, resizes and preprocesses the images in `image_dir`.
 
     shape: the model's NHWC input shape (batch dimension ignored). limit: read at
@@ -158,7 +160,7 @@ def load_images(image_dir, shape, preprocessing="none", limit=None):
     from PIL import Image, UnidentifiedImageError
 
     height, width, channels = _image_shape(shape)
-    files = list_images(image_dir)
+    files = list_images(image_dir, what)
     if limit is not None:
         files = files[: int(limit)]
     batch = np.empty((len(files), height, width, channels), dtype=np.float32)

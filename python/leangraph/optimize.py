@@ -415,7 +415,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
     if preprocess:
         image_inputs.resolve_preprocessing(preprocess)
     if calibration_dir is not None:
-        image_inputs.list_images(calibration_dir)
+        image_inputs.list_images(calibration_dir, "--calibration-dir")
     baseline, baseline_note = _baseline(baseline, model_path)
     from leangraph import bench, recipes
 
@@ -921,7 +921,8 @@ def _calibration_inputs(run, folder):
     """The calibration images, decoded and preprocessed as the verification inputs are."""
     frozen = run.loaded.frozen
     mode = run.mode or image_inputs.resolve_preprocessing(run.config.preprocess or "none")
-    x, files = image_inputs.load_images(folder, frozen.inputs[0].shape, mode)
+    x, files = image_inputs.load_images(folder, frozen.inputs[0].shape, mode,
+                                        what="--calibration-dir")
     run.notes.append(f"int8 calibrated on {len(files)} image(s) from {folder} ({mode})")
     return [x], files
 

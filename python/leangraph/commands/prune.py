@@ -120,7 +120,7 @@ def run(args):
 
         model = load_keras(args.model, unsafe=args.unsafe)
         x, _ = load_images(args.data, tuple(model.inputs[0].shape),
-                           resolve_preprocessing(args.preprocess))
+                           resolve_preprocessing(args.preprocess), what="--data")
         y = None
     else:
         x, y = load_data(args.data)
