@@ -507,6 +507,9 @@ def test_bad_calibration_data(tmp_path):
         Q.calibrate(g, bad)
     with pytest.raises(leangraph.QuantizeError, match="no examples"):
         Q.calibrate(g, np.zeros((0, 12, 12, 8), np.float32))
+    with pytest.raises(leangraph.QuantizeError, match="constant .*'input' is 0"):
+        Q.quantize(g, np.zeros((3, 12, 12, 8), np.float32), require_vnni=False)
+    Q.calibrate(g, np.zeros((1, 12, 12, 8), np.float32) + np.arange(8, dtype=np.float32))
     with pytest.raises(leangraph.QuantizeError, match="not an input"):
         Q.calibrate(g, {"other": _samples(1)})
     with pytest.raises(leangraph.QuantizeError, match="unknown calibration method"):

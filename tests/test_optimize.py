@@ -856,3 +856,26 @@ def test_a_sole_candidate_the_pairs_find_slower_stays_the_result_once(model_path
     assert data["result"] == "int8" and len(compared) == 1
     assert any("no other variant of the precisions asked for passed, so it stays the result"
                in note for note in data["notes"])
+
+
+def test_made_inputs_call_only_images_images():
+    from types import SimpleNamespace
+
+    from leangraph.optimize import _make_inputs
+
+    def frozen(*inputs):
+        return SimpleNamespace(inputs=[SimpleNamespace(name=n, dtype=d, shape=s)
+                                       for n, d, s in inputs])
+
+    notes = []
+    arrays, what, _ = _make_inputs(frozen(("tokens", "int32", (None, 20)),
+                                          ("seq", "float32", (None, 16, 32))),
+                                   None, 4, None, None, None, notes)
+    assert notes == [] and what.startswith("seeded random values")
+    assert arrays[0].dtype == np.int32 and arrays[0].shape == (4, 20)
+    assert arrays[1].shape == (4, 16, 32) and np.abs(arrays[1]).max() <= 1.0
+    arrays, what, mode = _make_inputs(frozen(("image", "float32", (None, 8, 8, 3)),
+                                             ("extra", "float32", (None, 5))),
+                                      None, 2, None, None, None, notes)
+    assert mode == "tf" and "pixels" in what and "values" in what
+    assert len(notes) == 1 and "no known preprocessing" in notes[0]

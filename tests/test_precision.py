@@ -283,3 +283,15 @@ def test_tiny_zero_bias_lets_grappler_fuse_the_relu():
     assert exact.get("Relu", 0) == 2
     assert tiny.get("Relu", 0) == 0
     assert sum(n for op, n in tiny.items() if "FusedConv2D" in op) == 2
+
+
+def test_the_bf16_note_says_whether_the_cpu_or_the_model_is_why():
+    from leangraph.pipeline.throughput import bf16_note, matmul_gflops
+
+    slow = bf16_note(3.0, 2.0, {"float32": 250.0, "bfloat16": 140.0, "float16": 270.0})
+    assert "no throughput advantage" in slow and "140 in bf16" in slow
+    fast = bf16_note(0.4, 0.2, {"float32": 150.0, "bfloat16": 820.0, "float16": 260.0})
+    assert "not faster for this model" in fast and "no throughput advantage" not in fast
+    assert "820 in bf16" in fast
+    rates = matmul_gflops(size=64, repeats=1)
+    assert set(rates) == {"float32", "bfloat16", "float16"} and all(r > 0 for r in rates.values())

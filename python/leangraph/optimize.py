@@ -232,6 +232,7 @@ def _describe_inputs(frozen):
 def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress, notes):
     """(list of arrays, one per graph input, N examples each; description; preprocessing mode)."""
     name = getattr(keras_model, "name", None)
+    images = [_is_image(info) for info in frozen.inputs]
     if preprocessing:
         mode = image_inputs.resolve_preprocessing(preprocessing)
     else:
@@ -239,8 +240,9 @@ def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress,
         if mode is None:
             # Raw 0..255 pixels would saturate most models and hide differences.
             mode = "tf"
-            notes.append(f"no known preprocessing for model '{name}': image inputs are scaled to "
-                         "[-1, 1] (tf mode); pass --preprocess NAME to choose")
+            if image_dir is not None or any(images):
+                notes.append(f"no known preprocessing for model '{name}': image inputs are "
+                             "scaled to [-1, 1] (tf mode); pass --preprocess NAME to choose")
     if image_dir is not None:
         if len(frozen.inputs) != 1:
             raise UsageError(
@@ -261,16 +263,29 @@ def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress,
                 f"input '{info.name}' takes {info.dtype} values ({_describe_inputs(frozen)}): "
                 "optimize makes and loads numeric inputs only; export a signature that takes "
                 "the decoded tensor (e.g. the image after decode_jpeg and resize)")
-        shape = info.shape
-        is_image = (shape is not None and len(shape) == 4 and shape[-1] in (1, 3)
-                    and np.issubdtype(np.dtype(info.dtype), np.floating))
-        if is_image:
-            arrays.append(image_inputs.random_images(shape, count, mode, seed=DEFAULT_SEED + i))
-        else:
-            arrays.append(image_inputs.random_inputs(shape, info.dtype, count,
+        if images[i]:
+            arrays.append(image_inputs.random_images(info.shape, count, mode,
                                                      seed=DEFAULT_SEED + i))
-    what = f"seeded random pixels, preprocessing {mode}"
+        else:
+            arrays.append(image_inputs.random_inputs(info.shape, info.dtype, count,
+                                                     seed=DEFAULT_SEED + i))
+    if all(images):
+        what = f"seeded random pixels, preprocessing {mode}"
+    elif any(images):
+        what = f"seeded random pixels (preprocessing {mode}) and seeded random values"
+    else:
+        what = "seeded random values (floats in [-1, 1], integers in [0, 10))"
     return arrays, what, mode
+
+
+def _is_image(info):
+    """Whether optimize makes an input's examples as images: float NHWC with 1 or 3 channels."""
+    shape = info.shape
+    try:
+        floating = np.issubdtype(np.dtype(info.dtype), np.floating)
+    except TypeError:
+        return False
+    return shape is not None and len(shape) == 4 and shape[-1] in (1, 3) and floating
 
 
 

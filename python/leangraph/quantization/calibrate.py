@@ -119,7 +119,9 @@ def input_feeds(graph_def, samples, input_name=None):
             raise QuantizeError(f"calibration data for '{name}' is not numeric") from None
         shape = node.attr["shape"].shape
         dims = None if shape.unknown_rank else [d.size for d in shape.dim]
-        if dims is not None and array.ndim == len(dims) - 1:
+        given = "" if dims is None or array.ndim != len(dims) - 1 else \
+            f" (one example of shape {tuple(array.shape)})"
+        if given:
             array = array[None]
         if dims is not None and array.ndim != len(dims):
             raise QuantizeError(
@@ -130,8 +132,8 @@ def input_feeds(graph_def, samples, input_name=None):
             for axis, (want, got) in enumerate(zip(dims[1:], array.shape[1:]), start=1):
                 if want >= 0 and want != got:
                     raise QuantizeError(
-                        f"calibration data for '{name}' has shape {tuple(array.shape)}, but the input "
-                        f"is {_fmt(dims)} (axis {axis} differs)"
+                        f"calibration data for '{name}' has shape {tuple(array.shape)}{given}, but "
+                        f"the input is {_fmt(dims)} (axis {axis} differs)"
                     )
         if array.shape[0] == 0:
             raise QuantizeError(f"calibration data for '{name}' holds no examples")
@@ -263,6 +265,12 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         raise QuantizeError(f"batch_size must be at least 1, got {batch_size}")
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
     feeds = input_feeds(graph_def, samples, input_name)
+    if all(v.min() == v.max() for v in feeds.values()):
+        # Every tensor's range would be that of one input: real inputs would
+        # saturate, and the checks on these samples would not show it.
+        which = ", ".join(f"'{graphs.node_name(k)}' is {float(v.flat[0]):g}" for k, v in feeds.items())
+        raise QuantizeError(f"calibration data is constant (every value of {which}): its ranges "
+                            "would clip any real input; give representative examples")
     names = [_tensor(t) for t in tensors] if tensors is not None else observed_tensors(graph_def)
     known = {n.name for n in graph_def.node}
     for name in names:
