@@ -946,3 +946,62 @@ def test_two_equalized_convs_sharing_weights_leave_no_copy_behind():
         want = leangraph.run(g, {"input": x[:1]}, [out])[0]
         np.testing.assert_allclose(leangraph.run(eq, {"input": x[:1]}, [out])[0], want,
                                    rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def _mean_error_per_channel(graph_def, qgraph, x):
+    ref = np.concatenate([leangraph.run(graph_def, {"input": e[None]}, ["output"])[0] for e in x])
+    got = np.concatenate([leangraph.run(qgraph, {"input": e[None]}, ["output"])[0] for e in x])
+    return float(np.abs((got - ref).reshape(-1, ref.shape[-1]).mean(0)).mean())
+
+
+def test_bias_correction_takes_each_channels_mean_error_out():
+    # Positive inputs: each output channel's rounded weights add a steady offset.
+    g = _graph(lambda x: _conv_bias_relu(x, relu=None))
+    x = _samples(16, positive=True)
+    plain = _quantize(g, x, bias_correction=False)
+    fixed = _quantize(g, x)
+    assert plain.bias_corrected == [] and fixed.bias_corrected == ["conv_int8"]
+    note = next(n for n in fixed.notes if n.startswith("bias correction"))
+    assert "8 other sample(s)" in note and note.endswith("kept")
+    assert _ops(fixed.graph_def) == _ops(plain.graph_def)
+    held_out = _samples(24, positive=True)[16:]
+    for samples in (x[:8], held_out):
+        before = _mean_error_per_channel(g, plain.graph_def, samples)
+        assert _mean_error_per_channel(g, fixed.graph_def, samples) < 0.3 * before
+    assert fixed.to_dict()["bias_corrected"] == ["conv_int8"]
+
+
+def test_bias_correction_fits_units_after_those_upstream_and_helps_a_deep_graph():
+    from leangraph.quantization import int8 as I
+
+    g = _graph(_residual_blocks)
+    masks = I._upstream(g, ["c1", "c2", "proj", "c3"])
+    assert masks == {"c1": 0, "c2": 0b1, "proj": 0b11, "c3": 0b11}
+    g = _graph(_inverted_residuals)
+    x = _samples(16)
+    test = np.random.default_rng(11).standard_normal((8, 12, 12, 8)).astype(np.float32)
+    plain = _quantize(g, x, bias_correction=False)
+    fixed = _quantize(g, x)
+    assert len(fixed.bias_corrected) == len(Q.quantized_units(fixed.graph_def))
+    assert _sqnr_on(g, fixed.graph_def, test) > _sqnr_on(g, plain.graph_def, test)
+
+
+def test_a_bias_correction_that_loses_is_measured_and_dropped(monkeypatch):
+    from leangraph.quantization import int8 as I
+
+    g = _graph(_separable_chain)
+    x = _samples(8)  # no more samples: judged on the ones it was fitted on
+    plain = _quantize(g, x, bias_correction=False)
+
+    def wrong(graph_def, probe, ends, feeds, float_values):
+        by = {n.name: n for n in probe.node}
+        return {name: np.full(tf.make_ndarray(by[bias].attr["value"].tensor).shape, 5.0,
+                              np.float32)
+                for name, bias, _ in I._bias_targets(probe, ends).values()}
+
+    monkeypatch.setattr(I, "_correct_biases", wrong)
+    dropped = _quantize(g, x)
+    note = next(n for n in dropped.notes if n.startswith("bias correction"))
+    assert "the same samples" in note and note.endswith("not kept")
+    assert dropped.bias_corrected == []
+    assert list(dropped.graph_def.node) == list(plain.graph_def.node)

@@ -35,6 +35,9 @@ DEFAULT_MIN_SQNR_DB = 15.0
 # Dequantize per value: on a 2-vCPU AVX512_VNNI Xeon, 8.5 against 3.2 ps per MAC
 # and 0.3-0.6 ns per value, so it pays from about 60-100 MACs per value.
 DEFAULT_MIN_MACS_PER_CONVERSION = 64.0
+#: Bias correction takes a channel's mean 8-bit error from at least this many of its values.
+_MIN_VALUES_PER_CHANNEL = 8
+_DT_FLOAT = 1
 
 
 def cpu_has_vnni():
@@ -98,6 +101,7 @@ class QuantizeResult:
     weight_bits: int = 8  # of unsigned-input Conv2D weights (7: right without VNNI too)
     notes: list = field(default_factory=list)
     equalized: list = field(default_factory=list)  # convs whose SE product was equalized first
+    bias_corrected: list = field(default_factory=list)  # 8-bit nodes whose bias was corrected
 
     @property
     def int8_layers(self):
@@ -115,6 +119,7 @@ class QuantizeResult:
             "rounds": self.rounds,
             "weight_bits": self.weight_bits,
             "equalized": list(self.equalized),
+            "bias_corrected": list(self.bias_corrected),
             "calibration": {k: v for k, v in self.calibration.to_dict().items() if k != "ranges"},
             "layers": [l.to_dict() for l in self.layers],
             "notes": list(self.notes),
@@ -236,6 +241,13 @@ def _first_and_last(graph_def, ends):
     """The contraction nearest the inputs and the one nearest the outputs, by graph depth."""
     if not ends:
         return []
+    depth = _depths(graph_def)
+    ordered = sorted(ends, key=lambda n: depth.get(n, 0))
+    return [ordered[0], ordered[-1]]
+
+
+def _depths(graph_def):
+    """{node: its longest path from a source}; nodes on a loop are left out."""
     inputs = {n.name: [graphs.node_name(i) for i in n.input if not i.startswith("^")]
               for n in graph_def.node}
     readers = {name: [] for name in inputs}
@@ -254,8 +266,7 @@ def _first_and_last(graph_def, ends):
             pending[r] -= 1
             if pending[r] == 0:
                 ready.append(r)
-    ordered = sorted(ends, key=lambda n: depth.get(n, 0))
-    return [ordered[0], ordered[-1]]
+    return depth
 
 
 def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_bits=8):
@@ -279,7 +290,7 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
              exclude_first=False, exclude_last=False, min_sqnr_db=DEFAULT_MIN_SQNR_DB, max_rounds=4,
              check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None,
-             equalize=True, weight_bits=None, min_macs_per_conversion=None):
+             equalize=True, weight_bits=None, min_macs_per_conversion=None, bias_correction=True):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
     graph: a frozen float GraphDef, best after the `deploy` recipe (batch norms
@@ -300,6 +311,12 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         VNNI too (their Conv2D kernels saturate 8-bit weights; depthwise and
         matmul weights stay 8-bit). None: 8 where this CPU has VNNI, else 7,
         so the SQNR checks here measure what this CPU computes.
+    bias_correction: take each 8-bit layer's mean error per output channel, measured
+        on the check samples against the float graph, out of its bias (layer after
+        layer, upstream first), and keep that where it improves the outputs' SQNR on
+        the next check_samples samples (on the same ones where there are no more).
+        MobileNetV2 (random weights, 224x224, 16 samples): 42.6 dB without, 44.9 dB
+        with, on held-out inputs.
     min_macs_per_conversion: a unit whose float input must be quantized, or whose
         output dequantized for a float reader (a swish, GELU or multiply), stays
         float unless it does at least this many MACs per value converted: below it
@@ -356,6 +373,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     if samples is not None:
         feeds = input_feeds(graph_def, samples)
         check = {k: v[: max(1, int(check_samples))] for k, v in feeds.items()}
+        # Where there are more samples, a bias correction fitted on `check` is judged on others.
+        held_out = {k: v[len(check[k]): 2 * len(check[k])] for k, v in feeds.items()}
+        if not all(len(v) for v in held_out.values()):
+            held_out = check
 
     if min_macs_per_conversion:
         threshold = float(min_macs_per_conversion)
@@ -393,8 +414,32 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             excluded[name] = (f"output SQNR {out:.1f} dB < {float(min_sqnr_db):g} dB "
                               f"(its input: {into:.1f} dB)")
 
-    rewritten = _merged(_transform(graph_def, calibration, set(excluded), False, inputs, outputs,
-                                   weight_bits), inputs, outputs)
+    final = _transform(graph_def, calibration, set(excluded), False, inputs, outputs, weight_bits)
+    corrected, bias_note = {}, None
+    if bias_correction and check is not None and quantized_units(final):
+        probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs, weight_bits)
+        corrected = _correct_biases(graph_def, probe, ends, check, float_values)
+        if corrected:
+            # Kept where it helps the outputs, measured: a correction fitted on few
+            # samples, or on a network that amplifies small shifts, can cost more.
+            reference = _run(original, outputs, held_out)
+            fixed = _with_biases(final, corrected)
+            before, after = (min(sqnr_db(a, b) for a, b in
+                                 zip(reference, _run(g, outputs, held_out)))
+                             for g in (final, fixed))
+            kept = after > before
+            fitted = len(next(iter(check.values())))
+            judged = ("the same samples" if held_out is check else
+                      f"{len(reference[0])} other sample(s)")
+            bias_note = (f"bias correction: {len(corrected)} 8-bit layers' biases less their mean "
+                         f"8-bit error on {fitted} sample(s); on {judged}, output SQNR "
+                         f"{after:.1f} dB against {before:.1f} dB without: "
+                         + ("kept" if kept else "not kept"))
+            if kept:
+                final = fixed
+            else:
+                corrected = {}
+    rewritten = _merged(final, inputs, outputs)
     units = quantized_units(rewritten)
     macs = _layer_macs(graph_def)
     layers = []
@@ -423,7 +468,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         rounds=rounds,
         equalized=equalized,
         weight_bits=weight_bits,
+        bias_corrected=sorted(corrected),
     )
+    if bias_note:
+        result.notes.append(bias_note)
     if not min_macs_per_conversion and units:
         costs = _conversion_costs(rewritten, graph_def, *_macs_and_sizes(graph_def))
         slow = sum(1 for v in costs.values() if v < DEFAULT_MIN_MACS_PER_CONVERSION)
@@ -447,7 +495,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
                          exclude_first=exclude_first, exclude_last=exclude_last,
                          min_sqnr_db=min_sqnr_db, max_rounds=max_rounds, check_samples=check_samples,
                          inputs=inputs, outputs=outputs, require_vnni=False, equalize=False,
-                         weight_bits=weight_bits, min_macs_per_conversion=min_macs_per_conversion)
+                         weight_bits=weight_bits, min_macs_per_conversion=min_macs_per_conversion,
+                         bias_correction=bias_correction)
         versus = (f"{len(equalized)} squeeze-and-excitation product(s) equalized: output SQNR "
                   f"{output_sqnr:.1f} dB, against {plain.output_sqnr_db:.1f} dB without")
         if plain.output_sqnr_db >= output_sqnr:
@@ -455,6 +504,134 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             return plain
         result.notes.append(versus)
     return result
+
+
+def _upstream(graph_def, units):
+    """{unit: bit mask of the other units (by position in `units`) whose output reaches it}."""
+    index = {c: i for i, c in enumerate(units)}
+    nodes = {n.name: n for n in graph_def.node}
+    depth = _depths(graph_def)
+    reach = {}
+    for name in sorted(depth, key=depth.get):
+        mask = 0
+        for i in nodes[name].input:
+            if not i.startswith("^"):
+                source = graphs.node_name(i)
+                mask |= reach.get(source, 0) | (1 << index[source] if source in index else 0)
+        reach[name] = mask
+    return {c: reach.get(c, 0) for c in units}
+
+
+def _bias_targets(probe, ends):
+    """{contraction: (8-bit node, its bias Const, the float tensor its unit ends at)} of a
+    probed rewrite, for the units with a float Const bias whose end the probes show."""
+    by = {n.name: n for n in probe.node}
+    out = {}
+    for contraction, (_, name) in quantized_units(probe).items():
+        node = by[name]
+        fused = [f.decode() for f in node.attr["fused_ops"].list.s]
+        end = ends.get(contraction)
+        bias = by.get(graphs.node_name(node.input[2])) if len(node.input) > 2 else None
+        if ("BiasAdd" in fused and bias is not None and bias.op == "Const"
+                and bias.attr["dtype"].type == _DT_FLOAT and end in by):
+            out[contraction] = (name, bias.name, end)
+    return out
+
+
+def _correct_biases(graph_def, probe, ends, feeds, float_values):
+    """{8-bit node: its unit's mean 8-bit error per channel on `feeds`, to take from its bias}.
+
+    probe: the probed rewrite of graph_def. Fitted unit after unit in graph order,
+    each once every unit upstream of it is corrected (a unit's error includes what
+    reaches it from above, so correcting two in a row from one run would count that
+    twice), in one session of the probed rewrite whose biases are fed. A channel is
+    corrected from at least _MIN_VALUES_PER_CHANNEL values of it; after a Relu or
+    Relu6, from the values both graphs leave in its linear range."""
+    targets = _bias_targets(probe, ends)
+    if not targets:
+        return {}
+    from tensorflow.python.framework import tensor_util
+
+    units = list(targets)
+    upstream = _upstream(graph_def, units)
+    editable = graphs.graph_pb2().GraphDef()
+    editable.CopyFrom(probe)
+    by = {n.name: n for n in editable.node}
+    for name, _, _ in targets.values():
+        # The kernels cache a constant bias on their first run; this one is fed.
+        by[name].attr["is_bias_const"].b = False
+    bias = {c: tensor_util.MakeNdarray(by[b].attr["value"].tensor).astype(np.float32)
+            for c, (_, b, _) in targets.items()}
+    start = {c: b.copy() for c, b in bias.items()}
+    names = [end + ":0" for _, _, end in targets.values()]
+    missing = [n for n in names if n not in float_values]
+    if missing:
+        float_values.update(zip(missing, _run(graph_def, missing, feeds)))
+    float_ops = {n.name: n.op for n in graph_def.node}
+    corrected, pending = {}, (1 << len(units)) - 1
+    session = _Session(editable)
+    try:
+        while pending:
+            ready = [c for i, c in enumerate(units)
+                     if pending >> i & 1 and not upstream[c] & pending]
+            if not ready:
+                break
+            extra = {targets[c][1] + ":0": bias[c] for c in units}
+            got = dict(zip(names, _run(editable, names, feeds, session=session, extra=extra)))
+            for c in ready:
+                pending &= ~(1 << units.index(c))
+                end = targets[c][2]
+                reference, value = float_values[end + ":0"], got[end + ":0"]
+                if reference.shape != value.shape or reference.shape[-1:] != bias[c].shape:
+                    continue
+                a = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
+                b = value.reshape(a.shape).astype(np.float64)
+                live = np.ones(a.shape, bool)
+                if float_ops.get(end) in ("Relu", "Relu6"):
+                    live = (a > 0) & (b > 0)
+                    if float_ops[end] == "Relu6":
+                        live &= (a < 6) & (b < 6)
+                count = live.sum(0)
+                shift = np.where(count >= _MIN_VALUES_PER_CHANNEL,
+                                 np.where(live, b - a, 0.0).sum(0) / np.maximum(count, 1), 0.0)
+                if np.any(shift) and np.all(np.isfinite(shift)):
+                    bias[c] = (bias[c] - shift).astype(np.float32)
+                    # As a difference: the rewrite without probes folds other terms
+                    # into some biases (an unsigned input's shift).
+                    corrected[targets[c][0]] = start[c] - bias[c]
+    finally:
+        session.close()
+    return corrected
+
+
+def _with_biases(graph_def, corrected):
+    """A copy of a rewrite whose 8-bit nodes named in `corrected` read their bias less that."""
+    from tensorflow.python.framework import tensor_util
+
+    out = graphs.graph_pb2().GraphDef()
+    out.CopyFrom(graph_def)
+    readers = {}
+    for node in out.node:
+        for i in node.input:
+            readers[graphs.node_name(i)] = readers.get(graphs.node_name(i), 0) + 1
+    by = {n.name: n for n in out.node}
+    for name, values in sorted(corrected.items()):
+        node = by.get(name)
+        if node is None or len(node.input) < 3 or graphs.node_name(node.input[2]) not in by:
+            continue
+        const = by[graphs.node_name(node.input[2])]
+        old = tensor_util.MakeNdarray(const.attr["value"].tensor)
+        if const.op != "Const" or old.shape != values.shape:
+            continue
+        if readers[const.name] > 1:  # shared: the unit gets a Const of its own
+            own = out.node.add()
+            own.CopyFrom(const)
+            own.name = f"{name}/corrected_bias"
+            node.input[2] = own.name
+            const = own
+        const.attr["value"].tensor.CopyFrom(
+            tensor_util.make_tensor_proto((old - values).astype(np.float32)))
+    return out
 
 
 def _merged(graph_def, inputs, outputs):
@@ -474,24 +651,31 @@ def _merged(graph_def, inputs, outputs):
         return graph_def
 
 
-def _run(graph_def, names, feeds):
-    """The fetched tensors over all of `feeds`, run in batches the inputs' static shape allows."""
+def _run(graph_def, names, feeds, session=None, extra=None):
+    """The fetched tensors over all of `feeds`, run in batches the inputs' static shape allows.
+
+    session: a _Session of graph_def to run in (default: one made and closed here);
+    extra: {tensor: value} fed in every batch as it is (a bias under correction)."""
     from leangraph.quantization.calibrate import padded, static_batch
 
     fixed = static_batch(graph_def)
     count = next(iter(feeds.values())).shape[0]
     step = fixed or count
-    session = _Session(graph_def)
+    own = session is None
+    if own:
+        session = _Session(graph_def)
     try:
         # A graph frozen at a batch takes only that many: the last batch is filled up
         # and its filler cut from the results.
         parts = [[v[:min(step, count - i)] if np.ndim(v) and len(v) == step else v
                   for v in session.run(
                      [n if ":" in n else n + ":0" for n in names],
-                     padded({k: v[i:i + step] for k, v in feeds.items()}, step))]
+                     {**padded({k: v[i:i + step] for k, v in feeds.items()}, step),
+                      **(extra or {})})]
                  for i in range(0, count, step)]
     finally:
-        session.close()
+        if own:
+            session.close()
     return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
 
 

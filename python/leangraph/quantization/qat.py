@@ -12,6 +12,9 @@ the int8 graph will do, so they settle where that rounding costs least:
 - every conv's output is rounded where the int8 graph requantizes it: after
   its own relu, or after the batch norm and relu that fold into it.
 
+That is quantize(bias_correction=False): a bias correction shifts the rewrite's
+biases by the mean error it measures, which no simulation here models.
+
 Gradients pass the rounding straight through (the straight-through
 estimator). Kernels are substituted with Keras' StatelessScope, so the
 model's own variables stay float and are what training updates; inputs are
