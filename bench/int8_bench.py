@@ -8,6 +8,7 @@ round median is kept (a slow phase of the machine hits one round, not one path).
     .venv/bin/python bench/int8_bench.py [--models Xception,ResNet50,MobileNetV2]
         [--runs 30] [--rounds 2] [--calibration 16] [--peers-python PY]
     .venv/bin/python bench/int8_bench.py --coverage [--size 160] [--coverage-models A,B]
+        [--no-bias-correction]
 
 The peers are optional bench extras, in any interpreter given by --peers-python
 (it needs openvino, nncf, onnxruntime, tf2onnx and tensorflow-cpu): they are
@@ -36,7 +37,7 @@ COVERAGE = ("ResNet50", "MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "Ef
             "DenseNet121", "InceptionV3", "NASNetMobile", "ConvNeXtTiny", "Xception")
 
 
-def build(name, workdir, calibration, seed=0, size=None, bf16=False):
+def build(name, workdir, calibration, seed=0, size=None, bf16=False, bias_correction=True):
     import keras
 
     import leangraph
@@ -56,7 +57,8 @@ def build(name, workdir, calibration, seed=0, size=None, bf16=False):
     fp32 = leangraph.transform(frozen.graph_def, leangraph.recipe("deploy", frozen.graph_def))
     calib = rng.uniform(-1, 1, (calibration, size, size, 3)).astype(np.float32)
     x = rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
-    result = quantization.quantize(fp32, calib, require_vnni=False)
+    result = quantization.quantize(fp32, calib, require_vnni=False,
+                                   bias_correction=bias_correction)
     paths = {"fp32": workdir / f"{name}.fp32.pb", "int8": workdir / f"{name}.int8.pb"}
     leangraph.save_graph(fp32, str(paths["fp32"]))
     leangraph.save_graph(result.graph_def, str(paths["int8"]))
@@ -198,6 +200,8 @@ def main():
                         help="no timing: int8 MAC share, logits SQNR and fallbacks for ten "
                              "keras.applications architectures (at --size)")
     parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--no-bias-correction", action="store_true",
+                        help="with --coverage: quantize(bias_correction=False), to compare")
     parser.add_argument("--coverage-models", default=",".join(COVERAGE),
                         help="with --coverage: the keras.applications names (default: the ten)")
     args = parser.parse_args()
@@ -278,7 +282,8 @@ def coverage(args):
     with tempfile.TemporaryDirectory(prefix="int8-coverage-") as tmp:
         for name in args.coverage_models.split(","):
             size = max(args.size, 75) if name != "NASNetMobile" else 224
-            _, info = build(name, Path(tmp), args.calibration, size=size)
+            _, info = build(name, Path(tmp), args.calibration, size=size,
+                            bias_correction=not args.no_bias_correction)
             kept = ", ".join(n.rsplit("/", 2)[-2] for n, _ in info["fallback"][:3]) or "-"
             print(f"{name:<18} {info['int8_layers']:>11} {100 * info['mac_share']:>9.1f}% "
                   f"{info['sqnr_db']:>10.1f} dB {info['qdq']:>9} "

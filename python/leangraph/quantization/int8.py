@@ -398,13 +398,19 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     rounds = 0
     sqnr = {}
     float_values = {}  # tensor -> the float graph's value on `check`
+    # Each round's layers are measured with their biases corrected (fitted anew: a
+    # correction fitted downstream of a layer that then fell back would be wrong).
+    early = None
     while True:
         rounds += 1
         probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs, weight_bits)
         units = quantized_units(probe)
         if check is None or not units or min_sqnr_db is None:
             break
-        measured = _unit_sqnr(graph_def, probe, units, ends, check, float_values)
+        if bias_correction:
+            early = _correct_biases(graph_def, probe, ends, check, float_values)
+        measured = _unit_sqnr(graph_def, _with_biases(probe, early) if early else probe, units,
+                              ends, check, float_values)
         sqnr.update({c: out for c, (_, out) in measured.items()})
         worst = _culprits(measured, float(min_sqnr_db))
         if not worst or rounds >= int(max_rounds):
@@ -417,8 +423,12 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     final = _transform(graph_def, calibration, set(excluded), False, inputs, outputs, weight_bits)
     corrected, bias_note = {}, None
     if bias_correction and check is not None and quantized_units(final):
-        probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs, weight_bits)
-        corrected = _correct_biases(graph_def, probe, ends, check, float_values)
+        if early is not None:  # fitted on the last round's probe: the layers are these
+            corrected = early
+        else:
+            probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs,
+                               weight_bits)
+            corrected = _correct_biases(graph_def, probe, ends, check, float_values)
         if corrected:
             # Kept where it helps the outputs, measured: a correction fitted on few
             # samples, or on a network that amplifies small shifts, can cost more.
