@@ -290,8 +290,11 @@ def test_the_bf16_note_says_whether_the_cpu_or_the_model_is_why():
 
     slow = bf16_note(3.0, 2.0, {"float32": 250.0, "bfloat16": 140.0, "float16": 270.0})
     assert "no throughput advantage" in slow and "140 in bf16" in slow
+    assert "(3.0 ms vs fp32 2.0 ms)" in slow
     fast = bf16_note(0.4, 0.2, {"float32": 150.0, "bfloat16": 820.0, "float16": 260.0})
     assert "not faster for this model" in fast and "no throughput advantage" not in fast
-    assert "820 in bf16" in fast
+    assert "820 in bf16" in fast and "(0.40 ms vs fp32 0.20 ms)" in fast
+    assert "(136.4 ms vs fp32 95.0 ms)" in bf16_note(136.4, 95.0, {"float32": 1.0, "bfloat16": 1.0,
+                                                                    "float16": 1.0})
     rates = matmul_gflops(size=64, repeats=1)
     assert set(rates) == {"float32", "bfloat16", "float16"} and all(r > 0 for r in rates.values())

@@ -34,13 +34,14 @@ def bf16_note(bf16_ms, fp32_ms, rates=None):
 
     rates: {dtype: GFLOP/s} (default: measured now, matmul_gflops)."""
     rates = rates or matmul_gflops()
+    bf16_ms, fp32_ms = (f"{ms:.1f}" if ms >= 1 else f"{ms:.2f}" for ms in (bf16_ms, fp32_ms))
     fp32, bf16, fp16 = rates["float32"], rates["bfloat16"], rates["float16"]
     measured = (f"this CPU's TensorFlow matmul runs at {fp32:.0f} GFLOP/s in fp32, {bf16:.0f} in "
                 f"bf16 and {fp16:.0f} in fp16 ({_SIZE}³)")
     if bf16 >= LEVER * fp32:
         # The CPU has the lever; this model does not use it.
-        return (f"bf16 is not faster for this model ({bf16_ms:.2g} ms vs fp32 {fp32_ms:.2g} ms), "
+        return (f"bf16 is not faster for this model ({bf16_ms} ms vs fp32 {fp32_ms} ms), "
                 f"though {measured}: its time goes to layers too small for bf16's throughput to "
                 f"pay, or to the conversions and ops that stay in fp32")
-    return (f"bf16 is not faster here ({bf16_ms:.2g} ms vs fp32 {fp32_ms:.2g} ms): {measured}, "
+    return (f"bf16 is not faster here ({bf16_ms} ms vs fp32 {fp32_ms} ms): {measured}, "
             f"so bf16 has no throughput advantage (it pays with AMX or on AMD Zen 4)")

@@ -37,7 +37,7 @@ DEFAULT_MIN_SQNR_DB = 15.0
 DEFAULT_MIN_MACS_PER_CONVERSION = 64.0
 #: Bias correction takes a channel's mean 8-bit error from at least this many of its values.
 _MIN_VALUES_PER_CHANNEL = 8
-_DT_FLOAT = 1
+_DT_FLOAT = 1  # types_pb2.DT_FLOAT
 
 
 def cpu_has_vnni():
@@ -441,10 +441,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             fitted = len(next(iter(check.values())))
             judged = ("the same samples" if held_out is check else
                       f"{len(reference[0])} other sample(s)")
-            bias_note = (f"bias correction: {len(corrected)} 8-bit layers' biases less their mean "
-                         f"8-bit error on {fitted} sample(s); on {judged}, output SQNR "
-                         f"{after:.1f} dB against {before:.1f} dB without: "
-                         + ("kept" if kept else "not kept"))
+            bias_note = (f"bias correction: {len(corrected)} 8-bit layers' mean error per channel, "
+                         f"fitted on {fitted} sample(s), taken out of their biases; on {judged} "
+                         f"the outputs' SQNR is {after:.1f} dB with it against {before:.1f} dB "
+                         "without: " + ("kept" if kept else "not kept"))
             if kept:
                 final = fixed
             else:
@@ -563,6 +563,7 @@ def _correct_biases(graph_def, probe, ends, feeds, float_values):
     from tensorflow.python.framework import tensor_util
 
     units = list(targets)
+    position = {c: i for i, c in enumerate(units)}
     upstream = _upstream(graph_def, units)
     editable = graphs.graph_pb2().GraphDef()
     editable.CopyFrom(probe)
@@ -589,7 +590,7 @@ def _correct_biases(graph_def, probe, ends, feeds, float_values):
             extra = {targets[c][1] + ":0": bias[c] for c in units}
             got = dict(zip(names, _run(editable, names, feeds, session=session, extra=extra)))
             for c in ready:
-                pending &= ~(1 << units.index(c))
+                pending &= ~(1 << position[c])
                 end = targets[c][2]
                 reference, value = float_values[end + ":0"], got[end + ":0"]
                 if reference.shape != value.shape or reference.shape[-1:] != bias[c].shape:
