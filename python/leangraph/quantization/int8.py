@@ -184,11 +184,7 @@ def _conversion_costs(rewritten, graph_def, macs, sizes):
     8-bit neighbours pays nothing. The counts are of the float graph's tensors, per example."""
     units = quantized_units(rewritten)
     by_name = {n.name: n for n in rewritten.node}
-    readers = {}
-    for node in rewritten.node:
-        for i in node.input:
-            if not i.startswith("^"):
-                readers.setdefault(graphs.node_name(i), []).append(node)
+    readers = _readers(rewritten)
     sources, ends = _chain_inputs(graph_def), _chain_ends(graph_def)
     out = {}
     for contraction, (op, name) in units.items():
@@ -204,12 +200,19 @@ def _conversion_costs(rewritten, graph_def, macs, sizes):
     return out
 
 
-def _chain_ends(graph_def):
-    """{contraction: the node a unit would end at} (BiasAdd, Relu, Relu6 sole readers)."""
+def _readers(graph_def, control=False):
+    """{node: the nodes that read one of its outputs (and, with control, wait on it)}."""
     readers = {}
     for node in graph_def.node:
         for i in node.input:
-            readers.setdefault(graphs.node_name(i), []).append(node)
+            if control or not i.startswith("^"):
+                readers.setdefault(graphs.node_name(i), []).append(node)
+    return readers
+
+
+def _chain_ends(graph_def):
+    """{contraction: the node a unit would end at} (BiasAdd, Relu, Relu6 sole readers)."""
+    readers = _readers(graph_def, control=True)
     ends = {}
     for node in graph_def.node:
         if node.op not in _CONTRACTIONS:
@@ -621,10 +624,7 @@ def _with_biases(graph_def, corrected):
 
     out = graphs.graph_pb2().GraphDef()
     out.CopyFrom(graph_def)
-    readers = {}
-    for node in out.node:
-        for i in node.input:
-            readers[graphs.node_name(i)] = readers.get(graphs.node_name(i), 0) + 1
+    readers = _readers(out, control=True)
     by = {n.name: n for n in out.node}
     for name, values in sorted(corrected.items()):
         node = by.get(name)
@@ -634,7 +634,7 @@ def _with_biases(graph_def, corrected):
         old = tensor_util.MakeNdarray(const.attr["value"].tensor)
         if const.op != "Const" or old.shape != values.shape:
             continue
-        if readers[const.name] > 1:  # shared: the unit gets a Const of its own
+        if len(readers[const.name]) > 1:  # shared: the unit gets a Const of its own
             own = out.node.add()
             own.CopyFrom(const)
             own.name = f"{name}/corrected_bias"
