@@ -345,7 +345,8 @@ def test_identical_nodes_of_the_rewrite_are_one():
     g = _graph(_twin_pools)
     x = _samples(4)
     outputs = ["left_a", "left_b", "right_a", "right_b"]
-    res = _quantize(g, x, outputs=outputs)
+    # Without bias correction, which may give either zero bias its own offsets.
+    res = _quantize(g, x, outputs=outputs, bias_correction=False)
     unmerged = Q.int8._transform(g, res.calibration, set(), False, None, outputs, res.weight_bits)
 
     def zero_biases(gd):
