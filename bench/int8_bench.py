@@ -57,7 +57,7 @@ def build(name, workdir, calibration, seed=0, size=None, bf16=False, bias_correc
     fp32 = leangraph.transform(frozen.graph_def, leangraph.recipe("deploy", frozen.graph_def))
     calib = rng.uniform(-1, 1, (calibration, size, size, 3)).astype(np.float32)
     x = rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
-    result = quantization.quantize(fp32, calib, require_vnni=False,
+    result = quantization.quantize(fp32, calib, require_int8_cpu=False,
                                    bias_correction=bias_correction)
     paths = {"fp32": workdir / f"{name}.fp32.pb", "int8": workdir / f"{name}.int8.pb"}
     leangraph.save_graph(fp32, str(paths["fp32"]))

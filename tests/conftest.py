@@ -52,8 +52,8 @@ def server():
 @pytest.fixture
 def int8_anywhere(monkeypatch):
     """int8 variants built on any x86-64 CPU: the policy that leaves them out without
-    VNNI (cpu_supports_int8) is set aside, while the graphs still take the weights
-    this CPU computes right (quantize's weight_bits follows cpu_has_vnni)."""
+    VNNI or AVX2 (cpu_supports_int8) is set aside, while the graphs still take the
+    weights this CPU computes right (quantize's weight_bits follows cpu_has_vnni)."""
     from leangraph.quantization import int8
 
     monkeypatch.setattr(int8, "cpu_supports_int8", lambda: True)

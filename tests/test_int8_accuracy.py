@@ -22,7 +22,7 @@ def deploy_graph(digits):
 
 
 def test_int8_keeps_held_out_accuracy(digits, deploy_graph):
-    result = quantization.quantize(deploy_graph, digits.x_train[:32], require_vnni=False)
+    result = quantization.quantize(deploy_graph, digits.x_train[:32], require_int8_cpu=False)
     assert result.int8_mac_share > 0.9
     fp32 = leangraph.evaluate(deploy_graph, digits.x_test, digits.y_test)
     int8 = leangraph.evaluate(result.graph_def, digits.x_test, digits.y_test,
@@ -37,7 +37,7 @@ def test_percentile_and_kl_calibration_also_hold(digits, deploy_graph):
     fp32 = leangraph.evaluate(deploy_graph, digits.x_test, digits.y_test).accuracy
     for method in ("percentile", "kl"):
         result = quantization.quantize(deploy_graph, digits.x_train[:16], method=method,
-                                       require_vnni=False)
+                                       require_int8_cpu=False)
         got = leangraph.evaluate(result.graph_def, digits.x_test, digits.y_test).accuracy
         assert fp32 - got <= 0.01, method
 

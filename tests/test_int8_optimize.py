@@ -1,4 +1,5 @@
-"""The int8 variant of `leangraph optimize`: built, gated, reported, skipped without VNNI."""
+"""The int8 variant of `leangraph optimize`: built, gated, reported; 7-bit weights without VNNI,
+skipped without 8-bit kernels."""
 
 import json
 
@@ -51,14 +52,29 @@ def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path, int8_any
     assert any("interleaved pairs" in note for note in report.notes)
 
 
-def test_a_cpu_without_vnni_keeps_fp32(model_path, tmp_path, monkeypatch):
-    monkeypatch.setenv("LEANGRAPH_FAKE_NO_VNNI", "1")
+def test_a_cpu_without_8bit_kernels_keeps_fp32(model_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_INT8", "1")
     report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
                       runs=2, progress=False)
     v = _variant(report, "int8")
-    assert v.status == "skipped" and "VNNI" in v.reason
+    assert v.status == "skipped" and "neither VNNI" in v.reason and "AVX2" in v.reason
     assert report.result != "int8"
     assert (tmp_path / "o" / "optimized.pb").exists()
+
+
+def test_a_cpu_without_vnni_builds_int8_with_7bit_weights(model_path, tmp_path, monkeypatch):
+    from leangraph.quantization import int8
+
+    monkeypatch.setenv("LEANGRAPH_FAKE_NO_VNNI", "1")
+    if not int8.cpu_has_avx2():
+        pytest.skip("this CPU has no AVX2, so no int8 variant is built without VNNI")
+    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=4,
+                      runs=2, progress=False)
+    v = _variant(report, "int8")
+    assert v.status == "passed", v.reason
+    assert v.quantization["weight_bits"] == 7 and "7 bits" in v.description
+    text = (tmp_path / "o" / "report.md").read_text()
+    assert "any x86-64 CPU with AVX2 or VNNI" in text and "needs a CPU with VNNI" not in text
 
 
 def test_calibration_dir_is_used(model_path, tmp_path, int8_anywhere):

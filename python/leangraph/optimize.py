@@ -171,6 +171,17 @@ def _positive_int(value, what):
 
 
 
+def _int8_kernels():
+    """Which of oneDNN's int8 kernels this CPU gets, in words."""
+    from leangraph.quantization import int8
+
+    if int8.cpu_has_vnni():
+        return "VNNI (AVX512_VNNI, AVX_VNNI or AMX-INT8)"
+    if int8.cpu_supports_int8():
+        return "AVX2, no VNNI (7-bit Conv2D weights)"
+    return "none faster than fp32 (neither VNNI nor AVX2)"
+
+
 def _environment(cpus, threads):
     import tensorflow as tf
 
@@ -375,7 +386,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         timer's precision="bf16" (Grappler's oneDNN bf16 rewrite at run time,
         which is a session setting, so that variant is reported but optimized.pb
         stays an fp32 graph). "int8": leangraph.quantize of the best fp32 graph
-        (oneDNN's int8 kernels; measured only where the CPU has VNNI), calibrated
+        (oneDNN's int8 kernels; measured only where the CPU has VNNI or AVX2), calibrated
         on `calibration_dir`'s images (same preprocessing), else on the
         verification inputs. bf16 and int8 are gated on top-1 agreement, or on
         output SQNR when the reference's top-1 margin is too small to mean
@@ -969,6 +980,7 @@ def _report(run, bench, prog):
     environment = _environment(c.cpus, c.threads)
     environment["native bf16 (AVX512_BF16 or AMX-BF16)"] = (
         "yes" if bench.cpu_supports_bf16() else "no")
+    environment["8-bit kernels"] = _int8_kernels()
     report = OptimizeReport(model=loaded.label, outdir=c.outdir, settings=settings,
                             environment=environment, variants=run.variants, result=None,
                             notes=run.notes, step_seconds=run.steps)

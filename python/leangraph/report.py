@@ -277,10 +277,17 @@ def render_markdown(report):
         out.append(f"- bf16, int8 and 8-bit-weight variants: top-1 agreement ≥ "
                    f"{100 * s['min_top1']:.0f} % (their max difference is reported, not gated).")
     if any(v.precision == "int8" for v in report.variants):
+        bits = {(v.quantization or {}).get("weight_bits", 8) for v in report.variants
+                if v.precision == "int8" and v.quantization}
+        if bits == {7}:
+            where = ("it computes right on any x86-64 CPU with AVX2 or VNNI: its Conv2D weights "
+                     "on unsigned inputs are 7-bit, which CPUs without VNNI add without saturating.")
+        else:
+            where = ("it needs a CPU with VNNI: without it, oneDNN's Conv2D kernels saturate "
+                     "8-bit weights (quantize(weight_bits=7) makes a graph for such CPUs).")
         out.append("- int8 runs on oneDNN's int8 kernels of TensorFlow's x86-64 CPU build "
-                   "(fastest with AVX512_VNNI/AMX); the written graph needs such a TensorFlow, "
-                   "on a CPU with VNNI: without it, oneDNN's Conv2D kernels saturate 8-bit "
-                   "weights (quantize(weight_bits=7) makes a graph for such CPUs).")
+                   "(fastest with AVX512_VNNI/AMX, faster than fp32 with AVX2 alone too); the "
+                   f"written graph needs such a TensorFlow, and {where}")
     out.append("- A FAILED variant is never written as the result.")
     out.append("")
     if report.notes:

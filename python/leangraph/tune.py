@@ -314,9 +314,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         from leangraph.quantization import int8
 
         if not int8.cpu_supports_int8():
-            say(f"{', '.join(int8_names)} requested, but this CPU has no VNNI (AVX512_VNNI, "
-                "AVX_VNNI or AMX-INT8): int8 would not be faster, so it is left out and fp32 "
-                "is kept")
+            say(f"{', '.join(int8_names)} requested, but {int8.NO_INT8_CPU}: int8 is left "
+                "out and fp32 is kept")
             precisions = [p for p in precisions if p not in int8_names]
     bf16_names = [p for p in precisions if p.startswith("bf16")]
     if bf16_names and not cpu_supports_bf16():

@@ -17,11 +17,9 @@ def int8_variant(ctx):
 
     if not ctx.wants(NAME):
         return None
-    description = "int8 (calibrated quantize_int8: oneDNN's VNNI kernels, x86-64 TF CPU builds)"
+    description = "int8 (calibrated quantize_int8: oneDNN's int8 kernels, x86-64 TF CPU builds)"
     if not int8.cpu_supports_int8():
-        return ctx.skipped(NAME, "int8", description,
-                           "this CPU has no VNNI (AVX512_VNNI, AVX_VNNI or AMX-INT8): int8 "
-                           "would not be faster than fp32, which is kept")
+        return ctx.skipped(NAME, "int8", description, f"{int8.NO_INT8_CPU}: fp32 is kept")
     best = ctx.best
     if best is None:
         return ctx.skipped(NAME, "int8", description, "no fp32 graph variant passed")
@@ -41,6 +39,9 @@ def int8_variant(ctx):
     detail = (f"int8 of {best.name}: {len(result.int8_layers)} conv/matmul layers in int8 "
               f"({100 * result.int8_mac_share:.1f} % of their MACs), calibrated ({result.calibration.method}) "
               f"on {source}")
+    if result.weight_bits == 7:
+        detail += ("; this CPU has no VNNI, so oneDNN's AVX2 kernels run it, with Conv2D weights "
+                   "on unsigned inputs in 7 bits (which those kernels add without saturating)")
     for note in result.notes:  # SE equalization: tried, and which was kept
         detail += f"; {note}"
     if kept:

@@ -219,7 +219,7 @@ def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32):
     from leangraph.quantization.int8 import quantize
 
     graph_def, name, outputs = deploy_graph(model, batch)
-    quantized = quantize(graph_def, x_calib, outputs=outputs, require_vnni=False).graph_def
+    quantized = quantize(graph_def, x_calib, outputs=outputs, require_int8_cpu=False).graph_def
     target = y_val if y_val is not None else np.asarray(reference).argmax(axis=-1)
     hits = 0
     for start in range(0, len(x_val), batch):

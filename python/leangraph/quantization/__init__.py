@@ -1,9 +1,10 @@
-"""8-bit compute: calibration and the int8 rewrite onto oneDNN's VNNI kernels."""
+"""8-bit compute: calibration and the int8 rewrite onto oneDNN's int8 kernels (VNNI, or AVX2 alone)."""
 
 from leangraph.quantization.calibrate import METHODS, Calibration, calibrate
 from leangraph.quantization.int8 import (
     LayerReport,
     QuantizeResult,
+    cpu_has_avx2,
     cpu_has_vnni,
     cpu_supports_int8,
     quantize,
@@ -14,6 +15,7 @@ from leangraph.quantization.int8 import (
 __all__ = [
     "Calibration",
     "calibrate",
+    "cpu_has_avx2",
     "cpu_has_vnni",
     "cpu_supports_int8",
     "LayerReport",

@@ -7,11 +7,12 @@ loses too much: its SQNR against the float graph, measured on the samples,
 below `min_sqnr_db`), and it reports what ran in 8 bits.
 
 The int8 ops are x86-64 oneDNN kernels of TensorFlow's CPU build; a graph using
-them runs wherever that TensorFlow runs on x86-64, fastest with VNNI. Without
-VNNI, oneDNN's Conv2D kernels add pairs of u8*s8 products in 16 bits with
-saturation (vpmaddubsw), which 8-bit weights on unsigned inputs overflow: a
-graph for such a CPU stores those convs' weights in 7 bits (weight_bits=7, the
-default where this CPU lacks VNNI), and an 8-bit one computes wrong values there.
+them runs wherever that TensorFlow runs on x86-64, fastest with VNNI, and
+faster than fp32 with AVX2 alone too. Without VNNI, oneDNN's Conv2D kernels add
+pairs of u8*s8 products in 16 bits with saturation (vpmaddubsw), which 8-bit
+weights on unsigned inputs overflow: a graph for such a CPU stores those convs'
+weights in 7 bits (weight_bits=7, the default where this CPU lacks VNNI), and
+an 8-bit one computes wrong values there.
 """
 
 import math
@@ -47,25 +48,51 @@ def cpu_has_vnni():
     """
     if os.environ.get("LEANGRAPH_FAKE_NO_VNNI") == "1":
         return False
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def _cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             text = f.read()
     except OSError:
-        return False
+        return set()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    return False
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_avx2():
+    """True where the CPU has AVX2, on which oneDNN has 8-bit kernels without VNNI too.
+
+    LEANGRAPH_FAKE_NO_INT8=1 makes it False, and cpu_supports_int8 with it.
+    """
+    if os.environ.get("LEANGRAPH_FAKE_NO_INT8") == "1":
+        return False
+    return "avx2" in _cpu_flags()
 
 
 def cpu_supports_int8():
-    """True where int8 is worth building here: the CPU has VNNI (cpu_has_vnni).
+    """True where int8 is worth building here: oneDNN has 8-bit kernels for this CPU
+    that beat fp32, with VNNI (AVX512_VNNI, AVX_VNNI, AMX-INT8) or with AVX2 alone.
 
-    The policy the optimize and tune commands ask; which weights a graph needs
-    to compute right here (weight_bits) asks cpu_has_vnni itself.
+    Without VNNI (a 2-vCPU AMD EPYC Zen 3, AVX2 only, 7-bit Conv2D weights, two
+    threads) int8 ran Xception 1.84x and ResNet50 2.44x faster than fp32, against
+    OpenVINO's int8 at 2.54x and 2.79x (bench/int8_bench.py). The policy the
+    optimize and tune commands ask, which time the result against fp32 anyway;
+    which weights a graph needs to compute right here (weight_bits) asks
+    cpu_has_vnni. LEANGRAPH_FAKE_NO_INT8=1 makes it False.
     """
-    return cpu_has_vnni()
+    if os.environ.get("LEANGRAPH_FAKE_NO_INT8") == "1":
+        return False
+    return cpu_has_vnni() or cpu_has_avx2()
+
+
+#: What a CPU without 8-bit kernels worth using is told.
+NO_INT8_CPU = ("this CPU has neither VNNI (AVX512_VNNI, AVX_VNNI, AMX-INT8) nor AVX2, so oneDNN "
+               "has no 8-bit kernels for it that beat fp32")
 
 
 def check_weight_bits(weight_bits):
@@ -292,7 +319,7 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_
 
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
              exclude_first=False, exclude_last=False, min_sqnr_db=DEFAULT_MIN_SQNR_DB, max_rounds=4,
-             check_samples=8, inputs=None, outputs=None, require_vnni=True, progress=None,
+             check_samples=8, inputs=None, outputs=None, require_int8_cpu=True, progress=None,
              equalize=True, weight_bits=None, min_macs_per_conversion=None, bias_correction=True):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
@@ -304,8 +331,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     min_sqnr_db: a layer whose output SQNR against the float graph falls below
         this on the samples goes back to float, and the rewrite is redone (at
         most `max_rounds` times). None: no fallback.
-    require_vnni: refuse with QuantizeError on a CPU without VNNI, where int8
-        is not faster than float.
+    require_int8_cpu: refuse with QuantizeError on a CPU for which oneDNN has no
+        8-bit kernels that beat float (neither VNNI nor AVX2: cpu_supports_int8).
     equalize: before calibrating on `samples`, rescale the channels of
         squeeze-and-excitation products into their convs' weights
         (leangraph.quantization.equalize); not done with a ready `calibration`,
@@ -331,11 +358,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         (Zen 4, VNNI), 224x224, int8 against fp32, without / with 64: EfficientNetB0 0.71x / 0.96x,
         EfficientNetV2B0 0.68x / 0.95x, MobileNetV3Small 0.70x / 0.86x.
     """
-    if require_vnni and not cpu_supports_int8():
-        raise QuantizeError(
-            "this CPU has no 8-bit dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX-INT8); "
-            "int8 would not be faster than float here"
-        )
+    if require_int8_cpu and not cpu_supports_int8():
+        raise QuantizeError(NO_INT8_CPU)
     vnni = cpu_has_vnni()
     weight_bits = check_weight_bits((8 if vnni else 7) if weight_bits is None else weight_bits)
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
@@ -507,7 +531,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         plain = quantize(original, samples, method=method, exclude=exclude,
                          exclude_first=exclude_first, exclude_last=exclude_last,
                          min_sqnr_db=min_sqnr_db, max_rounds=max_rounds, check_samples=check_samples,
-                         inputs=inputs, outputs=outputs, require_vnni=False, equalize=False,
+                         inputs=inputs, outputs=outputs, require_int8_cpu=False, equalize=False,
                          weight_bits=weight_bits, min_macs_per_conversion=min_macs_per_conversion,
                          bias_correction=bias_correction)
         versus = (f"{len(equalized)} squeeze-and-excitation product(s) equalized: output SQNR "
