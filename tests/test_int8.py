@@ -222,7 +222,8 @@ def test_chained_units_pass_8bit_tensors_and_relu_folds_into_quantize():
     dw = next(n for n in q.node if n.op == "_FusedQuantizedDepthwiseConv2D")
     assert [s.decode() for s in dw.attr["fused_ops"].list.s] == ["BiasAdd", "Requantize"]
     pw = next(n for n in q.node if n.name == "pw_int8")
-    assert pw.input[0] == "dw_int8" and pw.input[3:5] == ["dw_int8:1", "dw_int8:2"]
+    # It reads the depthwise output's range from the constants that conv requantizes to.
+    assert pw.input[0] == "dw_int8" and pw.input[3:5] == dw.input[-2:]
     # The depthwise output only the 1x1 conv reads is handed over unsigned (shifted
     # by its minimum through the two biases): oneDNN runs unsigned inputs faster.
     assert dw.attr["out_type"].type == tf.quint8.as_datatype_enum
@@ -339,6 +340,61 @@ def _twin_pools(x):
         p = tf.nn.conv2d(p, _c(RNG.normal(size=(1, 1, 8, 16)) * 0.2), 1, "SAME", name=f"{side}_pw")
         tf.identity(y + 0.0, name=f"{side}_a")
         tf.identity(p, name=f"{side}_b")
+
+
+def _session_values(graph_def, feeds, fetches):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run(fetches, {f"{k}:0": v for k, v in feeds.items()})
+
+
+@pytest.mark.parametrize("build,outputs", [
+    (_residual_blocks, None), (_separable_chain, None),
+    (_twin_pools, ["left_a", "left_b", "right_a", "right_b"]),
+    # a summand's float reader, ordered before the fusion by a control edge
+    (lambda x: _two_identity_blocks(x), ["output", "side"]),
+], ids=["sums", "shifted-depthwise-and-maxpool", "avgpools", "ordered-summand-reader"])
+def test_readers_take_a_requantized_range_from_its_constants_which_the_kernel_outputs(build, outputs):
+    g = _graph(build)
+    q = _quantize(g, _samples(4), outputs=outputs).graph_def
+    fetch = [f"{(outputs or ['output'])[0]}:0"]
+    (ref,), (got,) = (_session_values(gd, {"input": _samples(1)}, fetch) for gd in (g, q))
+    assert Q.sqnr_db(ref, got) > 25.0
+    by_name = {n.name: n for n in q.node}
+    producers = [n for n in q.node if n.op in ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D",
+                                               "QuantizedMaxPool", "QuantizedAvgPool")]
+    assert producers
+    # Only a QuantizeV2's range is read from its outputs: qint8's is -128/127 of the input range.
+    for node in q.node:
+        for edge in node.input:
+            source, _, port = edge.lstrip("^").partition(":")
+            assert port not in ("1", "2") or by_name[source].op == "QuantizeV2", (node.name, edge)
+    # What the kernels output as their range is, to the bit, the constants read instead.
+    fetches = [f"{p.name}:{port}" for p in producers for port in (1, 2)]
+    got = _session_values(q, {"input": _samples(1)}, fetches)
+    for p, lo, hi in zip(producers, got[0::2], got[1::2]):
+        data = [i for i in p.input if not i.startswith("^")]  # a summand's reader comes first
+        names = data[-2:] if p.op.startswith("_Fused") else data[1:3]
+        while not all(by_name[n.split(":")[0]].op == "Const" for n in names):  # a pool of a pool
+            names = by_name[names[0].split(":")[0]].input[1:3]
+        want = [tf.make_ndarray(by_name[n].attr["value"].tensor) for n in names]
+        assert np.array_equal(lo, want[0]) and np.array_equal(hi, want[1]), p.name
+
+
+def test_a_vector_of_one_value_is_stored_as_that_value():
+    g = _graph(_twin_pools)  # bias-free convs: zero biases
+    q = _quantize(g, _samples(4), bias_correction=False).graph_def
+    by_name = {n.name: n for n in q.node}
+    conv = next(n for n in q.node if n.name == "left_conv_int8")
+    bias = by_name[conv.input[2]].attr["value"].tensor
+    assert not bias.tensor_content and list(bias.float_val) == [0.0]
+    assert [d.size for d in bias.tensor_shape.dim] == [16]
+    np.testing.assert_array_equal(tf.make_ndarray(bias), np.zeros(16, np.float32))
+    weights_range = by_name[conv.input[5]].attr["value"].tensor  # 16 different values
+    assert len(weights_range.tensor_content) == 16 * 4
+    assert _rel_err(g, q, _samples(2), output="left_a") < 0.05
 
 
 def test_identical_nodes_of_the_rewrite_are_one():
