@@ -77,6 +77,28 @@ def test_a_cpu_without_vnni_builds_int8_with_7bit_weights(model_path, tmp_path, 
     assert "any x86-64 CPU with AVX2 or VNNI" in text and "needs a CPU with VNNI" not in text
 
 
+def test_int8_weight_bits_7_makes_a_graph_for_cpus_without_vnni(model_path, tmp_path, int8_anywhere):
+    from leangraph.cli import main
+
+    out = tmp_path / "o"
+    code = main(["optimize", str(model_path), "-o", str(out), "--precision", "fp32,int8",
+                 "--images", "4", "--runs", "2", "--no-progress", "--int8-weight-bits", "7"])
+    assert code == 0
+    data = json.loads((out / "report.json").read_text())
+    row = next(r for r in data["variants"] if r["name"] == "int8")
+    assert row["status"] == "passed" and row["quantization"]["weight_bits"] == 7
+    assert "any x86-64 CPU with AVX2 or VNNI" in (out / "report.md").read_text()
+
+
+def test_a_bad_int8_weight_bits_is_refused_before_any_work(model_path, tmp_path):
+    from leangraph.errors import UsageError
+
+    with pytest.raises(UsageError, match="--int8-weight-bits: must be 7 or 8, got 6"):
+        optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
+                 runs=2, progress=False, int8_weight_bits=6)
+    assert not (tmp_path / "o").exists()
+
+
 def test_calibration_dir_is_used(model_path, tmp_path, int8_anywhere):
     from PIL import Image
 

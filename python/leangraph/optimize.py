@@ -359,7 +359,8 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
              images=None, image_dir=None, preprocess=None, threads=None, cpus=None,
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
              extra_variants=None, allow_io_ops=False, signature=None, batch=None,
-             calibration_dir=None, input_shapes=None, weights=None, baseline=None):
+             calibration_dir=None, input_shapes=None, weights=None, baseline=None,
+             int8_weight_bits=None):
     """Freezes a model, transforms it, verifies and times every variant, writes the result.
 
     model: any form leangraph.load_model() takes (a keras.Model, a `.keras`,
@@ -388,7 +389,10 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         stays an fp32 graph). "int8": leangraph.quantize of the best fp32 graph
         (oneDNN's int8 kernels; measured only where the CPU has VNNI or AVX2), calibrated
         on `calibration_dir`'s images (same preprocessing), else on the
-        verification inputs. bf16 and int8 are gated on top-1 agreement, or on
+        verification inputs. int8_weight_bits: of Conv2D weights on unsigned
+        inputs; None: what this CPU computes right (8 with VNNI, else 7); 7: a
+        graph right on any CPU with AVX2 or VNNI (build on a VNNI machine for
+        servers without it). bf16 and int8 are gated on top-1 agreement, or on
         output SQNR when the reference's top-1 margin is too small to mean
         anything (random weights).
     images: how many inputs every variant is verified on: seeded random pixels
@@ -442,6 +446,8 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         image_inputs.resolve_preprocessing(preprocess)
     if calibration_dir is not None:
         image_inputs.list_images(calibration_dir, "--calibration-dir")
+    if int8_weight_bits is not None and int8_weight_bits not in (7, 8):
+        raise UsageError(f"--int8-weight-bits: must be 7 or 8, got {int8_weight_bits!r}")
     baseline, baseline_note = _baseline(baseline, model_path)
     from leangraph import bench, recipes
 
@@ -468,7 +474,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
                 extra_variants=extra_variants or {}, allow_io_ops=allow_io_ops,
                 signature=signature, batch=batch, calibration_dir=calibration_dir,
                 input_shapes=input_shapes, weights=weights, baseline=baseline,
-                baseline_note=baseline_note)
+                baseline_note=baseline_note, int8_weight_bits=int8_weight_bits)
             return _pipeline(config, bench, recipes, prog)
         finally:
             if saved_affinity is not None:
@@ -519,6 +525,7 @@ class OptimizeConfig:
     weights: object = None
     baseline: object = None
     baseline_note: str = None
+    int8_weight_bits: int = None
 
 
 @dataclass
@@ -717,7 +724,8 @@ def _verify(run, prog):
         calibration, _ = _calibration_inputs(run, c.calibration_dir)
     derived = build_derived(BuildContext(best=best, ends=run.ends, precisions=c.precisions,
                                          examples=run.examples, allow_io_ops=c.allow_io_ops,
-                                         calibration=calibration))
+                                         calibration=calibration,
+                                         int8_weight_bits=c.int8_weight_bits))
     for v in derived:
         if v.status == PASSED:
             check(v)

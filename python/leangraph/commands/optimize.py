@@ -67,6 +67,10 @@ def add_parser(subparsers):
     parser.add_argument("--calibration-dir", default=None, metavar="DIR",
                         help="calibrate int8 on the JPEG/PNG images in DIR (default: the "
                              "verification inputs)")
+    parser.add_argument("--int8-weight-bits", type=int, choices=(7, 8), default=None,
+                        help="int8: Conv2D weights on unsigned inputs in 7 or 8 bits (default: "
+                             "8 where this CPU has VNNI, else 7; 7 makes a graph that is right "
+                             "on CPUs without VNNI too)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", type=_count, default=None,
                         help=f"verify on N seeded random images (default: {DEFAULT_IMAGES})")
@@ -114,6 +118,7 @@ def run(args):
             input_shapes=input_shapes_from(args.input_shape),
             weights=args.weights,
             calibration_dir=args.calibration_dir,
+            int8_weight_bits=args.int8_weight_bits,
             batch=args.batch,
             baseline=args.baseline,
         )

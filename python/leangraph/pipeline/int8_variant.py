@@ -30,7 +30,8 @@ def int8_variant(ctx):
     feeds = dict(zip(inputs, samples))
     try:
         result = quantize(best.graph_def if hasattr(best.graph_def, "node") else _parse(best.graph_def),
-                          feeds if len(feeds) > 1 else samples[0], inputs=inputs, outputs=outputs)
+                          feeds if len(feeds) > 1 else samples[0], inputs=inputs, outputs=outputs,
+                          weight_bits=ctx.int8_weight_bits)
     except QuantizeError as exc:
         return failed_variant(NAME, description, f"quantization failed: {exc}", precision="int8",
                               gate="top1", base=best.name)
@@ -39,9 +40,14 @@ def int8_variant(ctx):
     detail = (f"int8 of {best.name}: {len(result.int8_layers)} conv/matmul layers in int8 "
               f"({100 * result.int8_mac_share:.1f} % of their MACs), calibrated ({result.calibration.method}) "
               f"on {source}")
+    if not int8.cpu_has_vnni():
+        detail += "; this CPU has no VNNI, so oneDNN's AVX2 kernels run it"
     if result.weight_bits == 7:
-        detail += ("; this CPU has no VNNI, so oneDNN's AVX2 kernels run it, with Conv2D weights "
-                   "on unsigned inputs in 7 bits (which those kernels add without saturating)")
+        detail += ("; Conv2D weights on unsigned inputs in 7 bits (which kernels without VNNI "
+                   "add without saturating)")
+    elif not int8.cpu_has_vnni():
+        detail += ("; 8-bit Conv2D weights as asked, which these kernels saturate: the graph is for "
+                   "CPUs with VNNI, and what it computed here is not what it computes there")
     for note in result.notes:  # SE equalization: tried, and which was kept
         detail += f"; {note}"
     if kept:

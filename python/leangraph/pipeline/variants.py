@@ -256,6 +256,8 @@ class BuildContext:
     allow_io_ops: bool = False
     #: calibration inputs for int8 (one array per graph input); None: use `examples`
     calibration: list = None
+    #: int8: Conv2D weights on unsigned inputs in 7 or 8 bits; None: what this CPU computes right
+    int8_weight_bits: int = None
 
     def wants(self, precision):
         return precision in self.precisions
