@@ -276,15 +276,15 @@ def render_markdown(report):
     else:
         out.append(f"- bf16, int8 and 8-bit-weight variants: top-1 agreement ≥ "
                    f"{100 * s['min_top1']:.0f} % (their max difference is reported, not gated).")
-    if any(v.precision == "int8" for v in report.variants):
-        bits = {(v.quantization or {}).get("weight_bits", 8) for v in report.variants
-                if v.precision == "int8" and v.quantization}
+    bits = {v.quantization.get("weight_bits", 8) for v in report.variants
+            if v.precision == "int8" and v.quantization}
+    if bits:  # an int8 graph was built
         if bits == {7}:
             where = ("it computes right on any x86-64 CPU with AVX2 or VNNI: its Conv2D weights "
                      "on unsigned inputs are 7-bit, which CPUs without VNNI add without saturating.")
         else:
             where = ("it needs a CPU with VNNI: without it, oneDNN's Conv2D kernels saturate "
-                     "8-bit weights (quantize(weight_bits=7) makes a graph for such CPUs).")
+                     "8-bit weights (`--int8-weight-bits 7` makes a graph for such CPUs).")
         out.append("- int8 runs on oneDNN's int8 kernels of TensorFlow's x86-64 CPU build "
                    "(fastest with AVX512_VNNI/AMX, faster than fp32 with AVX2 alone too); the "
                    f"written graph needs such a TensorFlow, and {where}")
