@@ -9,6 +9,7 @@ import pytest
 import graph_builders
 from leangraph.optimize import optimize
 from leangraph.pipeline.verify import MIN_SQNR_DB, gate_failure, output_sqnr
+from leangraph.quantization import int8
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +63,9 @@ def test_a_cpu_without_8bit_kernels_keeps_fp32(model_path, tmp_path, monkeypatch
     assert (tmp_path / "o" / "optimized.pb").exists()
 
 
+@pytest.mark.skipif(not int8.cpu_has_avx2(), reason="without AVX2 and VNNI no int8 variant is built")
 def test_a_cpu_without_vnni_builds_int8_with_7bit_weights(model_path, tmp_path, monkeypatch):
-    from leangraph.quantization import int8
-
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_VNNI", "1")
-    if not int8.cpu_has_avx2():
-        pytest.skip("this CPU has no AVX2, so no int8 variant is built without VNNI")
     report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=4,
                       runs=2, progress=False)
     v = _variant(report, "int8")
