@@ -1391,6 +1391,6 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
 
 LEANGRAPH_REGISTER_TRANSFORM(
     "quantize_int8", QuantizeInt8, "ranges=, exclude=, probes=false, pad_inputs=false, weight_bits=8",
-    "calibrated convs/matmuls -> oneDNN's fused int8 kernels (VNNI)");
+    "calibrated convs/matmuls -> oneDNN's fused int8 kernels (VNNI or AVX2)");
 
 }  // namespace leangraph
