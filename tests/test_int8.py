@@ -342,14 +342,6 @@ def _twin_pools(x):
         tf.identity(p, name=f"{side}_b")
 
 
-def _session_values(graph_def, feeds, fetches):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as session:
-        return session.run(fetches, {f"{k}:0": v for k, v in feeds.items()})
-
-
 @pytest.mark.parametrize("build,outputs", [
     (_residual_blocks, None), (_separable_chain, None),
     (_twin_pools, ["left_a", "left_b", "right_a", "right_b"]),
@@ -359,8 +351,8 @@ def _session_values(graph_def, feeds, fetches):
 def test_readers_take_a_requantized_range_from_its_constants_which_the_kernel_outputs(build, outputs):
     g = _graph(build)
     q = _quantize(g, _samples(4), outputs=outputs).graph_def
-    fetch = [f"{(outputs or ['output'])[0]}:0"]
-    (ref,), (got,) = (_session_values(gd, {"input": _samples(1)}, fetch) for gd in (g, q))
+    fetch = [(outputs or ["output"])[0]]
+    (ref,), (got,) = (leangraph.run(gd, {"input": _samples(1)}, fetch) for gd in (g, q))
     assert Q.sqnr_db(ref, got) > 25.0
     by_name = {n.name: n for n in q.node}
     producers = [n for n in q.node if n.op in ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D",
@@ -373,7 +365,7 @@ def test_readers_take_a_requantized_range_from_its_constants_which_the_kernel_ou
             assert port not in ("1", "2") or by_name[source].op == "QuantizeV2", (node.name, edge)
     # What the kernels output as their range is, to the bit, the constants read instead.
     fetches = [f"{p.name}:{port}" for p in producers for port in (1, 2)]
-    got = _session_values(q, {"input": _samples(1)}, fetches)
+    got = leangraph.run(q, {"input": _samples(1)}, fetches)
     for p, lo, hi in zip(producers, got[0::2], got[1::2]):
         data = [i for i in p.input if not i.startswith("^")]  # a summand's reader comes first
         names = data[-2:] if p.op.startswith("_Fused") else data[1:3]
