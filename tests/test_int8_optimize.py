@@ -91,7 +91,7 @@ def test_int8_weight_bits_7_makes_a_graph_for_cpus_without_vnni(model_path, tmp_
 def test_a_bad_int8_weight_bits_is_refused_before_any_work(model_path, tmp_path):
     from leangraph.errors import UsageError
 
-    with pytest.raises(UsageError, match="--int8-weight-bits: must be 7 or 8, got 6"):
+    with pytest.raises(UsageError, match="--int8-weight-bits: weight_bits must be 8 or 7, got 6"):
         optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
                  runs=2, progress=False, int8_weight_bits=6)
     assert not (tmp_path / "o").exists()

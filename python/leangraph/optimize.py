@@ -30,7 +30,7 @@ import numpy as np
 
 from leangraph import graphs
 from leangraph import images as image_inputs
-from leangraph.errors import GraphError, LeangraphError, TransformError, UsageError
+from leangraph.errors import GraphError, LeangraphError, QuantizeError, TransformError, UsageError
 from leangraph.pipeline.export import export_savedmodel, savedmodel_outputs, write_result
 from leangraph.pipeline.outdir import (
     ARTIFACTS,
@@ -169,17 +169,6 @@ def _positive_int(value, what):
         raise UsageError(f"{what} must be a positive integer, got {value!r}")
     return int(value)
 
-
-
-def _int8_kernels():
-    """Which of oneDNN's int8 kernels this CPU gets, in words."""
-    from leangraph.quantization import int8
-
-    if int8.cpu_has_vnni():
-        return "VNNI (AVX512_VNNI, AVX_VNNI or AMX-INT8)"
-    if int8.cpu_supports_int8():
-        return "AVX2, no VNNI (7-bit Conv2D weights)"
-    return "none faster than fp32 (neither VNNI nor AVX2)"
 
 
 def _environment(cpus, threads):
@@ -446,8 +435,13 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         image_inputs.resolve_preprocessing(preprocess)
     if calibration_dir is not None:
         image_inputs.list_images(calibration_dir, "--calibration-dir")
-    if int8_weight_bits is not None and int8_weight_bits not in (7, 8):
-        raise UsageError(f"--int8-weight-bits: must be 7 or 8, got {int8_weight_bits!r}")
+    if int8_weight_bits is not None:
+        from leangraph.quantization.int8 import check_weight_bits
+
+        try:
+            check_weight_bits(int8_weight_bits)
+        except QuantizeError as exc:
+            raise UsageError(f"--int8-weight-bits: {exc}") from None
     baseline, baseline_note = _baseline(baseline, model_path)
     from leangraph import bench, recipes
 
@@ -988,7 +982,9 @@ def _report(run, bench, prog):
     environment = _environment(c.cpus, c.threads)
     environment["native bf16 (AVX512_BF16 or AMX-BF16)"] = (
         "yes" if bench.cpu_supports_bf16() else "no")
-    environment["8-bit kernels"] = _int8_kernels()
+    from leangraph.quantization.int8 import int8_kernels
+
+    environment["8-bit kernels"] = int8_kernels()
     report = OptimizeReport(model=loaded.label, outdir=c.outdir, settings=settings,
                             environment=environment, variants=run.variants, result=None,
                             notes=run.notes, step_seconds=run.steps)

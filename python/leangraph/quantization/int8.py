@@ -90,6 +90,15 @@ def cpu_supports_int8():
     return cpu_has_vnni() or cpu_has_avx2()
 
 
+def int8_kernels():
+    """Which of oneDNN's int8 kernels this CPU gets, in words (for reports)."""
+    if cpu_has_vnni():
+        return "VNNI (AVX512_VNNI, AVX_VNNI or AMX-INT8)"
+    if cpu_supports_int8():
+        return "AVX2, no VNNI (7-bit Conv2D weights)"
+    return "none faster than fp32 (neither VNNI nor AVX2)"
+
+
 #: What a CPU without 8-bit kernels worth using is told.
 NO_INT8_CPU = ("this CPU has neither VNNI (AVX512_VNNI, AVX_VNNI, AMX-INT8) nor AVX2, so oneDNN "
                "has no 8-bit kernels for it that beat fp32")
