@@ -1003,6 +1003,106 @@ def test_two_equalized_convs_sharing_weights_leave_no_copy_behind():
                                    rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+def _separable_pair(x, reader="pointwise", spread=True):
+    # A 5x5 depthwise conv whose channels' weight ranges differ 30x, then the reader.
+    # Its input is nearly constant: the rounded weights' steady offset per channel
+    # is most of its 8-bit error.
+    w = RNG.normal(size=(5, 5, 8, 1)) * (np.geomspace(0.02, 0.6, 8)[None, None, :, None]
+                                        if spread else 0.3)
+    y = tf.nn.depthwise_conv2d(0.1 * tf.nn.relu(x) + 2.0, _c(w), [1, 1, 1, 1], "VALID", name="dw")
+    if reader == "relu":
+        y = tf.nn.relu(y, name="between")
+    size = 3 if reader == "3x3" else 1
+    y = tf.nn.conv2d(y, _c(RNG.normal(size=(size, size, 8, 16)) * 0.3), 1, "SAME", name="pw")
+    tf.identity(tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="pw_bias"), name="output")
+
+
+def _filter(graph_def, conv):
+    by = {n.name: n for n in graph_def.node}
+    return tf.make_ndarray(by[leangraph.graphs.node_name(by[conv].input[1])].attr["value"].tensor)
+
+
+def test_a_separable_convs_depthwise_ranges_move_into_its_pointwise_conv():
+    from leangraph.quantization import equalize as E
+
+    g = _graph(_separable_pair)
+    eq, convs = E.equalize_depthwise(g)
+    assert convs == ["dw"]
+    x = _samples(4)
+    want = leangraph.run(g, {"input": x[:1]}, ["output"])[0]
+    np.testing.assert_allclose(leangraph.run(eq, {"input": x[:1]}, ["output"])[0], want,
+                               rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    before, after = (np.abs(_filter(gd, "dw")).reshape(25, 8).max(0) for gd in (g, eq))
+    assert before.max() / before.min() > 10
+    assert len(set(after.tolist())) == 1 and after[0] == before.max()  # equal to the bit
+    assert not np.array_equal(_filter(eq, "pw"), _filter(g, "pw"))
+    # The rewrite then stores the depthwise conv's ranges as one number.
+    q = _quantize(g, x).graph_def
+    by = {n.name: n for n in q.node}
+    dw = by["dw_int8"]
+    assert dw.op == "_FusedQuantizedDepthwiseConv2D"
+    ranges = by[leangraph.graphs.node_name(dw.input[-4])].attr["value"].tensor
+    assert list(ranges.float_val) == [pytest.approx(before.max())] and not ranges.tensor_content
+    assert tf.make_ndarray(ranges).shape == (8,)
+    plain = _quantize(g, x, equalize=False).graph_def
+    plain_by = {n.name: n for n in plain.node}
+    assert tf.make_ndarray(plain_by[plain_by["dw_int8"].input[-4]].attr["value"].tensor).size == 8
+    assert len(plain_by[plain_by["dw_int8"].input[-4]].attr["value"].tensor.tensor_content) == 32
+
+
+@pytest.mark.parametrize("reader", ["relu", "3x3"])
+def test_depthwise_ranges_stay_where_a_reader_is_not_a_1x1_conv(reader):
+    from leangraph.quantization import equalize as E
+
+    g = _graph(lambda x: _separable_pair(x, reader=reader))
+    same, none = E.equalize_depthwise(g)
+    assert same is g and none == []
+
+
+def test_a_depthwise_convs_mean_error_is_left_to_the_1x1_conv_after_it():
+    # Positive inputs: the rounded depthwise weights add a steady offset per channel,
+    # which the 1x1 conv carries on as a steady offset per output channel.
+    g = _graph(lambda x: _separable_pair(x, spread=False))
+    x = _samples(16, positive=True)
+    plain = _quantize(g, x, bias_correction=False)
+    fixed = _quantize(g, x)
+    assert fixed.bias_corrected == ["pw_int8"]
+    by = {n.name: n for n in fixed.graph_def.node}
+    bias = by[leangraph.graphs.node_name(by["dw_int8"].input[2])].attr["value"].tensor
+    assert len(bias.float_val) == 1 and not bias.tensor_content  # still one value
+    for samples in (x[:8], _samples(24, positive=True)[16:]):
+        before = _mean_error_per_channel(g, plain.graph_def, samples)
+        assert _mean_error_per_channel(g, fixed.graph_def, samples) < 0.3 * before
+    # Read by a 3x3 conv (borders see the offset only in part): corrected where it arises.
+    g3 = _graph(lambda x: _separable_pair(x, reader="3x3", spread=False))
+    assert sorted(_quantize(g3, x).bias_corrected) == ["dw_int8", "pw_int8"]
+
+
+def test_bias_correction_fits_on_a_probe_that_hands_over_unsigned_as_the_graph_will():
+    # The final graph hands the depthwise output to the 1x1 conv unsigned (shifted);
+    # a probe without that rounds on another grid, so its mean errors are not the
+    # graph's. With shifts=true the probe's output is the final graph's, to the bit.
+    from leangraph.quantization import int8 as I
+    from leangraph.quantization.calibrate import calibrate
+
+    g = _graph(lambda x: _separable_pair(x, spread=False))
+    x = _samples(8, positive=True)
+    cal = calibrate(g, x)
+    bits = _WEIGHT_BITS
+    final, shifted, plain = (I._transform(g, cal, set(), probes, ["input"], ["output"], bits,
+                                          shifts=shifts)
+                             for probes, shifts in ((False, False), (True, True), (True, False)))
+    types = [{n.name: n for n in q.node}["pw_int8"].attr["Tinput"].type
+             for q in (final, shifted, plain)]
+    assert types == [tf.quint8.as_datatype_enum] * 2 + [tf.qint8.as_datatype_enum]
+    want = leangraph.run(final, {"input": x[:1]}, ["output"])[0]
+    np.testing.assert_array_equal(leangraph.run(shifted, {"input": x[:1]}, ["output"])[0], want)
+    assert not np.array_equal(leangraph.run(plain, {"input": x[:1]}, ["output"])[0], want)
+    # ... and the correction fitted on it is kept.
+    fixed = _quantize(g, _samples(16, positive=True))
+    assert fixed.bias_corrected == ["pw_int8"]
+
+
 def _mean_error_per_channel(graph_def, qgraph, x):
     ref = np.concatenate([leangraph.run(graph_def, {"input": e[None]}, ["output"])[0] for e in x])
     got = np.concatenate([leangraph.run(qgraph, {"input": e[None]}, ["output"])[0] for e in x])

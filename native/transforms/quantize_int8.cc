@@ -20,7 +20,8 @@
 // Units without a range for their input or output, or named in `exclude`,
 // stay float. With probes=true every conv unit also gets a Dequantize under
 // its last node's name and no Relu is absorbed, so every unit's input and
-// output can be compared with the float graph.
+// output can be compared with the float graph; shifts=true keeps the unsigned
+// hand-overs (see ResolveSums) in a probed graph.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -500,7 +501,7 @@ void ApplyShiftsTakenBack(Unit* unit) {
 // unsigned, measured), and it lets a linear residual add (MobileNetV2's,
 // EfficientNet's) run inside the conv as a Sum fusion, whose result is
 // itself handed on shifted. Probe graphs compare every unit's dequantized
-// output with the float graph, so they shift nothing.
+// output with the float graph; they shift nothing unless shifts=true.
 //
 // Flags only ever turn off, so repeating until nothing changes ends.
 void ResolveSums(std::vector<Unit>* units, const GraphIndex& index, const GraphDef& graph,
@@ -858,6 +859,10 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
   if (!text.ok()) return text.status();
   auto probes = context.GetBool("probes", false);
   if (!probes.ok()) return probes.status();
+  // Probes shift nothing unless asked (shifts=true): the bias correction fits
+  // each unit's error in the graph as it will run, unsigned hand-overs included.
+  auto shifts = context.GetBool("shifts", !*probes);
+  if (!shifts.ok()) return shifts.status();
   auto pad_inputs = context.GetBool("pad_inputs", false);
   if (!pad_inputs.ok()) return pad_inputs.status();
   const bool pad_float_inputs = *pad_inputs;
@@ -915,7 +920,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
     auto unit = MatchUnit(index, in, node, *ranges, exclude, endpoints, same_shape_adds);
     if (unit) units.push_back(std::move(*unit));
   }
-  ResolveSums(&units, index, in, *ranges, endpoints, exclude, /*allow_shifts=*/!*probes);
+  ResolveSums(&units, index, in, *ranges, endpoints, exclude, /*allow_shifts=*/*shifts);
   std::set<std::string> replaced;  // nodes the units absorb
   for (const Unit& unit : units) {
     replaced.insert(unit.contraction->name());
@@ -1390,7 +1395,7 @@ absl::Status QuantizeInt8(const GraphDef& in, const TransformContext& context,
 }  // namespace
 
 LEANGRAPH_REGISTER_TRANSFORM(
-    "quantize_int8", QuantizeInt8, "ranges=, exclude=, probes=false, pad_inputs=false, weight_bits=8",
+    "quantize_int8", QuantizeInt8, "ranges=, exclude=, probes=false, shifts=!probes, pad_inputs=false, weight_bits=8",
     "calibrated convs/matmuls -> oneDNN's fused int8 kernels (VNNI or AVX2)");
 
 }  // namespace leangraph

@@ -25,6 +25,7 @@ from leangraph import graphs
 from leangraph.errors import LeangraphError, QuantizeError
 from leangraph.quantization.calibrate import Calibration, _Session, calibrate, input_feeds
 from leangraph.quantization.equalize import equalize as equalize_products
+from leangraph.quantization.equalize import equalize_depthwise
 
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
 _CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -308,7 +309,8 @@ def _depths(graph_def):
     return depth
 
 
-def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_bits=8):
+def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_bits=8,
+               shifts=False):
     from leangraph.transform import transform
 
     if not calibration.ranges:
@@ -321,6 +323,8 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_
         params.append(f'exclude="{",".join(sorted(exclude))}"')
     if probes:
         params.append("probes=true")
+        if shifts:  # the unsigned hand-overs as the graph will run them
+            params.append("shifts=true")
     if weight_bits != 8:
         params.append(f"weight_bits={int(weight_bits)}")
     return transform(graph_def, f"quantize_int8({', '.join(params)})", inputs=inputs, outputs=outputs)
@@ -343,8 +347,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     require_int8_cpu: refuse with QuantizeError on a CPU for which oneDNN has no
         8-bit kernels that beat float (neither VNNI nor AVX2: cpu_supports_int8).
     equalize: before calibrating on `samples`, rescale the channels of
-        squeeze-and-excitation products into their convs' weights
-        (leangraph.quantization.equalize); not done with a ready `calibration`,
+        squeeze-and-excitation products into their convs' weights, and give each
+        separable conv's depthwise channels one weight range, moved into the 1x1
+        conv after it (leangraph.quantization.equalize); not done with a ready `calibration`,
         whose ranges are those of the graph as given.
     weight_bits: 8, or 7 for a graph that must compute right on CPUs without
         VNNI too (their Conv2D kernels saturate 8-bit weights; depthwise and
@@ -373,12 +378,13 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     weight_bits = check_weight_bits((8 if vnni else 7) if weight_bits is None else weight_bits)
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
     original = graph_def
-    equalized = []
+    equalized, spread = [], []
     if calibration is None:
         if samples is None:
             raise QuantizeError("quantize needs calibration samples or a Calibration")
         if equalize:
             graph_def, equalized = equalize_products(graph_def, input_feeds(graph_def, samples))
+            graph_def, spread = equalize_depthwise(graph_def)
         calibration = calibrate(graph_def, samples, method=method, progress=progress)
     elif not isinstance(calibration, Calibration):
         raise QuantizeError("calibration must be a leangraph.Calibration")
@@ -444,7 +450,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if check is None or not units or min_sqnr_db is None:
             break
         if bias_correction:
-            early = _correct_biases(graph_def, probe, ends, check, float_values)
+            shifted = _transform(graph_def, calibration, set(excluded), True, inputs, outputs,
+                                 weight_bits, shifts=True)
+            early = _correct_biases(graph_def, shifted, ends, check, float_values)
         measured = _unit_sqnr(graph_def, _with_biases(probe, early) if early else probe, units,
                               ends, check, float_values)
         sqnr.update({c: out for c, (_, out) in measured.items()})
@@ -463,7 +471,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             corrected = early
         else:
             probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs,
-                               weight_bits)
+                               weight_bits, shifts=True)
             corrected = _correct_biases(graph_def, probe, ends, check, float_values)
         if corrected:
             # Kept where it helps the outputs, measured: a correction fitted on few
@@ -518,6 +526,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     )
     if bias_note:
         result.notes.append(bias_note)
+    if spread:
+        result.notes.append(f"{len(spread)} separable conv(s): the depthwise channels share one "
+                            "weight range, their spread moved into the 1x1 conv after them")
     if not min_macs_per_conversion and units:
         costs = _conversion_costs(rewritten, graph_def, *_macs_and_sizes(graph_def))
         slow = sum(1 for v in costs.values() if v < DEFAULT_MIN_MACS_PER_CONVERSION)
@@ -552,8 +563,11 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     return result
 
 
-def _upstream(graph_def, units):
-    """{unit: bit mask of the other units (by position in `units`) whose output reaches it}."""
+def _upstream(graph_def, units, at=None):
+    """{unit: bit mask of the other units (by position in `units`) whose output reaches it}.
+
+    at: {unit: the node whose inputs count instead of the unit's own (a Sum-fused unit's
+    add, which its summand reaches too)}."""
     index = {c: i for i, c in enumerate(units)}
     nodes = {n.name: n for n in graph_def.node}
     depth = _depths(graph_def)
@@ -565,18 +579,26 @@ def _upstream(graph_def, units):
                 source = graphs.node_name(i)
                 mask |= reach.get(source, 0) | (1 << index[source] if source in index else 0)
         reach[name] = mask
-    return {c: reach.get(c, 0) for c in units}
+    at = at or {}
+    return {c: reach.get(at.get(c, c), 0) & ~(1 << index[c]) for c in units}
 
 
 def _bias_targets(probe, ends):
     """{contraction: (8-bit node, its bias Const, the float tensor its unit ends at)} of a
     probed rewrite, for the units with a float Const bias whose end the probes show."""
     by = {n.name: n for n in probe.node}
+    readers = _readers(probe)
     out = {}
     for contraction, (_, name) in quantized_units(probe).items():
         node = by[name]
         fused = [f.decode() for f in node.attr["fused_ops"].list.s]
         end = ends.get(contraction)
+        if "Sum" in fused:
+            # It ends at the add (or the Relu after it), whose probe bears that name: its
+            # bias takes the sum's mean error, what reaches it through the summand included
+            # (fitted after the summand's producer).
+            end = next((r.name for r in readers.get(name, ()) if r.op == "Dequantize"
+                        and r.input[0] in (name, name + ":0")), None)
         bias = by.get(graphs.node_name(node.input[2])) if len(node.input) > 2 else None
         if ("BiasAdd" in fused and bias is not None and bias.op == "Const"
                 and bias.attr["dtype"].type == _DT_FLOAT and end in by):
@@ -584,23 +606,62 @@ def _bias_targets(probe, ends):
     return out
 
 
+def _left_to_readers(graph_def, targets, ends):
+    """The bias-free units of `targets` whose mean error their readers' corrections take up.
+
+    A contraction with no bias of its own in the float graph (a separable conv's
+    depthwise half) whose every reader is a 1x1 Conv2D, itself corrected, hands its
+    mean error e on linearly: the reader's output carries W^T e, a constant per output
+    channel, which the reader's own correction (fitted after its inputs') removes with
+    the rest. Its bias then stays one value (zero, or an unsigned hand-over's shift)
+    instead of a vector of C floats: NASNetMobile's 160 depthwise biases were 0.3
+    points of its int8 file."""
+    by_name = {n.name: n for n in graph_def.node}
+    readers = _readers(graph_def, control=True)
+    out = []
+    for c in targets:
+        node = by_name.get(c)
+        if node is None or ends.get(c) != c:
+            continue
+        after = readers.get(c, [])
+        if after and all(r.op == "Conv2D" and r.name in targets and not r.name == c
+                         and graphs.node_name(r.input[0]) == c and _is_pointwise(r, by_name)
+                         for r in after):
+            out.append(c)
+    return out
+
+
+def _is_pointwise(conv, by_name):
+    """Whether a Conv2D's filter is a 1x1 constant and it reads its input once."""
+    if len(conv.input) < 2 or graphs.node_name(conv.input[1]) == graphs.node_name(conv.input[0]):
+        return False
+    weights = by_name.get(graphs.node_name(conv.input[1]))
+    if weights is None or weights.op != "Const":
+        return False
+    dims = [d.size for d in weights.attr["value"].tensor.tensor_shape.dim]
+    return len(dims) == 4 and dims[:2] == [1, 1]
+
+
 def _correct_biases(graph_def, probe, ends, feeds, float_values):
     """{8-bit node: its unit's mean 8-bit error per channel on `feeds`, to take from its bias}.
 
-    probe: the probed rewrite of graph_def. Fitted unit after unit in graph order,
-    each once every unit upstream of it is corrected (a unit's error includes what
-    reaches it from above, so correcting two in a row from one run would count that
-    twice), in one session of the probed rewrite whose biases are fed. A channel is
+    probe: the probed rewrite of graph_def, made with shifts=true so that each unit's error is
+    the one it has in the graph as it will run (unsigned hand-overs included). Fitted unit
+    after unit in graph order, each once every unit upstream of it is corrected (a unit's
+    error includes what reaches it from above, so correcting two in a row from one run
+    would count that twice), in one session of the probed rewrite whose biases are fed. A channel is
     corrected from at least _MIN_VALUES_PER_CHANNEL values of it; after a Relu or
     Relu6, from the values both graphs leave in its linear range."""
     targets = _bias_targets(probe, ends)
+    for c in _left_to_readers(graph_def, targets, ends):
+        del targets[c]
     if not targets:
         return {}
     from tensorflow.python.framework import tensor_util
 
     units = list(targets)
     position = {c: i for i, c in enumerate(units)}
-    upstream = _upstream(graph_def, units)
+    upstream = _upstream(graph_def, units, {c: end for c, (_, _, end) in targets.items()})
     editable = graphs.graph_pb2().GraphDef()
     editable.CopyFrom(probe)
     by = {n.name: n for n in editable.node}
