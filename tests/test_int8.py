@@ -1148,7 +1148,7 @@ def test_a_bias_correction_that_loses_is_measured_and_dropped(monkeypatch):
     x = _samples(8)  # no more samples: judged on the ones it was fitted on
     plain = _quantize(g, x, bias_correction=False)
 
-    def wrong(graph_def, probe, ends, feeds, float_values):
+    def wrong(graph_def, probe, ends, feeds, float_values, **_):
         by = {n.name: n for n in probe.node}
         return {name: np.full(tf.make_ndarray(by[bias].attr["value"].tensor).shape, 5.0,
                               np.float32)

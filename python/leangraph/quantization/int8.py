@@ -450,9 +450,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if check is None or not units or min_sqnr_db is None:
             break
         if bias_correction:
-            shifted = _transform(graph_def, calibration, set(excluded), True, inputs, outputs,
-                                 weight_bits, shifts=True)
-            early = _correct_biases(graph_def, shifted, ends, check, float_values)
+            # Fitted on this probe, as measured: the graph's own offsets are fitted below.
+            early = _correct_biases(graph_def, probe, ends, check, float_values,
+                                    leave_to_readers=False)
         measured = _unit_sqnr(graph_def, _with_biases(probe, early) if early else probe, units,
                               ends, check, float_values)
         sqnr.update({c: out for c, (_, out) in measured.items()})
@@ -467,12 +467,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     final = _transform(graph_def, calibration, set(excluded), False, inputs, outputs, weight_bits)
     corrected, bias_note = {}, None
     if bias_correction and check is not None and quantized_units(final):
-        if early is not None:  # fitted on the last round's probe: the layers are these
-            corrected = early
-        else:
-            probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs,
-                               weight_bits, shifts=True)
-            corrected = _correct_biases(graph_def, probe, ends, check, float_values)
+        probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs,
+                           weight_bits, shifts=True)
+        corrected = _correct_biases(graph_def, probe, ends, check, float_values)
         if corrected:
             # Kept where it helps the outputs, measured: a correction fitted on few
             # samples, or on a network that amplifies small shifts, can cost more.
@@ -642,7 +639,7 @@ def _is_pointwise(conv, by_name):
     return len(dims) == 4 and dims[:2] == [1, 1]
 
 
-def _correct_biases(graph_def, probe, ends, feeds, float_values):
+def _correct_biases(graph_def, probe, ends, feeds, float_values, leave_to_readers=True):
     """{8-bit node: its unit's mean 8-bit error per channel on `feeds`, to take from its bias}.
 
     probe: the probed rewrite of graph_def, made with shifts=true so that each unit's error is
@@ -651,9 +648,10 @@ def _correct_biases(graph_def, probe, ends, feeds, float_values):
     error includes what reaches it from above, so correcting two in a row from one run
     would count that twice), in one session of the probed rewrite whose biases are fed. A channel is
     corrected from at least _MIN_VALUES_PER_CHANNEL values of it; after a Relu or
-    Relu6, from the values both graphs leave in its linear range."""
+    Relu6, from the values both graphs leave in its linear range. leave_to_readers: skip
+    the units _left_to_readers names (each layer's own SQNR is measured with all corrected)."""
     targets = _bias_targets(probe, ends)
-    for c in _left_to_readers(graph_def, targets, ends):
+    for c in _left_to_readers(graph_def, targets, ends) if leave_to_readers else ():
         del targets[c]
     if not targets:
         return {}
