@@ -12,8 +12,10 @@ the int8 graph will do, so they settle where that rounding costs least:
 - every conv's output is rounded where the int8 graph requantizes it: after
   its own relu, or after the batch norm and relu that fold into it.
 
-That is quantize(bias_correction=False): a bias correction shifts the rewrite's
-biases by the mean error it measures, which no simulation here models.
+That is quantize(bias_correction=False, equalize=False): a bias correction shifts
+the rewrite's biases by the mean error it measures, and the equalization of a
+separable conv's depthwise channels rescales what its 1x1 half reads (the
+depthwise weights round to the same integers), neither of which is modelled.
 
 Gradients pass the rounding straight through (the straight-through
 estimator). Kernels are substituted with Keras' StatelessScope, so the
