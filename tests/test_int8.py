@@ -1003,17 +1003,18 @@ def test_two_equalized_convs_sharing_weights_leave_no_copy_behind():
                                    rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-def _separable_pair(x, reader="pointwise", spread=True):
+def _separable_pair(x, reader="pointwise", spread=True, multiplier=1):
     # A 5x5 depthwise conv whose channels' weight ranges differ 30x, then the reader.
     # Its input is nearly constant: the rounded weights' steady offset per channel
     # is most of its 8-bit error.
-    w = RNG.normal(size=(5, 5, 8, 1)) * (np.geomspace(0.02, 0.6, 8)[None, None, :, None]
-                                        if spread else 0.3)
+    width = 8 * multiplier
+    w = RNG.normal(size=(5, 5, 8, multiplier)) * (
+        np.geomspace(0.02, 0.6, width).reshape(1, 1, 8, multiplier) if spread else 0.3)
     y = tf.nn.depthwise_conv2d(0.1 * tf.nn.relu(x) + 2.0, _c(w), [1, 1, 1, 1], "VALID", name="dw")
     if reader == "relu":
         y = tf.nn.relu(y, name="between")
     size = 3 if reader == "3x3" else 1
-    y = tf.nn.conv2d(y, _c(RNG.normal(size=(size, size, 8, 16)) * 0.3), 1, "SAME", name="pw")
+    y = tf.nn.conv2d(y, _c(RNG.normal(size=(size, size, width, 16)) * 0.3), 1, "SAME", name="pw")
     tf.identity(tf.nn.bias_add(y, _c(RNG.normal(size=16) * 0.1), name="pw_bias"), name="output")
 
 
@@ -1022,32 +1023,35 @@ def _filter(graph_def, conv):
     return tf.make_ndarray(by[leangraph.graphs.node_name(by[conv].input[1])].attr["value"].tensor)
 
 
-def test_a_separable_convs_depthwise_ranges_move_into_its_pointwise_conv():
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_a_separable_convs_depthwise_ranges_move_into_its_pointwise_conv(multiplier):
     from leangraph.quantization import equalize as E
 
-    g = _graph(_separable_pair)
+    g = _graph(lambda x: _separable_pair(x, multiplier=multiplier))
     eq, convs = E.equalize_depthwise(g)
     assert convs == ["dw"]
     x = _samples(4)
     want = leangraph.run(g, {"input": x[:1]}, ["output"])[0]
     np.testing.assert_allclose(leangraph.run(eq, {"input": x[:1]}, ["output"])[0], want,
                                rtol=1e-4, atol=1e-5 * np.abs(want).max())
-    before, after = (np.abs(_filter(gd, "dw")).reshape(25, 8).max(0) for gd in (g, eq))
+    width = 8 * multiplier
+    before, after = (np.abs(_filter(gd, "dw")).reshape(25, width).max(0) for gd in (g, eq))
     assert before.max() / before.min() > 10
     assert len(set(after.tolist())) == 1 and after[0] == before.max()  # equal to the bit
     assert not np.array_equal(_filter(eq, "pw"), _filter(g, "pw"))
     # The rewrite then stores the depthwise conv's ranges as one number.
     q = _quantize(g, x).graph_def
+    assert _sqnr_on(g, q, x[:2]) > 25
     by = {n.name: n for n in q.node}
     dw = by["dw_int8"]
     assert dw.op == "_FusedQuantizedDepthwiseConv2D"
     ranges = by[leangraph.graphs.node_name(dw.input[-4])].attr["value"].tensor
     assert list(ranges.float_val) == [pytest.approx(before.max())] and not ranges.tensor_content
-    assert tf.make_ndarray(ranges).shape == (8,)
+    assert tf.make_ndarray(ranges).shape == (width,)
     plain = _quantize(g, x, equalize=False).graph_def
     plain_by = {n.name: n for n in plain.node}
-    assert tf.make_ndarray(plain_by[plain_by["dw_int8"].input[-4]].attr["value"].tensor).size == 8
-    assert len(plain_by[plain_by["dw_int8"].input[-4]].attr["value"].tensor.tensor_content) == 32
+    stored = plain_by[plain_by["dw_int8"].input[-4]].attr["value"].tensor
+    assert tf.make_ndarray(stored).size == width and len(stored.tensor_content) == 4 * width
 
 
 @pytest.mark.parametrize("reader", ["relu", "3x3"])

@@ -104,6 +104,26 @@ def wait_until(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def caught(proc, predicate, timeout, what):
+    """Wait until `predicate` holds, and return with `proc` stopped (SIGSTOP) while it still does.
+
+    Checking and then killing a running worker races with it: its trial may end
+    in between. A stopped worker writes nothing more, so the state seen after
+    stopping it is the state it dies in.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)  # a write already sent lands before the second look
+            value = predicate()
+            if value:
+                return value
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def measured(trials):
     """COMPLETE, non-repeat trials by configuration."""
     by_key = {}
@@ -175,7 +195,8 @@ def test_sigkill_mid_trial_loses_nothing_and_is_retried(server, files):
         done = [t for t in trials_of(url, "kill") if t.state.name == "COMPLETE"]
         return number if done else None
 
-    killed = wait_until(victim_mid_trial_after_a_finished_one, 120, "the victim mid-trial")
+    killed = caught(victim.proc, victim_mid_trial_after_a_finished_one, 120,
+                    "the victim mid-trial")
     before = {t.number: t.user_attrs["result"]["latency_ms"]
               for t in trials_of(url, "kill") if t.state.name == "COMPLETE"}
     victim.proc.send_signal(signal.SIGKILL)
@@ -204,7 +225,7 @@ def test_resume_after_every_worker_stopped(server, files, capsys):
             return False
         return sum(t.state.name == "COMPLETE" for t in trials_of(url, "resume")) >= 2
 
-    wait_until(two_done_one_running, 90, "two finished trials")
+    caught(only.proc, two_done_one_running, 90, "two finished trials")
     only.proc.send_signal(signal.SIGKILL)
     only.proc.wait()
     assert {t.state.name for t in trials_of(url, "resume")} >= {"RUNNING", "WAITING"}
