@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import leangraph
-from leangraph import bench, bench_cli
+from leangraph import bench, bench_cli, graphs
 
 REPORT_KEYS = {
     "count", "samples_ms", "min_ms", "p10_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms",
@@ -520,6 +520,26 @@ def test_binary_npy_input_and_text_report(binary, graph_files):
     assert proc.returncode == 0, proc.stderr
     assert "npy:" in proc.stdout and "Summary by op type" in proc.stdout
     assert "x float32[2,8]" in proc.stdout
+
+
+def test_binary_times_a_graph_written_without_default_attributes(binary, tmp_path):
+    # save_graph leaves out attributes at their default, as TF's SavedModel writer does;
+    # the binary fills them in as TF's import does (a Pad's Tpaddings, a QuantizeV2's
+    # narrow_range) instead of refusing the file.
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 2], name="x")
+        tf.nn.relu(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), name="out")
+    path = tmp_path / "stripped.pb"
+    graphs.save_graph(graph.as_graph_def(), path)
+    written = graphs.graph_pb2().GraphDef.FromString(path.read_bytes())
+    pad = next(n for n in written.node if n.op == "Pad")
+    assert "Tpaddings" not in pad.attr  # what the binary must put back
+    proc = run_binary(binary, "--graph", path, "--input", "x:1,4,4,2:float32", "--runs", 3,
+                      "--warmup", 0, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["count"] == 3 and report["p50_ms"] > 0
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "google/protobuf/text_format.h"
 #include "native/bench/cpu.h"
+#include "native/graph_check.h"
 #include "native/bench/npy.h"
 #include "native/bench/runner.h"
 #include "tensorflow/core/framework/graph.pb.h"
@@ -92,6 +93,9 @@ absl::StatusOr<tensorflow::GraphDef> LoadGraph(const std::string& path) {
         path, " is not a ", text ? "text" : "binary",
         " GraphDef (corrupt, truncated, or the wrong format for its suffix)"));
   }
+  // Writers leave out attributes at their op's default (TF's SavedModel writer
+  // and leangraph.save_graph do); TF's import puts them back, and so does this.
+  AddMissingDefaults(&graph);
   return graph;
 }
 
