@@ -6,7 +6,7 @@ same thread count; the paths are run in interleaved rounds and each path's best
 round median is kept (a slow phase of the machine hits one round, not one path).
 
     .venv/bin/python bench/int8_bench.py [--models Xception,ResNet50,MobileNetV2]
-        [--runs 30] [--rounds 2] [--calibration 16] [--peers-python PY]
+        [--runs 30] [--rounds 2] [--calibration 16] [--peers-python PY] [--caller-thread]
     .venv/bin/python bench/int8_bench.py --coverage [--size 160] [--coverage-models A,B]
         [--no-bias-correction]
 
@@ -155,8 +155,14 @@ print(json.dumps({"ms": ms, "out": np.asarray(out).ravel()[:1000].tolist(),
 """
 
 
-def child(cmd, cpus, timeout=1800):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+# TensorFlow's oneDNN kernels hand every piece of an op to the intra-op pool and
+# wait; with this set (read once per process) the calling thread runs one piece
+# itself when the pool has one thread per schedulable CPU.
+CALLER_THREAD = {"TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD": "1"}
+
+
+def child(cmd, cpus, timeout=1800, env_extra=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
     full = ["taskset", "-c", cpus] + cmd
     proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
@@ -196,6 +202,9 @@ def main():
     parser.add_argument("--cpus", default="0,1")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--peers-python", default=os.environ.get("LEANGRAPH_PEERS_PYTHON"))
+    parser.add_argument("--caller-thread", action="store_true",
+                        help="also time fp32 and int8 with TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD=1 "
+                             "(paths fp32+caller, int8+caller)")
     parser.add_argument("--coverage", action="store_true",
                         help="no timing: int8 MAC share, logits SQNR and fallbacks for ten "
                              "keras.applications architectures (at --size)")
@@ -230,16 +239,20 @@ def main():
             results = {}
             for round_index in range(args.rounds):
                 last = round_index == args.rounds - 1
-                for kind in [k for k in ("fp32", "bf16", "int8") if k in paths] + peers:
-                    if kind in paths:
-                        cmd = [sys.executable, "-c", _LEANGRAPH_CHILD, str(paths[kind]), str(x_path),
-                               info["input"], args.cpus, str(args.threads), str(args.runs),
-                               "1" if kind == "int8" and last else "0"]
+                own = [k for k in ("fp32", "bf16", "int8") if k in paths]
+                if args.caller_thread:
+                    own += ["fp32+caller", "int8+caller"]
+                for kind in own + peers:
+                    graph_kind = kind.split("+")[0]
+                    if graph_kind in paths:
+                        cmd = [sys.executable, "-c", _LEANGRAPH_CHILD, str(paths[graph_kind]),
+                               str(x_path), info["input"], args.cpus, str(args.threads),
+                               str(args.runs), "1" if kind == "int8" and last else "0"]
                     else:
                         cmd = [args.peers_python, "-c", _PEER_CHILD, kind, str(paths["fp32"]),
                                str(x_path), str(calib_path), info["input"], info["output"],
                                str(args.threads), str(args.runs), str(workdir)]
-                    r = child(cmd, args.cpus)
+                    r = child(cmd, args.cpus, env_extra=CALLER_THREAD if "+caller" in kind else None)
                     best = results.get(kind)
                     if "error" in r:
                         results.setdefault(kind, r)
@@ -266,6 +279,9 @@ def main():
             ov = results.get("openvino-int8", {}).get("ms")
             if ours and ov:
                 print(f"  leangraph int8 / OpenVINO int8 latency: {ours / ov:.2f}")
+            caller = results.get("int8+caller", {}).get("ms")
+            if caller and ov:
+                print(f"  leangraph int8 (caller thread) / OpenVINO int8 latency: {caller / ov:.2f}")
             print(f"  conv/matmul MACs in int8: {100 * info['mac_share']:.1f} %; "
                   f"file {info['bytes']['int8'] / info['bytes']['fp32'] * 100:.1f} % of fp32; "
                   f"layers kept float: {len(info['fallback'])}")

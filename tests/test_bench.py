@@ -265,6 +265,28 @@ def test_child_timer_thread_count_and_pinning_read_back(graph_files, threads):
     assert os.sched_getaffinity(0) == before  # this process was never pinned
 
 
+def test_child_timer_takes_environment_variables_of_its_own(graph_files, monkeypatch):
+    real = subprocess.run
+    seen = []
+
+    def spy(cmd, *args, env=None, **kwargs):
+        seen.append(env)
+        return real(cmd, *args, env=env, **kwargs)
+
+    monkeypatch.setattr(bench.subprocess, "run", spy)
+    monkeypatch.delenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", raising=False)
+    r = bench.benchmark_in_child(str(graph_files["a"]), {"x": np.ones((1, 8), np.float32)},
+                                 runs=3, warmup=0, threads=1, measure_overhead=False,
+                                 env=bench.CALLER_THREAD_ENV)
+    assert r.count == 3
+    assert seen[-1]["TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD"] == "1"
+    assert "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD" not in os.environ  # the child's alone
+    for bad in ({"A=B": "1"}, {"X": 1}, {"": "1"}):
+        with pytest.raises(leangraph.BenchmarkError, match="is not an environment variable"):
+            bench.benchmark_in_child(str(graph_files["a"]), {"x": np.ones((1, 8), np.float32)},
+                                     runs=3, threads=1, env=bad)
+
+
 def test_child_compare_and_its_errors(graph_files):
     x = np.full((2, 8), 0.5, dtype=np.float32)
     result = bench.compare_in_child(graph_files["a"], graph_files["b"], {"x": x}, runs=8,

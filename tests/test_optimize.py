@@ -803,35 +803,68 @@ def test_pairs_that_find_the_first_ranked_slower_than_frozen_overrule_the_rounds
     assert data["settings"]["confirmed"] is None or data["settings"]["confirmed"]["b"] == data["result"]
 
 
-def test_an_int8_result_is_timed_on_one_thread_and_on_all(model_path, tmp_path, monkeypatch,
-                                                          int8_anywhere):
+def _fake_thread_timer(monkeypatch, ms):
+    """bench.benchmark_in_child replaced: p50 from ms[(threads, caller thread set)]."""
     import types
 
     from leangraph import bench
 
-    cores = os.cpu_count() or 1
     calls = []
+    key = next(iter(bench.CALLER_THREAD_ENV))
 
-    def fake_child(graph, inputs=None, *, threads=None, **kwargs):
-        calls.append(threads)
-        return types.SimpleNamespace(p50_ms=2.0 if threads == 1 else 5.0)
+    def fake_child(graph, inputs=None, *, threads=None, env=None, **kwargs):
+        caller = bool(env) and env.get(key) == "1"
+        calls.append((threads, caller))
+        return types.SimpleNamespace(p50_ms=ms[(threads, caller)])
 
     # Only the hint uses the child timer here: without --threads/--cpus the rounds run in-process.
     monkeypatch.setattr(bench, "benchmark_in_child", fake_child)
+    return calls
+
+
+def test_an_int8_result_is_timed_on_one_thread_and_on_all(model_path, tmp_path, monkeypatch,
+                                                          int8_anywhere):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", raising=False)
+    calls = _fake_thread_timer(monkeypatch, {(1, False): 2.0, (cores, False): 5.0,
+                                             (cores, True): 4.0})
     report = _quick(model_path, tmp_path / "out", precisions="int8")
     data = _assert_written(report, tmp_path / "out")
     assert data["result"] == "int8"
     if cores < 2:
         assert data["settings"]["threads_hint"] is None and not calls
         return
-    assert calls == [1, cores, 1, cores]
-    assert data["settings"]["threads_hint"] == {"1": 2.0, str(cores): 5.0, "rounds": 2}
+    assert calls == [(1, False), (cores, False), (cores, True)] * 2
+    assert data["settings"]["threads_hint"] == {"1": 2.0, str(cores): 5.0,
+                                                f"{cores}+caller": 4.0, "rounds": 2}
     assert any(f"runs faster on 1 intra-op thread than on {cores} here (2.00 vs 5.00 ms" in note
                for note in data["notes"])
+    assert not any("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD" in note for note in data["notes"])
     # Not for an fp32 result.
     calls.clear()
     fp32 = _quick(model_path, tmp_path / "fp32")
     assert fp32.settings["threads_hint"] is None and not calls
+
+
+def test_an_int8_result_faster_with_the_calling_thread_says_how_to_serve_it(
+        model_path, tmp_path, monkeypatch, int8_anywhere):
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one CPU: no thread hint")
+    monkeypatch.delenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", raising=False)
+    _fake_thread_timer(monkeypatch, {(1, False): 5.0, (cores, False): 5.0, (cores, True): 3.0})
+    data = _assert_written(_quick(model_path, tmp_path / "out", precisions="int8"),
+                           tmp_path / "out")
+    notes = [n for n in data["notes"] if "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD=1" in n]
+    assert len(notes) == 1 and "(3.00 vs 5.00 ms" in notes[0], data["notes"]
+    assert not any("runs faster on 1 intra-op thread" in n for n in data["notes"])
+    # Set already: the N-thread timing has it, and the hint times only 1 and N.
+    monkeypatch.setenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", "1")
+    calls = _fake_thread_timer(monkeypatch, {(1, False): 5.0, (cores, False): 3.0})
+    data = _assert_written(_quick(model_path, tmp_path / "set", precisions="int8"),
+                           tmp_path / "set")
+    assert calls == [(1, False), (cores, False)] * 2
+    assert data["settings"]["threads_hint"] == {"1": 5.0, str(cores): 3.0, "rounds": 2}
 
 
 def test_a_sole_candidate_the_pairs_find_slower_stays_the_result_once(model_path, tmp_path,

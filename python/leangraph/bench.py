@@ -477,10 +477,27 @@ def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, 
     return cmd + ["--json"]
 
 
-def _run_child(cmd):
+#: TensorFlow's oneDNN kernels hand every piece of an op to the intra-op pool and wait
+#: for it; with this variable set (TF reads it once per process) the calling thread runs
+#: one piece itself, when the pool has a thread per CPU the process may run on.
+CALLER_THREAD_ENV = {"TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD": "1"}
+
+
+def _child_env(extra):
+    """The timer process's environment: ours, with `extra` (str -> str) on top."""
     from leangraph import bench_cli
 
     env = bench_cli._environment()
+    for key, value in (extra or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key or "=" in key:
+            raise BenchmarkError(f"env: {key!r}={value!r} is not an environment variable "
+                                 "(names and values are strings; a name has no '=')")
+        env[key] = value
+    return env
+
+
+def _run_child(cmd, extra_env=None):
+    env = _child_env(extra_env)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     # 3: the report is complete but some thread ran outside --cpus
     # (result.affinity_ok says so).
@@ -510,20 +527,22 @@ def _binary():
 def benchmark_in_child(graph, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
                        threads=None, inter_op_threads=None, cpus=None, precision="fp32",
                        seed=0, batch=None, profile=False, measure_overhead=True,
-                       allow_io_ops=False):
+                       allow_io_ops=False, env=None):
     """benchmark() in the leangraph_bench binary: a process of its own, pinned to
     `cpus` before TensorFlow starts, whose first session makes the process's
     intra-/inter-op pools with `threads` / `inter_op_threads` threads, so every
     thread of the process is checked against `cpus`. Graph and inputs travel as
-    temporary files, the report as JSON."""
+    temporary files, the report as JSON. `env` adds environment variables to that
+    process only (e.g. CALLER_THREAD_ENV, a TensorFlow setting read at start-up)."""
     _check_precision(precision)
+    _child_env(env)  # bad names fail before any work
     binary = _binary()
     data = _checked_bytes(graph, allow_io_ops)
     with tempfile.TemporaryDirectory(prefix="leangraph-bench-") as folder:
         cmd = _child_command(binary, folder, [("a.pb", data)], inputs, outputs, runs, warmup,
                              max_time, threads, inter_op_threads, cpus, precision, seed, batch,
                              profile, measure_overhead)
-        return BenchResult._from_report(_run_child(cmd))
+        return BenchResult._from_report(_run_child(cmd, env))
 
 
 def compare_in_child(a, b, inputs=None, *, outputs=None, runs=100, warmup=10, max_time=None,
