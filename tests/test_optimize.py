@@ -867,6 +867,60 @@ def test_an_int8_result_faster_with_the_calling_thread_says_how_to_serve_it(
     assert data["settings"]["threads_hint"] == {"1": 5.0, str(cores): 3.0, "rounds": 2}
 
 
+def test_an_int8_variant_passed_over_in_process_is_timed_with_the_calling_thread(monkeypatch):
+    import types
+
+    from leangraph import bench
+    from leangraph.optimize import _int8_caller_hint
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one CPU: no thread hint")
+    monkeypatch.delenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", raising=False)
+    calls = []
+
+    def timer(ms):
+        def child(graph, inputs=None, *, threads=None, env=None, precision="fp32", **kwargs):
+            calls.append((graph, threads, dict(env or {}), precision))
+            return types.SimpleNamespace(p50_ms=ms[graph])
+        return child
+
+    def variant(name, precision, bench_precision="fp32"):
+        return types.SimpleNamespace(name=name, precision=precision, graph_def=name,
+                                     bench_precision=bench_precision)
+
+    bf16, int8 = variant("bf16", "bf16", "bf16"), variant("int8", "int8")
+    fake = types.SimpleNamespace(CALLER_THREAD_ENV=bench.CALLER_THREAD_ENV)
+    prog = types.SimpleNamespace(item=lambda text: None)
+
+    def run():
+        config = types.SimpleNamespace(cpus=None, threads=None, runs=20)
+        return types.SimpleNamespace(config=config, first_example={}, ends=(None, ["out"]),
+                                     notes=[])
+
+    fake.benchmark_in_child = timer({"bf16": 5.0, "int8": 3.0})
+    r = run()
+    hint = _int8_caller_hint(r, fake, bf16, [bf16, int8], prog)
+    assert hint == {"result": 5.0, "int8": 3.0, "rounds": 2}
+    # The result as it runs, against int8 with the calling thread, alternating.
+    assert calls == [("bf16", cores, {}, "bf16"),
+                     ("int8", cores, bench.CALLER_THREAD_ENV, "fp32")] * 2
+    assert len(r.notes) == 1 and "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD=1 runs faster" in \
+        r.notes[0] and "(3.00 vs 5.00 ms" in r.notes[0] and "`--precision int8`" in r.notes[0]
+    # Not clearly faster: measured, and no note.
+    fake.benchmark_in_child = timer({"bf16": 5.0, "int8": 4.8})
+    r = run()
+    assert _int8_caller_hint(r, fake, bf16, [bf16, int8], prog)["int8"] == 4.8 and not r.notes
+    # Nothing to time: the result is int8, no int8 passed, or --threads was given.
+    calls.clear()
+    assert _int8_caller_hint(run(), fake, int8, [int8, bf16], prog) is None
+    assert _int8_caller_hint(run(), fake, bf16, [bf16], prog) is None
+    pinned = run()
+    pinned.config.threads = 2
+    assert _int8_caller_hint(pinned, fake, bf16, [bf16, int8], prog) is None
+    assert not calls
+
+
 def test_a_sole_candidate_the_pairs_find_slower_stays_the_result_once(model_path, tmp_path,
                                                                      monkeypatch, int8_anywhere):
     import types
