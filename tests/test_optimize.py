@@ -846,11 +846,10 @@ def test_an_int8_result_is_timed_on_one_thread_and_on_all(model_path, tmp_path, 
     assert fp32.settings["threads_hint"] is None and not calls
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no thread hint")
 def test_an_int8_result_faster_with_the_calling_thread_says_how_to_serve_it(
         model_path, tmp_path, monkeypatch, int8_anywhere):
     cores = len(os.sched_getaffinity(0))
-    if cores < 2:
-        pytest.skip("one CPU: no thread hint")
     monkeypatch.delenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", raising=False)
     _fake_thread_timer(monkeypatch, {(1, False): 5.0, (cores, False): 5.0, (cores, True): 3.0})
     data = _assert_written(_quick(model_path, tmp_path / "out", precisions="int8"),
@@ -867,6 +866,7 @@ def test_an_int8_result_faster_with_the_calling_thread_says_how_to_serve_it(
     assert data["settings"]["threads_hint"] == {"1": 5.0, str(cores): 3.0, "rounds": 2}
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no thread hint")
 def test_an_int8_variant_passed_over_in_process_is_timed_with_the_calling_thread(monkeypatch):
     import types
 
@@ -874,8 +874,6 @@ def test_an_int8_variant_passed_over_in_process_is_timed_with_the_calling_thread
     from leangraph.optimize import _int8_caller_hint
 
     cores = len(os.sched_getaffinity(0))
-    if cores < 2:
-        pytest.skip("one CPU: no thread hint")
     monkeypatch.delenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", raising=False)
     calls = []
 
