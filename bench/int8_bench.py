@@ -155,12 +155,6 @@ print(json.dumps({"ms": ms, "out": np.asarray(out).ravel()[:1000].tolist(),
 """
 
 
-# TensorFlow's oneDNN kernels hand every piece of an op to the intra-op pool and
-# wait; with this set (read once per process) the calling thread runs one piece
-# itself when the pool has one thread per schedulable CPU.
-CALLER_THREAD = {"TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD": "1"}
-
-
 def child(cmd, cpus, timeout=1800, env_extra=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
     full = ["taskset", "-c", cpus] + cmd
@@ -217,7 +211,7 @@ def main():
     if args.coverage:
         return coverage(args)
 
-    from leangraph.bench import cpu_supports_bf16
+    from leangraph.bench import CALLER_THREAD_ENV, cpu_supports_bf16
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     from leangraph.quantization import cpu_has_vnni
@@ -252,7 +246,8 @@ def main():
                         cmd = [args.peers_python, "-c", _PEER_CHILD, kind, str(paths["fp32"]),
                                str(x_path), str(calib_path), info["input"], info["output"],
                                str(args.threads), str(args.runs), str(workdir)]
-                    r = child(cmd, args.cpus, env_extra=CALLER_THREAD if "+caller" in kind else None)
+                    r = child(cmd, args.cpus,
+                              env_extra=CALLER_THREAD_ENV if "+caller" in kind else None)
                     best = results.get(kind)
                     if "error" in r:
                         results.setdefault(kind, r)

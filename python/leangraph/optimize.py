@@ -813,6 +813,18 @@ def _choose(run, bench, staging, ranked, prog):
 THREAD_HINT_ROUNDS = 2
 
 
+def _hint_cores(config):
+    """The intra-op threads of "all cores": the CPUs pinned to, or those this process may use."""
+    return len(config.cpus) if config.cpus else len(os.sched_getaffinity(0))
+
+
+def _caller_thread_set(bench):
+    """Whether this environment sets bench.CALLER_THREAD_ENV already (TensorFlow reads the
+    variable as a boolean: 1 or true, in any case), so every child timer has it."""
+    key = next(iter(bench.CALLER_THREAD_ENV))
+    return os.environ.get(key, "").strip().lower() in ("1", "true")
+
+
 def _thread_hint(run, bench, chosen, prog):
     """{"1": ms, "N": ms, "N+caller": ms, "rounds": R} for an int8 result timed on 1 and
     on all N intra-op threads, the latter also with the calling thread working
@@ -827,12 +839,12 @@ def _thread_hint(run, bench, chosen, prog):
     variable is set already (then "N" has it). Only without --threads.
     """
     c = run.config
-    cores = len(c.cpus) if c.cpus else len(os.sched_getaffinity(0))
+    cores = _hint_cores(c)
     if chosen is None or chosen.precision != "int8" or c.threads or cores < 2:
         return None
     caller_key = next(iter(bench.CALLER_THREAD_ENV))
     settings = [("1", 1, None), (str(cores), cores, None)]
-    if os.environ.get(caller_key, "") in ("", "0", "false", "False"):
+    if not _caller_thread_set(bench):
         settings.append((f"{cores}+caller", cores, bench.CALLER_THREAD_ENV))
     prog.item(f"{chosen.name} on 1 and on {cores} intra-op threads")
     try:
@@ -886,11 +898,11 @@ def _int8_caller_hint(run, bench, chosen, ranked, prog):
     bf16 5.2 ms, int8 7.7 ms in-process and 3.9 ms with it) would be passed over
     silently. The report says so when it is clearly (10 %) faster; the result stays."""
     c = run.config
-    cores = len(c.cpus) if c.cpus else len(os.sched_getaffinity(0))
+    cores = _hint_cores(c)
     int8 = next((v for v in ranked if v.precision == "int8"), None)
     caller_key = next(iter(bench.CALLER_THREAD_ENV))
     if chosen is None or chosen.precision == "int8" or int8 is None or c.threads \
-            or cores < 2 or os.environ.get(caller_key, "") not in ("", "0", "false", "False"):
+            or cores < 2 or _caller_thread_set(bench):
         return None
     prog.item(f"{int8.name} on {cores} threads with the calling thread, against {chosen.name}")
     try:
