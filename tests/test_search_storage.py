@@ -434,3 +434,36 @@ def test_host_lock_lets_builders_share_and_timings_run_alone(tmp_path):
     assert can(fcntl.LOCK_EX)
     with worker.exclusive():  # timing outside a build holds it alone too
         assert not can(fcntl.LOCK_SH)
+
+
+@pytest.mark.parametrize("error, raised", [("ProgrammingError", "ProgrammingError"),
+                                           ("OperationalError", "StorageError")])
+def test_a_storage_that_fails_while_made_closes_its_connections(tmp_path, monkeypatch, error,
+                                                                raised):
+    # Workers meeting an empty database race to make its tables: the loser's storage fails
+    # inside optuna's RDBStorage after its engine connected. Its pool must be disposed of
+    # then, not left to the garbage collector (a ResourceWarning, an open connection).
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    from leangraph.search import storage
+
+    disposed = []
+    real_dispose = sqlalchemy.engine.Engine.dispose
+    monkeypatch.setattr(sqlalchemy.engine.Engine, "dispose",
+                        lambda self, *a, **k: (disposed.append(self), real_dispose(self, *a, **k)))
+    made = []
+
+    def create_all(bind, *args, **kwargs):
+        with bind.connect():  # the pool now holds a connection, as a real attempt's does
+            made.append(bind)
+        raise getattr(sqlalchemy.exc, error)("CREATE TABLE studies", {}, Exception("racing"))
+
+    monkeypatch.setattr(models.BaseModel.metadata, "create_all", create_all)
+    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    with pytest.raises(storage.StorageError if raised == "StorageError"
+                       else sqlalchemy.exc.ProgrammingError):
+        storage.open_storage(url)
+    assert made and all(any(e is m for e in disposed) for m in made)
+    assert len(made) == (3 if raised == "ProgrammingError" else 1)  # the retries, each closed

@@ -150,17 +150,38 @@ def open_storage(url, *, heartbeat=None, grace=None, max_retry=DEFAULT_MAX_RETRY
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(_driver_url(url), engine_kwargs=engine_kwargs,
                                                   **options)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             # Two workers that meet an empty database create its tables at once;
             # the loser sees the winner's half-made schema and tries again.
+            _dispose_unfinished(exc)
             if attempt == 2:
                 raise
             time.sleep(0.5 + attempt)
         except sqlalchemy.exc.SQLAlchemyError as exc:
+            _dispose_unfinished(exc)
             raise StorageError(f"cannot open storage {masked(url)}: {_reason(exc)}") from None
         except ImportError as exc:
             raise StorageError(f"cannot open storage {masked(url)}: missing driver ({exc})") from None
     raise AssertionError("unreachable")
+
+
+def _dispose_unfinished(exc):
+    """Closes the connections of the RDBStorage whose __init__ raised `exc`.
+
+    Its engine is made before the tables are (and its pool keeps the connection that
+    tried), but the half-made storage is never returned, so nobody could dispose of
+    it: the connection stayed open until the garbage collector found it."""
+    import optuna
+
+    tb = exc.__traceback__
+    while tb is not None:
+        unfinished = tb.tb_frame.f_locals.get("self")
+        if isinstance(unfinished, optuna.storages.RDBStorage):
+            engine = getattr(unfinished, "engine", None)
+            if engine is not None:
+                engine.dispose()
+            return
+        tb = tb.tb_next
 
 
 def cpu_facts():
