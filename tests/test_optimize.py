@@ -810,7 +810,7 @@ def _fake_thread_timer(monkeypatch, ms):
     from leangraph import bench
 
     calls = []
-    key = next(iter(bench.CALLER_THREAD_ENV))
+    key = bench.CALLER_THREAD_VAR
 
     def fake_child(graph, inputs=None, *, threads=None, env=None, **kwargs):
         caller = bool(env) and env.get(key) == "1"
@@ -888,7 +888,9 @@ def test_an_int8_variant_passed_over_in_process_is_timed_with_the_calling_thread
                                      bench_precision=bench_precision)
 
     bf16, int8 = variant("bf16", "bf16", "bf16"), variant("int8", "int8")
-    fake = types.SimpleNamespace(CALLER_THREAD_ENV=bench.CALLER_THREAD_ENV)
+    fake = types.SimpleNamespace(CALLER_THREAD_ENV=bench.CALLER_THREAD_ENV,
+                                 CALLER_THREAD_VAR=bench.CALLER_THREAD_VAR,
+                                 caller_thread_set=bench.caller_thread_set)
     prog = types.SimpleNamespace(item=lambda text: None)
 
     def run():

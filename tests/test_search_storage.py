@@ -111,17 +111,17 @@ def caught(proc, predicate, timeout, what):
     in between. A stopped worker writes nothing more, so the state seen after
     stopping it is the state it dies in.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            proc.send_signal(signal.SIGSTOP)
-            time.sleep(0.3)  # a write already sent lands before the second look
-            value = predicate()
-            if value:
-                return value
+    def holds_once_stopped():
+        if not predicate():
+            return None
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)  # a write already sent lands before the second look
+        value = predicate()
+        if not value:
             proc.send_signal(signal.SIGCONT)
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+        return value
+
+    return wait_until(holds_once_stopped, timeout, what)
 
 
 def measured(trials):

@@ -480,7 +480,14 @@ def _child_command(binary, folder, graphs_bytes, inputs, outputs, runs, warmup, 
 #: TensorFlow's oneDNN kernels hand every piece of an op to the intra-op pool and wait
 #: for it; with this variable set (TF reads it once per process) the calling thread runs
 #: one piece itself, when the pool has a thread per CPU the process may run on.
-CALLER_THREAD_ENV = {"TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD": "1"}
+CALLER_THREAD_VAR = "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD"
+CALLER_THREAD_ENV = {CALLER_THREAD_VAR: "1"}
+
+
+def caller_thread_set():
+    """Whether this process's environment sets CALLER_THREAD_VAR already (TensorFlow reads
+    it as a boolean: 1 or true, in any case), so every child timer has it."""
+    return os.environ.get(CALLER_THREAD_VAR, "").strip().lower() in ("1", "true")
 
 
 def _child_env(extra):

@@ -818,13 +818,6 @@ def _hint_cores(config):
     return len(config.cpus) if config.cpus else len(os.sched_getaffinity(0))
 
 
-def _caller_thread_set(bench):
-    """Whether this environment sets bench.CALLER_THREAD_ENV already (TensorFlow reads the
-    variable as a boolean: 1 or true, in any case), so every child timer has it."""
-    key = next(iter(bench.CALLER_THREAD_ENV))
-    return os.environ.get(key, "").strip().lower() in ("1", "true")
-
-
 def _thread_hint(run, bench, chosen, prog):
     """{"1": ms, "N": ms, "N+caller": ms, "rounds": R} for an int8 result timed on 1 and
     on all N intra-op threads, the latter also with the calling thread working
@@ -842,9 +835,9 @@ def _thread_hint(run, bench, chosen, prog):
     cores = _hint_cores(c)
     if chosen is None or chosen.precision != "int8" or c.threads or cores < 2:
         return None
-    caller_key = next(iter(bench.CALLER_THREAD_ENV))
+    caller_key = bench.CALLER_THREAD_VAR
     settings = [("1", 1, None), (str(cores), cores, None)]
-    if not _caller_thread_set(bench):
+    if not bench.caller_thread_set():
         settings.append((f"{cores}+caller", cores, bench.CALLER_THREAD_ENV))
     prog.item(f"{chosen.name} on 1 and on {cores} intra-op threads")
     try:
@@ -900,9 +893,9 @@ def _int8_caller_hint(run, bench, chosen, ranked, prog):
     c = run.config
     cores = _hint_cores(c)
     int8 = next((v for v in ranked if v.precision == "int8"), None)
-    caller_key = next(iter(bench.CALLER_THREAD_ENV))
+    caller_key = bench.CALLER_THREAD_VAR
     if chosen is None or chosen.precision == "int8" or int8 is None or c.threads \
-            or cores < 2 or _caller_thread_set(bench):
+            or cores < 2 or bench.caller_thread_set():
         return None
     prog.item(f"{int8.name} on {cores} threads with the calling thread, against {chosen.name}")
     try:
