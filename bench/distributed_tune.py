@@ -89,7 +89,7 @@ def main():
         sys.path.insert(0, str(HERE.parent / "tests"))
         import pg
 
-        why = pg.install()
+        why = pg.missing()
         if why:
             sys.exit(f"no PostgreSQL: {why}")
         server = pg.Server().start()

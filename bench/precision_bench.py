@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from leangraph import graphs, precision  # noqa: E402
+from leangraph import graphs, hardware, precision  # noqa: E402
 from leangraph.reference_model import cache_dir, reference_model  # noqa: E402
 
 
@@ -224,7 +224,7 @@ def main():
     parser.add_argument("--skip-xception", action="store_true")
     args = parser.parse_args()
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, bf16 supported: "
-          f"{precision.cpu_supports_bf16()}, TF_ENABLE_ONEDNN_OPTS="
+          f"{hardware.cpu_supports_bf16()}, TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(default)')}")
     bench_digits(args.runs)
     if not args.skip_xception:

@@ -304,3 +304,18 @@ LG_TEST(ChecksEndpoints) {
 }
 
 }  // namespace
+
+namespace {
+
+LG_TEST(RefusesAnAttributeTheOpDoesNotDefine) {
+  // TF only logs it, but MaxPool's shape function reads a stray data_format and
+  // aborts the import on a bad one.
+  GraphDef graph = ConvMulGraph();
+  (*Find(&graph, "mul")->mutable_attr())["data_format"].set_s("XYZW");
+  LG_EXPECT(Refused(graph, {"'mul'", "attribute 'data_format' is not one that op Mul defines"}));
+  GraphDef annotated = ConvMulGraph();
+  (*Find(&annotated, "mul")->mutable_attr())["_output_shapes"].mutable_list();
+  LG_EXPECT(leangraph::CheckGraph(annotated).ok());
+}
+
+}  // namespace

@@ -118,6 +118,8 @@ void CheckGraphBytes(const std::string& graph_bytes) {
   {
     py::gil_scoped_release release;
     absl::StatusOr<tensorflow::GraphDef> graph = ParseGraph(graph_bytes);
+    // Checked as TF will import it: with the attributes it fills in.
+    if (graph.ok()) AddMissingDefaults(&*graph);
     status = graph.ok() ? CheckGraph(*graph) : graph.status();
     status = AsGraphError(status);
   }

@@ -605,8 +605,11 @@ class _watchdog:
 
 
 def run_batch(cases, timeout_per_case=60.0, report=None, python=sys.executable,
-              tensorflow_alone=False):
-    """Runs cases in child processes; a death skips the culprit and resumes after it."""
+              tensorflow_alone=False, script=__file__):
+    """Runs cases in child processes; a death skips the culprit and resumes after it.
+
+    script: the module whose `--child FILE` runs the pickled cases (this one's
+    transforms; int8_fuzz_cases.py's int8 graphs through every entry point)."""
     report = report or Report()
     by_index = {c.index: c for c in cases}
     pending = list(cases)
@@ -618,7 +621,7 @@ def run_batch(cases, timeout_per_case=60.0, report=None, python=sys.executable,
             path = handle.name
         try:
             child = subprocess.Popen(
-                [python, os.path.abspath(__file__),
+                [python, os.path.abspath(script),
                  "--child-tensorflow-alone" if tensorflow_alone else "--child", path],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
             )

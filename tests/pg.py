@@ -31,18 +31,13 @@ def server_bin():
     return None
 
 
-def install():
-    """Debian's server package, when root with apt at hand. Returns why not, or None."""
+def missing():
+    """Why the server binaries cannot be used, or None when initdb and pg_ctl are there.
+
+    Only looks: installing the server is `make postgres`'s job, never a test's."""
     if server_bin() is not None:
         return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "pg_ctl/initdb are missing and this user cannot apt-get install postgresql"
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-        done = subprocess.run(command, capture_output=True, text=True,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode != 0:
-            return f"`{' '.join(command)}` failed: {done.stderr.strip().splitlines()[-1:]}"
-    return None if server_bin() is not None else "apt-get installed postgresql but no pg_ctl"
+    return "initdb and pg_ctl are not installed: run `make postgres` (as root: it apt-get installs postgresql)"
 
 
 def free_port():

@@ -372,6 +372,7 @@ def test_benchmark_refuses_io_ops_unless_allowed(tmp_path):
     assert allowed.count == 2
 
 
+@pytest.mark.slow
 def test_bench_binary_refuses_io_ops_unless_allowed(tmp_path):
     from leangraph import bench_cli
 

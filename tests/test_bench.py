@@ -634,6 +634,7 @@ def _image_graph(path):
     return path
 
 
+@pytest.mark.slow
 def test_console_script_feeds_an_image_directory(tmp_path):
     from PIL import Image
 
@@ -656,6 +657,7 @@ def test_console_script_feeds_an_image_directory(tmp_path):
     (["--image-dir", "/no/such/folder"], "is not a directory"),
     (["--preprocess", "tf"], "--preprocess applies to --image-dir only"),
 ])
+@pytest.mark.slow
 def test_console_script_image_errors(tmp_path, extra, message):
     graph = _image_graph(tmp_path / "g.pb")
     proc = _console("--graph", str(graph), *extra, "--runs", "1")
@@ -663,6 +665,7 @@ def test_console_script_image_errors(tmp_path, extra, message):
     assert message in proc.stderr
 
 
+@pytest.mark.slow
 def test_bench_cli_takes_a_keras_model(tmp_path):
     import graph_builders
 

@@ -471,6 +471,7 @@ def test_cli_freeze(tmp_path, capsys, multi_io, multi_io_feeds, lambda_files):
     assert "not an input" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_hides_tensorflow_logs_unless_asked(tmp_path):
     """TF's C++ INFO lines (the oneDNN notice on import, ...) stay out of the CLI's output."""
     import subprocess

@@ -36,6 +36,7 @@ def test_cases_are_reproducible(seeds, transforms):
     assert fuzz_cases.make_case(seeds, CORPUS_SEED, 18, transforms).graph != a.graph
 
 
+@pytest.mark.slow
 def test_fixed_seed_corpus_never_kills_the_process(seeds, transforms):
     cases = [fuzz_cases.make_case(seeds, CORPUS_SEED, i, transforms) for i in range(CORPUS_SIZE)]
     shards = [cases[i::CHILDREN] for i in range(CHILDREN)]
@@ -51,6 +52,7 @@ def test_fixed_seed_corpus_never_kills_the_process(seeds, transforms):
     assert sum(r.accepted for r in reports) > CORPUS_SIZE // 20
 
 
+@pytest.mark.slow
 def test_harness_detects_a_death_and_carries_on(seeds, conv_bn_graph):
     """The corpus test could fail: TF alone aborts on a 2-D conv weight, and the harness sees it."""
     graph = tf.compat.v1.GraphDef()

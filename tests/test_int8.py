@@ -478,6 +478,7 @@ leangraph.run(graph, {"input": x}, ["output"])
 """
 
 
+@pytest.mark.slow
 def test_onednn_runs_every_conv_on_an_int8_kernel(tmp_path):
     g = _graph(_separable_chain)
     path = tmp_path / "int8.pb"
@@ -503,6 +504,7 @@ np.save(sys.argv[3], out)
 """
 
 
+@pytest.mark.slow
 def test_int8_savedmodel_reloads_in_a_fresh_process(tmp_path):
     from leangraph.optimize import export_savedmodel
 
@@ -1131,10 +1133,10 @@ def test_bias_correction_takes_each_channels_mean_error_out():
 
 
 def test_bias_correction_fits_units_after_those_upstream_and_helps_a_deep_graph():
-    from leangraph.quantization import int8 as I
+    from leangraph.quantization import bias
 
     g = _graph(_residual_blocks)
-    masks = I._upstream(g, ["c1", "c2", "proj", "c3"])
+    masks = bias._upstream(g, ["c1", "c2", "proj", "c3"])
     assert masks == {"c1": 0, "c2": 0b1, "proj": 0b11, "c3": 0b11}
     g = _graph(_inverted_residuals)
     x = _samples(16)
@@ -1146,6 +1148,7 @@ def test_bias_correction_fits_units_after_those_upstream_and_helps_a_deep_graph(
 
 
 def test_a_bias_correction_that_loses_is_measured_and_dropped(monkeypatch):
+    from leangraph.quantization import bias as B
     from leangraph.quantization import int8 as I
 
     g = _graph(_separable_chain)
@@ -1156,7 +1159,7 @@ def test_a_bias_correction_that_loses_is_measured_and_dropped(monkeypatch):
         by = {n.name: n for n in probe.node}
         return {name: np.full(tf.make_ndarray(by[bias].attr["value"].tensor).shape, 5.0,
                               np.float32)
-                for name, bias, _ in I._bias_targets(probe, ends).values()}
+                for name, bias, _ in B._bias_targets(probe, ends).values()}
 
     monkeypatch.setattr(I, "_correct_biases", wrong)
     dropped = _quantize(g, x)

@@ -10,6 +10,10 @@ from leangraph.reference_model import reference_model
 from leangraph.tune import tune
 
 
+# Trains the digits reference model and quantizes it several ways.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def digits():
     return reference_model()

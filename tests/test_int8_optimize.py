@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import graph_builders
+from leangraph import hardware
 from leangraph.optimize import optimize
 from leangraph.pipeline.verify import MIN_SQNR_DB, gate_failure, output_sqnr
-from leangraph.quantization import int8
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +19,24 @@ def model_path(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory):
+    """40 examples (16 held out, 24 calibrate): int8 is a candidate only with real data."""
+    from leangraph.images import random_images
+
+    path = tmp_path_factory.mktemp("int8data") / "data.npz"
+    np.savez(path, x=random_images((1, 24, 24, 3), 40, "tf", seed=5))
+    return path
+
+
 def _variant(report, name):
     return next(v for v in report.variants if v.name == name)
 
 
-def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path, int8_anywhere):
-    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=6,
-                      runs=4, progress=False)
+def test_int8_variant_is_built_gated_and_reported(model_path, data_path, tmp_path,
+                                                  int8_anywhere):
+    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8",
+                      data=data_path, runs=4, progress=False)
     v = _variant(report, "int8")
     assert v.precision == "int8" and v.eligible
     assert v.status == "passed", v.reason
@@ -53,6 +64,7 @@ def test_int8_variant_is_built_gated_and_reported(model_path, tmp_path, int8_any
     assert any("interleaved pairs" in note for note in report.notes)
 
 
+@pytest.mark.slow
 def test_a_cpu_without_8bit_kernels_keeps_fp32(model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_INT8", "1")
     report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
@@ -63,11 +75,13 @@ def test_a_cpu_without_8bit_kernels_keeps_fp32(model_path, tmp_path, monkeypatch
     assert (tmp_path / "o" / "optimized.pb").exists()
 
 
-@pytest.mark.skipif(not int8.cpu_has_avx2(), reason="without AVX2 and VNNI no int8 variant is built")
-def test_a_cpu_without_vnni_builds_int8_with_7bit_weights(model_path, tmp_path, monkeypatch):
+@pytest.mark.slow
+@pytest.mark.skipif(not hardware.cpu_has_avx2(), reason="without AVX2 and VNNI no int8 variant is built")
+def test_a_cpu_without_vnni_builds_int8_with_7bit_weights(model_path, data_path, tmp_path,
+                                                          monkeypatch):
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_VNNI", "1")
-    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=4,
-                      runs=2, progress=False)
+    report = optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8",
+                      data=data_path, runs=2, progress=False)
     v = _variant(report, "int8")
     assert v.status == "passed", v.reason
     assert v.quantization["weight_bits"] == 7 and "7 bits" in v.description
@@ -75,12 +89,15 @@ def test_a_cpu_without_vnni_builds_int8_with_7bit_weights(model_path, tmp_path, 
     assert "any x86-64 CPU with AVX2 or VNNI" in text and "needs a CPU with VNNI" not in text
 
 
-def test_int8_weight_bits_7_makes_a_graph_for_cpus_without_vnni(model_path, tmp_path, int8_anywhere):
+@pytest.mark.slow
+def test_int8_weight_bits_7_makes_a_graph_for_cpus_without_vnni(model_path, data_path, tmp_path,
+                                                                int8_anywhere):
     from leangraph.cli import main
 
     out = tmp_path / "o"
     code = main(["optimize", str(model_path), "-o", str(out), "--precision", "fp32,int8",
-                 "--images", "4", "--runs", "2", "--no-progress", "--int8-weight-bits", "7"])
+                 "--data", str(data_path), "--runs", "2", "--no-progress",
+                 "--int8-weight-bits", "7"])
     assert code == 0
     data = json.loads((out / "report.json").read_text())
     row = next(r for r in data["variants"] if r["name"] == "int8")
@@ -97,6 +114,7 @@ def test_a_bad_int8_weight_bits_is_refused_before_any_work(model_path, tmp_path)
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_calibration_dir_is_used(model_path, tmp_path, int8_anywhere):
     from PIL import Image
 
@@ -110,7 +128,10 @@ def test_calibration_dir_is_used(model_path, tmp_path, int8_anywhere):
     v = _variant(report, "int8")
     assert "calibration inputs" in v.description
     assert v.quantization["calibration"]["samples"] == 3
-    assert any("int8 calibrated on 3 image(s)" in note for note in report.notes)
+    assert any("int8 calibrated on 3 example(s) (3 image(s) from" in note
+               for note in report.notes)
+    # Verified on invented inputs only: timed, not a candidate.
+    assert v.status == "speed only" and "invented inputs" in v.reason
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -120,7 +141,7 @@ def test_a_bad_calibration_dir_is_named_as_such(model_path, tmp_path, make):
     folder = tmp_path / "calib"
     if make == "empty":
         folder.mkdir()
-    with pytest.raises(LeangraphError, match="--calibration-dir .*calib"):
+    with pytest.raises(LeangraphError, match="--calibration-dir:? .*calib"):
         optimize(model_path, outdir=tmp_path / "o", precisions="fp32,int8", images=2,
                  runs=2, progress=False, calibration_dir=folder)
     assert not (tmp_path / "o").exists()
@@ -137,6 +158,7 @@ def test_sqnr_gate_definition():
     assert "NaN" in gate_failure("sqnr", "int8", float("inf"), None, 1e-4, 50.0)
 
 
+@pytest.mark.slow
 def test_a_near_tie_reference_gates_low_precision_on_sqnr(tmp_path, int8_anywhere):
     import keras
 

@@ -83,6 +83,7 @@ def test_own_transforms_are_listed():
         assert listed[name].summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size,foldable", APPLICATIONS, ids=[a[0] for a in APPLICATIONS])
 def test_deploy_keeps_outputs_of_keras_applications(frozen_apps, name, size, foldable):
     frozen = frozen_apps(name, size)
@@ -116,6 +117,7 @@ def test_deploy_folds_separable_transposed_and_dense_batch_norms(separable_decon
     assert all(readers[n.name] == 1 for n in contractions)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("MobileNetV2", 32), ("Xception", 71)])
 def test_deploy_is_idempotent(frozen_apps, name, size):
     once = _deploy(frozen_apps(name, size))

@@ -171,8 +171,10 @@ def test_unknown_precision_is_named():
 
 
 def test_fake_no_bf16_is_honoured(monkeypatch):
+    from leangraph import hardware
+
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
-    assert precision.cpu_supports_bf16() is False
+    assert hardware.cpu_supports_bf16() is False
 
 
 def test_to_bfloat16_keeps_swish_hard_swish_and_layer_norm_in_one_region(modern_blocks_graph):
@@ -268,7 +270,7 @@ def test_to_bfloat16_keeps_zero_biases_fusable_and_results_identical():
         precision.to_bfloat16(deployed, zero_bias="small")
 
 
-@pytest.mark.skipif(not precision.cpu_supports_bf16(), reason="needs a bf16 CPU for oneDNN's fusion")
+@pytest.mark.skipif(not leangraph.cpu_supports_bf16(), reason="needs a bf16 CPU for oneDNN's fusion")
 def test_tiny_zero_bias_lets_grappler_fuse_the_relu():
     deployed = _untrained_conv_bn_relu()
 

@@ -57,6 +57,7 @@ def data_file(digits, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_distillation_improves_over_no_fine_tuning(teacher, digits):
     x, y = digits
     # without the batch-norm refresh, so that the gain is distillation's alone
@@ -73,6 +74,7 @@ def test_distillation_improves_over_no_fine_tuning(teacher, digits):
     assert abs(D.score(pruned, x, y) - report.accuracy_after) < 0.1
 
 
+@pytest.mark.slow
 def test_distillation_without_labels_learns_from_the_teacher(teacher, digits):
     x, _ = digits
     _, report = leangraph.prune(teacher, x[:800], None, target_macs=0.3, epochs=3, alpha=0.5,
@@ -182,7 +184,7 @@ def test_cli_writes_model_and_report(teacher_file, data_file, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--target-macs", "1.5"], "target_macs must be in (0, 1)"),
     (["--target-macs", "0.5", "--bad-y"], "span classes"),
-    (["--target-macs", "0.5", "--bad-x"], "but the model takes"),
+    (["--target-macs", "0.5", "--bad-x"], "--data: input 'image' takes shape (N, 8, 8, 1)"),
 ])
 def test_cli_bad_input_writes_nothing(teacher_file, digits, tmp_path, capsys, args, message):
     x, y = digits
@@ -203,6 +205,7 @@ def test_cli_bad_input_writes_nothing(teacher_file, digits, tmp_path, capsys, ar
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [0.0, 5.0])
 def test_search_never_returns_a_candidate_over_its_budget(teacher, digits, budget):
     x, y = digits
@@ -222,6 +225,7 @@ def test_search_never_returns_a_candidate_over_its_budget(teacher, digits, budge
         assert report.macs_ratio == 1.0  # nothing within budget: the model stays whole
 
 
+@pytest.mark.slow
 def test_cli_search_writes_trials_and_plot(teacher_file, data_file, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prune", str(teacher_file), "--data", str(data_file), "--max-accuracy-drop", "5",
@@ -251,6 +255,7 @@ def test_cli_takes_an_image_folder(teacher_file, digits, tmp_path):
     assert report["n_train"] + report["n_held_out"] == 60
 
 
+@pytest.mark.slow
 def test_optimize_stacks_its_steps_on_the_pruned_model(teacher_file, data_file, tmp_path):
     out = tmp_path / "pruned"
     assert main(["prune", str(teacher_file), "--data", str(data_file), "--target-macs", "0.5",
@@ -261,7 +266,7 @@ def test_optimize_stacks_its_steps_on_the_pruned_model(teacher_file, data_file, 
     # optimize finds the original through the prune report and times each step from it.
     opt = tmp_path / "opt"
     assert main(["optimize", str(out / "pruned.keras"), "--precision", "fp32,int8",
-                 "--images", "8", "--runs", "6", "--no-progress", "-o", str(opt)]) == 0
+                 "--data", str(data_file), "--runs", "6", "--no-progress", "-o", str(opt)]) == 0
     report = json.loads((opt / "report.json").read_text())
     stacked = report["settings"]["stacked"]
     steps = stacked["steps"]

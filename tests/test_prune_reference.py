@@ -8,6 +8,7 @@ from leangraph.prune import groups as G
 from leangraph.prune import reference
 
 
+@pytest.mark.slow
 def test_mnist_split_is_fixed_and_disjoint():
     x_train, y_train, x_test, y_test = reference.mnist_data()
     assert x_train.shape == (4250, 28, 28, 1) and x_test.shape == (750, 28, 28, 1)

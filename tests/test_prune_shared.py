@@ -16,6 +16,10 @@ import pg
 SEARCH = ["--max-accuracy-drop", "20", "--epochs", "1", "--heartbeat", "1"]
 
 
+# Each test runs PostgreSQL and several prune workers, one killed mid-trial: minutes.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     import keras

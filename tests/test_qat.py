@@ -14,6 +14,10 @@ from leangraph.quantization import qat
 from leangraph.quantization.int8 import quantize, sqnr_db
 
 
+# Trains a small Keras model and fine-tunes it through fake quantization.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def digits():
     from sklearn.datasets import load_digits

@@ -65,7 +65,7 @@ def test_recipe_with_unknown_batch_pins_it_to_one():
 
 
 def test_unknown_recipe_lists_known_ones():
-    with pytest.raises(leangraph.TransformError, match="deploy, tf-deploy, tf-eightbit"):
+    with pytest.raises(leangraph.UsageError, match="deploy, tf-deploy, tf-eightbit"):
         leangraph.recipe("deplyo")
 
 

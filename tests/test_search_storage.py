@@ -155,6 +155,7 @@ def running_trial_of(url, name, pid):
     return None
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(server, files):
     url = server.url()
     first = Worker(files, url, "pair", "a")
@@ -182,6 +183,7 @@ def test_two_workers_share_one_study(server, files):
     assert len({t.user_attrs["run"]["worker"] for t in complete}) == 2
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_loses_nothing_and_is_retried(server, files):
     url = server.url()
     survivor = Worker(files, url, "kill", "survivor")
@@ -216,6 +218,7 @@ def test_sigkill_mid_trial_loses_nothing_and_is_retried(server, files):
     assert_every_configuration_once(list(trials.values()))
 
 
+@pytest.mark.slow
 def test_resume_after_every_worker_stopped(server, files, capsys):
     url = server.url()
     only = Worker(files, url, "resume", "a")
@@ -256,6 +259,7 @@ def made_study(server, files):
     return result
 
 
+@pytest.mark.slow
 def test_a_study_made_on_another_cpu_is_refused(server, files, made_study, monkeypatch, capsys,
                                                 tmp_path):
     from leangraph.search import storage
@@ -284,6 +288,7 @@ def _bad_urls(server):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["scheme", "no database", "unreachable", "wrong password"])
 def test_bad_storage_is_one_line_and_writes_nothing(server, files, case, capsys, tmp_path):
     url, words = _bad_urls(server)[case]
@@ -300,6 +305,7 @@ def test_bad_storage_is_one_line_and_writes_nothing(server, files, case, capsys,
     assert f"bad-{case}" not in study_names(server.url())
 
 
+@pytest.mark.slow
 def test_a_second_maker_of_the_same_study_is_refused(server, files, made_study, capsys):
     model, data, _ = files
     rc = cli.main(["tune", model, "--data", data, "--storage", server.url(), "--study", "made"])
@@ -307,6 +313,7 @@ def test_a_second_maker_of_the_same_study_is_refused(server, files, made_study, 
     assert rc == 1 and "already exists" in err and "--worker" in err
 
 
+@pytest.mark.slow
 def test_study_show_and_export(server, files, made_study, capsys, tmp_path):
     out = tmp_path / "export"
     rc = cli.main(["study", "show", "--storage", server.url(), "--study", "made",
@@ -325,6 +332,7 @@ def test_study_show_and_export(server, files, made_study, capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging left
 
 
+@pytest.mark.slow
 def test_export_refuses_another_model(server, made_study, conv_bn_graph, capsys, tmp_path):
     other = tmp_path / "other.pb"
     graphs.save_graph(conv_bn_graph, other)

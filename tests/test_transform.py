@@ -301,6 +301,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_runs_the_deploy_recipe_verbatim(conv_bn_graph, tmp_path):
     src = tmp_path / "in.pb"
     out = tmp_path / "out.pbtxt"
@@ -332,6 +333,7 @@ def test_cli_refuses_to_overwrite_input(conv_bn_graph, tmp_path):
     assert src.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_cli_reports_unknown_transform(conv_bn_graph, tmp_path):
     src = tmp_path / "in.pb"
     leangraph.save_graph(conv_bn_graph, src)

@@ -144,10 +144,10 @@ def test_cli_tune_writes_trials_plot_and_best(tmp_path, data, digits, capsys):
 
 def test_cli_tune_reports_bad_data(tmp_path, digits, capsys):
     npz = tmp_path / "data.npz"
-    np.savez(npz, images=np.zeros((2, 32, 32, 3), np.float32))
+    np.savez(npz, images=np.zeros((2, 32, 32, 5), np.float32))  # 5 channels, not 3
     rc = cli.main(["tune", str(digits.graph_path), "--data", str(npz)])
     assert rc == 1
-    assert "has no array 'x'" in capsys.readouterr().err
+    assert "--data: input 'input' takes shape (N, 32, 32, 3)" in capsys.readouterr().err
 
 
 def test_int8_weights_trials_run_on_the_real_timer(data, digits):
@@ -222,7 +222,8 @@ def test_an_integer_input_is_fed_in_its_own_dtype():
     result = tune(_int_input_classifier(), x, y, recipes=["none"], precisions=["fp32"],
                   threads=[1], timer=lambda g, c, threads, f: 1.0, log=lambda line: None)
     assert result.best.accuracy == pytest.approx(1.0)
-    with pytest.raises(LeangraphError, match="takes int32 values, but x holds fractions"):
+    with pytest.raises(LeangraphError,
+                       match="x: input 'tokens' takes int32 \\(integers\\), but the data holds"):
         tune(_int_input_classifier(), x + 0.5, y, recipes=["none"], precisions=["fp32"],
              threads=[1], timer=lambda g, c, threads, f: 1.0, log=lambda line: None)
 

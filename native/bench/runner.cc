@@ -16,12 +16,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/ascii.h"
 #include "native/bench/json.h"
+#include "native/edge.h"
 #include "native/graph_check.h"
 #include "tensorflow/core/common_runtime/device.h"
 #include "tensorflow/core/common_runtime/device_mgr.h"
@@ -81,15 +81,14 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(dims, ","), "]");
 }
 
+// The node `name` names, as given when it is not a well-formed tensor name;
+// *bad_port when it names an output other than 0.
 std::string StripPort0(const std::string& name, bool* bad_port) {
-  const size_t colon = name.rfind(':');
+  const EdgeView edge = ParseEdge(name);
   *bad_port = false;
-  if (colon == std::string::npos) return name;
-  const std::string port = name.substr(colon + 1);
-  int value = 0;
-  if (!absl::SimpleAtoi(port, &value)) return name;
-  *bad_port = value != 0;
-  return name.substr(0, colon);
+  if (!edge.valid || edge.control) return name;
+  *bad_port = edge.port != 0;
+  return std::string(edge.node);
 }
 
 bool IsPlaceholder(const tf::NodeDef& node) {

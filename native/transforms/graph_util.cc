@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "native/edge.h"
 #include "tensorflow/core/common_runtime/graph_constructor.h"
 #include "tensorflow/core/common_runtime/shape_refiner.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
@@ -27,23 +27,8 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 
 Edge ParseEdge(const std::string& input) {
-  Edge edge;
-  std::string text = input;
-  if (!text.empty() && text[0] == '^') {
-    edge.control = true;
-    edge.node = text.substr(1);
-    return edge;
-  }
-  const size_t colon = text.rfind(':');
-  int port = 0;
-  if (colon != std::string::npos &&
-      absl::SimpleAtoi(text.substr(colon + 1), &port)) {
-    edge.node = text.substr(0, colon);
-    edge.port = port;
-  } else {
-    edge.node = text;
-  }
-  return edge;
+  const EdgeView view = ::leangraph::ParseEdge(input);
+  return Edge{std::string(view.node), view.port, view.control};
 }
 
 std::string EdgeString(const Edge& edge) {

@@ -30,6 +30,8 @@ struct Edge {
   bool control = false;
 };
 
+// leangraph::ParseEdge (native/edge.h), holding its own copy of the name. A
+// malformed port ("a:x", "a:-1") stays part of the node name, which no node has.
 Edge ParseEdge(const std::string& input);
 std::string EdgeString(const Edge& edge);
 

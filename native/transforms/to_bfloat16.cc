@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "native/transform_context.h"
 #include "native/transforms/graph_util.h"
@@ -132,13 +131,8 @@ const std::map<std::string, OpSpec>& Specs() {
 // "name:2" -> ("name", 2); "name" -> ("name", 0). Control inputs are never
 // passed here.
 std::pair<std::string, int> ParseTensor(const std::string& input) {
-  const size_t colon = input.rfind(':');
-  int port = 0;
-  if (colon != std::string::npos &&
-      absl::SimpleAtoi(input.substr(colon + 1), &port) && port >= 0) {
-    return {input.substr(0, colon), port};
-  }
-  return {input, 0};
+  graph_util::Edge edge = graph_util::ParseEdge(input);
+  return {std::move(edge.node), edge.port};
 }
 
 std::string StripPort(const std::string& name) {

@@ -28,7 +28,7 @@ from leangraph.errors import (  # noqa: E402
     UsageError,
     VersionError,
 )
-from leangraph.execute import run  # noqa: E402
+from leangraph.runner import run  # noqa: E402
 from leangraph.freeze import FrozenGraph, TensorInfo, freeze, load_keras  # noqa: E402
 from leangraph.graphs import Graph, load_graph, save_graph  # noqa: E402
 from leangraph.optimize import OptimizeReport, optimize  # noqa: E402

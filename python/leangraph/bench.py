@@ -25,9 +25,9 @@ that favours the first (or second) run of a pair. target_ci keeps timing pairs
 until the interval's relative half-width is that small (or max_time passes).
 Each compare() sample is the fastest of a burst of runs, A's and B's
 interleaved (`burst`; by default as many as last about 5 ms, so only graphs
-faster than that run more than once per sample): single runs of a
-sub-millisecond graph scatter by +-20 % on a shared 2-vCPU machine, and bursts
-cut such a graph's interval at 60 pairs from +-5.5 % to +-3.4 % there.
+faster than that run more than once per sample): the bursts narrow the interval
+of sub-millisecond graphs, whose single runs scatter on a shared machine
+(bench/results/2026-12-02-cpu-unrecorded-timer_calibration.md).
 Where the ops run on TF's inter-op pool (wide graphs), and where A and B hold
 over 2 MiB together either way, compare() times several sessions of each graph
 (`sessions`; by default 12 there, 1 for small graphs run in the calling thread),
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leangraph import graphs
+from leangraph import graphs, hardware
 from leangraph._tfcheck import load_native
 from leangraph.errors import BenchmarkError, GraphError
 from leangraph.safety import require_safe
@@ -201,26 +201,7 @@ class CompareResult:
 
 
 def _cpu_list(cpus):
-    if cpus is None:
-        return []
-    if isinstance(cpus, int):
-        return [cpus]
-    if isinstance(cpus, str):
-        out = []
-        for part in cpus.split(","):
-            part = part.strip()
-            first, sep, last = part.partition("-")
-            try:
-                lo = int(first)
-                hi = int(last) if sep else lo
-            except ValueError:
-                raise BenchmarkError(f"bad CPU list {cpus!r} (expected e.g. '0,1' or '0-3')") from None
-            out.extend(range(lo, hi + 1))
-        return out
-    try:
-        return [int(c) for c in cpus]
-    except (TypeError, ValueError):
-        raise BenchmarkError(f"cpus must be an int, a list of ints or a string like '0,1', got {cpus!r}") from None
+    return hardware.parse_cpus(cpus, "cpus", available_only=False) or []
 
 
 def _inputs(inputs):
@@ -666,9 +647,7 @@ def benchmark_keras(model, x, mode="predict", runs=100, warmup=10, batch=None):
     return BenchResult._from_report(report, f"keras-{mode}")
 
 
-def cpu_supports_bf16():
-    """True where the CPU has AVX512_BF16 or AMX-BF16 (LEANGRAPH_FAKE_NO_BF16=1: False)."""
-    return bool(load_native().cpu_supports_bf16())
+cpu_supports_bf16 = hardware.cpu_supports_bf16
 
 
 __all__ = [

@@ -49,3 +49,7 @@ class PruneError(LeangraphError, ValueError):
 
 class QuantizeError(LeangraphError, ValueError):
     """Calibration data, ranges or a graph that 8-bit quantization cannot use."""
+
+
+class DataError(UsageError):
+    """Data given to verify or calibrate on does not fit the model (a name, dtype, shape, NaN, ...)."""

@@ -1,7 +1,14 @@
-"""leangraph.freeze(): Keras, SavedModel or tf.function in, a clean frozen GraphDef out.
+"""leangraph.freeze(): Keras, SavedModel, tf.function, frozen graph or TF1 checkpoint in,
+a clean frozen GraphDef out.
+
+The pieces live in leangraph.freezing: which form a path is and loading Keras files
+(files), TF1 checkpoints (checkpoint), choosing a TF1 graph's inputs among its
+placeholders, flags and feeds (placeholders, graphdef), the Keras dropout state
+inference does without (keras_state), names and shapes (shapes) and the cleaning
+described next (clean).
 
 TensorFlow's `convert_variables_to_constants_v2` does the freezing; what it leaves
-behind is then cleaned here, in Python, because it blocks TF's own transforms: the
+behind is then cleaned, in Python, because it blocks TF's own transforms: the
 returned `Identity` carries a control edge from a `NoOp` that depends on every
 weight read, so `fold_batch_norms` matches nothing. After cleaning, the graph has
 one `Placeholder` per input, named after the input, one `Identity` per output,
@@ -10,62 +17,30 @@ source is only a constant, no `NoOp` sink, no variable or resource op, and
 nothing the outputs do not need.
 """
 
-import json
-import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from leangraph import graphs
-from leangraph.errors import FreezeError, UnsafeModelError, UsageError
+from leangraph.errors import FreezeError
+from leangraph.freezing.clean import _check_clean, _clean, _tensor_infos
+from leangraph.freezing.files import _file_kind, _load_keras_file, load_keras
+from leangraph.freezing.graphdef import _freeze_graph, _pin_placeholders
+from leangraph.freezing.shapes import (
+    TensorInfo,
+    _check_batch_size,
+    _fmt,
+    _merge_shape,
+    _normalize_input_shapes,
+    _output_names,
+    _parse_shape,
+    _unique,
+    _valid_node_name,
+)
 
-# Ops that must not survive a freeze: they need a session with initialized state.
-_STATEFUL_RESOURCE_OPS = {
-    "VarHandleOp", "ReadVariableOp", "AssignVariableOp", "AssignAddVariableOp",
-    "AssignSubVariableOp", "ResourceGather", "ResourceGatherNd", "VarIsInitializedOp",
-    "Variable", "VariableV2", "VariableV3", "Assign", "AssignAdd", "AssignSub",
-    "HashTable", "HashTableV2", "MutableHashTable", "MutableHashTableV2",
-    "MutableHashTableOfTensors", "MutableHashTableOfTensorsV2", "MutableDenseHashTable",
-    "MutableDenseHashTableV2", "LookupTableImportV2", "LookupTableFindV2",
-    "InitializeTableV2", "InitializeTableFromTextFileV2",
-}
-# Ops that only pass a value (or nothing) along: a control edge from one of them,
-# when everything upstream is constant, orders nothing.
-_PASS_THROUGH_OPS = {"Identity", "NoOp", "Snapshot"}
-_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-_GRAPH_SUFFIXES = {".pb", ".pbtxt", ".prototxt"}
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_ZIP_MAGIC = b"PK\x03\x04"
+__all__ = ["FrozenGraph", "TensorInfo", "freeze", "load_keras"]
+
 # convert_variables_to_constants_v2's own two steps, without its costly last one.
 _DIRECT_STEPS = ("_FunctionConverterDataInEager", "_replace_variables_by_constants")
-_NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One graph input or output.
-
-    name: the NODE name (the tensor is name + ":0"); dtype: numpy dtype name;
-    shape: tuple of ints, None for an unknown dimension (None for unknown rank).
-    """
-
-    name: str
-    dtype: str
-    shape: tuple
-
-    @property
-    def tensor(self):
-        return self.name + ":0"
-
-    def shape_text(self):
-        """'1,299,299,3'; an unknown dimension prints as -1."""
-        if self.shape is None:
-            return "?"
-        return ",".join("-1" if d is None else str(d) for d in self.shape)
-
-    def to_dict(self):
-        return {"name": self.name, "dtype": self.dtype,
-                "shape": None if self.shape is None else list(self.shape)}
 
 
 @dataclass
@@ -93,311 +68,6 @@ class FrozenGraph:
         return [t.name for t in self.outputs]
 
 
-# ---------------------------------------------------------------------------
-# Keras loading (safe mode)
-# ---------------------------------------------------------------------------
-
-def _read_head(path, size=8):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(size)
-    except OSError as exc:
-        raise FreezeError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _lambda_layers(config):
-    """Names of layers in a Keras config whose code is stored as Python bytecode.
-
-    Keras 3 writes a lambda as {"class_name": "__lambda__", ...}; Keras 2 (legacy
-    .h5/.json) as a Lambda layer with function_type "lambda".
-    """
-    found = []
-
-    def walk(item, layer):
-        if isinstance(item, dict):
-            if item.get("class_name") == "Lambda" and isinstance(item.get("config"), dict):
-                layer = item["config"].get("name", "Lambda")
-                cfg = item["config"]
-                if "lambda" in (cfg.get("function_type"), cfg.get("output_shape_type")):
-                    found.append(layer)
-            if item.get("class_name") == "__lambda__":
-                found.append(layer or "(a lambda outside any layer)")
-            for value in item.values():
-                walk(value, layer)
-        elif isinstance(item, (list, tuple)):
-            for value in item:
-                walk(value, layer)
-
-    walk(config, None)
-    return sorted(set(found))
-
-
-def _refuse_unsafe(config, origin):
-    names = _lambda_layers(config)
-    if names:
-        layers = ", ".join(f"'{n}'" for n in names)
-        raise UnsafeModelError(
-            f"{origin} stores Python bytecode (a lambda, in layer {layers}); loading it "
-            "runs code from the file. Pass unsafe=True (--unsafe) only if you trust "
-            "where the file came from."
-        )
-
-
-def _keras_config(path, kind):
-    """The model's config as stored in the file, to inspect before Keras loads it."""
-    try:
-        if kind == "keras":
-            with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        if kind == "h5":
-            import h5py
-
-            with h5py.File(path, "r") as handle:
-                raw = handle.attrs.get("model_config")
-                if raw is None:
-                    return None
-                return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise FreezeError(f"{path} is not a readable Keras model: {exc}") from None
-
-
-def _file_kind(path):
-    """'keras', 'h5', 'json' or 'savedmodel', judged by content, not only the name."""
-    path = Path(path)
-    if not path.exists():
-        raise FreezeError(f"model not found: {path}")
-    if path.is_dir():
-        if any((path / name).is_file() for name in _SAVED_MODEL_FILES):
-            return "savedmodel"
-        raise FreezeError(
-            f"{path} is a directory but not a SavedModel (no saved_model.pb in it)"
-        )
-    head = _read_head(path)
-    if head.startswith(_ZIP_MAGIC):
-        return "keras"
-    if head.startswith(_HDF5_MAGIC):
-        return "h5"
-    if head.lstrip()[:1] == b"{":
-        return "json"
-    if path.name in _SAVED_MODEL_FILES:
-        raise FreezeError(f"{path} is part of a SavedModel; pass its directory, {path.parent}")
-    if path.suffix in _GRAPH_SUFFIXES:
-        return "graph"
-    raise FreezeError(
-        f"{path} is not a model: expected a .keras archive, a full-model .h5, an "
-        "architecture .json (with weights), a SavedModel directory or a frozen .pb/.pbtxt"
-    )
-
-
-def _load_keras_file(path, kind, weights, unsafe):
-    import keras
-
-    config = _keras_config(path, kind)
-    if kind == "h5" and config is None:
-        raise FreezeError(
-            f"{path} holds weights only (no model_config); pass the architecture too: "
-            "model=('model.json', 'weights.h5')"
-        )
-    if kind == "json" and not isinstance(config, dict):
-        raise FreezeError(f"{path} is JSON but not a Keras model architecture")
-    if not unsafe:
-        _refuse_unsafe(config, str(path))
-    try:
-        if kind == "json":
-            model = keras.saving.deserialize_keras_object(config, safe_mode=not unsafe)
-        else:
-            model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
-    except ValueError as exc:
-        if "safe_mode" in str(exc):
-            raise UnsafeModelError(
-                f"{path}: Keras refuses to load it in safe mode, because loading runs "
-                f"code from the file ({exc}). Pass unsafe=True only for a trusted file."
-            ) from None
-        raise FreezeError(f"cannot load {path} as a Keras model: {exc}") from None
-    except Exception as exc:  # Keras raises many types on a bad file
-        raise FreezeError(
-            f"cannot load {path} as a Keras model: {type(exc).__name__}: {exc}"
-        ) from None
-    if not isinstance(model, keras.Model):
-        raise FreezeError(f"{path} holds a {type(model).__name__}, not a Keras model")
-    if weights is not None:
-        _load_weights(model, weights)
-    elif kind == "json":
-        raise FreezeError(
-            f"{path} is an architecture only; pass its weights too: "
-            "model=('arch.json', 'weights.h5') or weights='weights.h5'"
-        )
-    return model
-
-
-def _load_weights(model, weights):
-    path = Path(weights)
-    if not path.is_file():
-        raise FreezeError(f"weights file not found: {path}")
-    if not _read_head(path).startswith(_HDF5_MAGIC):
-        raise FreezeError(f"{path} is not an HDF5 weights file")
-    try:
-        model.load_weights(str(path))
-    except Exception as exc:  # shape mismatches, missing layers, bad suffix
-        raise FreezeError(f"cannot load weights {path} into the model: {exc}") from None
-
-
-def load_keras(path_or_model, unsafe=False, weights=None):
-    """A keras.Model from a model, a .keras / full-model .h5 file, or an architecture.
-
-    path_or_model: a keras.Model (returned as is); a path to a `.keras` archive or a
-    legacy full-model `.h5`; a path to an architecture `.json` together with
-    `weights=` (an `.h5` / `.weights.h5` file); or a tuple `(arch.json, weights.h5)`.
-    The file type is judged by its content.
-
-    Safe mode: a file whose config stores Python bytecode (a `Lambda` layer wrapping
-    a lambda) raises UnsafeModelError, because loading it runs code from the file,
-    unless `unsafe=True`. Any other failure raises FreezeError.
-    """
-    try:
-        import keras
-    except ImportError:  # pragma: no cover - keras ships with tensorflow
-        raise FreezeError("Keras is not installed") from None
-    if isinstance(path_or_model, keras.Model):
-        if weights is not None:
-            _load_weights(path_or_model, weights)
-        return path_or_model
-    if isinstance(path_or_model, tuple):
-        if len(path_or_model) != 2:
-            raise FreezeError("a model tuple must be (architecture.json, weights.h5)")
-        if weights is not None:
-            raise FreezeError("weights given twice: in the model tuple and as weights=")
-        path_or_model, weights = path_or_model
-    if not isinstance(path_or_model, (str, Path)):
-        raise TypeError(
-            f"expected a keras.Model or a path, got {type(path_or_model).__name__}"
-        )
-    kind = _file_kind(path_or_model)
-    if kind in ("savedmodel", "graph"):
-        what = "a SavedModel" if kind == "savedmodel" else "a frozen GraphDef"
-        raise FreezeError(
-            f"{path_or_model} is {what}, not a Keras file; use leangraph.freeze() or "
-            "leangraph.load_model()"
-        )
-    return _load_keras_file(Path(path_or_model), kind, weights, unsafe)
-
-
-# ---------------------------------------------------------------------------
-# Names and shapes
-# ---------------------------------------------------------------------------
-
-def _valid_node_name(name, fallback):
-    name = re.sub(r"[^A-Za-z0-9_.\-/>]", "_", str(name)).strip("/")
-    if not name:
-        return fallback
-    if not _NODE_NAME.match(name):
-        name = "_" + name if name[0] in "_-/>" else name
-        name = ("n" + name) if not _NODE_NAME.match(name) else name
-    return name
-
-
-def _unique(names):
-    seen, result = set(), []
-    for name in names:
-        candidate, k = name, 1
-        while candidate in seen:
-            candidate = f"{name}_{k}"
-            k += 1
-        seen.add(candidate)
-        result.append(candidate)
-    return result
-
-
-def _parse_shape(shape, what):
-    """A tuple of ints/None from a tuple, list, TensorShape or '1,299,299,3'."""
-    if isinstance(shape, str):
-        parts = [p.strip() for p in shape.split(",")] if shape.strip() else []
-        dims = []
-        for part in parts:
-            if part in ("?", "-1", "None", "none", ""):
-                dims.append(None)
-            elif part.isdigit():
-                dims.append(int(part))
-            else:
-                raise FreezeError(f"bad dimension '{part}' in the shape of {what}")
-        return tuple(dims)
-    if hasattr(shape, "as_list"):
-        shape = shape.as_list()
-    try:
-        dims = list(shape)
-    except TypeError:
-        raise FreezeError(
-            f"the shape of {what} must be a sequence of ints, got {shape!r}"
-        ) from None
-    result = []
-    for dim in dims:
-        if dim is None or (isinstance(dim, int) and dim == -1):
-            result.append(None)
-        elif isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0:
-            result.append(int(dim))
-        elif hasattr(dim, "__index__") and int(dim) >= 0:
-            result.append(int(dim))
-        else:
-            raise FreezeError(f"bad dimension {dim!r} in the shape of {what}")
-    return tuple(result)
-
-
-def _normalize_input_shapes(input_shapes, names):
-    """{input name: shape}; a bare shape is accepted for a one-input model."""
-    if input_shapes is None:
-        return {}
-    if not isinstance(input_shapes, dict):
-        if len(names) != 1:
-            raise FreezeError(
-                f"the model has {len(names)} inputs ({', '.join(names)}); give "
-                "input_shapes as a dict {name: shape}"
-            )
-        return {names[0]: _parse_shape(input_shapes, names[0])}
-    unknown = [k for k in input_shapes if k not in names]
-    if unknown:
-        raise FreezeError(
-            f"input_shapes names {', '.join(map(str, unknown))}, which "
-            f"{'is' if len(unknown) == 1 else 'are'} not an input of the model; "
-            f"its inputs are: {', '.join(names)}"
-        )
-    return {k: _parse_shape(v, k) for k, v in input_shapes.items()}
-
-
-def _check_batch_size(batch_size):
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    return batch_size
-
-
-def _merge_shape(model_shape, override, batch_size, name):
-    """The shape to trace with: the override, else the model's with the batch filled."""
-    if override is not None:
-        if model_shape is not None and len(override) != len(model_shape):
-            raise FreezeError(
-                f"input '{name}' has rank {len(model_shape)} ({_fmt(model_shape)}), "
-                f"but input_shapes gives rank {len(override)} ({_fmt(override)})"
-            )
-        if model_shape is not None:
-            for want, have in zip(override, model_shape):
-                if want is not None and have is not None and want != have:
-                    raise FreezeError(
-                        f"input_shapes gives '{name}' the shape {_fmt(override)}, "
-                        f"incompatible with the model's {_fmt(model_shape)}"
-                    )
-        return tuple(override)
-    if model_shape is None:
-        raise FreezeError(f"the shape of input '{name}' is unknown; pass input_shapes")
-    shape = list(model_shape)
-    if shape and shape[0] is None and batch_size is not None:
-        shape[0] = batch_size
-    return tuple(shape)
-
-
-def _fmt(shape):
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
 # ---------------------------------------------------------------------------
@@ -710,261 +380,6 @@ def _structured_output_names(concrete, count):
 # ---------------------------------------------------------------------------
 # Cleaning the frozen GraphDef
 # ---------------------------------------------------------------------------
-
-def _split(endpoint):
-    """('node', port) for 'node:port' / 'node'; control inputs are not passed here."""
-    head, sep, port = endpoint.rpartition(":")
-    if sep and port.isdigit():
-        return head, int(port)
-    return endpoint, 0
-
-
-def _constant_only(nodes):
-    """Names of nodes whose value (or completion) depends on constants alone."""
-    memo = {}
-
-    def visit(name):
-        if name in memo:
-            return memo[name]
-        memo[name] = False  # cycles (loops) are not constant
-        node = nodes.get(name)
-        if node is None:
-            return False
-        if node.op == "Const":
-            result = True
-        elif node.op in _PASS_THROUGH_OPS:
-            result = all(visit(graphs.node_name(i)) for i in node.input)
-        else:
-            result = False
-        memo[name] = result
-        return result
-
-    return {name for name in nodes if visit(name)}
-
-
-def _referenced_functions(graph_def):
-    library = {f.signature.name: f for f in graph_def.library.function}
-    if not library:
-        return set()
-
-    def from_attrs(attrs):
-        for value in attrs.values():
-            if value.HasField("func"):
-                yield value.func.name
-            if value.HasField("list"):
-                for func in value.list.func:
-                    yield func.name
-
-    pending = []
-    for node in graph_def.node:
-        if node.op in library:
-            pending.append(node.op)
-        pending.extend(from_attrs(node.attr))
-    used = set()
-    while pending:
-        name = pending.pop()
-        if name in used or name not in library:
-            continue
-        used.add(name)
-        for node in library[name].node_def:
-            if node.op in library:
-                pending.append(node.op)
-            pending.extend(from_attrs(node.attr))
-    return used
-
-
-def _clean(graph_def, inputs, outputs, placeholder_shapes):
-    """Rewrites a freshly frozen GraphDef into the clean form (see the module doc).
-
-    inputs: [(placeholder node, wanted name)]; outputs: [(tensor, wanted name,
-    dtype enum)]; placeholder_shapes: {placeholder node: shape tuple} to pin.
-    """
-    from tensorflow.core.framework import attr_value_pb2, graph_pb2
-
-    nodes = {n.name: n for n in graph_def.node}
-
-    # 1. Control edges from constant-only sources (the weight reads and the NoOp
-    #    gathering them) order nothing; every other control edge is kept.
-    constant = _constant_only(nodes)
-    for node in graph_def.node:
-        kept = [i for i in node.input if not (i.startswith("^") and i[1:] in constant)]
-        if len(kept) != len(node.input):
-            del node.input[:]
-            node.input.extend(kept)
-
-    # 2. Results: the function's return Identity adds nothing but its remaining
-    #    control edges (side effects such as asserts), which move to the output.
-    sources = []
-    for tensor, name, dtype in outputs:
-        node = nodes[_split(tensor)[0]]
-        controls = []
-        if node.op == "Identity" and node.input and not node.input[0].startswith("^"):
-            tensor = node.input[0]
-            controls = [i for i in node.input[1:] if i.startswith("^")]
-        sources.append((tensor, name, dtype, controls))
-
-    # 3. Weight reads: Identity(Const) -> the Const itself, so that transforms
-    #    matching Conv2D(x, Const) see the weights directly.
-    alias = {}
-    for node in graph_def.node:
-        if (node.op == "Identity" and len(node.input) == 1
-                and not node.input[0].startswith("^")):
-            source, port = _split(node.input[0])
-            if port == 0 and nodes.get(source) is not None and nodes[source].op == "Const":
-                alias[node.name] = source
-
-    def resolve(endpoint):
-        if endpoint.startswith("^"):
-            base = endpoint[1:]
-            return "^" + alias.get(base, base)
-        name, port = _split(endpoint)
-        if name in alias and port == 0:
-            return alias[name]
-        return endpoint
-
-    for node in graph_def.node:
-        rewired = [resolve(i) for i in node.input]
-        if rewired != list(node.input):
-            del node.input[:]
-            node.input.extend(rewired)
-    sources = [(resolve(t), n, d, [resolve(c) for c in cs]) for t, n, d, cs in sources]
-
-    # 4. Prune to what the outputs need; keep every declared input.
-    keep = set()
-    pending = [graphs.node_name(t) for t, _, _, cs in sources for t in [t] + cs]
-    pending += [p for p, _ in inputs]
-    while pending:
-        name = pending.pop()
-        if name in keep or name not in nodes:
-            continue
-        keep.add(name)
-        pending.extend(graphs.node_name(i) for i in nodes[name].input)
-
-    # 5. Names: inputs and outputs get the wanted names; an internal node that
-    #    already has one of them moves aside.
-    wanted = {name for _, name in inputs} | {name for _, name, _, _ in sources}
-    renames = {}
-    taken = set(keep) | wanted
-    for name in sorted(keep):
-        if name in wanted and name not in {p for p, w in inputs if p == w}:
-            k, candidate = 1, f"{name}_1"
-            while candidate in taken:
-                k += 1
-                candidate = f"{name}_{k}"
-            taken.add(candidate)
-            renames[name] = candidate
-    for placeholder, name in inputs:
-        if placeholder != name:
-            renames[placeholder] = name
-
-    def rename(endpoint):
-        control = endpoint.startswith("^")
-        base = endpoint[1:] if control else endpoint
-        name, port = _split(base)
-        if name not in renames:
-            return endpoint
-        new = renames[name]
-        if control:
-            return "^" + new
-        return new if (":" not in base) else f"{new}:{port}"
-
-    out = graph_pb2.GraphDef()
-    out.versions.CopyFrom(graph_def.versions)
-    for node in graph_def.node:
-        if node.name not in keep:
-            continue
-        copy = out.node.add()
-        copy.CopyFrom(node)
-        copy.name = renames.get(node.name, node.name)
-        del copy.input[:]
-        copy.input.extend(rename(i) for i in node.input)
-        if node.name in placeholder_shapes:
-            shape = placeholder_shapes[node.name]
-            proto = copy.attr["shape"].shape
-            proto.Clear()
-            for dim in shape:
-                proto.dim.add().size = -1 if dim is None else dim
-    for tensor, name, dtype, controls in sources:
-        node = out.node.add()
-        node.name = name
-        node.op = "Identity"
-        node.input.append(rename(tensor))
-        node.input.extend(sorted(set(rename(c) for c in controls)))
-        node.attr["T"].CopyFrom(attr_value_pb2.AttrValue(type=dtype))
-
-    # 6. Colocation hints may name nodes that are gone or renamed.
-    present = {n.name for n in out.node}
-    for node in out.node:
-        if "_class" not in node.attr:
-            continue
-        hints = []
-        for raw in node.attr["_class"].list.s:
-            text = raw.decode("utf-8", "replace")
-            if text.startswith("loc:@"):
-                target = renames.get(text[5:], text[5:])
-                if target in present and target != node.name:
-                    hints.append(("loc:@" + target).encode())
-        if hints:
-            del node.attr["_class"].list.s[:]
-            node.attr["_class"].list.s.extend(hints)
-        else:
-            del node.attr["_class"]
-
-    # 7. Only the functions still called.
-    used = _referenced_functions(_with_library(out, graph_def))
-    for func in graph_def.library.function:
-        if func.signature.name in used:
-            out.library.function.add().CopyFrom(func)
-    for grad in graph_def.library.gradient:
-        if grad.function_name in used:
-            out.library.gradient.add().CopyFrom(grad)
-    return out
-
-
-def _with_library(nodes_from, library_from):
-    """A GraphDef view with the nodes of one and the function library of another."""
-    from tensorflow.core.framework import graph_pb2
-
-    view = graph_pb2.GraphDef()
-    view.node.extend(nodes_from.node)
-    view.library.CopyFrom(library_from.library)
-    return view
-
-
-def _check_clean(graph_def):
-    from tensorflow.core.framework import types_pb2
-
-    bad = sorted({n.op for n in graph_def.node if n.op in _STATEFUL_RESOURCE_OPS})
-    resource = sorted(
-        n.name for n in graph_def.node
-        if any(v.type == types_pb2.DT_RESOURCE for v in n.attr.values())
-    )
-    if bad or resource:
-        what = ", ".join(bad) if bad else f"resource tensors ({', '.join(resource[:5])})"
-        raise FreezeError(
-            f"the model keeps state that cannot be frozen into constants: {what} "
-            "(lookup tables and other resources need a session to initialize them)"
-        )
-
-
-def _tensor_infos(graph_def, names):
-    """TensorInfo for ':0' of each node, with shapes from TF's shape inference."""
-    import tensorflow as tf
-
-    graph = tf.Graph()
-    with graph.as_default():
-        try:
-            tf.import_graph_def(graph_def, name="")
-        except (ValueError, tf.errors.OpError) as exc:
-            raise FreezeError(f"the frozen graph does not import cleanly: {exc}") from None
-    infos = []
-    for name in names:
-        tensor = graph.get_tensor_by_name(name + ":0")
-        shape = None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
-        infos.append(TensorInfo(name, tensor.dtype.name, shape))
-    return infos
-
-
 # ---------------------------------------------------------------------------
 # freeze()
 # ---------------------------------------------------------------------------
@@ -989,9 +404,11 @@ def _resolve(model, weights, signature, unsafe):
             except Exception as exc:  # noqa: BLE001 - any failure of the object-graph load
                 return "savedmodel-v1", f"{type(exc).__name__}: {exc}", None, None
             return "concrete", concrete, None, loaded
-        if kind == "graph":
+        if kind in ("graph", "checkpoint"):
             if weights is not None:
                 raise FreezeError("weights= applies to a Keras architecture, not a frozen graph")
+            if kind == "checkpoint":
+                return "checkpoint", model, None, None
             return "graph", graphs.load_graph(model), None, None
         return "keras", None, _load_keras_file(Path(model), kind, weights, unsafe), None
     if signature is not None:
@@ -1023,7 +440,8 @@ def _resolve(model, weights, signature, unsafe):
 
 
 def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=None,
-           unsafe=False, weights=None):
+           unsafe=False, weights=None, inputs=None, outputs=None, feeds=None,
+           data_inputs=None):
     """Freezes a model for inference into a clean GraphDef.
 
     model: a keras.Model; a path to a `.keras` archive, a legacy full-model `.h5`,
@@ -1041,6 +459,17 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
         SavedModel signature's output keys.
     signature: the SavedModel signature to freeze (default serving_default).
     unsafe: allow loading Keras files that store Python bytecode (Lambda layers).
+    inputs / outputs: node or tensor names ("a,b" or a list) to feed and to read. For a
+        frozen graph or a TF1 checkpoint (a `.meta` file, a checkpoint prefix or its
+        folder, which needs `outputs`) they choose the graph's ends: a named
+        PlaceholderWithDefault becomes an input, unnamed ones keep their defaults, and
+        scalar bool flags that are not inputs are set to False (see
+        leangraph.freezing.placeholders). For other forms `outputs` picks a subset of
+        the model's outputs and `inputs` must name its own inputs.
+    feeds: {placeholder: scalar} (or ["name=value", ...]) frozen in as constants.
+    data_inputs: the names the verification data gives values for; a TF1 graph's
+        PlaceholderWithDefault or bool flag among them is an input (when `inputs` is
+        not given).
 
     Keras models are called with training=False: batch norms use their moving
     statistics and dropout is off. Returns a FrozenGraph.
@@ -1048,9 +477,31 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
     batch_size = _check_batch_size(batch_size)
     kind, function, keras_model, keep_alive = _resolve(model, weights, signature, unsafe)
     if kind == "graph":
-        return _freeze_graph(function, input_shapes, batch_size, output_names)
+        return _freeze_graph(function, input_shapes, batch_size, outputs or output_names,
+                             inputs, feeds, data_inputs=data_inputs)
+    if kind == "checkpoint":
+        from leangraph.freezing.checkpoint import load_checkpoint
+        from leangraph.freezing.graphdef import split_names
+
+        wanted = split_names(outputs or output_names)
+        graph_def, notes = load_checkpoint(function, wanted)
+        frozen = _freeze_graph(graph_def, input_shapes, batch_size, wanted, inputs, feeds,
+                               source="checkpoint", notes=notes, data_inputs=data_inputs)
+        _check_clean(frozen.graph_def)  # a lookup table the outputs read, ...
+        return frozen
     if kind == "savedmodel-v1":
-        return _freeze_v1(model, signature, function, input_shapes, batch_size, output_names)
+        frozen = _freeze_v1(model, signature, function, input_shapes, batch_size, output_names)
+    else:
+        frozen = _freeze_traced(kind, function, keras_model, keep_alive, input_shapes,
+                                batch_size, output_names)
+    from leangraph.freezing.ends import select_ends
+
+    return select_ends(frozen, inputs, outputs, feeds)
+
+
+def _freeze_traced(kind, function, keras_model, keep_alive, input_shapes, batch_size,
+                   output_names):
+    """A FrozenGraph from a Keras model, a tf.function or a ConcreteFunction."""
     if kind == "keras":
         concrete = _trace_keras(keras_model, input_shapes, batch_size)
     elif kind == "function":
@@ -1064,6 +515,14 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
         raise FreezeError(
             f"converting variables to constants failed: {type(exc).__name__}: {exc}"
         ) from None
+    notes = []
+    if kind == "keras":
+        from leangraph.freezing import keras_state
+
+        graph_def, dropped = keras_state.drop_seed_updates(
+            graph_def, keras_state.seed_state_inputs(keras_model, concrete))
+        if dropped:
+            notes.append(keras_state.note(dropped))
     source = "keras" if kind == "keras" else "savedmodel" if keep_alive is not None \
         else "function"
     del keep_alive
@@ -1102,50 +561,10 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
         outputs=infos[len(in_names):],
         keras_model=keras_model,
         source=source,
+        notes=notes,
     )
 
 
-def _pin_placeholders(graph_def, names, input_shapes, batch_size):
-    """{placeholder: shape} to pin: input_shapes as given, else the batch filled in."""
-    shapes = _tensor_infos(graph_def, names)
-    overrides = _normalize_input_shapes(input_shapes, names)
-    pinned = {}
-    for info in shapes:
-        shape = _merge_shape(info.shape, overrides.get(info.name), batch_size, info.name) \
-            if info.shape is not None or info.name in overrides else None
-        if shape is not None and shape != info.shape:
-            pinned[info.name] = shape
-    return pinned
-
-
-def _set_shapes(graph_def, pinned):
-    for node in graph_def.node:
-        if node.name in pinned:
-            proto = node.attr["shape"].shape
-            proto.Clear()
-            for dim in pinned[node.name]:
-                proto.dim.add().size = -1 if dim is None else dim
-
-
-def _freeze_graph(graph_def, input_shapes, batch_size, output_names):
-    """A frozen GraphDef as given: its Placeholders are the inputs, its sinks the outputs
-    (or output_names, which here select nodes rather than rename them)."""
-    in_names = graphs.default_inputs(graph_def)
-    if output_names is None:
-        out_names = graphs.default_outputs(graph_def)
-    else:
-        out_names = [n.strip() for n in (output_names.split(",") if isinstance(output_names, str)
-                                         else output_names) if str(n).strip()]
-        present = {n.name for n in graph_def.node}
-        missing = [n for n in out_names if graphs.node_name(n) not in present]
-        if missing:
-            raise FreezeError(f"output_names: not nodes of the graph: {', '.join(missing)}")
-    if not out_names:
-        raise FreezeError("the graph has no outputs (no node that nothing consumes)")
-    _set_shapes(graph_def, _pin_placeholders(graph_def, in_names, input_shapes, batch_size))
-    infos = _tensor_infos(graph_def, in_names + out_names)
-    return FrozenGraph(graph_def=graph_def, inputs=infos[:len(in_names)],
-                       outputs=infos[len(in_names):], source="graph")
 
 
 def _freeze_v1(path, signature, why, input_shapes, batch_size, output_names):
@@ -1167,26 +586,3 @@ def _freeze_v1(path, signature, why, input_shapes, batch_size, output_names):
                        outputs=infos[len(in_names):], source="savedmodel-v1",
                        notes=[f"TF's object-graph loader failed ({why[:200]}); loaded with "
                               "TF's v1 loader and the signature's tensor names instead"])
-
-
-def _output_names(given, default_names, in_names, count):
-    if given is None:
-        names = [_valid_node_name(n, f"output_{i}") for i, n in enumerate(default_names)]
-        return _unique(in_names + names)[len(in_names):]
-    if isinstance(given, str):
-        given = [n for n in given.split(",") if n.strip()]
-    names = [str(n).strip() for n in given]
-    if len(names) != count:
-        raise FreezeError(
-            f"output_names has {len(names)} names but the model has {count} outputs "
-            f"({', '.join(default_names)})"
-        )
-    bad = [n for n in names if not _NODE_NAME.match(n)]
-    if bad:
-        raise FreezeError(f"output_names: not valid node names: {', '.join(bad)}")
-    if len(set(names)) != len(names):
-        raise FreezeError(f"output_names repeats a name: {', '.join(names)}")
-    clash = sorted(set(in_names) & set(names))
-    if clash:
-        raise FreezeError(f"output_names reuse input names: {', '.join(clash)}")
-    return names

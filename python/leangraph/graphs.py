@@ -182,6 +182,11 @@ def node_name(endpoint):
     return head if sep and port.isdigit() else name
 
 
+def tensor_name(endpoint):
+    """'a' -> 'a:0'; 'a:1' stays: the name a session feeds or fetches."""
+    return endpoint if ":" in endpoint else endpoint + ":0"
+
+
 def default_inputs(graph_def):
     """The Placeholders, in graph order."""
     return [n.name for n in graph_def.node if n.op in ("Placeholder",)]
@@ -206,6 +211,29 @@ def loop_nodes(graph_def):
     while todo:
         node = todo.pop()
         if node.name in inside or node.op in ("Exit", "RefExit"):
+            continue
+        inside.add(node.name)
+        todo.extend(consumers.get(node.name, ()))
+    return inside
+
+
+def branch_nodes(graph_def):
+    """Names of the nodes inside TF 1 cond branches (a frozen graph's lowered tf.cond):
+    everything a Switch outside a loop reaches before a Merge. The branch not taken
+    leaves its tensors dead, so a session cannot fetch them."""
+    consumers = {}
+    for n in graph_def.node:
+        for i in n.input:
+            if not i.startswith("^"):
+                consumers.setdefault(node_name(i), []).append(n)
+    # A loop's own Switch (its exit test) is loop_nodes' business, not a branch.
+    loops = loop_nodes(graph_def)
+    inside = set()
+    todo = [c for n in graph_def.node if n.op in ("Switch", "RefSwitch") and n.name not in loops
+            for c in consumers.get(n.name, ())]
+    while todo:
+        node = todo.pop()
+        if node.name in inside or node.op in ("Merge", "RefMerge", "Exit", "RefExit"):
             continue
         inside.add(node.name)
         todo.extend(consumers.get(node.name, ()))

@@ -7,7 +7,7 @@ A short driver over leangraph.pipeline, in the order the progress display shows:
 3. verify            every variant against the reference (Keras `predict`, or the
                      frozen graph when there is no Keras model), each with its own
                      gate (pipeline.verify); then the variants derived from the best
-                     fp32 graph (pipeline.variants.DERIVED_VARIANTS: bf16, 8-bit
+                     fp32 graph (pipeline.precisions.DERIVED_VARIANTS: bf16, 8-bit
                      weights, ...), verified the same way
 4. benchmark         every variant, side by side in this process (pipeline.timing)
 5. report            optimized.pb, optimized_savedmodel/ (checked against the
@@ -20,7 +20,6 @@ A FAILED variant is never written as the result.
 
 import json
 import os
-import platform
 import shlex
 import shutil
 from dataclasses import dataclass, field
@@ -28,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leangraph import graphs
+from leangraph import graphs, hardware
 from leangraph import images as image_inputs
+from leangraph.hardware import parse_cpus
 from leangraph.errors import GraphError, LeangraphError, QuantizeError, TransformError, UsageError
 from leangraph.pipeline.export import export_savedmodel, savedmodel_outputs, write_result
 from leangraph.pipeline.outdir import (
@@ -41,6 +41,7 @@ from leangraph.pipeline.outdir import (
     sigterm_raises,
     signals_deferred,
 )
+from leangraph.pipeline.precisions import build_derived
 from leangraph.pipeline.progress import Progress
 from leangraph.pipeline.timing import time_batch, time_rounds
 from leangraph.pipeline.variants import (
@@ -48,7 +49,6 @@ from leangraph.pipeline.variants import (
     BuildContext,
     Variant,
     bf16_variant,
-    build_derived,
     failed_variant,
     graph_variant,
     rank_results,
@@ -64,6 +64,14 @@ from leangraph.pipeline.verify import (
     gate_failure,
     top1_margin,
     verify,
+)
+from leangraph.metrics import Gates
+from leangraph.pipeline import evidence
+from leangraph.pipeline.data import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_VERIFY_SAMPLES,
+    PerExample,
+    check_source,
 )
 from leangraph.report import OptimizeReport, render_json, render_latency_png, render_markdown
 
@@ -113,43 +121,6 @@ def _keras_x(examples, start=0, stop=None):
 
 
 
-def parse_cpus(cpus):
-    """CPU ids from "0,1,4-5", a list of ints, or None."""
-    if cpus is None:
-        return None
-    if isinstance(cpus, str):
-        ids = []
-        for part in cpus.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                if "-" in part:
-                    lo, hi = (int(p) for p in part.split("-", 1))
-                    if hi < lo:
-                        raise ValueError
-                    ids.extend(range(lo, hi + 1))
-                else:
-                    ids.append(int(part))
-            except ValueError:
-                raise UsageError(
-                    f"--cpus: '{part}' is not a CPU id or range like 0-3") from None
-    else:
-        ids = [int(c) for c in cpus]
-    if not ids:
-        raise UsageError("--cpus names no CPU")
-    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    if available is not None:
-        unknown = sorted(set(ids) - set(available))
-        if unknown:
-            raise UsageError(
-                f"--cpus: CPU {', '.join(map(str, unknown))} is not available to this process "
-                f"(available: {', '.join(map(str, available))})"
-            )
-    return sorted(set(ids))
-
-
-
 def _parse_precisions(precisions):
     if isinstance(precisions, str):
         precisions = [p for p in precisions.split(",")]
@@ -171,38 +142,8 @@ def _positive_int(value, what):
 
 
 
-def _environment(cpus, threads):
-    import tensorflow as tf
-
-    from leangraph._version import __version__
-
-    env = {"leangraph": __version__, "tensorflow": tf.__version__}
-    try:
-        import keras
-
-        env["keras"] = keras.__version__
-    except ImportError:
-        pass
-    env["python"] = platform.python_version()
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    env["cpu"] = cpu
-    env["logical cpus"] = os.cpu_count()
-    if hasattr(os, "sched_getaffinity"):
-        env["cpus used"] = ",".join(map(str, sorted(os.sched_getaffinity(0))))
-    env["intra-op threads"] = threads if threads else "TensorFlow's default"
-    return env
-
-
-
-def _load_model(model, unsafe, progress, signature=None, input_shapes=None, weights=None):
+def _load_model(model, unsafe, progress, signature=None, input_shapes=None, weights=None,
+                ends=None, batch_size=1):
     """A pipeline.model.Model for any form; None means the embedded default."""
     from leangraph.pipeline.model import Model, load_model
 
@@ -219,8 +160,8 @@ def _load_model(model, unsafe, progress, signature=None, input_shapes=None, weig
         return Model(frozen=loaded.frozen, keras_model=km,
                      label=f"Keras Xception ({DEFAULT_MODEL_SIZE}×{DEFAULT_MODEL_SIZE}, "
                            "weights=None)")
-    return load_model(model, unsafe=unsafe, signature=signature, batch_size=1,
-                      input_shapes=input_shapes, weights=weights)
+    return load_model(model, unsafe=unsafe, signature=signature, batch_size=batch_size,
+                      input_shapes=input_shapes, weights=weights, **(ends or {}))
 
 
 
@@ -229,29 +170,16 @@ def _describe_inputs(frozen):
 
 
 
-def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress, notes):
-    """(list of arrays, one per graph input, N examples each; description; preprocessing mode)."""
-    name = getattr(keras_model, "name", None)
+def _make_inputs(frozen, keras_model, count, preprocessing, notes):
+    """Invented inputs: (list of arrays, one per graph input, N examples each; description;
+    preprocessing mode)."""
+    from leangraph.freezing.shapes import require_known_shapes
+
+    require_known_shapes(frozen.inputs)
     images = [_is_image(info) for info in frozen.inputs]
-    if preprocessing:
-        mode = image_inputs.resolve_preprocessing(preprocessing)
-    else:
-        mode = image_inputs.family_preprocessing(name)
-        if mode is None:
-            # Raw 0..255 pixels would saturate most models and hide differences.
-            mode = "tf"
-            if image_dir is not None or any(images):
-                notes.append(f"no known preprocessing for model '{name}': image inputs are "
-                             "scaled to [-1, 1] (tf mode); pass --preprocess NAME to choose")
-    if image_dir is not None:
-        if len(frozen.inputs) != 1:
-            raise UsageError(
-                f"--image-dir needs a model with one image input; this one has "
-                f"{len(frozen.inputs)} ({_describe_inputs(frozen)})"
-            )
-        x, files = image_inputs.load_images(image_dir, frozen.inputs[0].shape, mode, limit=count)
-        progress.note(f"read {len(files)} image(s) from {image_dir}, preprocessing: {mode}")
-        return [x], f"{len(files)} image(s) from {image_dir}, preprocessing {mode}", mode
+    mode = evidence.preprocessing_mode(preprocessing, keras_model)
+    if not preprocessing and any(images):
+        _unknown_family(keras_model, mode, notes)
     arrays = []
     for i, info in enumerate(frozen.inputs):
         try:
@@ -278,6 +206,14 @@ def _make_inputs(frozen, keras_model, count, image_dir, preprocessing, progress,
     return arrays, what, mode
 
 
+def _unknown_family(keras_model, mode, notes):
+    name = getattr(keras_model, "name", None)
+    if image_inputs.family_preprocessing(name) is None:
+        # Raw 0..255 pixels would saturate most models and hide differences.
+        notes.append(f"no known preprocessing for model '{name}': image inputs are "
+                     f"scaled to [-1, 1] ({mode} mode); pass --preprocess NAME to choose")
+
+
 def _is_image(info):
     """Whether optimize makes an input's examples as images: float NHWC with 1 or 3 channels."""
     shape = info.shape
@@ -289,6 +225,17 @@ def _is_image(info):
 
 
 
+def _model_ends(ends):
+    """--inputs, --outputs and --feed as the report keeps them: 'a,b' and {name: value}."""
+    from leangraph.freezing.graphdef import split_names
+    from leangraph.freezing.placeholders import parse_feeds
+
+    kept = {key: ",".join(split_names(ends.get(key)) or []) or None
+            for key in ("inputs", "outputs")}
+    kept["feeds"] = {k: str(v) for k, v in parse_feeds(ends.get("feeds")).items()} or None
+    return kept
+
+
 def _reproduce_commands(model, outdir, settings, result):
     quote = shlex.quote
     cmd = ["leangraph", "optimize"]
@@ -296,8 +243,8 @@ def _reproduce_commands(model, outdir, settings, result):
         cmd.append(str(model))
     cmd += ["-o", str(outdir), "--recipe", settings["recipe"],
             "--precision", ",".join(settings["precisions"])]
-    if settings["image_dir"]:
-        cmd += ["--image-dir", str(settings["image_dir"])]
+    if settings["data"]:
+        cmd += ["--data", str(settings["data"])]
     else:
         cmd += ["--images", str(settings["images"])]
     if settings.get("preprocess"):
@@ -310,6 +257,12 @@ def _reproduce_commands(model, outdir, settings, result):
     cmd += ["--tolerance", f"{settings['tolerance']:g}"]
     if settings["unsafe"]:
         cmd.append("--unsafe")
+    ends = settings.get("model_ends") or {}
+    for key in ("inputs", "outputs"):
+        if ends.get(key):
+            cmd += [f"--{key}", ends[key]]
+    for name, value in (ends.get("feeds") or {}).items():
+        cmd += ["--feed", f"{name}={value}"]
     lines = ["# the whole run", " ".join(quote(c) for c in cmd)]
     if result is not None and result.kind == "graph":
         bench = ["leangraph-bench", "--graph", str(Path(outdir) / "optimized.pb"),
@@ -349,7 +302,10 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
              tolerance=1e-4, unsafe=False, runs=None, warmup=None, rounds=None, progress=True,
              extra_variants=None, allow_io_ops=False, signature=None, batch=None,
              calibration_dir=None, input_shapes=None, weights=None, baseline=None,
-             int8_weight_bits=None):
+             int8_weight_bits=None, data=None, calibration_data=None,
+             verify_samples=DEFAULT_VERIFY_SAMPLES, calibration_samples=DEFAULT_CALIBRATION_SAMPLES,
+             output_kinds=None, gates=None, max_accuracy_drop=0.5, max_mae_increase=0.1,
+             inputs=None, outputs=None, feeds=None):
     """Freezes a model, transforms it, verifies and times every variant, writes the result.
 
     model: any form leangraph.load_model() takes (a keras.Model, a `.keras`,
@@ -361,6 +317,8 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
     signature: the SavedModel signature (default serving_default).
     input_shapes / weights: as for leangraph.freeze(): shapes for inputs the model
         leaves open (besides the batch), the weights of an architecture `.json`.
+    inputs / outputs / feeds: as for leangraph.freeze(): the graph's ends (a TF1
+        checkpoint needs `outputs`) and scalar placeholders frozen to a value.
     batch: also time every graph variant at this batch size (latency and
         throughput in the report), besides batch 1.
     outdir: where optimized.pb, optimized_savedmodel/, report.md, report.json and
@@ -408,14 +366,37 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
         the one before, in interleaved pairs in this run: the report gives each
         step's speed-up, their product, and the end-to-end speed-up measured.
 
+    data: the examples every variant is verified on (any form
+        pipeline.data.read takes: .npz, .npy, a folder of images or of
+        one-example .npy/.npz files, arrays, a dict, a tf.data.Dataset);
+        image_dir is its old name. With 32 or more examples, max(16, N/4) of
+        them (at most verify_samples) are held out with a seeded split and
+        every variant is gated on those; int8 is calibrated on up to
+        calibration_samples of the rest, or on calibration_data
+        (calibration_dir is its old name). Without data the inputs are
+        invented and int8 is timed but never the result.
+    output_kinds / gates: {output: kind} (classes, binary, multilabel,
+        regression) overriding the kind read from the producing op, and
+        {output: "VALUE" or "GATE:VALUE"} thresholds (see leangraph.metrics).
+    max_accuracy_drop (points) / max_mae_increase (relative): with labels,
+        how much a lossy variant may lose against the reference.
+
     Returns an OptimizeReport. Raises UsageError (a ValueError) for bad
     arguments, FreezeError for a model that cannot be loaded; an Interrupted
     (a KeyboardInterrupt) when a signal stops the run.
     """
     precisions = _parse_precisions(precisions)
+    flags = ("--image-dir" if image_dir is not None else "--data",
+             "--calibration-dir" if calibration_dir is not None else "--calibration-data")
+    data, calibration_data = _aliases(data, image_dir, calibration_data, calibration_dir)
+    if data is None and precisions == ("int8",):
+        raise UsageError("--precision int8 needs real examples to calibrate and verify on: "
+                         "give --data")
+    verify_samples = _positive_int(verify_samples, "--verify-samples")
+    calibration_samples = _positive_int(calibration_samples, "--calibration-samples")
     if images is not None:
         images = _positive_int(images, "--images")
-    elif image_dir is None:
+    elif data is None:
         images = DEFAULT_IMAGES
     if runs is not None:
         runs = _positive_int(runs, "--runs")
@@ -429,12 +410,10 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
     outdir = Path(outdir)
     model_path = Path(model) if isinstance(model, (str, os.PathLike)) else None
     check_outdir(outdir, model_path)
-    if image_dir is not None:
-        image_inputs.list_images(image_dir)  # fail before the slow steps
+    for given, what in zip((data, calibration_data), flags):
+        check_source(given, what)  # before the slow steps
     if preprocess:
         image_inputs.resolve_preprocessing(preprocess)
-    if calibration_dir is not None:
-        image_inputs.list_images(calibration_dir, "--calibration-dir")
     if int8_weight_bits is not None:
         from leangraph.quantization.int8 import check_weight_bits
 
@@ -445,10 +424,7 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
     baseline, baseline_note = _baseline(baseline, model_path)
     from leangraph import bench, recipes
 
-    if recipe not in recipes.RECIPES:
-        raise UsageError(
-            f"--recipe: unknown recipe '{recipe}'; known: {', '.join(sorted(recipes.RECIPES))}"
-        )
+    recipes.check_name(recipe, "--recipe")
     if batch is not None:
         batch = _positive_int(batch, "--batch")
         batch = None if batch == 1 else batch
@@ -466,9 +442,14 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
                 preprocess=preprocess, threads=threads, cpus=cpus, tolerance=float(tolerance),
                 unsafe=unsafe, runs=runs, warmup=warmup, rounds=rounds,
                 extra_variants=extra_variants or {}, allow_io_ops=allow_io_ops,
-                signature=signature, batch=batch, calibration_dir=calibration_dir,
+                signature=signature, batch=batch, calibration_dir=calibration_data,
                 input_shapes=input_shapes, weights=weights, baseline=baseline,
-                baseline_note=baseline_note, int8_weight_bits=int8_weight_bits)
+                baseline_note=baseline_note, int8_weight_bits=int8_weight_bits,
+                data=data, verify_samples=verify_samples, data_flags=flags,
+                calibration_samples=calibration_samples, output_kinds=output_kinds,
+                gates=gates, max_accuracy_drop=float(max_accuracy_drop),
+                max_mae_increase=float(max_mae_increase),
+                model_ends={"inputs": inputs, "outputs": outputs, "feeds": feeds})
             return _pipeline(config, bench, recipes, prog)
         finally:
             if saved_affinity is not None:
@@ -520,6 +501,17 @@ class OptimizeConfig:
     baseline: object = None
     baseline_note: str = None
     int8_weight_bits: int = None
+    data: object = None
+    #: the names the user gave the data and calibration data by (old or new)
+    data_flags: tuple = ("--data", "--calibration-data")
+    verify_samples: int = DEFAULT_VERIFY_SAMPLES
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    output_kinds: object = None
+    gates: object = None
+    max_accuracy_drop: float = 0.5
+    max_mae_increase: float = 0.1
+    #: inputs=, outputs= and feeds= for load_model (TF1 graphs and checkpoints)
+    model_ends: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -535,6 +527,8 @@ class _Run:
     transforms: dict = field(default_factory=dict)
     reference: list = None
     margin: float = None
+    evidence: object = None
+    gates: object = None
     order: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     steps: dict = field(default_factory=dict)
@@ -595,8 +589,14 @@ def _bench_kwargs(config):
 
 def _load(run, prog):
     c = run.config
+    from leangraph.pipeline.data import holds_whole_examples, named_inputs
+
+    ends = dict(c.model_ends)
+    if c.data is not None and ends.get("inputs") is None:
+        ends["data_inputs"] = named_inputs(c.data)
     run.loaded = loaded = _load_model(c.model, c.unsafe, prog, c.signature, c.input_shapes,
-                                      c.weights)
+                                      c.weights, ends,
+                                      batch_size=None if holds_whole_examples(c.data) else 1)
     run.notes.extend(loaded.notes)
     if c.baseline_note:
         run.notes.append(c.baseline_note)
@@ -605,13 +605,34 @@ def _load(run, prog):
     from leangraph.safety import require_safe
 
     require_safe(loaded.graph_def, c.allow_io_ops, what=f"the frozen graph of {loaded.label}")
-    run.examples, run.input_source, run.mode = _make_inputs(
-        loaded.frozen, loaded.keras_model, c.images, c.image_dir, c.preprocess, prog, run.notes)
+    if c.data is None:
+        run.examples, run.input_source, run.mode = _make_inputs(
+            loaded.frozen, loaded.keras_model, c.images, c.preprocess, run.notes)
+        run.evidence = evidence.invented(run.examples, run.input_source)
+        if c.calibration_dir is not None:
+            evidence.add_calibration(run.evidence, c.calibration_dir, loaded, run.mode,
+                                     c.data_flags[1])
+    else:
+        run.mode = evidence.preprocessing_mode(c.preprocess, loaded.keras_model)
+        run.evidence = evidence.from_data(c.data, loaded, run.mode, c.verify_samples,
+                                          c.calibration_samples, c.calibration_dir,
+                                          *c.data_flags)
+        run.examples, run.input_source = run.evidence.verification, run.evidence.source
+        if run.evidence.images and not c.preprocess:
+            _unknown_family(loaded.keras_model, run.mode, run.notes)
+        if c.batch and isinstance(run.examples[0], PerExample):
+            run.notes.append(f"--batch {c.batch} is not timed: examples fed one file each "
+                             "have no batch axis to fill")
+            c.batch = None
+        prog.note(f"verifying on {run.count} example(s) of {run.input_source}")
+        if c.images is not None:
+            run.notes.append(f"--images {c.images} makes invented inputs, which are not used "
+                             "with --data")
+            c.images = None
+    run.gates = Gates.for_graph(loaded.graph_def, loaded.outputs, c.tolerance, c.output_kinds,
+                                c.gates)
     prog.item(f"frozen: {len(loaded.graph_def.node)} nodes; inputs "
               f"{_describe_inputs(loaded.frozen)}")
-    if c.images is not None and run.count != c.images:
-        run.notes.append(f"--images {c.images} asked for, but {c.image_dir} holds {run.count} "
-                         f"image(s); verified on {run.count}")
     c.runs = run.count if c.runs is None else c.runs
     c.warmup = max(2, min(10, c.runs // 10)) if c.warmup is None else int(c.warmup)
     c.rounds = min(c.rounds or (3 if c.runs >= 30 else 1), c.runs)
@@ -666,6 +687,9 @@ def _outputs(run, v):
     keras_model, output_names = run.loaded.keras_model, run.loaded.output_names
     if v.is_reference and run.reference is not None:
         return run.reference
+    if isinstance(run.examples[0], PerExample):
+        return _keras_per_example(run) if v.kind == "keras" else run_variant(v, *run.ends,
+                                                                             run.examples)
     if v.name == "keras-predict":
         predicted = keras_model.predict(_keras_x(run.examples),
                                         batch_size=min(run.count, _KERAS_BATCH), verbose=0)
@@ -677,6 +701,14 @@ def _outputs(run, v):
         return [np.concatenate([np.asarray(p[k]) for p in parts])
                 for k in range(len(output_names))]
     return run_variant(v, *run.ends, run.examples)
+
+
+def _keras_per_example(run):
+    """The Keras model's outputs on examples fed one file each (they cannot be stacked)."""
+    names = run.loaded.output_names
+    parts = [_as_list(run.loaded.keras_model(_keras_x(run.examples, i, i + 1), training=False),
+                      names) for i in range(run.count)]
+    return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(names))]
 
 
 def _verify(run, prog):
@@ -691,6 +723,10 @@ def _verify(run, prog):
     prog.advance()
     run.margin = top1_margin(run.reference)
     fragile = run.margin is not None and run.margin < FRAGILE_MARGIN
+    run.gates.fragile = fragile
+    ref_scores = evidence.reference_scores(run.reference, run.gates, run.evidence)
+    if ref_scores:
+        reference.verification = {"scores": ref_scores}
     if fragile:
         run.notes.append(f"the reference's top-1 class leads the runner-up by a median "
                          f"{100 * run.margin:.2g} % of its score on these inputs, so top-1 "
@@ -705,7 +741,10 @@ def _verify(run, prog):
         if fragile and v.gate == "top1" and v.precision in ("bf16", "int8", "int8-weights"):
             v.gate = "sqnr"
         prog.item(f"{v.name} on {run.count} input(s)")
-        verify(v, _outputs(run, v), run.reference, c.tolerance)
+        outputs = _outputs(run, v)
+        verify(v, outputs, run.reference, c.tolerance, run.gates)
+        evidence.score(v, outputs, run.gates, run.evidence, ref_scores, c.max_accuracy_drop,
+                       c.max_mae_increase)
         prog.advance()
 
     for v in run.variants:
@@ -713,9 +752,10 @@ def _verify(run, prog):
             check(v)
     best = next((v for n in (c.recipe, "tf-deploy", "frozen")
                  for v in run.variants if v.name == n and v.passed), None)
-    calibration = None
-    if c.calibration_dir is not None and "int8" in c.precisions:
-        calibration, _ = _calibration_inputs(run, c.calibration_dir)
+    calibration = run.evidence.calibration
+    if calibration is not None and "int8" in c.precisions:
+        run.notes.append(f"int8 calibrated on {len(calibration[0])} example(s) "
+                         f"({run.evidence.calibration_source})")
     derived = build_derived(BuildContext(best=best, ends=run.ends, precisions=c.precisions,
                                          examples=run.examples, allow_io_ops=c.allow_io_ops,
                                          calibration=calibration,
@@ -723,6 +763,7 @@ def _verify(run, prog):
     for v in derived:
         if v.status == PASSED:
             check(v)
+    evidence.mark_speed_only(run.variants + derived, run.evidence)
     run.variants.extend(derived)
 
 
@@ -788,7 +829,7 @@ def _choose(run, bench, staging, ranked, prog):
     while True:
         ranked = [v for v in ranked if v.passed]  # not one whose SavedModel already failed
         chosen = write_result(staging, ranked, run.examples, run.reference, *run.ends,
-                              c.tolerance, run.notes, prog)
+                              c.tolerance, run.notes, prog, gates=run.gates)
         confirmed = _confirm(run, bench, chosen, prog)
         if (chosen is None or confirmed is None or confirmed["speedup_ci95"][1] >= 1.0
                 or overruled >= MAX_OVERRULED):
@@ -823,12 +864,11 @@ def _thread_hint(run, bench, chosen, prog):
     on all N intra-op threads, the latter also with the calling thread working
     (bench.CALLER_THREAD_ENV); or None.
 
-    TensorFlow forks and joins its intra-op pool once per op; small int8 kernels may not
-    repay that (MobileNetV2 int8 on a 2-vCPU VM: 3.8 ms on one thread, 7.0 ms on two), and
-    the report says so when one thread is clearly faster. Its oneDNN kernels also leave
-    the calling thread idle while the pool works unless TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD
-    is set (MobileNetV2 int8 on a 2-vCPU Zen 4: 4.97 ms on two threads, 3.89 ms with it);
-    the report says so when that is clearly faster. "N+caller" is left out when the
+    TensorFlow forks and joins its intra-op pool once per op, which small int8 kernels may
+    not repay, and its oneDNN kernels leave the calling thread idle while the pool works
+    unless TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD is set; the report says when either
+    setting is clearly faster (measured: bench/results/2026-12-02-xeon-vnni-int8_bench.md,
+    bench/results/2026-12-04-zen4-int8_bench-caller-thread.md). "N+caller" is left out when the
     variable is set already (then "N" has it). Only without --threads.
     """
     c = run.config
@@ -887,9 +927,9 @@ def _int8_caller_hint(run, bench, chosen, ranked, prog):
     the calling thread working (bench.CALLER_THREAD_ENV); or None.
 
     The timing rounds run in this process, where that setting cannot be switched per
-    variant, so an int8 graph that only wins with it (MobileNetV2 on a 2-vCPU Zen 4:
-    bf16 5.2 ms, int8 7.7 ms in-process and 3.9 ms with it) would be passed over
-    silently. The report says so when it is clearly (10 %) faster; the result stays."""
+    variant, so an int8 graph that only wins with it would be passed over silently
+    (it happens: bench/results/2026-12-04-zen4-int8_bench-caller-thread.md). The report
+    says so when it is clearly (10 %) faster; the result stays."""
     c = run.config
     cores = _hint_cores(c)
     int8 = next((v for v in ranked if v.precision == "int8"), None)
@@ -1010,18 +1050,19 @@ def _explain_bf16(run):
         run.notes.append(bf16_note(bf16.latency.p50_ms, best.latency.p50_ms))
 
 
-def _calibration_inputs(run, folder):
-    """The calibration images, decoded and preprocessed as the verification inputs are."""
-    frozen = run.loaded.frozen
-    mode = run.mode or image_inputs.resolve_preprocessing(run.config.preprocess or "none")
-    x, files = image_inputs.load_images(folder, frozen.inputs[0].shape, mode,
-                                        what="--calibration-dir")
-    run.notes.append(f"int8 calibrated on {len(files)} image(s) from {folder} ({mode})")
-    return [x], files
+def _aliases(data, image_dir, calibration_data, calibration_dir):
+    """--image-dir and --calibration-dir are the old names of --data and --calibration-data."""
+    if data is not None and image_dir is not None:
+        raise UsageError("--image-dir is the old name of --data: give one of them")
+    if calibration_data is not None and calibration_dir is not None:
+        raise UsageError("--calibration-dir is the old name of --calibration-data: give one")
+    return (data if data is not None else image_dir,
+            calibration_data if calibration_data is not None else calibration_dir)
 
 
 def _report(run, bench, prog):
     c, loaded = run.config, run.loaded
+    evidence.add_speedups(run.variants)
     ranked = rank_results(run.variants)
     _explain_bf16(run)
     settings = {
@@ -1034,17 +1075,21 @@ def _report(run, bench, prog):
         "tolerance": c.tolerance, "min_top1": MIN_TOP1_AGREEMENT, "min_sqnr_db": MIN_SQNR_DB,
         "unsafe": bool(c.unsafe),
         "batch": c.batch, "signature": c.signature, "source": loaded.source,
-        "image_dir": str(c.image_dir) if c.image_dir is not None else None,
+        "data": str(c.data) if isinstance(c.data, (str, os.PathLike)) else None,
+        "image_dir": str(c.data) if run.evidence.images else None,
         "preprocess": c.preprocess, "preprocessing": run.mode, "input_source": run.input_source,
         "inputs": [t.to_dict() for t in loaded.inputs],
         "outputs": [t.to_dict() for t in loaded.outputs],
         "transforms": run.transforms, "bench_order": run.order,
         "top1_margin_median": run.margin,
+        "verification": run.evidence.to_dict(),
+        "output_kinds": dict(zip(run.gates.names, run.gates.kinds)),
+        "model_ends": _model_ends(c.model_ends),
     }
     if not ranked:
         run.notes.append("no eligible graph variant passed verification, so neither "
                          "optimized.pb nor optimized_savedmodel/ was written")
-    environment = _environment(c.cpus, c.threads)
+    environment = hardware.environment(c.cpus, c.threads)
     environment["native bf16 (AVX512_BF16 or AMX-BF16)"] = (
         "yes" if bench.cpu_supports_bf16() else "no")
     from leangraph.quantization.int8 import int8_kernels

@@ -5,13 +5,13 @@ to_bfloat16(), quantize_weights() and quantize_nodes() make the variants;
 apply_precision() names them for `leangraph tune`.
 """
 
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from leangraph import graphs
+from leangraph import graphs, metrics
 from leangraph.errors import GraphError, UsageError
+from leangraph.runner import Runner
 
 #: Precisions apply_precision() knows, in order of how much they change.
 #: "int8" is leangraph's calibrated int8 (leangraph.quantize) with its default
@@ -42,6 +42,12 @@ def is_precision(name):
     return name in PRECISIONS or int8_threshold(name) is not None
 
 
+def is_calibrated(name):
+    """Whether a precision's numbers come from calibration on examples (int8, int8@DB,
+    int8-tf): without held-out real examples its score is no verdict."""
+    return name == "int8-tf" or int8_threshold(name) is not None
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """What evaluate() measured over `n` examples.
@@ -62,31 +68,6 @@ class EvalResult:
 
     def to_dict(self):
         return asdict(self)
-
-
-def cpu_supports_bf16():
-    """True when this CPU has native bf16 (AVX512_BF16 or AMX-BF16).
-
-    LEANGRAPH_FAKE_NO_BF16=1 simulates a CPU without it. Delegates to the
-    timer's check (leangraph.bench) when that module is present.
-    """
-    try:
-        from leangraph.bench import cpu_supports_bf16 as timer_check
-    except ImportError:
-        timer_check = None
-    if timer_check is not None:
-        return bool(timer_check())
-    if os.environ.get("LEANGRAPH_FAKE_NO_BF16", "") not in ("", "0"):
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
-    except OSError:
-        pass
-    return False
 
 
 def grappler_bf16_config(threads=None):
@@ -199,14 +180,14 @@ def quantize_nodes(graph, inputs=None, outputs=None):
     return transform(graph, steps, inputs=inputs, outputs=outputs)
 
 
-def apply_precision(graph, precision, samples=None):
+def apply_precision(graph, precision, samples=None, limit=CALIBRATION_SAMPLES):
     """(graph, session_config) for a precision name in PRECISIONS (or "int8@DB").
 
     "bf16" rewrites the graph (to_bfloat16); "bf16-grappler" leaves it and
     returns a config that makes Grappler rewrite it at run time;
     "int8-weights" and "int8-tf" run TF's 8-bit transforms; "int8" and
-    "int8@DB" are leangraph.quantize calibrated on the first
-    CALIBRATION_SAMPLES of `samples` (required for them). Raises UsageError
+    "int8@DB" are leangraph.quantize calibrated on the first `limit`
+    (default CALIBRATION_SAMPLES) of `samples` (required for them). Raises UsageError
     for an unknown name.
     """
     graph = graphs.load_graph(graph)
@@ -228,7 +209,7 @@ def apply_precision(graph, precision, samples=None):
             raise UsageError(f"precision {precision} needs calibration samples")
         from leangraph.quantization import quantize
 
-        result = quantize(graph, np.asarray(samples)[:CALIBRATION_SAMPLES],
+        result = quantize(graph, np.asarray(samples)[:limit],
                           min_sqnr_db=threshold, **ends)
         return result.graph_def, None
     raise UsageError(
@@ -249,8 +230,6 @@ class _Runner:
     """One imported graph and one session, fed batch after batch."""
 
     def __init__(self, graph, input_name, output_name, session_config=None):
-        import tensorflow as tf
-
         self.graph_def = graphs.load_graph(graph)
         inputs = graphs.default_inputs(self.graph_def)
         outputs = graphs.default_outputs(self.graph_def)
@@ -263,30 +242,15 @@ class _Runner:
         if self.output_name is None:
             raise GraphError("the graph has no output node; name the output")
         self.fixed_batch = _placeholder_batch(self.graph_def, graphs.node_name(self.input_name))
-        tf_graph = tf.Graph()
-        with tf_graph.as_default():
-            try:
-                tf.import_graph_def(self.graph_def, name="")
-            except (ValueError, tf.errors.OpError) as exc:
-                raise GraphError(f"TensorFlow cannot import the graph: {exc}") from None
-        self._tf = tf
-        self.session = tf.compat.v1.Session(graph=tf_graph, config=session_config)
-        self._feed = _tensor(self.input_name)
-        self._fetch = _tensor(self.output_name)
+        self._runner = Runner(self.graph_def, config=session_config)
+        self._feed = graphs.tensor_name(self.input_name)
+        self._fetch = graphs.tensor_name(self.output_name)
 
     def __call__(self, batch):
-        try:
-            out = self.session.run(self._fetch, {self._feed: batch})
-        except (ValueError, self._tf.errors.OpError) as exc:
-            raise GraphError(f"running the graph failed: {exc}") from None
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(self._runner.run(self._fetch, {self._feed: batch}), dtype=np.float32)
 
     def close(self):
-        self.session.close()
-
-
-def _tensor(name):
-    return name if ":" in name else name + ":0"
+        self._runner.close()
 
 
 def _predict(runner, x, batch_size):
@@ -301,12 +265,6 @@ def _predict(runner, x, batch_size):
             batch = np.concatenate([batch, pad])
         parts.append(runner(batch)[:real])
     return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
-
-
-def _top1(outputs):
-    from leangraph.pipeline.verify import top1
-
-    return top1(outputs.reshape(len(outputs), -1))
 
 
 def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None,
@@ -327,8 +285,8 @@ def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None
     labels = None
     if y is not None:
         labels = np.asarray(y)
-        if labels.ndim == 2 and labels.shape[1] > 1:
-            labels = np.argmax(labels, axis=1)
+        if labels.ndim == 2:
+            labels = metrics.class_labels(labels)
         labels = labels.reshape(-1)
         if len(labels) != len(x):
             raise UsageError(f"x has {len(x)} examples but y has {len(labels)} labels")
@@ -337,7 +295,8 @@ def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None
         out = _predict(runner, x, batch_size)
     finally:
         runner.close()
-    accuracy = None if labels is None else float(np.mean(_top1(out) == labels))
+    flat = out.reshape(len(out), -1)
+    accuracy = None if labels is None else metrics.accuracy(flat, labels, "classes")
     agreement = max_abs = max_rel = None
     if reference is not None:
         ref_runner = _Runner(reference, input_name, output_name, reference_session_config)
@@ -349,7 +308,7 @@ def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None
             raise UsageError(
                 f"the graph's output has shape {out.shape}, the reference's {ref.shape}"
             )
-        agreement = float(np.mean(_top1(out) == _top1(ref)))
+        agreement = metrics.agreement(flat, ref.reshape(len(ref), -1), "classes")
         diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
         max_abs = float(diff.max()) if diff.size else 0.0
         scale = float(np.abs(ref).max()) if ref.size else 0.0

@@ -5,7 +5,7 @@ shape that strip_unused_nodes pins (TF's docs write "1,299,299,3" there).
 recipe(name, graph) fills it in from the graph's Placeholder.
 """
 
-from leangraph.errors import TransformError
+from leangraph.errors import UsageError
 
 _SHAPE = ', shape="{shape}"'
 
@@ -61,18 +61,26 @@ def _input_shape(graph):
     return ",".join(str(d) for d in dims)
 
 
+def check_name(name, flag=None, also=()):
+    """Raises UsageError unless `name` is a recipe (or one of `also`, e.g. "none").
+
+    flag: the option that gave it ("--recipe"), named first in the message."""
+    if name in RECIPES or name in also:
+        return name
+    known = ", ".join(list(also) + sorted(RECIPES))
+    prefix = f"{flag}: " if flag else ""
+    raise UsageError(f"{prefix}unknown recipe '{name}'; known recipes: {known}")
+
+
 def recipe(name, graph=None):
     """The transform string of recipe `name`, ready for leangraph.transform().
 
     graph (anything load_graph accepts): its single Placeholder's shape fills
     `{shape}`. Without a graph, or when the shape is not known, the shape
     parameter is left out and strip_unused_nodes keeps the Placeholder's own.
-    Raises TransformError for an unknown name, listing the known ones.
+    Raises UsageError for an unknown name, listing the known ones.
     """
-    if name not in RECIPES:
-        raise TransformError(
-            f"unknown recipe '{name}'; known recipes: {', '.join(sorted(RECIPES))}"
-        )
+    check_name(name)
     text = RECIPES[name]
     shape = _input_shape(graph) if graph is not None else None
     if shape is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leangraph import graphs
+from leangraph import graphs, metrics
 
 #: Bump when the data, architecture or training changes in a way the source
 #: hash below would not see (e.g. a library behaviour that matters).
@@ -185,13 +185,13 @@ def reference_model(cache=None, rebuild=False):
 
 
 def _build(folder, x_train, y_train, x_test, y_test):
-    from leangraph import execute
+    from leangraph import runner
 
     model = _train(build_model(), x_train, y_train)
     graph_def = freeze(model)
     output = graphs.default_outputs(graph_def)[0]
-    probabilities = execute.run(graph_def, {INPUT_NAME: x_test}, [output])[0]
-    accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
+    probabilities = runner.run(graph_def, {INPUT_NAME: x_test}, [output])[0]
+    accuracy = metrics.accuracy(probabilities, y_test, "classes")
     folder.mkdir(parents=True, exist_ok=True)
     keras_tmp = folder / "model.tmp.keras"
     model.save(keras_tmp)
@@ -200,3 +200,25 @@ def _build(folder, x_train, y_train, x_test, y_test):
     # Written last: its presence means the folder is complete.
     meta = {"accuracy": accuracy, "output": output, "n_test": int(len(y_test))}
     graphs.atomic_write(folder / "meta.json", json.dumps(meta, indent=2).encode())
+
+
+def write_demo(folder):
+    """Writes the digits model (model.keras) and its held-out examples with their labels
+    (digits.npz: x, y) into `folder`, for `make demo-data`: optimize --data on real data."""
+    import shutil
+
+    reference = reference_model()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(reference.keras_path, folder / "model.keras")
+    buffer = folder / "digits.tmp.npz"
+    np.savez(buffer, x=reference.x_test, y=reference.y_test)
+    os.replace(buffer, folder / "digits.npz")
+    return folder / "model.keras", folder / "digits.npz"
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in write_demo(sys.argv[1] if len(sys.argv) > 1 else "leangraph-demo-data"):
+        print(f"wrote {path}")

@@ -60,6 +60,7 @@ class OptimizeReport:
             "model": self.model,
             "outdir": str(self.outdir),
             "result": self.result,
+            "verification": self.settings.get("verification"),
             "settings": self.settings,
             "environment": self.environment,
             "variants": [v.to_dict() for v in self.variants],
@@ -68,6 +69,20 @@ class OptimizeReport:
             "notes": list(self.notes),
             "step_seconds": dict(self.step_seconds),
         }
+
+    def verdict(self):
+        """The one-line summary: the result and what its verdict rests on."""
+        if self.result is None:
+            return "no result: no eligible variant passed verification"
+        v = self.variant(self.result)
+        info = self.settings.get("verification") or {}
+        speed = f", {v.speedup:.2f}× the reference" if v.speedup else ""
+        if info.get("invented"):
+            return (f"result: {v.name} ({v.precision}{speed}), passed on invented inputs "
+                    f"({info.get('n_verification')}); give --data to verify on real ones")
+        held = "held-out " if info.get("held_out") else ""
+        return (f"result: {v.name} ({v.precision}{speed}), passed on "
+                f"{info.get('n_verification')} {held}example(s) of {info.get('source')}")
 
     def table(self):
         """The result table as plain text (what the CLI prints)."""
@@ -120,7 +135,14 @@ def _status(v, result):
     text = v.status
     if v.name == result:
         text += " (result)"
+    if v.passed and (v.verification or {}).get("invented"):
+        text += " on invented inputs"
     return text
+
+
+def _said(v):
+    """"status: reason", once: a speed-only reason already starts with its status."""
+    return v.reason if v.reason.startswith(f"{v.status}:") else f"{v.status}: {v.reason}"
 
 
 def reference_name(report):
@@ -186,7 +208,7 @@ def render_text_table(report):
             lines.append("  ".join("-" * w for w in widths))
     for v in report.variants:
         if v.reason:
-            lines.append(f"{v.name}: {v.status}: {v.reason}")
+            lines.append(f"{v.name}: {_said(v)}")
         if v.batch_note:
             lines.append(f"{v.name}: {v.batch_note}")
     return "\n".join(lines)
@@ -260,22 +282,25 @@ def render_markdown(report):
         if v.bench_precision != "fp32":
             detail += f"; timed with the timer's precision={v.bench_precision}"
         if v.reason:
-            detail += f". **{v.status}:** {v.reason}"
+            status, _, reason = _said(v).partition(": ")
+            detail += f". **{status}:** {reason}"
         if v.batch_note:
             detail += f". {v.batch_note}"
         out.append(detail)
     out.append("")
     out.append("## Verification gate")
     out.append("")
-    out.append(f"- fp32 variants: max relative difference ≤ {s['tolerance']:g}.")
+    out.append(f"- fp32 variants: max relative difference ≤ {s['tolerance']:g} on every output.")
     gates = {v.gate for v in report.variants if v.precision != "fp32"}
     if "sqnr" in gates:
         out.append(f"- bf16, int8 and 8-bit-weight variants: output SQNR against the reference "
                    f"≥ {s.get('min_sqnr_db', 20):g} dB, because the reference's top-1 margin is "
                    "too small for top-1 agreement to mean anything (see the notes).")
     else:
-        out.append(f"- bf16, int8 and 8-bit-weight variants: top-1 agreement ≥ "
-                   f"{100 * s['min_top1']:.0f} % (their max difference is reported, not gated).")
+        out.append(f"- bf16, int8 and 8-bit-weight variants: on every output, its kind's gate "
+                   f"(classes: top-1 agreement ≥ {100 * s['min_top1']:.0f} %; binary and "
+                   "multilabel: agreement of the thresholded classes; regression: max relative "
+                   f"error) and SQNR ≥ {s.get('min_sqnr_db', 20):g} dB.")
     bits = {v.quantization.get("weight_bits", 8) for v in report.variants
             if v.precision == "int8" and v.quantization}
     if bits:  # an int8 graph was built
@@ -290,6 +315,9 @@ def render_markdown(report):
                    f"written graph needs such a TensorFlow, and {where}")
     out.append("- A FAILED variant is never written as the result.")
     out.append("")
+    from leangraph.pipeline.evidence import markdown as evidence_markdown
+
+    out.extend(evidence_markdown(s, report.variants))
     if report.notes:
         out.append("## Notes")
         out.append("")
@@ -346,7 +374,7 @@ def render_latency_png(report):
     else:
         labels, data, colors = [], [], []
         for v in reversed(timed):
-            labels.append(f"{v.name} ({v.precision})" + ("" if v.passed else " FAILED"))
+            labels.append(f"{v.name} ({v.precision})" + ("" if v.passed else f" {v.status}"))
             data.append(v.latency.samples_ms)
             if not v.passed:
                 colors.append("#c0392b")

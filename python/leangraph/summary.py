@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leangraph import graphs
-from leangraph.errors import GraphError
 from leangraph.freeze import TensorInfo
 
 _VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp"}
@@ -176,9 +175,8 @@ def _op_macs(op):
 
 
 def _shape_graph(graph_def, batch):
-    """The graph imported into a tf.Graph for shape inference, unknown batch pinned."""
-    import tensorflow as tf
-
+    """The graph imported into a tf.Graph for shape inference (after the native checks),
+    unknown batch pinned."""
     copy = graphs.graph_pb2().GraphDef()
     copy.CopyFrom(graph_def)
     for node in copy.node:
@@ -186,13 +184,9 @@ def _shape_graph(graph_def, batch):
             shape = node.attr["shape"].shape
             if not shape.unknown_rank and shape.dim and shape.dim[0].size < 0:
                 shape.dim[0].size = batch
-    graph = tf.Graph()
-    with graph.as_default():
-        try:
-            tf.import_graph_def(copy, name="")
-        except (ValueError, tf.errors.OpError) as exc:
-            raise GraphError(f"TensorFlow cannot import the graph: {exc}") from None
-    return graph
+    from leangraph.runner import import_graph
+
+    return import_graph(copy)
 
 
 def _bench_command(graph_path, inputs, outputs):

@@ -20,12 +20,14 @@ import numpy as np
 
 from leangraph import graphs
 from leangraph.errors import GraphError, LeangraphError, UsageError
+from leangraph.hardware import cpu_supports_bf16
+from leangraph.metrics import within_budget
 from leangraph.precision import (
     PRECISIONS,
     apply_precision,
-    cpu_supports_bf16,
     evaluate,
     int8_threshold,
+    is_calibrated,
     is_precision,
 )
 
@@ -48,6 +50,8 @@ class Trial:
     feasible: bool = False
     error: str | None = None
     repeat_of: int | None = None
+    #: why a measured trial cannot be the answer although it may be within the budget
+    note: str | None = None
 
     @property
     def key(self):
@@ -160,18 +164,11 @@ class TuneResult:
         return path
 
 
-def _recipe_table():
-    from leangraph import recipes as module
-
-    return dict(module.RECIPES), module.recipe
-
-
 def _recipe_string(name, graph_def):
-    table, fill = _recipe_table()
-    if name not in table:
-        known = ", ".join(["none"] + sorted(table))
-        raise UsageError(f"unknown recipe '{name}'; known: {known}")
-    return fill(name, graph_def)
+    from leangraph import recipes
+
+    recipes.check_name(name, also=("none",))
+    return recipes.recipe(name, graph_def)
 
 
 def _as_graph(model):
@@ -188,7 +185,9 @@ def _as_graph(model):
 
 def available_recipes():
     """Recipe names tune can search ("none" = the graph as given)."""
-    return ["none"] + sorted(_recipe_table()[0])
+    from leangraph import recipes
+
+    return ["none"] + sorted(recipes.RECIPES)
 
 
 def _is_grappler_bf16(session_config):
@@ -198,24 +197,13 @@ def _is_grappler_bf16(session_config):
     return rewrite.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON
 
 
-def _as_input_dtype(x, graph_def, input_name):
-    """x in the dtype of the Placeholder it feeds (float32 when that is not known)."""
-    import tensorflow as tf
+def _checked_input(x, graph_def, input_name):
+    """x checked against the Placeholder it feeds and cast to its dtype (pipeline.data)."""
+    from leangraph.freezing.clean import _tensor_infos
+    from leangraph.pipeline import data as data_reader
 
-    node = next((n for n in graph_def.node if n.name == graphs.node_name(input_name)), None)
-    want = np.dtype(np.float32)
-    if node is not None and "dtype" in node.attr:
-        want = np.dtype(tf.dtypes.as_dtype(node.attr["dtype"].type).as_numpy_dtype)
-    if x.dtype == want:
-        return x
-    if want.kind in "iu" and x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
-        raise UsageError(f"input '{input_name}' takes {want.name} values, but x holds "
-                         "fractions")
-    try:
-        return x.astype(want)
-    except (TypeError, ValueError):
-        raise UsageError(f"input '{input_name}' takes {want.name} values; x is "
-                         f"{x.dtype.name}") from None
+    info = _tensor_infos(graph_def, [graphs.node_name(input_name)])
+    return data_reader.read(x, info, what="x").arrays[0]
 
 
 def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, max_time=10.0):
@@ -240,7 +228,8 @@ def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, 
 
 def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
          precisions=None, threads=None, candidates=None, batch_size=1, seed=0,
-         record=None, timer=None, input_name=None, output_name=None, log=None, shared=None):
+         record=None, timer=None, input_name=None, output_name=None, log=None, shared=None,
+         verify_samples=None, calibration_samples=None):
     """Searches model x recipe x precision x threads for the fastest variant within budget.
 
     model: any form leangraph.load_model() takes (a frozen graph, a Keras file or
@@ -251,7 +240,12 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     recipes: names from available_recipes() (default: all). precisions: names
         from precision.PRECISIONS or int8@DB (default fp32, bf16, bf16-grappler,
         int8-weights, int8 and int8@25: leangraph's int8 at two fallback
-        thresholds, calibrated on the first 16 examples of x). threads: intra-op thread counts (default 1 and all cores).
+        thresholds). threads: intra-op thread counts (default 1 and all cores).
+    verify_samples / calibration_samples: x is split as pipeline.data.split does
+        (seeded): every variant is scored on the held-out part, at most
+        verify_samples of it, and the int8 precisions calibrate on at most
+        calibration_samples of the rest. With fewer than 32 examples nothing is
+        held out, and the int8 precisions are measured but never the answer.
     candidates: {name: graph} alternatives to the model (e.g. a pruned copy),
         searched the same way and held to the same budget.
     batch_size: examples per timed run. record: a JSON path rewritten after
@@ -291,8 +285,10 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     if input_name is None:
         raise UsageError(f"the graph has {len(inputs)} Placeholders ({', '.join(inputs)}); "
                          "tune evaluates one input: name it")
-    x = _as_input_dtype(x, base_graph, input_name)
+    x = _checked_input(x, base_graph, input_name)
     output_name = output_name or graphs.default_outputs(base_graph)[0]
+    given = (x, y)  # what a shared study fingerprints: the user's data, not the split
+    x, y, x_calib, too_few = _split(x, y, verify_samples, calibration_samples, say)
 
     models = {ORIGINAL: base_graph}
     for name, graph in (candidates or {}).items():
@@ -335,7 +331,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     trials = []
     baseline_accuracy = None
 
-    def score(graph, config):
+    def measure_accuracy(graph, config):
         result = evaluate(graph, x, y, batch_size=32, input_name=input_name,
                           output_name=output_name, session_config=config,
                           reference=None if y is not None else base_graph)
@@ -351,8 +347,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
 
                     graph = transform(graph, _recipe_string(recipe, graph),
                                       inputs=[input_name], outputs=[output_name])
-                graph, config = apply_precision(graph, precision, samples=x)
-                accuracy = score(graph, config)
+                graph, config = apply_precision(graph, precision, samples=x_calib,
+                                                limit=len(x_calib))
+                accuracy = measure_accuracy(graph, config)
                 variants[key] = (graph, config, accuracy, len(graph.SerializeToString()))
             except LeangraphError as exc:
                 variants[key] = exc
@@ -375,8 +372,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
             graph, config, accuracy, size = built
             trial.accuracy, trial.file_bytes = accuracy, size
             trial.accuracy_drop = 100.0 * (baseline_accuracy - accuracy)
-            # A tiny tolerance so float noise in a fraction never flips a verdict.
-            trial.feasible = trial.accuracy_drop <= max_accuracy_drop + 1e-9
+            trial.feasible = within_budget(baseline_accuracy, accuracy, max_accuracy_drop)
+            if too_few and is_calibrated(precision):
+                trial.note, trial.feasible = too_few, False
             try:
                 trial.latency_ms = float(timer(graph, config, n_threads, feeds))
             except Exception as exc:  # noqa: BLE001 - a variant TF cannot run is a result
@@ -387,7 +385,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
 
     def finish(trial):
         trials.append(trial)
-        state = "error" if trial.error else ("ok" if trial.feasible else "over budget")
+        state = "error" if trial.error else ("ok" if trial.feasible else
+                                             trial.note or "over budget")
         latency = f"{trial.latency_ms:.3f} ms" if trial.latency_ms is not None else "-"
         accuracy = f"{100 * trial.accuracy:.2f}%" if trial.accuracy is not None else "-"
         log(f"trial {trial.number}: {trial.label()}  {latency}  {accuracy}  {state}"
@@ -407,7 +406,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         return shared.optimize(
             space=list(product(models, recipes, precisions, threads)), baseline_key=baseline_key,
             measure=measure, variant=variant, models=models, recipes=recipes,
-            precisions=precisions, threads=threads, x=x, y=y, input_name=input_name,
+            precisions=precisions, threads=threads, x=given[0], y=given[1],
+            input_name=input_name,
             output_name=output_name, max_accuracy_drop=max_accuracy_drop, n_trials=n_trials,
             seed=seed, batch_size=batch_size, messages=messages, log=log, record=record)
     baseline = measure(0, baseline_key)
@@ -513,6 +513,25 @@ def _overrule(result, feasible, variants, say):
     result.best = same
     result.best_graph, result.best_session_config = variants[same.key[:3]][:2]
     confirmed["overruled"] = best.label()
+
+
+def _split(x, y, verify_samples, calibration_samples, say):
+    """(x, y held out for scoring, the calibration examples, why calibrated precisions are
+    only timed or None): pipeline.data's seeded split, so calibration never sees what
+    every variant is scored on. Too few examples to split: all of them score, and the
+    calibrated precisions calibrate on them too, which makes their score no verdict."""
+    from leangraph.pipeline import data as data_reader
+
+    parts = data_reader.split(len(x), verify_samples or data_reader.DEFAULT_VERIFY_SAMPLES,
+                              calibration_samples or data_reader.DEFAULT_CALIBRATION_SAMPLES)
+    if not parts.held_out:
+        note = data_reader.too_few_note(len(x))
+        say(f"{len(x)} examples: int8 variants are {note}")
+        return x, y, x, note
+    held = parts.verification
+    say(f"scoring on {len(held)} held-out examples; int8 calibrates on "
+        f"{len(parts.calibration)} others (seed {parts.seed})")
+    return x[held], None if y is None else np.asarray(y)[held], x[parts.calibration], None
 
 
 def _partial_result(trials, budget, messages):

@@ -43,8 +43,31 @@ def batch_size_from(text):
     return int(text)
 
 
+def add_io_arguments(parser):
+    """--inputs, --outputs and --feed: every command that loads a model takes them."""
+    parser.add_argument(
+        "--inputs", metavar="A,B",
+        help="the graph's inputs, node or tensor names (a TF1 PlaceholderWithDefault named here "
+        "becomes an input, unnamed ones keep their defaults; another tensor, such as "
+        "IteratorGetNext:0, gets a new Placeholder in its place)")
+    parser.add_argument(
+        "--outputs", metavar="A,B",
+        help="the tensors to read, node or tensor names (needed for a TF1 checkpoint; a subset "
+        "of the outputs otherwise)")
+    parser.add_argument(
+        "--feed", action="append", metavar="NAME=VALUE",
+        help="freeze a placeholder to a value: a scalar (keep_prob=1.0) or a comma-separated "
+        "vector (dim=128,128,128); repeatable")
+
+
+def io_kwargs(args):
+    """The inputs=, outputs= and feeds= of freeze() / load_model() from add_io_arguments."""
+    return {"inputs": args.inputs, "outputs": args.outputs, "feeds": args.feed}
+
+
 def add_model_arguments(parser):
     """The loading options `freeze` and `summarize` share."""
+    add_io_arguments(parser)
     parser.add_argument(
         "--input-shape", "--input_shape", action="append", metavar="NAME:SHAPE",
         help="fix an input's shape, e.g. input_layer:1,299,299,3 (repeatable; the name "
@@ -71,6 +94,7 @@ def freeze_kwargs(args):
         "signature": args.signature,
         "unsafe": args.unsafe,
         "weights": args.weights,
+        **io_kwargs(args),
     }
 
 
@@ -85,8 +109,9 @@ def add_parser(subparsers):
             "TF's transforms can rewrite it."
         ),
     )
-    parser.add_argument("model", help="a .keras / .h5 / .json file, a SavedModel directory or a "
-                                      "frozen .pb / .pbtxt")
+    parser.add_argument("model", help="a .keras / .h5 / .json file, a SavedModel directory, a "
+                                      "frozen .pb / .pbtxt or a TF1 checkpoint (.meta, prefix or "
+                                      "folder; needs --outputs)")
     parser.add_argument("-o", "--out", "--output", dest="output", required=True,
                         help="where to write the .pb (or .pbtxt)")
     parser.add_argument("--output-names", "--output_names", help="comma-separated output names")
@@ -116,4 +141,6 @@ def run(args):
     for role, infos in (("input", frozen.inputs), ("output", frozen.outputs)):
         for info in infos:
             print(f"  {role:<6} {info.name}  {info.dtype}  {info.shape_text()}")
+    for note in frozen.notes:
+        print(f"note: {note}")
     return 0

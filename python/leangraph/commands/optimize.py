@@ -28,6 +28,7 @@ def _tolerance(text):
 
 
 def add_parser(subparsers):
+    from leangraph.commands.freeze import add_io_arguments
     from leangraph.optimize import DEFAULT_IMAGES, DEFAULT_MODEL
 
     parser = subparsers.add_parser(
@@ -42,8 +43,9 @@ def add_parser(subparsers):
         ),
     )
     parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                        help=".keras, legacy .h5, architecture .json, SavedModel directory or "
-                             "frozen .pb/.pbtxt (default: Keras Xception, weights=None, 299x299)")
+                        help=".keras, legacy .h5, architecture .json, SavedModel directory, "
+                             "frozen .pb/.pbtxt or TF1 checkpoint (with --outputs) (default: "
+                             "Keras Xception, weights=None, 299x299)")
     parser.add_argument("-o", "--out", "--outdir", dest="outdir", default="leangraph-optimized",
                         help="output folder, written atomically (default: %(default)s)")
     parser.add_argument("--signature", default=None,
@@ -53,6 +55,7 @@ def add_parser(subparsers):
                              "may be left out for a one-input model)")
     parser.add_argument("--weights", default=None,
                         help="weights file for an architecture .json")
+    add_io_arguments(parser)
     parser.add_argument("--batch", type=_count, default=None, metavar="N",
                         help="also time batch N (the report gives latency and throughput)")
     parser.add_argument("--recipe", default="deploy",
@@ -64,18 +67,16 @@ def add_parser(subparsers):
                         help="the model MODEL was made from (e.g. the original `leangraph prune` "
                              "pruned; by default the one a prune report.json beside MODEL "
                              "names): each step's speed-up from it is timed and reported")
-    parser.add_argument("--calibration-dir", default=None, metavar="DIR",
-                        help="calibrate int8 on the JPEG/PNG images in DIR (default: the "
-                             "verification inputs)")
     parser.add_argument("--int8-weight-bits", type=int, choices=(7, 8), default=None,
                         help="int8: Conv2D weights on unsigned inputs in 7 or 8 bits (default: "
                              "8 where this CPU has VNNI, else 7; 7 makes a graph that is right "
                              "on CPUs without VNNI too)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--images", type=_count, default=None,
-                        help=f"verify on N seeded random images (default: {DEFAULT_IMAGES})")
-    source.add_argument("--image-dir", default=None, metavar="DIR",
-                        help="verify on every JPEG/PNG image in DIR (resized, preprocessed)")
+    parser.add_argument("--images", type=_count, default=None,
+                        help=f"without --data: verify on N invented inputs (default: "
+                             f"{DEFAULT_IMAGES}); int8 is then timed, never the result")
+    from leangraph.pipeline.data_options import add_data_arguments
+
+    add_data_arguments(parser, aliases=True)
     parser.add_argument("--preprocess", default=None, metavar="NAME",
                         help="preprocessing mode or model family (tf, caffe, torch, none, "
                              "xception, resnet50, ...); default: the model family's")
@@ -95,7 +96,8 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from leangraph.commands.freeze import input_shapes_from
+    from leangraph.commands.freeze import input_shapes_from, io_kwargs
+    from leangraph.pipeline.data_options import data_settings
     from leangraph.optimize import Interrupted, optimize
 
     try:
@@ -105,7 +107,6 @@ def run(args):
             recipe=args.recipe,
             precisions=args.precision,
             images=args.images,
-            image_dir=args.image_dir,
             preprocess=args.preprocess,
             threads=args.threads,
             cpus=args.cpus,
@@ -117,10 +118,11 @@ def run(args):
             signature=args.signature,
             input_shapes=input_shapes_from(args.input_shape),
             weights=args.weights,
-            calibration_dir=args.calibration_dir,
             int8_weight_bits=args.int8_weight_bits,
             batch=args.batch,
             baseline=args.baseline,
+            **data_settings(args),
+            **io_kwargs(args),
         )
     except Interrupted as exc:
         print(f"leangraph optimize: {exc}; {args.outdir} holds no partial file", file=sys.stderr)
@@ -134,6 +136,7 @@ def run(args):
     print(report.table())
     for note in report.notes:
         print(f"note: {note}")
+    print(report.verdict())
     print()
     for name, path in report.files.items():
         print(f"wrote {path}")

@@ -16,6 +16,8 @@ def add_parser(subparsers):
         help="remove channels from a Keras model and fine-tune it by distillation",
         description=(
             "Removes whole channels (filters, units) from MODEL, coupled channels together, "
+            "or with --method lowrank factorises its Dense and Conv2D layers where that is "
+            "measurably faster, "
             "and fine-tunes the result by distillation from MODEL on --data. 15 % of --data is "
             "held out for early stopping and for the accuracy the report states. Writes "
             "OUT/pruned.keras, OUT/report.json and OUT/report.md (and OUT/pareto.png after a "
@@ -23,9 +25,10 @@ def add_parser(subparsers):
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="Keras model (.keras or .h5)")
-    parser.add_argument("--data", required=True,
-                        help=".npz with array x (inputs) and optionally y (class indices), or a "
-                             "folder of JPEG/PNG images (no labels)")
+    from leangraph.pipeline.data_options import add_data_arguments
+
+    add_data_arguments(parser, required=True, calibration=False, gates=False, samples=False,
+                       accuracy_drop=False)
     parser.add_argument("--preprocess", default="none", metavar="NAME",
                         help="preprocessing of --data images (tf, caffe, torch, none; default "
                              "none: pixels 0..255)")
@@ -35,6 +38,13 @@ def add_parser(subparsers):
     goal.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
                       help="search per-group ratios for the lowest latency within this loss")
     parser.add_argument("-o", "--out", default="prune-out", help="output folder (default prune-out)")
+    parser.add_argument("--method", default="channels", choices=("channels", "lowrank", "both"),
+                        help="channels: remove channels; lowrank: factorise Dense and Conv2D "
+                             "layers (SVD, Tucker-2) where the timer measures the whole model "
+                             "faster; both: channels, then lowrank (default channels)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="with --method lowrank/both: the batch at which each "
+                             "factorisation must be measurably faster (default 1)")
     parser.add_argument("--criterion", default="l2", choices=("l2", "fpgm", "taylor"),
                         help="channel importance (default l2)")
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
@@ -66,11 +76,25 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
-def load_data(path):
-    """(x, y or None) of an .npz, read as `leangraph tune --data` reads it."""
-    from leangraph.commands.tune import _load_data
+def read_data(model, source, preprocess="none", unsafe=False):
+    """(the Keras model, x, y or None): --data read by the one reader (pipeline.data)
+    against the model's one input and its first output's labels."""
+    from leangraph.errors import PruneError
+    from leangraph.freeze import TensorInfo, load_keras
+    from leangraph.images import resolve_preprocessing
+    from leangraph.pipeline import data as data_reader
 
-    return _load_data(path, 0)
+    model = load_keras(model, unsafe=unsafe)
+    if len(model.inputs) != 1:
+        raise PruneError(f"the model has {len(model.inputs)} inputs; pruning needs one")
+
+    def info(tensor):
+        return TensorInfo(tensor.name, str(getattr(tensor, "dtype", None) or "float32"),
+                          tuple(tensor.shape))
+
+    data = data_reader.read(source, [info(model.inputs[0])], [info(model.outputs[0])],
+                            preprocessing=resolve_preprocessing(preprocess))
+    return model, data.arrays[0], data.labels.get(model.outputs[0].name)
 
 
 def write_outputs(model, report, out):
@@ -113,17 +137,7 @@ def run(args):
     if (args.worker or args.resume) and args.storage is None:
         raise PruneError("--worker and --resume need --storage URL and --study NAME")
 
-    model = args.model
-    if Path(args.data).is_dir():
-        from leangraph.freeze import load_keras
-        from leangraph.images import load_images, resolve_preprocessing
-
-        model = load_keras(args.model, unsafe=args.unsafe)
-        x, _ = load_images(args.data, tuple(model.inputs[0].shape),
-                           resolve_preprocessing(args.preprocess), what="--data")
-        y = None
-    else:
-        x, y = load_data(args.data)
+    model, x, y = read_data(args.model, args.data, args.preprocess, args.unsafe)
     if y is None:
         print("no labels (y) in --data: the held-out score is top-1 agreement with MODEL")
     pruned, report = prune(
@@ -134,6 +148,7 @@ def run(args):
         seed=args.seed, unsafe=args.unsafe, storage=args.storage, study=args.study,
         worker=args.worker, resume=args.resume, wait=args.wait, heartbeat=args.heartbeat,
         int8=args.int8, int8_max_drop=args.int8_max_drop, qat_epochs=args.qat_epochs,
+        method=args.method, batch=args.batch,
     )
     report.source = str(Path(args.model).resolve())  # what `leangraph optimize` stacks onto
     paths = write_outputs(pruned, report, args.out)

@@ -22,10 +22,12 @@ def add_parser(subparsers):
     )
     parser.add_argument("model", metavar="MODEL",
                         help="frozen graph (.pb / .pbtxt), Keras file or SavedModel directory")
-    parser.add_argument("--data", required=True,
-                        help=".npz with arrays x (inputs) and optionally y (class labels)")
-    parser.add_argument("--max-accuracy-drop", type=float, default=0.5,
-                        help="percentage points of accuracy a variant may lose (default 0.5)")
+    from leangraph.pipeline.data_options import add_data_arguments
+
+    add_data_arguments(parser, required=True, calibration=False, gates=False)
+    from leangraph.commands.freeze import add_io_arguments
+
+    add_io_arguments(parser)
     parser.add_argument("--trials", type=int, default=24, help="trial budget (default 24)")
     parser.add_argument("--recipes", default="", help="comma-separated recipe names (default all)")
     parser.add_argument("--precisions", default="",
@@ -44,23 +46,35 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
-def _load_data(path, limit):
-    import numpy as np
+def _load_data(path, limit, model=None):
+    """(x, y or None) of --data, read by the one reader (pipeline.data) against MODEL's
+    input; without MODEL, an .npz's array x (or its one array) and y."""
+    from leangraph import graphs
+    from leangraph.freezing.clean import _tensor_infos
+    from leangraph.pipeline import data as data_reader
+    from leangraph.tune import _as_graph
 
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise UsageError(f"data file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read {path} as .npz: {exc}") from None
-    if "x" not in arrays:
-        raise UsageError(f"{path} has no array 'x' (it has: {', '.join(arrays) or 'none'})")
-    x, y = arrays["x"], arrays.get("y")
-    if limit:
-        x = x[:limit]
-        y = None if y is None else y[:limit]
-    return x, y
+    graph = _as_graph(model)
+    inputs = graphs.default_inputs(graph)
+    if len(inputs) != 1:
+        raise UsageError(f"tune evaluates one input; MODEL has {len(inputs)} "
+                         f"({', '.join(inputs)})")
+    names = [graphs.node_name(inputs[0])] + [graphs.default_outputs(graph)[0]]
+    infos = _tensor_infos(graph, names)
+    data = data_reader.read(path, infos[:1], infos[1:], limit=limit or None)
+    return data.arrays[0], data.labels.get(infos[1].name)
+
+
+def _model(args):
+    """MODEL, frozen first when --inputs, --outputs or --feed choose its ends."""
+    from leangraph.commands.freeze import io_kwargs
+
+    ends = io_kwargs(args)
+    if not any(ends.values()):
+        return args.model
+    from leangraph.pipeline.model import load_model
+
+    return load_model(args.model, batch_size=None, **ends).graph_def
 
 
 def run(args):
@@ -69,12 +83,17 @@ def run(args):
 
     from leangraph.search.options import from_args
 
+    from leangraph._extras import require
+
+    # A missing extra is said before the model and data are read.
+    require("optuna", "leangraph tune")
     shared = from_args(args)  # before anything is written: a bad --storage leaves no trace
-    x, y = _load_data(args.data, args.limit)
+    model = _model(args)
+    x, y = _load_data(args.data, args.limit, model)
     if y is None:
         print("no labels (y) in --data: accuracy is top-1 agreement with the fp32 original")
     result = tune(
-        args.model, x, y,
+        model, x, y,
         max_accuracy_drop=args.max_accuracy_drop,
         n_trials=args.trials,
         recipes=_list(args.recipes),
@@ -84,6 +103,8 @@ def run(args):
         seed=args.seed,
         record=Path(args.out) / "trials.json",
         shared=shared,
+        verify_samples=args.verify_samples,
+        calibration_samples=args.calibration_samples,
     )
     out = Path(args.out)
     plot = result.plot(out / "pareto.png")

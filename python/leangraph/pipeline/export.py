@@ -6,8 +6,13 @@ from pathlib import Path
 import numpy as np
 
 from leangraph import graphs
-from leangraph.pipeline.variants import tensor
-from leangraph.pipeline.verify import compare_outputs, gate_failure, output_sqnr
+from leangraph.pipeline.verify import (
+    compare_outputs,
+    failure,
+    gate_failure,
+    output_checks,
+    output_sqnr,
+)
 
 
 def export_savedmodel(graph_def, input_names, output_names, path):
@@ -25,8 +30,8 @@ def export_savedmodel(graph_def, input_names, output_names, path):
         tf.compat.v1.import_graph_def(graph_def, name="")
 
     wrapped = tf.compat.v1.wrap_function(imported, [])
-    feeds = [wrapped.graph.get_tensor_by_name(tensor(n)) for n in input_names]
-    fetches = [wrapped.graph.get_tensor_by_name(tensor(n)) for n in output_names]
+    feeds = [wrapped.graph.get_tensor_by_name(graphs.tensor_name(n)) for n in input_names]
+    fetches = [wrapped.graph.get_tensor_by_name(graphs.tensor_name(n)) for n in output_names]
     pruned = wrapped.prune(feeds, fetches)
     specs = [tf.TensorSpec(t.shape, t.dtype, name=graphs.node_name(n))
              for t, n in zip(feeds, input_names)]
@@ -64,7 +69,8 @@ def savedmodel_outputs(path, input_names, output_names, examples):
     return [np.concatenate(g) for g in got]
 
 
-def check_savedmodel(path, variant, input_names, output_names, examples, reference, tolerance):
+def check_savedmodel(path, variant, input_names, output_names, examples, reference, tolerance,
+                     gates=None):
     """Why the written SavedModel fails the variant's own gate against the reference, or None.
 
     Graph and SavedModel run the same ops through different executors, so a
@@ -72,6 +78,9 @@ def check_savedmodel(path, variant, input_names, output_names, examples, referen
     the fp32 tolerance it would fail although it is exactly as good.
     """
     outputs = savedmodel_outputs(path, input_names, output_names, examples)
+    if gates is not None:
+        reason = failure(output_checks(gates, variant, outputs, reference))
+        return None if reason is None else f"its exported SavedModel fails its gates: {reason}"
     _, rel, top1 = compare_outputs(outputs, reference)
     reason = gate_failure(variant.gate, variant.precision, rel, top1, tolerance,
                           output_sqnr(outputs, reference))
@@ -81,7 +90,7 @@ def check_savedmodel(path, variant, input_names, output_names, examples, referen
 
 
 def write_result(staging, ranked, examples, reference, input_names, output_names, tolerance,
-                  notes, prog):
+                  notes, prog, gates=None):
     """Writes optimized.pb and optimized_savedmodel/ of the first ranked variant whose
     SavedModel passes its gate; returns that variant, or None.
 
@@ -100,7 +109,7 @@ def write_result(staging, ranked, examples, reference, input_names, output_names
         (staging / "optimized.pb").write_bytes(v.graph_def)
         export_savedmodel(v.graph_def, input_names, output_names, staging / "optimized_savedmodel")
         reason = check_savedmodel(staging / "optimized_savedmodel", v, input_names, output_names,
-                                   examples, reference, tolerance)
+                                   examples, reference, tolerance, gates)
         if reason is None:
             return v
         v.fail(reason)

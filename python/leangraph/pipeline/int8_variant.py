@@ -5,12 +5,11 @@ the verification inputs, and gated like bf16. The int8 ops are oneDNN kernels
 of TensorFlow's x86-64 CPU build: the written graph runs there.
 """
 
-from leangraph.pipeline.variants import derived_variant, failed_variant, graph_variant
+from leangraph.pipeline.variants import failed_variant, graph_variant
 
 NAME = "int8"
 
 
-@derived_variant(NAME)
 def int8_variant(ctx):
     from leangraph.errors import QuantizeError
     from leangraph.quantization import int8, quantize
@@ -26,6 +25,12 @@ def int8_variant(ctx):
     samples = ctx.calibration or ctx.examples
     if not samples:
         return ctx.skipped(NAME, "int8", description, "no calibration inputs")
+    from leangraph.pipeline.data import PerExample
+
+    if any(isinstance(s, PerExample) for s in samples):
+        return ctx.skipped(NAME, "int8", description, "calibration reads examples stacked on "
+                           "axis 0, and these are fed one file each (give --calibration-data "
+                           "in a stacked form)")
     inputs, outputs = ctx.ends
     feeds = dict(zip(inputs, samples))
     try:

@@ -18,6 +18,7 @@ SOURCES = {
     "savedmodel": "SavedModel (object-graph load)",
     "savedmodel-v1": "SavedModel (TF's v1 loader)",
     "graph": "frozen GraphDef",
+    "checkpoint": "TF1 checkpoint",
     "function": "tf.function",
 }
 
@@ -81,15 +82,18 @@ class Model:
 
 
 def load_model(model, *, unsafe=False, weights=None, signature=None, input_shapes=None,
-               batch_size=1, output_names=None):
+               batch_size=1, output_names=None, inputs=None, outputs=None, feeds=None,
+               data_inputs=None):
     """A Model from any form: a `.keras`, `.h5` or architecture `.json` (with `weights=`)
     file, a SavedModel directory, a frozen `.pb`/`.pbtxt`, a GraphDef, a keras.Model,
     a tf.function or a ConcreteFunction.
 
     A SavedModel is loaded with TF 2's object-graph loader and, when that fails
     (a Keras 2 optimizer it cannot rebuild, ...), with TF's v1 loader and the
-    signature's tensor names; its function calls are inlined. `signature`,
-    `input_shapes` and `batch_size` are as for leangraph.freeze().
+    signature's tensor names; its function calls are inlined. A TF1 checkpoint (a
+    `.meta` file, a checkpoint prefix or its folder) is restored and frozen at
+    `outputs`. `signature`, `input_shapes`, `batch_size`, `inputs`, `outputs` and
+    `feeds`, `data_inputs` are as for leangraph.freeze().
     """
     from leangraph.freeze import FrozenGraph, freeze
 
@@ -102,11 +106,15 @@ def load_model(model, *, unsafe=False, weights=None, signature=None, input_shape
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.exists():
-            raise UsageError(f"model not found: {path}")
+            from leangraph.freezing.checkpoint import is_checkpoint
+
+            if not is_checkpoint(path):
+                raise UsageError(f"model not found: {path}")
         model = path
     frozen = freeze(model, input_shapes=input_shapes, batch_size=batch_size,
                     output_names=output_names, signature=signature, unsafe=unsafe,
-                    weights=weights)
+                    weights=weights, inputs=inputs, outputs=outputs, feeds=feeds,
+                    data_inputs=data_inputs)
     if path is not None:
         label = str(path)
     else:

@@ -3,21 +3,13 @@
 A Variant holds its graph (serialized), how it was made (description,
 transform, base), its precision and gate, and what verification and timing
 measured. The fp32 variants come from the recipes; the variants derived from
-the best verified fp32 graph (bf16, 8-bit weights, ...) are built by the
-functions registered with @derived_variant, so a new precision is one
-function in one place:
-
-    @derived_variant("int8")
-    def int8(ctx):                     # ctx: a BuildContext
-        graph = my_quantizer(ctx.best.graph_def, ctx.calibration_inputs())
-        return graph_variant("int8", "...", graph, precision="int8", gate="top1",
-                             base=ctx.best.name, eligible=ctx.wants("int8"))
+the best verified fp32 graph (bf16, 8-bit weights, ...) are built by builder
+functions of a BuildContext, listed in order in pipeline/precisions.py.
 """
 
 import gc
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from leangraph import graphs
 from leangraph.errors import GraphError, LeangraphError, TransformError
@@ -25,6 +17,9 @@ from leangraph.errors import GraphError, LeangraphError, TransformError
 PASSED = "passed"
 FAILED = "FAILED"
 SKIPPED = "skipped"
+#: Built, verified and timed, but never the result: a calibrated variant without
+#: held-out real data to verify it on (the reason says which).
+SPEED_ONLY = "speed only"
 
 
 @dataclass
@@ -106,6 +101,8 @@ class Variant:
     graph_def: object = field(default=None, repr=False)
     #: int8: what leangraph.quantize reported (layers, fallbacks, calibration)
     quantization: dict = None
+    #: {"outputs": [metrics.OutputCheck as a dict, ...]}: every gate on every output
+    verification: dict = None
 
     @property
     def throughput(self):
@@ -143,28 +140,11 @@ class Variant:
 # building and running graph variants
 # ---------------------------------------------------------------------------
 
-def tensor(name):
-    return name if ":" in name else name + ":0"
-
-
 def graph_outputs(graph_bytes, input_names, output_names, examples, session_config=None):
-    """Runs a batch-1 graph on every example in one session; returns one array per output."""
-    import tensorflow as tf
+    """Runs a batch-1 graph on every example in one checked session; one array per output."""
+    from leangraph.runner import outputs_per_example
 
-    graph_def = graphs.load_graph(graph_bytes)
-    tf_graph = tf.Graph()
-    with tf_graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    fetches = [tensor(n) for n in output_names]
-    feeds = [tensor(n) for n in input_names]
-    count = len(examples[0])
-    results = [[] for _ in output_names]
-    with tf.compat.v1.Session(graph=tf_graph, config=session_config) as session:
-        for i in range(count):
-            values = session.run(fetches, {f: x[i:i + 1] for f, x in zip(feeds, examples)})
-            for slot, value in zip(results, values):
-                slot.append(np.asarray(value))
-    return [np.concatenate(r) for r in results]
+    return outputs_per_example(graph_bytes, input_names, output_names, examples, session_config)
 
 
 def graph_variant(name, description, graph_def, **kwargs):
@@ -267,40 +247,14 @@ class BuildContext:
                        gate="top1", status=SKIPPED, reason=reason)
 
 
-#: name -> builder(BuildContext) -> Variant, in the order they are built and reported.
-DERIVED_VARIANTS = {}
-
-
-def derived_variant(name):
-    """Registers a builder of a variant derived from the best fp32 graph."""
-    def register(builder):
-        DERIVED_VARIANTS[name] = builder
-        return builder
-    return register
-
-
-def build_derived(ctx):
-    """Every registered derived variant; a builder that raises gives a FAILED row."""
-    built = []
-    for name, builder in DERIVED_VARIANTS.items():
-        try:
-            variant = builder(ctx)
-        except (LeangraphError, ValueError) as exc:
-            variant = failed_variant(name, "derived variant", f"building it failed: {exc}")
-        if variant is not None:
-            built.append(variant)
-    return built
-
-
 # TF's quantize_weights leaves Dequantize without its defaulted `narrow_range`,
 # which the timer's graph check refuses; the last step writes the defaults out.
 QUANTIZE_WEIGHTS = "quantize_weights add_default_attributes"
 
 
-@derived_variant("bf16")
 def bf16_variant(ctx):
     """bf16 of the best fp32 graph: to_bfloat16 if registered, else Grappler's run-time rewrite."""
-    from leangraph.precision import cpu_supports_bf16
+    from leangraph.hardware import cpu_supports_bf16
 
     if not ctx.wants("bf16"):
         return None
@@ -323,7 +277,6 @@ def bf16_variant(ctx):
         bench_precision="bf16", eligible=False)
 
 
-@derived_variant("quantize_weights")
 def quantize_weights_variant(ctx):
     """TF's quantize_weights of the best fp32 graph: a smaller file, float compute."""
     from leangraph.precision import restore_degenerate_ranges
@@ -337,7 +290,3 @@ def quantize_weights_variant(ctx):
         "file, dequantized at load (for size)", best.graph_def, QUANTIZE_WEIGHTS, ctx.ends,
         post=restore_degenerate_ranges, precision="int8-weights", gate="top1",
         base=best.name, allow_io_ops=ctx.allow_io_ops)
-
-
-# Registered last, so it is built and reported after bf16 and quantize_weights.
-from leangraph.pipeline import int8_variant  # noqa: E402,F401

@@ -7,40 +7,21 @@ at least MIN_TOP1_AGREEMENT of the inputs. The SavedModel written for the
 result is held to the gate of the variant it was made from.
 """
 
-import numpy as np
-
 from leangraph.errors import GraphError
 from leangraph.pipeline.variants import SKIPPED
+from leangraph.metrics import (  # noqa: F401 - the one definition; imported from here too
+    MIN_SQNR_DB,
+    MIN_TOP1_AGREEMENT,
+    agreement,
+    differences,
+    failure,
+    top1,
+    top1_margin,
+    worst_sqnr_db,
+)
 
-MIN_TOP1_AGREEMENT = 0.99
-#: The gate of low-precision variants when top-1 agreement means nothing (a
-#: reference whose top class barely leads, e.g. random weights): the outputs'
-#: signal-to-quantization-noise ratio against the reference.
-MIN_SQNR_DB = 20.0
 #: Below this median top-1 margin the sqnr gate replaces the top1 gate.
 FRAGILE_MARGIN = 0.01
-
-
-_TINY = float(np.finfo(np.float32).tiny)
-
-
-def top1(array):
-    """Top-1 class per example, or None when the output holds no classes.
-
-    Class scores (N, ..., C) with C > 1: the argmax over the last axis. One
-    unit per example, (N, 1): a sigmoid probability, class 1 above one half.
-    This is the one definition: optimize, tune and precision.evaluate all use it.
-    """
-    array = np.asarray(array)
-    if array.ndim < 2:
-        return None
-    if array.shape[-1] == 1 and array.ndim == 2:
-        return (array[:, 0] > 0.5).astype(np.int64)
-    if array.shape[-1] < 2:
-        return None
-    if array.ndim == 2:
-        return np.argmax(array, axis=1)
-    return np.argmax(array.reshape(array.shape[0], -1, array.shape[-1]), axis=-1)
 
 
 def compare_outputs(outputs, reference):
@@ -55,56 +36,20 @@ def compare_outputs(outputs, reference):
     if len(outputs) != len(reference):
         raise GraphError(f"{len(outputs)} outputs, but the reference has {len(reference)}")
     max_abs = max_rel = 0.0
-    agreement = None
+    found = None
     for out, ref in zip(outputs, reference):
-        out = np.asarray(out, dtype=np.float64)
-        ref = np.asarray(ref, dtype=np.float64)
-        if out.shape != ref.shape:
-            raise GraphError(f"an output has shape {out.shape}, the reference's {ref.shape}")
-        diff = np.abs(out - ref)
-        if diff.size and not np.all(np.isfinite(diff)):
-            abs_o = rel_o = float("inf")
-        else:
-            abs_o = float(diff.max()) if diff.size else 0.0
-            scale = max(float(np.abs(ref).max()) if ref.size else 0.0, _TINY)
-            rel_o = abs_o / scale
+        try:
+            abs_o, rel_o = differences(out, ref)
+        except ValueError as exc:
+            raise GraphError(str(exc)) from None
         max_abs, max_rel = max(max_abs, abs_o), max(max_rel, rel_o)
-        if agreement is None:
-            a, b = top1(out), top1(ref)
-            if a is not None:
-                agreement = float(np.mean(a == b))
-    return max_abs, max_rel, agreement
+        if found is None:
+            found = agreement(out, ref, "classes")
+    return max_abs, max_rel, found
 
 
-def output_sqnr(outputs, reference):
-    """The lowest SQNR (dB) of the outputs against the reference's; inf when identical."""
-    worst = float("inf")
-    for out, ref in zip(outputs, reference):
-        ref = np.asarray(ref, dtype=np.float64)
-        noise = float(np.sum((np.asarray(out, dtype=np.float64) - ref) ** 2))
-        if not np.isfinite(noise):
-            return float("-inf")
-        if noise == 0:
-            continue
-        signal = float(np.sum(ref ** 2))
-        worst = min(worst, 10.0 * np.log10(signal / noise) if signal > 0 else float("-inf"))
-    return float(worst)
-
-
-def top1_margin(reference):
-    """Median over examples of (top-1 score - runner-up score) / |top-1 score|, or None.
-
-    Near zero means the reference barely prefers its top class (e.g. a model
-    with random weights), so top-1 agreement flips on tiny numeric changes.
-    """
-    for out in reference:
-        out = np.asarray(out, dtype=np.float64)
-        if out.ndim < 2 or out.shape[-1] < 2:
-            continue
-        scores = np.sort(out.reshape(-1, out.shape[-1]), axis=-1)
-        lead = scores[:, -1] - scores[:, -2]
-        return float(np.median(lead / np.maximum(np.abs(scores[:, -1]), _TINY)))
-    return None
+#: The lowest SQNR (dB) of the outputs against the reference's (its old name here).
+output_sqnr = worst_sqnr_db
 
 
 def gate_failure(gate, precision, max_rel_diff, top1_agreement, tolerance, sqnr_db=None):
@@ -135,6 +80,20 @@ def gate_failure(gate, precision, max_rel_diff, top1_agreement, tolerance, sqnr_
     return None
 
 
+#: Precisions that change numbers on purpose: gated by output kind and SQNR, not the
+#: fp32 tolerance.
+LOSSY = ("bf16", "int8", "int8-weights")
+
+
+def is_lossy(variant):
+    return variant.precision in LOSSY or variant.gate in ("top1", "sqnr")
+
+
+def output_checks(gates, variant, outputs, reference):
+    """Every gate on every output (metrics.Gates) of a variant: a list of OutputCheck."""
+    return gates.checks(outputs, reference, lossy=is_lossy(variant))
+
+
 def apply_gate(variant, tolerance):
     """Applies the verification gate to a variant with measured differences."""
     if variant.status == SKIPPED:
@@ -145,12 +104,14 @@ def apply_gate(variant, tolerance):
         variant.fail(reason)
 
 
-def verify(variant, outputs, reference, tolerance):
+def verify(variant, outputs, reference, tolerance, gates=None):
     """Records a variant's differences from the reference and applies its own gate.
 
     outputs: the variant's outputs on the verification inputs (None: it could
     not run, and is already FAILED). An output of the wrong shape or count
-    fails the variant rather than the run.
+    fails the variant rather than the run. gates: a metrics.Gates, which checks
+    every output by its kind (recorded in variant.verification); without it the
+    first output's top-1 (or the fp32 tolerance) decides, as before.
     """
     if outputs is None:
         return
@@ -162,4 +123,15 @@ def verify(variant, outputs, reference, tolerance):
         variant.fail(f"its outputs do not match the reference's: {exc}")
         return
     variant.verified_on = len(reference[0]) if reference else 0
-    apply_gate(variant, tolerance)
+    if gates is None:
+        apply_gate(variant, tolerance)
+        return
+    try:
+        checks = output_checks(gates, variant, outputs, reference)
+    except ValueError as exc:
+        variant.fail(f"its outputs do not match the reference's: {exc}")
+        return
+    variant.verification = {"outputs": [c.to_dict() for c in checks]}
+    reason = failure(checks)
+    if reason and variant.status != SKIPPED:
+        variant.fail(reason)

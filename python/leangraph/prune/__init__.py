@@ -3,7 +3,8 @@
 `groups` finds which channels must go together, `criteria` scores them,
 `rebuild` makes the smaller model, `distill` fine-tunes it from the original,
 `search` looks for per-group ratios under an accuracy budget, and `api.prune`
-drives them.
+drives them. `lowrank` factorises layers instead (prune's method="lowrank"),
+with the same distillation and output.
 """
 
 from leangraph.prune.api import PruneReport, prune

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from leangraph.errors import PruneError
+from leangraph.metrics import held_out_score, within_budget
+from leangraph.pipeline.data import MIN_SPLIT, too_few_note
 from leangraph.prune import criteria as C
 from leangraph.prune import distill as D
 from leangraph.prune import groups as G
@@ -213,21 +215,22 @@ def group_rows(graph, plan):
 def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32):
     """Held-out top-1 of `model`'s post-training int8 graph (leangraph.quantize of its
     frozen deploy graph, calibrated on `x_calib`): accuracy, or agreement with `reference`."""
-    from leangraph.execute import run
+    from leangraph.runner import run
     from leangraph.prune.search import deploy_graph
     from leangraph.quantization.calibrate import padded
     from leangraph.quantization.int8 import quantize
 
     graph_def, name, outputs = deploy_graph(model, batch)
     quantized = quantize(graph_def, x_calib, outputs=outputs, require_int8_cpu=False).graph_def
-    target = y_val if y_val is not None else np.asarray(reference).argmax(axis=-1)
-    hits = 0
+    parts = []
     for start in range(0, len(x_val), batch):
         n = len(x_val[start:start + batch])
         # The graph is frozen at `batch`: the last one is filled up.
-        out = run(quantized, padded({name: x_val[start:start + batch]}, batch), outputs)[0][:n]
-        hits += int(np.sum(out.argmax(axis=-1) == target[start:start + n]))
-    return hits / len(x_val) if len(x_val) else 0.0
+        parts.append(run(quantized, padded({name: x_val[start:start + batch]}, batch),
+                         outputs)[0][:n])
+    if not parts:
+        return 0.0
+    return held_out_score(np.concatenate(parts), y_val, reference)
 
 
 def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config, *,
@@ -245,9 +248,14 @@ def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config
     ptq = int8_score(model, x_calib, x_val, y_val, reference)
     info = {"float": float_score, "post_training": ptq, "max_drop": max_drop,
             "calibration": len(x_calib), "qat": None}
-    if 100.0 * (float_score - ptq) <= max_drop or qat_epochs == 0 or len(x_train) == 0:
-        info["decision"] = ("post-training int8 is within the budget" if
-                            100.0 * (float_score - ptq) <= max_drop else
+    within = within_budget(float_score, ptq, max_drop)
+    given = len(x_train) + len(x_val)
+    if given < MIN_SPLIT:
+        # Calibration and the held-out score would share examples or rest on a handful.
+        info["decision"] = too_few_note(given)
+        return info
+    if within or qat_epochs == 0 or len(x_train) == 0:
+        info["decision"] = ("post-training int8 is within the budget" if within else
                             "over the budget, but no quantization-aware epochs were allowed")
         return info
     saved = model.get_weights()
@@ -291,8 +299,13 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
           learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
           recalibrate=True, seed=0, progress=True, unsafe=False, storage=None, study=None,
           worker=False, resume=False, wait=60.0, heartbeat=10, int8=False, int8_max_drop=0.5,
-          qat_epochs=3):
+          qat_epochs=3, method="channels", batch=1):
     """Prunes a Keras model's channels; returns (pruned Keras model, PruneReport).
+
+    method: "channels" (this), "lowrank" (factorise Dense and Conv2D layers where
+    the timer says it pays at `batch`: leangraph.prune.lowrank.lowrank, which
+    returns a LowRankReport) or "both" (channels first, then low-rank, each
+    given half the accuracy budget or the square root of the MACs share).
 
     Give `target_macs` (keep that share of the MACs, 0..1) or
     `max_accuracy_drop` (percentage points; searches per-group ratios for the
@@ -318,6 +331,25 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     process returns the study's best candidate, fine-tuned.
     """
     started = time.monotonic()
+    if method not in ("channels", "lowrank", "both"):
+        raise PruneError(f"unknown method {method!r}; choose channels, lowrank or both")
+    if method != "channels":
+        if storage is not None or worker or resume:
+            raise PruneError("a shared study is the channel search's; it needs method 'channels'")
+        from leangraph.prune.lowrank.api import after_channels, lowrank
+
+        common = dict(epochs=epochs, seconds=seconds, temperature=temperature, alpha=alpha,
+                      patience=patience, batch_size=batch_size, learning_rate=learning_rate,
+                      holdout=holdout, trial_epochs=trial_epochs, recalibrate=recalibrate,
+                      seed=seed, progress=progress, unsafe=unsafe)
+        finish = dict(int8=int8, int8_max_drop=int8_max_drop, qat_epochs=qat_epochs, batch=batch)
+        if method == "lowrank":
+            return lowrank(model, x, y, target_macs=target_macs,
+                           max_accuracy_drop=max_accuracy_drop, **common, **finish)
+        return after_channels(prune, model, x, y, target_macs=target_macs,
+                              max_accuracy_drop=max_accuracy_drop, common=common, finish=finish,
+                              channels=dict(criterion=criterion, n_trials=n_trials,
+                                            channel_multiple=channel_multiple))
     if (target_macs is None) == (max_accuracy_drop is None):
         raise PruneError("give exactly one of target_macs and max_accuracy_drop")
     if target_macs is not None and not 0.0 < target_macs < 1.0:

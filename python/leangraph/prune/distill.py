@@ -78,10 +78,11 @@ def predict(model, x, batch_size=256):
 
 
 def score(model, x, y=None, reference=None, batch_size=256):
-    """Top-1 accuracy against labels `y`, or top-1 agreement with `reference` outputs."""
-    top1 = predict(model, x, batch_size).argmax(axis=-1)
-    target = y if y is not None else np.asarray(reference).argmax(axis=-1)
-    return float(np.mean(top1 == target)) if len(target) else 0.0
+    """Top-1 accuracy against labels `y`, or top-1 agreement with `reference` outputs
+    (metrics.held_out_score of the model's outputs)."""
+    from leangraph.metrics import held_out_score
+
+    return held_out_score(predict(model, x, batch_size), y, reference)
 
 
 def recalibrate_batch_norms(model, x, batches=8, batch_size=64, seed=0):
@@ -173,9 +174,9 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
     def held_out():
         if fake_quant is None:
             return score(student, x_val, y_val, soft_val)
-        top1 = fake_quant.predict(x_val).argmax(axis=-1)
-        target = y_val if y_val is not None else soft_val.argmax(axis=-1)
-        return float(np.mean(top1 == target)) if len(target) else 0.0
+        from leangraph.metrics import held_out_score
+
+        return held_out_score(fake_quant.predict(x_val), y_val, soft_val)
 
     result = DistillResult()
     result.initial_score = result.best_score = held_out()

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from leangraph.errors import PruneError
+from leangraph.metrics import within_budget
 from leangraph.prune import distill as D
 from leangraph.prune import rebuild as R
 
@@ -131,7 +132,7 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
         if modern_constraints:
             trial.set_constraint("accuracy_budget", drop - max_accuracy_drop)
         record = Trial(trial.number, keep, plan.macs() / graph.macs(), latency, accuracy, drop,
-                       drop <= max_accuracy_drop)
+                       within_budget(baseline, accuracy, max_accuracy_drop))
         if shared is not None:
             from leangraph.prune.shared import encode_keep
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leangraph import graphs
+from leangraph.runner import Runner
 from leangraph.errors import QuantizeError
 
 METHODS = ("minmax", "percentile", "kl")
@@ -48,18 +49,16 @@ class Calibration:
         }
 
 
-def _tensor(name):
-    return name if ":" in name else name + ":0"
-
 
 def observed_tensors(graph_def):
     """The float tensors a quantized unit may read or write, as "node:port"."""
     by_name = {n.name: n for n in graph_def.node}
-    in_loops = graphs.loop_nodes(graph_def)
+    # Loop bodies and cond branches stay float: a session cannot fetch their tensors.
+    in_loops = graphs.loop_nodes(graph_def) | graphs.branch_nodes(graph_def)
     names = []
 
     def add(name):
-        key = _tensor(name)
+        key = graphs.tensor_name(name)
         if key not in names:
             names.append(key)
 
@@ -142,7 +141,7 @@ def input_feeds(graph_def, samples, input_name=None):
         if count is not None and array.shape[0] != count:
             raise QuantizeError("calibration inputs hold different numbers of examples")
         count = array.shape[0]
-        out[_tensor(name)] = array
+        out[graphs.tensor_name(name)] = array
     return out
 
 
@@ -151,35 +150,24 @@ def _fmt(dims):
 
 
 class _Session:
-    """The float graph in one session; fetches many tensors per run."""
+    """The float graph in one checked session (leangraph.runner); fetches many tensors per run."""
 
     def __init__(self, graph_def):
         import tensorflow as tf
 
-        self._graph = tf.Graph()
-        with self._graph.as_default():
-            try:
-                tf.import_graph_def(graph_def, name="")
-            except (ValueError, tf.errors.OpError) as exc:
-                raise QuantizeError(f"TensorFlow cannot import the graph: {exc}") from None
         # Grappler's remapper fuses a fetched BiasAdd into its conv anyway and the
         # fetch then fails ("not found in the Graph": EfficientNet's swish); the
         # values observed are the same without Grappler.
         config = tf.compat.v1.ConfigProto()
         config.graph_options.rewrite_options.disable_meta_optimizer = True
-        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
-        self._errors = tf.errors.OpError
+        self._runner = Runner(graph_def, config=config, error=QuantizeError)
+        self._graph = self._runner.graph
 
     def run(self, fetches, feeds):
-        try:
-            return self._session.run(fetches, feeds)
-        except self._errors as exc:
-            raise QuantizeError(f"running the graph failed: {exc.message}") from None
-        except ValueError as exc:  # a feed whose shape the graph does not take
-            raise QuantizeError(f"running the graph failed: {exc}") from None
+        return self._runner.run(fetches, feeds)
 
     def close(self):
-        self._session.close()
+        self._runner.close()
 
 
 def static_batch(graph_def):
@@ -247,7 +235,7 @@ def _kl_threshold(hist, width, levels):
 
 
 def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=None,
-              batch_size=1, tensors=None, progress=None):
+              batch_size=1, tensors=None, progress=None, observer=None):
     """Runs the float graph on `samples` and returns a Calibration of its tensors.
 
     graph: a frozen GraphDef (or bytes / path), normally after the `deploy` recipe.
@@ -255,6 +243,9 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
     method: "minmax", "percentile" or "kl". tensors: which tensors to observe
         (default: every one a quantized convolution or matmul may read or write).
     progress: a callable(done, total) told after each batch.
+    observer: a callable(start, values) given each batch's values {tensor: array} as they
+        are fetched, start the index of its first example (leangraph.quantize keeps its
+        check samples' float values from them instead of running the graph again).
     Raises QuantizeError for data that does not fit the graph.
     """
     if method not in METHODS:
@@ -271,7 +262,7 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         which = ", ".join(f"'{graphs.node_name(k)}' is {float(v.flat[0]):g}" for k, v in feeds.items())
         raise QuantizeError(f"calibration data is constant (every value of {which}): its ranges "
                             "would clip any real input; give representative examples")
-    names = [_tensor(t) for t in tensors] if tensors is not None else observed_tensors(graph_def)
+    names = [graphs.tensor_name(t) for t in tensors] if tensors is not None else observed_tensors(graph_def)
     known = {n.name for n in graph_def.node}
     for name in names:
         if graphs.node_name(name) not in known:
@@ -290,6 +281,8 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         for done, batch in enumerate(_batches(feeds, int(batch_size), pad=fixed is not None),
                                      start=1):
             values = session.run(names, batch)
+            if observer is not None:
+                observer((done - 1) * int(batch_size), dict(zip(names, values)))
             for name, value in zip(names, values):
                 lo[name] = min(lo[name], float(value.min()))
                 hi[name] = max(hi[name], float(value.max()))

@@ -17,12 +17,8 @@ The division goes onto the gate (a Mul of C numbers), not onto the product.
 Channels scaled up in the weights then set their output channels' 8-bit weight
 scales, so it is not always a gain: leangraph.quantize makes the plain rewrite
 as well and keeps the one closer to float on the samples.
-Measured (`bench/int8_bench.py --coverage --calibration 8`: random weights,
-non-trivial batch norms, 160²): logits SQNR EfficientNetV2B0 12.6 -> 22.6 dB (and
-no layer left float), EfficientNetB3 22.3 (15.0 at 128² without), MobileNetV3Small 35.4 -> 35.1,
-EfficientNetB0 31.1 -> 31.0. Tried and not kept: t the median (V2B0 22.3, B0
-30.2), every channel scaled to one range (17.9, 29.1), SmoothQuant's square root
-of activation over weight range (13.5 on V2B0).
+It lifts EfficientNetV2B0's logits SQNR by about 10 dB; what it gains per model and
+the variants tried and not kept: bench/results/2026-12-02-cpu-unrecorded-int8_bench-coverage.md.
 """
 
 import numpy as np
@@ -41,9 +37,6 @@ def _readers(graph_def):
             out.setdefault(graphs.node_name(edge), []).append(node.name)
     return out
 
-
-def _tensor(edge):
-    return edge if ":" in edge else edge + ":0"
 
 
 def candidates(graph_def):
@@ -80,7 +73,7 @@ def _peaks(graph_def, found, feeds):
 
     tensors = []
     for _, product in found:
-        tensors += [product.name + ":0", _tensor(product.input[0]), _tensor(product.input[1])]
+        tensors += [product.name + ":0", graphs.tensor_name(product.input[0]), graphs.tensor_name(product.input[1])]
     fixed = static_batch(graph_def)
     out = [None] * len(found)
     gates = [None] * len(found)
@@ -217,9 +210,8 @@ def equalize_depthwise(graph_def):
     magnitude, R the largest of all) and input channel c of the 1x1 convs after it divided
     by f_c: the float graph computes the same thing, the depthwise conv's 8-bit weights
     need one range instead of one per channel (the rewrite stores a vector of equal values
-    as one number), and the 1x1 convs' per-output-channel scales take the difference.
-    Measured (NASNetMobile, 160², random weights, non-trivial batch norms): file 27.2 ->
-    26.9 % of fp32, logits SQNR unchanged."""
+    as one number), and the 1x1 convs' per-output-channel scales take the difference:
+    a smaller file at the same SQNR (bench/results/2026-12-04-zen3-int8_bench-coverage.md)."""
     found = depthwise_candidates(graph_def)
     if not found:
         return graph_def, []

@@ -16,16 +16,19 @@ an 8-bit one computes wrong values there.
 """
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from leangraph import graphs
+from leangraph.hardware import cpu_has_vnni, cpu_supports_int8
 from leangraph.errors import LeangraphError, QuantizeError
-from leangraph.quantization.calibrate import Calibration, _Session, calibrate, input_feeds
+from leangraph.metrics import sqnr_db  # noqa: F401 - the one definition; Q.sqnr_db too
+from leangraph.quantization.bias import _correct_biases, _with_biases
+from leangraph.quantization.calibrate import Calibration, calibrate, input_feeds
 from leangraph.quantization.equalize import equalize as equalize_products
 from leangraph.quantization.equalize import equalize_depthwise
+from leangraph.quantization.runs import FloatValues, run_all
 
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
 _CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -34,61 +37,9 @@ _SUFFIX = "_int8"
 DEFAULT_MIN_SQNR_DB = 15.0
 # Where a unit's 8-bit input or output must be converted from or to float, it
 # saves about (1/fp32 rate - 1/int8 rate) per MAC and pays a QuantizeV2 or
-# Dequantize per value: on a 2-vCPU AVX512_VNNI Xeon, 8.5 against 3.2 ps per MAC
-# and 0.3-0.6 ns per value, so it pays from about 60-100 MACs per value.
+# Dequantize per value, which pays from about 60-100 MACs per value (the rates:
+# bench/results/2026-12-03-xeon-vnni-min_macs_per_conversion.md).
 DEFAULT_MIN_MACS_PER_CONVERSION = 64.0
-#: Bias correction takes a channel's mean 8-bit error from at least this many of its values.
-_MIN_VALUES_PER_CHANNEL = 8
-_DT_FLOAT = 1  # types_pb2.DT_FLOAT
-
-
-def cpu_has_vnni():
-    """True where the CPU has 8-bit dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX-INT8).
-
-    LEANGRAPH_FAKE_NO_VNNI=1 makes it False (to exercise the fallback).
-    """
-    if os.environ.get("LEANGRAPH_FAKE_NO_VNNI") == "1":
-        return False
-    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-def _cpu_flags():
-    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def cpu_has_avx2():
-    """True where the CPU has AVX2, on which oneDNN has 8-bit kernels without VNNI too.
-
-    LEANGRAPH_FAKE_NO_INT8=1 makes it False, and cpu_supports_int8 with it.
-    """
-    if os.environ.get("LEANGRAPH_FAKE_NO_INT8") == "1":
-        return False
-    return "avx2" in _cpu_flags()
-
-
-def cpu_supports_int8():
-    """True where int8 is worth building here: oneDNN has 8-bit kernels for this CPU
-    that beat fp32, with VNNI (AVX512_VNNI, AVX_VNNI, AMX-INT8) or with AVX2 alone.
-
-    Without VNNI (a 2-vCPU AMD EPYC Zen 3, AVX2 only, 7-bit Conv2D weights, two
-    threads) int8 ran Xception 1.84x and ResNet50 2.44x faster than fp32, against
-    OpenVINO's int8 at 2.54x and 2.79x (bench/int8_bench.py). The policy the
-    optimize and tune commands ask, which time the result against fp32 anyway;
-    which weights a graph needs to compute right here (weight_bits) asks
-    cpu_has_vnni. LEANGRAPH_FAKE_NO_INT8=1 makes it False.
-    """
-    if os.environ.get("LEANGRAPH_FAKE_NO_INT8") == "1":
-        return False
-    return cpu_has_vnni() or cpu_has_avx2()
 
 
 def int8_kernels():
@@ -163,23 +114,6 @@ class QuantizeResult:
         }
 
 
-def sqnr_db(reference, value):
-    """Signal-to-quantization-noise ratio of `value` against `reference`, in dB."""
-    reference = np.asarray(reference, np.float64)
-    value = np.asarray(value, np.float64)
-    if not np.isfinite(value).all() and np.isfinite(reference).all():
-        return -math.inf  # the quantized graph overflowed where the float one did not
-    with np.errstate(over="ignore", invalid="ignore"):
-        noise = np.sum((reference - value) ** 2)
-        signal = np.sum(reference ** 2)
-    if noise == 0:
-        return math.inf
-    ratio = signal / noise if math.isfinite(noise) else 0.0
-    if not ratio > 0:  # no signal, noise beyond float64, or NaN in both
-        return -math.inf
-    return float(10.0 * math.log10(ratio))
-
-
 def quantized_units(graph_def):
     """{float contraction name: (8-bit op, node name)} of a quantize_int8 result."""
     units = {}
@@ -192,10 +126,6 @@ def quantized_units(graph_def):
             if qname.endswith(_SUFFIX):
                 units[qname[: -len(_SUFFIX)]] = (node.op, node.name)
     return units
-
-
-def _layer_macs(graph_def):
-    return _macs_and_sizes(graph_def)[0]
 
 
 def _macs_and_sizes(graph_def):
@@ -273,7 +203,7 @@ def _chain_inputs(graph_def):
             producer = by_name.get(graphs.node_name(source))
             if producer is not None and producer.op == "Pad" and producer.input:
                 source = producer.input[0]
-            out[node.name] = source if ":" in source else source + ":0"
+            out[node.name] = graphs.tensor_name(source)
     return out
 
 
@@ -359,18 +289,15 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         on the check samples against the float graph, out of its bias (layer after
         layer, upstream first), and keep that where it improves the outputs' SQNR on
         the next check_samples samples (on the same ones where there are no more).
-        MobileNetV2 (random weights, 224x224, 16 samples): 42.6 dB without, 44.9 dB
-        with, on held-out inputs.
+        (What it gains: bench/results/2026-12-03-xeon-amx-int8_bench-coverage.md.)
     min_macs_per_conversion: a unit whose float input must be quantized, or whose
         output dequantized for a float reader (a swish, GELU or multiply), stays
         float unless it does at least this many MACs per value converted: below it
-        the conversions cost more than the 8-bit kernel saves (from 60-100 by the
-        Xeon's rates below). None or 0: no such check, every unit that can run in
+        the conversions cost more than the 8-bit kernel saves (from 60-100 MACs by
+        bench/results/2026-12-03-xeon-vnni-min_macs_per_conversion.md). None or 0: no such check, every unit that can run in
         8 bits does, and a note says how many convert at under 64 MACs per value.
         TensorFlow's 8-bit convs fuse no swish or GELU, so in swish networks the
-        check makes int8 less slow, not faster: measured on a 2-vCPU AMD EPYC
-        (Zen 4, VNNI), 224x224, int8 against fp32, without / with 64: EfficientNetB0 0.71x / 0.96x,
-        EfficientNetV2B0 0.68x / 0.95x, MobileNetV3Small 0.70x / 0.86x.
+        check makes int8 less slow, not faster (bench/results/2026-12-03-zen4-int8_bench.md).
     """
     if require_int8_cpu and not cpu_supports_int8():
         raise QuantizeError(NO_INT8_CPU)
@@ -379,13 +306,18 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
     original = graph_def
     equalized, spread = [], []
+    observed = None
     if calibration is None:
         if samples is None:
             raise QuantizeError("quantize needs calibration samples or a Calibration")
         if equalize:
             graph_def, equalized = equalize_products(graph_def, input_feeds(graph_def, samples))
             graph_def, spread = equalize_depthwise(graph_def)
-        calibration = calibrate(graph_def, samples, method=method, progress=progress)
+        # The float values of the check samples are kept from calibration's runs.
+        observed = FloatValues(graph_def, original,
+                               _check_tensors(graph_def, _chain_ends(graph_def)))
+        calibration = calibrate(graph_def, samples, method=method, progress=progress,
+                                observer=observed.observing(max(1, int(check_samples))))
     elif not isinstance(calibration, Calibration):
         raise QuantizeError("calibration must be a leangraph.Calibration")
     if min_sqnr_db is not None and not math.isfinite(float(min_sqnr_db)):
@@ -405,6 +337,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         excluded[name] = "excluded by the caller"
     for name in graphs.loop_nodes(graph_def) & set(ends):
         excluded.setdefault(name, "inside a while loop (one value per iteration, not calibrated)")
+    for name in graphs.branch_nodes(graph_def) & set(ends):
+        excluded.setdefault(name, "inside a cond branch (dead when not taken, not calibrated)")
     edges = _first_and_last(graph_def, ends)
     if exclude_first and edges:
         excluded.setdefault(edges[0], "first layer kept float (exclude_first)")
@@ -439,7 +373,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     rounds = 0
     sqnr = {}
-    float_values = {}  # tensor -> the float graph's value on `check`
+    float_values = None
+    if check is not None:
+        float_values = (observed or FloatValues(graph_def, original,
+                                                _check_tensors(graph_def, ends))).use(check)
     # Each round's layers are measured with their biases corrected (fitted anew: a
     # correction fitted downstream of a layer that then fell back would be wrong).
     early = None
@@ -473,10 +410,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if corrected:
             # Kept where it helps the outputs, measured: a correction fitted on few
             # samples, or on a network that amplifies small shifts, can cost more.
-            reference = _run(original, outputs, held_out)
+            reference = run_all(original, outputs, held_out, session=float_values.original())
             fixed = _with_biases(final, corrected)
             before, after = (min(sqnr_db(a, b) for a, b in
-                                 zip(reference, _run(g, outputs, held_out)))
+                                 zip(reference, run_all(g, outputs, held_out)))
                              for g in (final, fixed))
             kept = after > before
             fitted = len(next(iter(check.values())))
@@ -492,7 +429,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
                 corrected = {}
     rewritten = _merged(final, inputs, outputs)
     units = quantized_units(rewritten)
-    macs = _layer_macs(graph_def)
+    macs, sizes = _macs_and_sizes(graph_def)
     layers = []
     for name in sorted(ends, key=lambda n: -macs.get(n, 0)):
         node_op = next(n.op for n in graph_def.node if n.name == name)
@@ -506,8 +443,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     output_sqnr = None
     if check is not None:
-        reference = _run(original, outputs, check)
-        got = _run(rewritten, outputs, check)
+        reference = run_all(original, outputs, check, session=float_values.original())
+        float_values.close()
+        got = run_all(rewritten, outputs, check)
         output_sqnr = min(sqnr_db(a, b) for a, b in zip(reference, got))
     result = QuantizeResult(
         graph_def=rewritten,
@@ -527,7 +465,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         result.notes.append(f"{len(spread)} separable conv(s): the depthwise channels share one "
                             "weight range, their spread moved into the 1x1 conv after them")
     if not min_macs_per_conversion and units:
-        costs = _conversion_costs(rewritten, graph_def, *_macs_and_sizes(graph_def))
+        costs = _conversion_costs(rewritten, graph_def, macs, sizes)
         slow = sum(1 for v in costs.values() if v < DEFAULT_MIN_MACS_PER_CONVERSION)
         if slow:
             result.notes.append(
@@ -560,183 +498,6 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     return result
 
 
-def _upstream(graph_def, units, at=None):
-    """{unit: bit mask of the other units (by position in `units`) whose output reaches it}.
-
-    at: {unit: the node whose inputs count instead of the unit's own (a Sum-fused unit's
-    add, which its summand reaches too)}."""
-    index = {c: i for i, c in enumerate(units)}
-    nodes = {n.name: n for n in graph_def.node}
-    depth = _depths(graph_def)
-    reach = {}
-    for name in sorted(depth, key=depth.get):
-        mask = 0
-        for i in nodes[name].input:
-            if not i.startswith("^"):
-                source = graphs.node_name(i)
-                mask |= reach.get(source, 0) | (1 << index[source] if source in index else 0)
-        reach[name] = mask
-    at = at or {}
-    return {c: reach.get(at.get(c, c), 0) & ~(1 << index[c]) for c in units}
-
-
-def _bias_targets(probe, ends):
-    """{contraction: (8-bit node, its bias Const, the float tensor its unit ends at)} of a
-    probed rewrite, for the units with a float Const bias whose end the probes show."""
-    by = {n.name: n for n in probe.node}
-    readers = _readers(probe)
-    out = {}
-    for contraction, (_, name) in quantized_units(probe).items():
-        node = by[name]
-        fused = [f.decode() for f in node.attr["fused_ops"].list.s]
-        end = ends.get(contraction)
-        if "Sum" in fused:
-            # It ends at the add (or the Relu after it), whose probe bears that name: its
-            # bias takes the sum's mean error, what reaches it through the summand included
-            # (fitted after the summand's producer).
-            end = next((r.name for r in readers.get(name, ()) if r.op == "Dequantize"
-                        and r.input[0] in (name, name + ":0")), None)
-        bias = by.get(graphs.node_name(node.input[2])) if len(node.input) > 2 else None
-        if ("BiasAdd" in fused and bias is not None and bias.op == "Const"
-                and bias.attr["dtype"].type == _DT_FLOAT and end in by):
-            out[contraction] = (name, bias.name, end)
-    return out
-
-
-def _left_to_readers(graph_def, targets, ends):
-    """The bias-free units of `targets` whose mean error their readers' corrections take up.
-
-    A contraction with no bias of its own in the float graph (a separable conv's
-    depthwise half) whose every reader is a 1x1 Conv2D, itself corrected, hands its
-    mean error e on linearly: the reader's output carries W^T e, a constant per output
-    channel, which the reader's own correction (fitted after its inputs') removes with
-    the rest. Its bias then stays one value (zero, or an unsigned hand-over's shift)
-    instead of a vector of C floats: NASNetMobile's 160 depthwise biases were 0.3
-    points of its int8 file."""
-    by_name = {n.name: n for n in graph_def.node}
-    readers = _readers(graph_def, control=True)
-    out = []
-    for c in targets:
-        node = by_name.get(c)
-        if node is None or ends.get(c) != c:
-            continue
-        after = readers.get(c, [])
-        if after and all(r.op == "Conv2D" and r.name in targets and not r.name == c
-                         and graphs.node_name(r.input[0]) == c and _is_pointwise(r, by_name)
-                         for r in after):
-            out.append(c)
-    return out
-
-
-def _is_pointwise(conv, by_name):
-    """Whether a Conv2D's filter is a 1x1 constant and it reads its input once."""
-    if len(conv.input) < 2 or graphs.node_name(conv.input[1]) == graphs.node_name(conv.input[0]):
-        return False
-    weights = by_name.get(graphs.node_name(conv.input[1]))
-    if weights is None or weights.op != "Const":
-        return False
-    dims = [d.size for d in weights.attr["value"].tensor.tensor_shape.dim]
-    return len(dims) == 4 and dims[:2] == [1, 1]
-
-
-def _correct_biases(graph_def, probe, ends, feeds, float_values, leave_to_readers=True):
-    """{8-bit node: its unit's mean 8-bit error per channel on `feeds`, to take from its bias}.
-
-    probe: the probed rewrite of graph_def, made with shifts=true so that each unit's error is
-    the one it has in the graph as it will run (unsigned hand-overs included). Fitted unit
-    after unit in graph order, each once every unit upstream of it is corrected (a unit's
-    error includes what reaches it from above, so correcting two in a row from one run
-    would count that twice), in one session of the probed rewrite whose biases are fed. A channel is
-    corrected from at least _MIN_VALUES_PER_CHANNEL values of it; after a Relu or
-    Relu6, from the values both graphs leave in its linear range. leave_to_readers: skip
-    the units _left_to_readers names (each layer's own SQNR is measured with all corrected)."""
-    targets = _bias_targets(probe, ends)
-    for c in _left_to_readers(graph_def, targets, ends) if leave_to_readers else ():
-        del targets[c]
-    if not targets:
-        return {}
-    from tensorflow.python.framework import tensor_util
-
-    units = list(targets)
-    position = {c: i for i, c in enumerate(units)}
-    upstream = _upstream(graph_def, units, {c: end for c, (_, _, end) in targets.items()})
-    editable = graphs.graph_pb2().GraphDef()
-    editable.CopyFrom(probe)
-    by = {n.name: n for n in editable.node}
-    for name, _, _ in targets.values():
-        # The kernels cache a constant bias on their first run; this one is fed.
-        by[name].attr["is_bias_const"].b = False
-    bias = {c: tensor_util.MakeNdarray(by[b].attr["value"].tensor).astype(np.float32)
-            for c, (_, b, _) in targets.items()}
-    start = {c: b.copy() for c, b in bias.items()}
-    names = [end + ":0" for _, _, end in targets.values()]
-    missing = [n for n in names if n not in float_values]
-    if missing:
-        float_values.update(zip(missing, _run(graph_def, missing, feeds)))
-    float_ops = {n.name: n.op for n in graph_def.node}
-    corrected, pending = {}, (1 << len(units)) - 1
-    session = _Session(editable)
-    try:
-        while pending:
-            ready = [c for i, c in enumerate(units)
-                     if pending >> i & 1 and not upstream[c] & pending]
-            if not ready:
-                break
-            extra = {targets[c][1] + ":0": bias[c] for c in units}
-            got = dict(zip(names, _run(editable, names, feeds, session=session, extra=extra)))
-            for c in ready:
-                pending &= ~(1 << position[c])
-                end = targets[c][2]
-                reference, value = float_values[end + ":0"], got[end + ":0"]
-                if reference.shape != value.shape or reference.shape[-1:] != bias[c].shape:
-                    continue
-                a = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
-                b = value.reshape(a.shape).astype(np.float64)
-                live = np.ones(a.shape, bool)
-                if float_ops.get(end) in ("Relu", "Relu6"):
-                    live = (a > 0) & (b > 0)
-                    if float_ops[end] == "Relu6":
-                        live &= (a < 6) & (b < 6)
-                count = live.sum(0)
-                shift = np.where(count >= _MIN_VALUES_PER_CHANNEL,
-                                 np.where(live, b - a, 0.0).sum(0) / np.maximum(count, 1), 0.0)
-                if np.any(shift) and np.all(np.isfinite(shift)):
-                    bias[c] = (bias[c] - shift).astype(np.float32)
-                    # As a difference: the rewrite without probes folds other terms
-                    # into some biases (an unsigned input's shift).
-                    corrected[targets[c][0]] = start[c] - bias[c]
-    finally:
-        session.close()
-    return corrected
-
-
-def _with_biases(graph_def, corrected):
-    """A copy of a rewrite whose 8-bit nodes named in `corrected` read their bias less that."""
-    from tensorflow.python.framework import tensor_util
-
-    out = graphs.graph_pb2().GraphDef()
-    out.CopyFrom(graph_def)
-    readers = _readers(out, control=True)
-    by = {n.name: n for n in out.node}
-    for name, values in sorted(corrected.items()):
-        node = by.get(name)
-        if node is None or len(node.input) < 3 or graphs.node_name(node.input[2]) not in by:
-            continue
-        const = by[graphs.node_name(node.input[2])]
-        old = tensor_util.MakeNdarray(const.attr["value"].tensor)
-        if const.op != "Const" or old.shape != values.shape:
-            continue
-        if len(readers[const.name]) > 1:  # shared: the unit gets a Const of its own
-            own = out.node.add()
-            own.CopyFrom(const)
-            own.name = f"{name}/corrected_bias"
-            node.input[2] = own.name
-            const = own
-        const.attr["value"].tensor.CopyFrom(
-            tensor_util.make_tensor_proto((old - values).astype(np.float32)))
-    return out
-
-
 def _merged(graph_def, inputs, outputs):
     """The rewrite with identical nodes made one (TensorFlow's merge_duplicate_nodes, then
     sort_by_execution_order): the zero biases of bias-free units, equal ranges, and the
@@ -754,38 +515,26 @@ def _merged(graph_def, inputs, outputs):
         return graph_def
 
 
-def _run(graph_def, names, feeds, session=None, extra=None):
-    """The fetched tensors over all of `feeds`, run in batches the inputs' static shape allows.
-
-    session: a _Session of graph_def to run in (default: one made and closed here);
-    extra: {tensor: value} fed in every batch as it is (a bias under correction)."""
-    from leangraph.quantization.calibrate import padded, static_batch
-
-    fixed = static_batch(graph_def)
-    count = next(iter(feeds.values())).shape[0]
-    step = fixed or count
-    own = session is None
-    if own:
-        session = _Session(graph_def)
-    try:
-        # A graph frozen at a batch takes only that many: the last batch is filled up
-        # and its filler cut from the results.
-        parts = [[v[:min(step, count - i)] if np.ndim(v) and len(v) == step else v
-                  for v in session.run(
-                     [n if ":" in n else n + ":0" for n in names],
-                     {**padded({k: v[i:i + step] for k, v in feeds.items()}, step),
-                      **(extra or {})})]
-                 for i in range(0, count, step)]
-    finally:
-        if own:
-            session.close()
-    return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
+def _check_tensors(graph_def, ends):
+    """The float tensors the rounds and bias fits compare on the check samples: every unit's
+    end and input, and the residual adds (and their Relu) a unit may end at as a Sum
+    fusion; those a session can fetch."""
+    loops = graphs.loop_nodes(graph_def) | graphs.branch_nodes(graph_def)
+    at = set(ends.values())
+    adds = [n.name for n in graph_def.node if n.op in ("Add", "AddV2")
+            and any(graphs.node_name(i) in at for i in n.input)]
+    adds += [n.name for n in graph_def.node if n.op in ("Relu", "Relu6") and n.input
+             and graphs.node_name(n.input[0]) in adds]
+    return list(dict.fromkeys(
+        graphs.tensor_name(t)
+        for t in list(ends.values()) + list(_chain_inputs(graph_def).values()) + adds
+        if graphs.node_name(t) not in loops))
 
 
 def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
     """{contraction: (SQNR of the tensor its unit reads, SQNR of its output)} against the float graph.
 
-    float_values caches the float graph's tensors across rounds: they do not change."""
+    float_values: a FloatValues of graph_def on `feeds`."""
     sources = _chain_inputs(graph_def)
     probe_names = {n.name for n in probe.node}
     names = []
@@ -793,18 +542,21 @@ def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
         for tensor in (sources.get(c), ends.get(c, "") + ":0"):
             if tensor and graphs.node_name(tensor) in probe_names and tensor not in names:
                 names.append(tensor)
-    missing = [n for n in names if n not in float_values]
-    if missing:
-        float_values.update(zip(missing, _run(graph_def, missing, feeds)))
-    reference = {n: float_values[n] for n in names}
-    got = dict(zip(names, _run(probe, names, feeds)))
+    reference = float_values.get(names)
+    got = dict(zip(names, run_all(probe, names, feeds)))
+    measured = {}  # most units read what the one before them wrote: each tensor once
+
+    def sqnr(tensor):
+        if tensor not in measured:
+            measured[tensor] = sqnr_db(reference[tensor], got[tensor])
+        return measured[tensor]
+
     out = {}
     for c in units:
         source, result = sources.get(c), ends.get(c, "") + ":0"
         if result not in reference:
             continue
-        into = sqnr_db(reference[source], got[source]) if source in reference else math.inf
-        out[c] = (into, sqnr_db(reference[result], got[result]))
+        out[c] = (sqnr(source) if source in reference else math.inf, sqnr(result))
     return out
 
 

@@ -19,12 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
+from leangraph import hardware
 from leangraph.errors import LeangraphError
-
-# The ISA extensions that change which kernels TensorFlow picks; two CPUs that
-# differ in one of these do not time the same graph alike.
-_ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-              "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 DEFAULT_MAX_RETRY = 3
 
@@ -186,17 +182,8 @@ def _dispose_unfinished(exc):
 
 def cpu_facts():
     """The CPU model and the ISA flags that decide TensorFlow's kernels."""
-    model, flags = None, set()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("model name") and model is None:
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"cpu": model or platform.processor() or "unknown", "isa": sorted(f for f in _ISA_FLAGS if f in flags),
+    flags = hardware.cpu_flags()
+    return {"cpu": hardware.cpu_model(), "isa": sorted(f for f in hardware.ISA_FLAGS if f in flags),
             "flags": " ".join(sorted(flags))}
 
 

@@ -152,8 +152,6 @@ def _best_line(result):
 
 def _rebuild(study, model=None, data=None):
     """(graph, config, verification) of the best trial, from the recorded sources."""
-    import numpy as np
-
     from leangraph import graphs
     from leangraph.precision import apply_precision, evaluate
     from leangraph.search.storage import data_fingerprint, graph_fingerprint
@@ -184,9 +182,11 @@ def _rebuild(study, model=None, data=None):
     if data and Path(data).is_file():
         from leangraph.commands.tune import _load_data
 
-        x, y = _load_data(data, sources.get("limit") or 0)
-        x = np.asarray(x, dtype=np.float32)
+        x, y = _load_data(data, sources.get("limit") or 0, model)
         if data_fingerprint(x, y) == attrs["fingerprints"]["data"]:
+            from leangraph.tune import _split
+
+            x, y, _, _ = _split(x, y, None, None, lambda line: None)  # tune scored these
             scored = evaluate(graph, x, y, batch_size=32, input_name=settings["input"],
                               output_name=settings["output"], session_config=config,
                               reference=None if y is not None else base)

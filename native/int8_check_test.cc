@@ -1,0 +1,251 @@
+#include "native/int8_check.h"
+
+#include <cstdio>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "native/test_main.h"
+#include "tensorflow/core/framework/attr_value.pb.h"
+#include "tensorflow/core/framework/graph.pb.h"
+#include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/tensor.pb.h"
+#include "tensorflow/core/framework/types.pb.h"
+
+namespace {
+
+using tensorflow::DataType;
+using tensorflow::GraphDef;
+using tensorflow::NodeDef;
+
+constexpr DataType kFloat = tensorflow::DT_FLOAT;
+constexpr DataType kQInt8 = tensorflow::DT_QINT8;
+constexpr DataType kQUInt8 = tensorflow::DT_QUINT8;
+
+NodeDef* Add(GraphDef* graph, const std::string& name, const std::string& op,
+             std::initializer_list<std::string> inputs = {}) {
+  NodeDef* node = graph->add_node();
+  node->set_name(name);
+  node->set_op(op);
+  for (const std::string& input : inputs) node->add_input(input);
+  return node;
+}
+
+void SetTypes(NodeDef* node, const std::string& attr, std::initializer_list<DataType> types) {
+  auto* list = (*node->mutable_attr())[attr].mutable_list();
+  list->Clear();
+  for (const DataType t : types) list->add_type(t);
+}
+
+void SetInts(NodeDef* node, const std::string& attr, std::initializer_list<int64_t> values) {
+  auto* list = (*node->mutable_attr())[attr].mutable_list();
+  list->Clear();
+  for (const int64_t v : values) list->add_i(v);
+}
+
+void SetStrings(NodeDef* node, const std::string& attr,
+                std::initializer_list<std::string> values) {
+  auto* list = (*node->mutable_attr())[attr].mutable_list();
+  list->Clear();
+  for (const std::string& v : values) list->add_s(v);
+}
+
+NodeDef* AddConst(GraphDef* graph, const std::string& name, const std::vector<int64_t>& dims,
+                  DataType type = kFloat) {
+  NodeDef* node = Add(graph, name, "Const");
+  (*node->mutable_attr())["dtype"].set_type(type);
+  tensorflow::TensorProto* tensor = (*node->mutable_attr())["value"].mutable_tensor();
+  tensor->set_dtype(type);
+  for (const int64_t dim : dims) tensor->mutable_tensor_shape()->add_dim()->set_size(dim);
+  return node;
+}
+
+NodeDef* Find(GraphDef* graph, const std::string& name) {
+  for (NodeDef& node : *graph->mutable_node()) {
+    if (node.name() == name) return &node;
+  }
+  return nullptr;
+}
+
+// input -> QuantizeV2 -> conv (bias, relu, requantize; 3 output channels)
+// -> QuantizedMaxPool -> Dequantize, as leangraph's int8 rewrite writes it.
+GraphDef Int8Graph() {
+  GraphDef graph;
+  Add(&graph, "input", "Placeholder");
+  AddConst(&graph, "lo", {});
+  AddConst(&graph, "hi", {});
+  NodeDef* q = Add(&graph, "q", "QuantizeV2", {"input", "lo", "hi"});
+  (*q->mutable_attr())["T"].set_type(kQUInt8);
+  (*q->mutable_attr())["axis"].set_i(-1);
+  AddConst(&graph, "w", {1, 1, 2, 3}, kQInt8);
+  AddConst(&graph, "b", {3});
+  AddConst(&graph, "wmin", {3});
+  AddConst(&graph, "wmax", {3});
+  NodeDef* conv = Add(&graph, "conv", "_FusedQuantizedConv2D",
+                      {"q", "w", "b", "q:1", "q:2", "wmin", "wmax", "lo", "hi"});
+  auto& attr = *conv->mutable_attr();
+  attr["Tinput"].set_type(kQUInt8);
+  attr["Tfilter"].set_type(kQInt8);
+  attr["Tbias"].set_type(kFloat);
+  attr["out_type"].set_type(kQUInt8);
+  attr["Tsummand"].set_type(kQUInt8);
+  attr["data_format"].set_s("NHWC");
+  attr["padding"].set_s("SAME");
+  SetInts(conv, "strides", {1, 1, 1, 1});
+  SetInts(conv, "dilations", {1, 1, 1, 1});
+  SetStrings(conv, "fused_ops", {"BiasAdd", "Relu", "Requantize"});
+  SetTypes(conv, "Thost_inputs",
+           {kQUInt8, kQInt8, kFloat, kFloat, kFloat, kFloat, kFloat, kFloat, kFloat});
+  SetTypes(conv, "Thost_outputs", {kQUInt8, kFloat, kFloat});
+  SetTypes(conv, "Tdevice_inputs", {});
+  SetTypes(conv, "Tdevice_outputs", {});
+  NodeDef* pool = Add(&graph, "pool", "QuantizedMaxPool", {"conv", "conv:1", "conv:2"});
+  SetInts(pool, "ksize", {1, 2, 2, 1});
+  SetInts(pool, "strides", {1, 2, 2, 1});
+  (*pool->mutable_attr())["padding"].set_s("VALID");
+  NodeDef* dq = Add(&graph, "out", "Dequantize", {"pool", "pool:1", "pool:2"});
+  (*dq->mutable_attr())["axis"].set_i(-1);
+  return graph;
+}
+
+bool Refused(const GraphDef& graph, std::initializer_list<std::string> fragments) {
+  const absl::Status status = leangraph::CheckInt8Kernels(graph);
+  if (status.ok()) {
+    std::fprintf(stderr, "  accepted, but should not have been\n");
+    return false;
+  }
+  const std::string message(status.message());
+  for (const std::string& fragment : fragments) {
+    if (message.find(fragment) == std::string::npos) {
+      std::fprintf(stderr, "  message lacks '%s': %s\n", fragment.c_str(), message.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Accepted(const GraphDef& graph) {
+  const absl::Status status = leangraph::CheckInt8Kernels(graph);
+  if (!status.ok()) std::fprintf(stderr, "  %s\n", std::string(status.message()).c_str());
+  return status.ok();
+}
+
+LG_TEST(AcceptsTheRewritesOwnForm) { LG_EXPECT(Accepted(Int8Graph())); }
+
+LG_TEST(AcceptsOneFilterRangeForAllChannels) {
+  GraphDef graph = Int8Graph();
+  Find(&graph, "conv")->set_input(5, "lo");
+  Find(&graph, "conv")->set_input(6, "hi");
+  LG_EXPECT(Accepted(graph));
+}
+
+LG_TEST(RefusesAVectorWhereTheKernelReadsAScalar) {
+  // TF: "Check failed: 1 == NumElements() (1 vs. 16)", the process aborts.
+  GraphDef graph = Int8Graph();
+  AddConst(&graph, "wide", {16});
+  Find(&graph, "conv")->set_input(7, "wide");
+  LG_EXPECT(Refused(graph, {"'conv'", "range input 7", "holds 16 values"}));
+}
+
+LG_TEST(RefusesARangeOfUnknownSizeInAFusedKernel) {
+  GraphDef graph = Int8Graph();
+  (*Find(&graph, "q")->mutable_attr())["axis"].set_i(3);
+  LG_EXPECT(Refused(graph, {"'conv'", "range input 3", "must hold one value"}));
+}
+
+LG_TEST(RefusesPerChannelRangesOfTheWrongLength) {
+  GraphDef graph = Int8Graph();
+  AddConst(&graph, "two", {2});
+  Find(&graph, "conv")->set_input(5, "two");
+  LG_EXPECT(Refused(graph, {"'two'", "holds 2 values", "one per output channel (3)"}));
+}
+
+LG_TEST(RefusesFusedOpsTheKernelDoesNotRunSafely) {
+  // Measured: [BiasAdd, Relu] under an 8-bit out_type aborts the process.
+  GraphDef graph = Int8Graph();
+  SetStrings(Find(&graph, "conv"), "fused_ops", {"BiasAdd", "Relu"});
+  LG_EXPECT(Refused(graph, {"fused_ops [BiasAdd, Relu]"}));
+}
+
+LG_TEST(RefusesHostTypesThatContradictTheFusedOps) {
+  GraphDef graph = Int8Graph();
+  SetTypes(Find(&graph, "conv"), "Thost_outputs", {kQUInt8});
+  LG_EXPECT(Refused(graph, {"'Thost_outputs'"}));
+  graph = Int8Graph();
+  (*Find(&graph, "conv")->mutable_attr())["out_type"].set_type(tensorflow::DT_QINT32);
+  LG_EXPECT(Refused(graph, {"'out_type'"}));
+}
+
+LG_TEST(RefusesBadGeometry) {
+  GraphDef graph = Int8Graph();
+  SetInts(Find(&graph, "conv"), "strides", {1, 1, 1});
+  LG_EXPECT(Refused(graph, {"'strides' has 3 entries"}));
+  graph = Int8Graph();
+  SetInts(Find(&graph, "conv"), "strides", {1, 0, 1, 1});
+  LG_EXPECT(Refused(graph, {"'strides' holds 0"}));
+  graph = Int8Graph();
+  (*Find(&graph, "conv")->mutable_attr())["padding"].set_s("EXPLICIT");
+  LG_EXPECT(Refused(graph, {"'explicit_paddings' has 0 entries"}));
+  SetInts(Find(&graph, "conv"), "explicit_paddings", {0, 0, 1, 1, 1, 1, 0, 0});
+  LG_EXPECT(Accepted(graph));
+  graph = Int8Graph();
+  SetInts(Find(&graph, "pool"), "ksize", {2, 2, 2, 1});
+  LG_EXPECT(Refused(graph, {"'pool'", "'ksize' must be 1 over the batch"}));
+}
+
+LG_TEST(RefusesABiasThatIsNotOnePerChannel) {
+  GraphDef graph = Int8Graph();
+  AddConst(&graph, "short_bias", {2});
+  Find(&graph, "conv")->set_input(2, "short_bias");
+  LG_EXPECT(Refused(graph, {"its bias must be a float Const of shape [3]"}));
+}
+
+LG_TEST(RefusesMissingInputs) {
+  GraphDef graph = Int8Graph();
+  Find(&graph, "conv")->mutable_input()->RemoveLast();
+  LG_EXPECT(Refused(graph, {"'conv'"}));
+}
+
+LG_TEST(FollowsRangesThroughPoolsAndIdentities) {
+  GraphDef graph = Int8Graph();
+  AddConst(&graph, "wide", {4});
+  NodeDef* id = Add(&graph, "id", "Identity", {"wide"});
+  (void)id;
+  Find(&graph, "pool")->set_input(1, "id");
+  // The pool passes the wide range on to the Dequantize, which reads a scalar.
+  LG_EXPECT(Refused(graph, {"'pool'", "holds 4 values"}));
+}
+
+LG_TEST(RefusesAnInputOfTheWrongRank) {
+  // oneDNN: "Check failed: index >= 0 && index < num_total_dims", the process aborts.
+  GraphDef graph = Int8Graph();
+  AddConst(&graph, "flat", {8}, kQUInt8);
+  Find(&graph, "conv")->set_input(0, "flat");
+  LG_EXPECT(Refused(graph, {"'conv'", "input 0", "has rank 1", "needs rank 4"}));
+  graph = Int8Graph();
+  NodeDef* input = Find(&graph, "input");
+  auto* shape = (*input->mutable_attr())["shape"].mutable_shape();
+  for (int i = 0; i < 2; ++i) shape->add_dim()->set_size(4);
+  LG_EXPECT(Refused(graph, {"'conv'", "has rank 2"}));
+  for (int i = 0; i < 2; ++i) shape->add_dim()->set_size(4);
+  LG_EXPECT(Accepted(graph));
+}
+
+LG_TEST(RefusesAConstSummand) {
+  GraphDef graph = Int8Graph();
+  NodeDef* conv = Find(&graph, "conv");
+  SetStrings(conv, "fused_ops", {"BiasAdd", "Sum", "Relu", "Requantize"});
+  AddConst(&graph, "summand", {1, 4, 4, 3}, kQUInt8);
+  conv->mutable_input()->Clear();
+  for (const char* input : {"q", "w", "b", "summand", "q:1", "q:2", "wmin", "wmax", "lo", "hi",
+                            "lo", "hi"}) {
+    conv->add_input(input);
+  }
+  SetTypes(conv, "Thost_inputs", {kQUInt8, kQInt8, kFloat, kQUInt8, kFloat, kFloat, kFloat,
+                                  kFloat, kFloat, kFloat, kFloat, kFloat});
+  LG_EXPECT(Refused(graph, {"summand of its Sum fusion is a Const"}));
+  conv->set_input(3, "pool");
+  LG_EXPECT(Accepted(graph));
+}
+
+}  // namespace

@@ -1,0 +1,504 @@
+"""Every model form a TF user holds (issue 33): TF1 checkpoints, PlaceholderWithDefault
+flags and iterator inputs, dynamic_rnn with unknown lengths, Keras 3 recurrent layers
+with dropout, tf.keras-2 SavedModels and tf.cond on a flag. Each fixture is built here."""
+
+import numpy as np
+import pytest
+
+import model_forms_builders as build
+from leangraph import cli, freeze
+from leangraph.errors import FreezeError
+from leangraph.runner import run
+
+
+@pytest.fixture(scope="module")
+def forms(tmp_path_factory):
+    return tmp_path_factory.mktemp("forms")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(forms):
+    return build.tf1_checkpoint(forms / "tagger")
+
+
+@pytest.fixture(scope="module")
+def flags(forms):
+    return build.flags_iterator_graph(forms / "unet.pb")
+
+
+@pytest.fixture(scope="module")
+def gru(forms):
+    path, output = build.dynamic_rnn_gru(forms / "segmenter.pb")
+    return path, output, build.rnn_data(forms / "segmenter_data")
+
+
+def _one_line_error(capsys, argv):
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def _placeholders(graph_def):
+    return sorted(n.name for n in graph_def.node if n.op == "Placeholder")
+
+
+# --- TF1 checkpoints ---------------------------------------------------------------
+
+def test_checkpoint_folder_as_prefix_with_stale_state_file(checkpoint):
+    folder, output, x, expected = checkpoint
+    frozen = freeze(folder, outputs=output, batch_size=None)
+    assert frozen.source == "checkpoint" and frozen.input_names == ["features"]
+    assert _placeholders(frozen.graph_def) == ["features"]
+    ops = {n.op for n in frozen.graph_def.node}
+    assert not ops & {"VarHandleOp", "VariableV2", "ApplyAdam", "ResourceApplyAdam", "SaveV2"}
+    assert not any("Adam" in n.name or n.name.startswith("gradients")
+                   for n in frozen.graph_def.node)
+    notes = " ".join(frozen.notes)
+    assert "/home/author/experiments/run7/" in notes and "is_training to False" in notes
+    got = run(frozen.graph_def, {"features": x}, [output])[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_folder_prefix_by_its_dot_files(checkpoint):
+    folder, output, x, expected = checkpoint
+    for model in (folder / ".meta", folder / ".index"):
+        frozen = freeze(model, outputs=output, batch_size=None)
+        np.testing.assert_allclose(run(frozen.graph_def, {"features": x}, [output])[0],
+                                   expected, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_by_meta_file_and_by_prefix(forms):
+    folder, output, x, expected = build.tf1_checkpoint(forms / "named", prefix_is_folder=False,
+                                                       stale_state=False)
+    for model in (folder / "model.ckpt.meta", folder / "model.ckpt", folder,
+                  folder / "model.ckpt.index", folder / "model.ckpt.data-00000-of-00001"):
+        frozen = freeze(model, outputs=output, batch_size=None)
+        np.testing.assert_allclose(run(frozen.graph_def, {"features": x}, [output])[0],
+                                   expected, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_drops_output_shapes_that_import_refuses(forms, monkeypatch):
+    folder, output, x, expected = build.tf1_checkpoint(forms / "shapes")
+    import tensorflow as tf
+
+    calls = []
+
+    original = tf.compat.v1.train.import_meta_graph
+
+    def refusing(meta, **kwargs):
+        # What TF says of a graph whose _output_shapes contradict it: refuse while any
+        # is left, as an importer validating them would.
+        calls.append(sum("_output_shapes" in n.attr for n in meta.graph_def.node))
+        if calls[-1]:
+            raise ValueError("Node 'logits' has an _output_shapes attribute inconsistent "
+                             "with the GraphDef for output #0")
+        return original(meta, **kwargs)
+
+    monkeypatch.setattr(tf.compat.v1.train, "import_meta_graph", refusing)
+    frozen = freeze(folder, outputs=output, batch_size=None)
+    assert calls[0] > 0 and calls[-1] == 0
+    assert any("_output_shapes" in note for note in frozen.notes)
+    np.testing.assert_allclose(run(frozen.graph_def, {"features": x}, [output])[0], expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_without_outputs_lists_candidates(checkpoint, capsys, tmp_path):
+    err = _one_line_error(capsys, ["freeze", str(checkpoint[0]), "-o", str(tmp_path / "m.pb")])
+    assert "--outputs" in err and "probs" in err and "Adam" not in err
+    err = _one_line_error(capsys, ["freeze", str(checkpoint[0]), "-o", str(tmp_path / "m.pb"),
+                                   "--outputs", "nope"])
+    assert "nope" in err
+
+
+@pytest.mark.slow
+def test_checkpoint_through_optimize_data(checkpoint, tmp_path):
+    from leangraph.optimize import optimize
+
+    folder, output, _, _ = checkpoint
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "data.npz", features=rng.normal(size=(40, 6)).astype(np.float32))
+    report = optimize(folder, outdir=tmp_path / "out", data=tmp_path / "data.npz",
+                      outputs=output, runs=2, progress=False)
+    assert report.ok and (tmp_path / "out" / "optimized.pb").is_file()
+    assert report.variant(report.result).verified_on == 16  # the held-out examples
+
+
+# --- PlaceholderWithDefault flags and iterator inputs -------------------------------
+
+def test_flags_graph_needs_its_inputs_named(flags, capsys, tmp_path):
+    err = _one_line_error(capsys, ["freeze", str(flags[0]), "-o", str(tmp_path / "m.pb")])
+    assert "img" in err and "--inputs" in err and "iterator" in err
+
+
+def test_flags_graph_named_input_becomes_a_placeholder(flags):
+    path, output, x, expected = flags
+    frozen = freeze(path, input_shapes={"img": (1, 4, 4, 1)}, feeds=["keep_prob=1"])
+    assert frozen.input_names == ["img"] and _placeholders(frozen.graph_def) == ["img"]
+    ops = {n.op for n in frozen.graph_def.node}
+    assert "PlaceholderWithDefault" not in ops and not any("Iterator" in op for op in ops)
+    notes = " ".join(frozen.notes)
+    assert "training to False" in notes and "keep_prob=1" in notes
+    assert "filenames" in notes and "IteratorGetNext" in notes
+    np.testing.assert_allclose(run(frozen.graph_def, {"img": x}, [output])[0], expected,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_flag_named_as_input_is_fed(flags):
+    path, output, x, expected = flags
+    frozen = freeze(path, inputs="img,training", feeds={"keep_prob": 1.0})
+    assert frozen.input_names == ["img", "training"]
+    assert _placeholders(frozen.graph_def) == ["img", "training"]
+    got = run(frozen.graph_def, {"img": x, "training": False}, [output])[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_data_names_choose_flags_and_defaults(flags, forms):
+    path, output, x, expected = flags
+    frozen = freeze(path, feeds=["keep_prob=1"], data_inputs=["img", "y"])
+    assert frozen.input_names == ["img"]
+    cond = build.cond_flag_graph(forms / "named_cond.pb")[0]
+    assert freeze(cond, data_inputs=["x", "use_relu"]).input_names == ["x", "use_relu"]
+
+
+@pytest.mark.slow
+def test_flags_graph_through_optimize_data(flags, tmp_path):
+    from leangraph.optimize import optimize
+
+    rng = np.random.default_rng(6)
+    np.savez(tmp_path / "d.npz", img=rng.normal(size=(40, 4, 4, 1)).astype(np.float32))
+    report = optimize(flags[0], outdir=tmp_path / "out", data=tmp_path / "d.npz", runs=2,
+                      feeds=["keep_prob=1"], progress=False)
+    assert report.ok and report.variant(report.result).verified_on == 16
+    assert any("training to False" in note for note in report.notes)
+    assert "--feed keep_prob=1" in report.commands[1]  # the run as the user gave it
+
+
+def test_an_input_cut_in_at_an_iterator_output(capsys, tmp_path):
+    import tensorflow as tf
+
+    from leangraph import graphs
+
+    graph = tf.Graph()
+    with graph.as_default():
+        files = tf.compat.v1.placeholder(tf.float32, [None, 3], name="rows")
+        dataset = tf.data.Dataset.from_tensor_slices((files, files)).batch(1)
+        iterator = tf.compat.v1.data.make_initializable_iterator(dataset)
+        x, label = iterator.get_next()
+        tf.identity(x * 3.0 + 1.0, name="y")
+    graphs.save_graph(graph.as_graph_def(), tmp_path / "it.pb")
+    err = _one_line_error(capsys, ["freeze", str(tmp_path / "it.pb"), "-o",
+                                   str(tmp_path / "m.pb"), "--outputs", "y"])
+    assert "--inputs IteratorGetNext:0" in err
+    frozen = freeze(tmp_path / "it.pb", inputs="IteratorGetNext:0", outputs="y")
+    assert frozen.input_names == ["IteratorGetNext"]
+    assert _placeholders(frozen.graph_def) == ["IteratorGetNext"]
+    assert not any("Iterator" in n.op or "Dataset" in n.op for n in frozen.graph_def.node)
+    got = run(frozen.graph_def, {"IteratorGetNext": np.ones((1, 3), np.float32)}, ["y"])[0]
+    np.testing.assert_array_equal(got, np.full((1, 3), 4.0))
+    # cut at the labels only, y still reads the iterator: refused, not left to fail later
+    with pytest.raises(FreezeError, match="iterator"):
+        freeze(tmp_path / "it.pb", inputs="IteratorGetNext:1", outputs="y")
+    both = freeze(tmp_path / "it.pb", inputs="IteratorGetNext:0,IteratorGetNext:1",
+                  outputs="y")
+    assert both.input_names == ["IteratorGetNext", "IteratorGetNext_1"]
+
+
+def test_feed_a_vector(capsys, tmp_path):
+    import tensorflow as tf
+
+    from leangraph import graphs
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 6], name="x")
+        dim = tf.compat.v1.placeholder(tf.int32, [2], name="dim")
+        tf.identity(tf.reshape(x, dim) * 2.0, name="y")
+    graphs.save_graph(graph.as_graph_def(), tmp_path / "g.pb")
+    frozen = freeze(tmp_path / "g.pb", feeds=["dim=2,3"])
+    assert frozen.input_names == ["x"] and frozen.outputs[0].shape == (2, 3)
+    got = run(frozen.graph_def, {"x": np.arange(6, dtype=np.float32)[None]}, ["y"])[0]
+    np.testing.assert_array_equal(got, 2 * np.arange(6).reshape(2, 3))
+    err = _one_line_error(capsys, ["freeze", str(tmp_path / "g.pb"), "-o",
+                                   str(tmp_path / "m.pb"), "--feed", "dim=2,3,1"])
+    assert "3 values" in err
+
+
+def test_bad_inputs_and_feeds_are_one_line(flags, gru, capsys, tmp_path):
+    out = str(tmp_path / "m.pb")
+    err = _one_line_error(capsys, ["freeze", str(gru[0]), "-o", out,
+                                   "--inputs", "frames,seq_lengths"])
+    assert "state0" in err and "--feed state0=" in err
+    err = _one_line_error(capsys, ["freeze", str(flags[0]), "-o", out, "--inputs", "img",
+                                   "--feed", "keep_prob=high"])
+    assert "keep_prob" in err and "float" in err
+    err = _one_line_error(capsys, ["freeze", str(flags[0]), "-o", out, "--inputs", "img",
+                                   "--feed", "scores=1"])
+    assert "not a placeholder" in err
+    err = _one_line_error(capsys, ["freeze", str(flags[0]), "-o", out, "--inputs", "nothing"])
+    assert "nothing" in err and "img" in err
+
+
+def test_output_given_as_a_tensor_of_a_multi_output_node():
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4], name="x")
+        tf.split(x * 2.0, 2, axis=1, name="halves")
+    original = graph.as_graph_def()
+    frozen = freeze(original, outputs="halves:1")
+    assert frozen.output_names == ["halves_1"] and frozen.outputs[0].shape == (1, 2)
+    assert not any(n.name == "halves_1" for n in original.node)  # the caller's graph is intact
+    got = run(frozen.graph_def, {"x": np.arange(4, dtype=np.float32)[None]}, ["halves_1"])[0]
+    np.testing.assert_array_equal(got, [[4.0, 6.0]])
+
+
+# --- dynamic_rnn: unknown lengths, several inputs, time-major ------------------------
+
+def test_dynamic_rnn_keeps_unknown_lengths(gru):
+    path, output, _ = gru
+    frozen = freeze(path)
+    shapes = {t.name: t.shape for t in frozen.inputs}
+    assert shapes["frames"] == (1, None, 3) and shapes["state0"] == (1, None, 5)
+    assert "keep_prob" not in shapes
+    assert any("keep_prob=1.0" in note for note in frozen.notes)
+    open_batch = freeze(path, batch_size=None)
+    assert {t.name: t.shape for t in open_batch.inputs}["frames"] == (None, None, 3)
+    fixed = freeze(path, input_shapes={"frames": "9,2,3"})
+    assert {t.name: t.shape for t in fixed.inputs}["frames"] == (9, 2, 3)
+
+
+def test_unknown_shapes_without_data_name_every_input(gru, capsys, tmp_path):
+    err = _one_line_error(capsys, ["optimize", str(gru[0]), "-o", str(tmp_path / "o"),
+                                   "--no-progress"])
+    assert "frames" in err and "state0" in err and "--data" in err
+
+
+def test_a_shape_the_data_contradicts_is_one_line(gru, capsys, tmp_path):
+    err = _one_line_error(capsys, ["optimize", str(gru[0]), "-o", str(tmp_path / "o"),
+                                   "--no-progress", "--data", str(gru[2]),
+                                   "--input-shape", "frames:5,2,3"])
+    assert "frames" in err and "7" in err
+
+
+@pytest.mark.slow
+def test_dynamic_rnn_through_optimize_data(gru, tmp_path):
+    from leangraph.optimize import optimize
+
+    path, _, data = gru
+    report = optimize(path, outdir=tmp_path / "out", data=data, runs=2, progress=False)
+    # Both example files ran; verified_on counts output rows (time steps, 7 + 4) here.
+    assert report.ok and report.variant(report.result).verified_on == 11
+    # the v1 while frame goes through the recipes and bf16 without breaking
+    status = {v.name: v.status for v in report.variants}
+    assert status["deploy"] == status["tf-deploy"] == "passed", status
+    assert status.get("bf16") != "FAILED", status
+
+
+# --- Keras 3 recurrent layers with dropout ------------------------------------------
+
+@pytest.mark.parametrize("kind,suffix", [
+    ("lstm", ".keras"), ("lstm", ".h5"),
+    pytest.param("bigru", ".keras", marks=pytest.mark.slow),
+    pytest.param("bigru", ".h5", marks=pytest.mark.slow)])
+def test_keras_recurrent_with_dropout_freezes_equal(kind, suffix, forms):
+    import keras
+
+    path = build.keras_recurrent(kind, forms / f"text_{kind}{suffix}")
+    tokens = np.load(build.token_data(forms / "tokens.npz"))["tokens"]
+    frozen = freeze(path)
+    assert any("SeedGenerator" in note for note in frozen.notes)
+    model = frozen.keras_model
+    want = model.predict(tokens, verbose=0)
+    got = np.concatenate([run(frozen.graph_def, {"tokens": t[None]}, ["label"])[0]
+                          for t in tokens])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert isinstance(model, keras.Model)
+
+
+def test_keras_outputs_subset_keeps_keras_as_the_reference():
+    import keras
+
+    inputs = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(5, activation="relu")(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(n, name=f"head{n}")(hidden)
+                                 for n in (1, 2, 3)])
+    frozen = freeze(model, outputs="head3,head1")
+    assert frozen.output_names == ["head3", "head1"]
+    x = np.random.default_rng(9).normal(size=(1, 4)).astype(np.float32)
+    want = frozen.keras_model.predict(x, verbose=0)
+    got = run(frozen.graph_def, {"x": x}, frozen.output_names)
+    assert [w.shape[-1] for w in want] == [3, 1]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    with pytest.raises(FreezeError, match="its own"):
+        freeze(model, inputs="y")
+
+
+def test_data_helpers_read_names_and_forms(tmp_path):
+    from leangraph.pipeline.data import holds_whole_examples, named_inputs
+
+    np.savez(tmp_path / "d.npz", img=np.zeros((2, 3)), y=np.zeros(2))
+    assert named_inputs(tmp_path / "d.npz") == ["img", "y"]
+    assert named_inputs(tmp_path) == ["img", "y"] and holds_whole_examples(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    assert named_inputs(tmp_path / "x.npy") == []
+    assert not holds_whole_examples(tmp_path / "d.npz")
+
+
+def test_other_keras_state_is_still_refused():
+    import keras
+
+    from leangraph.freezing import keras_state
+
+    class Counting(keras.layers.Layer):
+        def build(self, shape):
+            self.count = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+        def call(self, x):
+            self.count.assign_add(1.0)
+            return x * 2.0
+
+    inputs = keras.Input((3,), name="x")
+    model = keras.Model(inputs, Counting()(inputs))
+    assert keras_state.seed_generators(model) == []
+    with pytest.raises(FreezeError, match="AssignAddVariableOp|state"):
+        freeze(model)
+
+
+@pytest.mark.slow
+def test_keras_lstm_through_optimize_data(forms, tmp_path):
+    from leangraph.optimize import optimize
+
+    path = build.keras_recurrent("lstm", forms / "opt_lstm.keras")
+    report = optimize(path, outdir=tmp_path / "out", data=build.token_data(forms / "t.npz"),
+                      runs=2, progress=False)
+    assert report.ok and report.variant(report.result).verified_on == 6
+
+
+# --- tf.keras-2 SavedModel, tf.cond on a flag ----------------------------------------
+
+def test_tf_keras_savedmodel_with_three_outputs(forms):
+    import keras
+
+    folder = build.tf_keras_savedmodel(forms / "tfk")
+    if folder is None:
+        pytest.skip("tf_keras is not installed")
+    with pytest.raises(Exception):
+        keras.models.load_model(folder)  # Keras 3 refuses it; leangraph must not
+    frozen = freeze(folder)
+    assert len(frozen.outputs) == 3
+    x = np.random.default_rng(4).normal(size=(1, 5)).astype(np.float32)
+    import tf_keras
+
+    want = tf_keras.models.load_model(folder).predict(x, verbose=0)
+    got = run(frozen.graph_def, {frozen.input_names[0]: x}, frozen.output_names)
+    for g, w in zip(got, sorted(want, key=lambda a: a.shape[-1])):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    picked = freeze(folder, outputs="head2")
+    assert picked.output_names == ["head2"]
+    with pytest.raises(FreezeError, match="head9"):
+        freeze(folder, outputs="head9")
+    with pytest.raises(FreezeError, match="--feed"):
+        freeze(folder, feeds=["x=1"])
+    # and the other way round: tf_keras refuses a Keras 3 .keras file, leangraph loads it
+    inputs = keras.Input((5,), name="x")
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(forms / "k3.keras")
+    with pytest.raises(Exception):
+        tf_keras.models.load_model(forms / "k3.keras")
+    assert freeze(forms / "k3.keras").input_names == ["x"]
+
+
+def test_cond_on_a_flag(forms):
+    path, x, when_false, when_true = build.cond_flag_graph(forms / "cond.pb")
+    frozen = freeze(path)
+    assert frozen.input_names == ["x"] and any("use_relu" in n for n in frozen.notes)
+    out = frozen.output_names[0]
+    np.testing.assert_allclose(run(frozen.graph_def, {"x": x}, [out])[0], when_false,
+                               rtol=1e-5, atol=1e-6)
+    both = freeze(path, inputs="x,use_relu")
+    assert both.input_names == ["x", "use_relu"]
+    np.testing.assert_allclose(run(both.graph_def, {"x": x, "use_relu": True}, [out])[0],
+                               when_true, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bool_flag_of_unknown_rank_is_a_flag_too(forms):
+    """TF1 code declares its training flag as tf.placeholder(tf.bool), with no shape
+    (musicnn's checkpoints do): it is set to False like a scalar one."""
+    from leangraph import graphs
+
+    path, x, when_false, _ = build.cond_flag_graph(forms / "cond_unranked.pb")
+    graph = graphs.load_graph(path)
+    flag = next(n for n in graph.node if n.name == "use_relu")
+    flag.attr["shape"].shape.Clear()
+    flag.attr["shape"].shape.unknown_rank = True
+    graphs.save_graph(graph, path)
+    frozen = freeze(path)
+    assert frozen.input_names == ["x"] and any("use_relu" in n for n in frozen.notes)
+    np.testing.assert_allclose(run(frozen.graph_def, {"x": x}, [frozen.output_names[0]])[0],
+                               when_false, rtol=1e-5, atol=1e-6)
+
+
+def test_int8_leaves_cond_branches_float():
+    """Contractions inside a lowered tf.cond branch stay float (the branch not taken has
+    dead tensors, which calibration cannot fetch); the ones outside are quantized."""
+    import tensorflow as tf
+
+    from leangraph import graphs
+    from leangraph.quantization import quantize
+
+    rng = np.random.default_rng(8)
+    w = [tf.constant(rng.normal(size=(8, 8)).astype(np.float32) * 0.3) for _ in range(4)]
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x"),
+                                  tf.TensorSpec([], tf.bool, name="flag")])
+    def model(x, flag):
+        h = tf.nn.relu(tf.matmul(x, w[0]))
+        h = tf.cond(flag, lambda: tf.nn.relu(tf.matmul(h, w[1])),
+                    lambda: tf.nn.relu(tf.matmul(h, w[2])))
+        return tf.matmul(h, w[3])
+
+    # As a frozen graph, whose scalar bool flag is set to False when not an input.
+    frozen = freeze(freeze(model).graph_def)
+    assert frozen.input_names == ["x"]
+    branch = graphs.branch_nodes(frozen.graph_def)
+    assert any(n.op == "MatMul" and n.name in branch for n in frozen.graph_def.node)
+    samples = rng.normal(size=(8, 1, 8)).astype(np.float32).reshape(8, 8)
+    result = quantize(frozen.graph_def, samples, require_int8_cpu=False)
+    in_branch = [l for l in result.layers if l.name in branch]
+    assert in_branch and all(l.precision == "fp32" and "cond branch" in l.reason
+                             for l in in_branch)
+    assert any(l.precision == "int8" for l in result.layers if l.name not in branch)
+    want = model(samples[:1], False).numpy()
+    got = run(result.graph_def, {"x": samples[:1]}, frozen.output_names)[0]
+    assert float(np.abs(got - want).max()) < 0.1 * float(np.abs(want).max())
+
+
+@pytest.mark.slow
+def test_cond_through_optimize_data_with_int8(forms, tmp_path):
+    from leangraph.optimize import optimize
+
+    path = build.cond_flag_graph(forms / "opt_cond.pb")[0]
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(40, 4)).astype(np.float32))
+    report = optimize(path, outdir=tmp_path / "out", data=tmp_path / "d.npz", runs=2,
+                      progress=False, precisions="fp32,int8")
+    int8 = next(v for v in report.variants if v.name == "int8")
+    assert report.ok and int8.status != "FAILED", int8.reason
+
+
+# --- the flags exist wherever a model is loaded --------------------------------------
+
+@pytest.mark.parametrize("command", ["freeze", "optimize", "summarize", "tune"])
+def test_every_model_command_takes_inputs_outputs_and_feed(command):
+    parser = cli.build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    for flag in ("--inputs", "--outputs", "--feed"):
+        assert flag in sub._option_string_actions, (command, flag)
+
+
+def test_feed_syntax_errors(capsys, flags, tmp_path):
+    err = _one_line_error(capsys, ["freeze", str(flags[0]), "-o", str(tmp_path / "m.pb"),
+                                   "--inputs", "img", "--feed", "keep_prob"])
+    assert "NAME=VALUE" in err

@@ -1,0 +1,145 @@
+"""What quantize does to save time must not change what it computes: the stepwise runs of the
+bias correction (settled tensors fed back instead of recomputed) give the corrections that
+full runs give, to the bit, and never feed a fused op's summand; the blockwise error sums
+equal whole-array ones; and the float graph's tensors are computed once per quantize."""
+
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from leangraph import quantization as Q
+from leangraph.quantization import bias
+from leangraph.quantization import runs
+
+RNG = np.random.default_rng(5)
+calibrate_module = sys.modules["leangraph.quantization.calibrate"]
+
+
+def _c(value):
+    return tf.constant(np.asarray(value, dtype=np.float32))
+
+
+def _residual_net(x):
+    # A chain of units (one level each) with identity and projection residuals: the
+    # adds become Sum fusions, whose summands must never be fed.
+    y = tf.nn.conv2d(x, _c(RNG.normal(size=(3, 3, 8, 8)) * 0.3), 1, "SAME", name="stem")
+    a = tf.nn.relu(tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1)), name="stem_act")
+    for block in range(3):
+        y = tf.nn.conv2d(a, _c(RNG.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name=f"b{block}c1")
+        y = tf.nn.relu(tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1)), name=f"b{block}r1")
+        y = tf.nn.conv2d(y, _c(RNG.normal(size=(3, 3, 8, 8)) * 0.2), 1, "SAME", name=f"b{block}c2")
+        y = tf.nn.bias_add(y, _c(RNG.normal(size=8) * 0.1), name=f"b{block}b2")
+        a = tf.nn.relu(tf.add(y, a, name=f"b{block}add"), name=f"b{block}out")
+    tf.identity(a, name="output")
+
+
+def _graph():
+    graph = tf.Graph()
+    with graph.as_default():
+        _residual_net(tf.compat.v1.placeholder(tf.float32, (1, 10, 10, 8), name="input"))
+    return graph.as_graph_def()
+
+
+def _samples(n):
+    return np.random.default_rng(3).standard_normal((n, 10, 10, 8)).astype(np.float32)
+
+
+def _quantize(graph_def, x):
+    return Q.quantize(graph_def, x, require_int8_cpu=False, weight_bits=8)
+
+
+def test_stepwise_bias_correction_matches_full_runs_to_the_bit(monkeypatch):
+    g, x = _graph(), _samples(12)
+    cuts, fed = [], []
+    real_cut, real_run = runs.StepwiseRunner._cut, calibrate_module._Session.run
+
+    def recorded_cut(self, fitted):
+        cut = real_cut(self, fitted)
+        cuts.append((cut, set(self._pinned), set(self._bias_readers)))
+        return cut
+
+    def recorded_run(self, fetches, feeds):
+        fed.append(set(feeds))
+        return real_run(self, fetches, feeds)
+
+    monkeypatch.setattr(runs.StepwiseRunner, "_cut", recorded_cut)
+    monkeypatch.setattr(calibrate_module._Session, "run", recorded_run)
+    fast = _quantize(g, x)
+    assert fast.bias_corrected and any(cut for cut, _, _ in cuts)
+    assert any(pinned for _, pinned, _ in cuts)  # the residual adds are Sum fusions
+    for cut, pinned, _ in cuts:
+        assert not set(cut) & pinned
+    # Later runs feed settled tensors, and only the biases their live nodes read.
+    biases = set().union(*(b for _, _, b in cuts))
+    assert any(feeds & {t for cut, _, _ in cuts for t in cut} for feeds in fed)
+    assert any(0 < len(feeds & biases) < len(biases) / 2 for feeds in fed)
+
+    monkeypatch.setattr(runs.StepwiseRunner, "_cut", lambda self, fitted: [])
+    full = _quantize(g, x)
+    assert full.bias_corrected == fast.bias_corrected
+    assert (full.graph_def.SerializeToString(deterministic=True)
+            == fast.graph_def.SerializeToString(deterministic=True))
+    assert full.output_sqnr_db == fast.output_sqnr_db
+    assert [l.sqnr_db for l in full.layers] == [l.sqnr_db for l in fast.layers]
+
+
+def test_a_graph_with_a_cond_gets_no_cut():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (1, 4), name="input")
+        flag = tf.compat.v1.placeholder_with_default(True, (), name="flag")
+        tf.identity(tf.compat.v1.cond(flag, lambda: x * 2.0, lambda: x - 1.0), name="output")
+    g = graph.as_graph_def()
+    assert runs.bias_masks(g, []) is None
+
+
+@pytest.mark.parametrize("op", [None, "Relu", "Relu6"])
+def test_blockwise_error_sums_equal_whole_array_sums(op):
+    rng = np.random.default_rng(1)
+    channels = 24
+    scale = rng.uniform(0.01, 100.0, channels)
+    reference = (rng.standard_normal((3, 61, 53, channels)) * scale).astype(np.float32)
+    value = (reference + rng.standard_normal(reference.shape) * 0.05 * scale).astype(np.float32)
+    a = reference.reshape(-1, channels).astype(np.float64)
+    b = value.reshape(a.shape).astype(np.float64)
+    live = np.ones(a.shape, bool)
+    if op:
+        live = (a > 0) & (b > 0)
+        if op == "Relu6":
+            live &= (a < 6) & (b < 6)
+    total, count = bias._error_sums(reference, value, op)
+    # The sums run over many blocks here (3*61*53 rows of 24 channels).
+    assert len(a) > (1 << 16) // channels
+    np.testing.assert_array_equal(count, live.sum(0))
+    assert np.array_equal(total, np.where(live, b - a, 0.0).sum(0))
+
+
+def test_the_float_graph_is_opened_once_and_not_run_again_for_the_checks(monkeypatch):
+    g, x = _graph(), _samples(12)
+    float_runs, opened = [], []
+    real_init, real_run = calibrate_module._Session.__init__, calibrate_module._Session.run
+
+    def counted_init(self, graph_def, *args, **kwargs):
+        self.is_float = not any(n.op.startswith("_Fused") for n in graph_def.node)
+        opened.append(self.is_float)
+        return real_init(self, graph_def, *args, **kwargs)
+
+    def counted_run(self, fetches, feeds):
+        if self.is_float:
+            float_runs.append(fetches)
+        return real_run(self, fetches, feeds)
+
+    monkeypatch.setattr(calibrate_module._Session, "__init__", counted_init)
+    monkeypatch.setattr(calibrate_module._Session, "run", counted_run)
+    result = _quantize(g, x)
+    # Calibration's session, then one more of the float graph for the outputs' reference:
+    # every other session is of an 8-bit rewrite.
+    assert opened.count(True) == 2
+    # The graph is frozen at batch 1: 12 calibration runs, whose values on the first 8
+    # samples the checks reuse, then the reference outputs on the 8 check samples and on
+    # the 4 held-out ones that judge the bias correction. Nothing else runs the float graph.
+    assert any(n.startswith("bias correction") for n in result.notes)
+    assert len(float_runs) == 12 + 8 + 4
+    assert all(fetches == ["output:0"] for fetches in float_runs[12:])
