@@ -190,21 +190,52 @@ def token_data(path, count=6, length=9):
     return path
 
 
-def tf_keras_savedmodel(folder):
+_TF_KERAS_CHILD = r"""
+import sys
+import numpy as np
+import tf_keras
+folder, x_path, keras3_path, out_path = sys.argv[1:5]
+tf_keras.utils.set_random_seed(8)
+inputs = tf_keras.Input((5,), name="x")
+hidden = tf_keras.layers.Dense(7, activation="relu")(inputs)
+outs = [tf_keras.layers.Dense(n, name=f"head{n}")(hidden) for n in (1, 2, 3)]
+model = tf_keras.Model(inputs, outs)
+model.compile("adam", "mse")
+model.save(folder, save_format="tf")
+want = tf_keras.models.load_model(folder).predict(np.load(x_path), verbose=0)
+try:
+    tf_keras.models.load_model(keras3_path)
+    refused = False
+except Exception:
+    refused = True
+np.savez(out_path, *want, refused=refused)
+"""
+
+
+def tf_keras_savedmodel(folder, x, keras3_path):
     """A tf.keras-2 (tf_keras) SavedModel with three outputs, which Keras 3's load_model
-    refuses. Returns the folder, or None when tf_keras is not installed."""
-    try:
-        import tf_keras
-    except ImportError:
+    refuses, made in a child process: importing tf_keras registers its optimizers with TF
+    for the rest of a process, which would hide what other tests check of TF alone.
+
+    Returns (folder, tf_keras's outputs on x, whether tf_keras refused `keras3_path`),
+    or None when tf_keras is not installed."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tf_keras") is None:
         return None
-    tf_keras.utils.set_random_seed(8)
-    inputs = tf_keras.Input((5,), name="x")
-    hidden = tf_keras.layers.Dense(7, activation="relu")(inputs)
-    outs = [tf_keras.layers.Dense(n, name=f"head{n}")(hidden) for n in (1, 2, 3)]
-    model = tf_keras.Model(inputs, outs)
-    model.compile("adam", "mse")
-    model.save(str(folder), save_format="tf")
-    return folder
+    x_path, out_path = folder.parent / "tfk_x.npy", folder.parent / "tfk_out.npz"
+    np.save(x_path, x)
+    done = subprocess.run(
+        [sys.executable, "-c", _TF_KERAS_CHILD, str(folder), str(x_path), str(keras3_path),
+         str(out_path)], capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(out_path) as saved:
+        want = [saved[f"arr_{i}"] for i in range(3)]
+        return folder, want, bool(saved["refused"])
 
 
 def cond_flag_graph(path):

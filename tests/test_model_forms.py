@@ -382,17 +382,18 @@ def test_keras_lstm_through_optimize_data(forms, tmp_path):
 def test_tf_keras_savedmodel_with_three_outputs(forms):
     import keras
 
-    folder = build.tf_keras_savedmodel(forms / "tfk")
-    if folder is None:
+    # the other way round too: tf_keras refuses a Keras 3 .keras file, leangraph loads it
+    inputs = keras.Input((5,), name="x")
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(forms / "k3.keras")
+    x = np.random.default_rng(4).normal(size=(1, 5)).astype(np.float32)
+    made = build.tf_keras_savedmodel(forms / "tfk", x, forms / "k3.keras")
+    if made is None:
         pytest.skip("tf_keras is not installed")
+    folder, want, keras3_refused = made
     with pytest.raises(Exception):
         keras.models.load_model(folder)  # Keras 3 refuses it; leangraph must not
     frozen = freeze(folder)
     assert len(frozen.outputs) == 3
-    x = np.random.default_rng(4).normal(size=(1, 5)).astype(np.float32)
-    import tf_keras
-
-    want = tf_keras.models.load_model(folder).predict(x, verbose=0)
     got = run(frozen.graph_def, {frozen.input_names[0]: x}, frozen.output_names)
     for g, w in zip(got, sorted(want, key=lambda a: a.shape[-1])):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
@@ -402,11 +403,7 @@ def test_tf_keras_savedmodel_with_three_outputs(forms):
         freeze(folder, outputs="head9")
     with pytest.raises(FreezeError, match="--feed"):
         freeze(folder, feeds=["x=1"])
-    # and the other way round: tf_keras refuses a Keras 3 .keras file, leangraph loads it
-    inputs = keras.Input((5,), name="x")
-    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(forms / "k3.keras")
-    with pytest.raises(Exception):
-        tf_keras.models.load_model(forms / "k3.keras")
+    assert keras3_refused
     assert freeze(forms / "k3.keras").input_names == ["x"]
 
 
@@ -502,3 +499,28 @@ def test_feed_syntax_errors(capsys, flags, tmp_path):
     err = _one_line_error(capsys, ["freeze", str(flags[0]), "-o", str(tmp_path / "m.pb"),
                                    "--inputs", "img", "--feed", "keep_prob"])
     assert "NAME=VALUE" in err
+
+
+def test_stripping_an_input_path_drops_the_functions_only_it_called():
+    """deepbrain's graph: a tf.data map function (holding a TFRecordDataset) is called only
+    from the iterator path; once that path is stripped, the function goes too, so the
+    I/O check does not refuse the frozen graph for a function nothing runs."""
+    from tensorflow.core.framework import graph_pb2
+
+    from leangraph.freezing.placeholders import prune
+    from leangraph.safety import find_unsafe_ops
+
+    graph = graph_pb2.GraphDef()
+    for name in ("reader_fn", "used_fn", "helper_fn"):
+        graph.library.function.add().signature.name = name
+    graph.library.function[0].node_def.add(name="r", op="TFRecordDataset")
+    graph.library.function[1].node_def.add(name="h", op="helper_fn")
+    graph.node.add(name="x", op="Placeholder")
+    graph.node.add(name="y", op="used_fn", input=["x"])
+    mapped = graph.node.add(name="dataset", op="MapDataset")
+    mapped.attr["f"].func.name = "reader_fn"
+    assert find_unsafe_ops(graph)
+    out, stripped = prune(graph, ["y"], ["x"])
+    assert "dataset" in stripped
+    assert sorted(f.signature.name for f in out.library.function) == ["helper_fn", "used_fn"]
+    assert not find_unsafe_ops(out)

@@ -3,18 +3,10 @@
 import argparse
 import sys
 
+from leangraph.pipeline.data_options import count
+
 # Exit status when the run finished but no variant passed verification.
 EXIT_NO_RESULT = 3
-
-
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _tolerance(text):
@@ -56,7 +48,7 @@ def add_parser(subparsers):
     parser.add_argument("--weights", default=None,
                         help="weights file for an architecture .json")
     add_io_arguments(parser)
-    parser.add_argument("--batch", type=_count, default=None, metavar="N",
+    parser.add_argument("--batch", type=count, default=None, metavar="N",
                         help="also time batch N (the report gives latency and throughput)")
     parser.add_argument("--recipe", default="deploy",
                         help="leangraph recipe (default: %(default)s)")
@@ -71,7 +63,7 @@ def add_parser(subparsers):
                         help="int8: Conv2D weights on unsigned inputs in 7 or 8 bits (default: "
                              "8 where this CPU has VNNI, else 7; 7 makes a graph that is right "
                              "on CPUs without VNNI too)")
-    parser.add_argument("--images", type=_count, default=None,
+    parser.add_argument("--images", type=count, default=None,
                         help=f"without --data: verify on N invented inputs (default: "
                              f"{DEFAULT_IMAGES}); int8 is then timed, never the result")
     from leangraph.pipeline.data_options import add_data_arguments
@@ -80,9 +72,9 @@ def add_parser(subparsers):
     parser.add_argument("--preprocess", default=None, metavar="NAME",
                         help="preprocessing mode or model family (tf, caffe, torch, none, "
                              "xception, resnet50, ...); default: the model family's")
-    parser.add_argument("--runs", type=_count, default=None,
+    parser.add_argument("--runs", type=count, default=None,
                         help="timed runs per variant (default: the number of images)")
-    parser.add_argument("--threads", type=_count, default=None, help="intra-op threads")
+    parser.add_argument("--threads", type=count, default=None, help="intra-op threads")
     parser.add_argument("--cpus", default=None, metavar="LIST",
                         help="pin to these CPUs, e.g. 0,1 or 0-3")
     parser.add_argument("--tolerance", type=_tolerance, default=1e-4,

@@ -14,7 +14,8 @@ DATA_HELP = (".npz (arrays named after the inputs, optional y / y_<output> label
              "folder of one-example .npy/.npz files (each fed as is)")
 
 
-def _count(text):
+def count(text):
+    """argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -58,10 +59,10 @@ def add_data_arguments(parser, *, required=False, aliases=False, calibration=Tru
                             metavar="PATH", help="calibrate int8 on these examples instead of "
                                                  "a split of --data (same forms)")
     if samples:
-        parser.add_argument("--verify-samples", type=_count, default=DEFAULT_VERIFY_SAMPLES,
+        parser.add_argument("--verify-samples", type=count, default=DEFAULT_VERIFY_SAMPLES,
                             metavar="N", help="examples held out for verification at most "
                                               "(default %(default)s)")
-        parser.add_argument("--calibration-samples", type=_count,
+        parser.add_argument("--calibration-samples", type=count,
                             default=DEFAULT_CALIBRATION_SAMPLES, metavar="N",
                             help="examples int8 calibrates on at most (default %(default)s)")
     if gates:

@@ -1,6 +1,5 @@
 """`leangraph.prune`: remove channels, fine-tune by distillation, report what it cost."""
 
-import json
 import math
 import os
 import time
@@ -16,10 +15,11 @@ from leangraph.prune import criteria as C
 from leangraph.prune import distill as D
 from leangraph.prune import groups as G
 from leangraph.prune import rebuild as R
+from leangraph.prune.summary import ReductionSummary
 
 
 @dataclass
-class PruneReport:
+class PruneReport(ReductionSummary):
     model: str
     criterion: str
     target_macs: float | None
@@ -43,24 +43,6 @@ class PruneReport:
     seconds: float = 0.0
     source: str | None = None  # the pruned model's path, when it was given as one
     kind: str = "leangraph prune"
-
-    @property
-    def macs_ratio(self):
-        return self.macs_after / self.macs_before if self.macs_before else 1.0
-
-    @property
-    def accuracy_drop(self):
-        """Percentage points lost on the held-out data."""
-        return 100.0 * (self.accuracy_before - self.accuracy_after)
-
-    def to_dict(self):
-        data = asdict(self)
-        data["macs_ratio"] = self.macs_ratio
-        data["accuracy_drop"] = self.accuracy_drop
-        return data
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, default=float)
 
     def to_markdown(self):
         what = "accuracy" if self.labels else "top-1 agreement with the original"

@@ -1,11 +1,12 @@
 """What `leangraph prune --method lowrank` did: per layer, and for the whole model."""
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from leangraph.prune.summary import ReductionSummary
 
 
 @dataclass
-class LowRankReport:
+class LowRankReport(ReductionSummary):
     model: str
     method: str  # "lowrank", or "both" (channels pruned first; see `channels`)
     target_macs: float | None
@@ -31,24 +32,6 @@ class LowRankReport:
     seconds: float = 0.0
     source: str | None = None
     kind: str = "leangraph prune"
-
-    @property
-    def macs_ratio(self):
-        return self.macs_after / self.macs_before if self.macs_before else 1.0
-
-    @property
-    def accuracy_drop(self):
-        """Percentage points lost on the held-out data."""
-        return 100.0 * (self.accuracy_before - self.accuracy_after)
-
-    def to_dict(self):
-        data = asdict(self)
-        data["macs_ratio"] = self.macs_ratio
-        data["accuracy_drop"] = self.accuracy_drop
-        return data
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, default=float)
 
     def to_markdown(self):
         what = "accuracy" if self.labels else "top-1 agreement with the original"
