@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "native/edge.h"
 #include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor.pb.h"
 #include "tensorflow/core/framework/tensor_shape.pb.h"
 #include "tensorflow/core/framework/types.pb.h"
@@ -137,7 +138,7 @@ class Int8Checker {
     for (const ScalarRanges& entry : kScalarRanges) {
       if (op != entry.op) continue;
       for (const int input : entry.inputs) {
-        absl::Status status = NeedOneValue(node, input, /*unknown_ok=*/true);
+        absl::Status status = NeedOneValue(node, input, /*unknown_ok=*/false);
         if (!status.ok()) return status;
       }
       if (op == "QuantizedMaxPool" || op == "QuantizedAvgPool") return CheckPool(node);
@@ -201,6 +202,7 @@ class Int8Checker {
       return range_port ? 1 : kUnknown;
     }
     if (op == "RequantizationRange") return edge.port <= 1 ? 1 : kUnknown;
+    if ((op == "Min" || op == "Max") && edge.port == 0) return ReducedCount(*node, depth);
     if (op == "QuantizedMaxPool" || op == "QuantizedAvgPool") {
       return range_port ? Count(Input(*node, edge.port), depth + 1) : kUnknown;
     }
@@ -234,6 +236,12 @@ class Int8Checker {
         op == "AvgPool" || op == "Conv2D" || op == "DepthwiseConv2dNative") {
       return 4;
     }
+    if (op == "Reshape") {
+      // The shape operand's length is the result's rank.
+      const NodeDef* shape = Const(*node, 1);
+      const std::vector<int64_t> dims = shape != nullptr ? Dims(*shape) : std::vector<int64_t>{};
+      return shape != nullptr && dims.size() == 1 ? static_cast<int>(dims[0]) : -1;
+    }
     if (op == "Identity" || op == "Snapshot" || op == "StopGradient" || op == "Relu" ||
         op == "Relu6" || op == "QuantizeV2" || op == "Dequantize" || op == "Pad" ||
         op == "QuantizedConcatV2" || op == "ConcatV2") {
@@ -249,6 +257,32 @@ class Int8Checker {
     return Refuse(node, absl::StrCat("input ", i, " ('", absl::Utf8SafeCHexEscape(node.input(i)),
                                      "') has rank ", given, "; the int8 kernel needs rank ",
                                      rank));
+  }
+
+  // A Min or Max over every axis of its input (TF's eight-bit recipe reduces a
+  // Reshape to [-1] over axis 0) holds one value.
+  int64_t ReducedCount(const NodeDef& node, int depth) const {
+    if (BoolAttr(node, "keep_dims")) return kUnknown;
+    const int rank = Rank(Input(node, 0), depth + 1);
+    const NodeDef* axes = Const(node, 1);
+    if (rank < 0 || axes == nullptr) return kUnknown;
+    tensorflow::Tensor value;
+    if (!value.FromProto(axes->attr().at("value").tensor()) ||
+        (value.dtype() != tensorflow::DT_INT32 && value.dtype() != tensorflow::DT_INT64)) {
+      return kUnknown;
+    }
+    std::vector<bool> reduced(rank, false);
+    for (int64_t i = 0; i < value.NumElements(); ++i) {
+      int64_t axis = value.dtype() == tensorflow::DT_INT32 ? value.flat<int32_t>()(i)
+                                                            : value.flat<int64_t>()(i);
+      if (axis < 0) axis += rank;
+      if (axis < 0 || axis >= rank) return kUnknown;
+      reduced[axis] = true;
+    }
+    for (const bool r : reduced) {
+      if (!r) return kUnknown;
+    }
+    return 1;
   }
 
   absl::Status NeedOneValue(const NodeDef& node, int i, bool unknown_ok) const {
@@ -506,7 +540,7 @@ class Int8Checker {
     const int64_t axis = IntAttr(node, "axis", -1);
     if (axis == -1) {
       for (const int i : {1, 2}) {
-        absl::Status status = NeedOneValue(node, i, true);
+        absl::Status status = NeedOneValue(node, i, false);
         if (!status.ok()) return status;
       }
       return absl::OkStatus();
@@ -530,7 +564,7 @@ class Int8Checker {
     }
     // QuantizedConcat: axis, values, mins, maxes; V2: values, axis, mins, maxes.
     for (int64_t i = n + 1; i < 3 * n + 1; ++i) {
-      absl::Status status = NeedOneValue(node, static_cast<int>(i), true);
+      absl::Status status = NeedOneValue(node, static_cast<int>(i), false);
       if (!status.ok()) return status;
     }
     return absl::OkStatus();

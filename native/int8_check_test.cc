@@ -231,6 +231,28 @@ LG_TEST(RefusesAnInputOfTheWrongRank) {
   LG_EXPECT(Accepted(graph));
 }
 
+LG_TEST(RangesOfThePlainOpsMustBeKnownScalars) {
+  // oneDNN's Dequantize reads its range as a scalar: a rewired 256-value tensor aborted
+  // the process (measured), and the graph alone cannot tell a Mean's size.
+  GraphDef graph = Int8Graph();
+  Add(&graph, "mean", "Mean", {"input", "lo"});
+  Find(&graph, "out")->set_input(1, "mean");
+  LG_EXPECT(Refused(graph, {"'out'", "range input 1", "must hold one value"}));
+  // TF's eight-bit recipe: Min/Max over a Reshape to [-1], along axis 0.
+  graph = Int8Graph();
+  AddConst(&graph, "flat_shape", {1}, tensorflow::DT_INT32);
+  Add(&graph, "flat", "Reshape", {"input", "flat_shape"});
+  NodeDef* axis = AddConst(&graph, "axis", {1}, tensorflow::DT_INT32);
+  axis->mutable_attr()->at("value").mutable_tensor()->add_int_val(0);
+  Add(&graph, "min", "Min", {"flat", "axis"});
+  Add(&graph, "max", "Max", {"flat", "axis"});
+  Find(&graph, "q")->set_input(1, "min");
+  Find(&graph, "q")->set_input(2, "max");
+  LG_EXPECT(Accepted(graph));
+  (*Find(&graph, "min")->mutable_attr())["keep_dims"].set_b(true);
+  LG_EXPECT(Refused(graph, {"'q'", "range input 1"}));
+}
+
 LG_TEST(RefusesAConstSummand) {
   GraphDef graph = Int8Graph();
   NodeDef* conv = Find(&graph, "conv");
