@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "native/edge.h"
 #include "native/int8_check.h"
+#include "tensorflow/core/common_runtime/graph_constructor.h"
 #include "tensorflow/core/framework/function.pb.h"
 #include "tensorflow/core/framework/node_def.pb.h"
 #include "tensorflow/core/framework/node_def_util.h"
@@ -24,6 +25,7 @@
 #include "tensorflow/core/framework/tensor_shape.pb.h"
 #include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/framework/types.pb.h"
+#include "tensorflow/core/graph/graph.h"
 
 namespace leangraph {
 namespace {
@@ -468,6 +470,18 @@ class Checker {
 std::string_view InputNode(std::string_view input) { return ParseEndpoint(input).node; }
 
 absl::Status CheckGraph(const GraphDef& graph) { return Checker(graph).Run(); }
+
+absl::Status CheckShapes(const GraphDef& graph) {
+  // As Python's import does: shape functions run and their errors count.
+  tensorflow::ImportGraphDefOptions options;
+  options.validate_shape = true;
+  tensorflow::Graph shaped(tensorflow::OpRegistry::Global());
+  const absl::Status status =
+      tensorflow::ImportGraphDef(options, graph, &shaped, nullptr, nullptr);
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "TensorFlow's shape inference refuses the graph: ", Printable(status.message())));
+}
 
 void AddMissingDefaults(GraphDef* graph) {
   std::unordered_map<std::string_view, const OpDef*> functions;

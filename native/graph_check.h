@@ -27,6 +27,12 @@ inline constexpr int64_t kMaxTensorBytes = int64_t{1} << 31;
 // NextIteration.
 absl::Status CheckGraph(const tensorflow::GraphDef& graph);
 
+// OK, or InvalidArgument when TF's shape functions refuse the graph (a pool whose
+// stride leaves a later VALID conv nothing to read). Python's import runs them;
+// a C++ session does not before its kernels run, and oneDNN's int8 kernels abort
+// on the empty tensors such a graph makes. Run after CheckGraph.
+absl::Status CheckShapes(const tensorflow::GraphDef& graph);
+
 // The node an entry of NodeDef.input names: "^a", "a:1" and "a" all name a.
 std::string_view InputNode(std::string_view input);
 

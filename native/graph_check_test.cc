@@ -319,3 +319,32 @@ LG_TEST(RefusesAnAttributeTheOpDoesNotDefine) {
 }
 
 }  // namespace
+
+namespace {
+
+LG_TEST(CheckShapesRefusesWhatTfShapeFunctionsRefuse) {
+  // A 3x3 VALID pool over a 2x2 input: nothing left to read (oneDNN's int8 kernels
+  // abort on the empty tensors such a graph makes downstream).
+  GraphDef graph;
+  NodeDef* input = Add(&graph, "input", "Placeholder");
+  SetType(input, "dtype", tensorflow::DT_FLOAT);
+  auto* shape = (*input->mutable_attr())["shape"].mutable_shape();
+  for (const int64_t d : {1, 2, 2, 3}) shape->add_dim()->set_size(d);
+  NodeDef* pool = Add(&graph, "pool", "AvgPool", {"input"});
+  SetType(pool, "T", tensorflow::DT_FLOAT);
+  (*pool->mutable_attr())["padding"].set_s("VALID");
+  for (const char* attr : {"ksize", "strides"}) {
+    auto* list = (*pool->mutable_attr())[attr].mutable_list();
+    for (const int64_t v : {1, 3, 3, 1}) list->add_i(v);
+  }
+  leangraph::AddMissingDefaults(&graph);
+  LG_EXPECT(leangraph::CheckGraph(graph).ok());
+  const absl::Status status = leangraph::CheckShapes(graph);
+  LG_EXPECT(!status.ok() &&
+            std::string(status.message()).find("shape inference refuses") != std::string::npos);
+  (*pool->mutable_attr())["padding"].set_s("SAME");
+  LG_EXPECT(leangraph::CheckShapes(graph).ok());
+  LG_EXPECT(leangraph::CheckShapes(ConvMulGraph()).ok());
+}
+
+}  // namespace

@@ -801,6 +801,7 @@ absl::StatusOr<BenchReport> RunBenchmark(const tf::GraphDef& graph,
                                          const BenchOptions& asked) {
   absl::Status status = CheckOptions(asked);
   if (status.ok()) status = CheckGraph(graph);
+  if (status.ok()) status = CheckShapes(graph);
   if (!status.ok()) return status;
   const int width = ParallelWidth(graph);
   const BenchOptions o = WithInterOpMode(asked, width);
@@ -877,6 +878,7 @@ absl::StatusOr<CompareReport> RunCompare(const tf::GraphDef& a,
   for (Candidate* c : {&ca, &cb}) {
     const char* which = c == &ca ? "A" : "B";
     status = CheckGraph(*c->graph);
+    if (status.ok()) status = CheckShapes(*c->graph);
     absl::StatusOr<Prepared> prepared =
         status.ok() ? Prepare(*c->graph, o) : absl::StatusOr<Prepared>(status);
     if (!prepared.ok()) {
