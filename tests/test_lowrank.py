@@ -227,7 +227,8 @@ def test_rank_selection_refuses_what_the_timer_says_is_slower(mlp, digits):
     assert not any(r["kept"] for r in rows.values())
     timed = [t for r in rows.values() for t in r["timed"]]
     assert timed and not any(t["pays"] for t in timed)
-    assert all(t["timing"]["high"] < 1.0 for t in timed)  # all measured, and made slower
+    # All measured, and none proven faster: the injected cost is on the candidate.
+    assert all(t["timing"]["low"] <= 1.0 for t in timed)
     assert rows["d2"]["why_whole"] == "not measurably faster at any candidate rank"
     assert report.macs_after == report.macs_before and len(model.layers) == len(mlp.layers)
     # The same run without the injected cost keeps d2's factorisation (384x384 at batch 32

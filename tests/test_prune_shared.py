@@ -112,12 +112,23 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_runs_again(server
     victim = Worker(files, url, "kill", "a", "--trials", "3")
     deadline = time.monotonic() + 240
     running = []
-    while time.monotonic() < deadline and not running:
+
+    def running_trials():
         try:
-            running = [t for t in trials_of(url, "kill")
-                       if t.state.name == "RUNNING" and t.user_attrs.get("run")]
+            return [t for t in trials_of(url, "kill")
+                    if t.state.name == "RUNNING" and t.user_attrs.get("run")]
         except KeyError:
-            pass
+            return []
+
+    # Checking and then killing races with the worker (its trial may end in between):
+    # it is stopped (SIGSTOP) first and looked at again, and then it dies in that state.
+    while time.monotonic() < deadline and not running:
+        if running_trials():
+            victim.proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)  # a write already sent lands before the second look
+            running = running_trials()
+            if not running:
+                victim.proc.send_signal(signal.SIGCONT)
         time.sleep(0.2)
     assert running, victim.log.read_text()[-3000:]
     victim.proc.send_signal(signal.SIGKILL)
