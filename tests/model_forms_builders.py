@@ -1,4 +1,4 @@
-"""Builders of the model forms TF users hold (issue 33), each tiny and made here.
+"""Builders of the model forms TF users hold, each tiny and made here.
 
 Every builder writes into a folder it is given and returns what a user would pass
 to leangraph (a path) plus what the test needs to know (names, shapes).

@@ -47,10 +47,7 @@ def test_the_package_is_the_source_tree_or_the_wheel():
     ("a session beside the checked runner", r"compat\.v1\.Session\(", "runner.py"),
 ])
 def test_one_definition(what, pattern, home):
-    # Loading a TF1 checkpoint or SavedModel needs its own session to restore variables
-    # (freezing, not running a graph for results).
-    loaders = {"freeze.py", "freezing/checkpoint.py"} if "Session" in pattern else set()
-    others = _where(pattern, allowed={home} | loaders)
+    others = _where(pattern, allowed={home})
     assert not others, f"{what} outside {home}:\n" + "\n".join(others)
     assert _where(pattern, allowed=set(_sources()) - {home}), f"{home} no longer has {what}"
 

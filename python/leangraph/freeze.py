@@ -264,10 +264,31 @@ def _saved_model_v1(path, signature):
         logger.setLevel(level)
 
 
+def _serving_graph_def(path):
+    """The GraphDef of the SavedModel's serving meta graph, read from saved_model.pb,
+    so the native checks see it before TF's loader runs it (empty where it cannot be
+    read: the loader then says why)."""
+    from tensorflow.core.framework import graph_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    except (OSError, ValueError, RuntimeError):
+        return graph_pb2.GraphDef()
+    for meta in saved.meta_graphs:
+        if "serve" in meta.meta_info_def.tags:
+            return meta.graph_def
+    return graph_pb2.GraphDef()
+
+
 def _saved_model_v1_session(path, signature, graph):
     import tensorflow as tf
 
-    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+    from leangraph.runner import session as checked_session
+
+    with graph.as_default(), checked_session(graph, _serving_graph_def(path),
+                                             FreezeError) as session:
         try:
             meta = tf.compat.v1.saved_model.loader.load(
                 session, [tf.saved_model.SERVING], str(path))

@@ -55,6 +55,17 @@ def import_graph(graph, error=GraphError, checked=False):
     return tf_graph
 
 
+def session(tf_graph, graph_def, error=GraphError, config=None):
+    """A tf.compat.v1.Session over `tf_graph`, whose GraphDef is `graph_def`, after the
+    native checks on it: for the TF1 loaders, which restore variables into a graph TF
+    itself built (a checkpoint's meta graph, a SavedModel's), so it cannot go through
+    `import_graph`."""
+    import tensorflow as tf
+
+    check(graph_def, error)
+    return tf.compat.v1.Session(graph=tf_graph, config=config)
+
+
 class Runner:
     """One checked, imported graph in one session; `run` may be called many times.
 
@@ -72,6 +83,7 @@ class Runner:
         self._error = error
         self._tf_errors = (ValueError, tf.errors.OpError)
         self.graph = import_graph(graph_def, error, checked)
+        # import_graph checked graph_def already.
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
 
     def run(self, fetches, feeds):

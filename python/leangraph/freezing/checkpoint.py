@@ -237,7 +237,9 @@ def load_checkpoint(path, outputs):
     missing = [o for o in outputs if graphs.node_name(o) not in present]
     if missing:
         raise FreezeError(f"--outputs: not nodes of the checkpoint's graph: {', '.join(missing)}")
-    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+    from leangraph.runner import session as checked_session
+
+    with graph.as_default(), checked_session(graph, graph.as_graph_def(), FreezeError) as session:
         if saver is None:
             if not tf.compat.v1.global_variables():
                 raise FreezeError(f"the checkpoint's graph {meta_path} has no variables")
