@@ -110,6 +110,7 @@ def test_every_trial_is_recorded_with_table_and_plot(tmp_path, data, digits):
 def test_pareto_front_drops_dominated_points():
     def trial(n, ms, acc):
         return Trial(n, "original", "none", "fp32", 1, latency_ms=ms, accuracy=acc,
+                     metric="accuracy", score=acc,
                      accuracy_drop=100 * (0.9 - acc), feasible=True)
 
     a, b, c, d = trial(0, 10, 0.90), trial(1, 5, 0.89), trial(2, 6, 0.88), trial(3, 20, 0.95)
@@ -260,3 +261,103 @@ def test_pairs_that_find_the_winner_slower_overrule_it(monkeypatch, data, digits
     assert result.confirmed["overruled"].endswith("/int8-weights/t1")
     assert any("its lead in the trials was the thread count" in line for line in lines)
     assert not any(n.op == "Dequantize" for n in result.best_graph.node)
+
+
+def _two_in_two_out(reg_scale=1.0):
+    """a (N, 4) float and b (N, 3) float -> 'cls' (softmax over 3) and 'reg' (N, 1).
+    reg_scale multiplies the regression head only."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 1, (7, 3)).astype(np.float32)
+    v = rng.normal(0, 1, (7, 1)).astype(np.float32) * reg_scale
+    g = tf.Graph()
+    with g.as_default():
+        a = tf.compat.v1.placeholder(tf.float32, [None, 4], name="a")
+        b = tf.compat.v1.placeholder(tf.float32, [None, 3], name="b")
+        both = tf.concat([a, b], axis=1)
+        tf.nn.softmax(tf.matmul(both, tf.constant(w)), name="cls")
+        tf.identity(tf.matmul(both, tf.constant(v)), name="reg")
+    return g.as_graph_def()
+
+
+@pytest.fixture(scope="module")
+def two_heads():
+    rng = np.random.default_rng(6)
+    a = rng.normal(0, 1, (64, 4)).astype(np.float32)
+    b = rng.normal(0, 1, (64, 3)).astype(np.float32)
+    ref = graphs.load_graph(_two_in_two_out())
+    from leangraph.runner import run
+
+    cls, reg = run(ref, {"a": a, "b": b}, ["cls", "reg"])
+    # Measured targets: the model's own answer plus noise, so its MAE is not zero.
+    y_reg = reg + rng.normal(0, 0.5, reg.shape).astype(np.float32)
+    return {"a": a, "b": b, "y_cls": cls.argmax(-1), "y_reg": y_reg}
+
+
+def test_every_output_is_held_to_its_own_budget(two_heads):
+    """A candidate whose class head is right but whose regression head is 30 % too large:
+    accuracy alone would let it win; the regression output's MAE budget does not."""
+    x = {"a": two_heads["a"], "b": two_heads["b"]}
+    y = {"cls": two_heads["y_cls"], "reg": two_heads["y_reg"]}
+    lines = []
+    result = tune(_two_in_two_out(), x, y, recipes=["none"], precisions=["fp32"], threads=[1],
+                  candidates={"scaled": _two_in_two_out(1.3)}, log=lines.append,
+                  timer=lambda g, c, t, feeds: 1.0)
+    scaled = next(t for t in result.trials if t.model == "scaled")
+    assert scaled.metric == "accuracy" and scaled.score == pytest.approx(1.0)
+    assert not scaled.feasible
+    assert "output 'reg': MAE" in scaled.note and "over the budget (+10 %)" in scaled.note
+    assert result.best.model == "original"
+    assert any("cls (classes), reg (regression)" in line for line in lines)
+    # With the MAE budget lifted, the same candidate is within it.
+    lifted = tune(_two_in_two_out(), x, y, recipes=["none"], precisions=["fp32"],
+                  threads=[1], candidates={"scaled": _two_in_two_out(1.3)},
+                  max_mae_increase=10.0, log=lambda line: None,
+                  timer=lambda g, c, t, feeds: 1.0)
+    assert next(t for t in lifted.trials if t.model == "scaled").feasible
+
+
+def test_without_labels_every_output_is_gated_by_its_kind(two_heads):
+    """No labels: the trials rank on the first output's agreement, and every output
+    (the regression head too) passes its kind's gate against the original."""
+    x = {"a": two_heads["a"], "b": two_heads["b"]}
+    result = tune(_two_in_two_out(), x, recipes=["none"], precisions=["fp32"], threads=[1],
+                  candidates={"scaled": _two_in_two_out(1.3)}, log=lambda line: None,
+                  timer=lambda g, c, t, feeds: 1.0)
+    scaled = next(t for t in result.trials if t.model == "scaled")
+    assert scaled.metric == "top-1 agreement" and scaled.score == pytest.approx(1.0)
+    assert not scaled.feasible
+    assert "output 'reg' (regression): max relative error" in scaled.note
+    gates = {(c["name"], c["gate"]) for c in scaled.checks}
+    assert {("cls", "top-1 agreement"), ("reg", "max relative error"),
+            ("reg", "SQNR")} <= gates
+
+
+def test_a_regression_output_ranks_on_sqnr_without_labels(two_heads):
+    x = {"a": two_heads["a"], "b": two_heads["b"]}
+    result = tune(_two_in_two_out(), x, recipes=["none"], precisions=["fp32"], threads=[1],
+                  output_name="reg", log=lambda line: None, timer=lambda g, c, t, feeds: 1.0)
+    assert result.baseline.metric == "SQNR dB" and result.baseline.shown_score() == "exact"
+    assert result.best.accuracy is None
+
+
+def test_cli_tune_takes_the_gate_options(tmp_path, two_heads, capsys):
+    graph = tmp_path / "two.pb"
+    graphs.save_graph(_two_in_two_out(), graph)
+    npz = tmp_path / "data.npz"
+    np.savez(npz, **two_heads)
+    out = tmp_path / "out"
+    rc = cli.main(["tune", str(graph), "--data", str(npz), "--recipes", "none",
+                   "--precisions", "fp32,bf16", "--threads", "1", "--trials", "2",
+                   "--output-kind", "reg=regression", "--gate", "reg=sqnr:30",
+                   "--max-mae-increase", "0.2", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    record = json.loads((out / "trials.json").read_text())
+    checks = record["baseline"]["checks"]
+    assert {c["name"] for c in checks} == {"cls", "reg"}
+    assert record["baseline"]["metric"] == "accuracy"
+    rc = cli.main(["tune", str(graph), "--data", str(npz), "--output-kind", "nope=classes",
+                   "-o", str(tmp_path / "bad")])
+    assert rc != 0
+    assert "no output 'nope' (the outputs: cls, reg)" in capsys.readouterr().err

@@ -151,6 +151,19 @@ def class_labels(labels, classes=None):
     return labels
 
 
+def _class_labels_for(labels, columns):
+    """Whether labels read as class indices (or one-hot rows) of an output this wide."""
+    labels = np.asarray(labels)
+    if columns is None or columns < 2 or labels.size == 0:
+        return False
+    if labels.ndim == 2 and labels.shape[-1] == columns:
+        return bool(np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(-1) == 1))
+    if labels.ndim != 1:
+        return False
+    whole = np.all(np.equal(np.mod(labels, 1), 0))
+    return bool(whole and labels.min() >= 0 and labels.max() < columns)
+
+
 def accuracy(output, labels, kind="classes"):
     """Fraction of predictions equal to the labels (classes, binary, multilabel); None for
     regression. Class labels may be indices or one-hot rows."""
@@ -195,6 +208,32 @@ def within_budget(reference, value, max_accuracy_drop=0.5, max_mae_increase=0.1,
         # A tiny tolerance, so float noise in a fraction never flips a verdict.
         return 100.0 * (reference - value) <= max_accuracy_drop + 1e-9
     return value <= reference * (1.0 + max_mae_increase) + 1e-12
+
+
+def label_scores(names, kinds, outputs, labels):
+    """The score of each output that has labels: [{name, metric, value, higher_is_better}]."""
+    scores = []
+    for name, kind, out in zip(names, kinds, outputs):
+        if name in labels:
+            metric, value, higher = score(out, labels[name], kind)
+            scores.append({"name": name, "metric": metric, "value": value,
+                           "higher_is_better": higher})
+    return scores
+
+
+def budget_failures(scores, reference_scores, max_accuracy_drop=0.5, max_mae_increase=0.1):
+    """Why a variant's label scores (label_scores) are over the budget against the
+    reference's: one line per output over it (empty: within)."""
+    failed = []
+    for mine, ref in zip(scores, reference_scores):
+        if not within_budget(ref["value"], mine["value"], max_accuracy_drop, max_mae_increase,
+                             mine["higher_is_better"]):
+            budget = (f"{max_accuracy_drop:g} points" if mine["higher_is_better"]
+                      else f"+{100 * max_mae_increase:g} %")
+            failed.append(f"output '{mine['name']}': {mine['metric']} {mine['value']:.4g} "
+                          f"against the reference's {ref['value']:.4g}, over the budget "
+                          f"({budget})")
+    return failed
 
 
 # ---------------------------------------------------------------------------
@@ -321,6 +360,10 @@ class Gates:
     tolerance: float = 1e-4
     thresholds: dict = field(default_factory=dict)
     fragile: bool = False
+    #: outputs whose kind --output-kind set (labels never change those)
+    given: set = field(default_factory=set)
+    #: each output's last axis (None: unknown), for reading labels
+    columns: list = field(default_factory=list)
 
     @classmethod
     def for_graph(cls, graph_def, outputs, tolerance=1e-4, kinds=None, gates=None):
@@ -335,7 +378,18 @@ class Gates:
             if given not in names:
                 raise UsageError(f"no output '{given}' (the outputs: {', '.join(names)})")
         found = [kinds.get(o.name) or output_kind(graph_def, o.name, o.shape) for o in outputs]
-        return cls(names, found, tolerance, thresholds)
+        columns = [o.shape[-1] if o.shape else None for o in outputs]
+        return cls(names, found, tolerance, thresholds, given=set(kinds), columns=columns)
+
+    def read_labels(self, labels):
+        """Logits read as classes: an output the graph leaves a regression, with more than
+        one column, whose labels are whole class indices (one per example) or one-hot rows
+        as wide as it, becomes a classes output, unless --output-kind set its kind."""
+        for i, name in enumerate(self.names):
+            if (name in labels and name not in self.given and self.kinds[i] == "regression"
+                    and _class_labels_for(labels[name], self.columns[i])):
+                self.kinds[i] = "classes"
+        return self
 
     def checks(self, outputs, reference, lossy):
         """Every gate on every output of a variant: a list of OutputCheck."""

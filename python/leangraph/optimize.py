@@ -630,7 +630,7 @@ def _load(run, prog):
                              "with --data")
             c.images = None
     run.gates = Gates.for_graph(loaded.graph_def, loaded.outputs, c.tolerance, c.output_kinds,
-                                c.gates)
+                                c.gates).read_labels(run.evidence.labels)
     prog.item(f"frozen: {len(loaded.graph_def.node)} nodes; inputs "
               f"{_describe_inputs(loaded.frozen)}")
     c.runs = run.count if c.runs is None else c.runs

@@ -209,7 +209,11 @@ def apply_precision(graph, precision, samples=None, limit=CALIBRATION_SAMPLES):
             raise UsageError(f"precision {precision} needs calibration samples")
         from leangraph.quantization import quantize
 
-        result = quantize(graph, np.asarray(samples)[:limit],
+        if isinstance(samples, dict):
+            samples = {name: np.asarray(x)[:limit] for name, x in samples.items()}
+        else:
+            samples = np.asarray(samples)[:limit]
+        result = quantize(graph, samples,
                           min_sqnr_db=threshold, **ends)
         return result.graph_def, None
     raise UsageError(
@@ -226,45 +230,68 @@ def _placeholder_batch(graph_def, name):
     return None
 
 
-class _Runner:
-    """One imported graph and one session, fed batch after batch."""
-
-    def __init__(self, graph, input_name, output_name, session_config=None):
-        self.graph_def = graphs.load_graph(graph)
-        inputs = graphs.default_inputs(self.graph_def)
-        outputs = graphs.default_outputs(self.graph_def)
-        self.input_name = input_name or (inputs[0] if len(inputs) == 1 else None)
-        self.output_name = output_name or (outputs[0] if outputs else None)
-        if self.input_name is None:
-            raise GraphError(
-                f"the graph has {len(inputs)} Placeholders ({', '.join(inputs)}); name the input"
-            )
-        if self.output_name is None:
-            raise GraphError("the graph has no output node; name the output")
-        self.fixed_batch = _placeholder_batch(self.graph_def, graphs.node_name(self.input_name))
-        self._runner = Runner(self.graph_def, config=session_config)
-        self._feed = graphs.tensor_name(self.input_name)
-        self._fetch = graphs.tensor_name(self.output_name)
-
-    def __call__(self, batch):
-        return np.asarray(self._runner.run(self._fetch, {self._feed: batch}), dtype=np.float32)
-
-    def close(self):
-        self._runner.close()
+def _fixed_batch(graph_def, names):
+    """The batch size the inputs' Placeholders fix (the first that fixes one), or None."""
+    wanted = {graphs.node_name(n) for n in names}
+    for node in graph_def.node:
+        if node.name in wanted and "shape" in node.attr:
+            shape = node.attr["shape"].shape
+            if not shape.unknown_rank and shape.dim and shape.dim[0].size > 0:
+                return int(shape.dim[0].size)
+    return None
 
 
-def _predict(runner, x, batch_size):
-    batch_size = runner.fixed_batch or batch_size
-    parts = []
-    for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
-        real = len(batch)
-        if runner.fixed_batch and real < batch_size:
-            # A graph frozen for batch B only takes B examples: pad the last one.
-            pad = np.repeat(batch[-1:], batch_size - real, axis=0)
-            batch = np.concatenate([batch, pad])
-        parts.append(runner(batch)[:real])
-    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+def predict(graph, arrays, input_names, output_names, batch_size=32, session_config=None):
+    """A graph's outputs on examples, in batches of one checked session: one array per
+    output, examples stacked on axis 0.
+
+    arrays: one per input, examples on axis 0, or pipeline.data.PerExample
+    (fed one example at a time, as is). A graph frozen for a fixed batch is fed
+    that batch, the last one padded.
+    """
+    from leangraph.pipeline.data import PerExample
+
+    graph_def = graphs.load_graph(graph)
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be positive, got {batch_size}")
+    one_by_one = any(isinstance(a, PerExample) for a in arrays)
+    fixed = None if one_by_one else _fixed_batch(graph_def, input_names)
+    step = 1 if one_by_one else (fixed or batch_size)
+    feeds = [graphs.tensor_name(n) for n in input_names]
+    fetches = [graphs.tensor_name(n) for n in output_names]
+    parts = [[] for _ in output_names]
+    n = len(arrays[0])
+    with Runner(graph_def, config=session_config) as runner:
+        for start in range(0, n, step):
+            batch = [a[start:start + step] for a in arrays]
+            real = min(step, n - start)
+            if fixed and real < fixed:
+                batch = [np.concatenate([b, np.repeat(b[-1:], fixed - real, axis=0)])
+                         for b in batch]
+            values = runner.run(fetches, dict(zip(feeds, batch)))
+            for slot, value in zip(parts, values):
+                value = np.asarray(value)
+                slot.append(value if one_by_one else value[:real])
+    try:
+        return [np.concatenate(p) for p in parts]
+    except ValueError:
+        raise UsageError("the outputs of the one-example files disagree in shape beyond "
+                         "axis 0, so they cannot be scored together") from None
+
+
+def _ends(graph_def, input_name, output_name):
+    """The one input and one output evaluate() measures: the given ones, or the graph's
+    only Placeholder and its first output."""
+    inputs = graphs.default_inputs(graph_def)
+    outputs = graphs.default_outputs(graph_def)
+    input_name = input_name or (inputs[0] if len(inputs) == 1 else None)
+    if input_name is None:
+        raise GraphError(f"the graph has {len(inputs)} Placeholders ({', '.join(inputs)}); "
+                         "name the input")
+    output_name = output_name or (outputs[0] if outputs else None)
+    if output_name is None:
+        raise GraphError("the graph has no output node; name the output")
+    return input_name, output_name
 
 
 def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None,
@@ -290,27 +317,19 @@ def evaluate(graph, x, y=None, reference=None, batch_size=32, *, input_name=None
         labels = labels.reshape(-1)
         if len(labels) != len(x):
             raise UsageError(f"x has {len(x)} examples but y has {len(labels)} labels")
-    runner = _Runner(graph, input_name, output_name, session_config)
-    try:
-        out = _predict(runner, x, batch_size)
-    finally:
-        runner.close()
+    graph_def = graphs.load_graph(graph)
+    input_name, output_name = _ends(graph_def, input_name, output_name)
+    out = predict(graph_def, [x], [input_name], [output_name], batch_size, session_config)[0]
     flat = out.reshape(len(out), -1)
     accuracy = None if labels is None else metrics.accuracy(flat, labels, "classes")
     agreement = max_abs = max_rel = None
     if reference is not None:
-        ref_runner = _Runner(reference, input_name, output_name, reference_session_config)
-        try:
-            ref = _predict(ref_runner, x, batch_size)
-        finally:
-            ref_runner.close()
+        ref = predict(reference, [x], [input_name], [output_name], batch_size,
+                      reference_session_config)[0]
         if ref.shape != out.shape:
             raise UsageError(
                 f"the graph's output has shape {out.shape}, the reference's {ref.shape}"
             )
         agreement = metrics.agreement(flat, ref.reshape(len(ref), -1), "classes")
-        diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-        max_abs = float(diff.max()) if diff.size else 0.0
-        scale = float(np.abs(ref).max()) if ref.size else 0.0
-        max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+        max_abs, max_rel = metrics.differences(out, ref)
     return EvalResult(accuracy, agreement, max_abs, max_rel, int(len(x)))

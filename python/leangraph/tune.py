@@ -16,19 +16,19 @@ from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 
-import numpy as np
 
 from leangraph import graphs
 from leangraph.errors import GraphError, LeangraphError, UsageError
 from leangraph.hardware import cpu_supports_bf16
-from leangraph.metrics import within_budget
+from leangraph import metrics
+from leangraph.metrics import Gates
 from leangraph.precision import (
     PRECISIONS,
     apply_precision,
-    evaluate,
     int8_threshold,
     is_calibrated,
     is_precision,
+    predict,
 )
 
 ORIGINAL = "original"
@@ -52,6 +52,13 @@ class Trial:
     repeat_of: int | None = None
     #: why a measured trial cannot be the answer although it may be within the budget
     note: str | None = None
+    #: what ranks the trials: accuracy (with labels), top-1 agreement with the original,
+    #: MAE, or SQNR dB against the original (a regression output without labels)
+    metric: str | None = None
+    score: float | None = None
+    higher_is_better: bool = True
+    #: every gate on every output (metrics.OutputCheck as dicts)
+    checks: list | None = None
 
     @property
     def key(self):
@@ -59,6 +66,37 @@ class Trial:
 
     def label(self):
         return f"{self.model}/{self.recipe}/{self.precision}/t{self.threads}"
+
+    @property
+    def quality(self):
+        """The score, larger is better (MAE negated)."""
+        if self.score is None:
+            return float("-inf")
+        return self.score if self.higher_is_better else -self.score
+
+    def shown_score(self):
+        return shown_score(self.metric, self.score)
+
+
+def shown_score(metric, score):
+    """A trial's score in words: '97.50 %', 'MAE 0.0123', 'SQNR 41.2 dB'."""
+    if score is None:
+        return "-"
+    if metric == "MAE":
+        return f"MAE {score:.4g}"
+    if metric == "SQNR dB":
+        return "exact" if score >= SQNR_CAP_DB else f"SQNR {score:.1f} dB"
+    return f"{100 * score:.2f} %"
+
+
+#: SQNR against the original is reported up to this (an exact copy's is infinite).
+SQNR_CAP_DB = 200.0
+
+
+def best_of(trials):
+    """The fastest feasible trial (the better score breaking ties)."""
+    feasible = [t for t in trials if t.feasible and t.repeat_of is None and t.latency_ms]
+    return min(feasible, key=lambda t: (t.latency_ms, -t.quality))
 
 
 @dataclass
@@ -86,33 +124,44 @@ class TuneResult:
             dominated = any(
                 o is not t
                 and o.latency_ms <= t.latency_ms
-                and o.accuracy >= t.accuracy
-                and (o.latency_ms < t.latency_ms or o.accuracy > t.accuracy)
+                and o.quality >= t.quality
+                and (o.latency_ms < t.latency_ms or o.quality > t.quality)
                 for o in points
             )
             if not dominated:
                 front.append(t)
-        return sorted(front, key=lambda t: (t.latency_ms, -t.accuracy))
+        return sorted(front, key=lambda t: (t.latency_ms, -t.quality))
 
     def table(self):
         """The Pareto front as a text table, with the baseline and the winner marked."""
         rows = [("", "model", "recipe", "precision", "threads", "p50 ms", "speedup",
-                 "accuracy %", "drop pts", "file KB")]
+                 self.baseline.metric or "score", "drop pts", "file KB")]
         for t in self.pareto():
             mark = ("*" if t is self.best else "") + ("=" if t is self.baseline else "")
             if not t.feasible:
                 mark += "x"
             rows.append((
                 mark, t.model, t.recipe, t.precision, str(t.threads), f"{t.latency_ms:.3f}",
-                f"{self.baseline.latency_ms / t.latency_ms:.2f}x", f"{100 * t.accuracy:.2f}",
-                f"{t.accuracy_drop:+.2f}", f"{(t.file_bytes or 0) / 1024:.0f}",
+                f"{self.baseline.latency_ms / t.latency_ms:.2f}x", t.shown_score(),
+                "-" if t.accuracy_drop is None else f"{t.accuracy_drop:+.2f}",
+                f"{(t.file_bytes or 0) / 1024:.0f}",
             ))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.append(
-            f"* best within {self.max_accuracy_drop} points; = fp32 baseline; x over budget"
+            f"* best within budget ({self.max_accuracy_drop} points; every output gated by "
+            "its kind); = fp32 baseline; x over budget"
         )
         return "\n".join(lines)
+
+    def best_line(self):
+        """The winner in one line: configuration, latency, speed-up and score."""
+        best = self.best
+        drop = ("" if best.accuracy_drop is None
+                else f" ({best.accuracy_drop:+.2f} points)")
+        return (f"{best.label()} {best.latency_ms:.3f} ms "
+                f"({self.baseline.latency_ms / best.latency_ms:.2f}x the fp32 original), "
+                f"{best.metric or 'score'} {best.shown_score()}{drop}")
 
     def to_dict(self):
         return {
@@ -135,24 +184,33 @@ class TuneResult:
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
 
-        points = self.measured()
+        points = [t for t in self.measured() if t.score is not None]
+        fraction = self.baseline.metric not in ("MAE", "SQNR dB")
+
+        def shown(t):
+            if not fraction:
+                return min(t.score, SQNR_CAP_DB)
+            return 100 * t.score
+
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for feasible, colour, name in ((True, "tab:blue", "within budget"),
                                        (False, "tab:red", "over budget")):
             group = [t for t in points if t.feasible == feasible]
             if group:
-                ax.scatter([t.latency_ms for t in group], [100 * t.accuracy for t in group],
+                ax.scatter([t.latency_ms for t in group], [shown(t) for t in group],
                            c=colour, label=name, alpha=0.7)
-        front = self.pareto()
-        ax.plot([t.latency_ms for t in front], [100 * t.accuracy for t in front],
+        front = [t for t in self.pareto() if t.score is not None]
+        ax.plot([t.latency_ms for t in front], [shown(t) for t in front],
                 "k--", lw=1, label="Pareto front")
-        floor = 100 * self.baseline.accuracy - self.max_accuracy_drop
-        ax.axhline(floor, color="tab:red", lw=0.8, ls=":", label="accuracy budget")
-        ax.annotate("best", (self.best.latency_ms, 100 * self.best.accuracy),
-                    textcoords="offset points", xytext=(6, 6))
+        if fraction and self.baseline.score is not None:
+            floor = 100 * self.baseline.score - self.max_accuracy_drop
+            ax.axhline(floor, color="tab:red", lw=0.8, ls=":", label="accuracy budget")
+        if self.best.score is not None:
+            ax.annotate("best", (self.best.latency_ms, shown(self.best)),
+                        textcoords="offset points", xytext=(6, 6))
         ax.set_xlabel("p50 latency (ms)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title("leangraph tune: latency vs accuracy")
+        ax.set_ylabel(f"{self.baseline.metric or 'score'}" + (" (%)" if fraction else ""))
+        ax.set_title(f"leangraph tune: latency vs {self.baseline.metric or 'score'}")
         ax.legend(fontsize="small")
         fig.tight_layout()
         path = Path(path)
@@ -197,15 +255,6 @@ def _is_grappler_bf16(session_config):
     return rewrite.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON
 
 
-def _checked_input(x, graph_def, input_name):
-    """x checked against the Placeholder it feeds and cast to its dtype (pipeline.data)."""
-    from leangraph.freezing.clean import _tensor_infos
-    from leangraph.pipeline import data as data_reader
-
-    info = _tensor_infos(graph_def, [graphs.node_name(input_name)])
-    return data_reader.read(x, info, what="x").arrays[0]
-
-
 def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, max_time=10.0):
     """p50 latency (ms) of one run, by the C++ timer that times every other variant too.
 
@@ -226,17 +275,30 @@ def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, 
     return float(result.p50_ms)
 
 
-def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
+def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, tolerance=1e-4,
+         output_kinds=None, gates=None, calibration=None, n_trials=24, recipes=None,
          precisions=None, threads=None, candidates=None, batch_size=1, seed=0,
          record=None, timer=None, input_name=None, output_name=None, log=None, shared=None,
-         verify_samples=None, calibration_samples=None):
+         verify_samples=None, calibration_samples=None, limit=None):
     """Searches model x recipe x precision x threads for the fastest variant within budget.
 
     model: any form leangraph.load_model() takes (a frozen graph, a Keras file or
-        model, a SavedModel directory, ...). x, y: evaluation data
-        (y: class labels; without it accuracy means top-1 agreement with the
-        fp32 original). max_accuracy_drop: percentage points below the fp32
-        original's accuracy a variant may lose.
+        model, a SavedModel directory, ...). x: the examples, in any form
+        pipeline.data.read takes (an array for a one-input model, {input: array},
+        an .npz/.npy path or folder, a tf.data.Dataset). y: labels of the first
+        output, or {output: labels} (or put them in x's .npz as y / y_<output>).
+    Every output is gated against the fp32 original by its kind, as optimize
+        gates it (leangraph.metrics.Gates; output_kinds {name: kind} and gates
+        {name: "[GATE:]VALUE"} override): recipes on fp32 within `tolerance`
+        (relative), lossy precisions by the kind's gate and SQNR >= 20 dB.
+        With labels, every labelled output is also held to the budget against
+        the original's score: max_accuracy_drop percentage points of accuracy,
+        or max_mae_increase (relative) of MAE for a regression output. Without
+        labels the trials rank on the first output's top-1 agreement with the
+        original (SQNR for a regression output), within max_accuracy_drop points.
+    input_name / output_name: evaluate only this input / output (default all).
+    calibration: examples the int8 precisions calibrate on instead of a split of x.
+    limit: use only the first `limit` examples of x.
     recipes: names from available_recipes() (default: all). precisions: names
         from precision.PRECISIONS or int8@DB (default fp32, bf16, bf16-grappler,
         int8-weights, int8 and int8@25: leangraph's int8 at two fallback
@@ -247,7 +309,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         calibration_samples of the rest. With fewer than 32 examples nothing is
         held out, and the int8 precisions are measured but never the answer.
     candidates: {name: graph} alternatives to the model (e.g. a pruned copy),
-        searched the same way and held to the same budget.
+        searched the same way and held to the same budget; with labels, the
+        label budget alone judges them (they are meant to compute something
+        else), without labels they are gated as lossy variants.
     batch_size: examples per timed run. record: a JSON path rewritten after
         every trial. timer(graph_def, session_config, threads, feeds) -> ms
         replaces session_timer. log: callable for progress lines (default stderr).
@@ -277,18 +341,22 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     if max_accuracy_drop < 0:
         raise UsageError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
     base_graph = _as_graph(model)
-    x = np.asarray(x)
-    if len(x) == 0:
-        raise UsageError("tune needs evaluation data: x is empty")
-    inputs = graphs.default_inputs(base_graph)
-    input_name = input_name or (inputs[0] if len(inputs) == 1 else None)
-    if input_name is None:
-        raise UsageError(f"the graph has {len(inputs)} Placeholders ({', '.join(inputs)}); "
-                         "tune evaluates one input: name it")
-    x = _checked_input(x, base_graph, input_name)
-    output_name = output_name or graphs.default_outputs(base_graph)[0]
-    given = (x, y)  # what a shared study fingerprints: the user's data, not the split
-    x, y, x_calib, too_few = _split(x, y, verify_samples, calibration_samples, say)
+    chosen = ([input_name] if input_name else None, [output_name] if output_name else None)
+    input_names, output_infos, data = _read(base_graph, x, y, *chosen, limit=limit)
+    output_names = [o.name for o in output_infos]
+    given = data  # what a shared study fingerprints: the user's data, not the split
+    held, x_calib, too_few = _split(data, verify_samples, calibration_samples, say)
+    if calibration is not None:
+        x_calib = _read(base_graph, calibration, None, *chosen, what="calibration")[2]
+        say(f"int8 calibrates on the {x_calib.count} calibration example(s) given")
+    judge = Judge(base_graph, held, input_names, output_infos,
+                  Gates.for_graph(base_graph, output_infos, tolerance, output_kinds,
+                                  gates).read_labels(data.labels),
+                  max_accuracy_drop=max_accuracy_drop, max_mae_increase=max_mae_increase)
+    say(f"trials rank on {judge.baseline.metric}"
+        + ("" if data.labels else " (no labels: against the fp32 original)")
+        + "; every output is gated by its kind: "
+        + ", ".join(f"{n} ({k})" for n, k in zip(judge.gates.names, judge.gates.kinds)))
 
     models = {ORIGINAL: base_graph}
     for name, graph in (candidates or {}).items():
@@ -325,17 +393,11 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     if threads[0] < 1:
         raise UsageError("thread counts must be positive")
 
-    feeds = {input_name: x[:batch_size]}
-    variants = {}  # (model, recipe, precision) -> (graph, config, accuracy, bytes) or error
+    feeds = {name: x[:batch_size] for name, x in zip(input_names, data.arrays)}
+    variants = {}  # (model, recipe, precision) -> (graph, config, Score, bytes) or error
     measured = {}  # key -> Trial
     trials = []
-    baseline_accuracy = None
-
-    def measure_accuracy(graph, config):
-        result = evaluate(graph, x, y, batch_size=32, input_name=input_name,
-                          output_name=output_name, session_config=config,
-                          reference=None if y is not None else base_graph)
-        return result.accuracy if y is not None else result.top1_agreement
+    calib_feeds = _calibration_feeds(input_names, x_calib)
 
     def variant(model_name, recipe, precision):
         key = (model_name, recipe, precision)
@@ -346,11 +408,14 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
                     from leangraph.transform import transform
 
                     graph = transform(graph, _recipe_string(recipe, graph),
-                                      inputs=[input_name], outputs=[output_name])
-                graph, config = apply_precision(graph, precision, samples=x_calib,
-                                                limit=len(x_calib))
-                accuracy = measure_accuracy(graph, config)
-                variants[key] = (graph, config, accuracy, len(graph.SerializeToString()))
+                                      inputs=input_names, outputs=output_names)
+                graph, config = apply_precision(graph, precision, samples=calib_feeds,
+                                                limit=x_calib.count)
+                candidate = model_name != ORIGINAL
+                scored = judge(graph, config, lossy=precision != "fp32" or candidate,
+                               gated=not (candidate and held.labels))
+                variants[key] = (graph, config, scored,
+                                 len(graph.SerializeToString()))
             except LeangraphError as exc:
                 variants[key] = exc
         return variants[key]
@@ -361,7 +426,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         if key in measured:
             first = measured[key]
             for name in ("latency_ms", "accuracy", "accuracy_drop", "file_bytes", "feasible",
-                         "error"):
+                         "error", "note", "metric", "score", "higher_is_better", "checks"):
                 setattr(trial, name, getattr(first, name))
             trial.repeat_of = first.number
             return trial
@@ -369,10 +434,9 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         if isinstance(built, Exception):
             trial.error = str(built)
         else:
-            graph, config, accuracy, size = built
-            trial.accuracy, trial.file_bytes = accuracy, size
-            trial.accuracy_drop = 100.0 * (baseline_accuracy - accuracy)
-            trial.feasible = within_budget(baseline_accuracy, accuracy, max_accuracy_drop)
+            graph, config, scored, size = built
+            trial.file_bytes = size
+            scored.fill(trial, judge.baseline)
             if too_few and is_calibrated(precision):
                 trial.note, trial.feasible = too_few, False
             try:
@@ -388,8 +452,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         state = "error" if trial.error else ("ok" if trial.feasible else
                                              trial.note or "over budget")
         latency = f"{trial.latency_ms:.3f} ms" if trial.latency_ms is not None else "-"
-        accuracy = f"{100 * trial.accuracy:.2f}%" if trial.accuracy is not None else "-"
-        log(f"trial {trial.number}: {trial.label()}  {latency}  {accuracy}  {state}"
+        log(f"trial {trial.number}: {trial.label()}  {latency}  {trial.shown_score()}  {state}"
             + (f" ({trial.error})" if trial.error else ""))
         if record:
             partial = _partial_result(trials, max_accuracy_drop, messages)
@@ -398,17 +461,16 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
     # The fp32 original at the most threads is trial 0: the reference for the
     # accuracy budget and the fallback answer.
     baseline_key = (ORIGINAL, "none", "fp32", threads[-1])
-    baseline_accuracy = variant(ORIGINAL, "none", "fp32")
-    if isinstance(baseline_accuracy, Exception):
-        raise GraphError(f"the original graph cannot be evaluated: {baseline_accuracy}")
-    baseline_accuracy = baseline_accuracy[2]
+    original = variant(ORIGINAL, "none", "fp32")
+    if isinstance(original, Exception):
+        raise GraphError(f"the original graph cannot be evaluated: {original}")
     if shared is not None:
         return shared.optimize(
             space=list(product(models, recipes, precisions, threads)), baseline_key=baseline_key,
             measure=measure, variant=variant, models=models, recipes=recipes,
-            precisions=precisions, threads=threads, x=given[0], y=given[1],
-            input_name=input_name,
-            output_name=output_name, max_accuracy_drop=max_accuracy_drop, n_trials=n_trials,
+            precisions=precisions, threads=threads, x=given.arrays, y=given.labels,
+            input_names=input_names, output_names=output_names, output_kinds=output_kinds,
+            max_accuracy_drop=max_accuracy_drop, n_trials=n_trials,
             seed=seed, batch_size=batch_size, messages=messages, log=log, record=record)
     baseline = measure(0, baseline_key)
     if baseline.error:
@@ -452,7 +514,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, n_trials=24, recipes=None,
         study.optimize(objective, n_trials=budget * 20)
 
     feasible = [t for t in trials if t.feasible and t.repeat_of is None and t.latency_ms]
-    best = min(feasible, key=lambda t: (t.latency_ms, -t.accuracy))
+    best = best_of(trials)
     if best.threads != baseline.threads:
         say(f"the winner runs on {best.threads} intra-op thread(s), the fp32 baseline on "
             f"{baseline.threads}: part of the difference is the thread count")
@@ -515,23 +577,150 @@ def _overrule(result, feasible, variants, say):
     confirmed["overruled"] = best.label()
 
 
-def _split(x, y, verify_samples, calibration_samples, say):
-    """(x, y held out for scoring, the calibration examples, why calibrated precisions are
-    only timed or None): pipeline.data's seeded split, so calibration never sees what
-    every variant is scored on. Too few examples to split: all of them score, and the
-    calibrated precisions calibrate on them too, which makes their score no verdict."""
+def _read(graph, x, y, inputs=None, outputs=None, what="x", limit=None):
+    """(input names, output TensorInfos, pipeline.data.Data) of the examples tune scores:
+    these inputs and outputs (names), by default every one of the graph's."""
+    from leangraph.freezing.clean import _tensor_infos
     from leangraph.pipeline import data as data_reader
 
-    parts = data_reader.split(len(x), verify_samples or data_reader.DEFAULT_VERIFY_SAMPLES,
+    inputs = [graphs.node_name(n) for n in inputs or graphs.default_inputs(graph)]
+    outputs = [graphs.node_name(n) for n in outputs or graphs.default_outputs(graph)]
+    infos = _tensor_infos(graph, list(inputs) + list(outputs))
+    in_infos, out_infos = infos[:len(inputs)], infos[len(inputs):]
+    source = x
+    if y is not None:
+        if isinstance(x, (str, os.PathLike)) or isinstance(x, data_reader.Data):
+            raise UsageError("give the labels inside the data (y or y_<output> in the .npz), "
+                             "not beside a path")
+        if isinstance(x, dict):
+            arrays = dict(x)
+        elif isinstance(x, (list, tuple)) and len(inputs) > 1:
+            arrays = {i.name: a for i, a in zip(in_infos, x)}
+        else:
+            arrays = {"x": x}
+        if isinstance(y, dict):
+            arrays.update({f"y_{name}": labels for name, labels in y.items()})
+        else:
+            arrays["y"] = y
+        source = arrays
+    if isinstance(x, (str, os.PathLike)):
+        what = "--data" if what == "x" else f"--{what}-data"
+    data = data_reader.read(source, in_infos, out_infos, what=what, limit=limit)
+    return inputs, out_infos, data
+
+
+def _calibration_feeds(input_names, data):
+    """What apply_precision calibrates on: the one input's array, or {input: array}."""
+    if data is None or data.count == 0:
+        return None
+    if len(input_names) == 1:
+        return data.arrays[0]
+    return dict(zip(input_names, data.arrays))
+
+
+def _split(data, verify_samples, calibration_samples, say):
+    """(the held-out Data every variant is scored on, the calibration Data, why calibrated
+    precisions are only timed or None): pipeline.data's seeded split, so calibration
+    never sees what every variant is scored on. Too few examples to split: all of them
+    score, and the calibrated precisions calibrate on them too, which makes their score
+    no verdict."""
+    from leangraph.pipeline import data as data_reader
+
+    n = data.count
+    parts = data_reader.split(n, verify_samples or data_reader.DEFAULT_VERIFY_SAMPLES,
                               calibration_samples or data_reader.DEFAULT_CALIBRATION_SAMPLES)
     if not parts.held_out:
-        note = data_reader.too_few_note(len(x))
-        say(f"{len(x)} examples: int8 variants are {note}")
-        return x, y, x, note
+        note = data_reader.too_few_note(n)
+        say(f"{n} examples: int8 variants are {note}")
+        return data, data, note
     held = parts.verification
     say(f"scoring on {len(held)} held-out examples; int8 calibrates on "
         f"{len(parts.calibration)} others (seed {parts.seed})")
-    return x[held], None if y is None else np.asarray(y)[held], x[parts.calibration], None
+    return data.take(held), data.take(parts.calibration), None
+
+
+@dataclass
+class Score:
+    """How one variant did on the held-out examples (Judge)."""
+
+    metric: str
+    value: float
+    higher_is_better: bool
+    checks: list
+    #: every gate and budget it failed, in one line, or None
+    failure: str | None
+
+    @property
+    def is_fraction(self):
+        return self.metric not in ("MAE", "SQNR dB")
+
+    def fill(self, trial, baseline):
+        """Writes the score into a Trial, its drop against the baseline's Score."""
+        trial.metric, trial.score = self.metric, self.value
+        trial.higher_is_better = self.higher_is_better
+        trial.checks = [c.to_dict() for c in self.checks]
+        if self.is_fraction:
+            trial.accuracy = self.value
+            trial.accuracy_drop = 100.0 * (baseline.value - self.value)
+        trial.feasible = self.failure is None
+        if self.failure:
+            trial.note = self.failure
+
+
+class Judge:
+    """Scores variants against the fp32 original on the held-out examples, every output
+    gated by its kind and every labelled output held to the budget (leangraph.metrics:
+    the same gates and budget optimize applies). The primary score, which ranks the
+    trials, is the first labelled output's accuracy or MAE, or without labels the first
+    output's agreement with the original (SQNR dB for a regression output)."""
+
+    def __init__(self, base_graph, held, input_names, output_infos, gates, *,
+                 max_accuracy_drop=0.5, max_mae_increase=0.1, batch_size=32):
+        self.held, self.input_names, self.gates = held, input_names, gates
+        self.output_names = [o.name for o in output_infos]
+        self.max_accuracy_drop, self.max_mae_increase = max_accuracy_drop, max_mae_increase
+        self.batch_size = batch_size
+        self.reference = self.outputs(base_graph, None)
+        self.reference_scores = metrics.label_scores(gates.names, gates.kinds, self.reference,
+                                                     held.labels)
+        self.baseline = self._score(self.reference, [], [])
+
+    def outputs(self, graph, config):
+        return predict(graph, self.held.arrays, self.input_names, self.output_names,
+                       self.batch_size, config)
+
+    def __call__(self, graph, config, lossy, gated=True):
+        """The Score of one variant. gated False: only the label budget judges it (a
+        candidate model with labels, which is meant to compute something else)."""
+        outputs = self.outputs(graph, config)
+        checks = self.gates.checks(outputs, self.reference, lossy) if gated else []
+        failures = [metrics.failure(checks)] if metrics.failure(checks) else []
+        scores = metrics.label_scores(self.gates.names, self.gates.kinds, outputs,
+                                      self.held.labels)
+        failures += metrics.budget_failures(scores, self.reference_scores,
+                                            self.max_accuracy_drop, self.max_mae_increase)
+        return self._score(outputs, checks, failures, scores)
+
+    def _score(self, outputs, checks, failures, scores=None):
+        scores = self.reference_scores if scores is None else scores
+        if scores:
+            first = scores[0]
+            return Score(first["metric"], first["value"], first["higher_is_better"], checks,
+                         "; ".join(failures) or None)
+        kind, out, ref = self.gates.kinds[0], outputs[0], self.reference[0]
+        if kind == "regression":
+            value = min(metrics.sqnr_db(ref, out), SQNR_CAP_DB)
+            return Score("SQNR dB", value, True, checks, "; ".join(failures) or None)
+        value = metrics.agreement(out, ref, kind)
+        if not metrics.within_budget(1.0, value, self.max_accuracy_drop):
+            failures = failures + [f"agreement with the original {100 * value:.2f} % is more "
+                                   f"than {self.max_accuracy_drop:g} points below 100 %"]
+        return Score(f"{_AGREEMENT_NAMES[kind]}", value, True, checks,
+                     "; ".join(failures) or None)
+
+
+_AGREEMENT_NAMES = {"classes": "top-1 agreement", "binary": "class agreement",
+                    "multilabel": "label agreement"}
 
 
 def _partial_result(trials, budget, messages):

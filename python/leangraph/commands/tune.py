@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from leangraph.errors import UsageError
 
 
 def _list(text, kind=str):
@@ -24,7 +23,7 @@ def add_parser(subparsers):
                         help="frozen graph (.pb / .pbtxt), Keras file or SavedModel directory")
     from leangraph.pipeline.data_options import add_data_arguments
 
-    add_data_arguments(parser, required=True, calibration=False, gates=False)
+    add_data_arguments(parser, required=True)
     from leangraph.commands.freeze import add_io_arguments
 
     add_io_arguments(parser)
@@ -44,25 +43,6 @@ def add_parser(subparsers):
 
     add_arguments(parser)
     parser.set_defaults(func=run)
-
-
-def _load_data(path, limit, model=None):
-    """(x, y or None) of --data, read by the one reader (pipeline.data) against MODEL's
-    input; without MODEL, an .npz's array x (or its one array) and y."""
-    from leangraph import graphs
-    from leangraph.freezing.clean import _tensor_infos
-    from leangraph.pipeline import data as data_reader
-    from leangraph.tune import _as_graph
-
-    graph = _as_graph(model)
-    inputs = graphs.default_inputs(graph)
-    if len(inputs) != 1:
-        raise UsageError(f"tune evaluates one input; MODEL has {len(inputs)} "
-                         f"({', '.join(inputs)})")
-    names = [graphs.node_name(inputs[0])] + [graphs.default_outputs(graph)[0]]
-    infos = _tensor_infos(graph, names)
-    data = data_reader.read(path, infos[:1], infos[1:], limit=limit or None)
-    return data.arrays[0], data.labels.get(infos[1].name)
 
 
 def _model(args):
@@ -89,12 +69,14 @@ def run(args):
     require("optuna", "leangraph tune")
     shared = from_args(args)  # before anything is written: a bad --storage leaves no trace
     model = _model(args)
-    x, y = _load_data(args.data, args.limit, model)
-    if y is None:
-        print("no labels (y) in --data: accuracy is top-1 agreement with the fp32 original")
     result = tune(
-        model, x, y,
+        model, args.data,
         max_accuracy_drop=args.max_accuracy_drop,
+        max_mae_increase=args.max_mae_increase,
+        output_kinds=args.output_kind,
+        gates=args.gate,
+        calibration=args.calibration_data,
+        limit=args.limit or None,
         n_trials=args.trials,
         recipes=_list(args.recipes),
         precisions=_list(args.precisions),
@@ -111,9 +93,7 @@ def run(args):
     graphs.save_graph(result.best_graph, out / "best.pb")
     print(result.table())
     best = result.best
-    print(f"best: {best.label()} {best.latency_ms:.3f} ms "
-          f"({result.baseline.latency_ms / best.latency_ms:.2f}x the fp32 original), "
-          f"accuracy {100 * best.accuracy:.2f}% ({best.accuracy_drop:+.2f} points)")
+    print(f"best: {result.best_line()}")
     if best.precision == "bf16-grappler":
         print("note: this variant needs Grappler's auto_mixed_precision_onednn_bfloat16 "
               "session option at run time")

@@ -120,25 +120,15 @@ def score(v, outputs, gates, evidence, reference_scores=None, max_accuracy_drop=
     a lossy variant over the budget against the reference's scores fails."""
     if not evidence.labels or outputs is None:
         return None
-    scores = []
-    for name, kind, out in zip(gates.names, gates.kinds, outputs):
-        if name not in evidence.labels:
-            continue
-        metric, value, higher = metrics.score(out, evidence.labels[name], kind)
-        scores.append({"name": name, "metric": metric, "value": value,
-                       "higher_is_better": higher})
+    scores = metrics.label_scores(gates.names, gates.kinds, outputs, evidence.labels)
     if v.verification is None:
         v.verification = {}
     v.verification["scores"] = scores
     if reference_scores is None or not v.passed or v.is_reference:
         return scores
-    for mine, ref in zip(scores, reference_scores):
-        if not metrics.within_budget(ref["value"], mine["value"], max_accuracy_drop,
-                                     max_mae_increase, mine["higher_is_better"]):
-            budget = (f"{max_accuracy_drop:g} points" if mine["higher_is_better"]
-                      else f"+{100 * max_mae_increase:g} %")
-            v.fail(f"output '{mine['name']}': {mine['metric']} {mine['value']:.4g} against the "
-                   f"reference's {ref['value']:.4g}, over the budget ({budget})")
+    for reason in metrics.budget_failures(scores, reference_scores, max_accuracy_drop,
+                                          max_mae_increase):
+        v.fail(reason)
     return scores
 
 

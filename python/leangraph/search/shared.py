@@ -31,7 +31,7 @@ from leangraph.search.storage import (
     HostLock,
     wait_for_study,
 )
-from leangraph.tune import Trial, TuneResult
+from leangraph.tune import Trial, TuneResult, best_of
 
 READY = "leangraph_ready"
 PARAMS = ("model", "recipe", "precision", "threads")
@@ -119,9 +119,7 @@ def result_of(study, trials=None):
     if baseline is None:
         raise StorageError(f"study '{study.study_name}' has no timed fp32 baseline yet "
                            "(its first trial has not finished)")
-    feasible = [t for t in trials if t.feasible and t.repeat_of is None and t.latency_ms]
-    best = min(feasible, key=lambda t: (t.latency_ms, -t.accuracy))
-    return TuneResult(best, baseline, trials, settings["max_accuracy_drop"])
+    return TuneResult(best_of(trials), baseline, trials, settings["max_accuracy_drop"])
 
 
 class SharedStudy:
@@ -262,7 +260,8 @@ class SharedStudy:
             self.close()
 
     def _optimize(self, *, space, baseline_key, measure, variant, models, recipes, precisions,
-                  threads, x, y, input_name, output_name, max_accuracy_drop, n_trials, seed,
+                  threads, x, y, input_names, output_names, max_accuracy_drop, n_trials, seed,
+                  output_kinds=None,
                   batch_size, messages, log, record=None):
         import optuna
 
@@ -275,7 +274,8 @@ class SharedStudy:
                 "recipes": choices["recipe"], "precisions": choices["precision"],
                 "threads": choices["threads"], "max_accuracy_drop": float(max_accuracy_drop),
                 "n_trials": int(n_trials), "seed": int(seed), "batch_size": int(batch_size),
-                "input": input_name, "output": output_name,
+                "inputs": list(input_names), "outputs": list(output_names),
+                "output_kinds": output_kinds,
                 "baseline": list(baseline_key), "enumerated": len(space) <= n_trials,
             }
             self.study = self._make(settings, space, choices, fingerprints)
@@ -334,9 +334,8 @@ class SharedStudy:
             self.ran.append(trial)
             state = "error" if trial.error else ("ok" if trial.feasible else "over budget")
             latency = f"{trial.latency_ms:.3f} ms" if trial.latency_ms is not None else "-"
-            accuracy = f"{100 * trial.accuracy:.2f}%" if trial.accuracy is not None else "-"
             again = f" (repeat of {trial.repeat_of})" if trial.repeat_of is not None else ""
-            log(f"trial {trial.number} [{worker}]: {trial.label()}  {latency}  {accuracy}  "
+            log(f"trial {trial.number} [{worker}]: {trial.label()}  {latency}  {trial.shown_score()}  "
                 f"{state}{again}" + (f" ({trial.error})" if trial.error else ""))
             try:
                 if self._settle(study, ot.number, enumerated, budget, len(space)):

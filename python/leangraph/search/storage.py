@@ -230,16 +230,31 @@ def graph_fingerprint(graphs_by_name):
 
 
 def data_fingerprint(x, y=None):
+    """sha256 of examples and labels: arrays, lists of arrays (one per input, or the
+    examples of a folder of one-example files) and {name: array}, in order."""
     import numpy as np
 
     digest = hashlib.sha256()
-    for array in (x, y):
-        if array is None:
+
+    def add(value):
+        if value is None:
             digest.update(b"none")
-            continue
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.tobytes())
+        elif isinstance(value, dict):
+            for name in sorted(value):
+                digest.update(str(name).encode() + b"\0")
+                add(value[name])
+        elif isinstance(value, (list, tuple)) or hasattr(value, "arrays"):
+            items = value.arrays if hasattr(value, "arrays") else value
+            digest.update(f"[{len(items)}]".encode())
+            for item in items:
+                add(item)
+        else:
+            array = np.ascontiguousarray(value)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+
+    add(x)
+    add(y)
     return digest.hexdigest()
 
 

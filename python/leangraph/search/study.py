@@ -17,6 +17,7 @@ from pathlib import Path
 
 from leangraph.search.shared import trial_phase, finished_trials, result_of
 from leangraph.search.storage import StorageError, close_storage, masked, open_storage
+from leangraph.tune import shown_score
 
 
 @contextlib.contextmanager
@@ -60,6 +61,9 @@ def trial_rows(study):
             "latency_ms": measured.get("latency_ms"),
             "accuracy": measured.get("accuracy"),
             "accuracy_drop": measured.get("accuracy_drop"),
+            "metric": measured.get("metric"),
+            "score": measured.get("score"),
+            "higher_is_better": measured.get("higher_is_better", True),
             "feasible": measured.get("feasible"),
             "error": measured.get("error"),
             "repeat_of": measured.get("repeat_of"),
@@ -110,7 +114,7 @@ def _show(study, url, name):
     retried = [r for r in rows if r["retry_of"] is not None]
     state_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
     lines.append(f"trials: {state_text}" + (f" ({idle} idle waits)" if idle else "")
-                 + (f"; retries: " + ", ".join(f"{r['number']} of {r['retry_of']}"
+                 + ("; retries: " + ", ".join(f"{r['number']} of {r['retry_of']}"
                                                for r in retried) if retried else ""))
     workers = {}
     for r in rows:
@@ -118,7 +122,7 @@ def _show(study, url, name):
             workers[r["worker"]] = workers.get(r["worker"], 0) + 1
     lines.append("workers: " + ", ".join(f"{w} ({n})" for w, n in sorted(workers.items())))
     lines.append("")
-    header = ("#", "configuration", "state", "p50 ms", "accuracy %", "worker", "note")
+    header = ("#", "configuration", "state", "p50 ms", "score", "worker", "note")
     table = [header]
     for r in rows:
         if r["phase"] == "idle":
@@ -135,7 +139,7 @@ def _show(study, url, name):
             note.append(r["error"][:70])
         table.append((str(r["number"]), label, r["state"],
                       f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-",
-                      f"{100 * r['accuracy']:.2f}" if r["accuracy"] is not None else "-",
+                      shown_score(r["metric"], r["score"]),
                       r["worker"] or "-", "; ".join(note)))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
@@ -144,16 +148,13 @@ def _show(study, url, name):
 
 
 def _best_line(result):
-    best = result.best
-    return (f"best: trial {best.number} {best.label()} {best.latency_ms:.3f} ms "
-            f"({result.baseline.latency_ms / best.latency_ms:.2f}x the fp32 original), "
-            f"accuracy {100 * best.accuracy:.2f}% ({best.accuracy_drop:+.2f} points)")
+    return f"best: trial {result.best.number} {result.best_line()}"
 
 
 def _rebuild(study, model=None, data=None):
     """(graph, config, verification) of the best trial, from the recorded sources."""
     from leangraph import graphs
-    from leangraph.precision import apply_precision, evaluate
+    from leangraph.precision import apply_precision
     from leangraph.search.storage import data_fingerprint, graph_fingerprint
     from leangraph.tune import ORIGINAL, _recipe_string
 
@@ -175,31 +176,45 @@ def _rebuild(study, model=None, data=None):
         from leangraph.transform import transform
 
         graph = transform(graph, _recipe_string(best.recipe, graph),
-                          inputs=[settings["input"]], outputs=[settings["output"]])
+                          inputs=settings["inputs"], outputs=settings["outputs"])
     graph, config = apply_precision(graph, best.precision)
     verification = {"model_sha256": attrs["fingerprints"]["model"], "accuracy_checked": False}
     data = data or sources.get("data")
-    if data and Path(data).is_file():
-        from leangraph.commands.tune import _load_data
+    if data and Path(data).exists():
+        from leangraph.metrics import Gates
+        from leangraph.tune import Judge, _read, _split
 
-        x, y = _load_data(data, sources.get("limit") or 0, model)
-        if data_fingerprint(x, y) == attrs["fingerprints"]["data"]:
-            from leangraph.tune import _split
-
-            x, y, _, _ = _split(x, y, None, None, lambda line: None)  # tune scored these
-            scored = evaluate(graph, x, y, batch_size=32, input_name=settings["input"],
-                              output_name=settings["output"], session_config=config,
-                              reference=None if y is not None else base)
-            accuracy = scored.accuracy if y is not None else scored.top1_agreement
-            if abs(accuracy - best.accuracy) > 1e-9:
-                raise StorageError(f"the rebuilt best graph scores {100 * accuracy:.2f}%, but "
-                                   f"trial {best.number} recorded {100 * best.accuracy:.2f}%")
-            verification.update(accuracy_checked=True, accuracy=accuracy)
+        inputs, out_infos, examples = _read(base, data, None, settings["inputs"],
+                                            settings["outputs"], what="--data",
+                                            limit=sources.get("limit") or None)
+        if data_fingerprint(examples.arrays, examples.labels) == attrs["fingerprints"]["data"]:
+            held, _, _ = _split(examples, None, None, lambda line: None)  # tune scored these
+            gates = Gates.for_graph(base, out_infos, kinds=settings.get("output_kinds"))
+            gates.read_labels(examples.labels)
+            judge = Judge(base, held, inputs, out_infos, gates)
+            scored = judge(graph, config, lossy=best.precision != "fp32")
+            if not _same_score(scored.value, best.score, scored.is_fraction):
+                raise StorageError(f"the rebuilt best graph scores {scored.value:.6g} "
+                                   f"({scored.metric}), but trial {best.number} recorded "
+                                   f"{best.score:.6g}")
+            verification.update(accuracy_checked=True, metric=scored.metric, score=scored.value)
+            if scored.is_fraction:
+                verification["accuracy"] = scored.value
         else:
             verification["note"] = f"{data} is not the study's data; accuracy not re-checked"
     else:
         verification["note"] = "the study's data is not at hand; accuracy not re-checked"
     return graph, config, verification
+
+
+def _same_score(value, recorded, fraction):
+    """A re-measured score equals the recorded one: exactly for a fraction of examples,
+    within float round-off (1e-3 relative) for an SQNR or MAE."""
+    if recorded is None:
+        return False
+    if fraction:
+        return abs(value - recorded) <= 1e-9
+    return abs(value - recorded) <= 1e-3 * max(1.0, abs(recorded))
 
 
 def export(url, name, outdir, *, model=None, data=None):
