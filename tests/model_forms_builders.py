@@ -85,10 +85,12 @@ def flags_iterator_graph(path):
     return path, "scores", sample, expected
 
 
-def dynamic_rnn_gru(path, units=5, features=3):
+def dynamic_rnn_gru(path, units=5, features=3, head="einsum"):
     """A TF1 frozen dynamic_rnn GRU graph: time-major input `frames` (T, N, features)
     of unknown T and N, `seq_lengths` int32 (N,), an initial state `state0` (1, N, units)
-    and a `keep_prob` scalar of unknown rank. Returns (path, output)."""
+    and a `keep_prob` scalar of unknown rank. Its dense head after the loop is an Einsum
+    (no op int8 quantizes outside the loop) or, with head="matmul", a MatMul over the
+    time steps reshaped to rows. Returns (path, output)."""
     from tensorflow.python.ops import control_flow_util
 
     rng = np.random.default_rng(2)
@@ -98,13 +100,13 @@ def dynamic_rnn_gru(path, units=5, features=3):
     was_v2 = control_flow_util.ENABLE_CONTROL_FLOW_V2
     v1.disable_control_flow_v2()
     try:
-        return _dynamic_rnn_gru(path, units, features, rng, graph)
+        return _dynamic_rnn_gru(path, units, features, rng, graph, head)
     finally:
         if was_v2:
             v1.enable_control_flow_v2()
 
 
-def _dynamic_rnn_gru(path, units, features, rng, graph):
+def _dynamic_rnn_gru(path, units, features, rng, graph, head):
     with graph.as_default():
         frames = v1.placeholder(tf.float32, [None, None, features], name="frames")
         lengths = v1.placeholder(tf.int32, [None], name="seq_lengths")
@@ -115,7 +117,12 @@ def _dynamic_rnn_gru(path, units, features, rng, graph):
                                        initial_state=state0[0], time_major=True,
                                        dtype=tf.float32)
         dense = tf.constant(rng.normal(size=(units, 2)).astype(np.float32))
-        tf.identity(tf.einsum("tnu,uk->tnk", outputs, dense), name="logits")
+        if head == "matmul":
+            rows = tf.matmul(tf.reshape(outputs, [-1, units]), dense)
+            logits = tf.reshape(rows, tf.concat([tf.shape(outputs)[:2], [2]], 0))
+        else:
+            logits = tf.einsum("tnu,uk->tnk", outputs, dense)
+        tf.identity(logits, name="logits")
         with v1.Session(graph=graph) as session:
             session.run(v1.global_variables_initializer())
             frozen = v1.graph_util.convert_variables_to_constants(

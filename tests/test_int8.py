@@ -1167,3 +1167,60 @@ def test_a_bias_correction_that_loses_is_measured_and_dropped(monkeypatch):
     assert "the same samples" in note and note.endswith("not kept")
     assert dropped.bias_corrected == []
     assert list(dropped.graph_def.node) == list(plain.graph_def.node)
+
+
+def _own_conv_graph(shape):
+    """conv -> bias -> relu with weights of its own seed (the module's RNG, which the
+    graphs above draw from in order, is left alone)."""
+    rng = np.random.default_rng(11)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, shape, name="input")
+        y = tf.nn.conv2d(x, _c(rng.normal(size=(3, 3, 8, 16)) * 0.2), 1, "SAME", name="conv")
+        y = tf.nn.bias_add(y, _c(rng.normal(size=16) * 0.1), name="bias")
+        tf.identity(tf.nn.relu(y, name="act"), name="output")
+    return graph.as_graph_def()
+
+
+def test_examples_fed_one_by_one_calibrate_as_the_same_examples_stacked():
+    """A list of {input: array}, each example fed whole (what --data's folder form gives):
+    the same examples give the same ranges, checks and graph as when stacked."""
+    g = _own_conv_graph((1, 12, 12, 8))
+    x = _samples(10)
+    stacked = Q.quantize(g, x, require_int8_cpu=False)
+    one_by_one = Q.quantize(g, [{"input": e[None]} for e in x], require_int8_cpu=False)
+    assert one_by_one.calibration.samples == 10
+    assert one_by_one.calibration.ranges == stacked.calibration.ranges
+    assert one_by_one.bias_corrected == stacked.bias_corrected
+    assert one_by_one.output_sqnr_db == pytest.approx(stacked.output_sqnr_db)
+    assert one_by_one.graph_def == stacked.graph_def  # (protobuf equality: attr maps unordered)
+    # Examples that cannot be stacked (sizes of their own) calibrate one run each.
+    g_open = _own_conv_graph((1, None, None, 8))
+    rng = np.random.default_rng(4)
+    sizes = [(9, 12), (12, 7), (5, 5), (14, 10), (8, 8), (6, 13), (11, 11), (7, 9), (10, 6)]
+    ragged = [{"input": rng.standard_normal((1, h, w, 8)).astype(np.float32)} for h, w in sizes]
+    res = Q.quantize(g_open, ragged, require_int8_cpu=False)
+    assert [l.name for l in res.int8_layers] == ["conv"]
+    assert res.calibration.ranges["input:0"] == (
+        pytest.approx(min(float(e["input"].min()) for e in ragged)),
+        pytest.approx(max(float(e["input"].max()) for e in ragged)))
+    assert res.output_sqnr_db > 25
+    worst = max(_rel_err(g_open, res.graph_def, e["input"]) for e in ragged)
+    assert worst < 0.05
+
+
+def test_bad_examples_fed_one_by_one():
+    g = _own_conv_graph((1, None, None, 8))
+    good = {"input": _samples(1)}
+    cases = [
+        ([good, {"input": _samples(1)[0]}], "example 1 for 'input' has shape \\(12, 12, 8\\)"),
+        ([good, {"other": _samples(1)}], "example 1 names 'other'"),
+        ([good, {}], "example 1 gives no values for input\\(s\\) input"),
+        ([good, {"input": np.full((1, 3, 3, 8), np.nan, np.float32)}], "example 1 .* NaN"),
+        ([good, {"input": np.zeros((1, 0, 3, 8), np.float32)}], "example 1 .* empty"),
+        ([good, {"input": np.array([["a"]])}], "example 1 .* not numeric"),
+        ([{"input": np.ones((1, 4, 4, 8), np.float32)}] * 2, "constant"),
+    ]
+    for samples, message in cases:
+        with pytest.raises(leangraph.QuantizeError, match=message):
+            Q.quantize(g, samples, require_int8_cpu=False)

@@ -283,17 +283,50 @@ def test_a_shape_the_data_contradicts_is_one_line(gru, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_dynamic_rnn_through_optimize_data(gru, tmp_path):
+def test_dynamic_rnn_through_optimize_data(gru, tmp_path, int8_anywhere):
     from leangraph.optimize import optimize
 
     path, _, data = gru
     report = optimize(path, outdir=tmp_path / "out", data=data, runs=2, progress=False)
-    # Both example files ran; verified_on counts output rows (time steps, 7 + 4) here.
-    assert report.ok and report.variant(report.result).verified_on == 11
+    # Both example files ran: verified_on counts them (not their 7 + 4 time steps).
+    assert report.ok and report.variant(report.result).verified_on == 2
+    assert "passed on 2 example(s) of 2 example file(s)" in report.verdict()
     # the v1 while frame goes through the recipes and bf16 without breaking
     status = {v.name: v.status for v in report.variants}
     assert status["deploy"] == status["tf-deploy"] == "passed", status
     assert status.get("bf16") != "FAILED", status
+    # int8 leaves the loop body float and says so, naming the loop: its two MatMuls are
+    # all the graph has (the head is an Einsum), so there is nothing to quantize.
+    int8 = report.variant("int8")
+    assert int8.status == "skipped"
+    assert int8.reason == (
+        "nothing to quantize: int8 leaves loop bodies and cond branches alone (float), and "
+        "all 2 Conv2D/DepthwiseConv2dNative/MatMul ops are there: the while loop "
+        "'rnn/while' (rnn/while/MatMul, rnn/while/MatMul_1)")
+    assert f"int8: skipped: {int8.reason}" in report.table()
+
+
+@pytest.mark.slow
+def test_dynamic_rnn_int8_quantizes_outside_the_loop_and_leaves_the_body_alone(forms, tmp_path,
+                                                                              int8_anywhere):
+    """A MatMul head after the loop: int8 calibrates it on the calibration split's files
+    (each fed as is, time-major) and leaves the loop's MatMuls float, naming the loop."""
+    from leangraph.optimize import optimize
+
+    path, _ = build.dynamic_rnn_gru(forms / "segmenter_head.pb", head="matmul")
+    data = build.rnn_data(forms / "segmenter_40", steps=tuple(3 + i % 6 for i in range(40)))
+    report = optimize(path, outdir=tmp_path / "out", data=data, runs=2, progress=False,
+                      precisions="fp32,int8")
+    int8 = report.variant("int8")
+    assert int8.status == "passed", int8.reason
+    assert int8.verified_on == 16 and int8.quantization["calibration"]["samples"] == 24
+    layers = {l["name"]: l for l in int8.quantization["layers"]}
+    assert layers["MatMul"]["precision"] == "int8"
+    for name in ("rnn/while/MatMul", "rnn/while/MatMul_1"):
+        assert layers[name]["precision"] == "fp32"
+        assert layers[name]["reason"].startswith("inside the while loop 'rnn/while', left alone")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "rnn/while/MatMul (inside the while loop 'rnn/while', left alone" in text
 
 
 # --- Keras 3 recurrent layers with dropout ------------------------------------------

@@ -193,11 +193,84 @@ def test_a_time_major_graph_through_the_folder_form(tmp_path, int8_anywhere):
     report = _run(tmp_path / "rnn.pb", tmp_path / "o", data=folder)
     assert report.ok, report.table()
     assert report.variant("frozen").verified_on == 4
-    int8 = report.variant("int8")  # calibration stacks examples; these cannot be stacked
-    assert int8.status == "skipped" and "fed one file each" in int8.reason
+    int8 = report.variant("int8")  # built from the files, but 4 are too few to hold out
+    assert int8.status == "speed only", int8.reason
+    assert int8.reason.startswith("speed only: too few examples to hold out (4 given, 32 needed)")
     data = json.loads((tmp_path / "o" / "report.json").read_text())
     assert data["verification"]["source"].startswith("4 example file(s)")
     assert data["settings"]["output_kinds"] == {"next_state": "regression"}
+
+
+def _time_major_files(folder, count, loud=()):
+    """count example files of lengths 2..8; those in `loud` ten times louder."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        steps = 2 + i % 7
+        seq = rng.normal(size=(steps, 1, 2)) * (10 if i in loud else 1)
+        np.savez(folder / f"{i:02d}.npz", seq=seq, lengths=np.array([steps]),
+                 state=rng.normal(size=(1, 5)))
+    return folder
+
+
+def test_int8_on_one_example_files_calibrates_on_one_part_and_is_gated_on_the_other(
+        tmp_path, int8_anywhere, monkeypatch):
+    """The folder form, time-major: int8 calibrates on the calibration split's files (each
+    fed as is) and is gated on the held-out files, as for stacked data."""
+    from leangraph import calibrate, freeze
+    from leangraph.pipeline.data import split
+    from leangraph.quantization import int8 as int8_module
+
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(calibrate(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(int8_module, "calibrate", recording)
+    _time_major(tmp_path / "rnn.pb")
+    parts = split(40)
+    folder = _time_major_files(tmp_path / "examples", 40)
+    report = _run(tmp_path / "rnn.pb", tmp_path / "o", data=folder)
+    int8 = report.variant("int8")
+    assert int8.status == "passed" and int8.eligible, int8.reason
+    assert int8.verified_on == len(parts.verification) == 16  # files, not time steps
+    assert report.variant("frozen").verified_on == 16
+    assert [l["name"] for l in int8.quantization["layers"] if l["precision"] == "int8"] \
+        == ["MatMul"]
+    gates = {c["gate"]: c for c in int8.verification["outputs"]}
+    assert gates["SQNR"]["passed"] and gates["SQNR"]["value"] >= 20
+    data = json.loads((tmp_path / "o" / "report.json").read_text())
+    info = data["verification"]
+    assert info == {**info, "invented": False, "n_verification": 16, "n_calibration": 24,
+                    "held_out": True, "split_seed": 0}
+    # The ranges are those of the calibration split's files alone, run one by one.
+    files = sorted(folder.iterdir())
+    frozen = freeze(str(tmp_path / "rnn.pb"), batch_size=None)
+    names = [t.name for t in frozen.inputs]
+
+    def examples(indices):
+        out = []
+        for i in indices:
+            with np.load(files[i]) as f:
+                out.append({n: f[n].astype(np.int32 if n == "lengths" else np.float32)
+                            for n in names})
+        return out
+
+    assert int8.quantization["calibration"]["samples"] == 24
+    assert len(seen) == 1 and seen[0].samples == 24
+    ranges = seen[0].ranges
+    own = calibrate(frozen.graph_def, examples(parts.calibration)).ranges
+    shared = sorted(set(ranges) & set(own))
+    assert shared and all(ranges[k] == pytest.approx(own[k]) for k in shared)
+
+    # One held-out file ten times louder than the rest: calibration never saw it, and the
+    # gate on the held-out files catches what its range clips.
+    loud = _time_major_files(tmp_path / "loud", 40, loud={int(parts.verification[3])})
+    report = _run(tmp_path / "rnn.pb", tmp_path / "o2", data=loud)
+    int8 = report.variant("int8")
+    assert int8.status == "FAILED" and "max relative error" in int8.reason, int8.reason
+    assert seen[-1].ranges == seen[0].ranges
 
 
 def test_cli_output_kind_gate_and_labels_per_output(tmp_path, capsys):

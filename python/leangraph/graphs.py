@@ -217,6 +217,31 @@ def loop_nodes(graph_def):
     return inside
 
 
+def loop_frames(graph_def):
+    """{node inside a TF 1 while-loop frame: the loop's name}, over loop_nodes' nodes. The
+    name is the frame's (an Enter's frame_name) less TF's "/while_context" suffix, e.g.
+    "rnn/while"; a node two frames reach (nested loops) takes the first found."""
+    consumers = {}
+    for n in graph_def.node:
+        for i in n.input:
+            consumers.setdefault(node_name(i), []).append(n)
+    frames = {}
+    for enter in graph_def.node:
+        if enter.op not in ("Enter", "RefEnter"):
+            continue
+        frame = enter.attr["frame_name"].s.decode(errors="replace")
+        frame = frame[:-len("/while_context")] if frame.endswith("/while_context") else frame
+        todo, seen = [enter], set()
+        while todo:
+            node = todo.pop()
+            if node.name in seen or node.op in ("Exit", "RefExit"):
+                continue
+            seen.add(node.name)
+            frames.setdefault(node.name, frame)
+            todo.extend(consumers.get(node.name, ()))
+    return frames
+
+
 def branch_nodes(graph_def):
     """Names of the nodes inside TF 1 cond branches (a frozen graph's lowered tf.cond):
     everything a Switch outside a loop reaches before a Merge. The branch not taken

@@ -46,6 +46,7 @@ from leangraph.pipeline.progress import Progress
 from leangraph.pipeline.timing import time_batch, time_rounds
 from leangraph.pipeline.variants import (
     PASSED,
+    SKIPPED,
     BuildContext,
     Variant,
     bf16_variant,
@@ -742,7 +743,7 @@ def _verify(run, prog):
             v.gate = "sqnr"
         prog.item(f"{v.name} on {run.count} input(s)")
         outputs = _outputs(run, v)
-        verify(v, outputs, run.reference, c.tolerance, run.gates)
+        verify(v, outputs, run.reference, c.tolerance, run.gates, examples=run.count)
         evidence.score(v, outputs, run.gates, run.evidence, ref_scores, c.max_accuracy_drop,
                        c.max_mae_increase)
         prog.advance()
@@ -753,13 +754,14 @@ def _verify(run, prog):
     best = next((v for n in (c.recipe, "tf-deploy", "frozen")
                  for v in run.variants if v.name == n and v.passed), None)
     calibration = run.evidence.calibration
-    if calibration is not None and "int8" in c.precisions:
-        run.notes.append(f"int8 calibrated on {len(calibration[0])} example(s) "
-                         f"({run.evidence.calibration_source})")
     derived = build_derived(BuildContext(best=best, ends=run.ends, precisions=c.precisions,
                                          examples=run.examples, allow_io_ops=c.allow_io_ops,
                                          calibration=calibration,
                                          int8_weight_bits=c.int8_weight_bits))
+    if calibration is not None and any(v.precision == "int8" and v.status != SKIPPED
+                                       for v in derived):
+        run.notes.append(f"int8 calibrated on {len(calibration[0])} example(s) "
+                         f"({run.evidence.calibration_source})")
     for v in derived:
         if v.status == PASSED:
             check(v)

@@ -1,8 +1,12 @@
 """The int8 variant of `optimize`: leangraph.quantize of the best fp32 graph.
 
-Calibrated on the calibration inputs when given (--calibration-dir), else on
-the verification inputs, and gated like bf16. The int8 ops are oneDNN kernels
-of TensorFlow's x86-64 CPU build: the written graph runs there.
+Calibrated on the calibration inputs (the calibration split of --data, or
+--calibration-data), else on the verification inputs, and gated like bf16.
+Examples fed one file each (a folder of .npy/.npz) calibrate one run each, as
+they are. A graph with no conv or matmul outside while-loop bodies and cond
+branches (which int8 leaves float) is skipped with one line saying so. The
+int8 ops are oneDNN kernels of TensorFlow's x86-64 CPU build: the written
+graph runs there.
 """
 
 from leangraph.pipeline.variants import failed_variant, graph_variant
@@ -25,18 +29,14 @@ def int8_variant(ctx):
     samples = ctx.calibration or ctx.examples
     if not samples:
         return ctx.skipped(NAME, "int8", description, "no calibration inputs")
-    from leangraph.pipeline.data import PerExample
-
-    if any(isinstance(s, PerExample) for s in samples):
-        return ctx.skipped(NAME, "int8", description, "calibration reads examples stacked on "
-                           "axis 0, and these are fed one file each (give --calibration-data "
-                           "in a stacked form)")
+    graph_def = best.graph_def if hasattr(best.graph_def, "node") else _parse(best.graph_def)
+    nothing = nothing_to_quantize(graph_def)
+    if nothing:
+        return ctx.skipped(NAME, "int8", description, nothing)
     inputs, outputs = ctx.ends
-    feeds = dict(zip(inputs, samples))
     try:
-        result = quantize(best.graph_def if hasattr(best.graph_def, "node") else _parse(best.graph_def),
-                          feeds if len(feeds) > 1 else samples[0], inputs=inputs, outputs=outputs,
-                          weight_bits=ctx.int8_weight_bits)
+        result = quantize(graph_def, calibration_samples(inputs, samples), inputs=inputs,
+                          outputs=outputs, weight_bits=ctx.int8_weight_bits)
     except QuantizeError as exc:
         return failed_variant(NAME, description, f"quantization failed: {exc}", precision="int8",
                               gate="top1", base=best.name)
@@ -63,6 +63,49 @@ def int8_variant(ctx):
                       base=best.name, eligible=True, transform="quantize_int8")
     v.quantization = result.to_dict()
     return v
+
+
+def calibration_samples(inputs, samples):
+    """What leangraph.quantize takes: one input's stacked array, {input: stacked array}, or,
+    where any input's examples are fed one file each (pipeline.data.PerExample), a list
+    of {input: array}, one example each as it is."""
+    from leangraph.pipeline.data import PerExample
+
+    if any(isinstance(s, PerExample) for s in samples):
+        return [{name: s[i] if isinstance(s, PerExample) else s[i:i + 1]
+                 for name, s in zip(inputs, samples)} for i in range(len(samples[0]))]
+    feeds = dict(zip(inputs, samples))
+    return feeds if len(feeds) > 1 else samples[0]
+
+
+def nothing_to_quantize(graph_def):
+    """Why int8 cannot apply to this graph, in one line, or None when it can: every conv
+    and matmul is inside a while-loop body or a cond branch (left float), or there is none."""
+    from leangraph import graphs
+    from leangraph.quantization.int8 import _CONTRACTIONS
+
+    contractions = [n.name for n in graph_def.node if n.op in _CONTRACTIONS]
+    frames = graphs.loop_frames(graph_def)
+    branches = graphs.branch_nodes(graph_def)
+    if any(c not in frames and c not in branches for c in contractions):
+        return None
+    kinds = "/".join(_CONTRACTIONS)
+    loops = [f.attr["body"].func.name for f in graph_def.node
+             if f.op in ("While", "StatelessWhile") and "body" in f.attr]
+    if not contractions:
+        where = (f"; the while loop bodies {', '.join(loops)} are functions it leaves float"
+                 if loops else "")
+        return f"no {kinds} for int8 to quantize in this graph{where}: it stays fp32"
+    by_loop = {}
+    for c in contractions:
+        by_loop.setdefault(frames.get(c), []).append(c)
+    parts = [f"the while loop '{frame}' ({', '.join(names[:3])}"
+             + (f" and {len(names) - 3} more" if len(names) > 3 else "") + ")"
+             for frame, names in by_loop.items() if frame is not None]
+    if by_loop.get(None):
+        parts.append(f"cond branches ({', '.join(by_loop[None][:3])})")
+    return (f"nothing to quantize: int8 leaves loop bodies and cond branches alone (float), "
+            f"and all {len(contractions)} {kinds} ops are there: {'; '.join(parts)}")
 
 
 def _parse(data):

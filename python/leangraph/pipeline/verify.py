@@ -104,14 +104,16 @@ def apply_gate(variant, tolerance):
         variant.fail(reason)
 
 
-def verify(variant, outputs, reference, tolerance, gates=None):
+def verify(variant, outputs, reference, tolerance, gates=None, examples=None):
     """Records a variant's differences from the reference and applies its own gate.
 
     outputs: the variant's outputs on the verification inputs (None: it could
     not run, and is already FAILED). An output of the wrong shape or count
     fails the variant rather than the run. gates: a metrics.Gates, which checks
     every output by its kind (recorded in variant.verification); without it the
-    first output's top-1 (or the fp32 tolerance) decides, as before.
+    first output's top-1 (or the fp32 tolerance) decides, as before. examples: how many
+    examples the outputs are of (default: their rows on axis 0, which examples fed as
+    they are, time-major ones, outnumber).
     """
     if outputs is None:
         return
@@ -122,7 +124,8 @@ def verify(variant, outputs, reference, tolerance, gates=None):
     except GraphError as exc:
         variant.fail(f"its outputs do not match the reference's: {exc}")
         return
-    variant.verified_on = len(reference[0]) if reference else 0
+    variant.verified_on = (int(examples) if examples is not None
+                           else len(reference[0]) if reference else 0)
     if gates is None:
         apply_gate(variant, tolerance)
         return

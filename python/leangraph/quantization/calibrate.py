@@ -82,11 +82,119 @@ def observed_tensors(graph_def):
     return [n for n in names if not n.startswith("^")]
 
 
+class ExampleFeeds:
+    """Examples fed one run each, as they are: a list of {input tensor: array}.
+
+    For inputs whose arrays cannot be stacked on a batch axis (a time-major
+    sequence with its lengths vector and state, examples of different lengths):
+    every run feeds one example whole, and its values are joined (see join).
+    """
+
+    def __init__(self, runs):
+        self.runs = list(runs)
+
+    def __len__(self):
+        return len(self.runs)
+
+    def take(self, start, stop):
+        return ExampleFeeds(self.runs[start:stop])
+
+
+def example_count(feeds):
+    """How many examples `feeds` holds ({tensor: array} stacked on axis 0, or ExampleFeeds)."""
+    if isinstance(feeds, ExampleFeeds):
+        return len(feeds)
+    return next(iter(feeds.values())).shape[0]
+
+
+def take(feeds, start, stop):
+    """Examples start..stop of `feeds`, in the form it has."""
+    if isinstance(feeds, ExampleFeeds):
+        return feeds.take(start, stop)
+    return {k: v[start:stop] for k, v in feeds.items()}
+
+
+def join(parts):
+    """One array of the values several runs fetched of one tensor.
+
+    Stacked on axis 0 where the runs agree on the other axes (batches of one
+    graph); examples fed as they are may disagree (a sequence's length on any
+    axis), and are then joined as rows of the last axis, where that agrees
+    (per-channel statistics still read it), else as one flat axis. Every reader
+    of these values (ranges, SQNR, per-channel errors) reads values, not their
+    layout, and the float and 8-bit graphs' runs are joined alike.
+    """
+    parts = [np.asarray(p) for p in parts]
+    if len(parts) == 1:
+        return parts[0]
+    if all(p.ndim for p in parts) and len({p.shape[1:] for p in parts}) == 1:
+        return np.concatenate(parts)
+    if all(p.ndim for p in parts) and len({p.shape[-1] for p in parts}) == 1:
+        return np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts])
+    return np.concatenate([p.reshape(-1) for p in parts])
+
+
+def _placeholder_dims(node):
+    shape = node.attr["shape"].shape
+    return None if shape.unknown_rank else [d.size for d in shape.dim]
+
+
+def _example_feeds(placeholders, samples):
+    """ExampleFeeds of a list of {input: array}, each example fed whole: checked like the
+    stacked form, except that an example has the input's full rank and no batch axis."""
+    known = {p.name: p for p in placeholders}
+    runs = []
+    for index, example in enumerate(samples):
+        if not isinstance(example, dict):
+            raise QuantizeError("calibration examples fed one by one must each be "
+                                f"{{input name: array}}; example {index} is "
+                                f"{type(example).__name__}")
+        run = {}
+        for name, value in example.items():
+            node = known.get(graphs.node_name(name))
+            if node is None:
+                raise QuantizeError(f"calibration example {index} names '{name}', which is not "
+                                    "an input of the graph")
+            try:
+                array = np.asarray(value)
+            except (TypeError, ValueError):
+                array = None
+            if array is None or array.dtype.kind not in "biuf":
+                raise QuantizeError(f"calibration example {index} for '{node.name}' is not "
+                                    "numeric")
+            dims = _placeholder_dims(node)
+            if dims is not None and (array.ndim != len(dims) or any(
+                    want >= 0 and want != got for want, got in zip(dims, array.shape))):
+                raise QuantizeError(
+                    f"calibration example {index} for '{node.name}' has shape "
+                    f"{tuple(array.shape)}, but the input is {_fmt(dims)} (fed as is)")
+            if array.size == 0:
+                raise QuantizeError(f"calibration example {index} for '{node.name}' is empty")
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                raise QuantizeError(f"calibration example {index} for '{node.name}' holds NaN "
+                                    "or infinite values")
+            run[graphs.tensor_name(node.name)] = array
+        missing = [p.name for p in placeholders if graphs.tensor_name(p.name) not in run]
+        if missing:
+            raise QuantizeError(f"calibration example {index} gives no values for input(s) "
+                                f"{', '.join(missing)}")
+        runs.append(run)
+    if not runs:
+        raise QuantizeError("calibration data holds no examples")
+    return ExampleFeeds(runs)
+
+
 def input_feeds(graph_def, samples, input_name=None):
-    """{placeholder tensor: array of N examples}, checked against the graph's inputs."""
+    """{placeholder tensor: array of N examples}, checked against the graph's inputs; or,
+    for a list of {input: array} (one example each, fed as is), an ExampleFeeds."""
     placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
     if not placeholders:
         raise QuantizeError("the graph has no Placeholder to feed calibration data into")
+    if isinstance(samples, ExampleFeeds):
+        samples = [{graphs.node_name(k): v for k, v in run.items()} for run in samples.runs]
+    if isinstance(samples, (list, tuple)) and samples and all(
+            isinstance(s, dict) for s in samples):
+        return _example_feeds(placeholders, samples)
     if isinstance(samples, dict):
         feeds = {}
         known = {p.name: p for p in placeholders}
@@ -189,7 +297,11 @@ def padded(feeds, size):
 
 def _batches(feeds, batch_size, pad=False):
     """Consecutive batches; with pad, the last is filled up to batch_size (a graph frozen
-    at that batch takes no other; repeated examples change no min or max)."""
+    at that batch takes no other; repeated examples change no min or max). ExampleFeeds:
+    one example per run, as it is."""
+    if isinstance(feeds, ExampleFeeds):
+        yield from feeds.runs
+        return
     count = next(iter(feeds.values())).shape[0]
     for start in range(0, count, batch_size):
         batch = {k: v[start:start + batch_size] for k, v in feeds.items()}
@@ -256,10 +368,11 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         raise QuantizeError(f"batch_size must be at least 1, got {batch_size}")
     graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
     feeds = input_feeds(graph_def, samples, input_name)
-    if all(v.min() == v.max() for v in feeds.values()):
+    spans = _spans(feeds)
+    if all(lo == hi for lo, hi in spans.values()):
         # Every tensor's range would be that of one input: real inputs would
         # saturate, and the checks on these samples would not show it.
-        which = ", ".join(f"'{graphs.node_name(k)}' is {float(v.flat[0]):g}" for k, v in feeds.items())
+        which = ", ".join(f"'{graphs.node_name(k)}' is {lo:g}" for k, (lo, _) in spans.items())
         raise QuantizeError(f"calibration data is constant (every value of {which}): its ranges "
                             "would clip any real input; give representative examples")
     names = [graphs.tensor_name(t) for t in tensors] if tensors is not None else observed_tensors(graph_def)
@@ -268,9 +381,11 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         if graphs.node_name(name) not in known:
             raise QuantizeError(f"tensor '{name}' is not in the graph")
     fixed = static_batch(graph_def)
+    if isinstance(feeds, ExampleFeeds):
+        fixed, batch_size = None, 1  # each example is one run, fed as it is
     if fixed is not None:
         batch_size = fixed
-    count = next(iter(feeds.values())).shape[0]
+    count = example_count(feeds)
     total = math.ceil(count / int(batch_size))
     session = _Session(graph_def)
     try:
@@ -325,3 +440,15 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         if not (math.isfinite(a) and math.isfinite(b)):
             raise QuantizeError(f"tensor '{name}' took non-finite values on the calibration data")
     return Calibration(ranges=ranges, method=method, samples=int(count))
+
+
+def _spans(feeds):
+    """{input tensor: (its smallest value, its largest)} over every example."""
+    runs = feeds.runs if isinstance(feeds, ExampleFeeds) else [feeds]
+    spans = {}
+    for run in runs:
+        for name, value in run.items():
+            lo, hi = float(np.min(value)), float(np.max(value))
+            old = spans.get(name, (lo, hi))
+            spans[name] = (min(old[0], lo), max(old[1], hi))
+    return spans

@@ -25,7 +25,13 @@ from leangraph.hardware import cpu_has_vnni, cpu_supports_int8
 from leangraph.errors import LeangraphError, QuantizeError
 from leangraph.metrics import sqnr_db  # noqa: F401 - the one definition; Q.sqnr_db too
 from leangraph.quantization.bias import _correct_biases, _with_biases
-from leangraph.quantization.calibrate import Calibration, calibrate, input_feeds
+from leangraph.quantization.calibrate import (
+    Calibration,
+    calibrate,
+    example_count,
+    input_feeds,
+    take,
+)
 from leangraph.quantization.equalize import equalize as equalize_products
 from leangraph.quantization.equalize import equalize_depthwise
 from leangraph.quantization.runs import FloatValues, run_all
@@ -268,7 +274,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     graph: a frozen float GraphDef, best after the `deploy` recipe (batch norms
         folded, biases as BiasAdd). samples: calibration inputs (an array, or
-        {input: array}); calibration: a Calibration made earlier instead.
+        {input: array}, examples stacked on axis 0; or a list of {input: array},
+        one example each, fed as it is: time-major sequences and other inputs
+        that cannot be stacked); calibration: a Calibration made earlier instead.
     exclude: contraction (or output) names that stay float; exclude_first /
         exclude_last keep the layer nearest the input / the output float.
     min_sqnr_db: a layer whose output SQNR against the float graph falls below
@@ -335,8 +343,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if name not in known:
             raise QuantizeError(f"exclude names '{name}', which is not in the graph")
         excluded[name] = "excluded by the caller"
-    for name in graphs.loop_nodes(graph_def) & set(ends):
-        excluded.setdefault(name, "inside a while loop (one value per iteration, not calibrated)")
+    frames = graphs.loop_frames(graph_def)
+    for name in set(frames) & set(ends):
+        excluded.setdefault(name, f"inside the while loop '{frames[name]}', left alone (one "
+                                  "value per iteration, not calibrated)")
     for name in graphs.branch_nodes(graph_def) & set(ends):
         excluded.setdefault(name, "inside a cond branch (dead when not taken, not calibrated)")
     edges = _first_and_last(graph_def, ends)
@@ -348,10 +358,11 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     check = None
     if samples is not None:
         feeds = input_feeds(graph_def, samples)
-        check = {k: v[: max(1, int(check_samples))] for k, v in feeds.items()}
+        checked = min(max(1, int(check_samples)), example_count(feeds))
+        check = take(feeds, 0, checked)
         # Where there are more samples, a bias correction fitted on `check` is judged on others.
-        held_out = {k: v[len(check[k]): 2 * len(check[k])] for k, v in feeds.items()}
-        if not all(len(v) for v in held_out.values()):
+        held_out = take(feeds, checked, 2 * checked)
+        if not example_count(held_out):
             held_out = check
 
     if min_macs_per_conversion:
@@ -416,9 +427,9 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
                                  zip(reference, run_all(g, outputs, held_out)))
                              for g in (final, fixed))
             kept = after > before
-            fitted = len(next(iter(check.values())))
+            fitted = example_count(check)
             judged = ("the same samples" if held_out is check else
-                      f"{len(reference[0])} other sample(s)")
+                      f"{example_count(held_out)} other sample(s)")
             bias_note = (f"bias correction: {len(corrected)} 8-bit layers' mean error per channel, "
                          f"fitted on {fitted} sample(s), taken out of their biases; on {judged} "
                          f"the outputs' SQNR is {after:.1f} dB with it against {before:.1f} dB "

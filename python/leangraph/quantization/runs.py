@@ -19,13 +19,23 @@
 import numpy as np
 
 from leangraph import graphs
-from leangraph.quantization.calibrate import _Session, padded, static_batch
+from leangraph.quantization.calibrate import (
+    ExampleFeeds,
+    _Session,
+    example_count,
+    join,
+    padded,
+    static_batch,
+)
 
 
 def batches(graph_def, feeds):
     """(batch size, [(examples in it, {input: one batch})]) over all of `feeds`: one batch
     where the inputs' batch is open; a graph frozen at a batch takes only that many, so
-    its last batch is filled up (and the filler cut from the results: _unfilled)."""
+    its last batch is filled up (and the filler cut from the results: _unfilled).
+    ExampleFeeds: one run per example, as it is (batch size None, nothing cut)."""
+    if isinstance(feeds, ExampleFeeds):
+        return None, [(None, run) for run in feeds.runs]
     count = next(iter(feeds.values())).shape[0]
     step = static_batch(graph_def) or count
     return step, [(min(step, count - i),
@@ -34,6 +44,8 @@ def batches(graph_def, feeds):
 
 
 def _unfilled(value, size, step):
+    if size is None:
+        return value
     return value[:size] if np.ndim(value) and len(value) == step else value
 
 
@@ -54,7 +66,7 @@ def run_all(graph_def, names, feeds, session=None, extra=None):
     finally:
         if own:
             session.close()
-    return [np.concatenate([p[j] for p in values]) for j in range(len(names))]
+    return [join([p[j] for p in values]) for j in range(len(names))]
 
 
 class FloatValues:
@@ -94,12 +106,13 @@ class FloatValues:
         """The check samples, the first examples calibration saw: its values are kept where
         it ran them in the batches run_all would."""
         self.feeds = feeds
-        fixed = static_batch(self.graph_def)
-        count = next(iter(feeds.values())).shape[0]
+        count = example_count(feeds)
+        # Calibration runs examples fed as they are one each, as run_all does.
+        fixed = 1 if isinstance(feeds, ExampleFeeds) else static_batch(self.graph_def)
         if fixed and count % fixed == 0:
             for name, parts in self._observed.items():
                 if len(parts) == count // fixed:
-                    self._values[name] = np.concatenate(parts)
+                    self._values[name] = join(parts)
         if self._values:  # the rest, if any, is run when asked for
             self._prefetch = []
         self._observed = {}
@@ -240,7 +253,7 @@ class StepwiseRunner:
             # Copies of our own (a few small tensors): fed again in the next run.
             self._fed[index] = {t: np.array(v) for t, v in zip(cut, values[len(names):])}
             parts.append([_unfilled(v, size, self._step) for v in values[:len(names)]])
-        return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
+        return [join([p[j] for p in parts]) for j in range(len(names))]
 
 
 def _summands(graph_def):
