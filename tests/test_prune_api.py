@@ -154,8 +154,10 @@ def test_bad_data(teacher, digits):
         leangraph.prune(teacher, np.repeat(x[:50], 3, axis=-1), y[:50], target_macs=0.5)
     with pytest.raises(leangraph.PruneError, match="span classes 0..11 but the model outputs 10"):
         leangraph.prune(teacher, x[:50], np.arange(50) % 12, target_macs=0.5)
-    with pytest.raises(leangraph.PruneError, match=r"labels y have shape \(49,\)"):
+    with pytest.raises(leangraph.PruneError, match=r"labels y hold 49 examples but x holds 50"):
         leangraph.prune(teacher, x[:50], y[:49], target_macs=0.5)
+    with pytest.raises(leangraph.PruneError, match=r"labels y have shape \(50, 3\); expected"):
+        leangraph.prune(teacher, x[:50], np.zeros((50, 3)), target_macs=0.5)
 
 
 def test_nothing_prunable_is_an_error(digits):
@@ -302,3 +304,119 @@ def test_cli_int8_ready_reports_post_training_int8(teacher_file, data_file, tmp_
     assert int8["float"] == pytest.approx(report["accuracy_after"])
     assert "within the budget" in int8["decision"] and "int8:" in capsys.readouterr().out
     assert "int8 (post-training, held out)" in (out / "report.md").read_text()
+
+
+def _head_model(digits, head, loss, targets):
+    """The digits convnet with another head, trained briefly on `targets`."""
+    x, _ = digits
+    keras.utils.set_random_seed(1)
+    i = keras.Input((8, 8, 1))
+    h = layers.Conv2D(32, 3, padding="same", activation="relu", name="h1")(i)
+    h = layers.Conv2D(32, 3, padding="same", activation="relu", name="h2")(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(i, head(h))
+    model.compile(keras.optimizers.Adam(3e-3), loss)
+    model.fit(x[:1200], targets[:1200], epochs=30, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def heads(digits):
+    x, y = digits
+    odd = (y % 2).astype("float32")[:, None]
+    several = np.stack([y % 2, (y >= 5), np.isin(y, (2, 3, 5, 7))], axis=1).astype("float32")
+    value = (y.astype("float32") / 9.0)[:, None]
+    return {
+        "binary": (_head_model(digits, layers.Dense(1, activation="sigmoid"),
+                               "binary_crossentropy", odd), odd),
+        "multilabel": (_head_model(digits, layers.Dense(3, activation="sigmoid"),
+                                   "binary_crossentropy", several), several),
+        "regression": (_head_model(digits, layers.Dense(1), "mse", value), value),
+    }
+
+
+@pytest.mark.parametrize("kind,metric", [("binary", "accuracy"), ("multilabel", "accuracy"),
+                                         ("regression", "MAE")])
+def test_each_output_kind_is_scored_and_distilled_by_its_kind(heads, digits, kind, metric):
+    """A sigmoid head is scored by its thresholded classes and a linear one by MAE (argmax
+    over one sigmoid column is always class 0), and fine-tuned by its own loss."""
+    model, targets = heads[kind]
+    x, _ = digits
+    pruned, report = leangraph.prune(model, x[:1200], targets[:1200], target_macs=0.4,
+                                     epochs=4, progress=False, seed=0)
+    assert report.metric == metric
+    assert report.distill["epochs"] > 0
+    assert report.accuracy_after >= report.accuracy_unfinetuned  # the best weights are kept
+    if kind == "regression":
+        assert report.accuracy_before < 0  # -MAE: larger is better
+        assert report.drop_unit == "% MAE"
+        assert "| held-out MAE | MAE " in report.to_markdown()
+    else:
+        assert 0.75 < report.accuracy_before <= 1.0  # the teacher predicts its labels
+        assert report.drop_unit == "points"
+
+
+def test_a_regression_output_without_labels_is_held_to_sqnr(heads, digits):
+    model, _ = heads["regression"]
+    x, _ = digits
+    _, report = leangraph.prune(model, x[:600], target_macs=0.6, epochs=2, progress=False)
+    assert report.metric == "SQNR against the original"
+    assert report.accuracy_before == 200.0  # the original against itself: exact
+    assert report.drop_unit == "dB"
+
+
+def test_output_kind_overrides_and_bad_labels_name_the_kind(heads, digits):
+    model, targets = heads["binary"]
+    x, _ = digits
+    with pytest.raises(leangraph.PruneError, match="labels y of a binary output must be 0 or 1"):
+        leangraph.prune(model, x[:100], targets[:100] * 2, target_macs=0.5, progress=False)
+    model, targets = heads["regression"]
+    with pytest.raises(leangraph.PruneError, match="unknown output kind 'ordinal'"):
+        leangraph.prune(model, x[:100], targets[:100], target_macs=0.5, output_kind="ordinal")
+
+
+@pytest.mark.parametrize("kind,width", [("binary", 1), ("multilabel", 3), ("regression", 1),
+                                        ("classes", 4)])
+def test_the_distillation_loss_of_each_kind_pulls_the_student_to_the_teacher(kind, width):
+    """The loss is smallest where the student equals the teacher and its gradient is not
+    zero elsewhere (a softmax over one sigmoid column gives 0 for any student)."""
+    import tensorflow as tf
+
+    from leangraph.prune.scoring import Scoring
+
+    rng = np.random.default_rng(0)
+    probabilities = kind in ("binary", "multilabel", "classes")
+    raw = rng.uniform(0.1, 0.9, (16, width)).astype("float32")
+    if kind == "classes":
+        raw = raw / raw.sum(-1, keepdims=True)
+    teacher = tf.constant(raw)
+    scoring = Scoring(kind, labels=False, probabilities=probabilities)
+    dummy = scoring.dummy_labels(16, width)
+    same = float(scoring.loss(teacher, teacher, dummy, 4.0, 1.0))
+    other = tf.Variable(np.roll(raw, 1, axis=0))
+    with tf.GradientTape() as tape:
+        apart = scoring.loss(other, teacher, dummy, 4.0, 1.0)
+    grad = tape.gradient(apart, other)
+    assert float(apart) > same + 1e-4
+    assert float(tf.reduce_max(tf.abs(grad))) > 1e-4
+
+
+def test_cli_prune_takes_the_output_kind(heads, digits, tmp_path, capsys):
+    model, targets = heads["regression"]
+    x, _ = digits
+    path = tmp_path / "reg.keras"
+    model.save(path)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x[:300], y=targets[:300])
+    rc = main(["prune", str(path), "--data", str(data), "--target-macs", "0.6", "--epochs", "1",
+               "--max-mae-increase", "0.5", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert re.search(r"held-out MAE MAE [0-9.]+ -> MAE [0-9.]+ \([+-][0-9.]+ % MAE\)", out)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["metric"] == "MAE" and report["drop_unit"] == "% MAE"
+    rc = main(["prune", str(path), "--data", str(data), "--target-macs", "0.6",
+               "--output-kind", "nope=binary", "-o", str(tmp_path / "bad")])
+    assert rc != 0
+    assert "--output-kind: no output 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -128,6 +128,23 @@ def write_outputs(model, report, out):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def output_kind(items, model):
+    """The kind --output-kind sets for the model's one output (KIND or NAME=KIND, NAME the
+    output layer's name), or None."""
+    from leangraph.errors import PruneError
+    from leangraph.metrics import parse_kind
+
+    if not items:
+        return None
+    if len(items) > 1:
+        raise PruneError("--output-kind: the model has one output; give one kind")
+    name, sep, kind = items[0].rpartition("=")
+    layer = model.outputs[0]._keras_history.operation.name
+    if sep and name.strip() not in (layer, model.outputs[0].name):
+        raise PruneError(f"--output-kind: no output '{name}' (the output: {layer})")
+    return parse_kind(kind)
+
+
 def run(args):
     from leangraph.errors import PruneError
     from leangraph.prune.api import prune
@@ -139,7 +156,7 @@ def run(args):
 
     model, x, y = read_data(args.model, args.data, args.preprocess, args.unsafe)
     if y is None:
-        print("no labels (y) in --data: the held-out score is top-1 agreement with MODEL")
+        print("no labels (y) in --data: the held-out score is agreement with MODEL")
     pruned, report = prune(
         model, x, y,
         target_macs=args.target_macs, max_accuracy_drop=args.max_accuracy_drop,
@@ -148,13 +165,14 @@ def run(args):
         seed=args.seed, unsafe=args.unsafe, storage=args.storage, study=args.study,
         worker=args.worker, resume=args.resume, wait=args.wait, heartbeat=args.heartbeat,
         int8=args.int8, int8_max_drop=args.int8_max_drop, qat_epochs=args.qat_epochs,
-        method=args.method, batch=args.batch,
+        method=args.method, batch=args.batch, output_kind=output_kind(args.output_kind, model),
+        max_mae_increase=args.max_mae_increase,
     )
     report.source = str(Path(args.model).resolve())  # what `leangraph optimize` stacks onto
     paths = write_outputs(pruned, report, args.out)
+    what, before, after, change = report.score_rows()
     print(f"MACs {report.macs_before:,} -> {report.macs_after:,} ({report.macs_ratio:.3f}x); "
-          f"held-out {100 * report.accuracy_before:.2f}% -> {100 * report.accuracy_after:.2f}% "
-          f"({-report.accuracy_drop:+.2f} points)")
+          f"{what} {before} -> {after} ({change})")
     if report.int8:
         print(f"int8: {report.int8['decision']}")
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -36,7 +36,7 @@ def _non_negative(text):
 
 
 def add_data_arguments(parser, *, required=False, aliases=False, calibration=True, gates=True,
-                       samples=True, accuracy_drop=True, max_accuracy_drop=0.5):
+                       kinds=True, samples=True, accuracy_drop=True, max_accuracy_drop=0.5):
     """Adds --data, --calibration-data, --verify-samples, --calibration-samples,
     --output-kind, --gate, --max-accuracy-drop and --max-mae-increase.
 
@@ -44,8 +44,9 @@ def add_data_arguments(parser, *, required=False, aliases=False, calibration=Tru
     calibration: declare --calibration-data (tune calibrates on its split only).
     samples: declare --verify-samples and --calibration-samples (prune holds out its own
     share for fine-tuning).
-    gates: declare --output-kind, --gate and --max-mae-increase (optimize gates every
-    output; tune and prune score one classifier output).
+    gates: declare --gate (optimize and tune gate every output against the original).
+    kinds: declare --output-kind and --max-mae-increase (prune, which scores its one
+    output against labels or the original, takes these without --gate).
     accuracy_drop: False where the command declares --max-accuracy-drop itself
     (prune, where it is one of two exclusive goals).
     """
@@ -65,11 +66,12 @@ def add_data_arguments(parser, *, required=False, aliases=False, calibration=Tru
         parser.add_argument("--calibration-samples", type=count,
                             default=DEFAULT_CALIBRATION_SAMPLES, metavar="N",
                             help="examples int8 calibrates on at most (default %(default)s)")
-    if gates:
+    if kinds:
         parser.add_argument("--output-kind", action="append", default=None,
                             metavar="NAME=KIND", help="how an output is gated: classes, binary, "
                             "multilabel or regression (default: read from the op that produces "
                             "it; repeatable)")
+    if gates:
         parser.add_argument("--gate", action="append", default=None,
                             metavar="NAME=[GATE:]VALUE", help="an output's threshold: its kind's "
                             "gate, or agreement, relative or sqnr (repeatable)")
@@ -77,7 +79,7 @@ def add_data_arguments(parser, *, required=False, aliases=False, calibration=Tru
         parser.add_argument("--max-accuracy-drop", type=_non_negative, default=max_accuracy_drop,
                             metavar="POINTS", help="with labels: accuracy a variant may lose, "
                                                    "in percentage points (default %(default)s)")
-    if gates:
+    if kinds:
         parser.add_argument("--max-mae-increase", type=_non_negative, default=0.1,
                             metavar="FRACTION", help="with labels: how much a regression "
                             "output's MAE may grow, relative (default %(default)s)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from leangraph.errors import PruneError
-from leangraph.metrics import held_out_score, within_budget
+from leangraph.prune.scoring import Scoring, drop, shown
 from leangraph.pipeline.data import MIN_SPLIT, too_few_note
 from leangraph.prune import criteria as C
 from leangraph.prune import distill as D
@@ -32,6 +32,7 @@ class PruneReport(ReductionSummary):
     accuracy_after: float
     accuracy_unfinetuned: float
     labels: bool
+    metric: str  # what the scores measure (prune.scoring.Scoring.name)
     n_train: int
     n_held_out: int
     prunable_share: float  # of conv/matmul MACs
@@ -45,7 +46,7 @@ class PruneReport(ReductionSummary):
     kind: str = "leangraph prune"
 
     def to_markdown(self):
-        what = "accuracy" if self.labels else "top-1 agreement with the original"
+        what = self.metric
         lines = [
             f"# leangraph prune: {self.model}",
             "",
@@ -58,10 +59,9 @@ class PruneReport(ReductionSummary):
             f"{self.macs_ratio:.3f} |",
             f"| parameters | {self.params_before:,} | {self.params_after:,} | "
             f"{self.params_after / max(1, self.params_before):.3f} |",
-            f"| held-out {what} | {100 * self.accuracy_before:.2f} % | "
-            f"{100 * self.accuracy_after:.2f} % | {-self.accuracy_drop:+.2f} points |",
+            "| " + " | ".join(self.score_rows()) + " |",
             "",
-            f"Without fine-tuning: {100 * self.accuracy_unfinetuned:.2f} %. "
+            f"Without fine-tuning: {shown(self.metric, self.accuracy_unfinetuned)}. "
             f"Distillation: {self.distill.get('epochs', 0):.1f} epochs, "
             f"{self.distill.get('seconds', 0):.0f} s ({self.distill.get('stopped', '')}).",
             f"Share of conv/matmul MACs in prunable groups: {100 * self.prunable_share:.1f} %.",
@@ -81,8 +81,9 @@ class PruneReport(ReductionSummary):
         if self.search:
             lines += ["", f"Search: {self.search.get('summary', '')}"]
         if self.int8:
-            lines += ["", f"int8 (post-training, held out): {100 * self.int8['post_training']:.2f} % "
-                          f"against float {100 * self.int8['float']:.2f} % (budget "
+            lines += ["", f"int8 (post-training, held out): "
+                          f"{shown(self.metric, self.int8['post_training'])} against float "
+                          f"{shown(self.metric, self.int8['float'])} (budget "
                           f"{self.int8['max_drop']:g} points); {self.int8['decision']}"]
         return "\n".join(lines) + "\n"
 
@@ -91,8 +92,9 @@ def _count_params(model):
     return int(sum(int(np.prod(v.shape)) for v in model.weights))
 
 
-def check_data(model, x, y):
-    """x as float32 and y as int64 class labels (or None), or a one-line PruneError."""
+def check_data(model, x, y, scoring=None):
+    """x as float32 and y as the labels the output's kind takes (prune.scoring; class
+    indices for a classifier), or None; or a one-line PruneError."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise PruneError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} "
                          "outputs; pruning needs one of each")
@@ -110,21 +112,8 @@ def check_data(model, x, y):
     x = x.astype(np.float32, copy=False)
     if y is None:
         return x, None
-    y = np.asarray(y)
-    classes = model.outputs[0].shape[-1]
-    if y.ndim == 2 and y.shape[1] == classes and len(y) == len(x):
-        y = y.argmax(axis=-1)  # one-hot
-    if y.ndim != 1 or len(y) != len(x):
-        raise PruneError(f"labels y have shape {y.shape}; expected ({len(x)},) class indices "
-                         "for the examples in x")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.mod(y, 1) == 0):
-            raise PruneError("labels y must be integer class indices")
-    y = y.astype(np.int64)
-    if y.min() < 0 or (classes is not None and y.max() >= classes):
-        raise PruneError(f"labels y span classes {int(y.min())}..{int(y.max())} but the model "
-                         f"outputs {classes} classes")
-    return x, y
+    scoring = scoring or Scoring.for_model(model, y)
+    return x, scoring.check_labels(y, len(x), model.outputs[0].shape[-1])
 
 
 def split(n, holdout, seed):
@@ -194,9 +183,9 @@ def group_rows(graph, plan):
     return rows
 
 
-def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32):
-    """Held-out top-1 of `model`'s post-training int8 graph (leangraph.quantize of its
-    frozen deploy graph, calibrated on `x_calib`): accuracy, or agreement with `reference`."""
+def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32, scoring=None):
+    """The held-out score (prune.scoring) of `model`'s post-training int8 graph
+    (leangraph.quantize of its frozen deploy graph, calibrated on `x_calib`)."""
     from leangraph.runner import run
     from leangraph.prune.search import deploy_graph
     from leangraph.quantization.calibrate import padded
@@ -212,13 +201,15 @@ def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32):
                          outputs)[0][:n])
     if not parts:
         return 0.0
-    return held_out_score(np.concatenate(parts), y_val, reference)
+    scoring = scoring or Scoring.for_model(model, y_val)
+    return scoring(np.concatenate(parts), y_val, reference)
 
 
 def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config, *,
                max_drop=0.5, qat_epochs=3, calibration=64):
-    """Checks `model`'s post-training int8 accuracy; fine-tunes it through fake
-    quantization when int8 loses more than `max_drop` points. Returns what it found."""
+    """Checks `model`'s post-training int8 score; fine-tunes it through fake quantization
+    when int8 is over the budget (max_drop points, or the MAE or SQNR budget of a
+    regression output: prune.scoring). Returns what it found."""
     from leangraph.quantization.qat import FakeQuant
 
     if not max_drop >= 0:
@@ -226,11 +217,12 @@ def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config
     if qat_epochs < 0:
         raise PruneError(f"qat_epochs must be >= 0, got {qat_epochs}")
     x_calib = x_train[:calibration]
-    float_score = D.score(model, x_val, y_val, reference)
-    ptq = int8_score(model, x_calib, x_val, y_val, reference)
+    scoring = config.scoring or Scoring.for_model(model, y_val)
+    float_score = D.score(model, x_val, y_val, reference, scoring=scoring)
+    ptq = int8_score(model, x_calib, x_val, y_val, reference, scoring=scoring)
     info = {"float": float_score, "post_training": ptq, "max_drop": max_drop,
-            "calibration": len(x_calib), "qat": None}
-    within = within_budget(float_score, ptq, max_drop)
+            "metric": scoring.name, "calibration": len(x_calib), "qat": None}
+    within = scoring.within(float_score, ptq, max_drop)
     given = len(x_train) + len(x_val)
     if given < MIN_SPLIT:
         # Calibration and the held-out score would share examples or rest on a handful.
@@ -246,17 +238,20 @@ def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config
     fake = FakeQuant(model, x_train[:256])
     trained = D.distill(model, teacher, x_train, x_val, y_train, y_val, qat_config,
                         fake_quant=fake)
-    after = int8_score(model, x_calib, x_val, y_val, reference)
+    after = int8_score(model, x_calib, x_val, y_val, reference, scoring=scoring)
     info["qat"] = {**asdict(trained), "post_training_after": after,
-                   "float_after": D.score(model, x_val, y_val, reference)}
+                   "float_after": D.score(model, x_val, y_val, reference, scoring=scoring)}
+    name = scoring.name
+    lost, unit = drop(name, float_score, ptq)
     if after > ptq:
-        info["decision"] = (f"post-training int8 lost {100 * (float_score - ptq):.2f} points; "
-                            f"after quantization-aware fine-tuning int8 scores "
-                            f"{100 * after:.2f} % (was {100 * ptq:.2f} %): kept")
+        info["decision"] = (f"post-training int8 lost {lost:.2f} {unit}; after "
+                            f"quantization-aware fine-tuning int8 scores {shown(name, after)} "
+                            f"(was {shown(name, ptq)}): kept")
     else:
         model.set_weights(saved)
-        info["decision"] = (f"quantization-aware fine-tuning did not help int8 ({100 * after:.2f} "
-                            f"% vs {100 * ptq:.2f} %): the weights before it are kept")
+        info["decision"] = (f"quantization-aware fine-tuning did not help int8 "
+                            f"({shown(name, after)} vs {shown(name, ptq)}): the weights before "
+                            "it are kept")
     return info
 
 
@@ -281,7 +276,7 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
           learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
           recalibrate=True, seed=0, progress=True, unsafe=False, storage=None, study=None,
           worker=False, resume=False, wait=60.0, heartbeat=10, int8=False, int8_max_drop=0.5,
-          qat_epochs=3, method="channels", batch=1):
+          qat_epochs=3, method="channels", batch=1, output_kind=None, max_mae_increase=0.1):
     """Prunes a Keras model's channels; returns (pruned Keras model, PruneReport).
 
     method: "channels" (this), "lowrank" (factorise Dense and Conv2D layers where
@@ -291,9 +286,13 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
 
     Give `target_macs` (keep that share of the MACs, 0..1) or
     `max_accuracy_drop` (percentage points; searches per-group ratios for the
-    lowest measured latency within that loss). `y` (class indices) is
-    optional: without it the held-out score is top-1 agreement with the
-    original. 15 % of the data (`holdout`) is held out for early stopping and
+    lowest measured latency within that loss). `y` (labels: class indices
+    for a classifier, 0/1 for a sigmoid output, values for a regression
+    output) is optional: without it the held-out score is agreement with the
+    original. The output is scored, budgeted and distilled by its kind
+    (leangraph.prune.scoring; `output_kind` overrides what its activation
+    says): a regression output's budget is `max_mae_increase` (relative MAE)
+    with labels, SQNR >= 20 dB against the original without. 15 % of the data (`holdout`) is held out for early stopping and
     for the accuracy the report states. `recalibrate` re-estimates the batch
     norms' statistics of the pruned model before fine-tuning (kept when they
     score better held out).
@@ -323,7 +322,8 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
         common = dict(epochs=epochs, seconds=seconds, temperature=temperature, alpha=alpha,
                       patience=patience, batch_size=batch_size, learning_rate=learning_rate,
                       holdout=holdout, trial_epochs=trial_epochs, recalibrate=recalibrate,
-                      seed=seed, progress=progress, unsafe=unsafe)
+                      seed=seed, progress=progress, unsafe=unsafe, output_kind=output_kind,
+                      max_mae_increase=max_mae_increase)
         finish = dict(int8=int8, int8_max_drop=int8_max_drop, qat_epochs=qat_epochs, batch=batch)
         if method == "lowrank":
             return lowrank(model, x, y, target_macs=target_macs,
@@ -349,13 +349,15 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     if worker and resume:
         raise PruneError("worker joins a running study and resume restarts a stopped one; "
                          "give one of them")
-    config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
-                             seconds=seconds, patience=patience, batch_size=batch_size,
-                             learning_rate=learning_rate, seed=seed, progress=progress)
-    config.check()
     model_arg = model
     model = _load(model, unsafe)
-    x, y = check_data(model, x, y)
+    scoring = Scoring.for_model(model, y, output_kind, max_mae_increase)
+    config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
+                             seconds=seconds, patience=patience, batch_size=batch_size,
+                             learning_rate=learning_rate, seed=seed, progress=progress,
+                             scoring=scoring)
+    config.check()
+    x, y = check_data(model, x, y, scoring)
     train, val = split(len(x), holdout, seed)
     graph = G.ChannelGraph(model)
     if not graph.prunable_groups:
@@ -366,13 +368,14 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     y_train, y_val = (None, None) if y is None else (y[train], y[val])
     scores = C.scores(graph, criterion, x_train)
     reference = D.predict(teacher, x_val)
-    before = D.score(teacher, x_val, y_val, reference)
+    before = D.score(teacher, x_val, y_val, reference, scoring=scoring)
     search_info = {}
     if target_macs is not None:
         plan = plan_for_macs(graph, scores, target_macs, channel_multiple)
         pruned = R.rebuild(plan)
         if recalibrate:
-            D.refresh_batch_norms(pruned, x_train, x_val, y_val, reference, seed=seed)
+            D.refresh_batch_norms(pruned, x_train, x_val, y_val, reference, seed=seed,
+                                  scoring=scoring)
     else:
         from leangraph.prune import search as S
 
@@ -381,6 +384,8 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
             from leangraph.prune import shared as P
 
             settings = {"max_accuracy_drop": float(max_accuracy_drop), "n_trials": int(n_trials),
+                        "output_kind": scoring.kind,
+                        "max_mae_increase": float(scoring.max_mae_increase),
                         "trial_epochs": int(trial_epochs), "channel_multiple": int(channel_multiple),
                         "criterion": criterion, "seed": int(seed), "holdout": float(holdout),
                         "recalibrate": bool(recalibrate), "temperature": float(temperature),
@@ -408,20 +413,20 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
             search_info["shared"] = {"storage": masked(storage), "study": study,
                                      "workers": sorted({r["worker"] for r in found.records
                                                         if r.get("worker")})}
-    unfinetuned = D.score(pruned, x_val, y_val, reference)
+    unfinetuned = D.score(pruned, x_val, y_val, reference, scoring=scoring)
     result = D.distill(pruned, teacher, x_train, x_val, y_train, y_val, config)
-    after = D.score(pruned, x_val, y_val, reference)
+    after = D.score(pruned, x_val, y_val, reference, scoring=scoring)
     int8_info = {}
     if int8:
         int8_info = int8_ready(pruned, teacher, x_train, x_val, y_train, y_val, reference,
                                config, max_drop=int8_max_drop, qat_epochs=qat_epochs)
-        after = D.score(pruned, x_val, y_val, reference)
+        after = D.score(pruned, x_val, y_val, reference, scoring=scoring)
     report = PruneReport(
         model=model.name, criterion=criterion, target_macs=target_macs,
         max_accuracy_drop=max_accuracy_drop, macs_before=graph.macs(), macs_after=plan.macs(),
         params_before=_count_params(teacher), params_after=_count_params(pruned),
         accuracy_before=before, accuracy_after=after, accuracy_unfinetuned=unfinetuned,
-        labels=y is not None, n_train=len(train), n_held_out=len(val),
+        labels=y is not None, metric=scoring.name, n_train=len(train), n_held_out=len(val),
         prunable_share=graph.prunable_share(), groups=group_rows(graph, plan),
         unsupported=[list(u) for u in graph.unsupported], distill=asdict(result),
         search=search_info, int8=int8_info, seconds=time.monotonic() - started,

@@ -1,9 +1,11 @@
 """Fine-tuning a pruned model by knowledge distillation from the unpruned one.
 
-The loss is Hinton's: the KL divergence between teacher and student outputs
-softened by a temperature T (scaled by T^2 so its gradients keep their size
-as T changes), mixed with the cross-entropy on the hard labels when there are
-labels. Without labels the student learns from the teacher alone.
+For a classifier the loss is Hinton's: the KL divergence between teacher and
+student outputs softened by a temperature T (scaled by T^2 so its gradients keep
+their size as T changes), mixed with the cross-entropy on the hard labels when
+there are labels; sigmoid and regression outputs have their own
+(prune.scoring.Scoring.loss). Without labels the student learns from the
+teacher alone.
 """
 
 import time
@@ -25,6 +27,9 @@ class DistillConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     progress: bool = True
+    #: how the output is scored and distilled (prune.scoring.Scoring; None: from the
+    #: teacher's output and whether there are labels)
+    scoring: object = None
 
     def check(self):
         if not self.temperature > 0:
@@ -77,12 +82,13 @@ def predict(model, x, batch_size=256):
     return np.concatenate(parts) if parts else np.zeros((0,))
 
 
-def score(model, x, y=None, reference=None, batch_size=256):
-    """Top-1 accuracy against labels `y`, or top-1 agreement with `reference` outputs
-    (metrics.held_out_score of the model's outputs)."""
-    from leangraph.metrics import held_out_score
+def score(model, x, y=None, reference=None, batch_size=256, scoring=None):
+    """The held-out score of the model's outputs, larger is better (prune.scoring: accuracy
+    against labels `y`, or agreement with the `reference` outputs, by the output's kind)."""
+    from leangraph.prune.scoring import Scoring
 
-    return held_out_score(predict(model, x, batch_size), y, reference)
+    scoring = scoring or Scoring.for_model(model, y)
+    return scoring(predict(model, x, batch_size), y, reference)
 
 
 def recalibrate_batch_norms(model, x, batches=8, batch_size=64, seed=0):
@@ -116,7 +122,7 @@ def recalibrate_batch_norms(model, x, batches=8, batch_size=64, seed=0):
     return count
 
 
-def refresh_batch_norms(model, x_train, x_val, y_val=None, reference=None, seed=0):
+def refresh_batch_norms(model, x_train, x_val, y_val=None, reference=None, seed=0, scoring=None):
     """Recalibrates the batch norms and keeps the new statistics only if they score better.
 
     Fresh statistics usually rescue a pruned model, but after a deep cut they
@@ -128,10 +134,10 @@ def refresh_batch_norms(model, x_train, x_val, y_val=None, reference=None, seed=
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not norms:
         return False
-    before = score(model, x_val, y_val, reference)
+    before = score(model, x_val, y_val, reference, scoring=scoring)
     saved = [layer.get_weights() for layer in norms]
     recalibrate_batch_norms(model, x_train, seed=seed)
-    if score(model, x_val, y_val, reference) > before:
+    if score(model, x_val, y_val, reference, scoring=scoring) > before:
         return True
     for layer, values in zip(norms, saved):
         layer.set_weights(values)
@@ -167,16 +173,16 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
     labels = y_train is not None
     if labels != (y_val is not None):
         raise PruneError("give labels for both the training and the held-out data, or neither")
-    probabilities = outputs_are_probabilities(teacher)
+    from leangraph.prune.scoring import Scoring, shown
+
+    scoring = config.scoring or Scoring.for_model(teacher, y_val)
     soft_train = predict(teacher, x_train)
     soft_val = predict(teacher, x_val)
 
     def held_out():
         if fake_quant is None:
-            return score(student, x_val, y_val, soft_val)
-        from leangraph.metrics import held_out_score
-
-        return held_out_score(fake_quant.predict(x_val), y_val, soft_val)
+            return score(student, x_val, y_val, soft_val, scoring=scoring)
+        return scoring(fake_quant.predict(x_val), y_val, soft_val)
 
     result = DistillResult()
     result.initial_score = result.best_score = held_out()
@@ -192,7 +198,6 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
 
     @tf.function(reduce_retracing=True)
     def step(xb, tb, yb):
-        teacher_logits = as_logits(tb, probabilities) / temperature
         with tf.GradientTape() as tape:
             if fake_quant is None:
                 out = student(xb, training=True)
@@ -204,15 +209,7 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
                     moved = scope.get_current_value(v)
                     if moved is not None:
                         v.assign(moved)
-            logits = as_logits(out, probabilities)
-            soft = tf.nn.softmax(teacher_logits)
-            kl = tf.reduce_sum(
-                soft * (tf.nn.log_softmax(teacher_logits) - tf.nn.log_softmax(logits / temperature)),
-                axis=-1)
-            loss = alpha * temperature ** 2 * tf.reduce_mean(kl)
-            if labels:
-                hard = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=logits)
-                loss += (1.0 - alpha) * tf.reduce_mean(hard)
+            loss = scoring.loss(out, tb, yb, temperature, alpha)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
@@ -222,8 +219,9 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
     start = time.monotonic()
     stale = 0
     steps = max(1, -(-len(x_train) // config.batch_size))
-    y_dummy = np.zeros(len(x_train), dtype=np.int64)
-    y_fit = np.asarray(y_train, dtype=np.int64) if labels else y_dummy
+    width = teacher.outputs[0].shape[-1]
+    y_fit = (scoring.check_labels(y_train, len(x_train), width) if labels
+             else scoring.dummy_labels(len(x_train), width))
     rounding = fake_quant.inputs_rounded() if fake_quant is not None else contextlib.nullcontext()
     with rounding, _progress(config.progress, steps) as bar:
         task = bar.add_task("", total=steps, epoch=0, status="") if bar else None
@@ -231,7 +229,7 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
             order = rng.permutation(len(x_train))
             if bar:
                 bar.reset(task, total=steps, epoch=f"{epoch + 1}/{config.epochs}",
-                          status=f"held-out {100 * result.best_score:.2f}%")
+                          status=f"held-out {shown(scoring.name, result.best_score)}")
             done = 0
             out_of_time = False
             for i in range(0, len(order), config.batch_size):

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from leangraph.errors import PruneError
-from leangraph.metrics import within_budget
 from leangraph.prune import distill as D
 from leangraph.prune import rebuild as R
+from leangraph.prune.scoring import Scoring, drop
 
 
 @dataclass
@@ -26,8 +26,8 @@ class Trial:
     keep: dict  # group index -> channels kept
     macs_ratio: float
     latency_ms: float
-    accuracy: float
-    accuracy_drop: float  # points
+    accuracy: float  # the held-out score (prune.scoring: larger is better)
+    accuracy_drop: float  # points (or % MAE, or dB: prune.scoring.drop)
     feasible: bool
 
 
@@ -43,16 +43,22 @@ class SearchResult:
     max_accuracy_drop: float
     trials: list = field(default_factory=list)
     records: list = field(default_factory=list)  # a shared study's trials, with their workers
+    scoring: object = None
 
     def summary(self):
+        scoring = self.scoring
+        unit = drop(scoring.name, 1.0, 1.0)[1] if scoring else "points"
+        budget = scoring.budget_words(self.max_accuracy_drop) if scoring else (
+            f"{self.max_accuracy_drop:g} points")
         text = (f"{len(self.trials)} trials; best #{self.best.number}: "
                 f"{self.best.latency_ms:.3f} ms vs {self.baseline_latency_ms:.3f} ms unpruned "
                 f"({self.baseline_latency_ms / self.best.latency_ms:.2f}x), MACs "
                 f"{self.best.macs_ratio:.3f}x, held-out drop {self.best.accuracy_drop:+.2f} "
-                f"points after the trial fine-tune (budget {self.max_accuracy_drop:g})")
+                f"{unit} after the trial fine-tune (budget {budget})")
         trials = self.records or [asdict(t) for t in self.trials]
         return {"summary": text, "baseline_latency_ms": self.baseline_latency_ms,
-                "best": asdict(self.best), "trials": trials}
+                "best": asdict(self.best), "trials": trials,
+                "metric": scoring.name if scoring else "accuracy"}
 
 
 def deploy_graph(model, batch):
@@ -98,8 +104,9 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
     if n_trials < 1:
         raise PruneError(f"the search needs at least one trial, got {n_trials}")
     config = config or D.DistillConfig()
+    scoring = config.scoring or Scoring.for_model(teacher, y_val)
     short = D.DistillConfig(**{**asdict(config), "epochs": trial_epochs, "seconds": None,
-                               "progress": False})
+                               "progress": False, "scoring": scoring})
     soft_val = D.predict(teacher, x_val)
     groups = graph.prunable_groups
     timer = shared.timed(latency_ms) if shared is not None else latency_ms
@@ -111,7 +118,8 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
         plan = R.plan_from_scores(graph, scores, keep)
         model = R.rebuild(plan)
         if recalibrate:
-            D.refresh_batch_norms(model, x_train, x_val, y_val, soft_val, seed=seed)
+            D.refresh_batch_norms(model, x_train, x_val, y_val, soft_val, seed=seed,
+                                  scoring=scoring)
         D.distill(model, teacher, x_train, x_val, y_train, y_val, short)
         return plan, model
 
@@ -125,14 +133,15 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
             step, count = _steps(g, multiple)
             keep[g.index] = min(g.channels, step * trial.suggest_int(f"g{g.index}", 1, count))
         plan, model = candidate(keep)
-        accuracy = D.score(model, x_val, y_val, soft_val)
-        drop = 100.0 * (baseline - accuracy)
+        accuracy = D.score(model, x_val, y_val, soft_val, scoring=scoring)
+        lost = drop(scoring.name, baseline, accuracy)[0]
         latency = timer(model, x_val, batch, runs)
-        trial.set_user_attr("constraint", drop - max_accuracy_drop)
+        excess = scoring.excess(baseline, accuracy, max_accuracy_drop)
+        trial.set_user_attr("constraint", excess)
         if modern_constraints:
-            trial.set_constraint("accuracy_budget", drop - max_accuracy_drop)
-        record = Trial(trial.number, keep, plan.macs() / graph.macs(), latency, accuracy, drop,
-                       within_budget(baseline, accuracy, max_accuracy_drop))
+            trial.set_constraint("accuracy_budget", excess)
+        record = Trial(trial.number, keep, plan.macs() / graph.macs(), latency, accuracy, lost,
+                       scoring.within(baseline, accuracy, max_accuracy_drop))
         if shared is not None:
             from leangraph.prune.shared import encode_keep
 
@@ -181,11 +190,12 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
         best = Trial(-1, {g.index: g.channels for g in groups}, 1.0, baseline_latency,
                      baseline, 0.0, True)
         return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials,
-                            records)
+                            records, scoring)
     best = min(feasible, key=lambda t: t.latency_ms)
     # Another worker's candidate is rebuilt from its keep counts.
     plan, model = built[best.number] if best.number in built else candidate(best.keep)
-    return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials, records)
+    return SearchResult(plan, model, best, baseline_latency, max_accuracy_drop, trials, records,
+                        scoring)
 
 
 def plot_trials(search_info, path):
@@ -197,6 +207,13 @@ def plot_trials(search_info, path):
 
     trials = search_info["trials"]
     best = search_info["best"]
+    metric = search_info.get("metric", "accuracy")
+
+    def score(t):
+        if metric == "MAE":
+            return -t["accuracy"]
+        return t["accuracy"] if metric.startswith("SQNR") else 100 * t["accuracy"]
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for feasible, colour, label in ((True, "tab:blue", "within budget"),
                                     (False, "tab:red", "over budget")):
@@ -204,14 +221,15 @@ def plot_trials(search_info, path):
         if not chosen:
             continue
         latency = [t["latency_ms"] for t in chosen]
-        left.scatter(latency, [100 * t["accuracy"] for t in chosen], c=colour, label=label)
+        left.scatter(latency, [score(t) for t in chosen], c=colour, label=label)
         right.scatter(latency, [t["macs_ratio"] for t in chosen], c=colour, label=label)
     for ax in (left, right):
         ax.axvline(search_info["baseline_latency_ms"], color="grey", ls=":", label="unpruned")
         ax.set_xlabel("p50 latency of the frozen deploy graph (ms)")
-    left.scatter([best["latency_ms"]], [100 * best["accuracy"]], marker="*", s=160, c="k",
+    left.scatter([best["latency_ms"]], [score(best)], marker="*", s=160, c="k",
                  label="chosen")
-    left.set_ylabel("held-out accuracy after the trial fine-tune (%)")
+    unit = {"MAE": ""}.get(metric, " (dB)" if metric.startswith("SQNR") else " (%)")
+    left.set_ylabel(f"held-out {metric} after the trial fine-tune{unit}")
     right.set_ylabel("MACs (share of the original)")
     left.legend(fontsize="small")
     fig.suptitle("leangraph prune: search trials")

@@ -3,9 +3,12 @@
 import json
 from dataclasses import asdict
 
+from leangraph.prune.scoring import drop, shown
+
 
 class ReductionSummary:
-    """For a dataclass with macs_before/macs_after and accuracy_before/accuracy_after."""
+    """For a dataclass with macs_before/macs_after, accuracy_before/accuracy_after (held-out
+    scores, larger is better: prune.scoring) and metric (what they measure)."""
 
     @property
     def macs_ratio(self):
@@ -13,13 +16,25 @@ class ReductionSummary:
 
     @property
     def accuracy_drop(self):
-        """Percentage points lost on the held-out data."""
-        return 100.0 * (self.accuracy_before - self.accuracy_after)
+        """What was lost on the held-out data: points of accuracy or agreement, per cent
+        of MAE, or dB of SQNR (prune.scoring.drop; drop_unit says which)."""
+        return drop(self.metric, self.accuracy_before, self.accuracy_after)[0]
+
+    @property
+    def drop_unit(self):
+        return drop(self.metric, self.accuracy_before, self.accuracy_after)[1]
+
+    def score_rows(self):
+        """(what is scored, before, after, change) in words, for report.md."""
+        return (f"held-out {self.metric}", shown(self.metric, self.accuracy_before),
+                shown(self.metric, self.accuracy_after),
+                f"{-self.accuracy_drop:+.2f} {self.drop_unit}")
 
     def to_dict(self):
         data = asdict(self)
         data["macs_ratio"] = self.macs_ratio
         data["accuracy_drop"] = self.accuracy_drop
+        data["drop_unit"] = self.drop_unit
         return data
 
     def to_json(self):

@@ -4,13 +4,13 @@ import time
 from dataclasses import asdict
 
 from leangraph.errors import PruneError
-from leangraph.metrics import within_budget
 from leangraph.prune import api as P
 from leangraph.prune import distill as D
 from leangraph.prune.lowrank import ranks as K
 from leangraph.prune.lowrank.apply import Factorable
 from leangraph.prune.lowrank.decompose import ENERGIES
 from leangraph.prune.lowrank.report import LowRankReport
+from leangraph.prune.scoring import Scoring, drop
 
 
 def _print_layer(name, row):
@@ -40,19 +40,22 @@ def _search(factorable, configs, teacher, data, judge, config, *, baseline, budg
     from dataclasses import replace
 
     x_train, x_val, y_train, y_val, reference = data
+    scoring = config.scoring
     short = replace(config, epochs=trial_epochs, seconds=None, progress=False)
     trials, best = [], None
     for label, chosen in configs:
         model = factorable.rebuild({n: r["rank"] for n, r in chosen.items()})
         if recalibrate:
-            D.refresh_batch_norms(model, x_train, x_val, y_val, reference, seed=seed)
+            D.refresh_batch_norms(model, x_train, x_val, y_val, reference, seed=seed,
+                                  scoring=scoring)
         D.distill(model, teacher, x_train, x_val, y_train, y_val, short)
-        accuracy = D.score(model, x_val, y_val, reference)
+        accuracy = D.score(model, x_val, y_val, reference, scoring=scoring)
         timing = judge.time(model)
-        drop = 100.0 * (baseline - accuracy)
         trial = {"level": label, "layers": len(chosen), "accuracy": accuracy,
-                 "accuracy_drop": drop, "timing": asdict(timing),
-                 "feasible": within_budget(baseline, accuracy, budget) and timing.pays(min_speedup)}
+                 "accuracy_drop": drop(scoring.name, baseline, accuracy)[0],
+                 "timing": asdict(timing),
+                 "feasible": (scoring.within(baseline, accuracy, budget)
+                              and timing.pays(min_speedup))}
         trials.append(trial)
         if progress:
             _print_level(trial)
@@ -66,7 +69,7 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
             epochs=10, seconds=None, temperature=4.0, alpha=0.7, patience=3, batch_size=32,
             learning_rate=1e-3, holdout=0.15, trial_epochs=1, recalibrate=True, seed=0,
             progress=True, unsafe=False, timer=None, int8=False, int8_max_drop=0.5,
-            qat_epochs=3, error_samples=64):
+            qat_epochs=3, error_samples=64, output_kind=None, max_mae_increase=0.1):
     """Factorises a Keras model's Dense and Conv2D layers; returns (model, LowRankReport).
 
     Each Dense or 1x1 conv is a candidate for a truncated SVD, each k x k conv
@@ -98,13 +101,15 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
         raise PruneError(f"rank_multiple must be >= 1, got {rank_multiple}")
     if not energies or not all(0.0 < e <= 1.0 for e in energies):
         raise PruneError(f"energies must be shares in (0, 1], got {list(energies)}")
-    config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
-                             seconds=seconds, patience=patience, batch_size=batch_size,
-                             learning_rate=learning_rate, seed=seed, progress=progress)
-    config.check()
     model = P._load(model, unsafe)
     teacher = model if teacher is None else P._load(teacher, unsafe)
-    x, y = P.check_data(model, x, y)
+    scoring = Scoring.for_model(teacher, y, output_kind, max_mae_increase)
+    config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
+                             seconds=seconds, patience=patience, batch_size=batch_size,
+                             learning_rate=learning_rate, seed=seed, progress=progress,
+                             scoring=scoring)
+    config.check()
+    x, y = P.check_data(model, x, y, scoring)
     train, val = P.split(len(x), holdout, seed)
     factorable = Factorable(model)
     if not factorable.sites:
@@ -114,7 +119,7 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
     x_train, x_val = x[train], x[val]
     y_train, y_val = (None, None) if y is None else (y[train], y[val])
     reference = D.predict(teacher, x_val)
-    before = D.score(teacher, x_val, y_val, reference)
+    before = D.score(teacher, x_val, y_val, reference, scoring=scoring)
     macs_teacher, macs_model = _macs(teacher), _macs(model)
     inputs = factorable.layer_inputs(x_train, error_samples)
 
@@ -170,20 +175,22 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
                            f"{trial['accuracy_drop']:+.2f} points after the trial fine-tune)")
             else:
                 summary = (f"{len(trials)} levels; none both measurably faster and within "
-                           f"{max_accuracy_drop:g} points: the model is left whole")
+                           f"{scoring.budget_words(max_accuracy_drop)}: the model is left "
+                           "whole")
             search_info = {"summary": summary, "levels": trials}
         if student is None:
             student = factorable.rebuild(chosen)
             if recalibrate and chosen:
-                D.refresh_batch_norms(student, x_train, x_val, y_val, reference, seed=seed)
-    unfinetuned = D.score(student, x_val, y_val, reference)
+                D.refresh_batch_norms(student, x_train, x_val, y_val, reference, seed=seed,
+                                      scoring=scoring)
+    unfinetuned = D.score(student, x_val, y_val, reference, scoring=scoring)
     result = D.distill(student, teacher, x_train, x_val, y_train, y_val, config)
-    after = D.score(student, x_val, y_val, reference)
+    after = D.score(student, x_val, y_val, reference, scoring=scoring)
     int8_info = {}
     if int8:
         int8_info = P.int8_ready(student, teacher, x_train, x_val, y_train, y_val, reference,
                                  config, max_drop=int8_max_drop, qat_epochs=qat_epochs)
-        after = D.score(student, x_val, y_val, reference)
+        after = D.score(student, x_val, y_val, reference, scoring=scoring)
     speed = asdict(final_judge.time(student)) if chosen or teacher is not model else {}
     rows = _layer_rows(factorable, chosen, timed, why_whole, error)
     report = LowRankReport(
@@ -192,7 +199,8 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
         macs_after=macs_model - factorable.macs_saved(chosen),
         params_before=P._count_params(teacher), params_after=P._count_params(student),
         accuracy_before=before, accuracy_after=after, accuracy_unfinetuned=unfinetuned,
-        labels=y is not None, n_train=len(train), n_held_out=len(val), layers=rows,
+        labels=y is not None, metric=scoring.name, n_train=len(train), n_held_out=len(val),
+        layers=rows,
         unsupported=[list(u) for u in factorable.unsupported], search=search_info,
         speed=speed, distill=asdict(result), int8=int8_info,
         seconds=time.monotonic() - started)

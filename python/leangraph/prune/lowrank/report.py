@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from leangraph.prune.scoring import shown
 from leangraph.prune.summary import ReductionSummary
 
 
@@ -20,6 +21,7 @@ class LowRankReport(ReductionSummary):
     accuracy_after: float
     accuracy_unfinetuned: float
     labels: bool
+    metric: str  # what the scores measure (prune.scoring.Scoring.name)
     n_train: int
     n_held_out: int
     layers: list = field(default_factory=list)  # one row per factorisable layer
@@ -34,7 +36,7 @@ class LowRankReport(ReductionSummary):
     kind: str = "leangraph prune"
 
     def to_markdown(self):
-        what = "accuracy" if self.labels else "top-1 agreement with the original"
+        what = self.metric
         title = "low-rank factorisation" + (" after channel pruning" if self.channels else "")
         lines = [f"# leangraph prune ({title}): {self.model}", "",
                  f"Held-out {what} on {self.n_held_out} examples ({self.n_train} used for "
@@ -45,13 +47,12 @@ class LowRankReport(ReductionSummary):
                  f"{self.macs_ratio:.3f} |",
                  f"| parameters | {self.params_before:,} | {self.params_after:,} | "
                  f"{self.params_after / max(1, self.params_before):.3f} |",
-                 f"| held-out {what} | {100 * self.accuracy_before:.2f} % | "
-                 f"{100 * self.accuracy_after:.2f} % | {-self.accuracy_drop:+.2f} points |"]
+                 "| " + " | ".join(self.score_rows()) + " |"]
         if self.speed:
             s = self.speed
             lines.append(f"| latency (ms, p50) | {s['before_ms']:.4f} | {s['after_ms']:.4f} | "
                          f"{s['speedup']:.2f}x faster (95 % CI {s['low']:.2f}-{s['high']:.2f}) |")
-        lines += ["", f"Without fine-tuning: {100 * self.accuracy_unfinetuned:.2f} %. "
+        lines += ["", f"Without fine-tuning: {shown(self.metric, self.accuracy_unfinetuned)}. "
                       f"Distillation: {self.distill.get('epochs', 0):.1f} epochs "
                       f"({self.distill.get('stopped', '')}).", "",
                   "| layer | kind | shape | rank | kept | MACs before | MACs after | "
@@ -74,8 +75,8 @@ class LowRankReport(ReductionSummary):
             lines += ["", f"Search: {self.search['summary']}"]
         if self.int8:
             q = self.int8
-            lines += ["", f"int8 (post-training, held out): {100 * q['post_training']:.2f} % "
-                          f"against float {100 * q['float']:.2f} %; {q['decision']}"]
+            lines += ["", f"int8 (post-training, held out): {shown(self.metric, q['post_training'])} "
+                          f"against float {shown(self.metric, q['float'])}; {q['decision']}"]
         return "\n".join(lines) + "\n"
 
 
