@@ -204,6 +204,33 @@ def test_an_input_cut_in_at_an_iterator_output(capsys, tmp_path):
     assert both.input_names == ["IteratorGetNext", "IteratorGetNext_1"]
 
 
+def test_an_output_that_reads_the_iterator_itself_is_named(capsys, tmp_path):
+    """As deepbrain's graph.pb: the image comes through a PlaceholderWithDefault, but a
+    second output reads the iterator's labels itself; the error names that output."""
+    import tensorflow as tf
+
+    from leangraph import graphs
+
+    graph = tf.Graph()
+    with graph.as_default():
+        rows = tf.compat.v1.placeholder(tf.float32, [None, 3], name="rows")
+        dataset = tf.data.Dataset.from_tensor_slices((rows, rows)).batch(1)
+        x, label = tf.compat.v1.data.make_initializable_iterator(dataset).get_next()
+        img = tf.compat.v1.placeholder_with_default(x, [None, 3], name="img")
+        prob = tf.identity(img * 3.0 + 1.0, name="prob")
+        tf.identity(tf.ones_like(label) * prob, name="pred")
+    graphs.save_graph(graph.as_graph_def(), tmp_path / "it.pb")
+    err = _one_line_error(capsys, ["freeze", str(tmp_path / "it.pb"), "-o",
+                                   str(tmp_path / "m.pb"), "--inputs", "img"])
+    assert err.endswith(
+        "output(s) pred read a tf.data iterator (IteratorGetNext:1) directly, not through an "
+        "input, which a frozen graph cannot run: leave pred out of --outputs (e.g. --outputs "
+        "prob), or cut an input in at that tensor, e.g. --inputs IteratorGetNext:1"), err
+    frozen = freeze(tmp_path / "it.pb", inputs="img", outputs="prob")
+    got = run(frozen.graph_def, {"img": np.ones((1, 3), np.float32)}, ["prob"])[0]
+    np.testing.assert_array_equal(got, np.full((1, 3), 4.0))
+
+
 def test_feed_a_vector(capsys, tmp_path):
     import tensorflow as tf
 
@@ -327,6 +354,37 @@ def test_dynamic_rnn_int8_quantizes_outside_the_loop_and_leaves_the_body_alone(f
         assert layers[name]["reason"].startswith("inside the while loop 'rnn/while', left alone")
     text = (tmp_path / "out" / "report.md").read_text()
     assert "rnn/while/MatMul (inside the while loop 'rnn/while', left alone" in text
+
+
+def test_a_conv3d_graph_keeps_working_and_int8_says_why_it_cannot(tmp_path, int8_anywhere):
+    """A 3D U-Net's ops (Conv3D, Conv3DBackpropInputV2: deepbrain's): every variant runs,
+    and the int8 row says in one line that none of its ops is one int8 rewrites."""
+    import tensorflow as tf
+
+    from leangraph import graphs
+    from leangraph.optimize import optimize
+
+    rng = np.random.default_rng(3)
+    graph = tf.Graph()
+    with graph.as_default():
+        img = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 8, 1], name="img")
+        w = tf.constant(rng.normal(size=(3, 3, 3, 1, 4)).astype(np.float32) * 0.5)
+        down = tf.nn.relu(tf.nn.conv3d(img, w, [1, 2, 2, 2, 1], "SAME"))
+        up_w = tf.constant(rng.normal(size=(3, 3, 3, 2, 4)).astype(np.float32) * 0.5)
+        up = tf.nn.conv3d_transpose(down, up_w, tf.stack([tf.shape(img)[0], 8, 8, 8, 2]),
+                                    [1, 2, 2, 2, 1], "SAME")
+        tf.sigmoid(tf.reduce_sum(up, -1, keepdims=True), name="prob")
+    graphs.save_graph(graph.as_graph_def(), tmp_path / "unet3d.pb")
+    x = rng.uniform(0, 1, (6, 8, 8, 8, 1)).astype(np.float32)
+    report = optimize(tmp_path / "unet3d.pb", outdir=tmp_path / "o", data=x, runs=2,
+                      progress=False, precisions="fp32,int8")
+    assert report.ok and report.variant("deploy").passed, report.table()
+    int8 = report.variant("int8")
+    assert int8.status == "skipped"
+    assert int8.reason == (
+        "no Conv2D/DepthwiseConv2dNative/MatMul for int8 to quantize in this graph (its "
+        "Conv3D ×1, Conv3DBackpropInputV2 ×1 are ops quantize_int8 does not rewrite): it "
+        "stays fp32")
 
 
 # --- Keras 3 recurrent layers with dropout ------------------------------------------

@@ -199,10 +199,12 @@ def choose_inputs(graph_def, outputs, inputs=None, feeds=None, shape_names=()):
             chosen.append(name)
 
     flags, kept_defaults, unfed, found, datasets = [], [], [], [], {}
-    pending = [(graphs.node_name(o), None) for o in outputs]
-    seen = set()
+    # (node, the PlaceholderWithDefault it is the default of, the output it is read for,
+    # the edge it is read by)
+    pending = [(graphs.node_name(o), None, graphs.node_name(o), o) for o in outputs]
+    seen, direct = set(), {}
     while pending:
-        name, via = pending.pop()
+        name, via, output, edge = pending.pop()
         if name in seen or name not in nodes:
             continue
         seen.add(name)
@@ -220,11 +222,13 @@ def choose_inputs(graph_def, outputs, inputs=None, feeds=None, shape_names=()):
             via = via or name
         elif is_dataset_op(node.op):
             datasets.setdefault(via, []).append(name)
+            if via is None:
+                direct.setdefault(output, graphs.tensor_name(edge.lstrip("^")))
             continue
-        pending.extend((graphs.node_name(i), via) for i in node.input)
+        pending.extend((graphs.node_name(i), via, output, i) for i in node.input)
 
     if datasets:
-        _refuse_dataset(datasets)
+        _refuse_dataset(datasets, direct, _clean_outputs(nodes, direct, outputs, chosen, feeds))
     if unfed:
         described = ", ".join(_describe(nodes[n]) for n in sorted(unfed))
         raise FreezeError(
@@ -327,7 +331,48 @@ def cut_at_tensors(graph_def, tensors):
     return out, renamed
 
 
-def _refuse_dataset(datasets):
+def _clean_outputs(nodes, direct, outputs, chosen, feeds):
+    """Outputs that read no tf.data iterator except through an input: the other outputs,
+    and the nodes an output in `direct` reads that do not reach the iterator themselves
+    (deepbrain's `pred` multiplies `prob` by ones_like(the labels))."""
+
+    def clean(start):
+        todo, seen = [start], set()
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in nodes or name in chosen or name in feeds:
+                continue
+            seen.add(name)
+            node = nodes[name]
+            if is_dataset_op(node.op):
+                return False
+            if node.op not in _PLACEHOLDERS:
+                todo.extend(graphs.node_name(i) for i in node.input)
+        return True
+
+    names = [graphs.node_name(o) for o in outputs]
+    found = [o for o in names if o not in direct]
+    # Below each reader, the nearest nodes that are clean (a few levels at most).
+    todo, seen = list(direct), set()
+    while todo and len(seen) < 64:
+        name = todo.pop(0)
+        if name in seen or name not in nodes or nodes[name].op in ("Const",) + _PLACEHOLDERS \
+                or is_dataset_op(nodes[name].op):
+            continue
+        seen.add(name)
+        if name not in direct and clean(name):
+            if name not in found:
+                found.append(name)
+            continue
+        todo.extend(graphs.node_name(i) for i in nodes[name].input if not i.startswith("^"))
+    return found
+
+
+def _refuse_dataset(datasets, direct=None, others=()):
+    """One line: which defaults or which outputs read a tf.data iterator, and what to give.
+
+    direct: {output: the iterator tensor it reads, not through any placeholder}; others:
+    outputs that do not (see _clean_outputs)."""
     through = sorted(n for n in datasets if n is not None)
     ops = sorted({op for names in datasets.values() for op in names})[:3]
     if through:
@@ -335,9 +380,15 @@ def _refuse_dataset(datasets):
             f"the default of PlaceholderWithDefault {', '.join(through)} comes from a tf.data "
             f"iterator ({', '.join(ops)}), which a frozen graph cannot run: name the inputs with "
             f"--inputs (e.g. --inputs {through[0]}) or set scalars with --feed NAME=VALUE")
+    direct = direct or {}
+    readers = sorted(direct)
+    tensor = direct[readers[0]] if readers else f"{ops[0]}:0"
+    leave = (f"leave {', '.join(readers)} out of --outputs (e.g. --outputs "
+             f"{','.join(others)}), or " if readers and others else "")
     raise FreezeError(
-        f"the outputs read a tf.data iterator ({', '.join(ops)}) directly, which a frozen graph "
-        f"cannot run: cut the inputs in at its outputs, e.g. --inputs {ops[0]}:0")
+        f"output(s) {', '.join(readers) or 'the outputs'} read a tf.data iterator "
+        f"({tensor}) directly, not through an input, which a frozen graph cannot run: "
+        f"{leave}cut an input in at that tensor, e.g. --inputs {tensor}")
 
 
 def _make_const(node, value):

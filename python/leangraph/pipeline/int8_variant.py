@@ -78,6 +78,11 @@ def calibration_samples(inputs, samples):
     return feeds if len(feeds) > 1 else samples[0]
 
 
+#: Contractions int8 leaves float, named when a graph has only these.
+_UNQUANTIZED = ("Conv3D", "Conv3DBackpropInputV2", "Conv2DBackpropInput", "BatchMatMul",
+                "BatchMatMulV2", "BatchMatMulV3", "Einsum")
+
+
 def nothing_to_quantize(graph_def):
     """Why int8 cannot apply to this graph, in one line, or None when it can: every conv
     and matmul is inside a while-loop body or a cond branch (left float), or there is none."""
@@ -93,9 +98,14 @@ def nothing_to_quantize(graph_def):
     loops = [f.attr["body"].func.name for f in graph_def.node
              if f.op in ("While", "StatelessWhile") and "body" in f.attr]
     if not contractions:
+        from collections import Counter
+
+        others = Counter(n.op for n in graph_def.node if n.op in _UNQUANTIZED)
+        has = (f" (its {', '.join(f'{op} ×{k}' for op, k in sorted(others.items()))} are ops "
+               "quantize_int8 does not rewrite)" if others else "")
         where = (f"; the while loop bodies {', '.join(loops)} are functions it leaves float"
                  if loops else "")
-        return f"no {kinds} for int8 to quantize in this graph{where}: it stays fp32"
+        return f"no {kinds} for int8 to quantize in this graph{has}{where}: it stays fp32"
     by_loop = {}
     for c in contractions:
         by_loop.setdefault(frames.get(c), []).append(c)
