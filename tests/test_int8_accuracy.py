@@ -66,12 +66,13 @@ def test_unknown_int8_threshold_is_refused(digits):
 
 
 def test_tune_confirms_its_winner_side_by_side(digits, deploy_graph):
-    from leangraph.tune import Trial, _confirm
+    from leangraph.pipeline.confirm import confirm
+    from leangraph.tune import Trial
 
     lines = []
     best = Trial(1, "original", "deploy", "fp32", 2)
-    confirmed = _confirm(digits.graph_def, deploy_graph, best,
-                                     {"input": digits.x_test[:1]}, lines.append)
+    confirmed = confirm(digits.graph_def, deploy_graph, best, {"input": digits.x_test[:1]},
+                        lines.append)
     lo, hi = confirmed["speedup_ci95"]
     assert lo <= confirmed["speedup"] <= hi and confirmed["pairs"] >= 20
     assert confirmed["threads"] == 2

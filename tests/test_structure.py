@@ -122,3 +122,13 @@ def test_no_import_circle_among_top_level_imports():
 def test_the_cycle_finder_finds_a_circle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_search_imports_neither_tune_nor_prune():
+    """search/ is the shared-search layer under both drivers: it imports neither driver,
+    at the top or lazily, and no message is patched from one command's into another's."""
+    found = [hit for hit in _where(r"(from|import)\s+leangraph\.(tune|prune)\b")
+             if hit.startswith("search/")]
+    assert not found, "\n".join(found)
+    patched = _where(r"\.replace\(\s*[\"']leangraph (tune|prune)")
+    assert not patched, "\n".join(patched)

@@ -42,6 +42,7 @@ from leangraph.pipeline.outdir import (
     signals_deferred,
 )
 from leangraph.pipeline.precisions import build_derived
+from leangraph.pipeline.confirm import CONFIRM_MAX_TIME, CONFIRM_TARGET_CI
 from leangraph.pipeline.progress import Progress
 from leangraph.pipeline.timing import time_batch, time_rounds
 from leangraph.pipeline.variants import (
@@ -767,12 +768,6 @@ def _verify(run, prog):
             check(v)
     evidence.mark_speed_only(run.variants + derived, run.evidence)
     run.variants.extend(derived)
-
-
-#: The result's speed-up over the frozen graph is re-measured in interleaved pairs
-#: until its 95 % interval is this narrow (relative), or CONFIRM_MAX_TIME passes.
-CONFIRM_TARGET_CI = 0.03
-CONFIRM_MAX_TIME = 30.0
 
 
 def _confirm(run, bench, chosen, prog):

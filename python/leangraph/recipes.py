@@ -72,6 +72,13 @@ def check_name(name, flag=None, also=()):
     raise UsageError(f"{prefix}unknown recipe '{name}'; known recipes: {known}")
 
 
+def recipe_for(name, graph):
+    """The transform string of recipe `name` (checked, as tune and `leangraph study` name
+    them) for `graph`; "none" is not a recipe here."""
+    check_name(name, also=("none",))
+    return recipe(name, graph)
+
+
 def recipe(name, graph=None):
     """The transform string of recipe `name`, ready for leangraph.transform().
 

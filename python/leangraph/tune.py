@@ -12,221 +12,27 @@ print the Pareto table (latency vs accuracy) and draw it.
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
-
 
 from leangraph import graphs
 from leangraph.errors import GraphError, LeangraphError, UsageError
 from leangraph.hardware import cpu_supports_bf16
-from leangraph import metrics
 from leangraph.metrics import Gates
+from leangraph.pipeline.confirm import confirm, overrule
+from leangraph.pipeline.scoring import Judge, calibration_feeds, read_examples, split_examples
+from leangraph.pipeline.timing import session_timer
+from leangraph.recipes import recipe_for
 from leangraph.precision import (
     PRECISIONS,
     apply_precision,
     int8_threshold,
     is_calibrated,
     is_precision,
-    predict,
 )
+from leangraph.search.trials import ORIGINAL, Trial, TuneResult, best_of, partial_result
 
-ORIGINAL = "original"
-
-@dataclass
-class Trial:
-    """One measured configuration. accuracy is a fraction (0..1); accuracy_drop
-    is in percentage points below the fp32 original (negative = better)."""
-
-    number: int
-    model: str
-    recipe: str
-    precision: str
-    threads: int
-    latency_ms: float | None = None
-    accuracy: float | None = None
-    accuracy_drop: float | None = None
-    file_bytes: int | None = None
-    feasible: bool = False
-    error: str | None = None
-    repeat_of: int | None = None
-    #: why a measured trial cannot be the answer although it may be within the budget
-    note: str | None = None
-    #: what ranks the trials: accuracy (with labels), top-1 agreement with the original,
-    #: MAE, or SQNR dB against the original (a regression output without labels)
-    metric: str | None = None
-    score: float | None = None
-    higher_is_better: bool = True
-    #: every gate on every output (metrics.OutputCheck as dicts)
-    checks: list | None = None
-
-    @property
-    def key(self):
-        return (self.model, self.recipe, self.precision, self.threads)
-
-    def label(self):
-        return f"{self.model}/{self.recipe}/{self.precision}/t{self.threads}"
-
-    @property
-    def quality(self):
-        """The score, larger is better (MAE negated)."""
-        if self.score is None:
-            return float("-inf")
-        return self.score if self.higher_is_better else -self.score
-
-    def shown_score(self):
-        return shown_score(self.metric, self.score)
-
-
-def shown_score(metric, score):
-    """A trial's score in words: '97.50 %', 'MAE 0.0123', 'SQNR 41.2 dB'."""
-    if score is None:
-        return "-"
-    if metric == "MAE":
-        return f"MAE {score:.4g}"
-    if metric == "SQNR dB":
-        return "exact" if score >= SQNR_CAP_DB else f"SQNR {score:.1f} dB"
-    return f"{100 * score:.2f} %"
-
-
-#: SQNR against the original is reported up to this (an exact copy's is infinite).
-SQNR_CAP_DB = 200.0
-
-
-def best_of(trials):
-    """The fastest feasible trial (the better score breaking ties)."""
-    feasible = [t for t in trials if t.feasible and t.repeat_of is None and t.latency_ms]
-    return min(feasible, key=lambda t: (t.latency_ms, -t.quality))
-
-
-@dataclass
-class TuneResult:
-    best: Trial
-    baseline: Trial
-    trials: list
-    max_accuracy_drop: float
-    messages: list = field(default_factory=list)
-    best_graph: object = None  # the winning GraphDef
-    best_session_config: object = None  # a ConfigProto it needs (Grappler bf16), or None
-    #: the best against the baseline, re-timed in interleaved pairs until the 95 %
-    #: interval is within CONFIRM_TARGET_CI (None with an injected timer)
-    confirmed: dict = None
-
-    def measured(self):
-        """Unique measured configurations (repeats of a trial left out)."""
-        return [t for t in self.trials if t.repeat_of is None and t.latency_ms is not None]
-
-    def pareto(self):
-        """Measured trials no other trial beats on both latency and accuracy, fastest first."""
-        points = self.measured()
-        front = []
-        for t in points:
-            dominated = any(
-                o is not t
-                and o.latency_ms <= t.latency_ms
-                and o.quality >= t.quality
-                and (o.latency_ms < t.latency_ms or o.quality > t.quality)
-                for o in points
-            )
-            if not dominated:
-                front.append(t)
-        return sorted(front, key=lambda t: (t.latency_ms, -t.quality))
-
-    def table(self):
-        """The Pareto front as a text table, with the baseline and the winner marked."""
-        rows = [("", "model", "recipe", "precision", "threads", "p50 ms", "speedup",
-                 self.baseline.metric or "score", "drop pts", "file KB")]
-        for t in self.pareto():
-            mark = ("*" if t is self.best else "") + ("=" if t is self.baseline else "")
-            if not t.feasible:
-                mark += "x"
-            rows.append((
-                mark, t.model, t.recipe, t.precision, str(t.threads), f"{t.latency_ms:.3f}",
-                f"{self.baseline.latency_ms / t.latency_ms:.2f}x", t.shown_score(),
-                "-" if t.accuracy_drop is None else f"{t.accuracy_drop:+.2f}",
-                f"{(t.file_bytes or 0) / 1024:.0f}",
-            ))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.append(
-            f"* best within budget ({self.max_accuracy_drop} points; every output gated by "
-            "its kind); = fp32 baseline; x over budget"
-        )
-        return "\n".join(lines)
-
-    def best_line(self):
-        """The winner in one line: configuration, latency, speed-up and score."""
-        best = self.best
-        drop = ("" if best.accuracy_drop is None
-                else f" ({best.accuracy_drop:+.2f} points)")
-        return (f"{best.label()} {best.latency_ms:.3f} ms "
-                f"({self.baseline.latency_ms / best.latency_ms:.2f}x the fp32 original), "
-                f"{best.metric or 'score'} {best.shown_score()}{drop}")
-
-    def to_dict(self):
-        return {
-            "max_accuracy_drop": self.max_accuracy_drop,
-            "best": asdict(self.best),
-            "baseline": asdict(self.baseline),
-            "pareto": [t.number for t in self.pareto()],
-            "messages": list(self.messages),
-            "trials": [asdict(t) for t in self.trials],
-            "confirmed": self.confirmed,
-        }
-
-    def save_json(self, path):
-        return graphs.atomic_write(path, json.dumps(self.to_dict(), indent=2).encode())
-
-    def plot(self, path):
-        """Latency vs accuracy of every measured trial, Pareto front and budget drawn."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
-        points = [t for t in self.measured() if t.score is not None]
-        fraction = self.baseline.metric not in ("MAE", "SQNR dB")
-
-        def shown(t):
-            if not fraction:
-                return min(t.score, SQNR_CAP_DB)
-            return 100 * t.score
-
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for feasible, colour, name in ((True, "tab:blue", "within budget"),
-                                       (False, "tab:red", "over budget")):
-            group = [t for t in points if t.feasible == feasible]
-            if group:
-                ax.scatter([t.latency_ms for t in group], [shown(t) for t in group],
-                           c=colour, label=name, alpha=0.7)
-        front = [t for t in self.pareto() if t.score is not None]
-        ax.plot([t.latency_ms for t in front], [shown(t) for t in front],
-                "k--", lw=1, label="Pareto front")
-        if fraction and self.baseline.score is not None:
-            floor = 100 * self.baseline.score - self.max_accuracy_drop
-            ax.axhline(floor, color="tab:red", lw=0.8, ls=":", label="accuracy budget")
-        if self.best.score is not None:
-            ax.annotate("best", (self.best.latency_ms, shown(self.best)),
-                        textcoords="offset points", xytext=(6, 6))
-        ax.set_xlabel("p50 latency (ms)")
-        ax.set_ylabel(f"{self.baseline.metric or 'score'}" + (" (%)" if fraction else ""))
-        ax.set_title(f"leangraph tune: latency vs {self.baseline.metric or 'score'}")
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, path)
-        return path
-
-
-def _recipe_string(name, graph_def):
-    from leangraph import recipes
-
-    recipes.check_name(name, also=("none",))
-    return recipes.recipe(name, graph_def)
+__all__ = ["ORIGINAL", "Trial", "TuneResult", "available_recipes", "session_timer", "tune"]
 
 
 def _as_graph(model):
@@ -246,33 +52,6 @@ def available_recipes():
     from leangraph import recipes
 
     return ["none"] + sorted(recipes.RECIPES)
-
-
-def _is_grappler_bf16(session_config):
-    from tensorflow.core.protobuf import rewriter_config_pb2
-
-    rewrite = session_config.graph_options.rewrite_options
-    return rewrite.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON
-
-
-def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, max_time=10.0):
-    """p50 latency (ms) of one run, by the C++ timer that times every other variant too.
-
-    session_config: None, or Grappler's bf16 config (precision.grappler_bf16_config),
-    which is the timer's precision="bf16": the same oneDNN rewrite, so that
-    bf16-grappler trials are ranked on the same clock as the rest.
-    """
-    from leangraph.bench import benchmark
-
-    precision = "fp32"
-    if session_config is not None:
-        if not _is_grappler_bf16(session_config):
-            raise UsageError("session_timer times plain graphs and Grappler's bf16 rewrite; "
-                             "this session config asks for something else")
-        precision = "bf16"
-    result = benchmark(graph_def, feeds, runs=runs, warmup=warmup, threads=threads,
-                       max_time=max_time, precision=precision)
-    return float(result.p50_ms)
 
 
 def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, tolerance=1e-4,
@@ -342,12 +121,12 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
         raise UsageError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
     base_graph = _as_graph(model)
     chosen = ([input_name] if input_name else None, [output_name] if output_name else None)
-    input_names, output_infos, data = _read(base_graph, x, y, *chosen, limit=limit)
+    input_names, output_infos, data = read_examples(base_graph, x, y, *chosen, limit=limit)
     output_names = [o.name for o in output_infos]
     given = data  # what a shared study fingerprints: the user's data, not the split
-    held, x_calib, too_few = _split(data, verify_samples, calibration_samples, say)
+    held, x_calib, too_few = split_examples(data, verify_samples, calibration_samples, say)
     if calibration is not None:
-        x_calib = _read(base_graph, calibration, None, *chosen, what="calibration")[2]
+        x_calib = read_examples(base_graph, calibration, None, *chosen, what="calibration")[2]
         say(f"int8 calibrates on the {x_calib.count} calibration example(s) given")
     judge = Judge(base_graph, held, input_names, output_infos,
                   Gates.for_graph(base_graph, output_infos, tolerance, output_kinds,
@@ -366,7 +145,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     recipes = list(recipes) if recipes else available_recipes()
     for name in recipes:
         if name != "none":
-            _recipe_string(name, base_graph)  # unknown names fail before any work
+            recipe_for(name, base_graph)  # unknown names fail before any work
     precisions = list(precisions) if precisions else ["fp32", "bf16", "bf16-grappler",
                                                       "int8-weights", "int8", "int8@25"]
     for name in precisions:
@@ -397,7 +176,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     variants = {}  # (model, recipe, precision) -> (graph, config, Score, bytes) or error
     measured = {}  # key -> Trial
     trials = []
-    calib_feeds = _calibration_feeds(input_names, x_calib)
+    calib_feeds = calibration_feeds(input_names, x_calib)
 
     def variant(model_name, recipe, precision):
         key = (model_name, recipe, precision)
@@ -407,7 +186,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
                 if recipe != "none":
                     from leangraph.transform import transform
 
-                    graph = transform(graph, _recipe_string(recipe, graph),
+                    graph = transform(graph, recipe_for(recipe, graph),
                                       inputs=input_names, outputs=output_names)
                 graph, config = apply_precision(graph, precision, samples=calib_feeds,
                                                 limit=x_calib.count)
@@ -455,7 +234,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
         log(f"trial {trial.number}: {trial.label()}  {latency}  {trial.shown_score()}  {state}"
             + (f" ({trial.error})" if trial.error else ""))
         if record:
-            partial = _partial_result(trials, max_accuracy_drop, messages)
+            partial = partial_result(trials, max_accuracy_drop, messages)
             graphs.atomic_write(record, json.dumps(partial, indent=2).encode())
 
     # The fp32 original at the most threads is trial 0: the reference for the
@@ -521,212 +300,11 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     graph, config, _, _ = variants[(best.model, best.recipe, best.precision)]
     result = TuneResult(best, baseline, trials, max_accuracy_drop, messages, graph, config)
     if timer is session_timer and best.key != baseline.key and config is None:
-        result.confirmed = _confirm(variants[baseline.key[:3]][0], graph, best, feeds, say)
+        result.confirmed = confirm(variants[baseline.key[:3]][0], graph, best, feeds, say)
         if result.confirmed and result.confirmed["speedup_ci95"][1] < 1.0:
-            _overrule(result, feasible, variants, say)
+            overrule(result, feasible, variants, say)
     if record:
         result.save_json(record)
     return result
 
 
-#: The winner's speed-up over the baseline is re-measured in interleaved pairs until
-#: its 95 % interval is this narrow (relative), or CONFIRM_MAX_TIME passes.
-CONFIRM_TARGET_CI = 0.03
-CONFIRM_MAX_TIME = 30.0
-
-
-def _confirm(baseline_graph, best_graph, best, feeds, say):
-    """The trials rank on p50s of separate runs; the claimed speed-up is measured side by side."""
-    from leangraph import bench
-
-    try:
-        c = bench.compare(baseline_graph, best_graph, feeds, runs=20, warmup=3,
-                          target_ci=CONFIRM_TARGET_CI, max_time=CONFIRM_MAX_TIME,
-                          threads=best.threads)
-    except LeangraphError as exc:
-        say(f"the confirming comparison failed: {exc}")
-        return None
-    lo, hi = c.speedup_ci95
-    say(f"{best.label()} vs the baseline, re-timed in {c.pairs} interleaved pairs: "
-        f"{c.speedup:.2f}x faster [95 % CI {lo:.2f}, {hi:.2f}]"
-        + ("" if c.target_met else " (interval target not met: a noisy machine)"))
-    return {"speedup": c.speedup, "speedup_ci95": [lo, hi], "pairs": c.pairs,
-            "target_met": c.target_met, "threads": best.threads}
-
-
-def _overrule(result, feasible, variants, say):
-    """The pairs found the winner slower than the baseline's graph on the winner's threads:
-    its lead in the trials was the thread count (or noise), so that graph on those threads
-    is the result, where it was timed."""
-    best, confirmed = result.best, result.confirmed
-    lo, hi = confirmed["speedup_ci95"]
-    same = next((t for t in feasible
-                 if t.key == result.baseline.key[:3] + (best.threads,)), None)
-    said = (f"in interleaved pairs on {best.threads} thread(s), {best.label()} runs at "
-            f"{confirmed['speedup']:.2f}x the baseline graph's speed [95 % CI {lo:.2f}, "
-            f"{hi:.2f}]: slower")
-    lead = ("the thread count" if best.threads != result.baseline.threads
-            else "the noise of separate timings")
-    if same is None or same is best:
-        say(f"{said}; its lead in the trials was {lead}, and the baseline graph was not timed "
-            f"on {best.threads} thread(s)")
-        return
-    say(f"{said}, so its lead in the trials was {lead}: {same.label()} is the result")
-    result.best = same
-    result.best_graph, result.best_session_config = variants[same.key[:3]][:2]
-    confirmed["overruled"] = best.label()
-
-
-def _read(graph, x, y, inputs=None, outputs=None, what="x", limit=None):
-    """(input names, output TensorInfos, pipeline.data.Data) of the examples tune scores:
-    these inputs and outputs (names), by default every one of the graph's."""
-    from leangraph.freezing.clean import _tensor_infos
-    from leangraph.pipeline import data as data_reader
-
-    inputs = [graphs.node_name(n) for n in inputs or graphs.default_inputs(graph)]
-    outputs = [graphs.node_name(n) for n in outputs or graphs.default_outputs(graph)]
-    infos = _tensor_infos(graph, list(inputs) + list(outputs))
-    in_infos, out_infos = infos[:len(inputs)], infos[len(inputs):]
-    source = x
-    if y is not None:
-        if isinstance(x, (str, os.PathLike)) or isinstance(x, data_reader.Data):
-            raise UsageError("give the labels inside the data (y or y_<output> in the .npz), "
-                             "not beside a path")
-        if isinstance(x, dict):
-            arrays = dict(x)
-        elif isinstance(x, (list, tuple)) and len(inputs) > 1:
-            arrays = {i.name: a for i, a in zip(in_infos, x)}
-        else:
-            arrays = {"x": x}
-        if isinstance(y, dict):
-            arrays.update({f"y_{name}": labels for name, labels in y.items()})
-        else:
-            arrays["y"] = y
-        source = arrays
-    if isinstance(x, (str, os.PathLike)):
-        what = "--data" if what == "x" else f"--{what}-data"
-    data = data_reader.read(source, in_infos, out_infos, what=what, limit=limit)
-    return inputs, out_infos, data
-
-
-def _calibration_feeds(input_names, data):
-    """What apply_precision calibrates on: the one input's array, or {input: array}."""
-    if data is None or data.count == 0:
-        return None
-    if len(input_names) == 1:
-        return data.arrays[0]
-    return dict(zip(input_names, data.arrays))
-
-
-def _split(data, verify_samples, calibration_samples, say):
-    """(the held-out Data every variant is scored on, the calibration Data, why calibrated
-    precisions are only timed or None): pipeline.data's seeded split, so calibration
-    never sees what every variant is scored on. Too few examples to split: all of them
-    score, and the calibrated precisions calibrate on them too, which makes their score
-    no verdict."""
-    from leangraph.pipeline import data as data_reader
-
-    n = data.count
-    parts = data_reader.split(n, verify_samples or data_reader.DEFAULT_VERIFY_SAMPLES,
-                              calibration_samples or data_reader.DEFAULT_CALIBRATION_SAMPLES)
-    if not parts.held_out:
-        note = data_reader.too_few_note(n)
-        say(f"{n} examples: int8 variants are {note}")
-        return data, data, note
-    held = parts.verification
-    say(f"scoring on {len(held)} held-out examples; int8 calibrates on "
-        f"{len(parts.calibration)} others (seed {parts.seed})")
-    return data.take(held), data.take(parts.calibration), None
-
-
-@dataclass
-class Score:
-    """How one variant did on the held-out examples (Judge)."""
-
-    metric: str
-    value: float
-    higher_is_better: bool
-    checks: list
-    #: every gate and budget it failed, in one line, or None
-    failure: str | None
-
-    @property
-    def is_fraction(self):
-        return self.metric not in ("MAE", "SQNR dB")
-
-    def fill(self, trial, baseline):
-        """Writes the score into a Trial, its drop against the baseline's Score."""
-        trial.metric, trial.score = self.metric, self.value
-        trial.higher_is_better = self.higher_is_better
-        trial.checks = [c.to_dict() for c in self.checks]
-        if self.is_fraction:
-            trial.accuracy = self.value
-            trial.accuracy_drop = 100.0 * (baseline.value - self.value)
-        trial.feasible = self.failure is None
-        if self.failure:
-            trial.note = self.failure
-
-
-class Judge:
-    """Scores variants against the fp32 original on the held-out examples, every output
-    gated by its kind and every labelled output held to the budget (leangraph.metrics:
-    the same gates and budget optimize applies). The primary score, which ranks the
-    trials, is the first labelled output's accuracy or MAE, or without labels the first
-    output's agreement with the original (SQNR dB for a regression output)."""
-
-    def __init__(self, base_graph, held, input_names, output_infos, gates, *,
-                 max_accuracy_drop=0.5, max_mae_increase=0.1, batch_size=32):
-        self.held, self.input_names, self.gates = held, input_names, gates
-        self.output_names = [o.name for o in output_infos]
-        self.max_accuracy_drop, self.max_mae_increase = max_accuracy_drop, max_mae_increase
-        self.batch_size = batch_size
-        self.reference = self.outputs(base_graph, None)
-        self.reference_scores = metrics.label_scores(gates.names, gates.kinds, self.reference,
-                                                     held.labels)
-        self.baseline = self._score(self.reference, [], [])
-
-    def outputs(self, graph, config):
-        return predict(graph, self.held.arrays, self.input_names, self.output_names,
-                       self.batch_size, config)
-
-    def __call__(self, graph, config, lossy, gated=True):
-        """The Score of one variant. gated False: only the label budget judges it (a
-        candidate model with labels, which is meant to compute something else)."""
-        outputs = self.outputs(graph, config)
-        checks = self.gates.checks(outputs, self.reference, lossy) if gated else []
-        failures = [metrics.failure(checks)] if metrics.failure(checks) else []
-        scores = metrics.label_scores(self.gates.names, self.gates.kinds, outputs,
-                                      self.held.labels)
-        failures += metrics.budget_failures(scores, self.reference_scores,
-                                            self.max_accuracy_drop, self.max_mae_increase)
-        return self._score(outputs, checks, failures, scores)
-
-    def _score(self, outputs, checks, failures, scores=None):
-        scores = self.reference_scores if scores is None else scores
-        if scores:
-            first = scores[0]
-            return Score(first["metric"], first["value"], first["higher_is_better"], checks,
-                         "; ".join(failures) or None)
-        kind, out, ref = self.gates.kinds[0], outputs[0], self.reference[0]
-        if kind == "regression":
-            value = min(metrics.sqnr_db(ref, out), SQNR_CAP_DB)
-            return Score("SQNR dB", value, True, checks, "; ".join(failures) or None)
-        value = metrics.agreement(out, ref, kind)
-        if not metrics.within_budget(1.0, value, self.max_accuracy_drop):
-            failures = failures + [f"agreement with the original {100 * value:.2f} % is more "
-                                   f"than {self.max_accuracy_drop:g} points below 100 %"]
-        return Score(f"{_AGREEMENT_NAMES[kind]}", value, True, checks,
-                     "; ".join(failures) or None)
-
-
-_AGREEMENT_NAMES = {"classes": "top-1 agreement", "binary": "class agreement",
-                    "multilabel": "label agreement"}
-
-
-def _partial_result(trials, budget, messages):
-    return {
-        "max_accuracy_drop": budget,
-        "messages": list(messages),
-        "trials": [asdict(t) for t in trials],
-        "complete": False,
-    }

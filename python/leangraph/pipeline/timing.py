@@ -3,7 +3,7 @@
 import numpy as np
 
 from leangraph import graphs
-from leangraph.errors import BenchmarkError, GraphError
+from leangraph.errors import BenchmarkError, GraphError, UsageError
 from leangraph.pipeline.variants import LatencyStats, with_batch
 from leangraph.safety import require_safe
 
@@ -126,3 +126,30 @@ def time_rounds(timed, bench, keras_model, examples, input_names, output_names, 
         for v in timed:
             v.speedup = reference.latency.p50_ms / v.latency.p50_ms
     return order, timed
+
+
+def _is_grappler_bf16(session_config):
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    rewrite = session_config.graph_options.rewrite_options
+    return rewrite.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON
+
+
+def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, max_time=10.0):
+    """p50 latency (ms) of one run, by the C++ timer that times every other variant too.
+
+    session_config: None, or Grappler's bf16 config (precision.grappler_bf16_config),
+    which is the timer's precision="bf16": the same oneDNN rewrite, so that
+    bf16-grappler trials are ranked on the same clock as the rest.
+    """
+    from leangraph.bench import benchmark
+
+    precision = "fp32"
+    if session_config is not None:
+        if not _is_grappler_bf16(session_config):
+            raise UsageError("session_timer times plain graphs and Grappler's bf16 rewrite; "
+                             "this session config asks for something else")
+        precision = "bf16"
+    result = benchmark(graph_def, feeds, runs=runs, warmup=warmup, threads=threads,
+                       max_time=max_time, precision=precision)
+    return float(result.p50_ms)

@@ -20,7 +20,6 @@ import socket
 from leangraph.search.storage import (
     StorageError,
     close_storage,
-    data_fingerprint,
     environment,
     incompatibility,
     masked,
@@ -90,10 +89,7 @@ class PruneStudy:
             study.set_user_attr(READY, True)
         else:
             wait = self.wait if self.mode == "worker" else 0.0
-            try:
-                found = wait_for_study(self.storage, self.name, wait, ready_key=READY)
-            except StorageError as exc:
-                raise StorageError(str(exc).replace("leangraph tune", "leangraph prune")) from None
+            found = wait_for_study(self.storage, self.name, wait, ready_key=READY, command=KIND)
             recorded = found.user_attrs
             if recorded.get("kind") != KIND:
                 raise StorageError(f"study '{self.name}' was not made by leangraph prune")

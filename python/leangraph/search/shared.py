@@ -31,7 +31,7 @@ from leangraph.search.storage import (
     HostLock,
     wait_for_study,
 )
-from leangraph.tune import Trial, TuneResult, best_of
+from leangraph.search.trials import Trial, TuneResult, best_of
 
 READY = "leangraph_ready"
 PARAMS = ("model", "recipe", "precision", "threads")
@@ -165,7 +165,7 @@ class SharedStudy:
                                    "with --worker, continue it with --resume, or pick another "
                                    "--study")
             study = wait_for_study(storage, name, wait if mode == "worker" else 0,
-                                   ready_key=READY)
+                                   ready_key=READY, command="leangraph tune")
             recorded = study.user_attrs
             if "settings" not in recorded:
                 raise StorageError(f"study '{name}' was not made by leangraph tune")

@@ -325,8 +325,9 @@ def timing_lock(path=None):
         os.close(fd)
 
 
-def wait_for_study(storage, name, wait, *, ready_key):
-    """The study `name` once its maker has set `ready_key`, waiting up to `wait` seconds."""
+def wait_for_study(storage, name, wait, *, ready_key, command):
+    """The study `name` once its maker has set `ready_key`, waiting up to `wait` seconds.
+    command: the command that makes such studies ("leangraph tune"), for the message."""
     import optuna
 
     deadline = time.monotonic() + max(0.0, float(wait))
@@ -342,7 +343,7 @@ def wait_for_study(storage, name, wait, *, ready_key):
         if time.monotonic() >= deadline:
             what = "is still being set up" if seen else "does not exist"
             raise StorageError(f"study '{name}' {what} after waiting {wait:g} s "
-                               "(start one with `leangraph tune --storage URL --study NAME`)")
+                               f"(start one with `{command} --storage URL --study NAME`)")
         time.sleep(0.5)
 
 

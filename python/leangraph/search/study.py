@@ -17,7 +17,7 @@ from pathlib import Path
 
 from leangraph.search.shared import trial_phase, finished_trials, result_of
 from leangraph.search.storage import StorageError, close_storage, masked, open_storage
-from leangraph.tune import shown_score
+from leangraph.search.trials import shown_score
 
 
 @contextlib.contextmanager
@@ -156,7 +156,8 @@ def _rebuild(study, model=None, data=None):
     from leangraph import graphs
     from leangraph.precision import apply_precision
     from leangraph.search.storage import data_fingerprint, graph_fingerprint
-    from leangraph.tune import ORIGINAL, _recipe_string
+    from leangraph.recipes import recipe_for
+    from leangraph.search.trials import ORIGINAL
 
     attrs = study.user_attrs
     settings, sources = attrs["settings"], attrs.get("sources", {})
@@ -175,20 +176,20 @@ def _rebuild(study, model=None, data=None):
     if best.recipe != "none":
         from leangraph.transform import transform
 
-        graph = transform(graph, _recipe_string(best.recipe, graph),
+        graph = transform(graph, recipe_for(best.recipe, graph),
                           inputs=settings["inputs"], outputs=settings["outputs"])
     graph, config = apply_precision(graph, best.precision)
     verification = {"model_sha256": attrs["fingerprints"]["model"], "accuracy_checked": False}
     data = data or sources.get("data")
     if data and Path(data).exists():
         from leangraph.metrics import Gates
-        from leangraph.tune import Judge, _read, _split
+        from leangraph.pipeline.scoring import Judge, read_examples, split_examples
 
-        inputs, out_infos, examples = _read(base, data, None, settings["inputs"],
+        inputs, out_infos, examples = read_examples(base, data, None, settings["inputs"],
                                             settings["outputs"], what="--data",
                                             limit=sources.get("limit") or None)
         if data_fingerprint(examples.arrays, examples.labels) == attrs["fingerprints"]["data"]:
-            held, _, _ = _split(examples, None, None, lambda line: None)  # tune scored these
+            held, _, _ = split_examples(examples, None, None, lambda line: None)  # tune scored these
             gates = Gates.for_graph(base, out_infos, kinds=settings.get("output_kinds"))
             gates.read_labels(examples.labels)
             judge = Judge(base, held, inputs, out_infos, gates)
