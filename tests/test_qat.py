@@ -8,7 +8,7 @@ from keras import layers
 
 import leangraph
 from leangraph.errors import QuantizeError
-from leangraph.prune import api as A
+from leangraph.prune import int8 as A
 from leangraph.prune import distill as D
 from leangraph.quantization import qat
 from leangraph.quantization.int8 import quantize, sqnr_db

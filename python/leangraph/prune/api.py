@@ -3,126 +3,26 @@
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from leangraph.errors import PruneError
-from leangraph.prune.scoring import Scoring, drop, shown
-from leangraph.pipeline.data import MIN_SPLIT, too_few_note
 from leangraph.prune import criteria as C
 from leangraph.prune import distill as D
 from leangraph.prune import groups as G
 from leangraph.prune import rebuild as R
-from leangraph.prune.summary import ReductionSummary
+from leangraph.prune.data import check_data, split
+from leangraph.prune.int8 import int8_ready
+from leangraph.prune.report import PruneReport, group_rows
+from leangraph.prune.scoring import Scoring
 
-
-@dataclass
-class PruneReport(ReductionSummary):
-    model: str
-    criterion: str
-    target_macs: float | None
-    max_accuracy_drop: float | None
-    macs_before: int
-    macs_after: int
-    params_before: int
-    params_after: int
-    accuracy_before: float  # held-out, 0..1 (top-1 agreement with the original without labels)
-    accuracy_after: float
-    accuracy_unfinetuned: float
-    labels: bool
-    metric: str  # what the scores measure (prune.scoring.Scoring.name)
-    n_train: int
-    n_held_out: int
-    prunable_share: float  # of conv/matmul MACs
-    groups: list = field(default_factory=list)
-    unsupported: list = field(default_factory=list)
-    distill: dict = field(default_factory=dict)
-    search: dict = field(default_factory=dict)
-    int8: dict = field(default_factory=dict)  # int8-ready check and quantization-aware fine-tune
-    seconds: float = 0.0
-    source: str | None = None  # the pruned model's path, when it was given as one
-    kind: str = "leangraph prune"
-
-    def to_markdown(self):
-        what = self.metric
-        lines = [
-            f"# leangraph prune: {self.model}",
-            "",
-            f"Criterion `{self.criterion}`; held-out {what} on {self.n_held_out} examples "
-            f"({self.n_train} used for fine-tuning).",
-            "",
-            "| | before | after | ratio |",
-            "| --- | --- | --- | --- |",
-            f"| MACs per example | {self.macs_before:,} | {self.macs_after:,} | "
-            f"{self.macs_ratio:.3f} |",
-            f"| parameters | {self.params_before:,} | {self.params_after:,} | "
-            f"{self.params_after / max(1, self.params_before):.3f} |",
-            "| " + " | ".join(self.score_rows()) + " |",
-            "",
-            f"Without fine-tuning: {shown(self.metric, self.accuracy_unfinetuned)}. "
-            f"Distillation: {self.distill.get('epochs', 0):.1f} epochs, "
-            f"{self.distill.get('seconds', 0):.0f} s ({self.distill.get('stopped', '')}).",
-            f"Share of conv/matmul MACs in prunable groups: {100 * self.prunable_share:.1f} %.",
-            "",
-            "| group | producers | channels | kept |",
-            "| --- | --- | --- | --- |",
-        ]
-        for g in self.groups:
-            names = ", ".join(g["producers"])
-            if len(names) > 80:
-                names = names[:77] + "..."
-            kept = g["kept"] if g["prunable"] else "frozen"
-            lines.append(f"| {g['index']} | {names} | {g['channels']} | {kept} |")
-        if self.unsupported:
-            lines += ["", "Left whole (not understood, so never pruned):", ""]
-            lines += [f"- `{name}` ({cls}): {reason}" for name, cls, reason in self.unsupported]
-        if self.search:
-            lines += ["", f"Search: {self.search.get('summary', '')}"]
-        if self.int8:
-            lines += ["", f"int8 (post-training, held out): "
-                          f"{shown(self.metric, self.int8['post_training'])} against float "
-                          f"{shown(self.metric, self.int8['float'])} (budget "
-                          f"{self.int8['max_drop']:g} points); {self.int8['decision']}"]
-        return "\n".join(lines) + "\n"
+__all__ = ["PruneReport", "check_data", "int8_ready", "prune", "split"]
 
 
 def _count_params(model):
     return int(sum(int(np.prod(v.shape)) for v in model.weights))
-
-
-def check_data(model, x, y, scoring=None):
-    """x as float32 and y as the labels the output's kind takes (prune.scoring; class
-    indices for a classifier), or None; or a one-line PruneError."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise PruneError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} "
-                         "outputs; pruning needs one of each")
-    x = np.asarray(x)
-    want = tuple(model.inputs[0].shape[1:])
-    got = tuple(x.shape[1:])
-    if x.ndim != len(want) + 1 or any(w is not None and w != g for w, g in zip(want, got)):
-        raise PruneError(f"data x has examples of shape {got} but the model takes "
-                         f"{tuple('?' if w is None else w for w in want)}")
-    if len(x) < 8:
-        raise PruneError(f"data x has {len(x)} examples; at least 8 are needed "
-                         "(15 % are held out)")
-    if not np.issubdtype(x.dtype, np.number):
-        raise PruneError(f"data x has dtype {x.dtype}; numbers are needed")
-    x = x.astype(np.float32, copy=False)
-    if y is None:
-        return x, None
-    scoring = scoring or Scoring.for_model(model, y)
-    return x, scoring.check_labels(y, len(x), model.outputs[0].shape[-1])
-
-
-def split(n, holdout, seed):
-    """(train indices, held-out indices): a seeded shuffle, `holdout` of it held out."""
-    if not 0.0 < holdout < 1.0:
-        raise PruneError(f"holdout must be in (0, 1), got {holdout}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * holdout)))
-    return order[n_val:], order[:n_val]
 
 
 def _round_keep(ratio, channels, multiple):
@@ -171,88 +71,6 @@ def plan_for_macs(graph, scores, target, multiple=8):
                 break
         else:
             return best
-
-
-def group_rows(graph, plan):
-    rows = []
-    for g in graph.groups:
-        rows.append({"index": g.index, "producers": list(g.producers), "channels": g.size,
-                     "removable": g.channels, "prunable": g.prunable,
-                     "kept": g.size - (g.channels - plan.kept(g)) if plan else g.size,
-                     "frozen": list(g.frozen)})
-    return rows
-
-
-def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32, scoring=None):
-    """The held-out score (prune.scoring) of `model`'s post-training int8 graph
-    (leangraph.quantize of its frozen deploy graph, calibrated on `x_calib`)."""
-    from leangraph.runner import run
-    from leangraph.prune.search import deploy_graph
-    from leangraph.quantization.calibrate import padded
-    from leangraph.quantization.int8 import quantize
-
-    graph_def, name, outputs = deploy_graph(model, batch)
-    quantized = quantize(graph_def, x_calib, outputs=outputs, require_int8_cpu=False).graph_def
-    parts = []
-    for start in range(0, len(x_val), batch):
-        n = len(x_val[start:start + batch])
-        # The graph is frozen at `batch`: the last one is filled up.
-        parts.append(run(quantized, padded({name: x_val[start:start + batch]}, batch),
-                         outputs)[0][:n])
-    if not parts:
-        return 0.0
-    scoring = scoring or Scoring.for_model(model, y_val)
-    return scoring(np.concatenate(parts), y_val, reference)
-
-
-def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config, *,
-               max_drop=0.5, qat_epochs=3, calibration=64):
-    """Checks `model`'s post-training int8 score; fine-tunes it through fake quantization
-    when int8 is over the budget (max_drop points, or the MAE or SQNR budget of a
-    regression output: prune.scoring). Returns what it found."""
-    from leangraph.quantization.qat import FakeQuant
-
-    if not max_drop >= 0:
-        raise PruneError(f"int8_max_drop must be >= 0 points, got {max_drop}")
-    if qat_epochs < 0:
-        raise PruneError(f"qat_epochs must be >= 0, got {qat_epochs}")
-    x_calib = x_train[:calibration]
-    scoring = config.scoring or Scoring.for_model(model, y_val)
-    float_score = D.score(model, x_val, y_val, reference, scoring=scoring)
-    ptq = int8_score(model, x_calib, x_val, y_val, reference, scoring=scoring)
-    info = {"float": float_score, "post_training": ptq, "max_drop": max_drop,
-            "metric": scoring.name, "calibration": len(x_calib), "qat": None}
-    within = scoring.within(float_score, ptq, max_drop)
-    given = len(x_train) + len(x_val)
-    if given < MIN_SPLIT:
-        # Calibration and the held-out score would share examples or rest on a handful.
-        info["decision"] = too_few_note(given)
-        return info
-    if within or qat_epochs == 0 or len(x_train) == 0:
-        info["decision"] = ("post-training int8 is within the budget" if within else
-                            "over the budget, but no quantization-aware epochs were allowed")
-        return info
-    saved = model.get_weights()
-    qat_config = D.DistillConfig(**{**asdict(config), "epochs": qat_epochs,
-                                    "learning_rate": config.learning_rate * 0.1})
-    fake = FakeQuant(model, x_train[:256])
-    trained = D.distill(model, teacher, x_train, x_val, y_train, y_val, qat_config,
-                        fake_quant=fake)
-    after = int8_score(model, x_calib, x_val, y_val, reference, scoring=scoring)
-    info["qat"] = {**asdict(trained), "post_training_after": after,
-                   "float_after": D.score(model, x_val, y_val, reference, scoring=scoring)}
-    name = scoring.name
-    lost, unit = drop(name, float_score, ptq)
-    if after > ptq:
-        info["decision"] = (f"post-training int8 lost {lost:.2f} {unit}; after "
-                            f"quantization-aware fine-tuning int8 scores {shown(name, after)} "
-                            f"(was {shown(name, ptq)}): kept")
-    else:
-        model.set_weights(saved)
-        info["decision"] = (f"quantization-aware fine-tuning did not help int8 "
-                            f"({shown(name, after)} vs {shown(name, ptq)}): the weights before "
-                            "it are kept")
-    return info
 
 
 def _print_trial(t):

@@ -1,0 +1,86 @@
+"""What `leangraph prune` (channels) did, as report.md and report.json."""
+
+from dataclasses import dataclass, field
+
+from leangraph.prune.scoring import shown
+from leangraph.prune.summary import ReductionSummary
+
+
+@dataclass
+class PruneReport(ReductionSummary):
+    model: str
+    criterion: str
+    target_macs: float | None
+    max_accuracy_drop: float | None
+    macs_before: int
+    macs_after: int
+    params_before: int
+    params_after: int
+    accuracy_before: float  # held-out, 0..1 (top-1 agreement with the original without labels)
+    accuracy_after: float
+    accuracy_unfinetuned: float
+    labels: bool
+    metric: str  # what the scores measure (prune.scoring.Scoring.name)
+    n_train: int
+    n_held_out: int
+    prunable_share: float  # of conv/matmul MACs
+    groups: list = field(default_factory=list)
+    unsupported: list = field(default_factory=list)
+    distill: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
+    int8: dict = field(default_factory=dict)  # int8-ready check and quantization-aware fine-tune
+    seconds: float = 0.0
+    source: str | None = None  # the pruned model's path, when it was given as one
+    kind: str = "leangraph prune"
+
+    def to_markdown(self):
+        what = self.metric
+        lines = [
+            f"# leangraph prune: {self.model}",
+            "",
+            f"Criterion `{self.criterion}`; held-out {what} on {self.n_held_out} examples "
+            f"({self.n_train} used for fine-tuning).",
+            "",
+            "| | before | after | ratio |",
+            "| --- | --- | --- | --- |",
+            f"| MACs per example | {self.macs_before:,} | {self.macs_after:,} | "
+            f"{self.macs_ratio:.3f} |",
+            f"| parameters | {self.params_before:,} | {self.params_after:,} | "
+            f"{self.params_after / max(1, self.params_before):.3f} |",
+            "| " + " | ".join(self.score_rows()) + " |",
+            "",
+            f"Without fine-tuning: {shown(self.metric, self.accuracy_unfinetuned)}. "
+            f"Distillation: {self.distill.get('epochs', 0):.1f} epochs, "
+            f"{self.distill.get('seconds', 0):.0f} s ({self.distill.get('stopped', '')}).",
+            f"Share of conv/matmul MACs in prunable groups: {100 * self.prunable_share:.1f} %.",
+            "",
+            "| group | producers | channels | kept |",
+            "| --- | --- | --- | --- |",
+        ]
+        for g in self.groups:
+            names = ", ".join(g["producers"])
+            if len(names) > 80:
+                names = names[:77] + "..."
+            kept = g["kept"] if g["prunable"] else "frozen"
+            lines.append(f"| {g['index']} | {names} | {g['channels']} | {kept} |")
+        if self.unsupported:
+            lines += ["", "Left whole (not understood, so never pruned):", ""]
+            lines += [f"- `{name}` ({cls}): {reason}" for name, cls, reason in self.unsupported]
+        if self.search:
+            lines += ["", f"Search: {self.search.get('summary', '')}"]
+        if self.int8:
+            lines += ["", f"int8 (post-training, held out): "
+                          f"{shown(self.metric, self.int8['post_training'])} against float "
+                          f"{shown(self.metric, self.int8['float'])} (budget "
+                          f"{self.int8['max_drop']:g} points); {self.int8['decision']}"]
+        return "\n".join(lines) + "\n"
+
+
+def group_rows(graph, plan):
+    rows = []
+    for g in graph.groups:
+        rows.append({"index": g.index, "producers": list(g.producers), "channels": g.size,
+                     "removable": g.channels, "prunable": g.prunable,
+                     "kept": g.size - (g.channels - plan.kept(g)) if plan else g.size,
+                     "frozen": list(g.frozen)})
+    return rows
