@@ -42,11 +42,14 @@ def test_int8_variant_is_built_gated_and_reported(model_path, data_path, tmp_pat
     assert v.status == "passed", v.reason
     assert v.latency is not None and v.sqnr_db is not None and v.sqnr_db > MIN_SQNR_DB
     layers = v.quantization["layers"]
-    assert {layer["precision"] for layer in layers} == {"int8"}
+    kept = {layer["name"]: layer for layer in layers if layer["precision"] != "int8"}
+    # Only the layer that makes the softmax's logits stays float (8-bit logits flip near ties).
+    assert [(k["op"], "makes the logits of output" in k["reason"]) for k in kept.values()] == [
+        ("MatMul", True)], kept
     assert {layer["op"] for layer in layers} == {"Conv2D", "DepthwiseConv2dNative", "MatMul"}
     data = json.loads((tmp_path / "o" / "report.json").read_text())
     row = next(r for r in data["variants"] if r["name"] == "int8")
-    assert row["quantization"]["int8_mac_share"] == pytest.approx(1.0)
+    assert 0.99 < row["quantization"]["int8_mac_share"] < 1.0
     text = (tmp_path / "o" / "report.md").read_text()
     assert "oneDNN's int8 kernels" in text
     # The claimed speed-up is re-measured in interleaved pairs against the frozen graph

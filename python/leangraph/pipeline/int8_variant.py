@@ -5,6 +5,8 @@ Calibrated on the calibration inputs (the calibration split of --data, or
 Examples fed one file each (a folder of .npy/.npz) calibrate one run each, as
 they are. A graph with no conv or matmul outside while-loop bodies and cond
 branches (which int8 leaves float) is skipped with one line saying so. The
+layers that make an output's logits (before its softmax or sigmoid) stay float:
+8-bit logits flip classes nearly tied, as a segmentation's edge pixels are. The
 int8 ops are oneDNN kernels of TensorFlow's x86-64 CPU build: the written
 graph runs there.
 """
@@ -36,12 +38,15 @@ def int8_variant(ctx):
     inputs, outputs = ctx.ends
     try:
         result = quantize(graph_def, calibration_samples(inputs, samples), inputs=inputs,
-                          outputs=outputs, weight_bits=ctx.int8_weight_bits)
+                          outputs=outputs, weight_bits=ctx.int8_weight_bits, float_heads=True)
     except QuantizeError as exc:
         return failed_variant(NAME, description, f"quantization failed: {exc}", precision="int8",
                               gate="top1", base=best.name)
     source = "the calibration inputs" if ctx.calibration else "the verification inputs"
     kept = result.fallback_layers
+    if not result.int8_layers:
+        return ctx.skipped(NAME, "int8", description, "no layer is left in int8: " + "; ".join(
+            f"{l.name} ({l.reason})" for l in kept[:3]) + ": fp32 is kept")
     detail = (f"int8 of {best.name}: {len(result.int8_layers)} conv/matmul layers in int8 "
               f"({100 * result.int8_mac_share:.1f} % of their MACs), calibrated ({result.calibration.method}) "
               f"on {source}")

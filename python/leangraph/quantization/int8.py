@@ -213,6 +213,54 @@ def _chain_inputs(graph_def):
     return out
 
 
+#: What a head's logits may pass through on their way to a graph output.
+_HEAD_ACTIVATIONS = ("Softmax", "LogSoftmax", "Sigmoid")
+_HEAD_PASS_THROUGH = ("Identity", "BiasAdd", "Add", "AddV2", "Reshape", "Squeeze", "ExpandDims")
+
+
+def output_heads(graph_def, outputs):
+    """{contraction: output name} for each conv/matmul whose result becomes a graph output
+    through a softmax or sigmoid, with nothing between but a bias, a reshape or an
+    identity: the layer that makes a classifier's logits (a segmentation's per pixel)."""
+    by_name = {n.name: n for n in graph_def.node}
+    # What varies from run to run: what a source other than a Const (a placeholder) reaches;
+    # the rest is constant (a bias reshaped, say).
+    readers = {}
+    for node in graph_def.node:
+        for i in node.input:
+            if not i.startswith("^"):
+                readers.setdefault(graphs.node_name(i), []).append(node.name)
+    varies = {n.name for n in graph_def.node if n.op != "Const"
+              and not any(not i.startswith("^") for i in n.input)}
+    pending = list(varies)
+    while pending:
+        for reader in readers.get(pending.pop(), ()):
+            if reader not in varies:
+                varies.add(reader)
+                pending.append(reader)
+
+    heads = {}
+    for output in outputs:
+        node = by_name.get(graphs.node_name(output))
+        activated = False
+        for _ in range(len(by_name)):
+            if node is None:
+                break
+            if node.op in _CONTRACTIONS:
+                if activated:
+                    heads.setdefault(node.name, graphs.node_name(output))
+                break
+            if node.op in _HEAD_ACTIVATIONS and not activated:
+                activated = True
+            elif node.op not in _HEAD_PASS_THROUGH:
+                break
+            sources = [by_name.get(graphs.node_name(i)) for i in node.input
+                       if not i.startswith("^")]
+            varying = [n for n in sources if n is None or n.name in varies]
+            node = varying[0] if len(varying) == 1 else None
+    return heads
+
+
 def _first_and_last(graph_def, ends):
     """The contraction nearest the inputs and the one nearest the outputs, by graph depth."""
     if not ends:
@@ -269,7 +317,8 @@ def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_
 def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=(),
              exclude_first=False, exclude_last=False, min_sqnr_db=DEFAULT_MIN_SQNR_DB, max_rounds=4,
              check_samples=8, inputs=None, outputs=None, require_int8_cpu=True, progress=None,
-             equalize=True, weight_bits=None, min_macs_per_conversion=None, bias_correction=True):
+             equalize=True, weight_bits=None, min_macs_per_conversion=None, bias_correction=True,
+             float_heads=False):
     """Returns a QuantizeResult: the graph with its convolutions and matmuls in int8.
 
     graph: a frozen float GraphDef, best after the `deploy` recipe (batch norms
@@ -279,6 +328,11 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         that cannot be stacked); calibration: a Calibration made earlier instead.
     exclude: contraction (or output) names that stay float; exclude_first /
         exclude_last keep the layer nearest the input / the output float.
+    float_heads: the layers that make an output's logits (a conv or matmul whose result
+        reaches an output through a softmax or sigmoid: output_heads) stay float. An
+        8-bit unit hands on its result rounded to 256 levels over its calibrated range;
+        before a softmax that rounding flips classes nearly tied (a segmentation's edge
+        pixels: 2.8 % of a U-Net's pixels, bench/results/2026-12-06-zen4-model_zoo.md).
     min_sqnr_db: a layer whose output SQNR against the float graph falls below
         this on the samples goes back to float, and the rewrite is redone (at
         most `max_rounds` times). None: no fallback.
@@ -354,6 +408,10 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         excluded.setdefault(edges[0], "first layer kept float (exclude_first)")
     if exclude_last and edges:
         excluded.setdefault(edges[-1], "last layer kept float (exclude_last)")
+    if float_heads:
+        for name, output in output_heads(graph_def, outputs).items():
+            excluded.setdefault(name, f"makes the logits of output '{output}': in 8 bits "
+                                      "they would flip classes nearly tied")
 
     check = None
     if samples is not None:
@@ -499,7 +557,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
                          min_sqnr_db=min_sqnr_db, max_rounds=max_rounds, check_samples=check_samples,
                          inputs=inputs, outputs=outputs, require_int8_cpu=False, equalize=False,
                          weight_bits=weight_bits, min_macs_per_conversion=min_macs_per_conversion,
-                         bias_correction=bias_correction)
+                         bias_correction=bias_correction, float_heads=float_heads)
         versus = (f"{len(equalized)} squeeze-and-excitation product(s) equalized: output SQNR "
                   f"{output_sqnr:.1f} dB, against {plain.output_sqnr_db:.1f} dB without")
         if plain.output_sqnr_db >= output_sqnr:

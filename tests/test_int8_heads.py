@@ -1,0 +1,93 @@
+"""int8 in optimize keeps the layer that makes an output's logits float: an 8-bit unit
+rounds its result to 256 levels of its calibrated range, and before a softmax that flips
+classes nearly tied (a segmentation's edge pixels)."""
+
+import json
+
+import numpy as np
+import pytest
+
+N = 96
+
+
+def _segmenter(path):
+    """Per-pixel classes from a 1x1 conv head whose logits span [-10, 10], while classes 0
+    and 1 differ by m, 0.02 <= |m| <= 0.1, on most pixels: the head's 8-bit output (step
+    about 0.08) ties or flips them, its float output does not."""
+    import keras
+
+    image = keras.Input((4, 4, 4), name="image")
+    hidden = keras.layers.Conv2D(4, 1, activation="relu", name="hidden")(image)
+    mask = keras.layers.Conv2D(3, 1, activation="softmax", name="mask")(hidden)
+    model = keras.Model(image, mask)
+    model.get_layer("hidden").set_weights([np.eye(4, dtype=np.float32)[None, None],
+                                           np.zeros(4, np.float32)])
+    head = np.zeros((4, 3), np.float32)
+    head[0, 0] = head[3, 0] = 1.0  # l0 = base + max(-m, 0)
+    head[0, 1] = head[1, 1] = 1.0  # l1 = base + max(m, 0)
+    head[2, 2] = 20.0  # l2 = 20 s - 10: class 2 where s = 1
+    model.get_layer("mask").set_weights([head[None, None], np.array([0, 0, -10], np.float32)])
+    model.save(path)
+
+
+def _pixels(n, rng):
+    m = rng.choice([-1, 1], (n, 4, 4)) * rng.uniform(0.02, 0.1, (n, 4, 4))
+    base = rng.uniform(0.5, 1.0, (n, 4, 4))
+    s = (rng.random((n, 4, 4)) < 0.1).astype(np.float64)
+    return np.stack([base, np.maximum(m, 0), s, np.maximum(-m, 0)], -1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("heads")
+    _segmenter(folder / "seg.keras")
+    np.savez(folder / "seg.npz", image=_pixels(N, np.random.default_rng(0)))
+    return folder
+
+
+def test_output_heads_are_the_layers_before_a_softmax_or_sigmoid(segmenter):
+    from leangraph import freeze
+    from leangraph.quantization.int8 import output_heads
+
+    frozen = freeze(str(segmenter / "seg.keras"))
+    heads = output_heads(frozen.graph_def, [o.name for o in frozen.outputs])
+    assert len(heads) == 1
+    (conv, output), = heads.items()
+    assert "mask" in conv and "hidden" not in conv and output == frozen.outputs[0].name
+
+
+def test_8_bit_logits_flip_near_ties_and_float_ones_do_not(segmenter, int8_anywhere):
+    from leangraph import freeze, quantize, runner
+    from leangraph.metrics import agreement as agree
+
+    frozen = freeze(str(segmenter / "seg.keras"))
+    name, out = frozen.inputs[0].name, frozen.outputs[0].name
+    x = np.load(segmenter / "seg.npz")["image"]
+    held, calibration = x[:24], x[24:]
+
+    def agreement(graph):
+        want = [runner.run(frozen.graph_def, {name: e[None]}, [out])[0] for e in held]
+        got = [runner.run(graph, {name: e[None]}, [out])[0] for e in held]
+        return agree(np.concatenate(got), np.concatenate(want), "classes")
+
+    plain = quantize(frozen.graph_def, calibration, min_sqnr_db=None)
+    heads = quantize(frozen.graph_def, calibration, min_sqnr_db=None, float_heads=True)
+    kept = {l.name: l.reason for l in heads.fallback_layers}
+    assert len(kept) == 1 and "makes the logits of output" in next(iter(kept.values()))
+    assert not plain.fallback_layers and len(heads.int8_layers) == 1
+    assert agreement(plain.graph_def) < 0.97 and agreement(heads.graph_def) == 1.0
+
+
+def test_int8_passes_its_held_out_gate_on_a_segmentation_output(segmenter, tmp_path,
+                                                                int8_anywhere):
+    from leangraph.optimize import optimize
+
+    report = optimize(segmenter / "seg.keras", outdir=tmp_path / "o", runs=2, progress=False,
+                      precisions="fp32,int8", data=segmenter / "seg.npz")
+    int8 = report.variant("int8")
+    assert int8.status.startswith("passed"), int8.reason
+    data = json.loads((tmp_path / "o" / "report.json").read_text())
+    row = next(v for v in data["variants"] if v["name"] == "int8")
+    checks = {c["gate"]: c for c in row["verification"]["outputs"]}
+    assert checks["top-1 agreement"]["passed"] and checks["top-1 agreement"]["value"] >= 0.99
+    assert "makes the logits of output" in row["description"]
