@@ -205,8 +205,10 @@ def test_an_input_cut_in_at_an_iterator_output(capsys, tmp_path):
 
 
 def test_an_output_that_reads_the_iterator_itself_is_named(capsys, tmp_path):
-    """As deepbrain's graph.pb: the image comes through a PlaceholderWithDefault, but a
-    second output reads the iterator's labels itself; the error names that output."""
+    """As deepbrain's graph.pb: the image comes through a PlaceholderWithDefault, but the
+    sink reads the iterator's labels itself. Named as an output, the error names it and
+    what to give instead; left to the defaults, the outputs below it are taken, said in
+    a note."""
     import tensorflow as tf
 
     from leangraph import graphs
@@ -221,14 +223,21 @@ def test_an_output_that_reads_the_iterator_itself_is_named(capsys, tmp_path):
         tf.identity(tf.ones_like(label) * prob, name="pred")
     graphs.save_graph(graph.as_graph_def(), tmp_path / "it.pb")
     err = _one_line_error(capsys, ["freeze", str(tmp_path / "it.pb"), "-o",
-                                   str(tmp_path / "m.pb"), "--inputs", "img"])
+                                   str(tmp_path / "m.pb"), "--inputs", "img",
+                                   "--outputs", "pred"])
     assert err.endswith(
         "output(s) pred read a tf.data iterator (IteratorGetNext:1) directly, not through an "
         "input, which a frozen graph cannot run: leave pred out of --outputs (e.g. --outputs "
         "prob), or cut an input in at that tensor, e.g. --inputs IteratorGetNext:1"), err
-    frozen = freeze(tmp_path / "it.pb", inputs="img", outputs="prob")
-    got = run(frozen.graph_def, {"img": np.ones((1, 3), np.float32)}, ["prob"])[0]
-    np.testing.assert_array_equal(got, np.full((1, 3), 4.0))
+    for outputs in ("prob", None):
+        frozen = freeze(tmp_path / "it.pb", inputs="img", outputs=outputs)
+        assert frozen.output_names == ["prob"]
+        got = run(frozen.graph_def, {"img": np.ones((1, 3), np.float32)}, ["prob"])[0]
+        np.testing.assert_array_equal(got, np.full((1, 3), 4.0))
+    assert (
+        "the graph's sink(s) pred read a tf.data iterator (IteratorGetNext:1) directly, which "
+        "a frozen graph cannot run: the outputs are prob instead (--outputs chooses others)"
+        in frozen.notes), frozen.notes
 
 
 def test_feed_a_vector(capsys, tmp_path):

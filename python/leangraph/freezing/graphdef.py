@@ -88,15 +88,31 @@ def _freeze_graph(graph_def, input_shapes, batch_size, output_names, inputs=None
     sinks), fed at the inputs leangraph.freezing.placeholders chooses."""
     from leangraph.freeze import FrozenGraph
 
+    from leangraph.freezing.placeholders import IteratorOutputs
+
     out_names = split_names(output_names)
-    if out_names is None:
+    defaulted = out_names is None
+    if defaulted:
         out_names = _default_outputs(graph_def)
     if not out_names:
         raise FreezeError("the graph has no outputs (no node that nothing consumes)")
     graph_def, out_names = _output_nodes(graph_def, out_names)
     shape_names = (list(input_shapes) if isinstance(input_shapes, dict) else []) \
         + list(data_inputs or ())
-    chosen = choose_inputs(graph_def, out_names, split_names(inputs), feeds, shape_names)
+    try:
+        chosen = choose_inputs(graph_def, out_names, split_names(inputs), feeds, shape_names)
+    except IteratorOutputs as exc:
+        if not (defaulted and exc.others):
+            raise
+        # A sink that reads the iterator itself is the training script's (deepbrain's
+        # `pred` multiplies `prob` by ones_like of the labels): without --outputs, the
+        # outputs below it that do not are the model's.
+        out_names = exc.others
+        chosen = choose_inputs(graph_def, out_names, split_names(inputs), feeds, shape_names)
+        notes = list(notes) + [
+            f"the graph's sink(s) {', '.join(exc.readers)} read a tf.data iterator "
+            f"({exc.tensor}) directly, which a frozen graph cannot run: the outputs are "
+            f"{', '.join(out_names)} instead (--outputs chooses others)"]
     graph_def, in_names = chosen.graph_def, chosen.inputs
     if isinstance(input_shapes, dict):
         unknown = [k for k in input_shapes if k not in in_names]

@@ -29,6 +29,18 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
+class IteratorOutputs(FreezeError):
+    """Outputs that read a tf.data iterator themselves, not through an input.
+
+    readers: those outputs; others: the outputs that do not, and the nearest nodes below
+    a reader that do not (what a user would give as --outputs instead); tensor: the
+    iterator tensor a reader reads."""
+
+    def __init__(self, message, readers, others, tensor):
+        super().__init__(message)
+        self.readers, self.others, self.tensor = list(readers), list(others), tensor
+
+
 @dataclass
 class ChosenInputs:
     """The rewritten graph, its input nodes in order, and what was decided about the rest."""
@@ -385,10 +397,11 @@ def _refuse_dataset(datasets, direct=None, others=()):
     tensor = direct[readers[0]] if readers else f"{ops[0]}:0"
     leave = (f"leave {', '.join(readers)} out of --outputs (e.g. --outputs "
              f"{','.join(others)}), or " if readers and others else "")
-    raise FreezeError(
+    raise IteratorOutputs(
         f"output(s) {', '.join(readers) or 'the outputs'} read a tf.data iterator "
         f"({tensor}) directly, not through an input, which a frozen graph cannot run: "
-        f"{leave}cut an input in at that tensor, e.g. --inputs {tensor}")
+        f"{leave}cut an input in at that tensor, e.g. --inputs {tensor}",
+        readers, others if readers else (), tensor)
 
 
 def _make_const(node, value):
