@@ -75,6 +75,12 @@ bool BoolAttr(const NodeDef& node, const std::string& name) {
   return it != node.attr().end() && it->second.b();
 }
 
+// A Bitcast between two of these keeps its input's shape.
+bool IsEightBit(DataType type) {
+  return type == kQInt8 || type == kQUInt8 || type == tensorflow::DT_INT8 ||
+         type == tensorflow::DT_UINT8;
+}
+
 std::string TypeNames(const std::vector<DataType>& types) {
   std::vector<std::string> names;
   for (const DataType type : types) names.push_back(tensorflow::DataType_Name(type));
@@ -244,7 +250,9 @@ class Int8Checker {
     }
     if (op == "Identity" || op == "Snapshot" || op == "StopGradient" || op == "Relu" ||
         op == "Relu6" || op == "QuantizeV2" || op == "Dequantize" || op == "Pad" ||
-        op == "QuantizedConcatV2" || op == "ConcatV2") {
+        op == "QuantizedConcatV2" || op == "ConcatV2" ||
+        (op == "Bitcast" && IsEightBit(TypeAttr(*node, "T")) &&
+         IsEightBit(TypeAttr(*node, "type")))) {
       return Rank(Input(*node, 0), depth + 1);
     }
     return -1;

@@ -231,6 +231,28 @@ LG_TEST(RefusesAnInputOfTheWrongRank) {
   LG_EXPECT(Accepted(graph));
 }
 
+LG_TEST(FollowsRanksThroughAnEightBitPad) {
+  // The rewrite pads an 8-bit tensor as its plain 8-bit type: conv -> Bitcast
+  // (uint8) -> Pad -> Bitcast (quint8) -> QuantizedMaxPool.
+  GraphDef graph = Int8Graph();
+  NodeDef* raw = Add(&graph, "raw", "Bitcast", {"conv"});
+  (*raw->mutable_attr())["T"].set_type(kQUInt8);
+  (*raw->mutable_attr())["type"].set_type(tensorflow::DT_UINT8);
+  AddConst(&graph, "paddings", {4, 2}, tensorflow::DT_INT32);
+  Add(&graph, "padded", "Pad", {"raw", "paddings"});
+  NodeDef* back = Add(&graph, "back", "Bitcast", {"padded"});
+  (*back->mutable_attr())["T"].set_type(tensorflow::DT_UINT8);
+  (*back->mutable_attr())["type"].set_type(kQUInt8);
+  Find(&graph, "pool")->set_input(0, "back");
+  LG_EXPECT(Accepted(graph));
+  AddConst(&graph, "flat", {8}, kQUInt8);
+  Find(&graph, "raw")->set_input(0, "flat");
+  LG_EXPECT(Refused(graph, {"'pool'", "input 0", "has rank 1", "needs rank 4"}));
+  // A Bitcast to a wider type changes the shape: the rank is not followed.
+  (*back->mutable_attr())["T"].set_type(tensorflow::DT_INT32);
+  LG_EXPECT(Accepted(graph));
+}
+
 LG_TEST(RangesOfThePlainOpsMustBeKnownScalars) {
   // oneDNN's Dequantize reads its range as a scalar: a rewired 256-value tensor aborted
   // the process (measured), and the graph alone cannot tell a Mean's size.

@@ -299,6 +299,33 @@ def test_zero_pad_becomes_explicit_padding(depthwise):
     assert _rel_err(g, q, _samples(2)) < 0.03
 
 
+def test_a_zero_pad_before_a_pool_runs_on_the_8bit_tensor():
+    # ResNet's stem: conv + Relu, ZeroPadding2D, a VALID 3x3/2 MaxPool, then convs.
+    rng = np.random.default_rng(35)  # its own, as in _xception_exit
+
+    def build(x):
+        y = tf.nn.conv2d(x, _c(rng.normal(size=(3, 3, 8, 8)) * 0.3), 1, "SAME", name="stem")
+        y = tf.nn.relu(tf.nn.bias_add(y, _c(rng.normal(size=8) * 0.1)), name="stem_act")
+        y = tf.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]], name="pool_pad")
+        y = tf.nn.max_pool2d(y, 3, 2, "VALID", name="pool")
+        y = tf.nn.conv2d(y, _c(rng.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name="head")
+        tf.identity(tf.nn.relu(y), name="output")
+
+    g = _graph(build)
+    x = _samples(4)
+    q = _quantize(g, x).graph_def
+    node = {n.name: n for n in q.node}
+    ops = _ops(q)
+    # Bitcast to uint8, Pad, Bitcast back, QuantizedMaxPool: no Dequantize, float
+    # MaxPool or QuantizeV2 between the convs (TF pads quint8 itself 50x slower).
+    assert ops["MaxPool"] == 0 and ops["QuantizedMaxPool"] == 1 and ops["Bitcast"] == 2
+    assert ops["QuantizeV2"] == 1 and ops["Dequantize"] == 1  # the input's, the output's
+    assert node["pool_pad_int8/padded"].attr["T"].type == tf.uint8.as_datatype_enum
+    assert node["pool_int8"].input[0] == "pool_pad_int8"
+    assert node["head_int8"].input[0] == "pool_int8"
+    assert _rel_err(g, q, x) < 0.05
+
+
 def test_matmul_dequantizes_in_the_kernel():
     def build(x):
         y = tf.reshape(x, [1, -1])
@@ -822,6 +849,53 @@ def test_a_max_pool_passes_a_shift_on_so_the_residual_add_runs_in_the_conv():
     for add in ("b1add", "m1add"):
         assert node[add].op == "Dequantize" and node[add].attr["mode"].s == b"MIN_FIRST"
     assert _ops(q)["AddV2"] == 0
+    assert _rel_err(g, q, x) < 0.05
+
+
+def _xception_exit(x):
+    # Xception's exit block: a max-pooled separable conv plus a strided 1x1 projection,
+    # their sum read straight away (no Relu) by a depthwise conv with padding. Weights of
+    # its own generator, so the graphs of the tests after it stay as they were.
+    rng = np.random.default_rng(35)
+    r = tf.nn.conv2d(x, _c(rng.normal(size=(1, 1, 8, 8)) * 0.3), 2, "SAME", name="xr")
+    r = tf.nn.bias_add(r, _c(rng.normal(size=8) * 0.1), name="xr_bias")
+    h = tf.nn.relu(x, name="xrelu")
+    h = tf.nn.depthwise_conv2d(h, _c(rng.normal(size=(3, 3, 8, 1)) * 0.3), [1, 1, 1, 1], "SAME",
+                               name="xd")
+    h = tf.nn.conv2d(h, _c(rng.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name="xp")
+    h = tf.nn.bias_add(h, _c(rng.normal(size=8) * 0.1), name="xp_bias")
+    h = tf.nn.max_pool2d(h, 3, 2, "SAME", name="xpool")
+    y = tf.add(h, r, name="xadd")
+    y = tf.nn.depthwise_conv2d(y, _c(rng.normal(size=(3, 3, 8, 1)) * 0.3), [1, 1, 1, 1], "SAME",
+                               name="yd")
+    y = tf.nn.conv2d(y, _c(rng.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name="yp")
+    y = tf.nn.relu(tf.nn.bias_add(y, _c(rng.normal(size=8) * 0.1)), name="yp_act")
+    tf.identity(y, name="output")
+
+
+def test_a_linear_sum_read_by_a_padded_conv_runs_in_the_conv_and_is_requantized_exactly():
+    g = _graph(_xception_exit, shape=(1, 16, 16, 8))
+    x = _samples(4, shape=(16, 16, 8))
+    q = _quantize(g, x).graph_def
+    node = {n.name: n for n in q.node}
+    # The add runs in the projection conv, summing the 8-bit pool; the depthwise conv,
+    # whose padding cannot hold a shift, reads the sum's MIN_FIRST Dequantize quantized
+    # signed: one Dequantize and no float add left where there were two and one.
+    r = node["xr_int8"]
+    assert [s.decode() for s in r.attr["fused_ops"].list.s] == ["BiasAdd", "Sum", "Relu", "Requantize"]
+    assert r.input[3] == "xpool_int8" and r.attr["out_type"].type == tf.quint8.as_datatype_enum
+    assert node["xadd"].op == "Dequantize" and node["xadd"].attr["mode"].s == b"MIN_FIRST"
+    quantized = node["xadd_quantized"]
+    assert quantized.op == "QuantizeV2" and quantized.input[0] == "xadd"
+    assert quantized.attr["T"].type == tf.qint8.as_datatype_enum
+    assert node["yd_int8"].input[0] == "xadd_quantized"
+    assert _ops(q)["AddV2"] == 0 and _ops(q)["Dequantize"] == 2  # the sum's, the output's
+    # The sum's 8-bit grid is the signed one's (steps of m/127, a shift of whole
+    # steps), so quantizing what the Dequantize gives rounds nothing more.
+    m = max(abs(float(tf.make_ndarray(node[quantized.input[i]].attr["value"].tensor)))
+            for i in (1, 2))
+    sums = np.concatenate([leangraph.run(q, {"input": e[None]}, ["xadd"])[0] for e in x])
+    assert np.abs(sums * 127 / m - np.round(sums * 127 / m)).max() < 1e-3
     assert _rel_err(g, q, x) < 0.05
 
 

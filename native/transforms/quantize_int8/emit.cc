@@ -237,15 +237,19 @@ class Emitter {
   // The order of these calls is the order of the output's nodes and of the
   // names they take.
   void CopyNodes();
+  // A zero Pad of an 8-bit tensor (see NamePads in plan.cc) as `qname`: the
+  // tensor bitcast to the plain 8-bit type, padded, and bitcast back.
+  void EmitPad(const NodeDef& pad, const std::string& qname);
   void EmitUnit(Unit& unit);
   void EmitDequantizes();
   absl::Status Finish(const std::vector<std::string>& inputs,
                       const std::vector<std::string>& outputs);
 
  private:
-  // The 8-bit form of the tensor `edge`: a producer's own, or one QuantizeV2
-  // per float tensor that 8-bit units read, made on first use.
-  Quantized QuantizeEdge(const Edge& edge, const Range& range);
+  // The 8-bit form of the tensor `edge`: a producer's own (unless
+  // `from_float`: its Dequantize is read), or one QuantizeV2 per float
+  // tensor that 8-bit units read, made on first use.
+  Quantized QuantizeEdge(const Edge& edge, const Range& range, bool from_float = false);
   Quantized QuantizeShifted(const std::string& key, const std::string& name,
                             const std::string& scope, const std::string& lo_name,
                             const std::string& hi_name, const Range& calibrated);
@@ -274,8 +278,8 @@ class Emitter {
   std::vector<std::pair<std::string, std::string>> summands_;  // Sum conv, summand node
 };
 
-Quantized Emitter::QuantizeEdge(const Edge& edge, const Range& range) {
-  if (edge.port == 0) {
+Quantized Emitter::QuantizeEdge(const Edge& edge, const Range& range, bool from_float) {
+  if (edge.port == 0 && !from_float) {
     const auto it = plan_.producers.find(edge.node);
     if (it != plan_.producers.end()) return it->second;
   }
@@ -386,6 +390,11 @@ void Emitter::CopyNodes() {
       }
       continue;
     }
+    const auto pad = plan_.pads.find(node.name());
+    if (pad != plan_.pads.end()) {
+      EmitPad(node, pad->second);
+      continue;
+    }
     const auto pool = plan_.pools.find(node.name());
     if (pool == plan_.pools.end()) {
       *out_->add_node() = node;
@@ -409,8 +418,32 @@ void Emitter::CopyNodes() {
   }
 }
 
+void Emitter::EmitPad(const NodeDef& pad, const std::string& qname) {
+  const Quantized& source = plan_.producers.at(graph_util::ParseEdge(pad.input(0)).node);
+  const DataType plain = source.type == kU8 ? tensorflow::DT_UINT8 : tensorflow::DT_INT8;
+  auto bitcast = [&](const std::string& name, const std::string& input, DataType from,
+                     DataType to) {
+    NodeDef* node = out_->add_node();
+    node->set_name(name);
+    node->set_op("Bitcast");
+    node->set_device(pad.device());
+    node->add_input(input);
+    (*node->mutable_attr())["T"].set_type(from);
+    (*node->mutable_attr())["type"].set_type(to);
+  };
+  const std::string raw = graph_util::UniqueName(qname + "/raw", &plan_.taken);
+  const std::string padded = graph_util::UniqueName(qname + "/padded", &plan_.taken);
+  bitcast(raw, source.value, source.type, plain);
+  NodeDef* node = out_->add_node();
+  *node = pad;
+  node->set_name(padded);
+  node->set_input(0, raw);
+  (*node->mutable_attr())["T"].set_type(plain);
+  bitcast(qname, padded, plain, source.type);
+}
+
 void Emitter::EmitUnit(Unit& unit) {
-  const Quantized source = QuantizeEdge(unit.input, unit.in_range);
+  const Quantized source = QuantizeEdge(unit.input, unit.in_range, unit.reads_dequantized);
   // Without VNNI, Conv2D's kernels saturate on unsigned inputs of 8-bit
   // weights (measured on an AVX2 EPYC, 1x1 convs reading a shifted input:
   // 15-25 dB with 8-bit weights, 35-41 dB with 7). Signed inputs, which

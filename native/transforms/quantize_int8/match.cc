@@ -31,38 +31,6 @@ const NodeDef* SoleReader(const GraphIndex& index, const GraphDef& graph,
   return &graph.node(consumers[0].node);
 }
 
-// Pad [[0,0],[t,b],[l,r],[0,0]] of zeros; nullopt for anything else.
-std::optional<std::vector<int64_t>> SpatialZeroPad(const GraphIndex& index,
-                                                   const NodeDef& pad) {
-  if (pad.op() != "Pad" || pad.input_size() != 2 ||
-      graph_util::TypeAttr(pad, "T") != kFloat || HasControlInput(pad)) {
-    return std::nullopt;
-  }
-  const NodeDef* paddings = index.Find(graph_util::ParseEdge(pad.input(1)).node);
-  if (paddings == nullptr || paddings->op() != "Const") return std::nullopt;
-  Tensor value;
-  const auto it = paddings->attr().find("value");
-  if (it == paddings->attr().end() || !value.FromProto(it->second.tensor()) ||
-      value.dims() != 2 || value.dim_size(0) != 4 || value.dim_size(1) != 2) {
-    return std::nullopt;
-  }
-  std::vector<int64_t> out(8);
-  for (int i = 0; i < 8; ++i) {
-    if (value.dtype() == tensorflow::DT_INT32) {
-      out[i] = value.flat<int32_t>()(i);
-    } else if (value.dtype() == tensorflow::DT_INT64) {
-      out[i] = value.flat<int64_t>()(i);
-    } else {
-      return std::nullopt;
-    }
-    if (out[i] < 0) return std::nullopt;
-  }
-  if (out[0] != 0 || out[1] != 0 || out[6] != 0 || out[7] != 0) {
-    return std::nullopt;
-  }
-  return out;
-}
-
 // Adds whose two inputs have provably the same shape (rank 4, every
 // dimension known and equal, or both the unknown batch): only those may be a
 // conv's Sum fusion, which does not broadcast.
@@ -267,6 +235,37 @@ bool IsPoolable(const NodeDef& node, const std::set<std::string>& exclude) {
   return (node.op() == "MaxPool" || node.op() == "AvgPool") &&
          graph_util::TypeAttr(node, "T") == kFloat && node.input_size() == 1 &&
          graph_util::DataFormat(node) == "NHWC" && exclude.count(node.name()) == 0;
+}
+
+std::optional<std::vector<int64_t>> SpatialZeroPad(const GraphIndex& index,
+                                                   const NodeDef& pad) {
+  if (pad.op() != "Pad" || pad.input_size() != 2 ||
+      graph_util::TypeAttr(pad, "T") != kFloat || HasControlInput(pad)) {
+    return std::nullopt;
+  }
+  const NodeDef* paddings = index.Find(graph_util::ParseEdge(pad.input(1)).node);
+  if (paddings == nullptr || paddings->op() != "Const") return std::nullopt;
+  Tensor value;
+  const auto it = paddings->attr().find("value");
+  if (it == paddings->attr().end() || !value.FromProto(it->second.tensor()) ||
+      value.dims() != 2 || value.dim_size(0) != 4 || value.dim_size(1) != 2) {
+    return std::nullopt;
+  }
+  std::vector<int64_t> out(8);
+  for (int i = 0; i < 8; ++i) {
+    if (value.dtype() == tensorflow::DT_INT32) {
+      out[i] = value.flat<int32_t>()(i);
+    } else if (value.dtype() == tensorflow::DT_INT64) {
+      out[i] = value.flat<int64_t>()(i);
+    } else {
+      return std::nullopt;
+    }
+    if (out[i] < 0) return std::nullopt;
+  }
+  if (out[0] != 0 || out[1] != 0 || out[6] != 0 || out[7] != 0) {
+    return std::nullopt;
+  }
+  return out;
 }
 
 std::vector<Unit> MatchUnits(const GraphIndex& index, const GraphDef& graph,

@@ -3,6 +3,8 @@
 #ifndef LEANGRAPH_NATIVE_TRANSFORMS_QUANTIZE_INT8_MATCH_H_
 #define LEANGRAPH_NATIVE_TRANSFORMS_QUANTIZE_INT8_MATCH_H_
 
+#include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +22,12 @@ bool HasControlInput(const tensorflow::NodeDef& node);
 
 // A MaxPool/AvgPool the rewrite runs 8-bit when its input is 8-bit.
 bool IsPoolable(const tensorflow::NodeDef& node, const std::set<std::string>& exclude);
+
+// The paddings of a float Pad of zeros along height and width only, as its
+// constant [[0,0],[t,b],[l,r],[0,0]] lists them (8 values); nullopt for any
+// other node.
+std::optional<std::vector<int64_t>> SpatialZeroPad(const graph_util::GraphIndex& index,
+                                                   const tensorflow::NodeDef& pad);
 
 // A unit is a contraction with a constant weight, optionally after a zero
 // Pad (before a VALID conv) and followed by a BiasAdd of a constant, a

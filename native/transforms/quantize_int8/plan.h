@@ -42,6 +42,7 @@ struct Plan {
   // whose readers can take the 8-bit tensor.
   std::map<std::string, Quantized> producers;
   std::map<std::string, std::string> pools;  // pool name -> its 8-bit node
+  std::map<std::string, std::string> pads;   // zero Pad read by pools -> its 8-bit node
   std::set<std::string> needs_float;  // producers a float op or endpoint reads
   std::map<std::string, std::string> absorbed;  // relu -> the tensor it read
   std::map<std::string, Range> shifted_inputs;  // edge -> its calibrated range

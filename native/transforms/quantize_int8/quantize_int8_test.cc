@@ -399,6 +399,54 @@ LG_TEST(SignedOutputIsHandedOnShiftedToAPointwiseConv) {
   LG_EXPECT(unshifted.size() == 2 && !unshifted[0].shifted && unshifted[1].taken_back == 0.0f);
 }
 
+// Xception's exit block: a linear add of a 1x1 conv's output and a Relu'd
+// tensor, read by a 3x3 SAME conv, which cannot take a shift back.
+Builder LinearAddIntoSameConv() {
+  Builder b = Residual();
+  b.graph.mutable_node(b.graph.node_size() - 1)->set_op("Identity");  // "out" no Relu
+  b.Floats("d_w", {3, 3, 2, 1}, std::vector<float>(18, 0.25f));
+  b.Conv("d", "add", "d_w", "SAME", "DepthwiseConv2dNative");
+  return b;
+}
+
+const char kLinearAddRanges[] = "input=0,1;ra=0,2;rb=0,2;c_bias=-2,2;add=-3,1;d=-5,5";
+
+LG_TEST(LinearSumReadByASameConvIsDequantizedOnTheConvsGrid) {
+  const Builder b = LinearAddIntoSameConv();
+  const leangraph::graph_util::GraphIndex index(b.graph);
+  const auto units = Units(b.graph, Context(kLinearAddRanges, {"d", "out"}), index);
+  LG_EXPECT(units.size() == 4);
+  if (units.size() != 4) return;
+  const q::Unit& c = units[2];
+  const q::Unit& d = units[3];
+  LG_EXPECT(c.summed && c.sum_relu == nullptr && c.shifted && c.last == "add");
+  // The grid of a signed 8-bit [-3, 3]: steps of 3/127, the shift 127 of them.
+  LG_EXPECT(Near({c.shift}, {3.0f}) && Near({c.out_range.hi}, {255.0f * 3 / 127}));
+  LG_EXPECT(d.reads_dequantized && d.taken_back == 0.0f);
+  LG_EXPECT(d.in_range.lo == -3.0f && d.in_range.hi == 1.0f);
+
+  GraphDef out;
+  LG_EXPECT(RunTransform(b.graph, Context(kLinearAddRanges, {"d", "out"}), &out).ok());
+  const NodeDef* add = Find(out, "add");
+  LG_EXPECT(add != nullptr && add->op() == "Dequantize" &&
+            add->attr().at("mode").s() == "MIN_FIRST");
+  const NodeDef* quantize = Find(out, "add_quantized");
+  LG_EXPECT(quantize != nullptr && quantize->op() == "QuantizeV2" &&
+            quantize->attr().at("mode").s() == "SCALED" &&
+            quantize->attr().at("T").type() == tensorflow::DT_QINT8);
+  LG_EXPECT(Inputs(quantize).size() == 3 && Inputs(quantize)[0] == "add");
+  LG_EXPECT(Inputs(Find(out, "d_int8")).size() > 0 && Inputs(Find(out, "d_int8"))[0] == "add_quantized");
+  LG_EXPECT((FusedOps(Find(out, "c_int8")) == Names{"BiasAdd", "Sum", "Relu", "Requantize"}));
+
+  // Without the reader that cannot take it back, the shift is the minimum's.
+  Builder plain = Residual();
+  plain.graph.mutable_node(plain.graph.node_size() - 1)->set_op("Identity");
+  const leangraph::graph_util::GraphIndex plain_index(plain.graph);
+  const auto others = Units(plain.graph, Context(kLinearAddRanges, {"out"}), plain_index);
+  LG_EXPECT(others.size() == 3 && others[2].summed && Near({others[2].shift}, {3.0f}) &&
+            Near({others[2].out_range.hi}, {4.0f}));
+}
+
 // ---- plan -------------------------------------------------------------------
 
 LG_TEST(PlanAbsorbsAReluOnlyUnitsRead) {
@@ -522,6 +570,48 @@ LG_TEST(SameConvReadingASignedInputPadsItOnlyWhenAsked) {
   LG_EXPECT((Inputs(Find(padded, "input_quantized")) ==
              Names{"input_quantized/padded", "q0/min", "q0/max"}));
   LG_EXPECT(Find(padded, "conv_int8")->attr().at("padding").s() == "VALID");
+}
+
+// ResNet's stem: conv + Relu, a zero Pad, a VALID MaxPool, a 1x1 conv.
+LG_TEST(AZeroPadThatOnlyPoolsReadPadsTheEightBitTensorAsUint8) {
+  Builder b;
+  b.Input("input", {1, 6, 6, 2});
+  b.Pointwise("conv", "input", "relu");
+  b.Ints("paddings", {4, 2}, {0, 0, 1, 1, 1, 1, 0, 0});
+  NodeDef* pad = b.Node("pad", "Pad", {"relu", "paddings"});
+  (*pad->mutable_attr())["Tpaddings"].set_type(tensorflow::DT_INT32);
+  NodeDef* pool = b.Node("pool", "MaxPool", {"pad"});
+  for (const char* attr : {"ksize", "strides"}) {
+    auto* list = (*pool->mutable_attr())[attr].mutable_list();
+    for (int v : {1, 3, 3, 1}) list->add_i(attr[0] == 'k' ? v : (v == 3 ? 2 : 1));
+  }
+  (*pool->mutable_attr())["padding"].set_s("VALID");
+  b.Pointwise("head", "pool", "out");
+  const std::string ranges = "input=0,1;relu=0,3;pad=0,3;pool=0,3;out=0,2";
+  GraphDef out;
+  LG_EXPECT(RunTransform(b.graph, Context(ranges, {"out"}), &out).ok());
+  const NodeDef* back = Find(out, "pad_int8");
+  LG_EXPECT(back != nullptr && back->op() == "Bitcast" &&
+            back->attr().at("type").type() == tensorflow::DT_QUINT8);
+  LG_EXPECT((Inputs(back) == Names{"pad_int8/padded"}));
+  const NodeDef* padded = Find(out, "pad_int8/padded");
+  LG_EXPECT(padded != nullptr && padded->op() == "Pad" &&
+            padded->attr().at("T").type() == tensorflow::DT_UINT8);
+  LG_EXPECT((Inputs(padded) == Names{"pad_int8/raw", "paddings"}));
+  LG_EXPECT((Inputs(Find(out, "pad_int8/raw")) == Names{"conv_int8"}));
+  const NodeDef* qpool = Find(out, "pool_int8");
+  LG_EXPECT(qpool != nullptr && qpool->op() == "QuantizedMaxPool");
+  LG_EXPECT(Inputs(qpool).size() == 3 && Inputs(qpool)[0] == "pad_int8");
+  LG_EXPECT(Inputs(Find(out, "head_int8")).size() > 0 && Inputs(Find(out, "head_int8"))[0] == "pool_int8");
+  // Nothing between the convs is float any more.
+  for (const char* name : {"relu", "pad", "pool"}) LG_EXPECT(Find(out, name) == nullptr);
+
+  // A float reader of the Pad keeps it float.
+  b.Node("side", "Sigmoid", {"pad"});
+  GraphDef kept;
+  LG_EXPECT(RunTransform(b.graph, Context(ranges, {"out", "side"}), &kept).ok());
+  LG_EXPECT(Find(kept, "pad_int8") == nullptr && Find(kept, "pad")->op() == "Pad");
+  LG_EXPECT(Find(kept, "relu") != nullptr && Find(kept, "relu")->op() == "Dequantize");
 }
 
 LG_TEST(MatMulDequantizesInsideTheKernelUnderItsLastName) {

@@ -1,6 +1,7 @@
 #include "native/transforms/quantize_int8/sums.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <set>
@@ -147,6 +148,12 @@ void SettleSumsAndShifts(std::vector<Unit>* units, const GraphIndex& index,
         // buys no kernel, and [min, max] keeps no headroom below the calibrated
         // minimum that the signed [-m, m] has (measured: DenseNet121 40.4 vs
         // 38.7 dB, MobileNetV3Small 35.4 vs 33.3 dB when every output shifts).
+        // A linear Sum fusion's result is the exception: the fusion itself is
+        // the gain (the float add, and the Dequantize of each operand, go), so
+        // it needs no reader to take the shift back, and a unit that cannot
+        // (a conv with padding: Xception's exit block, whose depthwise conv
+        // reads the add) quantizes its Dequantize instead.
+        const bool linear_sum = unit.summed && unit.sum_relu == nullptr;
         bool ok = true, taken_back = false;
         ForEachShiftedReader(index, graph, exclude, FinalName(unit), [&](const std::string& name, const NodeDef& reader,
                                              const Edge& edge) {
@@ -156,20 +163,21 @@ void SettleSumsAndShifts(std::vector<Unit>* units, const GraphIndex& index,
             ok = ok && reader.op() != "MaxPool" && reader.op() != "AvgPool";
             return;
           }
-          bool takes_it_back = false;
+          bool takes_it_back = false, dequantized = false;
           for (const Unit* r : readers->second) {
-            const bool as_input = r->contraction->name() == reader.name() &&
-                                  r->input.node == name && r->input.port == 0 &&
-                                  edge.port == 0 && IsPointwiseConv(*r);
+            const bool input = (r->contraction->name() == reader.name() ||
+                                (r->pad != nullptr && r->pad->name() == reader.name())) &&
+                               r->input.node == name && r->input.port == 0 && edge.port == 0;
             const bool as_summand = r->summed && r->sum_add->name() == reader.name() &&
                                     r->summand.node == name && r->summand.port == 0 &&
                                     edge.port == 0;
-            takes_it_back = takes_it_back || as_input || as_summand;
+            takes_it_back = takes_it_back || (input && IsPointwiseConv(*r)) || as_summand;
+            dequantized = dequantized || (input && linear_sum);
           }
-          ok = ok && takes_it_back;
+          ok = ok && (takes_it_back || dequantized);
           taken_back = taken_back || takes_it_back;
         });
-        if (!ok || !taken_back) off.push_back(&unit.shifted);
+        if (!ok || !(taken_back || linear_sum)) off.push_back(&unit.shifted);
       }
     }
     for (bool* flag : off) *flag = false;
@@ -180,29 +188,56 @@ void SettleSumsAndShifts(std::vector<Unit>* units, const GraphIndex& index,
 // The settled units' outputs and shifts, and each reader taking the shifts back.
 void ApplySumsAndShifts(std::vector<Unit>* units, const GraphIndex& index, const GraphDef& graph,
                         const std::set<std::string>& exclude) {
-  std::map<std::string, Unit*> by_contraction, by_sum_add;
+  std::map<std::string, Unit*> by_contraction, by_sum_add;  // a Pad for a unit absorbing it
   for (Unit& unit : *units) {
     by_contraction[unit.contraction->name()] = &unit;
+    if (unit.pad != nullptr) by_contraction[unit.pad->name()] = &unit;
     if (unit.summed) by_sum_add[unit.sum_add->name()] = &unit;
   }
   for (Unit& unit : *units) {
-    if (unit.summed) {
-      unit.last = FinalName(unit);
-      if (unit.sum_relu != nullptr) SetOutput(&unit, unit.sum_relu, unit.sum_range);
-    }
+    if (!unit.summed) continue;
+    unit.last = FinalName(unit);
+    if (unit.sum_relu != nullptr) SetOutput(&unit, unit.sum_relu, unit.sum_range);
+  }
+  for (Unit& unit : *units) {
     if (!unit.shifted) continue;
     const Range range = unit.summed ? unit.sum_range : unit.raw_out;
-    unit.shift = std::max(0.0f, -range.lo);
+    // The units that cannot take the shift back (see SettleSumsAndShifts)
+    // read it dequantized and quantize it signed over [-m, m], m the larger
+    // of -min and max.
+    bool dequantized = false;
+    if (range.lo < 0.0f) {
+      ForEachShiftedReader(index, graph, exclude, unit.last, [&](const std::string& name, const NodeDef& node, const Edge&) {
+        const auto conv = by_contraction.find(node.name());
+        if (conv != by_contraction.end() && conv->second->input.node == name &&
+            !IsPointwiseConv(*conv->second)) {
+          conv->second->reads_dequantized = true;
+          dequantized = true;
+        }
+      });
+    }
+    if (dequantized) {
+      // On their grid: a step of m / 127 and a shift of whole steps, so the
+      // values dequantized are that grid's and quantizing them again rounds
+      // nothing (c + max <= 254 steps fits in 255).
+      const float m = std::max({-range.lo, range.hi, kMinRange});
+      const float steps = std::min(127.0f, std::ceil(-range.lo * 127.0f / m));
+      unit.shift = steps * (m / 127.0f);
+      unit.out_range = {0.0f, 255.0f * (m / 127.0f)};
+    } else {
+      unit.shift = std::max(0.0f, -range.lo);
+      unit.out_range = {0.0f, std::max(range.hi + unit.shift, kMinRange)};
+    }
     for (float& b : unit.bias_values) b += unit.shift;
     unit.out_type = kU8;
-    unit.out_range = {0.0f, std::max(range.hi + unit.shift, kMinRange)};
   }
-  // Each reader takes the shift back (through the MaxPools that pass it on).
+  // Every other reader takes the shift back (through the MaxPools that pass it on).
   for (const Unit& unit : *units) {
     if (!unit.shifted || unit.shift == 0.0f) continue;
     ForEachShiftedReader(index, graph, exclude, unit.last, [&](const std::string& name, const NodeDef& node, const Edge&) {
       const auto conv = by_contraction.find(node.name());
-      if (conv != by_contraction.end() && conv->second->input.node == name) {
+      if (conv != by_contraction.end() && conv->second->input.node == name &&
+          !conv->second->reads_dequantized) {
         TakeShiftBack(conv->second, unit.shift);
         conv->second->in_range = unit.out_range;
       }

@@ -32,7 +32,10 @@ namespace quantize_int8 {
 // faster (8 middle-flow 1x1 convs of Xception: 6.8 ms signed, 5.4 ms
 // unsigned, measured), and it lets a linear residual add (MobileNetV2's,
 // EfficientNet's) run inside the conv as a Sum fusion, whose result is
-// itself handed on shifted. Probe graphs compare every unit's dequantized
+// itself handed on shifted. A linear Sum fusion needs no reader to take the
+// shift back: a conv with padding reading it quantizes its MIN_FIRST
+// Dequantize instead (Unit::reads_dequantized), on whose signed grid the sum
+// is then written. Probe graphs compare every unit's dequantized
 // output with the float graph; they shift nothing unless shifts=true
 // (options.shifts).
 //

@@ -63,6 +63,10 @@ struct Unit {
   Range raw_out;  // the calibrated range of `last`, before SetOutput
   bool shifted = false;
   float shift = 0.0f;
+  // Reads a linear Sum fusion's shifted result (or a MaxPool of it) that it
+  // cannot take the shift back from (a conv with padding): it quantizes the
+  // MIN_FIRST Dequantize that float readers get instead (see ResolveSums).
+  bool reads_dequantized = false;
   // Reads its float input padded in float first, then shifted (see
   // plan.cc): the paddings [top, bottom, left, right], and the conv runs VALID.
   std::vector<int64_t> float_pad;
