@@ -800,7 +800,7 @@ def test_pairs_that_find_the_first_ranked_slower_than_frozen_overrule_the_rounds
         model_path, tmp_path, monkeypatch):
     # The pairs say: the first B runs at 0.8x the frozen graph's speed.
     seen = _pairs_say(monkeypatch, first=(0.8, (0.75, 0.85)))
-    opt = importlib.import_module("leangraph.optimize")
+    opt = importlib.import_module("leangraph.pipeline.reporting")
     real_rank = opt.rank_results
     firsts = []
 
@@ -897,7 +897,7 @@ def test_an_int8_variant_passed_over_in_process_is_timed_with_the_calling_thread
     import types
 
     from leangraph import bench
-    from leangraph.optimize import _int8_caller_hint
+    from leangraph.pipeline.choose import int8_caller_hint as _int8_caller_hint
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", raising=False)
@@ -978,7 +978,7 @@ def test_made_inputs_call_only_images_images():
     from types import SimpleNamespace
 
     from leangraph.freeze import TensorInfo
-    from leangraph.optimize import _make_inputs
+    from leangraph.pipeline.inputs import make_inputs as _make_inputs
 
     def frozen(*inputs):
         return SimpleNamespace(inputs=[TensorInfo(n, d, s) for n, d, s in inputs])

@@ -132,3 +132,23 @@ def test_search_imports_neither_tune_nor_prune():
     assert not found, "\n".join(found)
     patched = _where(r"\.replace\(\s*[\"']leangraph (tune|prune)")
     assert not patched, "\n".join(patched)
+
+
+#: The drivers: the modules that define the public optimize, tune and prune.
+DRIVERS = ("optimize.py", "tune.py", "prune/api.py")
+
+
+def _lines(name):
+    return len(_sources()[name].splitlines())
+
+
+def test_drivers_commands_and_modules_stay_short():
+    """Each driver stays a short script over the pipeline (<= 300 lines), each command a
+    parser and a call (<= 150), and no module grows past 600."""
+    sources = _sources()
+    long_drivers = [f"{n}: {_lines(n)}" for n in DRIVERS if _lines(n) > 300]
+    long_commands = [f"{n}: {_lines(n)}" for n in sources
+                     if n.startswith("commands/") and _lines(n) > 150]
+    long_modules = [f"{n}: {_lines(n)}" for n in sources if _lines(n) > 600]
+    assert not (long_drivers or long_commands or long_modules), (
+        long_drivers, long_commands, long_modules)

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from itertools import product
-from pathlib import Path
 
 from leangraph import graphs
 from leangraph.errors import GraphError, LeangraphError, UsageError
@@ -22,6 +21,8 @@ from leangraph.metrics import Gates
 from leangraph.pipeline.confirm import confirm, overrule
 from leangraph.pipeline.scoring import Judge, calibration_feeds, read_examples, split_examples
 from leangraph.pipeline.timing import session_timer
+from leangraph import recipes as recipes_module
+from leangraph.pipeline.model import graph_def_of
 from leangraph.recipes import recipe_for
 from leangraph.precision import (
     PRECISIONS,
@@ -32,26 +33,7 @@ from leangraph.precision import (
 )
 from leangraph.search.trials import ORIGINAL, Trial, TuneResult, best_of, partial_result
 
-__all__ = ["ORIGINAL", "Trial", "TuneResult", "available_recipes", "session_timer", "tune"]
-
-
-def _as_graph(model):
-    """A GraphDef from any model form; a model is frozen with a dynamic batch, because
-    accuracy is measured in batches and timed at batch_size."""
-    is_graph_file = (isinstance(model, (str, os.PathLike)) and Path(model).is_file()
-                     and Path(model).suffix in (".pb", ".pbtxt", ".prototxt", ".txt"))
-    if is_graph_file or hasattr(model, "node") or isinstance(model, (bytes, bytearray)):
-        return graphs.load_graph(model)
-    from leangraph.pipeline.model import load_model
-
-    return load_model(model, batch_size=None).graph_def
-
-
-def available_recipes():
-    """Recipe names tune can search ("none" = the graph as given)."""
-    from leangraph import recipes
-
-    return ["none"] + sorted(recipes.RECIPES)
+__all__ = ["ORIGINAL", "Trial", "TuneResult", "session_timer", "tune"]
 
 
 def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, tolerance=1e-4,
@@ -78,7 +60,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     input_name / output_name: evaluate only this input / output (default all).
     calibration: examples the int8 precisions calibrate on instead of a split of x.
     limit: use only the first `limit` examples of x.
-    recipes: names from available_recipes() (default: all). precisions: names
+    recipes: names from leangraph.RECIPES, or "none" (default: all). precisions: names
         from precision.PRECISIONS or int8@DB (default fp32, bf16, bf16-grappler,
         int8-weights, int8 and int8@25: leangraph's int8 at two fallback
         thresholds). threads: intra-op thread counts (default 1 and all cores).
@@ -119,7 +101,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
 
     if max_accuracy_drop < 0:
         raise UsageError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
-    base_graph = _as_graph(model)
+    base_graph = graph_def_of(model)
     chosen = ([input_name] if input_name else None, [output_name] if output_name else None)
     input_names, output_infos, data = read_examples(base_graph, x, y, *chosen, limit=limit)
     output_names = [o.name for o in output_infos]
@@ -142,7 +124,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
         if name in models:
             raise UsageError(f"candidate name '{name}' is taken")
         models[name] = graphs.load_graph(graph)
-    recipes = list(recipes) if recipes else available_recipes()
+    recipes = list(recipes) if recipes else ["none"] + sorted(recipes_module.RECIPES)
     for name in recipes:
         if name != "none":
             recipe_for(name, base_graph)  # unknown names fail before any work

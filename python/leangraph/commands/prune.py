@@ -1,13 +1,6 @@
 """`leangraph prune`: a smaller Keras model, fine-tuned by distillation from the original."""
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
-
-from leangraph.errors import LeangraphError, OutputError
-
-OUTPUTS = ("pruned.keras", "report.json", "report.md")
 
 
 def add_parser(subparsers):
@@ -76,75 +69,6 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
-def read_data(model, source, preprocess="none", unsafe=False):
-    """(the Keras model, x, y or None): --data read by the one reader (pipeline.data)
-    against the model's one input and its first output's labels."""
-    from leangraph.errors import PruneError
-    from leangraph.freeze import TensorInfo, load_keras
-    from leangraph.images import resolve_preprocessing
-    from leangraph.pipeline import data as data_reader
-
-    model = load_keras(model, unsafe=unsafe)
-    if len(model.inputs) != 1:
-        raise PruneError(f"the model has {len(model.inputs)} inputs; pruning needs one")
-
-    def info(tensor):
-        return TensorInfo(tensor.name, str(getattr(tensor, "dtype", None) or "float32"),
-                          tuple(tensor.shape))
-
-    data = data_reader.read(source, [info(model.inputs[0])], [info(model.outputs[0])],
-                            preprocessing=resolve_preprocessing(preprocess))
-    return model, data.arrays[0], data.labels.get(model.outputs[0].name)
-
-
-def write_outputs(model, report, out):
-    """Writes the three files into `out` so that either all of them land or none does."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output {out} exists and is not a folder")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise OutputError(f"folder {parent} does not exist")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
-    try:
-        model.save(staging / "pruned.keras")
-        (staging / "report.json").write_text(report.to_json())
-        (staging / "report.md").write_text(report.to_markdown())
-        names = list(OUTPUTS)
-        if report.search.get("trials"):
-            from leangraph.prune.search import plot_trials
-
-            plot_trials(report.search, staging / "pareto.png")
-            names.append("pareto.png")
-        if not out.exists():
-            os.replace(staging, out)
-            return [out / name for name in names]
-        for name in names:
-            os.replace(staging / name, out / name)
-        return [out / name for name in names]
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def output_kind(items, model):
-    """The kind --output-kind sets for the model's one output (KIND or NAME=KIND, NAME the
-    output layer's name), or None."""
-    from leangraph.errors import PruneError
-    from leangraph.metrics import parse_kind
-
-    if not items:
-        return None
-    if len(items) > 1:
-        raise PruneError("--output-kind: the model has one output; give one kind")
-    name, sep, kind = items[0].rpartition("=")
-    layer = model.outputs[0]._keras_history.operation.name
-    if sep and name.strip() not in (layer, model.outputs[0].name):
-        raise PruneError(f"--output-kind: no output '{name}' (the output: {layer})")
-    return parse_kind(kind)
-
-
 def run(args):
     from leangraph.errors import PruneError
     from leangraph.prune.api import prune
@@ -153,6 +77,9 @@ def run(args):
         raise PruneError("--storage and --study go together")
     if (args.worker or args.resume) and args.storage is None:
         raise PruneError("--worker and --resume need --storage URL and --study NAME")
+
+    from leangraph.prune.data import output_kind, read_data
+    from leangraph.prune.report import write_outputs
 
     model, x, y = read_data(args.model, args.data, args.preprocess, args.unsafe)
     if y is None:

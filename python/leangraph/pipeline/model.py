@@ -121,3 +121,15 @@ def load_model(model, *, unsafe=False, weights=None, signature=None, input_shape
         label = getattr(model, "name", None) or SOURCES.get(frozen.source, "model")
     return Model(frozen=frozen, label=label, path=path, keras_model=frozen.keras_model,
                  notes=list(frozen.notes))
+
+
+def graph_def_of(model):
+    """A GraphDef from any model form; a model is frozen with a dynamic batch (tune measures
+    accuracy in batches and times at its batch size)."""
+    from leangraph import graphs
+
+    is_graph_file = (isinstance(model, (str, os.PathLike)) and Path(model).is_file()
+                     and Path(model).suffix in (".pb", ".pbtxt", ".prototxt", ".txt"))
+    if is_graph_file or hasattr(model, "node") or isinstance(model, (bytes, bytearray)):
+        return graphs.load_graph(model)
+    return load_model(model, batch_size=None).graph_def

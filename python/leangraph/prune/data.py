@@ -4,6 +4,9 @@ into fine-tuning and held-out parts."""
 import numpy as np
 
 from leangraph.errors import PruneError
+from leangraph.images import resolve_preprocessing
+from leangraph.metrics import parse_kind
+from leangraph.pipeline import data as data_reader
 from leangraph.prune.scoring import Scoring
 
 
@@ -38,3 +41,36 @@ def split(n, holdout, seed):
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * holdout)))
     return order[n_val:], order[:n_val]
+
+
+def read_data(model, source, preprocess="none", unsafe=False):
+    """(the Keras model, x, y or None): --data read by the one reader (pipeline.data)
+    against the model's one input and its first output's labels."""
+    from leangraph.freeze import TensorInfo, load_keras
+
+    model = load_keras(model, unsafe=unsafe)
+    if len(model.inputs) != 1:
+        raise PruneError(f"the model has {len(model.inputs)} inputs; pruning needs one")
+
+    def info(tensor):
+        return TensorInfo(tensor.name, str(getattr(tensor, "dtype", None) or "float32"),
+                          tuple(tensor.shape))
+
+    data = data_reader.read(source, [info(model.inputs[0])], [info(model.outputs[0])],
+                            preprocessing=resolve_preprocessing(preprocess))
+    return model, data.arrays[0], data.labels.get(model.outputs[0].name)
+
+
+def output_kind(items, model):
+    """The kind --output-kind sets for the model's one output (KIND or NAME=KIND, NAME the
+    output layer's name), or None."""
+
+    if not items:
+        return None
+    if len(items) > 1:
+        raise PruneError("--output-kind: the model has one output; give one kind")
+    name, sep, kind = items[0].rpartition("=")
+    layer = model.outputs[0]._keras_history.operation.name
+    if sep and name.strip() not in (layer, model.outputs[0].name):
+        raise PruneError(f"--output-kind: no output '{name}' (the output: {layer})")
+    return parse_kind(kind)

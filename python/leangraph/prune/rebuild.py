@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leangraph.errors import PruneError
+from leangraph.prune import functional as F
 from leangraph.prune import groups as G
 
 
@@ -114,9 +115,9 @@ def rebuild(plan):
         clones[id(op)] = (op, new)
         return new
 
-    inputs = G.new_inputs(source)
-    outputs = G.replay(source, inputs, clone, expand_nested=False)
-    model = keras.Model(G.single(inputs), outputs, name=source.name)
+    inputs = F.new_inputs(source)
+    outputs = F.replay(source, inputs, clone, expand_nested=False)
+    model = keras.Model(F.single(inputs), outputs, name=source.name)
     for old, new in clones.values():
         _copy_weights(plan, old, new)
     return model

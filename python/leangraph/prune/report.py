@@ -1,6 +1,12 @@
 """What `leangraph prune` (channels) did, as report.md and report.json."""
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from leangraph.errors import OutputError
 
 from leangraph.prune.scoring import shown
 from leangraph.prune.summary import ReductionSummary
@@ -84,3 +90,38 @@ def group_rows(graph, plan):
                      "kept": g.size - (g.channels - plan.kept(g)) if plan else g.size,
                      "frozen": list(g.frozen)})
     return rows
+
+
+#: What `leangraph prune` writes into its output folder (pareto.png too after a search).
+OUTPUTS = ("pruned.keras", "report.json", "report.md")
+
+
+def write_outputs(model, report, out):
+    """Writes the three files into `out` so that either all of them land or none does."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output {out} exists and is not a folder")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
+    try:
+        model.save(staging / "pruned.keras")
+        (staging / "report.json").write_text(report.to_json())
+        (staging / "report.md").write_text(report.to_markdown())
+        names = list(OUTPUTS)
+        if report.search.get("trials"):
+            from leangraph.prune.search import plot_trials
+
+            plot_trials(report.search, staging / "pareto.png")
+            names.append("pareto.png")
+        if not out.exists():
+            os.replace(staging, out)
+            return [out / name for name in names]
+        for name in names:
+            os.replace(staging / name, out / name)
+        return [out / name for name in names]
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

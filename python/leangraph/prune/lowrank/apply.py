@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leangraph.errors import PruneError
-from leangraph.prune import groups as G
+from leangraph.prune import functional as F
 from leangraph.prune.lowrank.decompose import decomposition
 
 _SUFFIXES = {2: ("_lowrank",), 3: ("_tucker_in", "_tucker_core")}
@@ -41,11 +41,11 @@ class Factorable:
         import keras
 
         self.original = model
-        self.model = G.flatten_model(model)
+        self.model = F.flatten_model(model)
         self.sites = {}
         self.unsupported = []  # (layer name, class name, why it is left whole)
         seen = set()
-        for node in G.ordered_nodes(self.model):
+        for node in F.ordered_nodes(self.model):
             op = node.operation
             if not isinstance(op, keras.layers.Layer) or isinstance(op, keras.Model):
                 continue
@@ -138,9 +138,9 @@ class Factorable:
                 made[id(op)] = new
             return made[id(op)]
 
-        inputs = G.new_inputs(self.model)
-        outputs = G.replay(self.model, inputs, make, expand_nested=False)
-        model = keras.Model(G.single(inputs), outputs, name=self.model.name)
+        inputs = F.new_inputs(self.model)
+        outputs = F.replay(self.model, inputs, make, expand_nested=False)
+        model = keras.Model(F.single(inputs), outputs, name=self.model.name)
         for layer, values in weights:
             expected = [tuple(v.shape) for v in layer.weights]
             if expected != [tuple(np.shape(v)) for v in values]:
@@ -160,7 +160,7 @@ class Factorable:
                 tensors.append(tensor)
         if not tensors:
             return {}
-        probe = keras.Model(G.single(self.model.inputs), tensors)
+        probe = keras.Model(F.single(self.model.inputs), tensors)
         values = probe(x[:limit], training=False)
         values = values if isinstance(values, (list, tuple)) else [values]
         found = {}
