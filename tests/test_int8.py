@@ -1268,6 +1268,11 @@ def test_examples_fed_one_by_one_calibrate_as_the_same_examples_stacked():
     assert one_by_one.bias_corrected == stacked.bias_corrected
     assert one_by_one.output_sqnr_db == pytest.approx(stacked.output_sqnr_db)
     assert one_by_one.graph_def == stacked.graph_def  # (protobuf equality: attr maps unordered)
+    for method in ("percentile", "kl"):
+        want = Q.calibrate(g, x, method=method).ranges
+        got = Q.calibrate(g, [{"input": e[None]} for e in x], method=method).ranges
+        assert set(got) == set(want)
+        assert all(got[k] == pytest.approx(want[k]) for k in want), method
     # Examples that cannot be stacked (sizes of their own) calibrate one run each.
     g_open = _own_conv_graph((1, None, None, 8))
     rng = np.random.default_rng(4)

@@ -351,7 +351,9 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
     """Runs the float graph on `samples` and returns a Calibration of its tensors.
 
     graph: a frozen GraphDef (or bytes / path), normally after the `deploy` recipe.
-    samples: an array of examples for a one-input graph, or {input name: array}.
+    samples: an array of examples for a one-input graph, or {input name: array}, stacked on
+        axis 0; or a list of {input name: array}, one example each, fed as it is (inputs that
+        cannot be stacked: time-major sequences, examples of different lengths).
     method: "minmax", "percentile" or "kl". tensors: which tensors to observe
         (default: every one a quantized convolution or matmul may read or write).
     progress: a callable(done, total) told after each batch.
