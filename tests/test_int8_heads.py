@@ -47,7 +47,7 @@ def segmenter(tmp_path_factory):
 
 def test_output_heads_are_the_layers_before_a_softmax_or_sigmoid(segmenter):
     from leangraph import freeze
-    from leangraph.quantization.int8 import output_heads
+    from leangraph.quantization.prepare import output_heads
 
     frozen = freeze(str(segmenter / "seg.keras"))
     heads = output_heads(frozen.graph_def, [o.name for o in frozen.outputs])

@@ -34,10 +34,10 @@ from leangraph.quantization.calibrate import (
 )
 from leangraph.quantization.equalize import equalize as equalize_products
 from leangraph.quantization.equalize import equalize_depthwise
+from leangraph.quantization.prepare import _CONTRACTIONS, fold_constant_weights, output_heads
 from leangraph.quantization.runs import FloatValues, run_all
 
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
-_CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 _SUFFIX = "_int8"
 #: A layer whose output SQNR against the float graph falls below this goes back to float.
 DEFAULT_MIN_SQNR_DB = 15.0
@@ -213,54 +213,6 @@ def _chain_inputs(graph_def):
     return out
 
 
-#: What a head's logits may pass through on their way to a graph output.
-_HEAD_ACTIVATIONS = ("Softmax", "LogSoftmax", "Sigmoid")
-_HEAD_PASS_THROUGH = ("Identity", "BiasAdd", "Add", "AddV2", "Reshape", "Squeeze", "ExpandDims")
-
-
-def output_heads(graph_def, outputs):
-    """{contraction: output name} for each conv/matmul whose result becomes a graph output
-    through a softmax or sigmoid, with nothing between but a bias, a reshape or an
-    identity: the layer that makes a classifier's logits (a segmentation's per pixel)."""
-    by_name = {n.name: n for n in graph_def.node}
-    # What varies from run to run: what a source other than a Const (a placeholder) reaches;
-    # the rest is constant (a bias reshaped, say).
-    readers = {}
-    for node in graph_def.node:
-        for i in node.input:
-            if not i.startswith("^"):
-                readers.setdefault(graphs.node_name(i), []).append(node.name)
-    varies = {n.name for n in graph_def.node if n.op != "Const"
-              and not any(not i.startswith("^") for i in n.input)}
-    pending = list(varies)
-    while pending:
-        for reader in readers.get(pending.pop(), ()):
-            if reader not in varies:
-                varies.add(reader)
-                pending.append(reader)
-
-    heads = {}
-    for output in outputs:
-        node = by_name.get(graphs.node_name(output))
-        activated = False
-        for _ in range(len(by_name)):
-            if node is None:
-                break
-            if node.op in _CONTRACTIONS:
-                if activated:
-                    heads.setdefault(node.name, graphs.node_name(output))
-                break
-            if node.op in _HEAD_ACTIVATIONS and not activated:
-                activated = True
-            elif node.op not in _HEAD_PASS_THROUGH:
-                break
-            sources = [by_name.get(graphs.node_name(i)) for i in node.input
-                       if not i.startswith("^")]
-            varying = [n for n in sources if n is None or n.name in varies]
-            node = varying[0] if len(varying) == 1 else None
-    return heads
-
-
 def _first_and_last(graph_def, ends):
     """The contraction nearest the inputs and the one nearest the outputs, by graph depth."""
     if not ends:
@@ -329,7 +281,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     exclude: contraction (or output) names that stay float; exclude_first /
         exclude_last keep the layer nearest the input / the output float.
     float_heads: the layers that make an output's logits (a conv or matmul whose result
-        reaches an output through a softmax or sigmoid: output_heads) stay float. An
+        reaches an output through a softmax or sigmoid: prepare.output_heads) stay float. An
         8-bit unit hands on its result rounded to 256 levels over its calibrated range;
         before a softmax that rounding flips classes nearly tied (a segmentation's edge
         pixels: 2.8 % of a U-Net's pixels, bench/results/2026-12-06-zen4-model_zoo.md).
@@ -365,7 +317,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         raise QuantizeError(NO_INT8_CPU)
     vnni = cpu_has_vnni()
     weight_bits = check_weight_bits((8 if vnni else 7) if weight_bits is None else weight_bits)
-    graph_def = graph if hasattr(graph, "node") else graphs.load_graph(graph)
+    graph_def = fold_constant_weights(graph if hasattr(graph, "node") else graphs.load_graph(graph))
     original = graph_def
     equalized, spread = [], []
     observed = None

@@ -1,0 +1,138 @@
+"""Preparing a float graph for the int8 rewrite: the Consts a contraction reads through a
+reshape folded into Consts (fold_constant_weights), and the layers that make an output's
+logits (output_heads), which `quantize(float_heads=True)` keeps float."""
+
+import numpy as np
+
+from leangraph import graphs
+
+#: The ops the int8 rewrite quantizes.
+_CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+
+#: Ops that only reshape: a Const through these is a constant a contraction can take.
+_RESHAPES = ("ExpandDims", "Reshape", "Squeeze", "Identity", "Transpose")
+
+
+def fold_constant_weights(graph_def):
+    """The graph with each conv/matmul's weights and each BiasAdd's bias made a Const where
+    they are a Const reshaped (Keras 3's Conv1D: its kernel through ExpandDims, its bias
+    through Squeeze), so the int8 rewrite, which takes Const weights, can take the layer.
+    The graph itself when there is none."""
+    from tensorflow.python.framework import tensor_util
+
+    by_name = {n.name: n for n in graph_def.node}
+
+    def value(endpoint, depth=0):
+        node = by_name.get(graphs.node_name(endpoint))
+        if node is None or depth > 16 or graphs.tensor_name(endpoint) != f"{node.name}:0":
+            return None
+        if node.op == "Const":
+            return tensor_util.MakeNdarray(node.attr["value"].tensor)
+        data = [i for i in node.input if not i.startswith("^")]
+        if node.op not in _RESHAPES or not data:
+            return None
+        args = [value(i, depth + 1) for i in data]
+        if any(a is None for a in args):
+            return None
+        x = args[0]
+        try:
+            if node.op == "ExpandDims":
+                return np.expand_dims(x, int(args[1]))
+            if node.op == "Reshape":
+                return x.reshape([int(d) for d in np.ravel(args[1])])
+            if node.op == "Squeeze":
+                dims = tuple(int(d) for d in node.attr["squeeze_dims"].list.i)
+                return np.squeeze(x, axis=dims or None)
+            if node.op == "Transpose":
+                return np.transpose(x, [int(d) for d in np.ravel(args[1])])
+        except (ValueError, IndexError, TypeError, np.exceptions.AxisError):
+            return None
+        return x  # Identity
+
+    folded = {}
+    for node in graph_def.node:
+        if node.op in _CONTRACTIONS + ("BiasAdd",) and len(node.input) > 1:
+            producer = by_name.get(graphs.node_name(node.input[1]))
+            if producer is not None and producer.op in _RESHAPES and producer.name not in folded:
+                array = value(node.input[1])
+                if array is not None:
+                    folded[producer.name] = array
+    if not folded:
+        return graph_def
+    out = graphs.graph_pb2().GraphDef()
+    out.CopyFrom(graph_def)
+    for node in out.node:
+        if node.name in folded:
+            proto = tensor_util.make_tensor_proto(folded[node.name])
+            name, device = node.name, node.device
+            node.Clear()
+            node.name, node.op, node.device = name, "Const", device
+            node.attr["dtype"].type = proto.dtype
+            node.attr["value"].tensor.CopyFrom(proto)
+    # What only the folded nodes read (the float kernel, the axis) goes with them.
+    reads = {}
+    for node in out.node:
+        for i in node.input:
+            reads[graphs.node_name(i)] = reads.get(graphs.node_name(i), 0) + 1
+    pending = [(i, 0) for name in folded for i in by_name[name].input]  # not in `reads`
+    unread = set()
+    while pending:
+        endpoint, counted = pending.pop()
+        name = graphs.node_name(endpoint)
+        reads[name] = reads.get(name, 0) - counted
+        if reads[name] <= 0 and name in by_name and name not in folded and name not in unread:
+            unread.add(name)
+            pending.extend((i, 1) for i in by_name[name].input)
+    if unread:
+        kept = [n for n in out.node if n.name not in unread]
+        del out.node[:]
+        out.node.extend(kept)
+    return out
+
+
+#: What a head's logits may pass through on their way to a graph output.
+_HEAD_ACTIVATIONS = ("Softmax", "LogSoftmax", "Sigmoid")
+_HEAD_PASS_THROUGH = ("Identity", "BiasAdd", "Add", "AddV2", "Reshape", "Squeeze", "ExpandDims")
+
+
+def output_heads(graph_def, outputs):
+    """{contraction: output name} for each conv/matmul whose result becomes a graph output
+    through a softmax or sigmoid, with nothing between but a bias, a reshape or an
+    identity: the layer that makes a classifier's logits (a segmentation's per pixel)."""
+    by_name = {n.name: n for n in graph_def.node}
+    # What varies from run to run: what a source other than a Const (a placeholder) reaches;
+    # the rest is constant (a bias reshaped, say).
+    readers = {}
+    for node in graph_def.node:
+        for i in node.input:
+            if not i.startswith("^"):
+                readers.setdefault(graphs.node_name(i), []).append(node.name)
+    varies = {n.name for n in graph_def.node if n.op != "Const"
+              and not any(not i.startswith("^") for i in n.input)}
+    pending = list(varies)
+    while pending:
+        for reader in readers.get(pending.pop(), ()):
+            if reader not in varies:
+                varies.add(reader)
+                pending.append(reader)
+
+    heads = {}
+    for output in outputs:
+        node = by_name.get(graphs.node_name(output))
+        activated = False
+        for _ in range(len(by_name)):
+            if node is None:
+                break
+            if node.op in _CONTRACTIONS:
+                if activated:
+                    heads.setdefault(node.name, graphs.node_name(output))
+                break
+            if node.op in _HEAD_ACTIVATIONS and not activated:
+                activated = True
+            elif node.op not in _HEAD_PASS_THROUGH:
+                break
+            sources = [by_name.get(graphs.node_name(i)) for i in node.input
+                       if not i.startswith("^")]
+            varying = [n for n in sources if n is None or n.name in varies]
+            node = varying[0] if len(varying) == 1 else None
+    return heads
