@@ -280,8 +280,12 @@ def summary(name, report, trained):
             row["gates"].setdefault(variant["name"], []).append(
                 {k: check.get(k) for k in ("gate", "threshold", "value", "passed")})
     return {"model": name, "trained": trained, "result": report.get("result"),
-            "int8": None if int8 is None else {"status": int8.get("status"),
-                                               "reason": int8.get("reason")},
+            "int8": None if int8 is None else {
+                "status": int8.get("status"), "reason": int8.get("reason"),
+                "mac_share": (int8.get("quantization") or {}).get("int8_mac_share"),
+                "kept_fp32": [f"{l['name']} ({l['reason']})" for l in
+                              (int8.get("quantization") or {}).get("layers", [])
+                              if l["precision"] != "int8"]},
             "kinds": report.get("settings", {}).get("output_kinds"),
             "verification": report.get("verification"), "outputs": outputs}
 
@@ -300,6 +304,10 @@ def table(rows):
                             if k != "loss" and not k.endswith("_loss"))
         int8 = row["int8"] or {"status": "absent", "reason": ""}
         int8_text = f"{int8['status']}: {int8.get('reason') or ''}".strip(": ")
+        if int8.get("mac_share") is not None:
+            int8_text += (f" ({100 * int8['mac_share']:.1f} % of conv/matmul MACs in int8"
+                          + (f"; fp32: {'; '.join(int8['kept_fp32'])}" if int8["kept_fp32"]
+                             else "") + ")")
         first = True
         for output, info in row["outputs"].items():
             gates = []

@@ -91,3 +91,26 @@ def test_int8_passes_its_held_out_gate_on_a_segmentation_output(segmenter, tmp_p
     checks = {c["gate"]: c for c in row["verification"]["outputs"]}
     assert checks["top-1 agreement"]["passed"] and checks["top-1 agreement"]["value"] >= 0.99
     assert "makes the logits of output" in row["description"]
+
+
+def test_an_lstm_whose_only_layer_outside_its_loop_is_the_head_skips_int8_saying_why(
+        tmp_path, int8_anywhere):
+    """The LSTM's matmuls are in its while loop (left float) and its head makes the logits:
+    no layer is left for int8, which is skipped in one line, not passed as a float graph."""
+    import keras
+
+    from leangraph.optimize import optimize
+
+    keras.utils.set_random_seed(0)
+    rows = keras.Input((6, 4), name="rows")
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.LSTM(8)(rows))
+    keras.Model(rows, out).save(tmp_path / "lstm.keras")
+    x = np.random.default_rng(0).normal(size=(40, 6, 4)).astype(np.float32)
+    report = optimize(tmp_path / "lstm.keras", outdir=tmp_path / "o", runs=2, progress=False,
+                      precisions="fp32,int8", data=x)
+    int8 = report.variant("int8")
+    assert int8.status == "skipped", (int8.status, int8.reason)
+    assert int8.reason.startswith("no layer is left in int8: ") and "\n" not in int8.reason
+    assert "layers (inside the while loop" in int8.reason
+    assert "makes the logits of output" in int8.reason and int8.reason.endswith("fp32 is kept")
+    assert report.result != "int8"

@@ -45,8 +45,13 @@ def int8_variant(ctx):
     source = "the calibration inputs" if ctx.calibration else "the verification inputs"
     kept = result.fallback_layers
     if not result.int8_layers:
-        return ctx.skipped(NAME, "int8", description, "no layer is left in int8: " + "; ".join(
-            f"{l.name} ({l.reason})" for l in kept[:3]) + ": fp32 is kept")
+        by_reason = {}
+        for layer in kept:
+            by_reason.setdefault(layer.reason, []).append(layer.name)
+        why = "; ".join(f"{names[0]} ({reason})" if len(names) == 1 else
+                        f"{len(names)} layers ({reason})" for reason, names in by_reason.items())
+        return ctx.skipped(NAME, "int8", description, f"no layer is left in int8: {why}: "
+                           "fp32 is kept")
     detail = (f"int8 of {best.name}: {len(result.int8_layers)} conv/matmul layers in int8 "
               f"({100 * result.int8_mac_share:.1f} % of their MACs), calibrated ({result.calibration.method}) "
               f"on {source}")
