@@ -995,3 +995,49 @@ def test_made_inputs_call_only_images_images():
                                       None, 2, None, notes)
     assert mode == "tf" and "pixels" in what and "values" in what
     assert len(notes) == 1 and "no known preprocessing" in notes[0]
+
+
+def test_every_option_is_declared_once_and_reproduced():
+    """optimize's flags come from one declaration (pipeline.options.OPTIMIZE): each one's
+    keyword is an optimize() parameter, its setting an OptimizeConfig field, and a config
+    that sets it is written back as a command line the parser reads back the same."""
+    import argparse
+    import dataclasses
+    import inspect
+    from pathlib import Path
+
+    from leangraph.commands import optimize as command
+    from leangraph.pipeline.options import OPTIMIZE, command_line, keywords
+    from leangraph.pipeline.settings import OptimizeConfig
+
+    parameters = inspect.signature(optimize).parameters
+    fields = {f.name for f in dataclasses.fields(OptimizeConfig)}
+    for option in OPTIMIZE:
+        assert option.keyword is None or option.keyword in parameters, option.flags
+        assert option.setting is None or option.setting.split(".")[0] in fields, option.flags
+    config = OptimizeConfig(
+        model="m.keras", outdir=Path("out"), recipe="tf-deploy", precisions=("fp32", "int8"),
+        threads=2, cpus=[0, 1], batch=8, int8_weight_bits=7, data="d.npz",
+        calibration_dir="c.npz", verify_samples=64, calibration_samples=32,
+        output_kinds=["reg=regression"], gates=["cls=agreement:0.98"], max_accuracy_drop=1.0,
+        max_mae_increase=0.2, tolerance=1e-3, unsafe=True, runs=7, signature="serve",
+        input_shapes={"image": [1, 32, 32, 3]}, weights="w.h5", preprocess="tf",
+        allow_io_ops=True, model_ends={"inputs": "a,b", "outputs": "y", "feeds": ["k=1.0"]})
+    argv = command_line(OPTIMIZE, config)
+    for flag in ("--recipe", "--precision", "--threads", "--cpus", "--batch",
+                 "--int8-weight-bits", "--data", "--calibration-data", "--verify-samples",
+                 "--calibration-samples", "--output-kind", "--gate", "--max-accuracy-drop",
+                 "--max-mae-increase", "--tolerance", "--unsafe", "--runs", "--signature",
+                 "--input-shape", "--weights", "--preprocess", "--allow-io-ops", "--inputs",
+                 "--outputs", "--feed"):
+        assert flag in argv, flag
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    command.add_parser(sub)
+    args = parser.parse_args(["optimize", "m.keras", *argv])
+    got = keywords(OPTIMIZE, args)
+    assert got["precisions"] == "fp32,int8" and got["cpus"] == "0,1"
+    assert got["calibration_data"] == "c.npz" and got["verify_samples"] == 64
+    assert got["output_kinds"] == ["reg=regression"] and got["feeds"] == ["k=1.0"]
+    assert got["input_shapes"] == ["image:1,32,32,3"] and got["unsafe"] is True
+    assert got["tolerance"] == 1e-3 and got["max_mae_increase"] == 0.2

@@ -32,6 +32,7 @@ from leangraph.pipeline.data import (
     check_source,
 )
 from leangraph.pipeline.export import export_savedmodel, savedmodel_outputs
+from leangraph.pipeline.options import DEFAULT_IMAGES
 from leangraph.pipeline.outdir import (
     ARTIFACTS,
     Interrupted,
@@ -42,7 +43,6 @@ from leangraph.pipeline.outdir import (
 )
 from leangraph.pipeline.progress import Progress
 from leangraph.pipeline.settings import (
-    DEFAULT_IMAGES,
     DEFAULT_MODEL,
     DEFAULT_PRECISIONS,
     OptimizeConfig,

@@ -44,20 +44,12 @@ def batch_size_from(text):
 
 
 def add_io_arguments(parser):
-    """--inputs, --outputs and --feed: every command that loads a model takes them."""
-    parser.add_argument(
-        "--inputs", metavar="A,B",
-        help="the graph's inputs, node or tensor names (a TF1 PlaceholderWithDefault named here "
-        "becomes an input, unnamed ones keep their defaults; another tensor, such as "
-        "IteratorGetNext:0, gets a new Placeholder in its place)")
-    parser.add_argument(
-        "--outputs", metavar="A,B",
-        help="the tensors to read, node or tensor names (needed for a TF1 checkpoint; a subset "
-        "of the outputs otherwise)")
-    parser.add_argument(
-        "--feed", action="append", metavar="NAME=VALUE",
-        help="freeze a placeholder to a value: a scalar (keep_prob=1.0) or a comma-separated "
-        "vector (dim=128,128,128); repeatable")
+    """--inputs, --outputs and --feed: every command that loads a model takes them (declared
+    once, in pipeline.options.IO)."""
+    from leangraph.pipeline.options import IO
+
+    for option in IO:
+        option.add_to(parser)
 
 
 def io_kwargs(args):

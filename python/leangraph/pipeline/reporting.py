@@ -89,7 +89,7 @@ def report_stage(run, bench, prog):
         settings["stacked"] = stacked_steps(run, bench, chosen, prog)
         settings["threads_hint"] = thread_hint(run, bench, chosen, prog)
         settings["int8_caller_hint"] = int8_caller_hint(run, bench, chosen, ranked, prog)
-        report.commands = reproduce_commands(c.model_path, c.outdir, settings, chosen)
+        report.commands = reproduce_commands(c, settings, chosen)
         prog.item("latency.png")
         (staging / "latency.png").write_bytes(render_latency_png(report))
         written += ["latency.png", "report.md", "report.json"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from leangraph.errors import UsageError
+from leangraph.pipeline.options import OPTIMIZE, command_line
 from leangraph.pipeline.data import (
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_VERIFY_SAMPLES,
@@ -27,7 +28,6 @@ DEFAULT_MODEL_SIZE = 299
 DEFAULT_SEED = 0
 
 
-DEFAULT_IMAGES = 100
 
 
 PRECISION_CHOICES = ("fp32", "bf16", "int8")
@@ -66,33 +66,16 @@ def model_ends_setting(ends):
     return kept
 
 
-def reproduce_commands(model, outdir, settings, result):
+def reproduce_commands(config, settings, result):
+    """The commands that reproduce a run: the whole run (every option it was given, from
+    their one declaration, pipeline.options), timing the result alone, and the result step
+    by step."""
     quote = shlex.quote
+    model, outdir = config.model_path, config.outdir
     cmd = ["leangraph", "optimize"]
     if model is not None:
         cmd.append(str(model))
-    cmd += ["-o", str(outdir), "--recipe", settings["recipe"],
-            "--precision", ",".join(settings["precisions"])]
-    if settings["data"]:
-        cmd += ["--data", str(settings["data"])]
-    else:
-        cmd += ["--images", str(settings["images"])]
-    if settings.get("preprocess"):
-        cmd += ["--preprocess", settings["preprocess"]]
-    cmd += ["--runs", str(settings["runs"])]
-    if settings["threads"]:
-        cmd += ["--threads", str(settings["threads"])]
-    if settings["cpus"]:
-        cmd += ["--cpus", ",".join(map(str, settings["cpus"]))]
-    cmd += ["--tolerance", f"{settings['tolerance']:g}"]
-    if settings["unsafe"]:
-        cmd.append("--unsafe")
-    ends = settings.get("model_ends") or {}
-    for key in ("inputs", "outputs"):
-        if ends.get(key):
-            cmd += [f"--{key}", ends[key]]
-    for name, value in (ends.get("feeds") or {}).items():
-        cmd += ["--feed", f"{name}={value}"]
+    cmd += ["-o", str(outdir)] + command_line(OPTIMIZE, config)
     lines = ["# the whole run", " ".join(quote(c) for c in cmd)]
     if result is not None and result.kind == "graph":
         bench = ["leangraph-bench", "--graph", str(Path(outdir) / "optimized.pb"),
