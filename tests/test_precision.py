@@ -214,13 +214,14 @@ def test_quantize_weights_keeps_all_zero_tensors_finite():
     """TF's quantize_weights turns a large all-zero constant into NaN; leangraph keeps it float."""
     g = tf.Graph()
     with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [1, 2048], name="input")
-        zeros = tf.constant(np.zeros(2048, np.float32), name="zeros")
-        w = tf.constant(np.random.default_rng(0).normal(size=2048).astype(np.float32), name="w")
-        tf.identity(x + zeros + w, name="out")
+        x = tf.compat.v1.placeholder(tf.float32, [1, 64], name="input")
+        zeros = tf.constant(np.zeros((64, 32), np.float32), name="zeros")
+        w = tf.constant(np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32),
+                        name="w")
+        tf.identity(tf.matmul(x, zeros) + tf.matmul(x, w), name="out")
     graph = g.as_graph_def()
     raw = leangraph.transform(graph, "quantize_weights")
-    feed = {"input": np.ones((1, 2048), np.float32)}
+    feed = {"input": np.ones((1, 64), np.float32)}
     assert np.isnan(leangraph.run(raw, feed)[0]).all()  # TF's own result
     fixed = precision.quantize_weights(graph)
     ops = {n.name: n.op for n in fixed.node}
@@ -230,6 +231,38 @@ def test_quantize_weights_keeps_all_zero_tensors_finite():
     (ref,) = leangraph.run(graph, feed)
     assert np.isfinite(out).all()
     assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_quantize_weights_keeps_what_is_not_a_weight_float():
+    """TF's quantize_weights takes every float constant of 1024 values or more, a batch norm's
+    moving variance too: 8-bit steps of a variance spanning 1e-6 to 300, through the Rsqrt
+    after it, wreck the outputs (musicnn's tagger: 1 dB SQNR). Only weights go to 8 bits."""
+    from leangraph.metrics import sqnr_db
+
+    rng = np.random.default_rng(0)
+    channels = 1536
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 64], name="input")
+        w = tf.constant(rng.normal(size=(64, channels)).astype(np.float32) * 0.1, name="w")
+        h = tf.matmul(x, tf.identity(w, name="w/read"))
+        variance = np.exp(rng.uniform(np.log(1e-6), np.log(300.0), channels))
+        mean = rng.normal(size=channels) * 0.01
+        h = (h - tf.constant(mean.astype(np.float32), name="moving_mean")) * tf.math.rsqrt(
+            tf.constant(variance.astype(np.float32), name="moving_variance") + 1e-3)
+        tf.identity(h, name="out")
+    graph = g.as_graph_def()
+    feed = {"input": rng.normal(size=(8, 64)).astype(np.float32)}
+    (ref,) = leangraph.run(graph, feed)
+    (raw,) = leangraph.run(leangraph.transform(graph, "quantize_weights"), feed)
+    assert sqnr_db(ref, raw) < 15  # TF's own
+    assert precision.weight_constants(graph) == {"w"}
+    fixed = precision.quantize_weights(graph)
+    ops = {n.name: n.op for n in fixed.node}
+    assert ops["w"] == "Dequantize"
+    assert ops["moving_variance"] == ops["moving_mean"] == "Const"
+    (out,) = leangraph.run(fixed, feed)
+    assert sqnr_db(ref, out) > 30
 
 
 def _untrained_conv_bn_relu():

@@ -120,11 +120,64 @@ def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None):
         graph, f"quantize_weights(minimum_size={int(minimum_size)}) add_default_attributes",
         inputs=inputs, outputs=outputs,
     )
-    return restore_degenerate_ranges(graph, quantized)
+    return restore_float_constants(graph, quantized)
 
 
-def restore_degenerate_ranges(original, quantized):
-    """Puts back the float Const of every Dequantize whose [min, max] is empty or not finite."""
+#: {op: the inputs that are its weights}: what 8-bit weights are for. A constant only these
+#: read (through _PASS_THROUGH ops) is a weight; TF's quantize_weights takes any float
+#: constant of 1024 values or more.
+_WEIGHT_INPUTS = {
+    "Conv2D": (1,), "Conv3D": (1,), "DepthwiseConv2dNative": (1,), "_FusedConv2D": (1,),
+    "Conv2DBackpropInput": (1,), "Conv3DBackpropInputV2": (1,), "MatMul": (0, 1),
+    "_FusedMatMul": (0, 1), "BatchMatMul": (0, 1), "BatchMatMulV2": (0, 1),
+    "BatchMatMulV3": (0, 1), "Einsum": (0, 1), "Gather": (0,), "GatherV2": (0,),
+}
+#: Ops that hand a weight on as it is (their input 0; any input of a Merge).
+_PASS_THROUGH = ("Identity", "Snapshot", "Switch", "Merge", "Enter", "Reshape", "ExpandDims",
+                 "Squeeze", "Transpose")
+
+
+def weight_constants(graph_def):
+    """The Const nodes that are weights: read, through Identity, Switch, Merge, Enter or a
+    reshape, only as the weights of a convolution or matmul or the table of a lookup."""
+    readers = {}
+    for node in graph_def.node:
+        for index, edge in enumerate(node.input):
+            if not edge.startswith("^"):
+                readers.setdefault(graphs.node_name(edge), []).append((node, index))
+
+    def weight(name, seen):
+        found = readers.get(name, [])
+        for node, index in found:
+            if node.op in _PASS_THROUGH and (index == 0 or node.op == "Merge"):
+                if node.name in seen or not weight(node.name, seen | {node.name}):
+                    return False
+            elif index not in _WEIGHT_INPUTS.get(node.op, ()):
+                return False
+        return bool(found)
+
+    return {n.name for n in graph_def.node if n.op == "Const" and weight(n.name, {n.name})}
+
+
+def restore_float_constants(original, quantized):
+    """The 8-bit constants TF's quantize_weights made that should stay float, put back:
+
+    - those whose [min, max] is empty or not finite (restore_degenerate_ranges);
+    - those that are not weights (weight_constants): a batch norm's moving variance spans
+      1e-28 to 374 in musicnn's tagger, and 8-bit steps of it, through the Rsqrt after it,
+      took the outputs to 1 dB SQNR (bench/results/2026-12-06-zen4-real_models.md); they are
+      vectors, a small part of the file.
+    """
+    weights = weight_constants(original)
+    before = {n.name for n in original.node if n.op == "Const"}
+    return restore_degenerate_ranges(original, quantized, extra={
+        n.name for n in quantized.node
+        if n.op == "Dequantize" and n.name in before and n.name not in weights})
+
+
+def restore_degenerate_ranges(original, quantized, extra=()):
+    """Puts back the float Const of every Dequantize whose [min, max] is empty or not finite,
+    and of those named in `extra`."""
     import tensorflow as tf
 
     before = {n.name: n for n in original.node if n.op == "Const"}
@@ -142,9 +195,8 @@ def restore_degenerate_ranges(original, quantized):
         if node.op != "Dequantize" or node.name not in before or len(node.input) < 3:
             continue
         low, high = scalar(node.input[1]), scalar(node.input[2])
-        if low is None or high is None:
-            continue
-        if not (np.isfinite(low) and np.isfinite(high)) or high - low < 1e-30:
+        if node.name in extra or (low is not None and high is not None and (
+                not (np.isfinite(low) and np.isfinite(high)) or high - low < 1e-30)):
             restore[node.name] = [graphs.node_name(i) for i in node.input[:3]]
     if not restore:
         return quantized

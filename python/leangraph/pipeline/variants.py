@@ -279,7 +279,7 @@ def bf16_variant(ctx):
 
 def quantize_weights_variant(ctx):
     """TF's quantize_weights of the best fp32 graph: a smaller file, float compute."""
-    from leangraph.precision import restore_degenerate_ranges
+    from leangraph.precision import restore_float_constants
 
     best = ctx.best
     if best is None:
@@ -288,5 +288,5 @@ def quantize_weights_variant(ctx):
     return transform_variant(
         "quantize_weights", f"TF's quantize_weights of {best.name}: 8-bit weights in the "
         "file, dequantized at load (for size)", best.graph_def, QUANTIZE_WEIGHTS, ctx.ends,
-        post=restore_degenerate_ranges, precision="int8-weights", gate="top1",
+        post=restore_float_constants, precision="int8-weights", gate="top1",
         base=best.name, allow_io_ops=ctx.allow_io_ops)
