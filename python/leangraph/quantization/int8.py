@@ -34,7 +34,8 @@ from leangraph.quantization.calibrate import (
 )
 from leangraph.quantization.equalize import equalize as equalize_products
 from leangraph.quantization.equalize import equalize_depthwise
-from leangraph.quantization.prepare import _CONTRACTIONS, fold_constant_weights, output_heads
+from leangraph.quantization.prepare import (_CONTRACTIONS, batch_matmuls_as_matmuls,
+                                            fold_constant_weights, output_heads)
 from leangraph.quantization.runs import FloatValues, run_all
 
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
@@ -317,7 +318,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         raise QuantizeError(NO_INT8_CPU)
     vnni = cpu_has_vnni()
     weight_bits = check_weight_bits((8 if vnni else 7) if weight_bits is None else weight_bits)
-    graph_def = fold_constant_weights(graph if hasattr(graph, "node") else graphs.load_graph(graph))
+    graph_def = batch_matmuls_as_matmuls(fold_constant_weights(
+        graph if hasattr(graph, "node") else graphs.load_graph(graph)))
     original = graph_def
     equalized, spread = [], []
     observed = None

@@ -1,6 +1,7 @@
 """Preparing a float graph for the int8 rewrite: the Consts a contraction reads through a
-reshape folded into Consts (fold_constant_weights), and the layers that make an output's
-logits (output_heads), which `quantize(float_heads=True)` keeps float."""
+reshape folded into Consts (fold_constant_weights), a batch matmul by a Const matrix made a
+MatMul (batch_matmuls_as_matmuls), and the layers that make an output's logits
+(output_heads), which `quantize(float_heads=True)` keeps float."""
 
 import numpy as np
 
@@ -9,6 +10,7 @@ from leangraph import graphs
 #: The ops the int8 rewrite quantizes.
 _CONTRACTIONS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
+_BATCH_MATMULS = ("BatchMatMulV2", "BatchMatMul")
 #: Ops that only reshape: a Const through these is a constant a contraction can take.
 _RESHAPES = ("ExpandDims", "Reshape", "Squeeze", "Identity", "Transpose")
 
@@ -51,7 +53,7 @@ def fold_constant_weights(graph_def):
 
     folded = {}
     for node in graph_def.node:
-        if node.op in _CONTRACTIONS + ("BiasAdd",) and len(node.input) > 1:
+        if node.op in _CONTRACTIONS + _BATCH_MATMULS + ("BiasAdd",) and len(node.input) > 1:
             producer = by_name.get(graphs.node_name(node.input[1]))
             if producer is not None and producer.op in _RESHAPES and producer.name not in folded:
                 array = value(node.input[1])
@@ -136,3 +138,75 @@ def output_heads(graph_def, outputs):
             varying = [n for n in sources if n is None or n.name in varies]
             node = varying[0] if len(varying) == 1 else None
     return heads
+
+
+def batch_matmuls_as_matmuls(graph_def):
+    """The graph with each float BatchMatMulV2 of an activation (rank >= 3) by a Const matrix
+    (Keras 3's EinsumDense: a MultiHeadAttention's query, key, value and output projections)
+    as a MatMul between two Reshapes (to [-1, C], and back to the activation's leading
+    dimensions), which the int8 rewrite takes. The graph itself when there is none."""
+    from tensorflow.python.framework import tensor_util
+
+    by_name = {n.name: n for n in graph_def.node}
+
+    def const_matrix(endpoint):
+        node = by_name.get(graphs.node_name(endpoint))
+        if node is None or node.op != "Const" or graphs.tensor_name(endpoint) != f"{node.name}:0":
+            return None
+        shape = [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
+        return shape if len(shape) == 2 else None
+
+    chosen = [n for n in graph_def.node
+              if n.op in _BATCH_MATMULS and len(n.input) == 2
+              and n.attr["T"].type == 1  # float32
+              and not n.attr["adj_x"].b and not n.attr["adj_y"].b and const_matrix(n.input[1])]
+    if not chosen:
+        return graph_def
+    out = graphs.graph_pb2().GraphDef()
+    out.CopyFrom(graph_def)
+    taken = set(by_name)
+
+    def add(name, op, inputs, **attrs):
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        node = out.node.add(name=name, op=op, input=inputs)
+        for key, value in attrs.items():
+            if isinstance(value, np.ndarray):
+                node.attr[key].tensor.CopyFrom(tensor_util.make_tensor_proto(value))
+            elif isinstance(value, bool):
+                node.attr[key].b = value
+            elif key == "N":
+                node.attr[key].i = value
+            else:
+                node.attr[key].type = value
+        return name
+
+    replaced = {}
+    for bmm in chosen:
+        x, w = bmm.input[0], bmm.input[1]
+        columns, width = const_matrix(w)
+        scope = bmm.name
+        flat = add(f"{scope}/flat", "Reshape", [
+            x, add(f"{scope}/flat/shape", "Const", [], dtype=3,
+                   value=np.array([-1, columns], np.int32))], T=1, Tshape=3)
+        product = add(f"{scope}/matmul", "MatMul", [flat, w], T=1, transpose_a=False,
+                      transpose_b=False)
+        shape = add(f"{scope}/shape", "Shape", [x], T=1, out_type=3)
+        const = lambda name, v: add(f"{scope}/{name}", "Const", [], dtype=3,  # noqa: E731
+                                    value=np.array(v, np.int32))
+        lead = add(f"{scope}/lead", "StridedSlice", [
+            shape, const("lead/begin", [0]), const("lead/end", [-1]),
+            const("lead/strides", [1])], T=3, Index=3)
+        back = add(f"{scope}/back", "ConcatV2", [lead, const("width", [width]),
+                                                 const("axis", 0)], T=3, N=2, Tidx=3)
+        replaced[bmm.name] = (product, back)
+    for node in out.node:
+        if node.name in replaced:
+            product, back = replaced[node.name]
+            name, device = node.name, node.device
+            node.Clear()
+            node.name, node.op, node.device = name, "Reshape", device
+            node.input.extend([product, back])
+            node.attr["T"].type, node.attr["Tshape"].type = 1, 3
+    return out
