@@ -152,3 +152,8 @@ def test_drivers_commands_and_modules_stay_short():
     long_modules = [f"{n}: {_lines(n)}" for n in sources if _lines(n) > 600]
     assert not (long_drivers or long_commands or long_modules), (
         long_drivers, long_commands, long_modules)
+
+
+def test_every_error_class_is_defined_in_errors():
+    found = [hit for hit in _where(r"^class \w*Error\(") if not hit.startswith("errors.py:")]
+    assert not found, "\n".join(found)

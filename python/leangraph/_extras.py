@@ -3,7 +3,7 @@ one-line error that says what to install, never a bare ModuleNotFoundError."""
 
 import importlib
 
-from leangraph.errors import LeangraphError
+from leangraph.errors import MissingExtraError
 
 # module -> (distribution, extra that brings it)
 _EXTRAS = {
@@ -14,10 +14,6 @@ _EXTRAS = {
     "sqlalchemy": ("sqlalchemy", "tune"),
     "psycopg": ("psycopg[binary]", "tune"),
 }
-
-
-class MissingExtraError(LeangraphError, ImportError):
-    """An optional feature was used without the extra that provides it."""
 
 
 def require(module, feature):

@@ -53,3 +53,11 @@ class QuantizeError(LeangraphError, ValueError):
 
 class DataError(UsageError):
     """Data given to verify or calibrate on does not fit the model (a name, dtype, shape, NaN, ...)."""
+
+
+class StorageError(LeangraphError):
+    """A storage URL is malformed or unreachable, or a study cannot be used as asked."""
+
+
+class MissingExtraError(LeangraphError, ImportError):
+    """An optional feature was used without the extra that provides it."""

@@ -17,16 +17,8 @@ import hashlib
 import os
 import socket
 
-from leangraph.search.storage import (
-    StorageError,
-    close_storage,
-    environment,
-    incompatibility,
-    masked,
-    open_storage,
-    timing_lock,
-    wait_for_study,
-)
+from leangraph.search.base import SharedStudyBase, fail_stale
+from leangraph.search.storage import StorageError
 
 READY = "leangraph_prune_ready"
 KIND = "leangraph prune"
@@ -45,57 +37,36 @@ def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class PruneStudy:
+class PruneStudy(SharedStudyBase):
     """An Optuna study in a shared storage, for prune's search."""
 
+    COMMAND = KIND
+    READY = READY
+
     def __init__(self, url, name, *, mode="create", wait=60.0, heartbeat=10):
-        import optuna
-
-        if mode not in ("create", "worker", "resume"):
-            raise StorageError(f"unknown shared-study mode '{mode}'")
-        if not name:
-            raise StorageError("a shared search needs a study name (--study NAME)")
-        self.url, self.name, self.mode, self.wait = str(url), name, mode, float(wait)
-        self.storage = open_storage(url, heartbeat=heartbeat)
-        self.heartbeats = isinstance(self.storage, optuna.storages.RDBStorage)
-        self.study = None
-        if mode == "create":
-            try:
-                self.storage.get_study_id_from_name(name)
-            except KeyError:
-                return
-            self.close()
-            raise StorageError(f"study '{name}' already exists in {masked(url)}: join it with "
-                               "--worker, continue it with --resume, or pick another --study")
-
-    def close(self):
-        close_storage(self.storage)
+        storage, heartbeat = self.connect(url, name, mode, heartbeat=heartbeat)
+        super().__init__(storage, name, url, mode, heartbeat)
+        self.wait = float(wait)
+        self.heartbeats = heartbeat is not None
 
     def attach(self, sampler, *, settings, fingerprints, enqueue=()):
         """The study, made (with `enqueue` queued first) or joined after checking that it
         searches the same model, data and settings on the same kind of CPU."""
         import optuna
 
-        here = environment()
         if self.mode == "create":
             study = optuna.create_study(storage=self.storage, study_name=self.name,
                                         direction="minimize", sampler=sampler)
             study.set_user_attr("kind", KIND)
             study.set_user_attr("settings", settings)
             study.set_user_attr("fingerprints", fingerprints)
-            study.set_user_attr("environment", here)
+            study.set_user_attr("environment", self._here)
             for params in enqueue:
                 study.enqueue_trial(params)
             study.set_user_attr(READY, True)
         else:
             wait = self.wait if self.mode == "worker" else 0.0
-            found = wait_for_study(self.storage, self.name, wait, ready_key=READY, command=KIND)
-            recorded = found.user_attrs
-            if recorded.get("kind") != KIND:
-                raise StorageError(f"study '{self.name}' was not made by leangraph prune")
-            why = incompatibility(recorded.get("environment", {}), here)
-            if why:
-                raise StorageError(f"refusing to join study '{self.name}': {why}")
+            recorded = self.join(wait, lambda attrs: attrs.get("kind") == KIND).user_attrs
             for what in ("model", "data"):
                 if recorded["fingerprints"].get(what) != fingerprints[what]:
                     raise StorageError(f"refusing to join study '{self.name}': it prunes another "
@@ -107,18 +78,9 @@ class PruneStudy:
                 raise StorageError(f"refusing to join study '{self.name}': it searches with {shown}")
             study = optuna.load_study(study_name=self.name, storage=self.storage, sampler=sampler)
             if self.mode == "resume":
-                from leangraph.search.shared import _fail_stale
-
-                _fail_stale(study)
+                fail_stale(study)
         self.study = study
         return study
-
-    def timed(self, fn):
-        """`fn` run holding the host-wide timing lock: no two workers on a host time at once."""
-        def locked(*args, **kwargs):
-            with timing_lock():
-                return fn(*args, **kwargs)
-        return locked
 
     def records(self):
         """Every COMPLETE trial's recorded result (dicts), in trial order."""

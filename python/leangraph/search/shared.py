@@ -16,70 +16,22 @@ import dataclasses
 import os
 import socket
 import time
-import warnings
 
 from leangraph.errors import LeangraphError
 from leangraph.search.storage import (
     StorageError,
     data_fingerprint,
-    environment,
     graph_fingerprint,
-    incompatibility,
     masked,
-    close_storage,
-    open_storage,
     HostLock,
-    wait_for_study,
 )
+from leangraph.search.base import SharedStudyBase, fail_stale, quiet
 from leangraph.search.trials import Trial, TuneResult, best_of
 
 READY = "leangraph_ready"
 PARAMS = ("model", "recipe", "precision", "threads")
 PENALTY = 1e9  # what an over-budget or failed trial tells the sampler
 _MEASURED = [f.name for f in dataclasses.fields(Trial) if f.name != "number"]
-
-
-@contextlib.contextmanager
-def _quiet():
-    import optuna
-
-    with warnings.catch_warnings():
-        # Heartbeats and fail_stale_trials are marked experimental; they are the
-        # documented way to survive dead workers, so the notice is noise here.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
-
-
-def _fail_stale(study):
-    """Fails (and queues again) the trials of dead workers: those whose heartbeats
-    stopped, and, on this host, those whose process is gone. The second catches a
-    worker killed before its trial's first heartbeat, which Optuna never calls stale."""
-    import optuna
-
-    with _quiet():
-        optuna.storages.fail_stale_trials(study)
-        host = socket.gethostname()
-        for frozen in study.get_trials(deepcopy=False,
-                                       states=(optuna.trial.TrialState.RUNNING,)):
-            worker = (frozen.user_attrs.get("run") or {}).get("worker") or ""
-            name, _, pid = worker.rpartition(":")
-            if name != host or not pid.isdigit() or _alive(int(pid)):
-                continue
-            try:
-                study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
-            except (ValueError, RuntimeError):
-                continue  # another worker failed it first
-            optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
 
 
 def trial_of(frozen):
@@ -122,7 +74,7 @@ def result_of(study, trials=None):
     return TuneResult(best_of(trials), baseline, trials, settings["max_accuracy_drop"])
 
 
-class SharedStudy:
+class SharedStudy(SharedStudyBase):
     """One worker's handle on a shared study; pass it to tune(shared=...).
 
     mode "create" makes the study (it must not exist yet), "worker" joins one
@@ -130,56 +82,34 @@ class SharedStudy:
     whose workers have all stopped. Open it with SharedStudy.open().
     """
 
+    COMMAND = "leangraph tune"
+    READY = READY
+
     def __init__(self, storage, name, url, mode, heartbeat=None):
-        self.storage, self.name, self.url, self.mode = storage, name, url, mode
-        self.heartbeat = heartbeat
-        self.study = None
+        super().__init__(storage, name, url, mode, heartbeat)
         self.settings = None  # the study's, for a worker; what tune() must be called with
         self.sources = {}  # where the model and data came from (paths, --limit), recorded
         self.ran = []  # the trials this worker ran
         self.measuring_s = 0.0  # of which: building, scoring and timing, not the storage
         self._timed = None
         self._host_lock = HostLock()
-        self._here = environment()
 
     @classmethod
     def open(cls, url, name, *, mode="create", wait=60.0, heartbeat=10, grace=None,
              max_retry=3):
-        import optuna
-
-        if mode not in ("create", "worker", "resume"):
-            raise LeangraphError(f"unknown shared-study mode '{mode}'")
-        if not name:
-            raise StorageError("a shared search needs a study name (--study NAME)")
-        storage = open_storage(url, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
-        if not isinstance(storage, optuna.storages.RDBStorage):
-            heartbeat = None  # journal files keep no heartbeats
+        storage, heartbeat = cls.connect(url, name, mode, heartbeat=heartbeat, grace=grace,
+                                         max_retry=max_retry)
+        shared = cls(storage, name, url, mode, heartbeat)
+        if mode == "create":
+            return shared
         try:
-            shared = cls(storage, name, str(url), mode, heartbeat)
-            if mode == "create":
-                try:
-                    storage.get_study_id_from_name(name)
-                except KeyError:
-                    return shared
-                raise StorageError(f"study '{name}' already exists in {masked(url)}: join it "
-                                   "with --worker, continue it with --resume, or pick another "
-                                   "--study")
-            study = wait_for_study(storage, name, wait if mode == "worker" else 0,
-                                   ready_key=READY, command="leangraph tune")
-            recorded = study.user_attrs
-            if "settings" not in recorded:
-                raise StorageError(f"study '{name}' was not made by leangraph tune")
-            why = incompatibility(recorded.get("environment", {}), shared._here)
-            if why:
-                raise StorageError(f"refusing to join study '{name}': {why}")
+            study = shared.join(wait if mode == "worker" else 0,
+                                lambda recorded: "settings" in recorded)
         except BaseException:
-            close_storage(storage)
+            shared.close()
             raise
-        shared.study, shared.settings = study, dict(recorded["settings"])
+        shared.study, shared.settings = study, dict(study.user_attrs["settings"])
         return shared
-
-    def close(self):
-        close_storage(self.storage)
 
     def serialize_timing(self, timer):
         """`timer`, run holding the host-wide lock alone, its interval recorded."""
@@ -200,13 +130,13 @@ class SharedStudy:
         # Workers with one seed would all sample the same sequence.
         if self.mode != "create":
             seed = (seed or 0) + 1 + os.getpid() % 100003
-        with _quiet():
+        with quiet():
             return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
     def _make(self, settings, space, choices, fingerprints):
         import optuna
 
-        with _quiet():
+        with quiet():
             try:
                 study = optuna.create_study(storage=self.storage, study_name=self.name,
                                             direction="minimize",
@@ -324,7 +254,7 @@ class SharedStudy:
             except KeyboardInterrupt:
                 # An interrupted trial is not stale (its worker said goodbye), so no
                 # heartbeat check would queue it again: do it here.
-                with _quiet():
+                with quiet():
                     optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
                 raise
             measured = {name: getattr(trial, name) for name in _MEASURED}
@@ -350,7 +280,7 @@ class SharedStudy:
 
         interrupted = []
         if self.mode == "resume":
-            _fail_stale(study)
+            fail_stale(study)
         callbacks = [optuna.study.MaxTrialsCallback(
             budget, states=(optuna.trial.TrialState.COMPLETE,))]
         started = time.perf_counter()
@@ -359,7 +289,7 @@ class SharedStudy:
         if self._settle(study, None, enumerated, budget, len(space), extra=0):
             log(f"study '{self.name}' is already finished; nothing to run")
         else:
-            with _quiet():
+            with quiet():
                 study.optimize(objective, callbacks=callbacks, catch=())
         self.optimize_s = time.perf_counter() - started
         if interrupted:
@@ -405,7 +335,7 @@ class SharedStudy:
                 return None
             trials = None
             time.sleep(self._poll())
-            _fail_stale(study)
+            fail_stale(study)
 
     def _poll(self):
         return min(1.0, float(self.heartbeat or 1))
@@ -445,5 +375,5 @@ class SharedStudy:
             if not busy:
                 return True
             time.sleep(self._poll())
-            _fail_stale(study)
+            fail_stale(study)
 

@@ -20,13 +20,9 @@ import warnings
 from pathlib import Path
 
 from leangraph import hardware
-from leangraph.errors import LeangraphError
+from leangraph.errors import StorageError
 
 DEFAULT_MAX_RETRY = 3
-
-
-class StorageError(LeangraphError):
-    """A storage URL is malformed or unreachable, or a study cannot be used as asked."""
 
 
 def masked(url):
