@@ -1,6 +1,6 @@
-"""int8 in optimize keeps the layer that makes an output's logits float: an 8-bit unit
-rounds its result to 256 levels of its calibrated range, and before a softmax that flips
-classes nearly tied (a segmentation's edge pixels)."""
+"""int8 and bf16 in optimize keep the layer that makes an output's logits float: an 8-bit
+unit rounds its result to 256 levels of its calibrated range, bf16 to 8 significant bits,
+and before a softmax that flips classes nearly tied (a segmentation's edge pixels)."""
 
 import json
 
@@ -114,3 +114,34 @@ def test_an_lstm_whose_only_layer_outside_its_loop_is_the_head_skips_int8_saying
     assert "layers (inside the while loop" in int8.reason
     assert "makes the logits of output" in int8.reason and int8.reason.endswith("fp32 is kept")
     assert report.result != "int8"
+
+
+def test_bf16_keeps_the_logits_fp32_and_passes_where_bf16_logits_flip(tmp_path, monkeypatch):
+    """Logits near 7 (bf16's step there: 1/32) whose two classes differ by 0.01 to 0.03:
+    bf16 logits tie or flip them; the head in fp32 reads the same bf16 hidden values and
+    keeps the difference."""
+    import keras
+
+    from leangraph import hardware
+    from leangraph.optimize import optimize
+
+    from leangraph.pipeline import variants
+
+    monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(variants, "cpu_supports_bf16", lambda: True, raising=False)
+    x = keras.Input((3,), name="x")
+    hidden = keras.layers.Dense(3, activation="relu", name="hidden")(x)
+    out = keras.layers.Dense(2, activation="softmax", name="out")(hidden)
+    model = keras.Model(x, out)
+    model.get_layer("hidden").set_weights([np.eye(3, dtype=np.float32), np.zeros(3, np.float32)])
+    head = np.array([[1, 1], [0, 1], [1, 0]], np.float32)  # l0 = b + max(-m, 0), l1 = b + max(m, 0)
+    model.get_layer("out").set_weights([head, np.zeros(2, np.float32)])
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    m = rng.choice([-1, 1], 64) * rng.uniform(0.01, 0.03, 64)
+    data = np.stack([rng.uniform(6, 8, 64), np.maximum(m, 0), np.maximum(-m, 0)], 1)
+    report = optimize(tmp_path / "m.keras", outdir=tmp_path / "o", runs=2, progress=False,
+                      precisions="fp32,bf16", data=data.astype(np.float32))
+    bf16 = report.variant("bf16")
+    assert bf16.status.startswith("passed"), bf16.reason
+    assert "makes an output's logits" in bf16.description

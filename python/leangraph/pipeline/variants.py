@@ -266,9 +266,17 @@ def bf16_variant(ctx):
     from leangraph.transform import list_transforms
 
     if any(t.name == "to_bfloat16" for t in list_transforms()):
+        from leangraph.quantization.prepare import output_heads
+
+        # As in int8: the layers making an output's logits stay fp32 (bf16 logits flip
+        # classes nearly tied: the zoo's transformer, 1 of 40 held-out examples).
+        heads = sorted(output_heads(graphs.load_graph(best.graph_def), ctx.ends[1]))
+        step = (f"to_bfloat16({', '.join(f'exclude_node={h}' for h in heads)})" if heads
+                else "to_bfloat16")
+        kept = f"; fp32: {', '.join(heads)} (makes an output's logits)" if heads else ""
         return transform_variant(
-            "bf16", f"to_bfloat16 transform of {best.name} (bf16 compute in the graph)",
-            best.graph_def, "to_bfloat16", ctx.ends, precision="bf16", gate="top1",
+            "bf16", f"to_bfloat16 transform of {best.name} (bf16 compute in the graph{kept})",
+            best.graph_def, step, ctx.ends, precision="bf16", gate="top1",
             base=best.name, eligible=True, allow_io_ops=ctx.allow_io_ops)
     return graph_variant(
         "bf16", f"{best.name} with Grappler's oneDNN bf16 rewrite at run time (timer "
