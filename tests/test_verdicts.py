@@ -273,6 +273,22 @@ def test_int8_on_one_example_files_calibrates_on_one_part_and_is_gated_on_the_ot
     assert seen[-1].ranges == seen[0].ranges
 
 
+def test_calibration_data_of_one_example_files(tmp_path, int8_anywhere):
+    """--calibration-data in the folder form: int8 calibrates on its files alone, and every
+    file of --data verifies."""
+    _time_major(tmp_path / "rnn.pb")
+    data = _time_major_files(tmp_path / "examples", 20)
+    calibration = _time_major_files(tmp_path / "calibration", 10)
+    report = _run(tmp_path / "rnn.pb", tmp_path / "o", data=data, calibration_data=calibration)
+    int8 = report.variant("int8")
+    assert int8.status == "passed", int8.reason
+    assert int8.quantization["calibration"]["samples"] == 10
+    assert int8.verified_on == report.variant("frozen").verified_on == 20
+    info = json.loads((tmp_path / "o" / "report.json").read_text())["verification"]
+    assert info["n_calibration"] == 10 and info["n_verification"] == 20
+    assert info["calibration_source"].startswith("10 example file(s)")
+
+
 def test_cli_output_kind_gate_and_labels_per_output(tmp_path, capsys):
     from leangraph.cli import main
     from leangraph.freeze import freeze
