@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from leangraph import graphs
 from leangraph.errors import GraphError, LeangraphError, TransformError
+from leangraph.quantization.prepare import output_heads
 
 PASSED = "passed"
 FAILED = "FAILED"
@@ -266,8 +267,6 @@ def bf16_variant(ctx):
     from leangraph.transform import list_transforms
 
     if any(t.name == "to_bfloat16" for t in list_transforms()):
-        from leangraph.quantization.prepare import output_heads
-
         # As in int8: the layers making an output's logits stay fp32 (bf16 logits flip
         # classes nearly tied: the zoo's transformer, 1 of 40 held-out examples).
         heads = sorted(output_heads(graphs.load_graph(best.graph_def), ctx.ends[1]))
