@@ -47,11 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from leangraph import graphs, hardware
+from leangraph import bench_cli, graphs, hardware
 from leangraph._tfcheck import load_native
 from leangraph.bench_python import stats, time_keras
 from leangraph.errors import BenchmarkError, GraphError
 from leangraph.safety import require_safe
+
 
 _SUPPORTED_DTYPES = {
     "float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool",
@@ -472,8 +473,6 @@ def caller_thread_set():
 
 def _child_env(extra):
     """The timer process's environment: ours, with `extra` (str -> str) on top."""
-    from leangraph import bench_cli
-
     env = bench_cli._environment()
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or not isinstance(value, str) or not key or "=" in key:
@@ -501,8 +500,6 @@ def _run_child(cmd, extra_env=None):
 
 
 def _binary():
-    from leangraph import bench_cli
-
     binary = bench_cli.find_binary()
     if binary is None:
         raise BenchmarkError(

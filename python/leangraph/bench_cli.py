@@ -9,6 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+from leangraph import graphs, images
+from leangraph.errors import LeangraphError
+from leangraph.pipeline.model import load_model
+from leangraph.safety import require_safe
+
+
 _INSTALLED = Path(__file__).resolve().parent / "bin" / "leangraph_bench"
 _DEV_TREE = Path(__file__).resolve().parents[2] / "bazel-bin" / "native" / "bench" / "leangraph_bench"
 
@@ -58,9 +64,6 @@ def _refuse_unsafe(paths):
     The policy lives in leangraph.safety (Python), so the binary is checked from
     here rather than carrying a second copy of it.
     """
-    from leangraph.errors import LeangraphError
-    from leangraph.safety import require_safe
-
     for path in paths:
         try:
             require_safe(path, what=path)
@@ -104,8 +107,6 @@ def _images_as_npy(args):
         return args
     import numpy as np
 
-    from leangraph import graphs, images
-
     paths = _graph_paths(args)
     if not paths:
         raise ValueError("--image-dir needs --graph")
@@ -145,8 +146,6 @@ def _models_as_graphs(args):
             continue
         if not path.exists():
             continue  # the binary names the missing file
-        from leangraph.pipeline.model import load_model
-
         frozen = load_model(value)
         fd = os.memfd_create("leangraph-graph", 0)
         with os.fdopen(fd, "wb", closefd=False) as handle:
@@ -172,8 +171,6 @@ def main(argv=None):
     try:
         args = _models_as_graphs(args)
     except Exception as exc:  # leangraph's own errors name the problem
-        from leangraph.errors import LeangraphError
-
         if not isinstance(exc, (LeangraphError, OSError)):
             raise
         print(f"leangraph-bench: error: {exc}", file=sys.stderr)
@@ -191,8 +188,6 @@ def main(argv=None):
         print(f"leangraph-bench: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # leangraph's own errors (bad images, graph) name the problem
-        from leangraph.errors import LeangraphError
-
         if not isinstance(exc, LeangraphError):
             raise
         print(f"leangraph-bench: error: {exc}", file=sys.stderr)

@@ -22,9 +22,12 @@ from pathlib import Path
 
 from leangraph import graphs
 from leangraph.errors import FreezeError
+from leangraph.freezing import keras_state
+from leangraph.freezing.checkpoint import load_checkpoint
 from leangraph.freezing.clean import _check_clean, _clean, _tensor_infos
+from leangraph.freezing.ends import select_ends
 from leangraph.freezing.files import _file_kind, _load_keras_file, load_keras
-from leangraph.freezing.graphdef import _freeze_graph, _pin_placeholders
+from leangraph.freezing.graphdef import _freeze_graph, _pin_placeholders, split_names
 from leangraph.freezing.savedmodel import _saved_model_function, _saved_model_v1
 from leangraph.freezing.shapes import (
     TensorInfo,
@@ -37,6 +40,7 @@ from leangraph.freezing.shapes import (
     _unique,
     _valid_node_name,
 )
+
 
 __all__ = ["FrozenGraph", "TensorInfo", "freeze", "load_keras"]
 
@@ -67,8 +71,6 @@ class FrozenGraph:
     @property
     def output_names(self):
         return [t.name for t in self.outputs]
-
-
 
 
 # ---------------------------------------------------------------------------
@@ -396,9 +398,6 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
         return _freeze_graph(function, input_shapes, batch_size, outputs or output_names,
                              inputs, feeds, data_inputs=data_inputs)
     if kind == "checkpoint":
-        from leangraph.freezing.checkpoint import load_checkpoint
-        from leangraph.freezing.graphdef import split_names
-
         wanted = split_names(outputs or output_names)
         graph_def, notes = load_checkpoint(function, wanted)
         frozen = _freeze_graph(graph_def, input_shapes, batch_size, wanted, inputs, feeds,
@@ -410,8 +409,6 @@ def freeze(model, input_shapes=None, batch_size=1, output_names=None, signature=
     else:
         frozen = _freeze_traced(kind, function, keras_model, keep_alive, input_shapes,
                                 batch_size, output_names)
-    from leangraph.freezing.ends import select_ends
-
     return select_ends(frozen, inputs, outputs, feeds)
 
 
@@ -433,8 +430,6 @@ def _freeze_traced(kind, function, keras_model, keep_alive, input_shapes, batch_
         ) from None
     notes = []
     if kind == "keras":
-        from leangraph.freezing import keras_state
-
         graph_def, dropped = keras_state.drop_seed_updates(
             graph_def, keras_state.seed_state_inputs(keras_model, concrete))
         if dropped:
@@ -479,8 +474,6 @@ def _freeze_traced(kind, function, keras_model, keep_alive, input_shapes, batch_
         source=source,
         notes=notes,
     )
-
-
 
 
 def _freeze_v1(path, signature, why, input_shapes, batch_size, output_names):

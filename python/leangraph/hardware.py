@@ -12,7 +12,10 @@ import functools
 import os
 import platform
 
+from leangraph._tfcheck import load_native
+from leangraph._version import __version__
 from leangraph.errors import UsageError
+
 
 #: The ISA extensions that change which kernels TensorFlow and oneDNN pick: two CPUs
 #: that differ in one of these do not time the same graph alike.
@@ -80,8 +83,6 @@ def cpu_supports_bf16():
 
     Asks the C++ timer (CPUID), so that the timer, which refuses bf16 on other CPUs,
     and the policy never disagree."""
-    from leangraph._tfcheck import load_native
-
     return bool(load_native().cpu_supports_bf16())
 
 
@@ -133,8 +134,6 @@ def parse_cpus(cpus, what="--cpus", available_only=True):
 def environment(cpus=None, threads=None):
     """The block every report records: versions, the CPU, and the threads and CPUs used."""
     import tensorflow as tf
-
-    from leangraph._version import __version__
 
     env = {"leangraph": __version__, "tensorflow": tf.__version__}
     try:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from leangraph._extras import require
 from leangraph.errors import LeangraphError
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -154,8 +156,6 @@ def load_images(image_dir, shape, preprocessing="none", limit=None, what="--imag
     most this many (the first by name). Returns (float32 array (N, H, W, C),
     list of file paths). An unreadable image raises LeangraphError naming it.
     """
-    from leangraph._extras import require
-
     require("PIL", "reading images")
     from PIL import Image, UnidentifiedImageError
 

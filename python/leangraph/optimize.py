@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from leangraph import bench
 from leangraph import images as image_inputs
+from leangraph import recipes
 from leangraph.errors import QuantizeError, UsageError
 from leangraph.hardware import parse_cpus
 from leangraph.pipeline.data import (
@@ -61,6 +63,7 @@ from leangraph.pipeline.verify import (
     gate_failure,
     top1_margin,
 )
+from leangraph.quantization.int8 import check_weight_bits
 from leangraph.report import OptimizeReport
 
 
@@ -195,15 +198,11 @@ def optimize(model=None, outdir="leangraph-optimized", recipe="deploy", precisio
     if preprocess:
         image_inputs.resolve_preprocessing(preprocess)
     if int8_weight_bits is not None:
-        from leangraph.quantization.int8 import check_weight_bits
-
         try:
             check_weight_bits(int8_weight_bits)
         except QuantizeError as exc:
             raise UsageError(f"--int8-weight-bits: {exc}") from None
     baseline, baseline_note = resolve_baseline(baseline, model_path)
-    from leangraph import bench, recipes
-
     recipes.check_name(recipe, "--recipe")
     if batch is not None:
         batch = positive_int(batch, "--batch")

@@ -11,7 +11,12 @@ import numpy as np
 
 from leangraph import graphs, metrics
 from leangraph.errors import GraphError, UsageError
+from leangraph.pipeline.data import PerExample
+from leangraph.quantization import quantize
+from leangraph.quantization.int8 import DEFAULT_MIN_SQNR_DB
 from leangraph.runner import Runner
+from leangraph.transform import transform
+
 
 #: Precisions apply_precision() knows, in order of how much they change.
 #: "int8" is leangraph's calibrated int8 (leangraph.quantize) with its default
@@ -26,8 +31,6 @@ CALIBRATION_SAMPLES = 16
 def int8_threshold(precision):
     """The fallback threshold (dB) an int8 precision name asks for, None for other names."""
     if precision == "int8":
-        from leangraph.quantization.int8 import DEFAULT_MIN_SQNR_DB
-
         return DEFAULT_MIN_SQNR_DB
     if isinstance(precision, str) and precision.startswith("int8@"):
         try:
@@ -94,8 +97,6 @@ def to_bfloat16(graph, exclude_ops=(), exclude_nodes=(), inputs=None, outputs=No
     activation into the contraction's oneDNN kernel (it deletes adds of exact
     zeros); "exact" keeps the zeros.
     """
-    from leangraph.transform import transform
-
     params = [f"exclude_op={op}" for op in exclude_ops]
     params += [f"exclude_node={name}" for name in exclude_nodes]
     if zero_bias != "tiny":
@@ -111,8 +112,6 @@ def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None):
     2048 channels, as in ConvNeXt) the range [0, FLT_MIN], which Dequantize
     turns into NaN; such tensors keep their float constant.
     """
-    from leangraph.transform import transform
-
     graph = graphs.load_graph(graph)
     # TF's quantize_weights leaves Dequantize without its defaulted `narrow_range`,
     # which the timer's graph check refuses; the last step writes the defaults out.
@@ -218,8 +217,6 @@ def quantize_nodes(graph, inputs=None, outputs=None):
     The input shape is left open (strip_unused_nodes is not run), so the graph
     keeps a free batch dimension.
     """
-    from leangraph.transform import transform
-
     steps = [
         "add_default_attributes",
         "fold_constants(ignore_errors=true)",
@@ -259,8 +256,6 @@ def apply_precision(graph, precision, samples=None, limit=CALIBRATION_SAMPLES):
     if threshold is not None:
         if samples is None or len(samples) == 0:
             raise UsageError(f"precision {precision} needs calibration samples")
-        from leangraph.quantization import quantize
-
         if isinstance(samples, dict):
             samples = {name: np.asarray(x)[:limit] for name, x in samples.items()}
         else:
@@ -301,8 +296,6 @@ def predict(graph, arrays, input_names, output_names, batch_size=32, session_con
     (fed one example at a time, as is). A graph frozen for a fixed batch is fed
     that batch, the last one padded.
     """
-    from leangraph.pipeline.data import PerExample
-
     graph_def = graphs.load_graph(graph)
     if batch_size < 1:
         raise UsageError(f"batch_size must be positive, got {batch_size}")

@@ -5,7 +5,9 @@ shape that strip_unused_nodes pins (TF's docs write "1,299,299,3" there).
 recipe(name, graph) fills it in from the graph's Placeholder.
 """
 
+from leangraph import graphs
 from leangraph.errors import UsageError
+
 
 _SHAPE = ', shape="{shape}"'
 
@@ -44,8 +46,6 @@ def _input_shape(graph):
     An unknown batch dimension becomes 1, as in TF's recipe; any other
     unknown dimension leaves the shape unpinned.
     """
-    from leangraph import graphs
-
     graph_def = graphs.load_graph(graph)
     placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
     if len(placeholders) != 1:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leangraph import graphs, metrics
+from leangraph import graphs, metrics, runner
+from leangraph._extras import require
+
 
 #: Bump when the data, architecture or training changes in a way the source
 #: hash below would not see (e.g. a library behaviour that matters).
@@ -59,8 +61,6 @@ def cache_dir():
 
 def digits_data(size=_SIZE, seed=0):
     """(x_train, y_train, x_test, y_test): digits in [0, 1], size x size x 3, fixed split."""
-    from leangraph._extras import require
-
     load_digits = require("sklearn.datasets", "the digits reference model").load_digits
 
     digits = load_digits()
@@ -185,8 +185,6 @@ def reference_model(cache=None, rebuild=False):
 
 
 def _build(folder, x_train, y_train, x_test, y_test):
-    from leangraph import runner
-
     model = _train(build_model(), x_train, y_train)
     graph_def = freeze(model)
     output = graphs.default_outputs(graph_def)[0]

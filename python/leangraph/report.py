@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leangraph.pipeline.evidence import markdown as evidence_markdown
 from leangraph.pipeline.variants import (  # noqa: F401 - their old home, still imported
     FAILED,
     PASSED,
@@ -20,6 +21,7 @@ from leangraph.pipeline.variants import (  # noqa: F401 - their old home, still 
     LatencyStats,
     Variant,
 )
+
 
 #: The name Variant had when it lived here.
 VariantResult = Variant
@@ -315,8 +317,6 @@ def render_markdown(report):
                    f"written graph needs such a TensorFlow, and {where}")
     out.append("- A FAILED variant is never written as the result.")
     out.append("")
-    from leangraph.pipeline.evidence import markdown as evidence_markdown
-
     out.extend(evidence_markdown(s, report.variants))
     if report.notes:
         out.append("## Notes")

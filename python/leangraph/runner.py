@@ -12,6 +12,7 @@ transforms and the timer run, and only then reaches `tf.import_graph_def`.
 import numpy as np
 
 from leangraph import graphs
+from leangraph._tfcheck import load_native
 from leangraph.errors import GraphError, LeangraphError
 
 
@@ -22,8 +23,6 @@ def check(graph, error=GraphError):
     native/graph_check.cc: op registry, attributes, edges and dtypes, Const
     contents, and the operand contracts of the int8 kernels.
     """
-    from leangraph._tfcheck import load_native
-
     data = graphs.serialize(graph)
     try:
         load_native().check_graph(data)

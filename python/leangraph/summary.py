@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leangraph import graphs
-from leangraph.freeze import TensorInfo
+from leangraph.freeze import FrozenGraph, TensorInfo, freeze
+from leangraph.runner import import_graph
+
 
 _VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp"}
 _CONV_OPS = {"Conv2D", "_FusedConv2D", "Conv3D"}
@@ -184,8 +186,6 @@ def _shape_graph(graph_def, batch):
             shape = node.attr["shape"].shape
             if not shape.unknown_rank and shape.dim and shape.dim[0].size < 0:
                 shape.dim[0].size = batch
-    from leangraph.runner import import_graph
-
     return import_graph(copy)
 
 
@@ -204,8 +204,6 @@ def _bench_command(graph_path, inputs, outputs):
 
 def _as_graph_def(graph, freeze_kwargs):
     """(GraphDef, path to name in the bench command) for any supported input."""
-    from leangraph.freeze import FrozenGraph, freeze
-
     if isinstance(graph, FrozenGraph):
         return graph.graph_def, None
     if isinstance(graph, (str, Path)):

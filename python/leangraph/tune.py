@@ -15,15 +15,15 @@ import sys
 from itertools import product
 
 from leangraph import graphs
+from leangraph import recipes as recipes_module
+from leangraph._extras import require
 from leangraph.errors import GraphError, LeangraphError, UsageError
 from leangraph.hardware import cpu_supports_bf16
 from leangraph.metrics import Gates
 from leangraph.pipeline.confirm import confirm, overrule
+from leangraph.pipeline.model import graph_def_of
 from leangraph.pipeline.scoring import Judge, calibration_feeds, read_examples, split_examples
 from leangraph.pipeline.timing import session_timer
-from leangraph import recipes as recipes_module
-from leangraph.pipeline.model import graph_def_of
-from leangraph.recipes import recipe_for
 from leangraph.precision import (
     PRECISIONS,
     apply_precision,
@@ -31,7 +31,11 @@ from leangraph.precision import (
     is_calibrated,
     is_precision,
 )
+from leangraph.quantization import int8
+from leangraph.recipes import recipe_for
 from leangraph.search.trials import ORIGINAL, Trial, TuneResult, best_of, partial_result
+from leangraph.transform import transform
+
 
 __all__ = ["ORIGINAL", "Trial", "TuneResult", "session_timer", "tune"]
 
@@ -85,8 +89,6 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     Returns a TuneResult; its .best is never over the budget (the fp32
     original, always measured first, is the fallback).
     """
-    from leangraph._extras import require
-
     optuna = require("optuna", "leangraph tune")
 
     log = log or (lambda line: print(line, file=sys.stderr))
@@ -136,8 +138,6 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
                              "and int8@DB (int8 with that fallback threshold)")
     int8_names = [p for p in precisions if int8_threshold(p) is not None]
     if int8_names:
-        from leangraph.quantization import int8
-
         if not int8.cpu_supports_int8():
             say(f"{', '.join(int8_names)} requested, but {int8.NO_INT8_CPU}: int8 is left "
                 "out and fp32 is kept")
@@ -166,8 +166,6 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
             try:
                 graph = models[model_name]
                 if recipe != "none":
-                    from leangraph.transform import transform
-
                     graph = transform(graph, recipe_for(recipe, graph),
                                       inputs=input_names, outputs=output_names)
                 graph, config = apply_precision(graph, precision, samples=calib_feeds,

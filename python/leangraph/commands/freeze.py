@@ -1,6 +1,9 @@
 """`leangraph freeze`: a Keras model, SavedModel or architecture+weights to a clean frozen .pb."""
 
+from leangraph import graphs
 from leangraph.errors import FreezeError
+from leangraph.freeze import freeze
+from leangraph.pipeline.options import IO
 
 
 def parse_input_shape(text):
@@ -46,8 +49,6 @@ def batch_size_from(text):
 def add_io_arguments(parser):
     """--inputs, --outputs and --feed: every command that loads a model takes them (declared
     once, in pipeline.options.IO)."""
-    from leangraph.pipeline.options import IO
-
     for option in IO:
         option.add_to(parser)
 
@@ -113,9 +114,6 @@ def add_parser(subparsers):
 
 def run(args):
     from pathlib import Path
-
-    from leangraph import graphs
-    from leangraph.freeze import freeze
 
     out = Path(args.output)
     model = Path(args.model)

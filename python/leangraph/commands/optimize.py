@@ -2,14 +2,16 @@
 
 import sys
 
+from leangraph.commands.freeze import input_shapes_from
+from leangraph.optimize import DEFAULT_MODEL, Interrupted, optimize
+from leangraph.pipeline.options import OPTIMIZE, keywords
+
+
 # Exit status when the run finished but no variant passed verification.
 EXIT_NO_RESULT = 3
 
 
 def add_parser(subparsers):
-    from leangraph.optimize import DEFAULT_MODEL
-    from leangraph.pipeline.options import OPTIMIZE
-
     parser = subparsers.add_parser(
         "optimize",
         help="freeze, transform, verify, benchmark and report, in one command",
@@ -31,10 +33,6 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from leangraph.commands.freeze import input_shapes_from
-    from leangraph.optimize import Interrupted, optimize
-    from leangraph.pipeline.options import OPTIMIZE, keywords
-
     try:
         report = optimize(model=args.model, progress=not args.no_progress,
                           **keywords(OPTIMIZE, args, {"input_shapes": input_shapes_from}))

@@ -2,6 +2,13 @@
 
 from pathlib import Path
 
+from leangraph.errors import PruneError
+from leangraph.pipeline.data_options import add_data_arguments
+from leangraph.prune.api import prune
+from leangraph.prune.data import output_kind, read_data
+from leangraph.prune.report import write_outputs
+from leangraph.search import options
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -18,8 +25,6 @@ def add_parser(subparsers):
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="Keras model (.keras or .h5)")
-    from leangraph.pipeline.data_options import add_data_arguments
-
     add_data_arguments(parser, required=True, calibration=False, gates=False, samples=False,
                        accuracy_drop=False)
     parser.add_argument("--preprocess", default="none", metavar="NAME",
@@ -58,8 +63,6 @@ def add_parser(subparsers):
                              "fine-tuning (default 0.5)")
     parser.add_argument("--qat-epochs", type=int, default=3,
                         help="with --int8: quantization-aware fine-tuning epochs (default 3)")
-    from leangraph.search import options
-
     options.add_arguments(
         parser,
         description="with --max-accuracy-drop: many processes, on any machines, share one "
@@ -70,16 +73,10 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from leangraph.errors import PruneError
-    from leangraph.prune.api import prune
-
     if (args.storage is None) != (args.study is None):
         raise PruneError("--storage and --study go together")
     if (args.worker or args.resume) and args.storage is None:
         raise PruneError("--worker and --resume need --storage URL and --study NAME")
-
-    from leangraph.prune.data import output_kind, read_data
-    from leangraph.prune.report import write_outputs
 
     model, x, y = read_data(args.model, args.data, args.preprocess, args.unsafe)
     if y is None:

@@ -1,4 +1,5 @@
 """`leangraph study show`: what a shared tune study holds, and its best graph."""
+from leangraph.search import study
 
 
 def add_parser(subparsers):
@@ -26,8 +27,6 @@ def add_parser(subparsers):
 
 def run(args):
     import json
-
-    from leangraph.search import study
 
     if args.json:
         with study.opened(args.storage, args.study) as opened:

@@ -2,10 +2,11 @@
 
 import json
 
+from leangraph.commands.freeze import add_model_arguments, freeze_kwargs
+from leangraph.summary import summarize
+
 
 def add_parser(subparsers):
-    from leangraph.commands.freeze import add_model_arguments
-
     parser = subparsers.add_parser(
         "summarize",
         help="inputs, outputs, op counts, parameters and MACs of a graph",
@@ -25,9 +26,6 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from leangraph.commands.freeze import freeze_kwargs
-    from leangraph.summary import summarize
-
     summary = summarize(args.model, **freeze_kwargs(args))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))

@@ -1,6 +1,9 @@
 """`leangraph transform`: TF's transform_graph command line, flag for flag."""
 
+from leangraph import graphs
 from leangraph.errors import TransformError
+from leangraph.recipes import recipe
+from leangraph.transform import transform
 
 
 def _names(text):
@@ -39,17 +42,12 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from leangraph import graphs
-    from leangraph.transform import transform
-
     if graphs.same_file(args.in_graph, args.out_graph):
         raise TransformError(
             f"--out_graph {args.out_graph} is the input graph; refusing to overwrite the input"
         )
     transforms = args.transforms
     if args.recipe is not None:
-        from leangraph.recipes import recipe
-
         transforms = recipe(args.recipe, args.in_graph)
     result = transform(args.in_graph, transforms, _names(args.inputs), _names(args.outputs),
                        allow_io_ops=args.allow_io_ops)

@@ -2,6 +2,13 @@
 
 from pathlib import Path
 
+from leangraph import graphs
+from leangraph._extras import require
+from leangraph.commands.freeze import add_io_arguments, io_kwargs
+from leangraph.pipeline.data_options import add_data_arguments
+from leangraph.pipeline.model import load_model
+from leangraph.search.options import add_arguments, from_args
+from leangraph.tune import tune
 
 
 def _list(text, kind=str):
@@ -21,11 +28,7 @@ def add_parser(subparsers):
     )
     parser.add_argument("model", metavar="MODEL",
                         help="frozen graph (.pb / .pbtxt), Keras file or SavedModel directory")
-    from leangraph.pipeline.data_options import add_data_arguments
-
     add_data_arguments(parser, required=True)
-    from leangraph.commands.freeze import add_io_arguments
-
     add_io_arguments(parser)
     parser.add_argument("--trials", type=int, default=24, help="trial budget (default 24)")
     parser.add_argument("--recipes", default="", help="comma-separated recipe names (default all)")
@@ -39,32 +42,19 @@ def add_parser(subparsers):
                         help="use only the first N examples of --data (0 = all)")
     parser.add_argument("-o", "--out", default="tune-out", help="output folder (default tune-out)")
     parser.add_argument("--seed", type=int, default=0)
-    from leangraph.search.options import add_arguments
-
     add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def _model(args):
     """MODEL, frozen first when --inputs, --outputs or --feed choose its ends."""
-    from leangraph.commands.freeze import io_kwargs
-
     ends = io_kwargs(args)
     if not any(ends.values()):
         return args.model
-    from leangraph.pipeline.model import load_model
-
     return load_model(args.model, batch_size=None, **ends).graph_def
 
 
 def run(args):
-    from leangraph import graphs
-    from leangraph.tune import tune
-
-    from leangraph.search.options import from_args
-
-    from leangraph._extras import require
-
     # A missing extra is said before the model and data are read.
     require("optuna", "leangraph tune")
     shared = from_args(args)  # before anything is written: a bad --storage leaves no trace

@@ -14,7 +14,11 @@ import os
 import re
 from pathlib import Path
 
+from leangraph import graphs
 from leangraph.errors import FreezeError
+from leangraph.freezing.placeholders import is_dataset_op
+from leangraph.runner import session as checked_session
+
 
 _META = ".meta"
 _INDEX = ".index"
@@ -160,8 +164,6 @@ def _training_node(node):
 
 def candidate_outputs(graph_def):
     """Nodes that could be the model's outputs: what nothing but training consumes."""
-    from leangraph.freezing.placeholders import is_dataset_op
-
     consumed = set()
     for node in graph_def.node:
         if not _training_node(node):
@@ -222,8 +224,6 @@ def load_checkpoint(path, outputs):
     import tensorflow as tf
     from tensorflow.python.framework import convert_to_constants
 
-    from leangraph import graphs
-
     meta_path, prefix, notes = locate(path)
     meta = _read_meta(meta_path)
     if not outputs:
@@ -237,8 +237,6 @@ def load_checkpoint(path, outputs):
     missing = [o for o in outputs if graphs.node_name(o) not in present]
     if missing:
         raise FreezeError(f"--outputs: not nodes of the checkpoint's graph: {', '.join(missing)}")
-    from leangraph.runner import session as checked_session
-
     with graph.as_default(), checked_session(graph, graph.as_graph_def(), FreezeError) as session:
         if saver is None:
             if not tf.compat.v1.global_variables():

@@ -3,6 +3,8 @@
 from leangraph import graphs
 from leangraph.errors import FreezeError
 from leangraph.freezing.shapes import TensorInfo
+from leangraph.runner import import_graph
+
 
 # Ops that must not survive a freeze: they need a session with initialized state.
 _STATEFUL_RESOURCE_OPS = {
@@ -246,8 +248,6 @@ def _check_clean(graph_def):
 
 def _tensor_infos(graph_def, names):
     """TensorInfo for ':0' of each node, with shapes from TF's shape inference."""
-    from leangraph.runner import import_graph
-
     graph = import_graph(graph_def, FreezeError)
     infos = []
     for name in names:

@@ -3,6 +3,7 @@ SavedModel, tf.function): outputs pick a subset, inputs must be the model's own.
 
 from leangraph.errors import FreezeError
 from leangraph.freezing.graphdef import split_names
+from leangraph.freezing.placeholders import prune
 
 
 def select_ends(frozen, inputs=None, outputs=None, feeds=None):
@@ -30,8 +31,6 @@ def select_ends(frozen, inputs=None, outputs=None, feeds=None):
         raise FreezeError(
             f"--outputs names {', '.join(missing)}, not an output of the model; its outputs "
             f"are: {', '.join(frozen.output_names)}")
-    from leangraph.freezing.placeholders import prune
-
     frozen.graph_def, _ = prune(frozen.graph_def, wanted, frozen.input_names)
     positions = [frozen.output_names.index(n) for n in wanted]
     frozen.outputs = [frozen.outputs[i] for i in positions]

@@ -5,6 +5,8 @@ import zipfile
 from pathlib import Path
 
 from leangraph.errors import FreezeError, UnsafeModelError
+from leangraph.freezing.checkpoint import is_checkpoint
+
 
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _GRAPH_SUFFIXES = {".pb", ".pbtxt", ".prototxt"}
@@ -80,8 +82,6 @@ def _keras_config(path, kind):
 def _file_kind(path):
     """'keras', 'h5', 'json', 'savedmodel', 'graph' or 'checkpoint' (TF1), judged by
     content, not only the name."""
-    from leangraph.freezing.checkpoint import is_checkpoint
-
     path = Path(path)
     if not path.exists():
         if is_checkpoint(path):

@@ -3,8 +3,9 @@
 from leangraph import graphs
 from leangraph.errors import FreezeError
 from leangraph.freezing.clean import _tensor_infos
-from leangraph.freezing.placeholders import choose_inputs, is_dataset_op
+from leangraph.freezing.placeholders import IteratorOutputs, choose_inputs, is_dataset_op
 from leangraph.freezing.shapes import _merge_shape, _normalize_input_shapes
+from leangraph.runner import import_graph
 
 
 def _pin_placeholders(graph_def, names, input_shapes, batch_size):
@@ -77,8 +78,6 @@ def _output_nodes(graph_def, names):
 
 
 def _import(graph_def):
-    from leangraph.runner import import_graph
-
     return import_graph(graph_def, FreezeError)
 
 
@@ -87,8 +86,6 @@ def _freeze_graph(graph_def, input_shapes, batch_size, output_names, inputs=None
     """A frozen GraphDef read at `output_names` (node or tensor names; default: its
     sinks), fed at the inputs leangraph.freezing.placeholders chooses."""
     from leangraph.freeze import FrozenGraph
-
-    from leangraph.freezing.placeholders import IteratorOutputs
 
     out_names = split_names(output_names)
     defaulted = out_names is None

@@ -8,6 +8,8 @@ while the outputs at inference never use the masks. Those updates, and only thos
 (matched by the variable's handle, not by name), are dropped; every other
 stateful op still stops the freeze. The result is verified against Keras itself.
 """
+from leangraph import graphs
+
 
 _UPDATES = ("AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp")
 
@@ -43,8 +45,6 @@ def seed_state_inputs(model, concrete):
 
 def drop_seed_updates(graph_def, state_inputs):
     """(graph_def without the updates of those state inputs, how many were dropped)."""
-    from leangraph import graphs
-
     if not state_inputs:
         return graph_def, 0
     dropped = {n.name for n in graph_def.node

@@ -23,6 +23,8 @@ import numpy as np
 
 from leangraph import graphs
 from leangraph.errors import FreezeError
+from leangraph.runner import import_graph
+
 
 _PLACEHOLDERS = ("Placeholder", "PlaceholderWithDefault")
 _TRUE = ("1", "true", "yes", "on")
@@ -293,8 +295,6 @@ def cut_at_tensors(graph_def, tensors):
     nothing else reads it) and `node_port` for another port.
     """
     from tensorflow.core.framework import graph_pb2
-
-    from leangraph.runner import import_graph
 
     graph = import_graph(graph_def, FreezeError)
     taken = {n.name for n in graph_def.node}

@@ -6,6 +6,7 @@ from pathlib import Path
 from leangraph import graphs
 from leangraph.errors import FreezeError
 from leangraph.freezing.shapes import _valid_node_name
+from leangraph.runner import session as checked_session
 
 
 def _pick_signature(path, available, signature):
@@ -83,8 +84,6 @@ def _serving_graph_def(path):
 
 def _saved_model_v1_session(path, signature, graph):
     import tensorflow as tf
-
-    from leangraph.runner import session as checked_session
 
     with graph.as_default(), checked_session(graph, _serving_graph_def(path),
                                              FreezeError) as session:

@@ -16,6 +16,7 @@ from leangraph.pipeline.variants import (
     BuildContext,
     bf16_variant,
 )
+from leangraph.safety import require_safe
 
 
 def bf16_of(best, bench, ends, allow_io_ops=False):
@@ -217,8 +218,6 @@ def stacked_steps(run, bench, chosen, prog):
         run.notes.append(f"the baseline {c.baseline} could not be loaded, so no step-by-step "
                          f"speed-ups: {exc}")
         return None
-    from leangraph.safety import require_safe
-
     require_safe(base.graph_def, c.allow_io_ops, what=f"the frozen graph of {base.label}")
     if (list(base.input_names), list(base.output_names)) != (list(run.ends[0]),
                                                              list(run.ends[1])):

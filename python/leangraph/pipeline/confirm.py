@@ -3,7 +3,9 @@
 CONFIRM_MAX_TIME passes. optimize and tune confirm through here.
 """
 
+from leangraph import bench
 from leangraph.errors import LeangraphError
+
 
 #: The winner's speed-up over the baseline is re-measured in interleaved pairs until
 #: its 95 % interval is this narrow (relative), or CONFIRM_MAX_TIME passes.
@@ -13,8 +15,6 @@ CONFIRM_MAX_TIME = 30.0
 
 def confirm(baseline_graph, best_graph, best, feeds, say):
     """The trials rank on p50s of separate runs; the claimed speed-up is measured side by side."""
-    from leangraph import bench
-
     try:
         c = bench.compare(baseline_graph, best_graph, feeds, runs=20, warmup=3,
                           target_ci=CONFIRM_TARGET_CI, max_time=CONFIRM_MAX_TIME,

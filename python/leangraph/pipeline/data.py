@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leangraph.errors import DataError
+from leangraph.errors import DataError, LeangraphError
+from leangraph.images import IMAGE_SUFFIXES, load_images
+
 
 #: Fewer examples than this: no held-out split, so nothing calibrated can be verified.
 MIN_SPLIT = 32
@@ -135,8 +137,6 @@ def check_source(source, what="--data"):
     if not path.exists():
         raise DataError(f"{what}: {path} does not exist")
     if path.is_dir():
-        from leangraph.images import IMAGE_SUFFIXES
-
         usable = IMAGE_SUFFIXES + (".npy", ".npz")
         if not any(p.is_file() and p.suffix.lower() in usable for p in path.iterdir()):
             raise DataError(f"{what}: {path} holds no images and no .npy/.npz examples")
@@ -209,8 +209,6 @@ def _load_npz(path, what):
 
 
 def _read_folder(folder, inputs, outputs, what, preprocessing, limit):
-    from leangraph.images import IMAGE_SUFFIXES
-
     files = sorted(p for p in folder.iterdir() if p.is_file())
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     arrays = [p for p in files if p.suffix.lower() in (".npy", ".npz")]
@@ -220,9 +218,6 @@ def _read_folder(folder, inputs, outputs, what, preprocessing, limit):
         if len(inputs) != 1:
             raise DataError(f"{what}: a folder of images feeds a one-input model; this one has "
                             f"{len(inputs)} inputs ({_names(inputs)})")
-        from leangraph.errors import LeangraphError
-        from leangraph.images import load_images
-
         try:
             x, read_files = load_images(folder, inputs[0].shape, preprocessing, limit, what)
         except LeangraphError as exc:

@@ -9,9 +9,10 @@ be a guess. The report says all of this in "What this verdict rests on".
 
 from dataclasses import dataclass, field
 
-from leangraph import metrics
+from leangraph import images, metrics
 from leangraph.pipeline import data as data_reader
 from leangraph.pipeline.variants import SPEED_ONLY
+
 
 #: Variants whose numbers come from calibration on examples (their ranges).
 CALIBRATED = ("int8",)
@@ -47,8 +48,6 @@ class Evidence:
 
 def preprocessing_mode(preprocess, keras_model):
     """The image preprocessing: the one asked for, else the model family's, else tf mode."""
-    from leangraph import images
-
     if preprocess:
         return images.resolve_preprocessing(preprocess)
     return images.family_preprocessing(getattr(keras_model, "name", None)) or "tf"

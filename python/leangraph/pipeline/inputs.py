@@ -6,7 +6,9 @@ import numpy as np
 
 from leangraph import images as image_inputs
 from leangraph.errors import UsageError
+from leangraph.freezing.shapes import require_known_shapes
 from leangraph.pipeline import evidence
+from leangraph.pipeline.model import Model, load_model
 from leangraph.pipeline.settings import DEFAULT_MODEL, DEFAULT_MODEL_SIZE, DEFAULT_SEED
 
 
@@ -34,8 +36,6 @@ def keras_x(examples, start=0, stop=None):
 def load_any_model(model, unsafe, progress, signature=None, input_shapes=None, weights=None,
                 ends=None, batch_size=1):
     """A pipeline.model.Model for any form; None means the embedded default."""
-    from leangraph.pipeline.model import Model, load_model
-
     if model is None:
         import keras
 
@@ -60,8 +60,6 @@ def describe_inputs(frozen):
 def make_inputs(frozen, keras_model, count, preprocessing, notes):
     """Invented inputs: (list of arrays, one per graph input, N examples each; description;
     preprocessing mode)."""
-    from leangraph.freezing.shapes import require_known_shapes
-
     require_known_shapes(frozen.inputs)
     images = [is_image(info) for info in frozen.inputs]
     mode = evidence.preprocessing_mode(preprocessing, keras_model)

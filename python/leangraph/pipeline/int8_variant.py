@@ -11,15 +11,18 @@ int8 ops are oneDNN kernels of TensorFlow's x86-64 CPU build: the written
 graph runs there.
 """
 
+from leangraph import graphs
+from leangraph.errors import QuantizeError
+from leangraph.pipeline.data import PerExample
 from leangraph.pipeline.variants import failed_variant, graph_variant
+from leangraph.quantization import int8, quantize
+from leangraph.quantization.int8 import _CONTRACTIONS
+
 
 NAME = "int8"
 
 
 def int8_variant(ctx):
-    from leangraph.errors import QuantizeError
-    from leangraph.quantization import int8, quantize
-
     if not ctx.wants(NAME):
         return None
     description = "int8 (calibrated quantize_int8: oneDNN's int8 kernels, x86-64 TF CPU builds)"
@@ -79,8 +82,6 @@ def calibration_samples(inputs, samples):
     """What leangraph.quantize takes: one input's stacked array, {input: stacked array}, or,
     where any input's examples are fed one file each (pipeline.data.PerExample), a list
     of {input: array}, one example each as it is."""
-    from leangraph.pipeline.data import PerExample
-
     if any(isinstance(s, PerExample) for s in samples):
         return [{name: s[i] if isinstance(s, PerExample) else s[i:i + 1]
                  for name, s in zip(inputs, samples)} for i in range(len(samples[0]))]
@@ -96,9 +97,6 @@ _UNQUANTIZED = ("Conv3D", "Conv3DBackpropInputV2", "Conv2DBackpropInput", "Batch
 def nothing_to_quantize(graph_def):
     """Why int8 cannot apply to this graph, in one line, or None when it can: every conv
     and matmul is inside a while-loop body or a cond branch (left float), or there is none."""
-    from leangraph import graphs
-    from leangraph.quantization.int8 import _CONTRACTIONS
-
     contractions = [n.name for n in graph_def.node if n.op in _CONTRACTIONS]
     frames = graphs.loop_frames(graph_def)
     branches = graphs.branch_nodes(graph_def)
@@ -129,6 +127,4 @@ def nothing_to_quantize(graph_def):
 
 
 def _parse(data):
-    from leangraph import graphs
-
     return graphs.load_graph(data)

@@ -10,7 +10,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leangraph import graphs
 from leangraph.errors import UsageError
+from leangraph.freeze import FrozenGraph, freeze
+from leangraph.freezing.checkpoint import is_checkpoint
+from leangraph.graphs import Graph
+
 
 #: What each source form is called in reports.
 SOURCES = {
@@ -50,8 +55,6 @@ class Model:
     def graph(self):
         """The frozen graph as a leangraph.Graph (parsed and scanned at most once)."""
         if self._graph is None:
-            from leangraph.graphs import Graph
-
             self._graph = Graph(self.frozen.graph_def, self.input_names, self.output_names)
         return self._graph
 
@@ -95,8 +98,6 @@ def load_model(model, *, unsafe=False, weights=None, signature=None, input_shape
     `outputs`. `signature`, `input_shapes`, `batch_size`, `inputs`, `outputs` and
     `feeds`, `data_inputs` are as for leangraph.freeze().
     """
-    from leangraph.freeze import FrozenGraph, freeze
-
     if isinstance(model, Model):
         return model
     if isinstance(model, FrozenGraph):
@@ -106,8 +107,6 @@ def load_model(model, *, unsafe=False, weights=None, signature=None, input_shape
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.exists():
-            from leangraph.freezing.checkpoint import is_checkpoint
-
             if not is_checkpoint(path):
                 raise UsageError(f"model not found: {path}")
         model = path
@@ -126,8 +125,6 @@ def load_model(model, *, unsafe=False, weights=None, signature=None, input_shape
 def graph_def_of(model):
     """A GraphDef from any model form; a model is frozen with a dynamic batch (tune measures
     accuracy in batches and times at its batch size)."""
-    from leangraph import graphs
-
     is_graph_file = (isinstance(model, (str, os.PathLike)) and Path(model).is_file()
                      and Path(model).suffix in (".pb", ".pbtxt", ".prototxt", ".txt"))
     if is_graph_file or hasattr(model, "node") or isinstance(model, (bytes, bytearray)):

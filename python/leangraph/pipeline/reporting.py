@@ -13,6 +13,7 @@ from leangraph.pipeline.outdir import (
     make_staging,
 )
 from leangraph.pipeline.settings import model_ends_setting, reproduce_commands
+from leangraph.pipeline.throughput import bf16_note
 from leangraph.pipeline.variants import (
     rank_results,
 )
@@ -20,6 +21,7 @@ from leangraph.pipeline.verify import (
     MIN_SQNR_DB,
     MIN_TOP1_AGREEMENT,
 )
+from leangraph.quantization.int8 import int8_kernels
 from leangraph.report import OptimizeReport, render_json, render_latency_png, render_markdown
 
 
@@ -33,8 +35,6 @@ def explain_bf16(run):
         return
     best = min(fp32, key=lambda v: v.latency.p50_ms)
     if bf16.latency.p50_ms >= best.latency.p50_ms:
-        from leangraph.pipeline.throughput import bf16_note
-
         run.notes.append(bf16_note(bf16.latency.p50_ms, best.latency.p50_ms))
 
 
@@ -70,8 +70,6 @@ def report_stage(run, bench, prog):
     environment = hardware.environment(c.cpus, c.threads)
     environment["native bf16 (AVX512_BF16 or AMX-BF16)"] = (
         "yes" if bench.cpu_supports_bf16() else "no")
-    from leangraph.quantization.int8 import int8_kernels
-
     environment["8-bit kernels"] = int8_kernels()
     report = OptimizeReport(model=loaded.label, outdir=c.outdir, settings=settings,
                             environment=environment, variants=run.variants, result=None,

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 from leangraph import graphs, metrics
 from leangraph.errors import UsageError
+from leangraph.freezing.clean import _tensor_infos
+from leangraph.pipeline import data as data_reader
 from leangraph.precision import predict
 from leangraph.search.trials import SQNR_CAP_DB
+
 
 def read_examples(graph, x, y, inputs=None, outputs=None, what="x", limit=None):
     """(input names, output TensorInfos, pipeline.data.Data) of the examples tune scores:
     these inputs and outputs (names), by default every one of the graph's."""
-    from leangraph.freezing.clean import _tensor_infos
-    from leangraph.pipeline import data as data_reader
-
     inputs = [graphs.node_name(n) for n in inputs or graphs.default_inputs(graph)]
     outputs = [graphs.node_name(n) for n in outputs or graphs.default_outputs(graph)]
     infos = _tensor_infos(graph, list(inputs) + list(outputs))
@@ -59,8 +59,6 @@ def split_examples(data, verify_samples, calibration_samples, say):
     never sees what every variant is scored on. Too few examples to split: all of them
     score, and the calibrated precisions calibrate on them too, which makes their score
     no verdict."""
-    from leangraph.pipeline import data as data_reader
-
     n = data.count
     parts = data_reader.split(n, verify_samples or data_reader.DEFAULT_VERIFY_SAMPLES,
                               calibration_samples or data_reader.DEFAULT_CALIBRATION_SAMPLES)

@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from leangraph.errors import UsageError
-from leangraph.pipeline.options import OPTIMIZE, command_line
+from leangraph.freezing.graphdef import split_names
+from leangraph.freezing.placeholders import parse_feeds
 from leangraph.pipeline.data import (
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_VERIFY_SAMPLES,
 )
+from leangraph.pipeline.options import OPTIMIZE, command_line
+from leangraph.pipeline.timing import bench_kwargs
 
 
 #: What optimize() uses when no model is given.
@@ -26,8 +29,6 @@ DEFAULT_MODEL_SIZE = 299
 
 
 DEFAULT_SEED = 0
-
-
 
 
 PRECISION_CHOICES = ("fp32", "bf16", "int8")
@@ -57,9 +58,6 @@ def positive_int(value, what):
 
 def model_ends_setting(ends):
     """--inputs, --outputs and --feed as the report keeps them: 'a,b' and {name: value}."""
-    from leangraph.freezing.graphdef import split_names
-    from leangraph.freezing.placeholders import parse_feeds
-
     kept = {key: ",".join(split_names(ends.get(key)) or []) or None
             for key in ("inputs", "outputs")}
     kept["feeds"] = {k: str(v) for k, v in parse_feeds(ends.get("feeds")).items()} or None
@@ -152,8 +150,6 @@ class OptimizeConfig:
 
 
 def run_bench_kwargs(config):
-    from leangraph.pipeline.timing import bench_kwargs
-
     return bench_kwargs(config.threads, config.cpus)
 
 

@@ -12,6 +12,8 @@ from leangraph.metrics import Gates
 from leangraph.pipeline import evidence
 from leangraph.pipeline.data import (
     PerExample,
+    holds_whole_examples,
+    named_inputs,
 )
 from leangraph.pipeline.inputs import (
     KERAS_BATCH,
@@ -45,6 +47,7 @@ from leangraph.pipeline.verify import (
     top1_margin,
     verify,
 )
+from leangraph.safety import require_safe
 
 
 def set_keras_threads(threads, notes):
@@ -130,8 +133,6 @@ def run_pipeline(config, bench, recipes, prog):
 
 def load_stage(run, prog):
     c = run.config
-    from leangraph.pipeline.data import holds_whole_examples, named_inputs
-
     ends = dict(c.model_ends)
     if c.data is not None and ends.get("inputs") is None:
         ends["data_inputs"] = named_inputs(c.data)
@@ -143,8 +144,6 @@ def load_stage(run, prog):
         run.notes.append(c.baseline_note)
     # Every variant is run below; a model whose graph reads or writes files
     # (or calls Python) would act on this machine.
-    from leangraph.safety import require_safe
-
     require_safe(loaded.graph_def, c.allow_io_ops, what=f"the frozen graph of {loaded.label}")
     if c.data is None:
         run.examples, run.input_source, run.mode = make_inputs(

@@ -3,9 +3,11 @@
 import numpy as np
 
 from leangraph import graphs
+from leangraph.bench import benchmark
 from leangraph.errors import BenchmarkError, GraphError, UsageError
 from leangraph.pipeline.variants import LatencyStats, with_batch
 from leangraph.safety import require_safe
+
 
 def split_runs(runs, rounds):
     base, extra = divmod(runs, rounds)
@@ -142,8 +144,6 @@ def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, 
     which is the timer's precision="bf16": the same oneDNN rewrite, so that
     bf16-grappler trials are ranked on the same clock as the rest.
     """
-    from leangraph.bench import benchmark
-
     precision = "fp32"
     if session_config is not None:
         if not _is_grappler_bf16(session_config):

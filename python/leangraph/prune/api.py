@@ -9,14 +9,19 @@ from pathlib import Path
 import numpy as np
 
 from leangraph.errors import PruneError
+from leangraph.freeze import load_keras
 from leangraph.prune import criteria as C
 from leangraph.prune import distill as D
 from leangraph.prune import groups as G
 from leangraph.prune import rebuild as R
+from leangraph.prune import search as S
+from leangraph.prune import shared as P
 from leangraph.prune.data import check_data, split
 from leangraph.prune.int8 import int8_ready
 from leangraph.prune.report import PruneReport, group_rows
 from leangraph.prune.scoring import Scoring
+from leangraph.search.storage import data_fingerprint, masked
+
 
 __all__ = ["PruneReport", "check_data", "int8_ready", "prune", "split"]
 
@@ -84,8 +89,6 @@ def _load(model, unsafe):
 
     if isinstance(model, keras.Model):
         return model
-    from leangraph.freeze import load_keras
-
     return load_keras(model, unsafe=unsafe)
 
 
@@ -195,12 +198,8 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
             D.refresh_batch_norms(pruned, x_train, x_val, y_val, reference, seed=seed,
                                   scoring=scoring)
     else:
-        from leangraph.prune import search as S
-
         shared, settings, fingerprints = None, None, None
         if storage is not None:
-            from leangraph.prune import shared as P
-
             settings = {"max_accuracy_drop": float(max_accuracy_drop), "n_trials": int(n_trials),
                         "output_kind": scoring.kind,
                         "max_mae_increase": float(scoring.max_mae_increase),
@@ -209,8 +208,6 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
                         "recalibrate": bool(recalibrate), "temperature": float(temperature),
                         "alpha": float(alpha), "batch_size": int(batch_size),
                         "learning_rate": float(learning_rate)}
-            from leangraph.search.storage import data_fingerprint
-
             fingerprints = {"model": P.model_fingerprint(teacher), "data": data_fingerprint(x, y)}
             mode = "worker" if worker else ("resume" if resume else "create")
             shared = P.PruneStudy(storage, study, mode=mode, wait=wait, heartbeat=heartbeat)
@@ -226,8 +223,6 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
                 shared.close()
         plan, pruned, search_info = found.plan, found.model, found.summary()
         if shared is not None:
-            from leangraph.search.storage import masked
-
             search_info["shared"] = {"storage": masked(storage), "study": study,
                                      "workers": sorted({r["worker"] for r in found.records
                                                         if r.get("worker")})}

@@ -11,6 +11,8 @@ import numpy as np
 
 from leangraph.errors import PruneError
 from leangraph.prune import groups as G
+from leangraph.prune.distill import as_logits, outputs_are_probabilities
+
 
 CRITERIA = ("l2", "fpgm", "taylor")
 
@@ -82,8 +84,6 @@ def taylor_scores(graph, x, batch_size=32, max_batches=8, seed=0):
     gradient would be zero: the model already matches itself).
     """
     import tensorflow as tf
-
-    from leangraph.prune.distill import as_logits, outputs_are_probabilities
 
     if x is None or len(x) == 0:
         raise PruneError("the taylor criterion needs input data")

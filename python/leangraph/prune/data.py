@@ -4,6 +4,7 @@ into fine-tuning and held-out parts."""
 import numpy as np
 
 from leangraph.errors import PruneError
+from leangraph.freeze import TensorInfo, load_keras
 from leangraph.images import resolve_preprocessing
 from leangraph.metrics import parse_kind
 from leangraph.pipeline import data as data_reader
@@ -46,8 +47,6 @@ def split(n, holdout, seed):
 def read_data(model, source, preprocess="none", unsafe=False):
     """(the Keras model, x, y or None): --data read by the one reader (pipeline.data)
     against the model's one input and its first output's labels."""
-    from leangraph.freeze import TensorInfo, load_keras
-
     model = load_keras(model, unsafe=unsafe)
     if len(model.inputs) != 1:
         raise PruneError(f"the model has {len(model.inputs)} inputs; pruning needs one")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leangraph.errors import PruneError
+from leangraph.prune.scoring import Scoring, shown
 
 
 @dataclass
@@ -85,8 +86,6 @@ def predict(model, x, batch_size=256):
 def score(model, x, y=None, reference=None, batch_size=256, scoring=None):
     """The held-out score of the model's outputs, larger is better (prune.scoring: accuracy
     against labels `y`, or agreement with the `reference` outputs, by the output's kind)."""
-    from leangraph.prune.scoring import Scoring
-
     scoring = scoring or Scoring.for_model(model, y)
     return scoring(predict(model, x, batch_size), y, reference)
 
@@ -173,8 +172,6 @@ def distill(student, teacher, x_train, x_val, y_train=None, y_val=None, config=N
     labels = y_train is not None
     if labels != (y_val is not None):
         raise PruneError("give labels for both the training and the held-out data, or neither")
-    from leangraph.prune.scoring import Scoring, shown
-
     scoring = config.scoring or Scoring.for_model(teacher, y_val)
     soft_train = predict(teacher, x_train)
     soft_val = predict(teacher, x_val)

@@ -10,16 +10,16 @@ from leangraph.errors import PruneError
 from leangraph.pipeline.data import MIN_SPLIT, too_few_note
 from leangraph.prune import distill as D
 from leangraph.prune.scoring import Scoring, drop, shown
+from leangraph.prune.search import deploy_graph
+from leangraph.quantization.calibrate import padded
+from leangraph.quantization.int8 import quantize
+from leangraph.quantization.qat import FakeQuant
+from leangraph.runner import run
 
 
 def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32, scoring=None):
     """The held-out score (prune.scoring) of `model`'s post-training int8 graph
     (leangraph.quantize of its frozen deploy graph, calibrated on `x_calib`)."""
-    from leangraph.runner import run
-    from leangraph.prune.search import deploy_graph
-    from leangraph.quantization.calibrate import padded
-    from leangraph.quantization.int8 import quantize
-
     graph_def, name, outputs = deploy_graph(model, batch)
     quantized = quantize(graph_def, x_calib, outputs=outputs, require_int8_cpu=False).graph_def
     parts = []
@@ -39,8 +39,6 @@ def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config
     """Checks `model`'s post-training int8 score; fine-tunes it through fake quantization
     when int8 is over the budget (max_drop points, or the MAE or SQNR budget of a
     regression output: prune.scoring). Returns what it found."""
-    from leangraph.quantization.qat import FakeQuant
-
     if not max_drop >= 0:
         raise PruneError(f"int8_max_drop must be >= 0 points, got {max_drop}")
     if qat_epochs < 0:

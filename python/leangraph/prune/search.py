@@ -14,10 +14,15 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from leangraph.bench import benchmark
 from leangraph.errors import PruneError
+from leangraph.freeze import freeze
 from leangraph.prune import distill as D
 from leangraph.prune import rebuild as R
 from leangraph.prune.scoring import Scoring, drop
+from leangraph.prune.shared import encode_keep, worker_name
+from leangraph.recipes import recipe
+from leangraph.transform import transform
 
 
 @dataclass
@@ -63,10 +68,6 @@ class SearchResult:
 
 def deploy_graph(model, batch):
     """The model frozen at `batch` and rewritten with leangraph's `deploy` recipe."""
-    from leangraph.freeze import freeze
-    from leangraph.recipes import recipe
-    from leangraph.transform import transform
-
     frozen = freeze(model, batch_size=batch)
     graph_def = transform(frozen.graph_def, recipe("deploy", frozen.graph_def),
                           inputs=frozen.input_names, outputs=frozen.output_names)
@@ -75,8 +76,6 @@ def deploy_graph(model, batch):
 
 def latency_ms(model, x, batch=1, runs=30):
     """Median latency of the frozen deploy graph of `model` on one batch of `x`."""
-    from leangraph.bench import benchmark
-
     graph_def, name, outputs = deploy_graph(model, batch)
     feed = np.resize(x, (batch,) + x.shape[1:]).astype(np.float32)
     result = benchmark(graph_def, {name: feed}, outputs=outputs, runs=runs, warmup=5,
@@ -125,8 +124,6 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
 
     def objective(trial):
         if shared is not None:
-            from leangraph.prune.shared import worker_name
-
             trial.set_user_attr("run", {"worker": worker_name(), "phase": "running"})
         keep = {}
         for g in groups:
@@ -143,8 +140,6 @@ def search(graph, scores, teacher, x_train, x_val, y_train, y_val, *, baseline,
         record = Trial(trial.number, keep, plan.macs() / graph.macs(), latency, accuracy, lost,
                        scoring.within(baseline, accuracy, max_accuracy_drop))
         if shared is not None:
-            from leangraph.prune.shared import encode_keep
-
             trial.set_user_attr("result", {**asdict(record), "keep": encode_keep(keep)})
         trials.append(record)
         built[trial.number] = (plan, model)

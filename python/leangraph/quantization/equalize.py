@@ -24,6 +24,8 @@ the variants tried and not kept: bench/results/2026-12-02-cpu-unrecorded-int8_be
 import numpy as np
 
 from leangraph import graphs
+from leangraph.quantization.calibrate import _batches, _Session, static_batch
+
 
 PERCENTILE = 75.0
 #: A product whose largest channel is within this factor of t is left alone.
@@ -36,7 +38,6 @@ def _readers(graph_def):
         for edge in node.input:
             out.setdefault(graphs.node_name(edge), []).append(node.name)
     return out
-
 
 
 def candidates(graph_def):
@@ -69,8 +70,6 @@ def _peaks(graph_def, found, feeds):
     """[(the product's per-channel largest magnitude, its gate operand's index)] over all
     examples, one batch at a time (the products are never held for all of them); (None,
     None) where no operand is one number per channel."""
-    from leangraph.quantization.calibrate import _batches, _Session, static_batch
-
     tensors = []
     for _, product in found:
         tensors += [product.name + ":0", graphs.tensor_name(product.input[0]), graphs.tensor_name(product.input[1])]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from leangraph import graphs
-from leangraph.hardware import cpu_has_vnni, cpu_supports_int8
+from leangraph import graphs, summary
 from leangraph.errors import LeangraphError, QuantizeError
+from leangraph.hardware import cpu_has_vnni, cpu_supports_int8
 from leangraph.metrics import sqnr_db  # noqa: F401 - the one definition; Q.sqnr_db too
 from leangraph.quantization.bias import _correct_biases, _with_biases
 from leangraph.quantization.calibrate import (
@@ -34,9 +34,15 @@ from leangraph.quantization.calibrate import (
 )
 from leangraph.quantization.equalize import equalize as equalize_products
 from leangraph.quantization.equalize import equalize_depthwise
-from leangraph.quantization.prepare import (_CONTRACTIONS, batch_matmuls_as_matmuls,
-                                            fold_constant_weights, output_heads)
+from leangraph.quantization.prepare import (
+    _CONTRACTIONS,
+    batch_matmuls_as_matmuls,
+    fold_constant_weights,
+    output_heads,
+)
 from leangraph.quantization.runs import FloatValues, run_all
+from leangraph.transform import transform
+
 
 QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
 _SUFFIX = "_int8"
@@ -137,8 +143,6 @@ def quantized_units(graph_def):
 
 def _macs_and_sizes(graph_def):
     """({contraction: MACs per example}, {tensor "node:port": elements per example, when static})."""
-    from leangraph import summary
-
     tf_graph = summary._shape_graph(graph_def, 1)
     macs, sizes = {}, {}
     for op in tf_graph.get_operations():
@@ -248,8 +252,6 @@ def _depths(graph_def):
 
 def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_bits=8,
                shifts=False):
-    from leangraph.transform import transform
-
     if not calibration.ranges:
         # Nothing a unit could read was observed (no float contraction left).
         out = graphs.graph_pb2().GraphDef()
@@ -527,8 +529,6 @@ def _merged(graph_def, inputs, outputs):
     QuantizeV2 or pooling that two readers of one tensor each got. Graphs with functions
     or while loops are left as they are (the transform would not know their ops, or
     would merge the nodes of two frames)."""
-    from leangraph.transform import transform
-
     if graph_def.library.function or graphs.loop_nodes(graph_def):
         return graph_def
     try:

@@ -28,6 +28,8 @@ import contextlib
 import numpy as np
 
 from leangraph.errors import QuantizeError
+from leangraph.quantization.int8 import check_weight_bits
+
 
 _LEVELS_SIGNED = 127.0
 _LEVELS_UNSIGNED = 255.0
@@ -158,8 +160,6 @@ class FakeQuant:
         rounded to 7 bits, as quantize(weight_bits=7) stores them for CPUs without
         VNNI (an either-sign input the rewrite shifts to unsigned is not modelled)."""
         import keras
-
-        from leangraph.quantization.int8 import check_weight_bits
 
         self.model = model
         self.weight_bits = check_weight_bits(weight_bits)

@@ -3,6 +3,9 @@
 import os
 import sys
 
+from leangraph.search.shared import SharedStudy
+from leangraph.search.storage import StorageError
+
 
 def add_arguments(parser, *, description="many workers, on any machines, share one Optuna study",
                   worker_help="join an existing study; its search settings replace this "
@@ -29,9 +32,6 @@ def from_args(args):
     --resume the study's search settings are copied into `args`."""
     if not (args.storage or args.study or args.worker or args.resume):
         return None
-    from leangraph.search.shared import SharedStudy
-    from leangraph.search.storage import StorageError
-
     if not args.storage:
         raise StorageError("--study, --worker and --resume need --storage URL")
     if args.worker and args.resume:

@@ -20,7 +20,9 @@ import warnings
 from pathlib import Path
 
 from leangraph import hardware
+from leangraph._version import __version__
 from leangraph.errors import StorageError
+
 
 DEFAULT_MAX_RETRY = 3
 
@@ -186,8 +188,6 @@ def cpu_facts():
 def environment():
     """What a study records about where it was made, and what a worker compares."""
     import tensorflow as tf
-
-    from leangraph._version import __version__
 
     facts = cpu_facts()
     return {

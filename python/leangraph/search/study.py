@@ -15,9 +15,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from leangraph.search.shared import trial_phase, finished_trials, result_of
-from leangraph.search.storage import StorageError, close_storage, masked, open_storage
-from leangraph.search.trials import shown_score
+from leangraph import graphs
+from leangraph.errors import OutputError
+from leangraph.metrics import Gates
+from leangraph.pipeline.scoring import Judge, read_examples, split_examples
+from leangraph.precision import apply_precision
+from leangraph.recipes import recipe_for
+from leangraph.search.shared import finished_trials, result_of, trial_phase
+from leangraph.search.storage import (
+    StorageError,
+    close_storage,
+    data_fingerprint,
+    graph_fingerprint,
+    masked,
+    open_storage,
+)
+from leangraph.search.trials import ORIGINAL, shown_score
+from leangraph.transform import transform
 
 
 @contextlib.contextmanager
@@ -153,12 +167,6 @@ def _best_line(result):
 
 def _rebuild(study, model=None, data=None):
     """(graph, config, verification) of the best trial, from the recorded sources."""
-    from leangraph import graphs
-    from leangraph.precision import apply_precision
-    from leangraph.search.storage import data_fingerprint, graph_fingerprint
-    from leangraph.recipes import recipe_for
-    from leangraph.search.trials import ORIGINAL
-
     attrs = study.user_attrs
     settings, sources = attrs["settings"], attrs.get("sources", {})
     best = result_of(study).best
@@ -174,17 +182,12 @@ def _rebuild(study, model=None, data=None):
                            "from (sha256 differs)")
     graph = base
     if best.recipe != "none":
-        from leangraph.transform import transform
-
         graph = transform(graph, recipe_for(best.recipe, graph),
                           inputs=settings["inputs"], outputs=settings["outputs"])
     graph, config = apply_precision(graph, best.precision)
     verification = {"model_sha256": attrs["fingerprints"]["model"], "accuracy_checked": False}
     data = data or sources.get("data")
     if data and Path(data).exists():
-        from leangraph.metrics import Gates
-        from leangraph.pipeline.scoring import Judge, read_examples, split_examples
-
         inputs, out_infos, examples = read_examples(base, data, None, settings["inputs"],
                                             settings["outputs"], what="--data",
                                             limit=sources.get("limit") or None)
@@ -220,9 +223,6 @@ def _same_score(value, recorded, fraction):
 
 def export(url, name, outdir, *, model=None, data=None):
     """Writes OUTDIR/best.pb, report.json, report.md for the study's best trial."""
-    from leangraph import graphs
-    from leangraph.errors import OutputError
-
     with opened(url, name) as study:
         graph, config, verification = _rebuild(study, model, data)
         report = summary(study)

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from leangraph.errors import PruneError
 from leangraph.prune import api as P
 from leangraph.prune import distill as D
+from leangraph.prune.groups import ChannelGraph
 from leangraph.prune.lowrank import ranks as K
 from leangraph.prune.lowrank.apply import Factorable
 from leangraph.prune.lowrank.decompose import ENERGIES
@@ -29,8 +30,6 @@ def _print_level(trial):
 
 
 def _macs(model):
-    from leangraph.prune.groups import ChannelGraph
-
     return ChannelGraph(model).macs()
 
 

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from leangraph.bench import compare
 from leangraph.errors import PruneError
+from leangraph.prune.search import deploy_graph
 
 
 @dataclass
@@ -35,8 +37,6 @@ def compare_graphs(graph_a, graph_b, feeds, outputs, runs=40, max_time=10.0, tar
     """The C++ timer's paired comparison of two frozen graphs on the same inputs: at least
     `runs` pairs, more (up to `max_time` seconds) while the interval is wider than
     +-`target_ci`, so that a noisy spell on a shared machine is outlasted, not believed."""
-    from leangraph.bench import compare
-
     result = compare(graph_a, graph_b, feeds, outputs=outputs, runs=runs, max_time=max_time,
                      target_ci=target_ci)
     low, high = result.speedup_ci95
@@ -48,8 +48,6 @@ class Judge:
     """Times candidate models against one original at a fixed batch."""
 
     def __init__(self, original, x, batch, timer=None):
-        from leangraph.prune.search import deploy_graph
-
         if batch < 1:
             raise PruneError(f"batch must be >= 1, got {batch}")
         self.batch = batch
@@ -58,8 +56,6 @@ class Judge:
         self.feeds = {self.input: np.resize(x, (batch,) + x.shape[1:]).astype(np.float32)}
 
     def time(self, model):
-        from leangraph.prune.search import deploy_graph
-
         graph, name, outputs = deploy_graph(model, self.batch)
         if name != self.input or list(outputs) != list(self.outputs):
             raise PruneError(f"internal: the factorised graph's inputs/outputs ({name}, "
