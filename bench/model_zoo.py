@@ -350,7 +350,7 @@ def main():
                                                epochs=args.epochs)
         out = root / name
         cmd = command(model_path, data_path, out, args.runs)
-        print("$", " ".join(cmd[1:]), flush=True)
+        print("$ python", " ".join(cmd[1:]), flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True)
         print(done.stdout.strip()[-2000:], flush=True)
         if done.returncode != 0:
