@@ -18,17 +18,6 @@ class PruneReport(ReductionSummary):
     criterion: str
     target_macs: float | None
     max_accuracy_drop: float | None
-    macs_before: int
-    macs_after: int
-    params_before: int
-    params_after: int
-    accuracy_before: float  # held-out, 0..1 (top-1 agreement with the original without labels)
-    accuracy_after: float
-    accuracy_unfinetuned: float
-    labels: bool
-    metric: str  # what the scores measure (prune.scoring.Scoring.name)
-    n_train: int
-    n_held_out: int
     prunable_share: float  # of conv/matmul MACs
     groups: list = field(default_factory=list)
     unsupported: list = field(default_factory=list)

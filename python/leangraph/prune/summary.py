@@ -1,14 +1,28 @@
 """What every `leangraph prune` report (channels or low rank) computes the same way."""
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from leangraph.prune.scoring import drop, shown
 
 
+@dataclass
 class ReductionSummary:
-    """For a dataclass with macs_before/macs_after, accuracy_before/accuracy_after (held-out
-    scores, larger is better: prune.scoring) and metric (what they measure)."""
+    """What a prune report (channels or low rank) holds before its own fields: MACs and
+    parameters before and after (for low rank with `both`, before any pruning), the held-out
+    scores (larger is better: prune.scoring) and what they measure."""
+
+    macs_before: int  # the original's
+    macs_after: int
+    params_before: int
+    params_after: int
+    accuracy_before: float  # held-out score (accuracy, agreement, -MAE or SQNR dB: `metric`)
+    accuracy_after: float
+    accuracy_unfinetuned: float
+    labels: bool
+    metric: str  # what the scores measure (prune.scoring.Scoring.name)
+    n_train: int
+    n_held_out: int
 
     @property
     def macs_ratio(self):

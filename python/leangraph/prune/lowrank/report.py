@@ -13,17 +13,6 @@ class LowRankReport(ReductionSummary):
     target_macs: float | None
     max_accuracy_drop: float | None
     batch: int  # the batch the latencies were measured at
-    macs_before: int  # the original's (before any pruning, with `both`)
-    macs_after: int
-    params_before: int
-    params_after: int
-    accuracy_before: float  # held-out, 0..1 (top-1 agreement with the original without labels)
-    accuracy_after: float
-    accuracy_unfinetuned: float
-    labels: bool
-    metric: str  # what the scores measure (prune.scoring.Scoring.name)
-    n_train: int
-    n_held_out: int
     layers: list = field(default_factory=list)  # one row per factorisable layer
     unsupported: list = field(default_factory=list)  # [name, class, why it is left whole]
     search: dict = field(default_factory=dict)  # the energy levels tried
