@@ -266,3 +266,37 @@ def cond_flag_graph(path):
     tf.io.write_graph(frozen.graph.as_graph_def(), str(path.parent), path.name, as_text=False)
     sample = rng.normal(size=(1, 4)).astype(np.float32)
     return path, sample, model(sample, False).numpy(), model(sample, True).numpy()
+
+
+def v1_cond_batch_norm(path):
+    """A TF1 frozen graph of a conv whose batch norm a `training` PlaceholderWithDefault
+    steers through v1 conds (Switch/Merge): batch statistics in training, the moving ones
+    otherwise, as tf.compat.v1.layers.batch_normalization exported them. Returns (path,
+    output, x, the output on x with training False)."""
+    from tensorflow.python.ops import control_flow_util
+
+    rng = np.random.default_rng(4)
+    graph = tf.Graph()
+    was_v2 = control_flow_util.ENABLE_CONTROL_FLOW_V2
+    v1.disable_control_flow_v2()
+    try:
+        with graph.as_default():
+            x = v1.placeholder(tf.float32, [None, 6, 6, 2], name="x")
+            training = v1.placeholder_with_default(True, [], name="is_training")
+            kernel = tf.constant(rng.normal(size=(3, 3, 2, 4)).astype(np.float32))
+            conv = tf.nn.conv2d(x, kernel, 1, "SAME")
+            moving_mean = tf.constant(rng.uniform(-0.5, 0.5, 4).astype(np.float32))
+            moving_var = tf.constant(rng.uniform(0.5, 1.5, 4).astype(np.float32))
+            batch_mean, batch_var = tf.nn.moments(conv, [0, 1, 2])
+            mean = v1.cond(training, lambda: batch_mean, lambda: moving_mean)
+            var = v1.cond(training, lambda: batch_var, lambda: moving_var)
+            normed = tf.nn.batch_normalization(conv, mean, var, None, None, 1e-3)
+            tf.nn.relu(normed, name="y")
+            sample = rng.normal(size=(2, 6, 6, 2)).astype(np.float32)
+            with v1.Session(graph=graph) as session:
+                expected = session.run("y:0", {x: sample, training: False})
+    finally:
+        if was_v2:
+            v1.enable_control_flow_v2()
+    tf.io.write_graph(graph.as_graph_def(), str(path.parent), path.name, as_text=False)
+    return path, "y", sample, expected

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import model_forms_builders as build
-from leangraph import cli, freeze
+from leangraph import cli, freeze, graphs
 from leangraph.errors import FreezeError
 from leangraph.runner import run
 
@@ -548,15 +548,14 @@ def test_int8_leaves_cond_branches_float():
     rng = np.random.default_rng(8)
     w = [tf.constant(rng.normal(size=(8, 8)).astype(np.float32) * 0.3) for _ in range(4)]
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x"),
-                                  tf.TensorSpec([], tf.bool, name="flag")])
-    def model(x, flag):
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x")])
+    def model(x):
         h = tf.nn.relu(tf.matmul(x, w[0]))
-        h = tf.cond(flag, lambda: tf.nn.relu(tf.matmul(h, w[1])),
+        # A predicate the data decides (a constant one is resolved when freezing).
+        h = tf.cond(tf.reduce_sum(x) > 100.0, lambda: tf.nn.relu(tf.matmul(h, w[1])),
                     lambda: tf.nn.relu(tf.matmul(h, w[2])))
         return tf.matmul(h, w[3])
 
-    # As a frozen graph, whose scalar bool flag is set to False when not an input.
     frozen = freeze(freeze(model).graph_def)
     assert frozen.input_names == ["x"]
     branch = graphs.branch_nodes(frozen.graph_def)
@@ -567,7 +566,7 @@ def test_int8_leaves_cond_branches_float():
     assert in_branch and all(l.precision == "fp32" and "cond branch" in l.reason
                              for l in in_branch)
     assert any(l.precision == "int8" for l in result.layers if l.name not in branch)
-    want = model(samples[:1], False).numpy()
+    want = model(samples[:1]).numpy()
     got = run(result.graph_def, {"x": samples[:1]}, frozen.output_names)[0]
     assert float(np.abs(got - want).max()) < 0.1 * float(np.abs(want).max())
 
@@ -624,3 +623,25 @@ def test_stripping_an_input_path_drops_the_functions_only_it_called():
     assert "dataset" in stripped
     assert sorted(f.signature.name for f in out.library.function) == ["helper_fn", "used_fn"]
     assert not find_unsafe_ops(out)
+
+
+def test_conds_on_a_frozen_flag_are_resolved(forms):
+    """Freezing sets is_training to False; the v1 conds it steers take one branch for good,
+    so the frozen graph holds neither Switch nor Merge, computes what the original does
+    with the flag False, and its batch norm then folds into the conv."""
+    from leangraph.transform import transform
+
+    path, output, x, expected = build.v1_cond_batch_norm(forms / "v1_cond_bn.pb")
+    original = graphs.load_graph(path)
+    assert {"Switch", "Merge"} <= {n.op for n in original.node}
+    frozen = freeze(path, inputs="x", outputs=output, batch_size=None)
+    ops = {n.op for n in frozen.graph_def.node}
+    assert not ops & {"Switch", "Merge"}, ops
+    assert any("switch(es) on constant predicates resolved" in n for n in frozen.notes)
+    np.testing.assert_allclose(run(frozen.graph_def, {"x": x}, [output])[0], expected,
+                               rtol=1e-5, atol=1e-5)
+    folded = transform(frozen.graph_def, "fold_constants(ignore_errors=true) "
+                       "fold_batch_norms fold_old_batch_norms", ["x"], [output])
+    assert not {"Rsqrt", "Mean"} & {n.op for n in folded.node}
+    np.testing.assert_allclose(run(folded, {"x": x}, [output])[0], expected, rtol=1e-4,
+                               atol=1e-4)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leangraph import graphs
+from leangraph.freezing.branches import resolve_constant_switches
 from leangraph.errors import FreezeError
 from leangraph.runner import import_graph
 
@@ -278,6 +279,10 @@ def choose_inputs(graph_def, outputs, inputs=None, feeds=None, shape_names=()):
                      "it in --inputs to make it an input, or set it with --feed NAME=VALUE")
     if feeds:
         notes.append("fed as constants: " + ", ".join(f"{k}={v}" for k, v in feeds.items()))
+    out, resolved = resolve_constant_switches(out, outputs)
+    if resolved:
+        notes.append(f"{resolved} tf.cond switch(es) on constant predicates resolved: the "
+                     "branch not taken is removed, the other wired straight through")
     out, stripped = prune(out, outputs, chosen)
     if stripped:
         shown = ", ".join(stripped[:8]) + (f" and {len(stripped) - 8} more"
