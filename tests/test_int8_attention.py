@@ -59,3 +59,37 @@ def test_int8_quantizes_the_attention_projections(attention, int8_anywhere):
     x = _tokens(16, 2)
     want, got = _run(attention.graph_def, attention, x), _run(result.graph_def, attention, x)
     assert sqnr_db(want, got) >= 20 and agreement(got, want, "classes") >= 0.9
+
+
+def _loop_with_a_batch_matmul():
+    """A TF 1 while loop whose body multiplies a [1, 4, 8] state by a Const reshaped."""
+    import tensorflow as tf
+
+    tf.compat.v1.disable_control_flow_v2()
+    try:
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [1, 4, 8], name="x")
+            w = np.random.default_rng(0).normal(size=(64,)).astype(np.float32) * 0.2
+
+            def body(i, h):
+                return i + 1, tf.nn.relu(tf.matmul(h, tf.reshape(tf.constant(w), [8, 8])))
+
+            _, h = tf.compat.v1.while_loop(lambda i, h: i < 3, body, [tf.constant(0), x])
+            tf.identity(h, name="out")
+        return g.as_graph_def()
+    finally:
+        tf.compat.v1.enable_control_flow_v2()
+
+
+def test_a_batch_matmul_in_a_while_loop_is_left_as_it_is():
+    """New Consts in a loop frame would need the frame's control input (without it the
+    session refuses the graph): the loop's nodes are neither folded nor rewritten."""
+    from leangraph import runner
+    from leangraph.quantization.prepare import batch_matmuls_as_matmuls, fold_constant_weights
+
+    graph = _loop_with_a_batch_matmul()
+    assert any(n.op == "BatchMatMulV2" and n.name.startswith("while/") for n in graph.node)
+    assert batch_matmuls_as_matmuls(fold_constant_weights(graph)) is graph
+    x = np.ones((1, 4, 8), np.float32)
+    assert runner.run(graph, {"x": x}, ["out"])[0].shape == (1, 4, 8)

@@ -15,6 +15,12 @@ _BATCH_MATMULS = ("BatchMatMulV2", "BatchMatMul")
 _RESHAPES = ("ExpandDims", "Reshape", "Squeeze", "Identity", "Transpose")
 
 
+def _control_flow_nodes(graph_def):
+    """The nodes in a TF 1 while-loop frame or cond branch, where new Consts would need
+    the frame's control input (int8 leaves them float anyway)."""
+    return set(graphs.loop_frames(graph_def)) | set(graphs.branch_nodes(graph_def))
+
+
 def fold_constant_weights(graph_def):
     """The graph with each conv/matmul's weights and each BiasAdd's bias made a Const where
     they are a Const reshaped (Keras 3's Conv1D: its kernel through ExpandDims, its bias
@@ -52,7 +58,10 @@ def fold_constant_weights(graph_def):
         return x  # Identity
 
     folded = {}
+    control_flow = _control_flow_nodes(graph_def)
     for node in graph_def.node:
+        if node.name in control_flow:
+            continue  # a Const there needs the frame's control input: left as it is
         if node.op in _CONTRACTIONS + _BATCH_MATMULS + ("BiasAdd",) and len(node.input) > 1:
             producer = by_name.get(graphs.node_name(node.input[1]))
             if producer is not None and producer.op in _RESHAPES and producer.name not in folded:
@@ -156,8 +165,9 @@ def batch_matmuls_as_matmuls(graph_def):
         shape = [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
         return shape if len(shape) == 2 else None
 
+    control_flow = _control_flow_nodes(graph_def)
     chosen = [n for n in graph_def.node
-              if n.op in _BATCH_MATMULS and len(n.input) == 2
+              if n.name not in control_flow and n.op in _BATCH_MATMULS and len(n.input) == 2
               and n.attr["T"].type == 1  # float32
               and not n.attr["adj_x"].b and not n.attr["adj_y"].b and const_matrix(n.input[1])]
     if not chosen:
