@@ -157,3 +157,62 @@ def test_drivers_commands_and_modules_stay_short():
 def test_every_error_class_is_defined_in_errors():
     found = [hit for hit in _where(r"^class \w*Error\(") if not hit.startswith("errors.py:")]
     assert not found, "\n".join(found)
+
+
+#: Modules that import lazily on purpose: the CLI's entry (its start must stay light, and it
+#: checks the TensorFlow install before anything imports it) and the package's own init.
+LAZY_BY_DESIGN = {"leangraph", "leangraph.cli", "leangraph.__main__", "leangraph._tfcheck"}
+
+
+def _lazy_imports():
+    """(module, leangraph module it imports inside a function, line) for every such import."""
+    sources = _sources()
+    modules = {_module_name(name): name for name in sources}
+    found = []
+    for module, name in modules.items():
+        tree = ast.parse(sources[name])
+        package = module if name.endswith("__init__.py") else module.rsplit(".", 1)[0]
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                        base = ".".join(anchor + ([base] if base else []))
+                    targets = [f"{base}.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                else:
+                    continue
+                for target in targets:
+                    while target and target not in modules:
+                        target = target.rpartition(".")[0]
+                    if target and target.startswith("leangraph") and target != module:
+                        found.append((module, target, node.lineno))
+    return found
+
+
+def _reaches(edges, start, goal):
+    seen, stack = set(), [start]
+    while stack:
+        module = stack.pop()
+        if module == goal:
+            return True
+        if module not in seen:
+            seen.add(module)
+            stack.extend(edges.get(module, ()))
+    return False
+
+
+def test_leangraph_modules_are_imported_lazily_only_to_break_a_circle():
+    """TensorFlow, Keras and the optional extras are imported where they are used; a
+    leangraph module is imported at the top, unless importing it there would close an
+    import circle."""
+    edges = _top_level_imports()
+    edges = {m: {t for t in ts if t != "leangraph"} for m, ts in edges.items()}
+    needless = [f"{module}:{line}: {target}" for module, target, line in _lazy_imports()
+                if module not in LAZY_BY_DESIGN and target != "leangraph"
+                and not _reaches(edges, target, module)]
+    assert not needless, "imported lazily with no circle to break:\n" + "\n".join(needless)

@@ -10,10 +10,15 @@ functions of a BuildContext, listed in order in pipeline/precisions.py.
 import gc
 from dataclasses import dataclass, field
 
-
 from leangraph import graphs
+from leangraph.bench import stats
 from leangraph.errors import GraphError, LeangraphError, TransformError
+from leangraph.hardware import cpu_supports_bf16
+from leangraph.precision import grappler_bf16_config, restore_float_constants
 from leangraph.quantization.prepare import output_heads
+from leangraph.runner import outputs_per_example
+from leangraph.transform import list_transforms, transform
+
 
 PASSED = "passed"
 FAILED = "FAILED"
@@ -46,8 +51,6 @@ class LatencyStats:
     def from_samples(cls, samples_ms, rounds=1):
         """Statistics from the timer's own C++ code (leangraph.bench.stats), so the
         report's rows and leangraph-bench agree on every definition."""
-        from leangraph.bench import stats
-
         if len(samples_ms) == 0:
             raise ValueError("no latency samples")
         summary = stats(samples_ms)
@@ -143,8 +146,6 @@ class Variant:
 
 def graph_outputs(graph_bytes, input_names, output_names, examples, session_config=None):
     """Runs a batch-1 graph on every example in one checked session; one array per output."""
-    from leangraph.runner import outputs_per_example
-
     return outputs_per_example(graph_bytes, input_names, output_names, examples, session_config)
 
 
@@ -162,8 +163,6 @@ def failed_variant(name, description, reason, **kwargs):
 
 def transform_variant(name, description, base_bytes, transforms, ends, post=None,
                        allow_io_ops=False, **kwargs):
-    from leangraph.transform import transform
-
     try:
         result = transform(base_bytes, transforms, inputs=ends[0], outputs=ends[1],
                            allow_io_ops=allow_io_ops)
@@ -181,8 +180,6 @@ def run_variant(v, input_names, output_names, examples):
 
     config = None
     if v.bench_precision == "bf16":
-        from leangraph.precision import grappler_bf16_config
-
         config = grappler_bf16_config()
     try:
         return graph_outputs(v.graph_def, input_names, output_names, examples, config)
@@ -255,8 +252,6 @@ QUANTIZE_WEIGHTS = "quantize_weights add_default_attributes"
 
 def bf16_variant(ctx):
     """bf16 of the best fp32 graph: to_bfloat16 if registered, else Grappler's run-time rewrite."""
-    from leangraph.hardware import cpu_supports_bf16
-
     if not ctx.wants("bf16"):
         return None
     if not cpu_supports_bf16():
@@ -264,8 +259,6 @@ def bf16_variant(ctx):
     best = ctx.best
     if best is None:
         return ctx.skipped("bf16", "bf16", "bf16", "no fp32 graph variant passed")
-    from leangraph.transform import list_transforms
-
     if any(t.name == "to_bfloat16" for t in list_transforms()):
         # As in int8: the layers making an output's logits stay fp32 (bf16 logits flip
         # classes nearly tied: the zoo's transformer, 1 of 40 held-out examples).
@@ -286,8 +279,6 @@ def bf16_variant(ctx):
 
 def quantize_weights_variant(ctx):
     """TF's quantize_weights of the best fp32 graph: a smaller file, float compute."""
-    from leangraph.precision import restore_float_constants
-
     best = ctx.best
     if best is None:
         return ctx.skipped("quantize_weights", "int8-weights", "TF's quantize_weights",
