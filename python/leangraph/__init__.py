@@ -30,7 +30,8 @@ from leangraph.errors import (  # noqa: E402
 )
 from leangraph.runner import run  # noqa: E402
 from leangraph.freeze import FrozenGraph, TensorInfo, freeze, load_keras  # noqa: E402
-from leangraph.graphs import Graph, load_graph, save_graph  # noqa: E402
+from leangraph.graph_view import Graph
+from leangraph.graphs import load_graph, save_graph  # noqa: E402
 from leangraph.optimize import OptimizeReport, optimize  # noqa: E402
 from leangraph.pipeline.model import Model, load_model  # noqa: E402
 from leangraph.precision import EvalResult, evaluate  # noqa: E402

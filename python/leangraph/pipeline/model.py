@@ -14,7 +14,7 @@ from leangraph import graphs
 from leangraph.errors import UsageError
 from leangraph.freeze import FrozenGraph, freeze
 from leangraph.freezing.checkpoint import is_checkpoint
-from leangraph.graphs import Graph
+from leangraph.graph_view import Graph
 
 
 #: What each source form is called in reports.
