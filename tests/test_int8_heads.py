@@ -52,8 +52,9 @@ def test_output_heads_are_the_layers_before_a_softmax_or_sigmoid(segmenter):
     frozen = freeze(str(segmenter / "seg.keras"))
     heads = output_heads(frozen.graph_def, [o.name for o in frozen.outputs])
     assert len(heads) == 1
-    (conv, output), = heads.items()
+    (conv, (output, activation)), = heads.items()
     assert "mask" in conv and "hidden" not in conv and output == frozen.outputs[0].name
+    assert activation == "Softmax"
 
 
 def test_8_bit_logits_flip_near_ties_and_float_ones_do_not(segmenter, int8_anywhere):
@@ -145,3 +146,46 @@ def test_bf16_keeps_the_logits_fp32_and_passes_where_bf16_logits_flip(tmp_path, 
     bf16 = report.variant("bf16")
     assert bf16.status.startswith("passed"), bf16.reason
     assert "makes an output's logits" in bf16.description
+
+
+def test_a_regression_head_is_kept_float_so_its_output_is_not_rounded_to_8_bits(
+        tmp_path, int8_anywhere):
+    """value = h0 - h1 + 40 h3 (h = relu(x), h3 = 1 on a tenth of the examples): the output
+    spans [-0.5, 40], and rounded to 8 bits over that range it is coarse where most values
+    lie within 0.5 of 0; the head float, only its input's 8-bit steps (1/255) are left."""
+    import keras
+
+    from leangraph import freeze, quantize, runner
+    from leangraph.metrics import relative_error
+    from leangraph.quantization.prepare import output_heads
+
+    x = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(4, activation="relu", name="hidden")(x)
+    value = keras.layers.Dense(1, name="value")(hidden)
+    model = keras.Model(x, value)
+    model.get_layer("hidden").set_weights([np.eye(4, dtype=np.float32), np.zeros(4, np.float32)])
+    model.get_layer("value").set_weights([np.array([[1], [-1], [0], [40]], np.float32),
+                                          np.zeros(1, np.float32)])
+    model.save(tmp_path / "r.keras")
+    frozen = freeze(str(tmp_path / "r.keras"))
+    (head, (output, activation)), = output_heads(
+        frozen.graph_def, [o.name for o in frozen.outputs]).items()
+    assert "value" in head and activation is None
+    rng = np.random.default_rng(0)
+    samples = np.zeros((64, 4), np.float32)
+    samples[:, :2] = rng.uniform(0, 0.5, (64, 2))
+    samples[::10, 3] = 1.0
+    result = quantize(frozen.graph_def, samples, min_sqnr_db=None, float_heads=True)
+    kept = {l.name: l.reason for l in result.fallback_layers}
+    assert list(kept) == [head] and "itself: in 8 bits it would be rounded" in kept[head]
+    plain = quantize(frozen.graph_def, samples, min_sqnr_db=None)
+    assert not plain.fallback_layers
+    quiet = samples[samples[:, 3] == 0][:24]
+    name, out = frozen.inputs[0].name, frozen.outputs[0].name
+
+    def error(graph):
+        want = [runner.run(frozen.graph_def, {name: e[None]}, [out])[0] for e in quiet]
+        got = [runner.run(graph, {name: e[None]}, [out])[0] for e in quiet]
+        return relative_error(np.concatenate(got), np.concatenate(want))
+
+    assert error(result.graph_def) < 0.02 < 0.04 < error(plain.graph_def)  # 0.008, 0.055

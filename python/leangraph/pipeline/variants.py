@@ -262,7 +262,8 @@ def bf16_variant(ctx):
     if any(t.name == "to_bfloat16" for t in list_transforms()):
         # As in int8: the layers making an output's logits stay fp32 (bf16 logits flip
         # classes nearly tied: the zoo's transformer, 1 of 40 held-out examples).
-        heads = sorted(output_heads(graphs.load_graph(best.graph_def), ctx.ends[1]))
+        heads = sorted(name for name, (_, activation) in output_heads(
+            graphs.load_graph(best.graph_def), ctx.ends[1]).items() if activation)
         step = (f"to_bfloat16({', '.join(f'exclude_node={h}' for h in heads)})" if heads
                 else "to_bfloat16")
         kept = f"; fp32: {', '.join(heads)} (makes an output's logits)" if heads else ""

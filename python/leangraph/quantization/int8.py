@@ -283,11 +283,13 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         that cannot be stacked); calibration: a Calibration made earlier instead.
     exclude: contraction (or output) names that stay float; exclude_first /
         exclude_last keep the layer nearest the input / the output float.
-    float_heads: the layers that make an output's logits (a conv or matmul whose result
-        reaches an output through a softmax or sigmoid: prepare.output_heads) stay float. An
-        8-bit unit hands on its result rounded to 256 levels over its calibrated range;
-        before a softmax that rounding flips classes nearly tied (a segmentation's edge
-        pixels: 2.8 % of a U-Net's pixels, bench/results/2026-12-06-zen4-model_zoo.md).
+    float_heads: the layers that make an output (a conv or matmul whose result reaches an
+        output through at most a bias and a softmax or sigmoid: prepare.output_heads) stay
+        float. An 8-bit unit hands on its result rounded to 256 levels over its calibrated
+        range; before a softmax that rounding flips classes nearly tied (a segmentation's
+        edge pixels: 2.8 % of a U-Net's pixels), and a regression output is that rounding
+        (the zoo's ink: max relative error 0.085, 0.032 with its head float;
+        bench/results/2026-12-06-zen4-model_zoo.md).
     min_sqnr_db: a layer whose output SQNR against the float graph falls below
         this on the samples goes back to float, and the rewrite is redone (at
         most `max_rounds` times). None: no fallback.
@@ -365,9 +367,11 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
     if exclude_last and edges:
         excluded.setdefault(edges[-1], "last layer kept float (exclude_last)")
     if float_heads:
-        for name, output in output_heads(graph_def, outputs).items():
+        for name, (output, activation) in output_heads(graph_def, outputs).items():
             excluded.setdefault(name, f"makes the logits of output '{output}': in 8 bits "
-                                      "they would flip classes nearly tied")
+                                      "they would flip classes nearly tied" if activation else
+                                f"makes output '{output}' itself: in 8 bits it would be "
+                                "rounded to 256 levels of its range")
 
     check = None
     if samples is not None:

@@ -1,7 +1,7 @@
 """Preparing a float graph for the int8 rewrite: the Consts a contraction reads through a
 reshape folded into Consts (fold_constant_weights), a batch matmul by a Const matrix made a
 MatMul (batch_matmuls_as_matmuls), and the layers that make an output's logits
-(output_heads), which `quantize(float_heads=True)` keeps float."""
+and of a regression output (output_heads), which `quantize(float_heads=True)` keeps float."""
 
 import numpy as np
 
@@ -107,9 +107,10 @@ _HEAD_PASS_THROUGH = ("Identity", "BiasAdd", "Add", "AddV2", "Reshape", "Squeeze
 
 
 def output_heads(graph_def, outputs):
-    """{contraction: output name} for each conv/matmul whose result becomes a graph output
-    through a softmax or sigmoid, with nothing between but a bias, a reshape or an
-    identity: the layer that makes a classifier's logits (a segmentation's per pixel)."""
+    """{contraction: (output name, its Softmax/Sigmoid op or None)} for each conv/matmul
+    whose result becomes a graph output with nothing between but a bias, a reshape, an
+    identity and at most one softmax or sigmoid: the layer that makes a classifier's
+    logits (a segmentation's per pixel), or a regression output itself."""
     by_name = {n.name: n for n in graph_def.node}
     # What varies from run to run: what a source other than a Const (a placeholder) reaches;
     # the rest is constant (a bias reshaped, say).
@@ -130,16 +131,15 @@ def output_heads(graph_def, outputs):
     heads = {}
     for output in outputs:
         node = by_name.get(graphs.node_name(output))
-        activated = False
+        activated = None
         for _ in range(len(by_name)):
             if node is None:
                 break
             if node.op in _CONTRACTIONS:
-                if activated:
-                    heads.setdefault(node.name, graphs.node_name(output))
+                heads.setdefault(node.name, (graphs.node_name(output), activated))
                 break
             if node.op in _HEAD_ACTIVATIONS and not activated:
-                activated = True
+                activated = node.op
             elif node.op not in _HEAD_PASS_THROUGH:
                 break
             sources = [by_name.get(graphs.node_name(i)) for i in node.input
