@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from leangraph import bench as timer
 from leangraph import graphs
-from leangraph.bench import benchmark
 from leangraph.errors import BenchmarkError, GraphError, UsageError
 from leangraph.pipeline.variants import LatencyStats, with_batch
 from leangraph.safety import require_safe
@@ -150,6 +150,6 @@ def session_timer(graph_def, session_config, threads, feeds, runs=30, warmup=5, 
             raise UsageError("session_timer times plain graphs and Grappler's bf16 rewrite; "
                              "this session config asks for something else")
         precision = "bf16"
-    result = benchmark(graph_def, feeds, runs=runs, warmup=warmup, threads=threads,
-                       max_time=max_time, precision=precision)
+    result = timer.benchmark(graph_def, feeds, runs=runs, warmup=warmup, threads=threads,
+                             max_time=max_time, precision=precision)
     return float(result.p50_ms)
