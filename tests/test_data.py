@@ -160,3 +160,16 @@ def test_the_split_holds_out_a_quarter_and_never_shares_examples(n, held, calibr
     assert not set(parts.calibration) & set(parts.verification)
     assert np.array_equal(parts.verification, D.split(n).verification)  # seeded
     assert not np.array_equal(parts.verification, D.split(n, seed=1).verification)
+
+
+def test_a_scalar_input_missing_from_the_data_points_to_feed():
+    """A scalar (or unknown-rank) input the data leaves out, such as keep_prob, is named
+    with the flag that sets it instead."""
+    inputs = [TensorInfo("x", "float32", (None, 3)), TensorInfo("keep_prob", "float32", None)]
+    with pytest.raises(DataError, match=r"no array for input\(s\) keep_prob .*set instead "
+                                        r"with --feed keep_prob=VALUE"):
+        D.read({"x": np.zeros((4, 3), np.float32)}, inputs)
+    inputs = [TensorInfo("x", "float32", (None, 3)), TensorInfo("y", "float32", (None, 3))]
+    with pytest.raises(DataError) as missing:
+        D.read({"x": np.zeros((4, 3), np.float32)}, inputs)
+    assert "--feed" not in str(missing.value)  # a tensor input needs its data

@@ -1041,3 +1041,25 @@ def test_every_option_is_declared_once_and_reproduced():
     assert got["output_kinds"] == ["reg=regression"] and got["feeds"] == ["k=1.0"]
     assert got["input_shapes"] == ["image:1,32,32,3"] and got["unsafe"] is True
     assert got["tolerance"] == 1e-3 and got["max_mae_increase"] == 0.2
+
+
+def test_the_step_by_step_freeze_repeats_the_loading_flags():
+    """The reproduce commands freeze MODEL as optimize did: with its --outputs and --feed,
+    and --batch none where examples fed one file each kept the batch open."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from leangraph.pipeline.settings import OptimizeConfig, reproduce_commands
+
+    config = OptimizeConfig(model="m.pb", model_path=Path("m.pb"), outdir=Path("out"),
+                            runs=5, data="folder",
+                            model_ends={"outputs": "probs", "feeds": ["keep_prob=1.0"]})
+    frozen = SimpleNamespace(kind="graph", name="frozen", bench_precision="fp32",
+                             transform=None, base=None)
+    lines = reproduce_commands(config, {"threads": None, "cpus": None, "runs": 5,
+                                        "batch_open": True, "transforms": {}}, frozen)
+    step = lines[lines.index("# the result step by step") + 1]
+    assert step == ("leangraph freeze m.pb -o optimized.pb --outputs probs --feed "
+                    "keep_prob=1.0 --batch none"), step
+    whole = lines[1]
+    assert "--outputs probs" in whole and "--feed keep_prob=1.0" in whole

@@ -326,9 +326,12 @@ def _match(arrays, inputs, outputs, what, source):
     if len(inputs) == 1 and len(rest) == 1:
         return {inputs[0].name: next(iter(rest.values())), **labels}
     missing = sorted(names - set(rest))
+    scalars = [i.name for i in inputs if i.name in missing and (i.shape is None or not i.shape)]
+    hint = (f"; a scalar such as {scalars[0]} can be set instead with --feed "
+            f"{scalars[0]}=VALUE" if scalars else "")
     raise DataError(f"{what}: {source} has no array for input(s) {', '.join(missing)} "
                     f"(it has: {', '.join(sorted(arrays)) or 'none'}; the model's inputs: "
-                    f"{_names(inputs)})")
+                    f"{_names(inputs)}){hint}")
 
 
 def _from_arrays(arrays, inputs, outputs, what, source, stacked=True):

@@ -8,6 +8,7 @@ import shutil
 from leangraph import hardware
 from leangraph.pipeline import evidence
 from leangraph.pipeline.choose import choose_result, int8_caller_hint, stacked_steps, thread_hint
+from leangraph.pipeline.data import holds_whole_examples
 from leangraph.pipeline.outdir import (
     commit,
     make_staging,
@@ -63,6 +64,8 @@ def report_stage(run, bench, prog):
         "verification": run.evidence.to_dict(),
         "output_kinds": dict(zip(run.gates.names, run.gates.kinds)),
         "model_ends": model_ends_setting(c.model_ends),
+        # Examples fed one file each: the model was frozen with its batch left open.
+        "batch_open": c.data is not None and holds_whole_examples(c.data),
     }
     if not ranked:
         run.notes.append("no eligible graph variant passed verification, so neither "

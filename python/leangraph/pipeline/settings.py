@@ -85,15 +85,14 @@ def reproduce_commands(config, settings, result):
         if result.bench_precision != "fp32":
             bench += ["--precision", result.bench_precision]
         lines += ["# time the result alone", " ".join(quote(c) for c in bench)]
+        freeze_flags = "".join(" " + quote(c) for c in _freeze_flags(config, settings))
         if model is not None and result.name == "frozen":
             lines += ["# the result step by step",
-                      f"leangraph freeze {quote(str(model))} -o optimized.pb"
-                      + (" --unsafe" if settings["unsafe"] else "")]
+                      f"leangraph freeze {quote(str(model))} -o optimized.pb{freeze_flags}"]
         elif model is not None and result.transform:
             frozen = "frozen.pb"
             lines += ["# the result step by step",
-                      f"leangraph freeze {quote(str(model))} -o {frozen}"
-                      + (" --unsafe" if settings["unsafe"] else "")]
+                      f"leangraph freeze {quote(str(model))} -o {frozen}{freeze_flags}"]
             source = frozen
             if result.base and result.base not in ("frozen",):
                 base_transform = settings["transforms"].get(result.base)
@@ -105,6 +104,18 @@ def reproduce_commands(config, settings, result):
             lines.append(f"leangraph transform --in_graph {source} --out_graph optimized.pb "
                          f"--transforms {quote(result.transform)}")
     return lines
+
+
+def _freeze_flags(config, settings):
+    """The `leangraph freeze` flags that freeze MODEL as optimize did: its ends, feeds,
+    signature, input shapes and weights, --unsafe, and --batch none where optimize kept the
+    batch open (examples fed one file each)."""
+    wanted = {"--inputs", "--outputs", "--feed", "--signature", "--input-shape", "--weights",
+              "--unsafe"}
+    flags = command_line([o for o in OPTIMIZE if o.flag in wanted], config)
+    if settings.get("batch_open"):
+        flags += ["--batch", "none"]
+    return flags
 
 
 @dataclass
