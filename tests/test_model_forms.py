@@ -645,3 +645,29 @@ def test_conds_on_a_frozen_flag_are_resolved(forms):
     assert not {"Rsqrt", "Mean"} & {n.op for n in folded.node}
     np.testing.assert_allclose(run(folded, {"x": x}, [output])[0], expected, rtol=1e-4,
                                atol=1e-4)
+
+
+@pytest.mark.slow
+def test_bigru_and_a_tf_keras_savedmodel_through_optimize_data(forms, tmp_path):
+    """The Keras 3 Bidirectional GRU with masking and dropout (.h5) and the tf.keras-2
+    SavedModel with three outputs go through optimize --data to a verified result, every
+    output gated."""
+    import json
+
+    from leangraph.optimize import optimize
+
+    gru = build.keras_recurrent("bigru", forms / "opt_bigru.h5")
+    report = optimize(gru, outdir=tmp_path / "gru", data=build.token_data(forms / "t2.npz"),
+                      runs=2, progress=False)
+    assert report.ok and report.variant(report.result).verified_on == 6
+    x = np.random.default_rng(9).normal(size=(40, 5)).astype(np.float32)
+    made = build.tf_keras_savedmodel(forms / "tfk_opt", x[:1], forms / "k3_opt.keras")
+    assert made is not None, "tf_keras is not installed (make setup installs it)"
+    np.save(tmp_path / "x.npy", x)
+    report = optimize(made[0], outdir=tmp_path / "sm", data=tmp_path / "x.npy", runs=2,
+                      progress=False)
+    assert report.ok
+    written = json.loads((tmp_path / "sm" / "report.json").read_text())
+    result = next(v for v in written["variants"] if v["name"] == written["result"])
+    assert len({c["name"] for c in result["verification"]["outputs"]}) == 3
+    assert result["verified_on"] == 16  # 40 examples: 16 held out
