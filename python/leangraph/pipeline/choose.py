@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from leangraph.errors import LeangraphError
-from leangraph.pipeline.confirm import CONFIRM_MAX_TIME, CONFIRM_TARGET_CI
+from leangraph.pipeline.confirm import CONFIRM_MAX_TIME, CONFIRM_TARGET_CI, pairs
 from leangraph.pipeline.export import write_result
 from leangraph.pipeline.inputs import load_any_model
 from leangraph.pipeline.settings import run_bench_kwargs
@@ -39,10 +39,9 @@ def confirm_result(run, bench, chosen, prog):
               f"±{CONFIRM_TARGET_CI:.0%}")
     feeds = run.first_example
     try:
-        result = bench.compare(frozen.graph_def, chosen.graph_def, feeds, outputs=run.ends[1],
-                               runs=20, warmup=3, target_ci=CONFIRM_TARGET_CI,
-                               max_time=CONFIRM_MAX_TIME, precision_b=chosen.bench_precision,
-                               allow_io_ops=True, **run_bench_kwargs(c))
+        result = pairs(frozen.graph_def, chosen.graph_def, feeds, outputs=run.ends[1],
+                       precision_b=chosen.bench_precision, allow_io_ops=True,
+                       **run_bench_kwargs(c))
     except LeangraphError as exc:
         run.notes.append(f"the confirming comparison of {chosen.name} with frozen failed: {exc}")
         return None
@@ -238,10 +237,8 @@ def stacked_steps(run, bench, chosen, prog):
     def timed(a, b):
         prog.item(f"{b[0]} vs {a[0]}: pairs until the 95 % interval is within "
                   f"±{CONFIRM_TARGET_CI:.0%}")
-        result = bench.compare(a[1], b[1], feeds, outputs=run.ends[1], runs=20, warmup=3,
-                               target_ci=CONFIRM_TARGET_CI, max_time=CONFIRM_MAX_TIME,
-                               precision=a[2], precision_b=b[2], allow_io_ops=True,
-                               **run_bench_kwargs(c))
+        result = pairs(a[1], b[1], feeds, outputs=run.ends[1], precision=a[2],
+                       precision_b=b[2], allow_io_ops=True, **run_bench_kwargs(c))
         return {"a": a[0], "b": b[0], "speedup": result.speedup,
                 "speedup_ci95": list(result.speedup_ci95), "pairs": result.pairs,
                 "target_met": result.target_met}

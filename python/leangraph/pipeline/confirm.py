@@ -13,12 +13,19 @@ CONFIRM_TARGET_CI = 0.03
 CONFIRM_MAX_TIME = 30.0
 
 
+def pairs(a, b, feeds, **options):
+    """`b` against `a` in interleaved pairs (leangraph.bench.compare, 20 pairs at least)
+    until the speed-up's 95 % interval is within CONFIRM_TARGET_CI, or CONFIRM_MAX_TIME
+    passes: the one way optimize and tune confirm a speed-up. options: compare's others
+    (outputs, threads, cpus, precisions)."""
+    return bench.compare(a, b, feeds, runs=20, warmup=3, target_ci=CONFIRM_TARGET_CI,
+                         max_time=CONFIRM_MAX_TIME, **options)
+
+
 def confirm(baseline_graph, best_graph, best, feeds, say):
     """The trials rank on p50s of separate runs; the claimed speed-up is measured side by side."""
     try:
-        c = bench.compare(baseline_graph, best_graph, feeds, runs=20, warmup=3,
-                          target_ci=CONFIRM_TARGET_CI, max_time=CONFIRM_MAX_TIME,
-                          threads=best.threads)
+        c = pairs(baseline_graph, best_graph, feeds, threads=best.threads)
     except LeangraphError as exc:
         say(f"the confirming comparison failed: {exc}")
         return None
