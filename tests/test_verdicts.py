@@ -319,3 +319,25 @@ def test_cli_output_kind_gate_and_labels_per_output(tmp_path, capsys):
     assert metrics == {yes: "accuracy", value: "accuracy"}
     assert report["verification"]["labels"] == sorted([yes, value])
     assert "--data" in report["commands"][1]
+
+
+def test_the_verdict_line_states_the_confirmed_speed_up():
+    """The one-line verdict gives the speed-up the interleaved pairs measured against the
+    frozen graph, beside the rounds' ratio to the reference, so a fast-looking round
+    cannot stand alone as the claim."""
+    from pathlib import Path
+
+    from leangraph.pipeline.variants import Variant
+    from leangraph.report import OptimizeReport
+
+    int8 = Variant(name="int8", description="", kind="graph", precision="int8", speedup=41.98)
+    settings = {"verification": {"invented": False, "held_out": True, "n_verification": 16,
+                                 "source": "reviews.npy"},
+                "confirmed": {"b": "int8", "speedup": 0.98, "speedup_ci95": [0.95, 1.0]}}
+    report = OptimizeReport(model="m", outdir=Path("out"), settings=settings, environment={},
+                            variants=[int8], result="int8")
+    assert report.verdict() == ("result: int8 (int8, 41.98× the reference; 0.98× the frozen "
+                                "graph [95 % CI 0.95, 1.00] in interleaved pairs), passed on "
+                                "16 held-out example(s) of reviews.npy")
+    settings["confirmed"] = None
+    assert "interleaved" not in report.verdict()
