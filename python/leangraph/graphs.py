@@ -188,6 +188,20 @@ def tensor_name(endpoint):
     return endpoint if ":" in endpoint else endpoint + ":0"
 
 
+def ancestors(nodes, names):
+    """Names of the nodes `names` need (themselves included, control inputs followed), in a
+    {name: NodeDef} map; names not in it are skipped."""
+    keep = set()
+    pending = [node_name(n) for n in names]
+    while pending:
+        name = pending.pop()
+        if name in keep or name not in nodes:
+            continue
+        keep.add(name)
+        pending.extend(node_name(i) for i in nodes[name].input)
+    return keep
+
+
 def default_inputs(graph_def):
     """The Placeholders, in graph order."""
     return [n.name for n in graph_def.node if n.op in ("Placeholder",)]

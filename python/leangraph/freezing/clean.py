@@ -140,15 +140,8 @@ def _clean(graph_def, inputs, outputs, placeholder_shapes):
     sources = [(resolve(t), n, d, [resolve(c) for c in cs]) for t, n, d, cs in sources]
 
     # 4. Prune to what the outputs need; keep every declared input.
-    keep = set()
-    pending = [graphs.node_name(t) for t, _, _, cs in sources for t in [t] + cs]
-    pending += [p for p, _ in inputs]
-    while pending:
-        name = pending.pop()
-        if name in keep or name not in nodes:
-            continue
-        keep.add(name)
-        pending.extend(graphs.node_name(i) for i in nodes[name].input)
+    keep = graphs.ancestors(nodes, [t for t, _, _, cs in sources for t in [t] + cs]
+                            + [p for p, _ in inputs])
 
     # 5. Names: inputs and outputs get the wanted names; an internal node that
     #    already has one of them moves aside.

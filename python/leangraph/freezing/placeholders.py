@@ -426,14 +426,7 @@ def prune(graph_def, outputs, inputs):
     from tensorflow.core.framework import graph_pb2
 
     nodes = {n.name: n for n in graph_def.node}
-    keep = set()
-    pending = [graphs.node_name(o) for o in outputs] + list(inputs)
-    while pending:
-        name = pending.pop()
-        if name in keep or name not in nodes:
-            continue
-        keep.add(name)
-        pending.extend(graphs.node_name(i) for i in nodes[name].input)
+    keep = graphs.ancestors(nodes, list(outputs) + list(inputs))
     stripped = [n.name for n in graph_def.node if n.name not in keep
                 and (n.op in _PLACEHOLDERS or is_dataset_op(n.op))]
     if len(keep) == len(nodes):

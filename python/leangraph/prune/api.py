@@ -19,7 +19,6 @@ from leangraph.prune import shared as P
 from leangraph.prune.data import check_data, split
 from leangraph.prune.int8 import int8_ready
 from leangraph.prune.report import PruneReport, group_rows
-from leangraph.prune.scoring import Scoring
 from leangraph.search.storage import data_fingerprint, masked
 
 
@@ -172,12 +171,11 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
                          "give one of them")
     model_arg = model
     model = _load(model, unsafe)
-    scoring = Scoring.for_model(model, y, output_kind, max_mae_increase)
-    config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
-                             seconds=seconds, patience=patience, batch_size=batch_size,
-                             learning_rate=learning_rate, seed=seed, progress=progress,
-                             scoring=scoring)
-    config.check()
+    config = D.DistillConfig.for_model(
+        model, y, output_kind, max_mae_increase, temperature=temperature, alpha=alpha,
+        epochs=epochs, seconds=seconds, patience=patience, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, progress=progress)
+    scoring = config.scoring
     x, y = check_data(model, x, y, scoring)
     train, val = split(len(x), holdout, seed)
     graph = G.ChannelGraph(model)

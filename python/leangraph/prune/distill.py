@@ -32,6 +32,14 @@ class DistillConfig:
     #: teacher's output and whether there are labels)
     scoring: object = None
 
+    @classmethod
+    def for_model(cls, model, y=None, output_kind=None, max_mae_increase=0.1, **options):
+        """A checked config whose scoring reads `model`'s output (prune.scoring.Scoring)."""
+        scoring = Scoring.for_model(model, y, output_kind, max_mae_increase)
+        config = cls(scoring=scoring, **options)
+        config.check()
+        return config
+
     def check(self):
         if not self.temperature > 0:
             raise PruneError(f"temperature must be > 0, got {self.temperature}")

@@ -11,7 +11,7 @@ from leangraph.prune.lowrank import ranks as K
 from leangraph.prune.lowrank.apply import Factorable
 from leangraph.prune.lowrank.decompose import ENERGIES
 from leangraph.prune.lowrank.report import LowRankReport
-from leangraph.prune.scoring import Scoring, drop
+from leangraph.prune.scoring import drop
 
 
 def _print_layer(name, row):
@@ -102,12 +102,11 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
         raise PruneError(f"energies must be shares in (0, 1], got {list(energies)}")
     model = P._load(model, unsafe)
     teacher = model if teacher is None else P._load(teacher, unsafe)
-    scoring = Scoring.for_model(teacher, y, output_kind, max_mae_increase)
-    config = D.DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs,
-                             seconds=seconds, patience=patience, batch_size=batch_size,
-                             learning_rate=learning_rate, seed=seed, progress=progress,
-                             scoring=scoring)
-    config.check()
+    config = D.DistillConfig.for_model(
+        teacher, y, output_kind, max_mae_increase, temperature=temperature, alpha=alpha,
+        epochs=epochs, seconds=seconds, patience=patience, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, progress=progress)
+    scoring = config.scoring
     x, y = P.check_data(model, x, y, scoring)
     train, val = P.split(len(x), holdout, seed)
     factorable = Factorable(model)
