@@ -11,6 +11,7 @@ import numpy as np
 from leangraph import graphs
 from leangraph.quantization.calibrate import _Session
 from leangraph.quantization.runs import StepwiseRunner
+from leangraph.quantization.units import depths, quantized_units, readers
 
 #: Bias correction takes a channel's mean 8-bit error from at least this many of its values.
 _MIN_VALUES_PER_CHANNEL = 8
@@ -22,11 +23,9 @@ def _upstream(graph_def, units, at=None):
 
     at: {unit: the node whose inputs count instead of the unit's own (a Sum-fused unit's
     add, which its summand reaches too)}."""
-    from leangraph.quantization.int8 import _depths
-
     index = {c: i for i, c in enumerate(units)}
     nodes = {n.name: n for n in graph_def.node}
-    depth = _depths(graph_def)
+    depth = depths(graph_def)
     reach = {}
     for name in sorted(depth, key=depth.get):
         mask = 0
@@ -42,10 +41,8 @@ def _upstream(graph_def, units, at=None):
 def _bias_targets(probe, ends):
     """{contraction: (8-bit node, its bias Const, the float tensor its unit ends at)} of a
     probed rewrite, for the units with a float Const bias whose end the probes show."""
-    from leangraph.quantization.int8 import _readers, quantized_units
-
     by = {n.name: n for n in probe.node}
-    readers = _readers(probe)
+    after = readers(probe)
     out = {}
     for contraction, (_, name) in quantized_units(probe).items():
         node = by[name]
@@ -55,7 +52,7 @@ def _bias_targets(probe, ends):
             # It ends at the add (or the Relu after it), whose probe bears that name: its
             # bias takes the sum's mean error, what reaches it through the summand included
             # (fitted after the summand's producer).
-            end = next((r.name for r in readers.get(name, ()) if r.op == "Dequantize"
+            end = next((r.name for r in after.get(name, ()) if r.op == "Dequantize"
                         and r.input[0] in (name, name + ":0")), None)
         bias = by.get(graphs.node_name(node.input[2])) if len(node.input) > 2 else None
         if ("BiasAdd" in fused and bias is not None and bias.op == "Const"
@@ -74,16 +71,14 @@ def _left_to_readers(graph_def, targets, ends):
     the rest. Its bias then stays one value (zero, or an unsigned hand-over's shift)
     instead of a vector of C floats: NASNetMobile's 160 depthwise biases were 0.3
     points of its int8 file."""
-    from leangraph.quantization.int8 import _readers
-
     by_name = {n.name: n for n in graph_def.node}
-    readers = _readers(graph_def, control=True)
+    after_all = readers(graph_def, control=True)
     out = []
     for c in targets:
         node = by_name.get(c)
         if node is None or ends.get(c) != c:
             continue
-        after = readers.get(c, [])
+        after = after_all.get(c, [])
         if after and all(r.op == "Conv2D" and r.name in targets and not r.name == c
                          and graphs.node_name(r.input[0]) == c and _is_pointwise(r, by_name)
                          for r in after):
@@ -203,11 +198,9 @@ def _with_biases(graph_def, corrected):
     """A copy of a rewrite whose 8-bit nodes named in `corrected` read their bias less that."""
     from tensorflow.python.framework import tensor_util
 
-    from leangraph.quantization.int8 import _readers
-
     out = graphs.graph_pb2().GraphDef()
     out.CopyFrom(graph_def)
-    readers = _readers(out, control=True)
+    read_by = readers(out, control=True)
     by = {n.name: n for n in out.node}
     for name, values in sorted(corrected.items()):
         node = by.get(name)
@@ -217,7 +210,7 @@ def _with_biases(graph_def, corrected):
         old = tensor_util.MakeNdarray(const.attr["value"].tensor)
         if const.op != "Const" or old.shape != values.shape:
             continue
-        if len(readers[const.name]) > 1:  # shared: the unit gets a Const of its own
+        if len(read_by[const.name]) > 1:  # shared: the unit gets a Const of its own
             own = out.node.add()
             own.CopyFrom(const)
             own.name = f"{name}/corrected_bias"

@@ -41,11 +41,17 @@ from leangraph.quantization.prepare import (
     output_heads,
 )
 from leangraph.quantization.runs import FloatValues, run_all
+from leangraph.quantization.units import (  # noqa: F401 - QUANTIZED_OPS: Q.int8's too
+    QUANTIZED_OPS,
+    chain_ends,
+    chain_inputs,
+    depths,
+    quantized_units,
+    readers,
+)
 from leangraph.transform import transform
 
 
-QUANTIZED_OPS = ("_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D", "_QuantizedMatMul")
-_SUFFIX = "_int8"
 #: A layer whose output SQNR against the float graph falls below this goes back to float.
 DEFAULT_MIN_SQNR_DB = 15.0
 # Where a unit's 8-bit input or output must be converted from or to float, it
@@ -127,20 +133,6 @@ class QuantizeResult:
         }
 
 
-def quantized_units(graph_def):
-    """{float contraction name: (8-bit op, node name)} of a quantize_int8 result."""
-    units = {}
-    for node in graph_def.node:
-        if node.op in QUANTIZED_OPS and len(node.input) > 1:
-            # A conv keeps its unit's name; a matmul takes its last node's, and its
-            # weights carry the unit's (<unit>/w).
-            qname = (graphs.node_name(node.input[1]).rsplit("/", 1)[0]
-                     if node.op == "_QuantizedMatMul" else node.name)
-            if qname.endswith(_SUFFIX):
-                units[qname[: -len(_SUFFIX)]] = (node.op, node.name)
-    return units
-
-
 def _macs_and_sizes(graph_def):
     """({contraction: MACs per example}, {tensor "node:port": elements per example, when static})."""
     tf_graph = summary._shape_graph(graph_def, 1)
@@ -162,59 +154,19 @@ def _conversion_costs(rewritten, graph_def, macs, sizes):
     8-bit neighbours pays nothing. The counts are of the float graph's tensors, per example."""
     units = quantized_units(rewritten)
     by_name = {n.name: n for n in rewritten.node}
-    readers = _readers(rewritten)
-    sources, ends = _chain_inputs(graph_def), _chain_ends(graph_def)
+    after = readers(rewritten)
+    sources, ends = chain_inputs(graph_def), chain_ends(graph_def)
     out = {}
     for contraction, (op, name) in units.items():
         node = by_name[name]
         converted = 0.0
         producer = by_name.get(graphs.node_name(node.input[0]))
         if producer is not None and producer.op == "QuantizeV2":
-            sharing = len({r.name for r in readers.get(producer.name, []) if r.op in QUANTIZED_OPS})
+            sharing = len({r.name for r in after.get(producer.name, []) if r.op in QUANTIZED_OPS})
             converted += sizes.get(sources.get(contraction, ""), 0) / max(1, sharing)
-        if op != "_QuantizedMatMul" and any(r.op == "Dequantize" for r in readers.get(name, [])):
+        if op != "_QuantizedMatMul" and any(r.op == "Dequantize" for r in after.get(name, [])):
             converted += sizes.get(ends.get(contraction, "") + ":0", 0)
         out[contraction] = macs.get(contraction, 0) / converted if converted else math.inf
-    return out
-
-
-def _readers(graph_def, control=False):
-    """{node: the nodes that read one of its outputs (and, with control, wait on it)}."""
-    readers = {}
-    for node in graph_def.node:
-        for i in node.input:
-            if control or not i.startswith("^"):
-                readers.setdefault(graphs.node_name(i), []).append(node)
-    return readers
-
-
-def _chain_ends(graph_def):
-    """{contraction: the node a unit would end at} (BiasAdd, Relu, Relu6 sole readers)."""
-    readers = _readers(graph_def, control=True)
-    ends = {}
-    for node in graph_def.node:
-        if node.op not in _CONTRACTIONS:
-            continue
-        last = node
-        for ops in (("BiasAdd",), ("Relu", "Relu6")):
-            r = readers.get(last.name, [])
-            if len(r) == 1 and r[0].op in ops:
-                last = r[0]
-        ends[node.name] = last.name
-    return ends
-
-
-def _chain_inputs(graph_def):
-    """{contraction: the float tensor its unit reads} (through a Pad it absorbs)."""
-    by_name = {n.name: n for n in graph_def.node}
-    out = {}
-    for node in graph_def.node:
-        if node.op in _CONTRACTIONS and node.input:
-            source = node.input[0]
-            producer = by_name.get(graphs.node_name(source))
-            if producer is not None and producer.op == "Pad" and producer.input:
-                source = producer.input[0]
-            out[node.name] = graphs.tensor_name(source)
     return out
 
 
@@ -222,32 +174,9 @@ def _first_and_last(graph_def, ends):
     """The contraction nearest the inputs and the one nearest the outputs, by graph depth."""
     if not ends:
         return []
-    depth = _depths(graph_def)
+    depth = depths(graph_def)
     ordered = sorted(ends, key=lambda n: depth.get(n, 0))
     return [ordered[0], ordered[-1]]
-
-
-def _depths(graph_def):
-    """{node: its longest path from a source}; nodes on a loop are left out."""
-    inputs = {n.name: [graphs.node_name(i) for i in n.input if not i.startswith("^")]
-              for n in graph_def.node}
-    readers = {name: [] for name in inputs}
-    pending = {}
-    for name, sources in inputs.items():
-        sources = [s for s in sources if s in inputs]
-        pending[name] = len(sources)
-        for s in sources:
-            readers[s].append(name)
-    depth = {name: 0 for name, count in pending.items() if count == 0}
-    ready = list(depth)
-    while ready:  # Kahn's order; nodes on a loop never become ready
-        name = ready.pop()
-        for r in readers[name]:
-            depth[r] = max(depth.get(r, 0), depth[name] + 1)
-            pending[r] -= 1
-            if pending[r] == 0:
-                ready.append(r)
-    return depth
 
 
 def _transform(graph_def, calibration, exclude, probes, inputs, outputs, weight_bits=8,
@@ -335,7 +264,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
             graph_def, spread = equalize_depthwise(graph_def)
         # The float values of the check samples are kept from calibration's runs.
         observed = FloatValues(graph_def, original,
-                               _check_tensors(graph_def, _chain_ends(graph_def)))
+                               _check_tensors(graph_def, chain_ends(graph_def)))
         calibration = calibrate(graph_def, samples, method=method, progress=progress,
                                 observer=observed.observing(max(1, int(check_samples))))
     elif not isinstance(calibration, Calibration):
@@ -348,7 +277,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         outputs = [outputs]
     outputs = list(outputs)
 
-    ends = _chain_ends(graph_def)
+    ends = chain_ends(graph_def)
     known = {n.name for n in graph_def.node}
     excluded = {}
     for name in exclude:
@@ -554,7 +483,7 @@ def _check_tensors(graph_def, ends):
              and graphs.node_name(n.input[0]) in adds]
     return list(dict.fromkeys(
         graphs.tensor_name(t)
-        for t in list(ends.values()) + list(_chain_inputs(graph_def).values()) + adds
+        for t in list(ends.values()) + list(chain_inputs(graph_def).values()) + adds
         if graphs.node_name(t) not in loops))
 
 
@@ -562,7 +491,7 @@ def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
     """{contraction: (SQNR of the tensor its unit reads, SQNR of its output)} against the float graph.
 
     float_values: a FloatValues of graph_def on `feeds`."""
-    sources = _chain_inputs(graph_def)
+    sources = chain_inputs(graph_def)
     probe_names = {n.name for n in probe.node}
     names = []
     for c in units:

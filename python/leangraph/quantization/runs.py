@@ -27,6 +27,7 @@ from leangraph.quantization.calibrate import (
     padded,
     static_batch,
 )
+from leangraph.quantization.units import depths
 
 
 def batches(graph_def, feeds):
@@ -154,9 +155,7 @@ def bias_masks(graph_def, biases):
     if (graph_def.library.function or graphs.loop_nodes(graph_def)
             or graphs.branch_nodes(graph_def)):
         return None
-    from leangraph.quantization.int8 import _depths
-
-    depth = _depths(graph_def)
+    depth = depths(graph_def)
     by_name = {n.name: n for n in graph_def.node}
     if len(depth) != len(by_name):
         return None  # a cycle outside a loop frame: nothing is safe to cut
