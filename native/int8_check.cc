@@ -100,9 +100,13 @@ const FusedForm kConvForms[] = {
     {{"BiasAdd", "Relu", "Requantize"}, false},
     {{"BiasAdd", "Sum", "Relu", "Requantize"}, true},
 };
+// A matmul's list ends in Dequantize (a float output) or Requantize (an
+// 8-bit one, with the output's range as two more inputs).
 const std::vector<std::string> kMatMulForms[] = {
     {"BiasAdd", "Dequantize"},
     {"BiasAdd", "Relu", "Dequantize"},
+    {"BiasAdd", "Requantize"},
+    {"BiasAdd", "Relu", "Requantize"},
 };
 
 // Input positions of plain quantized ops that hold one value each (a min or
@@ -516,22 +520,35 @@ class Int8Checker {
       return Refuse(node, absl::StrCat(
           "fused_ops [", absl::StrJoin(fused, ", "),
           "] is not a list leangraph has proved TensorFlow's int8 kernel runs; it runs "
-          "[BiasAdd, Dequantize] and [BiasAdd, Relu, Dequantize]"));
+          "[BiasAdd, Dequantize], [BiasAdd, Relu, Dequantize], [BiasAdd, Requantize] and "
+          "[BiasAdd, Relu, Requantize]"));
     }
+    const bool requantized = fused.back() == "Requantize";
     const DataType input = TypeAttr(node, "T1");
+    const DataType out = TypeAttr(node, "Tout");
     if (input != kQInt8 && input != kQUInt8) return Refuse(node, "'T1' must be qint8 or quint8");
     if (TypeAttr(node, "T2") != kQInt8) return Refuse(node, "'T2' must be qint8");
-    if (TypeAttr(node, "Tbias") != kFloat || TypeAttr(node, "Tout") != kFloat) {
-      return Refuse(node, "'Tbias' and 'Tout' must be float (its fused ops end in Dequantize)");
+    if (TypeAttr(node, "Tbias") != kFloat) return Refuse(node, "'Tbias' must be float");
+    if (!requantized && out != kFloat) {
+      return Refuse(node, "'Tout' must be float (its fused ops end in Dequantize)");
+    }
+    if (requantized && out != kQInt8 && out != kQUInt8) {
+      return Refuse(node, "'Tout' must be qint8 or quint8 (its fused ops end in Requantize)");
     }
     if (BoolAttr(node, "transpose_a")) return Refuse(node, "'transpose_a' must be false");
+    // Input, weight, bias, the input's and weight's ranges, and with
+    // Requantize the output's.
+    const int arity = requantized ? 9 : 7;
     std::vector<DataType> inputs = {input, kQInt8};
-    inputs.resize(7, kFloat);
-    absl::Status status = CheckHostTypes(node, inputs, {kFloat});
+    inputs.resize(arity, kFloat);
+    std::vector<DataType> outputs = {out};
+    if (requantized) outputs = {out, kFloat, kFloat};
+    absl::Status status = CheckHostTypes(node, inputs, outputs);
     if (!status.ok()) return status;
-    if (node.input_size() < 7 || (node.input_size() > 7 && !ParseEdge(node.input(7)).control)) {
+    if (node.input_size() < arity ||
+        (node.input_size() > arity && !ParseEdge(node.input(arity)).control)) {
       return Refuse(node, absl::StrCat("it has ", node.input_size(),
-                                       " inputs; its fused ops need 7"));
+                                       " inputs; its fused ops need ", arity));
     }
     status = NeedRank(node, 0, 2);
     if (!status.ok()) return status;
@@ -541,6 +558,9 @@ class Int8Checker {
       if (status.ok()) status = NeedOneValue(node, i, false);
     }
     if (status.ok()) status = CheckFilterRange(node, 5, channels);
+    for (int i = 7; i < arity; ++i) {
+      if (status.ok()) status = NeedOneValue(node, i, false);
+    }
     return status;
   }
 

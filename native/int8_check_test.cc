@@ -132,6 +132,90 @@ bool Accepted(const GraphDef& graph) {
 
 LG_TEST(AcceptsTheRewritesOwnForm) { LG_EXPECT(Accepted(Int8Graph())); }
 
+// input -> QuantizeV2 -> matmul (bias, requantize, qint8) -> matmul (bias,
+// relu, dequantize): a factorised Dense's pair, handed over 8-bit.
+GraphDef MatMulPair() {
+  GraphDef graph;
+  Add(&graph, "input", "Placeholder");
+  AddConst(&graph, "lo", {});
+  AddConst(&graph, "hi", {});
+  NodeDef* q = Add(&graph, "q", "QuantizeV2", {"input", "lo", "hi"});
+  (*q->mutable_attr())["T"].set_type(kQUInt8);
+  (*q->mutable_attr())["axis"].set_i(-1);
+  auto matmul = [&](const std::string& name, const std::string& input, DataType in,
+                    const std::vector<int64_t>& dims, bool requantized) {
+    AddConst(&graph, name + "/w", dims, kQInt8);
+    AddConst(&graph, name + "/b", {dims[1]});
+    AddConst(&graph, name + "/wmin", {dims[1]});
+    AddConst(&graph, name + "/wmax", {dims[1]});
+    NodeDef* mm = Add(&graph, name, "_QuantizedMatMul",
+                      {input, name + "/w", name + "/b", input == "q" ? "q:1" : "lo",
+                       input == "q" ? "q:2" : "hi", name + "/wmin", name + "/wmax"});
+    auto& attr = *mm->mutable_attr();
+    attr["T1"].set_type(in);
+    attr["T2"].set_type(kQInt8);
+    attr["Tbias"].set_type(kFloat);
+    attr["Tout"].set_type(requantized ? kQInt8 : kFloat);
+    if (requantized) {
+      mm->add_input("lo");
+      mm->add_input("hi");
+      SetStrings(mm, "fused_ops", {"BiasAdd", "Requantize"});
+      SetTypes(mm, "Thost_inputs", {in, kQInt8, kFloat, kFloat, kFloat, kFloat, kFloat,
+                                    kFloat, kFloat});
+      SetTypes(mm, "Thost_outputs", {kQInt8, kFloat, kFloat});
+    } else {
+      SetStrings(mm, "fused_ops", {"BiasAdd", "Relu", "Dequantize"});
+      SetTypes(mm, "Thost_inputs", {in, kQInt8, kFloat, kFloat, kFloat, kFloat, kFloat});
+      SetTypes(mm, "Thost_outputs", {kFloat});
+    }
+    SetTypes(mm, "Tdevice_inputs", {});
+    SetTypes(mm, "Tdevice_outputs", {});
+  };
+  matmul("inner", "q", kQUInt8, {4, 2}, true);
+  matmul("outer", "inner", kQInt8, {2, 3}, false);
+  return graph;
+}
+
+LG_TEST(AcceptsAMatMulPairHandedOverEightBit) { LG_EXPECT(Accepted(MatMulPair())); }
+
+LG_TEST(RefusesABrokenEightBitMatMulHandOver) {
+  {  // Requantize with a float output type
+    GraphDef graph = MatMulPair();
+    (*Find(&graph, "inner")->mutable_attr())["Tout"].set_type(kFloat);
+    LG_EXPECT(Refused(graph, {"inner", "'Tout' must be qint8 or quint8"}));
+  }
+  {  // Dequantize with an 8-bit output type
+    GraphDef graph = MatMulPair();
+    (*Find(&graph, "outer")->mutable_attr())["Tout"].set_type(kQUInt8);
+    LG_EXPECT(Refused(graph, {"outer", "'Tout' must be float"}));
+  }
+  {  // Requantize without the output's range
+    GraphDef graph = MatMulPair();
+    NodeDef* inner = Find(&graph, "inner");
+    inner->mutable_input()->RemoveLast();
+    inner->mutable_input()->RemoveLast();
+    LG_EXPECT(Refused(graph, {"inner", "need 9"}));
+  }
+  {  // an output range the kernel would read as a scalar, given as a vector
+    GraphDef graph = MatMulPair();
+    AddConst(&graph, "wide", {3});
+    Find(&graph, "inner")->set_input(8, "wide");
+    LG_EXPECT(Refused(graph, {"inner"}));
+  }
+  {  // host outputs that contradict the fused ops
+    GraphDef graph = MatMulPair();
+    SetTypes(Find(&graph, "inner"), "Thost_outputs", {kQInt8});
+    LG_EXPECT(Refused(graph, {"inner"}));
+  }
+  {  // a fused list no proof covers
+    GraphDef graph = MatMulPair();
+    SetStrings(Find(&graph, "inner"), "fused_ops", {"BiasAdd", "Relu6", "Requantize"});
+    LG_EXPECT(Refused(graph, {"inner", "[BiasAdd, Relu, Requantize]"}));
+  }
+}
+
+
+
 LG_TEST(AcceptsOneFilterRangeForAllChannels) {
   GraphDef graph = Int8Graph();
   Find(&graph, "conv")->set_input(5, "lo");

@@ -368,3 +368,35 @@ def test_a_layer_stops_at_the_first_rank_no_faster_but_not_at_an_inconclusive_on
     assert {n: r["rank"] for n, r in found["energy 0.8"].items()} == {"a": 16}
     assert "energy 0.9" not in found  # nothing pays there: no empty level
     assert "evbmf" not in found  # the same layers and ranks as energy 0.8: not tried twice
+
+
+def test_a_factorised_pair_stays_8_bit_between_its_matmuls_and_matches_float(mlp, digits):
+    """int8 of a factorised Dense: the rank-r MatMul requantizes straight into the second
+    factor's, so no QuantizeV2 sits between them (each cost more than the matmul itself),
+    and the result still computes what the float graph does."""
+    from leangraph.prune.search import deploy_graph
+    from leangraph.quantization.int8 import quantize
+    from leangraph.runner import run
+
+    x, _ = digits
+    factorised = Factorable(mlp).rebuild({"d1": 16, "d2": 16})
+    graph, name, outputs = deploy_graph(factorised, 16)
+    q = quantize(graph, x[:128], outputs=outputs, require_int8_cpu=False, min_sqnr_db=None)
+    by = {n.name: n for n in q.graph_def.node}
+    matmuls = [n for n in q.graph_def.node if n.op == "_QuantizedMatMul"]
+    assert len(matmuls) == 5
+    requantized = [n for n in matmuls if n.attr["fused_ops"].list.s[-1] == b"Requantize"]
+    # Both rank-r halves and both hidden layers hand on 8-bit; only the head dequantizes.
+    assert len(requantized) == 4
+    for node in requantized:
+        readers = [n for n in q.graph_def.node if node.name in n.input]
+        assert readers and all(r.op == "_QuantizedMatMul" for r in readers)
+    assert sum(n.op == "QuantizeV2" for n in q.graph_def.node) == 1
+    assert sum(n.op == "Dequantize" for n in q.graph_def.node) == 0
+    lowrank_mm = next(n for n in requantized if "d1_lowrank" in n.name)
+    assert by[lowrank_mm.name].attr["Tout"].type == 11  # qint8: no Relu between the factors
+    batch = x[200:216]
+    want = run(graph, {name: batch}, outputs)[0]
+    got = run(q.graph_def, {name: batch}, outputs)[0]
+    assert np.abs(got - want).max() < 0.05
+    assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9

@@ -126,7 +126,7 @@ void QuantizeWeight(const Unit& unit, GraphDef* out, const std::string& scope,
   *out->add_node() = MakeVector(*wmax, scale);
 }
 
-// A requantizing conv's output range (outputs 1 and 2) is the constant range
+// A requantizing conv's or matmul's output range (outputs 1 and 2) is the constant range
 // it was given, and an 8-bit pool's is its input's: readers take those
 // constants (q<N>/lo) instead of "<layer>_int8:1", a tenth of a narrow
 // network's node bytes (NASNetMobile: 0.25 % of its int8 file). The graph
@@ -152,7 +152,7 @@ void ReadRangesFromConstants(GraphDef* out) {
       if (ranges.count(node.name()) > 0) continue;
       std::optional<std::pair<std::string, std::string>> range;
       const auto fused = node.attr().find("fused_ops");
-      if ((node.op() == "_FusedQuantizedConv2D" ||
+      if ((node.op() == "_FusedQuantizedConv2D" || node.op() == "_QuantizedMatMul" ||
            node.op() == "_FusedQuantizedDepthwiseConv2D") && fused != node.attr().end()) {
         const auto& ops = fused->second.list().s();
         int n = node.input_size();  // data inputs: control edges come last
@@ -261,7 +261,10 @@ class Emitter {
     std::vector<DataType> types;
     std::vector<std::string> fused;
   };
-  void MatMulKernel(const Quantized& source, NodeDef* q, Kernel* kernel);
+  // Dequantizes inside the kernel, or requantizes to the unit's output
+  // range where only 8-bit units read it (see plan.cc).
+  void MatMulKernel(const Unit& unit, const Quantized& source, const std::string& scope,
+                    NodeDef* q, Kernel* kernel);
   // Adds the Sum fusion's summand (quantized on first use) and the output's
   // requantization range.
   void ConvKernel(const Unit& unit, const Quantized& source, const std::string& scope,
@@ -470,7 +473,7 @@ void Emitter::EmitUnit(Unit& unit) {
   kernel.fused = {"BiasAdd"};
   if (unit.act != nullptr) kernel.fused.push_back("Relu");
   if (unit.is_matmul) {
-    MatMulKernel(source, q, &kernel);
+    MatMulKernel(unit, source, scope, q, &kernel);
   } else {
     ConvKernel(unit, source, scope, q, &kernel);
   }
@@ -482,26 +485,44 @@ void Emitter::EmitUnit(Unit& unit) {
   auto* fused_list = attr["fused_ops"].mutable_list();
   for (const std::string& f : kernel.fused) fused_list->add_s(f);
   for (const std::string& input : kernel.inputs) q->add_input(input);
-  // A matmul's output is float already: it takes the last node's name, so
-  // its readers are untouched.
+  // A matmul takes the last node's name: a float output leaves its readers
+  // untouched, and an 8-bit one is read under the name the plan gave it.
   if (unit.is_matmul) q->set_name(unit.last);
 }
 
-void Emitter::MatMulKernel(const Quantized& source, NodeDef* q, Kernel* kernel) {
+void Emitter::MatMulKernel(const Unit& unit, const Quantized& source, const std::string& scope,
+                           NodeDef* q, Kernel* kernel) {
   auto& attr = *q->mutable_attr();
   q->set_op("_QuantizedMatMul");
-  kernel->fused.push_back("Dequantize");
+  const DataType out = unit.requantized ? unit.out_type : kFloat;
+  if (unit.requantized) {
+    kernel->fused.push_back("Requantize");
+    const std::string lo = constants_.Name(scope, "lo");
+    const std::string hi = constants_.Name(scope, "hi");
+    *out_->add_node() = MakeScalar(lo, unit.out_range.lo);
+    *out_->add_node() = MakeScalar(hi, unit.out_range.hi);
+    kernel->inputs.push_back(lo);
+    kernel->inputs.push_back(hi);
+    kernel->types.push_back(kFloat);
+    kernel->types.push_back(kFloat);
+  } else {
+    kernel->fused.push_back("Dequantize");
+  }
   attr["T1"].set_type(source.type);
   attr["T2"].set_type(kS8);
   attr["Tbias"].set_type(kFloat);
-  attr["Tout"].set_type(kFloat);
+  attr["Tout"].set_type(out);
   attr["U"].set_type(kFloat);
   attr["transpose_a"].set_b(false);
   attr["transpose_b"].set_b(false);
   attr["is_weight_const"].set_b(true);
   attr["input_quant_mode"].set_s("SCALED");
   attr["output_quant_mode"].set_s("SCALED");
-  SetTypes(q, "Thost_outputs", {kFloat});
+  if (unit.requantized) {
+    SetTypes(q, "Thost_outputs", {out, kFloat, kFloat});
+  } else {
+    SetTypes(q, "Thost_outputs", {kFloat});
+  }
 }
 
 void Emitter::ConvKernel(const Unit& unit, const Quantized& source, const std::string& scope,

@@ -213,9 +213,11 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
   }
   if (!in_range) return std::nullopt;
   unit.in_range = *in_range;
-  if (!unit.is_matmul) {
-    const auto out_range = Lookup(ranges, Edge{unit.last, 0, false});
-    if (!out_range) return std::nullopt;
+  // A matmul can dequantize inside its kernel, so it matches without one.
+  const auto out_range = Lookup(ranges, Edge{unit.last, 0, false});
+  if (!out_range && !unit.is_matmul) return std::nullopt;
+  if (out_range) {
+    unit.out_known = true;
     unit.raw_out = *out_range;
     SetOutput(&unit, unit.act, *out_range);
   }

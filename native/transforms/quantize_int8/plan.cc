@@ -17,6 +17,38 @@ using graph_util::GraphIndex;
 using tensorflow::GraphDef;
 using tensorflow::NodeDef;
 
+bool ReadsEightBit(const Plan& plan, const NodeDef& reader, const Edge& edge);
+
+// A matmul unit whose every reader is an 8-bit unit hands its output on
+// 8-bit: its kernel requantizes to the calibrated range, as a conv unit's
+// does, and the readers take that tensor. Dequantizing inside the kernel
+// and quantizing again for each reader costs a QuantizeV2 per hand-over,
+// which at MLP sizes costs more than the matmul itself (a factorised
+// Dense's rank-r pair has no activation between its two matmuls, so every
+// such pair paid one: measured on a Zen 4 at batch 32, 35-80 us a
+// QuantizeV2 against 15-30 us a matmul). Probed graphs keep the float
+// form, so each unit's output can be compared with the float graph.
+void PlanRequantizedMatMuls(const GraphIndex& index, const GraphDef& in, const Options& options,
+                            const std::set<std::string>& endpoints, Plan* plan) {
+  if (options.probes) return;
+  for (Unit& unit : plan->units) {
+    if (!unit.is_matmul || !unit.out_known || endpoints.count(unit.last) > 0) continue;
+    const auto& consumers = index.Consumers(unit.last);
+    const bool only_units =
+        !consumers.empty() &&
+        std::all_of(consumers.begin(), consumers.end(), [&](const auto& consumer) {
+          const NodeDef& reader = in.node(consumer.node);
+          return !consumer.edge.control && plan->replaced.count(reader.name()) > 0 &&
+                 ReadsEightBit(*plan, reader, consumer.edge);
+        });
+    if (!only_units) continue;
+    unit.requantized = true;
+    // It takes its last node's name (see emit.cc).
+    plan->producers[unit.last] = {unit.last, unit.last + ":1", unit.last + ":2",
+                                  unit.out_type};
+  }
+}
+
 // A zero Pad of a unit's 8-bit output that only pools read (ResNet's stem:
 // ZeroPadding2D, then a VALID MaxPool) pads the 8-bit tensor, whose 0 is 0.0
 // unless the unit hands it on shifted. TF's Pad of a quantized type is slow
@@ -83,6 +115,7 @@ void NameUnitsAndPools(const GraphIndex& index, const GraphDef& in, const Option
     producers[unit.last] = {unit.qname, unit.qname + ":1", unit.qname + ":2",
                             unit.out_type};
   }
+  PlanRequantizedMatMuls(index, in, options, endpoints, plan);
   NamePads(index, in, options, endpoints, plan);
   for (const NodeDef& node : in.node()) {
     if (!IsPoolable(node, options.exclude)) continue;

@@ -13,7 +13,8 @@
 // unit that reads another's output reads the 8-bit tensor directly; only
 // where a float op or a graph output reads a unit is a Dequantize inserted,
 // and it takes the last node's name so those readers are untouched. A
-// MatMul unit dequantizes inside the kernel. MaxPool/AvgPool of an 8-bit
+// MatMul unit dequantizes inside the kernel, unless only 8-bit units read it:
+// then it requantizes as a conv unit does. MaxPool/AvgPool of an 8-bit
 // tensor run 8-bit too. A zero Pad straight before a VALID conv becomes the
 // conv's explicit padding (the quantized zero is 0 in SCALED mode).
 //

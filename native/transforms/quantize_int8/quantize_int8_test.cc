@@ -633,6 +633,71 @@ LG_TEST(MatMulDequantizesInsideTheKernelUnderItsLastName) {
   LG_EXPECT(Near(Floats(out, "mm_int8/b"), {0.5f, -0.5f}));
 }
 
+// A factorised Dense: a rank-r MatMul with no activation, then the second
+// factor's MatMul, bias and Relu, read by a float op.
+Builder FactorisedDense() {
+  Builder b;
+  b.Input("input", {1, 3});
+  b.Floats("u", {3, 2}, {1, 0, 0, 1, 1, 1});
+  b.Node("inner", "MatMul", {"input", "u"});
+  b.Floats("v", {2, 3}, {1, 2, 3, -1, 0, 1});
+  b.Node("outer", "MatMul", {"inner", "v"});
+  b.Floats("bias_value", {3}, {0.5f, 0.0f, -0.5f});
+  b.Node("bias", "BiasAdd", {"outer", "bias_value"});
+  b.Node("relu", "Relu", {"bias"});
+  b.Node("out", "Sigmoid", {"relu"});
+  return b;
+}
+
+LG_TEST(MatMulReadOnlyByAnEightBitMatMulRequantizes) {
+  Builder b = FactorisedDense();
+  const std::string ranges = "input=-1,1;inner=-3,2;relu=0,4";
+  GraphDef out;
+  LG_EXPECT(RunTransform(b.graph, Context(ranges, {"out"}), &out).ok());
+  const NodeDef* inner = Find(out, "inner");
+  LG_EXPECT(inner != nullptr && inner->op() == "_QuantizedMatMul");
+  LG_EXPECT((FusedOps(inner) == Names{"BiasAdd", "Requantize"}));
+  LG_EXPECT(inner->attr().at("Tout").type() == tensorflow::DT_QINT8);
+  const Names in = Inputs(inner);
+  LG_EXPECT(in.size() == 9);
+  // Signed, symmetric over the larger side of its calibrated range.
+  if (in.size() == 9) {
+    LG_EXPECT(Near(Floats(out, in[7]), {-3.0f}) && Near(Floats(out, in[8]), {3.0f}));
+  }
+  // The second factor reads the 8-bit tensor and that range: no QuantizeV2
+  // between them, and it dequantizes for the float reader.
+  const NodeDef* outer = Find(out, "relu");
+  LG_EXPECT(outer != nullptr && outer->op() == "_QuantizedMatMul");
+  LG_EXPECT((FusedOps(outer) == Names{"BiasAdd", "Relu", "Dequantize"}));
+  const Names read = Inputs(outer);
+  LG_EXPECT(read.size() == 7 && read[0] == "inner");
+  if (read.size() == 7 && in.size() == 9) LG_EXPECT(read[3] == in[7] && read[4] == in[8]);
+  LG_EXPECT(outer->attr().at("T1").type() == tensorflow::DT_QINT8);
+  int quantizes = 0;
+  for (const NodeDef& node : out.node()) quantizes += node.op() == "QuantizeV2";
+  LG_EXPECT(quantizes == 1);
+}
+
+LG_TEST(MatMulKeepsItsFloatOutputForFloatReadersEndpointsAndProbes) {
+  const std::string ranges = "input=-1,1;inner=-3,2;relu=0,4";
+  auto inner_fused = [&](const Builder& b, const Names& outputs, TransformParams params) {
+    GraphDef out;
+    LG_EXPECT(RunTransform(b.graph, Context(ranges, outputs, params), &out).ok());
+    return FusedOps(Find(out, "inner"));
+  };
+  const Names dequantized = {"BiasAdd", "Dequantize"};
+  Builder side = FactorisedDense();
+  side.Node("side", "Tanh", {"inner"});
+  LG_EXPECT(inner_fused(side, {"out", "side"}, {}) == dequantized);
+  LG_EXPECT(inner_fused(FactorisedDense(), {"out", "inner"}, {}) == dequantized);
+  LG_EXPECT(inner_fused(FactorisedDense(), {"out"}, {{"probes", {"true"}}}) == dequantized);
+  // Without a calibrated range for its output it cannot requantize.
+  GraphDef out;
+  LG_EXPECT(RunTransform(FactorisedDense().graph, Context("input=-1,1;relu=0,4", {"out"}),
+                         &out).ok());
+  LG_EXPECT(FusedOps(Find(out, "inner")) == dequantized);
+}
+
 LG_TEST(TransformRefusesBadParameters) {
   Builder b;
   b.Input("input", {1, 4, 4, 2});

@@ -48,6 +48,11 @@ struct Unit {
   float taken_back = 0.0f;
   Range in_range, out_range;
   bool is_matmul = false;
+  // A matmul's output range was calibrated (conv units need one to match).
+  bool out_known = false;
+  // A matmul whose readers are all 8-bit units: it requantizes its output to
+  // out_range, as a conv unit does, instead of dequantizing it (see plan.cc).
+  bool requantized = false;
   tensorflow::DataType out_type = kS8;
   std::string qname;  // the quantized node
   // Sum fusion: an unactivated conv unit whose output is added to another
