@@ -1,7 +1,8 @@
 """What quantize does to save time must not change what it computes: the stepwise runs of the
 bias correction (settled tensors fed back instead of recomputed) give the corrections that
 full runs give, to the bit, and never feed a fused op's summand; the blockwise error sums
-equal whole-array ones; and the float graph's tensors are computed once per quantize."""
+and the SQNR of values left in the parts the runs fetched equal those of the joined arrays,
+to the bit; and the float graph's tensors are computed once per quantize."""
 
 import sys
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 from leangraph import quantization as Q
 from leangraph.quantization import bias
 from leangraph.quantization import runs
+from leangraph.quantization.values import Parts
 
 RNG = np.random.default_rng(5)
 calibrate_module = sys.modules["leangraph.quantization.calibrate"]
@@ -114,6 +116,10 @@ def test_blockwise_error_sums_equal_whole_array_sums(op):
     assert len(a) > (1 << 16) // channels
     np.testing.assert_array_equal(count, live.sum(0))
     assert np.array_equal(total, np.where(live, b - a, 0.0).sum(0))
+    # ... and from the parts the runs fetched, one example each, never joined.
+    parts = [Parts(np.split(x, 3)) for x in (reference, value)]
+    from_parts = bias._error_sums(*parts, op)
+    assert np.array_equal(from_parts[0], total) and np.array_equal(from_parts[1], count)
 
 
 def test_the_float_graph_is_opened_once_and_not_run_again_for_the_checks(monkeypatch):
@@ -143,3 +149,51 @@ def test_the_float_graph_is_opened_once_and_not_run_again_for_the_checks(monkeyp
     assert any(n.startswith("bias correction") for n in result.notes)
     assert len(float_runs) == 12 + 8 + 4
     assert all(fetches == ["output:0"] for fetches in float_runs[12:])
+
+
+def _split(array, sizes):
+    """array cut on axis 0 into parts of these sizes (as runs of batches fetch it)."""
+    return np.split(array, np.cumsum(sizes)[:-1])
+
+
+@pytest.mark.parametrize("shape,sizes", [
+    ((8, 61, 53, 23), [1] * 8),   # batch 1, each part over several blocks
+    ((5, 300, 7), [2, 3]),        # a frozen batch of 2 with its filler cut off
+    ((3, 1000), [1, 1, 1]),       # under one block in all
+])
+def test_sqnr_over_parts_is_the_joined_arrays_sqnr_to_the_bit(shape, sizes):
+    from leangraph.metrics import sqnr_db
+    from leangraph.quantization.calibrate import join
+    from leangraph.quantization.values import Parts
+    from leangraph.quantization.values import sqnr_db as parts_sqnr
+
+    rng = np.random.default_rng(7)
+    reference = (rng.standard_normal(shape) * rng.uniform(0.01, 50.0, shape[-1])).astype(np.float32)
+    value = (reference + rng.standard_normal(shape) * 0.03).astype(np.float32)
+    value[value < -2] = 0.0  # a Relu's zeros, so values differ in kind along the way
+    r, v = Parts(_split(reference, sizes)), Parts(_split(value, sizes))
+    assert r.shape == join(r.parts).shape == reference.shape
+    assert parts_sqnr(r, v) == sqnr_db(reference, value)
+    assert parts_sqnr(r, Parts(_split(reference.copy(), sizes))) == float("inf")
+    broken = value.copy()
+    broken.flat[-1] = np.inf
+    assert parts_sqnr(r, Parts(_split(broken, sizes))) == sqnr_db(reference, broken) == -np.inf
+
+
+def test_parts_of_examples_that_differ_in_shape_read_as_join_lays_them_out():
+    # Examples fed one by one (a sequence's length differs): join lays them out as rows of
+    # the last axis, and the error sums and SQNR read them so.
+    from leangraph.metrics import sqnr_db
+    from leangraph.quantization.calibrate import join
+    from leangraph.quantization.values import Parts
+    from leangraph.quantization.values import sqnr_db as parts_sqnr
+
+    rng = np.random.default_rng(2)
+    refs = [rng.standard_normal((1, n, 6)).astype(np.float32) for n in (5, 9, 2)]
+    vals = [(a + 0.1 * rng.standard_normal(a.shape)).astype(np.float32) for a in refs]
+    r, v = Parts(refs), Parts(vals)
+    assert r.shape == join(refs).shape == (16, 6)
+    assert parts_sqnr(r, v) == sqnr_db(join(refs), join(vals))
+    total, count = bias._error_sums(r, v, "Relu")
+    whole_total, whole_count = bias._error_sums(join(refs), join(vals), "Relu")
+    assert np.array_equal(total, whole_total) and np.array_equal(count, whole_count)

@@ -12,6 +12,7 @@ from leangraph import graphs
 from leangraph.quantization.calibrate import _Session
 from leangraph.quantization.runs import StepwiseRunner
 from leangraph.quantization.units import depths, quantized_units, readers
+from leangraph.quantization.values import Parts, row_blocks
 
 #: Bias correction takes a channel's mean 8-bit error from at least this many of its values.
 _MIN_VALUES_PER_CHANNEL = 8
@@ -168,19 +169,18 @@ def _correct_biases(graph_def, probe, ends, feeds, float_values, leave_to_reader
 def _error_sums(reference, value, op):
     """(per channel: the sum of value - reference in float64, how many values it takes), over
     the values both leave in the linear range of `op` where it is a Relu or Relu6.
+    reference, value: arrays, or values.Parts read as their joined arrays.
 
     In blocks of rows that stay in cache (a 147x147x128 end over 8 samples is 22M values:
     whole, each float64 temporary is 180 MB), added up row after row in the order a
     whole-array sum along axis 0 takes, so the sums are the same to the bit."""
+    reference, value = Parts.of(reference), Parts.of(value)
     channels = reference.shape[-1]
-    a_all = reference.reshape(-1, channels)
-    b_all = value.reshape(a_all.shape)
     rows = max(1, (1 << 16) // max(channels, 1))
     total = np.zeros((1, channels))
     count = np.zeros(channels, np.int64)
-    for start in range(0, len(a_all), rows):
-        a = a_all[start:start + rows].astype(np.float64)
-        b = b_all[start:start + rows].astype(np.float64)
+    for a, b in zip(row_blocks(reference, channels, rows), row_blocks(value, channels, rows)):
+        a, b = a.astype(np.float64), b.astype(np.float64)
         if op in ("Relu", "Relu6"):
             live = (a > 0) & (b > 0)
             if op == "Relu6":

@@ -24,6 +24,7 @@ from leangraph import graphs, summary
 from leangraph.errors import LeangraphError, QuantizeError
 from leangraph.hardware import cpu_has_vnni, cpu_supports_int8
 from leangraph.metrics import sqnr_db  # noqa: F401 - the one definition; Q.sqnr_db too
+from leangraph.quantization import values
 from leangraph.quantization.bias import _correct_biases, _with_biases
 from leangraph.quantization.calibrate import (
     Calibration,
@@ -499,12 +500,12 @@ def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
             if tensor and graphs.node_name(tensor) in probe_names and tensor not in names:
                 names.append(tensor)
     reference = float_values.get(names)
-    got = dict(zip(names, run_all(probe, names, feeds)))
+    got = dict(zip(names, run_all(probe, names, feeds, as_parts=True)))
     measured = {}  # most units read what the one before them wrote: each tensor once
 
     def sqnr(tensor):
         if tensor not in measured:
-            measured[tensor] = sqnr_db(reference[tensor], got[tensor])
+            measured[tensor] = values.sqnr_db(reference[tensor], got[tensor])
         return measured[tensor]
 
     out = {}

@@ -1,6 +1,7 @@
 """The runs leangraph.quantize makes of its float and 8-bit graphs, and what saves them.
 
-- run_all: tensors over all examples, in the batches a graph frozen at a batch takes;
+- run_all: tensors over all examples, in the batches a graph frozen at a batch takes (as
+  values.Parts where the caller only reads statistics of them: never joined);
 - FloatValues: the float graphs' values on the check samples, each session opened once;
   the tensors of the graph being quantized are kept from calibration's own runs where it
   ran them in the same batches, else computed once (the rounds and both bias fits ask for
@@ -28,6 +29,7 @@ from leangraph.quantization.calibrate import (
     static_batch,
 )
 from leangraph.quantization.units import depths
+from leangraph.quantization.values import Parts
 
 
 def batches(graph_def, feeds):
@@ -50,11 +52,12 @@ def _unfilled(value, size, step):
     return value[:size] if np.ndim(value) and len(value) == step else value
 
 
-def run_all(graph_def, names, feeds, session=None, extra=None):
+def run_all(graph_def, names, feeds, session=None, extra=None, as_parts=False):
     """The fetched tensors over all of `feeds` (examples on axis 0), one array each.
 
     session: a calibrate._Session of graph_def to run in (default: one made and closed
-    here); extra: {tensor: value} fed in every batch as it is (a bias under correction)."""
+    here); extra: {tensor: value} fed in every batch as it is (a bias under correction);
+    as_parts: a values.Parts each instead of an array."""
     fetches = [graphs.tensor_name(n) for n in names]
     step, parts = batches(graph_def, feeds)
     own = session is None
@@ -67,7 +70,8 @@ def run_all(graph_def, names, feeds, session=None, extra=None):
     finally:
         if own:
             session.close()
-    return [join([p[j] for p in values]) for j in range(len(names))]
+    gather = Parts if as_parts else join
+    return [gather([p[j] for p in values]) for j in range(len(names))]
 
 
 class FloatValues:
@@ -113,7 +117,7 @@ class FloatValues:
         if fixed and count % fixed == 0:
             for name, parts in self._observed.items():
                 if len(parts) == count // fixed:
-                    self._values[name] = join(parts)
+                    self._values[name] = Parts(parts)
         if self._values:  # the rest, if any, is run when asked for
             self._prefetch = []
         self._observed = {}
@@ -129,12 +133,13 @@ class FloatValues:
         return self._session(self._original)
 
     def get(self, names):
-        """{tensor: the float graph's value on the check samples} for `names`."""
+        """{tensor: the float graph's values on the check samples, a values.Parts} for
+        `names`."""
         missing = [n for n in dict.fromkeys(self._prefetch + list(names)) if n not in self._values]
         self._prefetch = []
         if missing:
             session = self._session(self.graph_def)
-            values = run_all(self.graph_def, missing, self.feeds, session=session)
+            values = run_all(self.graph_def, missing, self.feeds, session=session, as_parts=True)
             self._values.update(zip(missing, values))
         return {n: self._values[n] for n in names}
 
@@ -235,7 +240,7 @@ class StepwiseRunner:
         return seen
 
     def run(self, names, extra, fitted):
-        """The tensors `names` over all examples, one array each (examples on axis 0).
+        """The tensors `names` over all examples, a values.Parts each.
 
         extra: {tensor: value} fed in every batch (the biases as fitted so far); fitted: bit
         mask of the biases whose values in `extra` are final from this run on."""
@@ -252,7 +257,7 @@ class StepwiseRunner:
             # Copies of our own (a few small tensors): fed again in the next run.
             self._fed[index] = {t: np.array(v) for t, v in zip(cut, values[len(names):])}
             parts.append([_unfilled(v, size, self._step) for v in values[:len(names)]])
-        return [join([p[j] for p in parts]) for j in range(len(names))]
+        return [Parts([p[j] for p in parts]) for j in range(len(names))]
 
 
 def _summands(graph_def):

@@ -1,0 +1,124 @@
+"""A tensor's values over the check samples as the runs fetched them, one array per run, and
+the statistics quantize reads from them, computed block by block to the bit of what the
+joined array gives.
+
+Joining them was a quarter of Xception's quantization: a 147x147x128 tensor over 8 samples
+is 88 MB, every new array that size is mapped afresh (the allocator hands arrays over
+32 MB straight back to the system) and pays its page faults, and the SQNR of two of them
+made four more in float64. Here nothing larger than a block is made, and each block
+is made where its sum is taken, so it stays in cache.
+"""
+
+import math
+
+import numpy as np
+
+from leangraph.quantization.calibrate import join
+
+#: Elements per block (512 KB in float64): at most this many are made at once.
+_BLOCK = 1 << 16
+
+
+class Parts:
+    """One tensor's values over the examples: the arrays several runs fetched, in order, read
+    as calibrate.join would join them (join itself is never made unless asked for).
+
+    In each of join's layouts (stacked on axis 0, rows of the last axis, one flat axis) the
+    joined array's values, read in order, are the parts' values one part after the other;
+    the blocks below are cut from that order."""
+
+    def __init__(self, parts):
+        self.parts = [np.asarray(p) for p in parts]
+        self._flat = [p.reshape(-1) for p in self.parts]
+        self._starts = np.cumsum([0] + [f.size for f in self._flat])
+
+    @classmethod
+    def of(cls, value):
+        """Parts as they are; an array as one part."""
+        return value if isinstance(value, Parts) else cls([value])
+
+    @property
+    def size(self):
+        return int(self._starts[-1])
+
+    @property
+    def shape(self):
+        """The joined array's shape."""
+        parts = self.parts
+        if len(parts) == 1:
+            return parts[0].shape
+        if all(p.ndim for p in parts) and len({p.shape[1:] for p in parts}) == 1:
+            return (sum(p.shape[0] for p in parts),) + parts[0].shape[1:]
+        if all(p.ndim for p in parts) and len({p.shape[-1] for p in parts}) == 1:
+            return (sum(p.size // p.shape[-1] for p in parts), parts[0].shape[-1])
+        return (self.size,)
+
+    def joined(self):
+        return join(self.parts)
+
+    def flat(self, start, count):
+        """Values start..start+count of the joined array in order, as one array (a view
+        where they lie in one part)."""
+        i = int(np.searchsorted(self._starts, start, "right")) - 1
+        stop = start + count
+        if stop <= self._starts[i + 1]:
+            offset = start - self._starts[i]
+            return self._flat[i][offset:offset + count]
+        pieces = []
+        while start < stop:
+            end = min(stop, int(self._starts[i + 1]))
+            pieces.append(self._flat[i][start - self._starts[i]:end - self._starts[i]])
+            start, i = end, i + 1
+        return np.concatenate(pieces)
+
+
+def sqnr_db(reference, value):
+    """metrics.sqnr_db of the joined arrays, to the bit, without joining them.
+
+    numpy sums a contiguous float64 array pairwise, halving it (the first half rounded down
+    to a multiple of 8) down to blocks of 128; np.sum of a node of that recursion is that
+    node's sum, so the recursion is followed down to nodes of at most _BLOCK values,
+    each made, squared and summed in cache, and the nodes' sums are added as numpy adds
+    them (tests/test_quantize_time.py checks it against metrics.sqnr_db)."""
+    reference, value = Parts.of(reference), Parts.of(value)
+    count = reference.size
+    if value.size != count:
+        raise ValueError(f"sqnr_db: {value.size} values against a reference of {count}")
+    finite = {"value": True, "reference": True}
+
+    def sums(start, n):
+        if n > _BLOCK:
+            half = n // 2
+            half -= half % 8
+            a, b = sums(start, half), sums(start + half, n - half)
+            return a[0] + b[0], a[1] + b[1]
+        r = reference.flat(start, n).astype(np.float64)
+        v = value.flat(start, n).astype(np.float64)
+        if finite["value"] and not np.isfinite(v).all():
+            finite["value"] = False
+        if finite["reference"] and not np.isfinite(r).all():
+            finite["reference"] = False
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.sum((r - v) ** 2), np.sum(r ** 2)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        noise, signal = sums(0, count) if count else (np.float64(0.0), np.float64(0.0))
+    if not finite["value"] and finite["reference"]:
+        return float("-inf")
+    noise, signal = float(noise), float(signal)
+    if noise == 0:
+        return float("inf")
+    ratio = signal / noise if math.isfinite(noise) else 0.0
+    if not ratio > 0:
+        return float("-inf")
+    return 10.0 * float(np.log10(ratio))
+
+
+def row_blocks(values, channels, rows):
+    """The joined array as rows of `channels` (its last axis), `rows` rows at a time: the
+    blocks that slicing reshape(-1, channels) gives, in order."""
+    values = Parts.of(values)
+    total = values.size // channels
+    for start in range(0, total, rows):
+        count = min(rows, total - start)
+        yield values.flat(start * channels, count * channels).reshape(count, channels)
