@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+import nncf_int8  # bench/, beside this script
+
 SIZES = {"Xception": 299, "InceptionV3": 299}
 
 
@@ -98,7 +100,7 @@ print(json.dumps({"ms": r.p50_ms, "out": out.ravel()[:1000].tolist(),
                   "profile": (r.profile or {}).get("by_op_type", [])}))
 """
 
-_PEER_CHILD = r"""
+_PEER_CHILD = nncf_int8.child(r"""
 import json, os, sys, time, numpy as np
 kind, graph, x_path, calib_path, inp, out_name, threads, runs, workdir = sys.argv[1:10]
 x = np.load(x_path); calib = np.load(calib_path); threads = int(threads)
@@ -111,11 +113,8 @@ def timed(fn):
 if kind.startswith("openvino"):
     import openvino as ov
     core = ov.Core()
-    model = ov.convert_model(graph)  # the frozen graph's input shape is static
-    if kind == "openvino-int8":
-        import nncf
-        model = nncf.quantize(model, nncf.Dataset([c[None] for c in calib]),
-                              subset_size=len(calib))
+    # The frozen graph's input shape is static.
+    model = nncf_int8(graph, calib) if kind == "openvino-int8" else ov.convert_model(graph)
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
                                                  "PERFORMANCE_HINT": "LATENCY"})
     req = compiled.create_infer_request()
@@ -152,7 +151,7 @@ else:
     precision = ""
 print(json.dumps({"ms": ms, "out": np.asarray(out).ravel()[:1000].tolist(),
                   "precision": precision}))
-"""
+""")
 
 
 def child(cmd, cpus, timeout=1800, env_extra=None):

@@ -41,6 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import nncf_int8  # noqa: E402 - bench/, on the path just above
+
 # One child per timed path. argv: graph, x.npy, input, output, intra, inter, runs, traced
 # runs, settings (JSON: {"spin": bool, "executor": str}). Prints JSON as its last line.
 _TF_CHILD = r"""
@@ -96,14 +98,13 @@ print(json.dumps({"ms": float(np.median(times)),
 """
 
 # OpenVINO + NNCF int8 of the same frozen fp32 graph: node count and PERF_COUNT by type.
-_OV_CHILD = r"""
+_OV_CHILD = nncf_int8.child(r"""
 import json, sys, time, numpy as np
 graph, x_path, calib_path, threads, runs, profile, hint = sys.argv[1:8]
-import openvino as ov, nncf
+import openvino as ov
 x = np.load(x_path); calib = np.load(calib_path)
 core = ov.Core()
-model = nncf.quantize(ov.convert_model(graph), nncf.Dataset([c[None] for c in calib]),
-                      subset_size=len(calib))
+model = nncf_int8(graph, calib)
 config = {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"}
 if hint:
     config["INFERENCE_PRECISION_HINT"] = hint
@@ -137,7 +138,7 @@ print(json.dumps({"ms": float(np.median(times)), "nodes": len(nodes), "kinds": k
                   "executed": executed,
                   "types": perf,
                   "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()}))
-"""
+""")
 
 # name -> (inter_op threads, extra environment, session settings)
 OPTIONS = {
