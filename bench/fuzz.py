@@ -10,10 +10,8 @@ graph (a leangraph error) is the wanted outcome for bad input.
 """
 
 import argparse
-import concurrent.futures
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
@@ -25,35 +23,18 @@ def run_corpus(args):
     seeds = fuzz_cases.seed_graphs()
     transforms = fuzz_cases.available_transforms()
     print(f"{len(transforms)} transforms: {' '.join(t.split('(')[0] for t in transforms)}", flush=True)
-    total = fuzz_cases.Report()
     chunks = [range(start, min(start + args.batch, args.first + args.cases))
               for start in range(args.first, args.first + args.cases, args.batch)]
 
     def run_chunk(indices):
         cases = [fuzz_cases.make_case(seeds, args.seed, i, transforms) for i in indices]
-        return fuzz_cases.run_batch(cases, timeout_per_case=args.timeout,
-                                    tensorflow_alone=args.tensorflow_alone)
+        return cases, fuzz_cases.run_batch(cases, timeout_per_case=args.timeout,
+                                           tensorflow_alone=args.tensorflow_alone)
 
-    began = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        for done, report in enumerate(pool.map(run_chunk, chunks), 1):
-            total.ran += report.ran
-            total.refused += report.refused
-            total.accepted += report.accepted
-            total.unexpected += report.unexpected
-            total.deaths += report.deaths
-            for case, how in report.deaths:
-                print(f"DEATH ({how}): {fuzz_cases.describe(case)}", flush=True)
-                print(f"  rebuild: python tests/fuzz_cases.py --show {case.seed} {case.index}",
-                      flush=True)
-            for case, what in report.unexpected:
-                print(f"UNEXPECTED {what}: {fuzz_cases.describe(case)}", flush=True)
-            if done % max(1, len(chunks) // 20) == 0 or done == len(chunks):
-                elapsed = time.monotonic() - began
-                print(f"[{elapsed:7.0f}s] {total.ran} cases, {len(total.deaths)} deaths, "
-                      f"{total.refused} refused, {total.accepted} accepted, "
-                      f"{len(total.unexpected)} unexpected exceptions", flush=True)
-    elapsed = time.monotonic() - began
+    total, _, elapsed = fuzz_cases.drive(
+        chunks, run_chunk, args.jobs, fuzz_cases.describe,
+        lambda case: f"python tests/fuzz_cases.py --show {case.seed} {case.index}",
+        every=max(1, len(chunks) // 20))
     print(f"seed {args.seed}, cases {args.first}..{args.first + args.cases - 1}: "
           f"{total.ran} run in {elapsed:.0f} s ({total.ran / max(elapsed, 1e-9):.0f}/s), "
           f"{len(total.deaths)} process deaths, {len(total.unexpected)} unexpected exceptions, "

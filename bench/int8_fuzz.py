@@ -14,10 +14,8 @@ counted as unexpected.
 
 import argparse
 import collections
-import concurrent.futures
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
@@ -41,9 +39,6 @@ def main():
     args = parser.parse_args()
 
     seed = int8_fuzz_cases.seed_graph()
-    total = fuzz_cases.Report()
-    controls = collections.Counter()
-    entries = collections.Counter()
     indices = [i for i in range(args.first, args.first + args.cases)]
     chunks = [indices[i:i + args.batch] for i in range(0, len(indices), args.batch)]
 
@@ -54,25 +49,11 @@ def main():
         return cases, int8_fuzz_cases.run_batch(cases, timeout_per_case=args.timeout,
                                                 tensorflow_alone=args.tensorflow_alone)
 
-    began = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        for done, (cases, report) in enumerate(pool.map(run_chunk, chunks), 1):
-            entries.update(c.entry for c in cases)
-            controls["valid"] += sum(c.valid for c in cases)
-            for field in ("ran", "refused", "accepted"):
-                setattr(total, field, getattr(total, field) + getattr(report, field))
-            total.unexpected += report.unexpected
-            total.deaths += report.deaths
-            for case, how in report.deaths:
-                print(f"DEATH ({how}): {int8_fuzz_cases.describe(case)}", flush=True)
-                print(f"  rebuild: python tests/int8_fuzz_cases.py --show {case.seed} {case.index}",
-                      flush=True)
-            for case, what in report.unexpected:
-                print(f"UNEXPECTED {what}: {int8_fuzz_cases.describe(case)}", flush=True)
-            print(f"[{time.monotonic() - began:7.0f}s] {total.ran} cases, {len(total.deaths)} "
-                  f"deaths, {total.refused} refused, {total.accepted} accepted, "
-                  f"{len(total.unexpected)} unexpected", flush=True)
-    elapsed = time.monotonic() - began
+    total, cases, elapsed = fuzz_cases.drive(
+        chunks, run_chunk, args.jobs, int8_fuzz_cases.describe,
+        lambda case: f"python tests/int8_fuzz_cases.py --show {case.seed} {case.index}")
+    entries = collections.Counter(c.entry for c in cases)
+    controls = collections.Counter(valid=sum(c.valid for c in cases))
     print(f"seed {args.seed}, cases {args.first}..{args.first + args.cases - 1}"
           f"{' (TensorFlow alone)' if args.tensorflow_alone else ''}: {total.ran} run in "
           f"{elapsed:.0f} s, {len(total.deaths)} process deaths, {len(total.unexpected)} "

@@ -533,6 +533,41 @@ class Report:
     deaths: list = dataclasses.field(default_factory=list)  # (case, signal or "hang")
     seconds: float = 0.0
 
+    def add(self, other):
+        """Counts another batch's report into this one."""
+        self.ran += other.ran
+        self.refused += other.refused
+        self.accepted += other.accepted
+        self.unexpected += other.unexpected
+        self.deaths += other.deaths
+
+
+def drive(chunks, run_chunk, jobs, describe, rebuild, every=1):
+    """Runs `chunks` through run_chunk(chunk) -> (cases, Report) on `jobs` threads (each a
+    batch of worker processes), adds their reports into one, and prints each death (with
+    the command that rebuilds its case: rebuild(case)) and each unexpected exception as it
+    comes, and a progress line every `every` chunks. Returns (Report, the cases run,
+    seconds)."""
+    import concurrent.futures
+
+    total, ran = Report(), []
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for done, (cases, report) in enumerate(pool.map(run_chunk, chunks), 1):
+            ran += cases
+            total.add(report)
+            for case, how in report.deaths:
+                print(f"DEATH ({how}): {describe(case)}", flush=True)
+                print(f"  rebuild: {rebuild(case)}", flush=True)
+            for case, what in report.unexpected:
+                print(f"UNEXPECTED {what}: {describe(case)}", flush=True)
+            if done % every == 0 or done == len(chunks):
+                print(f"[{time.monotonic() - began:7.0f}s] {total.ran} cases, "
+                      f"{len(total.deaths)} deaths, {total.refused} refused, "
+                      f"{total.accepted} accepted, {len(total.unexpected)} unexpected",
+                      flush=True)
+    return total, ran, time.monotonic() - began
+
 
 def _tensorflow_alone(case):
     """TF's own transform_graph entry point, without leangraph's checks (for comparison)."""

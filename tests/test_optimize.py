@@ -395,7 +395,7 @@ def test_bf16_is_skipped_without_cpu_support(monkeypatch):
 @pytest.mark.slow
 def test_a_registered_derived_variant_is_built_verified_and_timed(model_path, tmp_path,
                                                                  monkeypatch):
-    """The place a new precision plugs in: one builder in DERIVED_VARIANTS."""
+    """The place a new precision plugs in: one descriptor in pipeline.precisions.PRECISIONS."""
     from leangraph.pipeline import precisions, variants
 
     seen = []
@@ -417,7 +417,8 @@ def test_a_registered_derived_variant_is_built_verified_and_timed(model_path, tm
                                       precision="test-precision", gate="top1",
                                       base=ctx.best.name)
 
-    monkeypatch.setitem(precisions.DERIVED_VARIANTS, "halved", halved_scores)
+    halved = precisions.Precision("halved", "top1", lambda *a: None, variant=halved_scores)
+    monkeypatch.setattr(precisions, "PRECISIONS", precisions.PRECISIONS + (halved,))
     report = _quick(model_path, tmp_path / "out")
     v = report.variant("halved")
     assert seen and seen[0].best.name == "deploy" and v.base == "deploy"

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import leangraph
 from leangraph import precision
+from leangraph.pipeline import precisions
 from leangraph.errors import LeangraphError
 from leangraph.reference_model import reference_model
 
@@ -157,7 +158,8 @@ def test_grappler_bf16_config_runs_and_agrees(digits):
 
 
 def test_quantize_weights_shrinks_the_file_and_keeps_accuracy(digits):
-    quantized, config = precision.apply_precision(digits.graph_def, "int8-weights")
+    ends = ([digits.input_name], [digits.output_name])
+    quantized, config, _ = precisions.choose("int8-weights").build(digits.graph_def, ends)
     assert config is None
     assert "Dequantize" in {n.op for n in quantized.node}
     assert len(quantized.SerializeToString()) < len(digits.graph_def.SerializeToString())
@@ -167,7 +169,7 @@ def test_quantize_weights_shrinks_the_file_and_keeps_accuracy(digits):
 
 def test_unknown_precision_is_named():
     with pytest.raises(LeangraphError, match="unknown precision 'fp8'.*bf16"):
-        precision.apply_precision(_linear_graph(), "fp8")
+        precisions.choose("fp8")
 
 
 def test_fake_no_bf16_is_honoured(monkeypatch):
@@ -333,3 +335,48 @@ def test_the_bf16_note_says_whether_the_cpu_or_the_model_is_why():
                                                                     "float16": 1.0})
     rates = matmul_gflops(size=64, repeats=1)
     assert set(rates) == {"float32", "bfloat16", "float16"} and all(r > 0 for r in rates.values())
+
+
+def test_every_precision_is_one_descriptor_of_one_ordered_registry():
+    names = [p.name for p in precisions.PRECISIONS]
+    assert names == ["fp32", "bf16", "bf16-grappler", "int8-weights", "int8", "int8-tf"]
+    for name in names:
+        assert precisions.choose(name).precision.name == name
+    assert precisions.choose(" INT8@25 ").param == 25.0
+    assert precisions.choose("int8").param == precision.DEFAULT_MIN_SQNR_DB
+    # A suffix that is no threshold is not int8 with a parameter, and int8-tf is not int8.
+    for bad in ("int8@", "int8@nan", "int8@inf", "int8@x", "int8-", "fp32@1", "bf16x"):
+        with pytest.raises(LeangraphError, match="unknown precision"):
+            precisions.choose(bad)
+    assert precisions.choose("int8-tf").precision.calibrated
+    assert not precisions.choose("int8-weights").precision.calibrated
+    assert precisions.lossy("bf16") and not precisions.lossy("fp32")
+    assert not precisions.lossy("no-such")
+    # optimize's rows come from the same list, in its order.
+    assert [p.name for p in precisions.PRECISIONS if p.variant] == ["bf16", "int8-weights", "int8"]
+    assert precisions.result_names() == ("fp32", "bf16", "int8")
+
+
+def test_a_calibrated_precision_without_examples_is_refused(digits):
+    ends = ([digits.input_name], [digits.output_name])
+    with pytest.raises(LeangraphError, match="int8 needs calibration examples"):
+        precisions.choose("int8").build(digits.graph_def, ends)
+
+
+def test_tune_and_optimize_build_bf16_the_same_way(digits, monkeypatch):
+    """One bf16 rewrite: tune's build and optimize's derived variant are the same graph, the
+    logits' layer left fp32 in both."""
+    from leangraph.pipeline import variants
+
+    monkeypatch.setattr(variants, "cpu_supports_bf16", lambda: True)
+    graph = digits.graph_def
+    ends = ([digits.input_name], [digits.output_name])
+    built = precisions.choose("bf16").build(graph, ends)
+    best = variants.graph_variant("frozen", "the graph", graph)
+    row = variants.bf16_variant(variants.BuildContext(best=best, ends=ends,
+                                                      precisions=("bf16",)))
+    assert leangraph.load_graph(row.graph_def) == built.graph_def
+    heads = precision.bf16_heads(graph, ends[1])
+    assert heads and "fp32: " + heads[0] in row.description
+    kept = {n.name: n for n in built.graph_def.node}[heads[0]]
+    assert kept.attr["T"].type == DT_FLOAT

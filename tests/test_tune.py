@@ -361,3 +361,52 @@ def test_cli_tune_takes_the_gate_options(tmp_path, two_heads, capsys):
                    "-o", str(tmp_path / "bad")])
     assert rc != 0
     assert "no output 'nope' (the outputs: cls, reg)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["tune", "prune"])
+def test_tune_and_prune_flags_are_declared_once_as_their_drivers_keywords(command):
+    """Every flag of tune and prune comes from an Option (pipeline.options.TUNE / PRUNE /
+    PRUNE_GOAL, search.options.SHARED) whose keyword is a parameter of the driver; a parsed
+    command line turns into the driver's keywords, converted (lists, counts) as declared."""
+    import argparse
+    import inspect
+
+    from leangraph.commands import prune as prune_command
+    from leangraph.commands import tune as tune_command
+    from leangraph.pipeline import options
+    from leangraph.prune.api import prune
+    from leangraph.search.options import SHARED
+
+    declared = {"tune": options.TUNE, "prune": options.PRUNE_GOAL + options.PRUNE + SHARED}
+    driver = {"tune": tune, "prune": prune}[command]
+    parameters = inspect.signature(driver).parameters
+    for option in declared[command]:
+        assert option.keyword is None or option.keyword in parameters, option.flags
+    parser = argparse.ArgumentParser()
+    {"tune": tune_command, "prune": prune_command}[command].add_parser(parser.add_subparsers())
+    flags = {f for action in parser._subparsers._group_actions[0].choices[command]._actions
+             for f in action.option_strings}
+    ours = {f for o in declared[command] + options.IO + SHARED for f in o.flags}
+    assert flags - ours <= {"-h", "--help", "--verbose"}, flags - ours
+    if command == "tune":
+        args = parser.parse_args(["tune", "m.pb", "--data", "d.npz", "--precisions",
+                                  "fp32, int8@25", "--threads", "1,2", "--trials", "5",
+                                  "--limit", "40", "--calibration-data", "c.npz"])
+        got = options.keywords(options.TUNE, args)
+        assert got["precisions"] == ["fp32", "int8@25"] and got["threads"] == [1, 2]
+        assert got["n_trials"] == 5 and got["limit"] == 40 and got["x"] == "d.npz"
+        assert got["calibration"] == "c.npz" and got["recipes"] is None
+        args = parser.parse_args(["tune", "m.pb", "--data", "d.npz", "--threads", "1,0"])
+        with pytest.raises(LeangraphError, match="--threads: must be at least 1, got 0"):
+            options.keywords(options.TUNE, args)
+    else:
+        args = parser.parse_args(["prune", "m.keras", "--data", "d.npz", "--target-macs", "0.5",
+                                  "--method", "lowrank", "--epochs", "2", "--storage",
+                                  "sqlite:///s.db", "--study", "s"])
+        got = options.keywords(declared["prune"], args, {"output_kind": lambda v: v})
+        assert got["target_macs"] == 0.5 and got["max_accuracy_drop"] is None
+        assert got["method"] == "lowrank" and got["epochs"] == 2 and got["n_trials"] == 12
+        assert got["storage"] == "sqlite:///s.db" and got["study"] == "s"
+        with pytest.raises(SystemExit):  # the goals are exclusive
+            parser.parse_args(["prune", "m.keras", "--data", "d.npz", "--target-macs", "0.5",
+                               "--max-accuracy-drop", "1"])

@@ -17,7 +17,6 @@ source is only a constant, no `NoOp` sink, no variable or resource op, and
 nothing the outputs do not need.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from leangraph import graphs
@@ -27,6 +26,7 @@ from leangraph.freezing.checkpoint import load_checkpoint
 from leangraph.freezing.clean import _check_clean, _clean, _tensor_infos
 from leangraph.freezing.ends import select_ends
 from leangraph.freezing.files import _file_kind, _load_keras_file, load_keras
+from leangraph.freezing.frozen import FrozenGraph
 from leangraph.freezing.graphdef import _freeze_graph, _pin_placeholders, split_names
 from leangraph.freezing.savedmodel import _saved_model_function, _saved_model_v1
 from leangraph.freezing.shapes import (
@@ -46,31 +46,6 @@ __all__ = ["FrozenGraph", "TensorInfo", "freeze", "load_keras"]
 
 # convert_variables_to_constants_v2's own two steps, without its costly last one.
 _DIRECT_STEPS = ("_FunctionConverterDataInEager", "_replace_variables_by_constants")
-
-
-@dataclass
-class FrozenGraph:
-    """The result of freeze(): a clean GraphDef plus what it takes and returns."""
-
-    graph_def: object
-    inputs: list
-    outputs: list
-    keras_model: object = None
-    #: where it came from: "keras", "savedmodel", "savedmodel-v1", "graph" or "function"
-    source: str = "keras"
-    notes: list = field(default_factory=list)
-
-    def save(self, path, as_text=None):
-        """Writes the GraphDef atomically (text for .pbtxt) and returns the Path."""
-        return graphs.save_graph(self.graph_def, path, as_text=as_text)
-
-    @property
-    def input_names(self):
-        return [t.name for t in self.inputs]
-
-    @property
-    def output_names(self):
-        return [t.name for t in self.outputs]
 
 
 # ---------------------------------------------------------------------------

@@ -7,8 +7,9 @@ A short driver over leangraph.pipeline, in the order the progress display shows:
 3. verify            every variant against the reference (Keras `predict`, or the
                      frozen graph when there is no Keras model), each with its own
                      gate (pipeline.verify); then the variants derived from the best
-                     fp32 graph (pipeline.precisions.DERIVED_VARIANTS: bf16, 8-bit
-                     weights, ...), verified the same way
+                     fp32 graph (the descriptors of pipeline.precisions.PRECISIONS,
+                     the one precision registry tune builds from too: bf16, 8-bit
+                     weights, int8), verified the same way
 4. benchmark         every variant, side by side in this process (pipeline.timing)
 5. report            optimized.pb, optimized_savedmodel/ (checked against the
                      variant's own gate; the next passing variant if it fails),

@@ -1,8 +1,8 @@
 """Precision changes and the accuracy they cost.
 
 evaluate() measures a graph against labels and/or a reference graph;
-to_bfloat16(), quantize_weights() and quantize_nodes() make the variants;
-apply_precision() names them for `leangraph tune`.
+to_bfloat16(), bf16_graph(), quantize_weights(), quantize_nodes() and int8_graph() make
+the graphs that the precisions of pipeline/precisions.py (the one registry) build.
 """
 
 from dataclasses import asdict, dataclass
@@ -14,41 +14,9 @@ from leangraph.errors import GraphError, UsageError
 from leangraph.pipeline.data import PerExample
 from leangraph.quantization import quantize
 from leangraph.quantization.int8 import DEFAULT_MIN_SQNR_DB
+from leangraph.quantization.prepare import output_heads
 from leangraph.runner import Runner
 from leangraph.transform import transform
-
-
-#: Precisions apply_precision() knows, in order of how much they change.
-#: "int8" is leangraph's calibrated int8 (leangraph.quantize) with its default
-#: per-layer fallback threshold; "int8@DB" sets that threshold (output SQNR in
-#: dB below which a layer stays float: higher is more accurate and slower);
-#: "int8-tf" is TensorFlow's own eight-bit recipe (quantize_nodes).
-PRECISIONS = ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8", "int8-tf")
-#: apply_precision's calibration count for the int8 precisions.
-CALIBRATION_SAMPLES = 16
-
-
-def int8_threshold(precision):
-    """The fallback threshold (dB) an int8 precision name asks for, None for other names."""
-    if precision == "int8":
-        return DEFAULT_MIN_SQNR_DB
-    if isinstance(precision, str) and precision.startswith("int8@"):
-        try:
-            value = float(precision[5:])
-        except ValueError:
-            return None
-        return value if np.isfinite(value) else None
-    return None
-
-
-def is_precision(name):
-    return name in PRECISIONS or int8_threshold(name) is not None
-
-
-def is_calibrated(name):
-    """Whether a precision's numbers come from calibration on examples (int8, int8@DB,
-    int8-tf): without held-out real examples its score is no verdict."""
-    return name == "int8-tf" or int8_threshold(name) is not None
 
 
 @dataclass(frozen=True)
@@ -89,7 +57,7 @@ def grappler_bf16_config(threads=None):
 
 
 def to_bfloat16(graph, exclude_ops=(), exclude_nodes=(), inputs=None, outputs=None,
-                zero_bias="tiny"):
+                zero_bias="tiny", allow_io_ops=False):
     """The graph with its float compute rewritten to bf16 (the `to_bfloat16` transform).
 
     zero_bias: "tiny" (default) stores an all-zero bias after a convolution or
@@ -102,10 +70,10 @@ def to_bfloat16(graph, exclude_ops=(), exclude_nodes=(), inputs=None, outputs=No
     if zero_bias != "tiny":
         params.append(f"zero_bias={zero_bias}")
     step = f"to_bfloat16({', '.join(params)})" if params else "to_bfloat16"
-    return transform(graph, step, inputs=inputs, outputs=outputs)
+    return transform(graph, step, inputs=inputs, outputs=outputs, allow_io_ops=allow_io_ops)
 
 
-def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None):
+def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None, allow_io_ops=False):
     """TF's quantize_weights: 8-bit weights in the file, dequantized at load (float compute).
 
     TF gives a tensor whose elements are all equal to zero (an unused bias of
@@ -117,7 +85,7 @@ def quantize_weights(graph, minimum_size=1024, inputs=None, outputs=None):
     # which the timer's graph check refuses; the last step writes the defaults out.
     quantized = transform(
         graph, f"quantize_weights(minimum_size={int(minimum_size)}) add_default_attributes",
-        inputs=inputs, outputs=outputs,
+        inputs=inputs, outputs=outputs, allow_io_ops=allow_io_ops,
     )
     return restore_float_constants(graph, quantized)
 
@@ -229,43 +197,46 @@ def quantize_nodes(graph, inputs=None, outputs=None):
     return transform(graph, steps, inputs=inputs, outputs=outputs)
 
 
-def apply_precision(graph, precision, samples=None, limit=CALIBRATION_SAMPLES):
-    """(graph, session_config) for a precision name in PRECISIONS (or "int8@DB").
+def bf16_graph(graph, ends, allow_io_ops=False):
+    """The one bf16 rewrite (tune's and optimize's): to_bfloat16, with the layers that make
+    an output's logits (before its softmax or sigmoid) left fp32, as int8 leaves them: bf16
+    logits flip classes nearly tied (the model zoo's transformer, 1 of 40 held-out examples).
 
-    "bf16" rewrites the graph (to_bfloat16); "bf16-grappler" leaves it and
-    returns a config that makes Grappler rewrite it at run time;
-    "int8-weights" and "int8-tf" run TF's 8-bit transforms; "int8" and
-    "int8@DB" are leangraph.quantize calibrated on the first `limit`
-    (default CALIBRATION_SAMPLES) of `samples` (required for them). Raises UsageError
-    for an unknown name.
+    ends: (input names, output names). Returns (graph_def, the fp32 layers kept).
     """
     graph = graphs.load_graph(graph)
-    # The original's inputs and outputs, so no transform renames or drops them.
-    ends = {"inputs": graphs.default_inputs(graph), "outputs": graphs.default_outputs(graph)}
-    if precision == "fp32":
-        return graph, None
-    if precision == "bf16":
-        return to_bfloat16(graph, **ends), None
-    if precision == "bf16-grappler":
-        return graph, grappler_bf16_config()
-    if precision == "int8-weights":
-        return quantize_weights(graph, **ends), None
-    if precision == "int8-tf":
-        return quantize_nodes(graph, **ends), None
-    threshold = int8_threshold(precision)
-    if threshold is not None:
-        if samples is None or len(samples) == 0:
-            raise UsageError(f"precision {precision} needs calibration samples")
-        if isinstance(samples, dict):
-            samples = {name: np.asarray(x)[:limit] for name, x in samples.items()}
-        else:
-            samples = np.asarray(samples)[:limit]
-        result = quantize(graph, samples,
-                          min_sqnr_db=threshold, **ends)
-        return result.graph_def, None
-    raise UsageError(
-        f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}"
-    )
+    heads = bf16_heads(graph, ends[1])
+    return to_bfloat16(graph, exclude_nodes=heads, inputs=ends[0], outputs=ends[1],
+                       allow_io_ops=allow_io_ops), heads
+
+
+def bf16_heads(graph_def, outputs):
+    """The layers bf16_graph keeps fp32: those making an output's logits."""
+    return sorted(name for name, (_, activation) in output_heads(graph_def, outputs).items()
+                  if activation)
+
+
+def int8_graph(graph, ends, calibration, min_sqnr_db=DEFAULT_MIN_SQNR_DB, weight_bits=None):
+    """The one calibrated int8 rewrite (tune's and optimize's): leangraph.quantize with the
+    output heads kept float. calibration: one array per input of ends[0], examples on axis
+    0, or pipeline.data.PerExample (one example a file). Returns the QuantizeResult."""
+    if not calibration or len(calibration[0]) == 0:
+        raise UsageError("int8 needs calibration examples")
+    inputs, outputs = ends
+    return quantize(graph, calibration_samples(inputs, calibration), inputs=inputs,
+                    outputs=outputs, min_sqnr_db=min_sqnr_db, weight_bits=weight_bits,
+                    float_heads=True)
+
+
+def calibration_samples(inputs, samples):
+    """What leangraph.quantize takes: one input's stacked array, {input: stacked array}, or,
+    where any input's examples are fed one file each (pipeline.data.PerExample), a list
+    of {input: array}, one example each as it is."""
+    if any(isinstance(s, PerExample) for s in samples):
+        return [{name: s[i] if isinstance(s, PerExample) else s[i:i + 1]
+                 for name, s in zip(inputs, samples)} for i in range(len(samples[0]))]
+    feeds = dict(zip(inputs, samples))
+    return feeds if len(feeds) > 1 else samples[0]
 
 
 def _placeholder_batch(graph_def, name):

@@ -18,20 +18,12 @@ from leangraph import graphs
 from leangraph import recipes as recipes_module
 from leangraph._extras import require
 from leangraph.errors import GraphError, LeangraphError, UsageError
-from leangraph.hardware import cpu_supports_bf16
 from leangraph.metrics import Gates
+from leangraph.pipeline import precisions as registry
 from leangraph.pipeline.confirm import confirm, overrule
 from leangraph.pipeline.model import graph_def_of
-from leangraph.pipeline.scoring import Judge, calibration_feeds, read_examples, split_examples
+from leangraph.pipeline.scoring import Judge, read_examples, split_examples
 from leangraph.pipeline.timing import session_timer
-from leangraph.precision import (
-    PRECISIONS,
-    apply_precision,
-    int8_threshold,
-    is_calibrated,
-    is_precision,
-)
-from leangraph.quantization import int8
 from leangraph.recipes import recipe_for
 from leangraph.search.trials import ORIGINAL, Trial, TuneResult, best_of, partial_result
 from leangraph.transform import transform
@@ -65,7 +57,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     calibration: examples the int8 precisions calibrate on instead of a split of x.
     limit: use only the first `limit` examples of x.
     recipes: names from leangraph.RECIPES, or "none" (default: all). precisions: names
-        from precision.PRECISIONS or int8@DB (default fp32, bf16, bf16-grappler,
+        from pipeline.precisions.PRECISIONS, int8@DB included (default fp32, bf16, bf16-grappler,
         int8-weights, int8 and int8@25: leangraph's int8 at two fallback
         thresholds). threads: intra-op thread counts (default 1 and all cores).
     verify_samples / calibration_samples: x is split as pipeline.data.split does
@@ -132,22 +124,16 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
             recipe_for(name, base_graph)  # unknown names fail before any work
     precisions = list(precisions) if precisions else ["fp32", "bf16", "bf16-grappler",
                                                       "int8-weights", "int8", "int8@25"]
-    for name in precisions:
-        if not is_precision(name):
-            raise UsageError(f"unknown precision '{name}'; known: {', '.join(PRECISIONS)} "
-                             "and int8@DB (int8 with that fallback threshold)")
-    int8_names = [p for p in precisions if int8_threshold(p) is not None]
-    if int8_names:
-        if not int8.cpu_supports_int8():
-            say(f"{', '.join(int8_names)} requested, but {int8.NO_INT8_CPU}: int8 is left "
-                "out and fp32 is kept")
-            precisions = [p for p in precisions if p not in int8_names]
-    bf16_names = [p for p in precisions if p.startswith("bf16")]
-    if bf16_names and not cpu_supports_bf16():
-        say(f"{', '.join(bf16_names)} requested, but this CPU has neither AVX512_BF16 nor "
-            "AMX-BF16 (or LEANGRAPH_FAKE_NO_BF16 is set): bf16 would be emulated and slow, "
-            "so it is left out and fp32 is kept")
-        precisions = [p for p in precisions if not p.startswith("bf16")]
+    choices = {name: registry.choose(name) for name in precisions}
+    missing = {}
+    for name, choice in choices.items():
+        why = choice.precision.unavailable()
+        if why:
+            missing.setdefault(why, []).append(name)
+    for why, names in missing.items():
+        say(f"{', '.join(names)} requested, but {why}: left out, and fp32 is kept")
+    precisions = list(dict.fromkeys(choice.name for choice in choices.values()
+                                    if choice.precision.available()))
     if "fp32" not in precisions:
         precisions.insert(0, "fp32")
     threads = sorted({int(t) for t in threads}) if threads else sorted({1, os.cpu_count() or 1})
@@ -158,7 +144,6 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     variants = {}  # (model, recipe, precision) -> (graph, config, Score, bytes) or error
     measured = {}  # key -> Trial
     trials = []
-    calib_feeds = calibration_feeds(input_names, x_calib)
 
     def variant(model_name, recipe, precision):
         key = (model_name, recipe, precision)
@@ -168,10 +153,11 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
                 if recipe != "none":
                     graph = transform(graph, recipe_for(recipe, graph),
                                       inputs=input_names, outputs=output_names)
-                graph, config = apply_precision(graph, precision, samples=calib_feeds,
-                                                limit=x_calib.count)
+                choice = registry.choose(precision)
+                graph, config, _ = choice.build(graph, (input_names, output_names),
+                                                x_calib.arrays if x_calib.count else None)
                 candidate = model_name != ORIGINAL
-                scored = judge(graph, config, lossy=precision != "fp32" or candidate,
+                scored = judge(graph, config, lossy=choice.lossy or candidate,
                                gated=not (candidate and held.labels))
                 variants[key] = (graph, config, scored,
                                  len(graph.SerializeToString()))
@@ -196,7 +182,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
             graph, config, scored, size = built
             trial.file_bytes = size
             scored.fill(trial, judge.baseline)
-            if too_few and is_calibrated(precision):
+            if too_few and registry.choose(precision).precision.calibrated:
                 trial.note, trial.feasible = too_few, False
             try:
                 trial.latency_ms = float(timer(graph, config, n_threads, feeds))

@@ -3,6 +3,7 @@
 from leangraph import graphs
 from leangraph.errors import FreezeError
 from leangraph.freezing.clean import _tensor_infos
+from leangraph.freezing.frozen import FrozenGraph
 from leangraph.freezing.placeholders import IteratorOutputs, choose_inputs, is_dataset_op
 from leangraph.freezing.shapes import _merge_shape, _normalize_input_shapes
 from leangraph.runner import import_graph
@@ -85,8 +86,6 @@ def _freeze_graph(graph_def, input_shapes, batch_size, output_names, inputs=None
                   source="graph", notes=(), data_inputs=()):
     """A frozen GraphDef read at `output_names` (node or tensor names; default: its
     sinks), fed at the inputs leangraph.freezing.placeholders chooses."""
-    from leangraph.freeze import FrozenGraph
-
     out_names = split_names(output_names)
     defaulted = out_names is None
     if defaulted:

@@ -13,9 +13,9 @@ graph runs there.
 
 from leangraph import graphs
 from leangraph.errors import QuantizeError
-from leangraph.pipeline.data import PerExample
 from leangraph.pipeline.variants import failed_variant, graph_variant
-from leangraph.quantization import int8, quantize
+from leangraph.precision import int8_graph
+from leangraph.quantization import int8
 from leangraph.quantization.int8 import _CONTRACTIONS
 
 
@@ -38,10 +38,8 @@ def int8_variant(ctx):
     nothing = nothing_to_quantize(graph_def)
     if nothing:
         return ctx.skipped(NAME, "int8", description, nothing)
-    inputs, outputs = ctx.ends
     try:
-        result = quantize(graph_def, calibration_samples(inputs, samples), inputs=inputs,
-                          outputs=outputs, weight_bits=ctx.int8_weight_bits, float_heads=True)
+        result = int8_graph(graph_def, ctx.ends, samples, weight_bits=ctx.int8_weight_bits)
     except QuantizeError as exc:
         return failed_variant(NAME, description, f"quantization failed: {exc}", precision="int8",
                               gate="top1", base=best.name)
@@ -76,17 +74,6 @@ def int8_variant(ctx):
                       base=best.name, eligible=True, transform="quantize_int8")
     v.quantization = result.to_dict()
     return v
-
-
-def calibration_samples(inputs, samples):
-    """What leangraph.quantize takes: one input's stacked array, {input: stacked array}, or,
-    where any input's examples are fed one file each (pipeline.data.PerExample), a list
-    of {input: array}, one example each as it is."""
-    if any(isinstance(s, PerExample) for s in samples):
-        return [{name: s[i] if isinstance(s, PerExample) else s[i:i + 1]
-                 for name, s in zip(inputs, samples)} for i in range(len(samples[0]))]
-    feeds = dict(zip(inputs, samples))
-    return feeds if len(feeds) > 1 else samples[0]
 
 
 #: Contractions int8 leaves float, named when a graph has only these.

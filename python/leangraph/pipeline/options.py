@@ -10,8 +10,9 @@ and forgotten in another. The model-loading (IO) and data flags are shared with
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from leangraph.errors import UsageError
 from leangraph.pipeline.data import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_VERIFY_SAMPLES
 
 #: How many invented inputs optimize verifies on without --data.
@@ -60,6 +61,7 @@ class Option:
 
     flags: tuple
     help: str
+    #: the driver's keyword it sets (optimize's, tune's or prune's, by the tuple it is in)
     keyword: str = None
     setting: str = None
     default: object = None
@@ -68,6 +70,8 @@ class Option:
     action: str = None
     choices: tuple = None
     dest: str = None
+    #: the parsed value -> the keyword's value (e.g. "1,2" -> [1, 2]), applied by keywords()
+    convert: object = None
 
     @property
     def name(self):
@@ -220,14 +224,115 @@ OPTIMIZE = (
 )
 
 
+def names(text):
+    """A comma-separated list as a list of names (None for an empty one: the default)."""
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def counts(text):
+    """A comma-separated list of whole numbers >= 1 (None for an empty one)."""
+    return [count(v) for v in names(text)] if text else None
+
+
+# The data flags as tune takes them (its x and calibration keywords).
+TUNE_DATA = (
+    replace(DATA, keyword="x"),
+    replace(CALIBRATION_DATA, keyword="calibration"),
+    VERIFY_SAMPLES, CALIBRATION_SAMPLES, OUTPUT_KIND, GATE, MAX_ACCURACY_DROP,
+    MAX_MAE_INCREASE,
+)
+
+TUNE = (
+    *TUNE_DATA,
+    Option(("--trials",), "trial budget (default %(default)s)", keyword="n_trials", default=24,
+           type=count, metavar="N"),
+    Option(("--recipes",), "comma-separated recipe names (default all)", keyword="recipes",
+           default="", convert=names, metavar="A,B"),
+    Option(("--precisions",), "comma-separated: " + ", ".join(
+        ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8",
+         "int8@DB (int8 whose layers below DB of SQNR stay float)", "int8-tf")),
+           keyword="precisions", default="", convert=names, metavar="A,B"),
+    Option(("--threads",), "comma-separated intra-op thread counts (default 1 and all cores)",
+           keyword="threads", default="", convert=counts, metavar="N,M"),
+    Option(("--batch", "--batch-size"), "examples per timed run (default %(default)s)",
+           keyword="batch_size", default=1, type=count, metavar="N", dest="batch_size"),
+    Option(("--limit",), "use only the first N examples of --data (default: all)",
+           keyword="limit", default=None, type=count, metavar="N",
+           convert=lambda v: v or None),
+    Option(("-o", "--out"), "output folder (default %(default)s)", default="tune-out"),
+    Option(("--seed",), "the sampler's and the split's seed (default %(default)s)",
+           keyword="seed", default=0, type=int),
+)
+
+#: prune's goal: exactly one of these (an exclusive group).
+PRUNE_GOAL = (
+    Option(("--target-macs",), "keep this share of the MACs, 0 < R < 1 (no search)",
+           keyword="target_macs", type=positive, metavar="R"),
+    Option(("--max-accuracy-drop",), "search per-group ratios for the lowest latency within "
+           "this loss, in points", keyword="max_accuracy_drop", type=non_negative,
+           metavar="POINTS"),
+)
+
+PRUNE = (
+    replace(DATA, keyword=None),
+    replace(OUTPUT_KIND, keyword="output_kind"),
+    MAX_MAE_INCREASE,
+    Option(("--preprocess",), "preprocessing of --data images (tf, caffe, torch, none; "
+           "default none: pixels 0..255)", default="none", metavar="NAME"),
+    Option(("-o", "--out"), "output folder (default %(default)s)", default="prune-out"),
+    Option(("--method",), "channels: remove channels; lowrank: factorise Dense and Conv2D "
+           "layers (SVD, Tucker-2) where the timer measures the whole model faster; both: "
+           "channels, then lowrank (default %(default)s)", keyword="method",
+           default="channels", choices=("channels", "lowrank", "both")),
+    Option(("--batch",), "with --method lowrank/both: the batch at which each factorisation "
+           "must be measurably faster (default %(default)s)", keyword="batch", default=1,
+           type=count, metavar="N"),
+    Option(("--criterion",), "channel importance (default %(default)s)", keyword="criterion",
+           default="l2", choices=("l2", "fpgm", "taylor")),
+    Option(("--epochs",), "fine-tuning epochs (default %(default)s)", keyword="epochs",
+           default=10, type=count, metavar="N"),
+    Option(("--seconds",), "fine-tuning time budget", keyword="seconds", type=positive,
+           metavar="S"),
+    Option(("--temperature",), "distillation temperature (default %(default)s)",
+           keyword="temperature", default=4.0, type=positive),
+    Option(("--alpha",), "weight of the distillation loss against the hard labels (default "
+           "%(default)s)", keyword="alpha", default=0.7, type=non_negative),
+    Option(("--trials",), "search trials (default %(default)s)", keyword="n_trials",
+           default=12, type=count, metavar="N"),
+    Option(("--seed",), "the channel choice's, the search's and the split's seed (default "
+           "%(default)s)", keyword="seed", default=0, type=int),
+    Option(("--unsafe",), "allow Lambda layers that carry Python code", keyword="unsafe",
+           action="store_true"),
+    Option(("--int8",), "make the pruned model int8-ready: score its post-training int8 graph "
+           "held out and, when that loses more than --int8-max-drop points, fine-tune it "
+           "through fake quantization", keyword="int8", action="store_true"),
+    Option(("--int8-max-drop",), "with --int8: the int8 loss allowed before quantization-aware "
+           "fine-tuning (default %(default)s)", keyword="int8_max_drop", default=0.5,
+           type=non_negative, metavar="POINTS"),
+    Option(("--qat-epochs",), "with --int8: quantization-aware fine-tuning epochs (default "
+           "%(default)s)", keyword="qat_epochs", default=3, type=count, metavar="N"),
+)
+
+
 def keywords(options, args, convert=None):
-    """optimize()'s keywords from parsed arguments; convert: {keyword: fn(value)}."""
+    """The driver's keywords from parsed arguments: each option's own `convert`, or
+    convert {keyword: fn(value)} where the command knows more (the model, say)."""
     found = {}
     for option in options:
         if option.keyword:
             value = getattr(args, option.name)
-            found[option.keyword] = (convert or {}).get(option.keyword, lambda v: v)(value)
+            fn = (convert or {}).get(option.keyword) or option.convert or (lambda v: v)
+            try:
+                found[option.keyword] = fn(value)
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"{option.flag}: {exc}") from None
     return found
+
+
+def add_options(parser, options, **overrides):
+    """Adds each option; overrides {dest: {argparse keyword: value}} (required=True, say)."""
+    for option in options:
+        option.add_to(parser, **overrides.get(option.name, {}))
 
 
 def command_line(options, config):

@@ -44,15 +44,6 @@ def read_examples(graph, x, y, inputs=None, outputs=None, what="x", limit=None):
     return inputs, out_infos, data
 
 
-def calibration_feeds(input_names, data):
-    """What apply_precision calibrates on: the one input's array, or {input: array}."""
-    if data is None or data.count == 0:
-        return None
-    if len(input_names) == 1:
-        return data.arrays[0]
-    return dict(zip(input_names, data.arrays))
-
-
 def split_examples(data, verify_samples, calibration_samples, say):
     """(the held-out Data every variant is scored on, the calibration Data, why calibrated
     precisions are only timed or None): pipeline.data's seeded split, so calibration

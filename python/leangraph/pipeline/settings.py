@@ -17,6 +17,7 @@ from leangraph.pipeline.data import (
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_VERIFY_SAMPLES,
 )
+from leangraph.pipeline import precisions as registry
 from leangraph.pipeline.options import OPTIMIZE, command_line
 from leangraph.pipeline.timing import bench_kwargs
 
@@ -31,9 +32,6 @@ DEFAULT_MODEL_SIZE = 299
 DEFAULT_SEED = 0
 
 
-PRECISION_CHOICES = ("fp32", "bf16", "int8")
-
-
 DEFAULT_PRECISIONS = ("fp32", "bf16", "int8")
 
 
@@ -41,11 +39,11 @@ def parse_precisions(precisions):
     if isinstance(precisions, str):
         precisions = [p for p in precisions.split(",")]
     chosen = [str(p).strip().lower() for p in precisions if str(p).strip()]
-    unknown = [p for p in chosen if p not in PRECISION_CHOICES]
+    unknown = [p for p in chosen if p not in registry.result_names()]
     if unknown or not chosen:
         raise UsageError(
             f"--precision: unknown precision {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(PRECISION_CHOICES)}"
+            f"choose from {', '.join(registry.result_names())}"
         )
     return tuple(dict.fromkeys(chosen))
 

@@ -27,7 +27,7 @@ from leangraph.pipeline.inputs import (
 from leangraph.pipeline.outdir import (
     ARTIFACTS,
 )
-from leangraph.pipeline.precisions import build_derived
+from leangraph.pipeline.precisions import build_derived, lossy
 from leangraph.pipeline.reporting import report_stage
 from leangraph.pipeline.settings import OptimizeConfig, run_bench_kwargs
 from leangraph.pipeline.timing import time_batch, time_rounds
@@ -278,7 +278,7 @@ def verify_stage(run, prog):
     def check(v):
         # Only the precisions known to change numbers by rounding; a registered
         # variant of another kind keeps the gate it declared.
-        if fragile and v.gate == "top1" and v.precision in ("bf16", "int8", "int8-weights"):
+        if fragile and v.gate == "top1" and lossy(v.precision):
             v.gate = "sqnr"
         prog.item(f"{v.name} on {run.count} input(s)")
         outputs = variant_outputs(run, v)

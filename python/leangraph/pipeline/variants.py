@@ -14,10 +14,9 @@ from leangraph import graphs
 from leangraph.bench import stats
 from leangraph.errors import GraphError, LeangraphError, TransformError
 from leangraph.hardware import cpu_supports_bf16
-from leangraph.precision import grappler_bf16_config, restore_float_constants
-from leangraph.quantization.prepare import output_heads
+from leangraph.precision import bf16_graph, bf16_heads, grappler_bf16_config, quantize_weights
 from leangraph.runner import outputs_per_example
-from leangraph.transform import list_transforms, transform
+from leangraph.transform import transform
 
 
 PASSED = "passed"
@@ -161,17 +160,12 @@ def failed_variant(name, description, reason, **kwargs):
     return v
 
 
-def transform_variant(name, description, base_bytes, transforms, ends, post=None,
-                       allow_io_ops=False, **kwargs):
-    try:
-        result = transform(base_bytes, transforms, inputs=ends[0], outputs=ends[1],
-                           allow_io_ops=allow_io_ops)
-        if post is not None:
-            result = post(graphs.load_graph(base_bytes), result)
-    except (TransformError, GraphError, ValueError) as exc:
-        return failed_variant(name, description, f"transform failed: {exc}",
-                               transform=transforms, **kwargs)
-    return graph_variant(name, description, result, transform=transforms, **kwargs)
+def transform_variant(name, description, base_bytes, transforms, ends, allow_io_ops=False,
+                      **kwargs):
+    """The variant `transforms` (transform_graph syntax) make of base_bytes."""
+    return built_variant(name, description, lambda: transform(
+        base_bytes, transforms, inputs=ends[0], outputs=ends[1], allow_io_ops=allow_io_ops),
+        transforms, **kwargs)
 
 
 def run_variant(v, input_names, output_names, examples):
@@ -245,13 +239,18 @@ class BuildContext:
                        gate="top1", status=SKIPPED, reason=reason)
 
 
-# TF's quantize_weights leaves Dequantize without its defaulted `narrow_range`,
-# which the timer's graph check refuses; the last step writes the defaults out.
-QUANTIZE_WEIGHTS = "quantize_weights add_default_attributes"
+def built_variant(name, description, build, transform_text, **kwargs):
+    """A graph variant from build() (-> GraphDef), or a FAILED row naming why TF refused it."""
+    try:
+        result = build()
+    except (TransformError, GraphError, ValueError) as exc:
+        return failed_variant(name, description, f"transform failed: {exc}",
+                              transform=transform_text, **kwargs)
+    return graph_variant(name, description, result, transform=transform_text, **kwargs)
 
 
 def bf16_variant(ctx):
-    """bf16 of the best fp32 graph: to_bfloat16 if registered, else Grappler's run-time rewrite."""
+    """bf16 of the best fp32 graph: precision.bf16_graph (to_bfloat16, logits kept fp32)."""
     if not ctx.wants("bf16"):
         return None
     if not cpu_supports_bf16():
@@ -259,23 +258,15 @@ def bf16_variant(ctx):
     best = ctx.best
     if best is None:
         return ctx.skipped("bf16", "bf16", "bf16", "no fp32 graph variant passed")
-    if any(t.name == "to_bfloat16" for t in list_transforms()):
-        # As in int8: the layers making an output's logits stay fp32 (bf16 logits flip
-        # classes nearly tied: the zoo's transformer, 1 of 40 held-out examples).
-        heads = sorted(name for name, (_, activation) in output_heads(
-            graphs.load_graph(best.graph_def), ctx.ends[1]).items() if activation)
-        step = (f"to_bfloat16({', '.join(f'exclude_node={h}' for h in heads)})" if heads
-                else "to_bfloat16")
-        kept = f"; fp32: {', '.join(heads)} (makes an output's logits)" if heads else ""
-        return transform_variant(
-            "bf16", f"to_bfloat16 transform of {best.name} (bf16 compute in the graph{kept})",
-            best.graph_def, step, ctx.ends, precision="bf16", gate="top1",
-            base=best.name, eligible=True, allow_io_ops=ctx.allow_io_ops)
-    return graph_variant(
-        "bf16", f"{best.name} with Grappler's oneDNN bf16 rewrite at run time (timer "
-        "precision=bf16; a session setting, so not written as optimized.pb)",
-        graphs.load_graph(best.graph_def), precision="bf16", gate="top1", base=best.name,
-        bench_precision="bf16", eligible=False)
+    graph = graphs.load_graph(best.graph_def)
+    heads = bf16_heads(graph, ctx.ends[1])
+    kept = f"; fp32: {', '.join(heads)} (makes an output's logits)" if heads else ""
+    step = (f"to_bfloat16({', '.join(f'exclude_node={h}' for h in heads)})" if heads
+            else "to_bfloat16")
+    return built_variant(
+        "bf16", f"to_bfloat16 transform of {best.name} (bf16 compute in the graph{kept})",
+        lambda: bf16_graph(graph, ctx.ends, allow_io_ops=ctx.allow_io_ops)[0], step,
+        precision="bf16", gate="top1", base=best.name, eligible=True)
 
 
 def quantize_weights_variant(ctx):
@@ -284,8 +275,10 @@ def quantize_weights_variant(ctx):
     if best is None:
         return ctx.skipped("quantize_weights", "int8-weights", "TF's quantize_weights",
                            "no fp32 graph variant passed")
-    return transform_variant(
+    return built_variant(
         "quantize_weights", f"TF's quantize_weights of {best.name}: 8-bit weights in the "
-        "file, dequantized at load (for size)", best.graph_def, QUANTIZE_WEIGHTS, ctx.ends,
-        post=restore_float_constants, precision="int8-weights", gate="top1",
-        base=best.name, allow_io_ops=ctx.allow_io_ops)
+        "file, dequantized at load (for size)",
+        lambda: quantize_weights(best.graph_def, inputs=ctx.ends[0], outputs=ctx.ends[1],
+                                 allow_io_ops=ctx.allow_io_ops),
+        "quantize_weights add_default_attributes", precision="int8-weights", gate="top1",
+        base=best.name)

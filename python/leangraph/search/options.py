@@ -3,28 +3,36 @@
 import os
 import sys
 
+from leangraph.pipeline.options import Option, add_options, count, non_negative
 from leangraph.search.shared import SharedStudy
 from leangraph.search.storage import StorageError
 
 
+#: The shared-search flags; their keywords are prune()'s (tune takes a SharedStudy, which
+#: from_args opens from them).
+SHARED = (
+    Option(("--storage",), "where the study lives: postgresql://user:password@host:port/db, "
+           "mysql://..., sqlite:///FILE, or a journal file path (default: in memory, this "
+           "process only)", keyword="storage", metavar="URL"),
+    Option(("--study",), "the study's name in --storage", keyword="study", metavar="NAME"),
+    Option(("--worker",), "join an existing study; its search settings replace this "
+           "command's, and --trials counts COMPLETE trials study-wide", keyword="worker",
+           action="store_true"),
+    Option(("--wait",), "how long a --worker waits for the study to appear (default "
+           "%(default)g)", keyword="wait", default=60.0, type=non_negative, metavar="S"),
+    Option(("--resume",), "continue a study whose workers have all stopped", keyword="resume",
+           action="store_true"),
+    Option(("--heartbeat",), "seconds between a trial's heartbeats; a trial silent for three "
+           "of them is failed and run again (default %(default)s)", keyword="heartbeat",
+           default=10, type=count, metavar="S"),
+)
+
+
 def add_arguments(parser, *, description="many workers, on any machines, share one Optuna study",
-                  worker_help="join an existing study; its search settings replace this "
-                              "command's, and --trials counts COMPLETE trials study-wide"):
-    """The shared-search flags of `leangraph tune` (and `leangraph prune`)."""
+                  worker_help=None):
+    """The shared-search flags of `leangraph tune` and `leangraph prune`, as one group."""
     group = parser.add_argument_group("shared search", description)
-    group.add_argument("--storage", metavar="URL",
-                       help="where the study lives: postgresql://user:password@host:port/db, "
-                            "mysql://..., sqlite:///FILE, or a journal file path "
-                            "(default: in memory, this process only)")
-    group.add_argument("--study", metavar="NAME", help="the study's name in --storage")
-    group.add_argument("--worker", action="store_true", help=worker_help)
-    group.add_argument("--wait", type=float, default=60.0, metavar="S",
-                       help="how long a --worker waits for the study to appear (default 60)")
-    group.add_argument("--resume", action="store_true",
-                       help="continue a study whose workers have all stopped")
-    group.add_argument("--heartbeat", type=int, default=10, metavar="S",
-                       help="seconds between a trial's heartbeats; a trial silent for three "
-                            "of them is failed and run again (default 10)")
+    add_options(group, SHARED, **({"worker": {"help": worker_help}} if worker_help else {}))
 
 
 def from_args(args):

@@ -18,8 +18,8 @@ from pathlib import Path
 from leangraph import graphs
 from leangraph.errors import OutputError
 from leangraph.metrics import Gates
+from leangraph.pipeline import precisions
 from leangraph.pipeline.scoring import Judge, read_examples, split_examples
-from leangraph.precision import apply_precision
 from leangraph.recipes import recipe_for
 from leangraph.search.shared import finished_trials, result_of, trial_phase
 from leangraph.search.storage import (
@@ -184,30 +184,39 @@ def _rebuild(study, model=None, data=None):
     if best.recipe != "none":
         graph = transform(graph, recipe_for(best.recipe, graph),
                           inputs=settings["inputs"], outputs=settings["outputs"])
-    graph, config = apply_precision(graph, best.precision)
+    choice = precisions.choose(best.precision)
     verification = {"model_sha256": attrs["fingerprints"]["model"], "accuracy_checked": False}
     data = data or sources.get("data")
+    examples = None
     if data and Path(data).exists():
         inputs, out_infos, examples = read_examples(base, data, None, settings["inputs"],
-                                            settings["outputs"], what="--data",
-                                            limit=sources.get("limit") or None)
-        if data_fingerprint(examples.arrays, examples.labels) == attrs["fingerprints"]["data"]:
-            held, _, _ = split_examples(examples, None, None, lambda line: None)  # tune scored these
-            gates = Gates.for_graph(base, out_infos, kinds=settings.get("output_kinds"))
-            gates.read_labels(examples.labels)
-            judge = Judge(base, held, inputs, out_infos, gates)
-            scored = judge(graph, config, lossy=best.precision != "fp32")
-            if not _same_score(scored.value, best.score, scored.is_fraction):
-                raise StorageError(f"the rebuilt best graph scores {scored.value:.6g} "
-                                   f"({scored.metric}), but trial {best.number} recorded "
-                                   f"{best.score:.6g}")
-            verification.update(accuracy_checked=True, metric=scored.metric, score=scored.value)
-            if scored.is_fraction:
-                verification["accuracy"] = scored.value
-        else:
+                                                    settings["outputs"], what="--data",
+                                                    limit=sources.get("limit") or None)
+        if data_fingerprint(examples.arrays, examples.labels) != attrs["fingerprints"]["data"]:
             verification["note"] = f"{data} is not the study's data; accuracy not re-checked"
+            examples = None
     else:
         verification["note"] = "the study's data is not at hand; accuracy not re-checked"
+    if examples is None:
+        if choice.precision.calibrated:
+            raise StorageError(f"the best trial is {best.precision}, which calibrates on the "
+                               "study's data: give --data (the file the study was run on)")
+        graph, config, _ = choice.build(graph, (settings["inputs"], settings["outputs"]))
+        return graph, config, verification
+    held, calib, _ = split_examples(examples, None, None, lambda line: None)  # as tune split
+    graph, config, _ = choice.build(graph, (inputs, [o.name for o in out_infos]),
+                                    calib.arrays)
+    gates = Gates.for_graph(base, out_infos, kinds=settings.get("output_kinds"))
+    gates.read_labels(examples.labels)
+    judge = Judge(base, held, inputs, out_infos, gates)
+    scored = judge(graph, config, lossy=choice.lossy)
+    if not _same_score(scored.value, best.score, scored.is_fraction):
+        raise StorageError(f"the rebuilt best graph scores {scored.value:.6g} "
+                           f"({scored.metric}), but trial {best.number} recorded "
+                           f"{best.score:.6g}")
+    verification.update(accuracy_checked=True, metric=scored.metric, score=scored.value)
+    if scored.is_fraction:
+        verification["accuracy"] = scored.value
     return graph, config, verification
 
 
