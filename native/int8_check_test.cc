@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "native/status_expect.h"
 #include "native/test_main.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
 #include "tensorflow/core/framework/graph.pb.h"
@@ -109,25 +110,11 @@ GraphDef Int8Graph() {
 }
 
 bool Refused(const GraphDef& graph, std::initializer_list<std::string> fragments) {
-  const absl::Status status = leangraph::CheckInt8Kernels(graph);
-  if (status.ok()) {
-    std::fprintf(stderr, "  accepted, but should not have been\n");
-    return false;
-  }
-  const std::string message(status.message());
-  for (const std::string& fragment : fragments) {
-    if (message.find(fragment) == std::string::npos) {
-      std::fprintf(stderr, "  message lacks '%s': %s\n", fragment.c_str(), message.c_str());
-      return false;
-    }
-  }
-  return true;
+  return leangraph_test::RefusedWith(leangraph::CheckInt8Kernels(graph), fragments);
 }
 
 bool Accepted(const GraphDef& graph) {
-  const absl::Status status = leangraph::CheckInt8Kernels(graph);
-  if (!status.ok()) std::fprintf(stderr, "  %s\n", std::string(status.message()).c_str());
-  return status.ok();
+  return leangraph_test::AcceptedWith(leangraph::CheckInt8Kernels(graph));
 }
 
 LG_TEST(AcceptsTheRewritesOwnForm) { LG_EXPECT(Accepted(Int8Graph())); }
