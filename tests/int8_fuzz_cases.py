@@ -33,7 +33,7 @@ sys.path.insert(0, HERE)
 import fuzz_cases  # noqa: E402
 
 # Where a process-wide cache of the seed graph may live (bench and tests share it).
-SEED_CACHE = os.path.join(tempfile.gettempdir(), "leangraph-int8-fuzz-seed-v1.pb")
+SEED_CACHE = os.path.join(tempfile.gettempdir(), "leangraph-int8-fuzz-seed-v2.pb")
 
 # Weighted by what a case costs: `optimize` builds, verifies and times a result.
 ENTRY_POINTS = ("run",) * 7 + ("benchmark",) * 7 + ("quantize",) * 4 + ("optimize",) * 2
@@ -71,6 +71,11 @@ def seed_model():
     x = layers.AveragePooling2D(2)(x)
     x = layers.Conv2D(16, 3, strides=2, padding="valid", activation="relu")(x)
     x = layers.GlobalAveragePooling2D()(x)
+    # A factorised Dense (a linear rank-6 pair) and a Dense with ReLU before the head: the
+    # matmuls whose output stays 8-bit ([BiasAdd, Requantize] to qint8, [BiasAdd, Relu,
+    # Requantize] to quint8) for the next matmul.
+    x = layers.Dense(6, name="rank")(x)
+    x = layers.Dense(12, activation="relu", name="hidden")(x)
     outputs = layers.Dense(10)(x)
     return keras.Model(inputs, outputs)
 

@@ -30,8 +30,14 @@ def test_the_seed_holds_every_fused_int8_kernel(seed):
     ops = {n.op for n in graph.node}
     assert {"QuantizeV2", "Dequantize", "_FusedQuantizedConv2D", "_FusedQuantizedDepthwiseConv2D",
             "_QuantizedMatMul", "QuantizedMaxPool"} <= ops
-    assert any(list(n.attr["fused_ops"].list.s) == [b"BiasAdd", b"Sum", b"Relu", b"Requantize"]
-               for n in graph.node)
+    fused = [list(n.attr["fused_ops"].list.s) for n in graph.node]
+    assert [b"BiasAdd", b"Sum", b"Relu", b"Requantize"] in fused
+    # The matmuls that hand an 8-bit tensor to the next one (a factorised pair, a hidden layer).
+    matmuls = {n.name: n for n in graph.node if n.op == "_QuantizedMatMul"}
+    requantized = {tuple(n.attr["fused_ops"].list.s): n.attr["Tout"].type
+                   for n in matmuls.values() if b"Requantize" in n.attr["fused_ops"].list.s}
+    assert requantized.get((b"BiasAdd", b"Requantize")) == 11  # qint8
+    assert requantized.get((b"BiasAdd", b"Relu", b"Requantize")) == 12  # quint8
 
 
 def test_a_vector_range_is_refused_by_every_runner(seed):
