@@ -6,10 +6,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from leangraph.errors import PruneError
-from leangraph.freeze import load_keras
 from leangraph.prune import criteria as C
 from leangraph.prune import distill as D
 from leangraph.prune import groups as G
@@ -18,15 +15,13 @@ from leangraph.prune import search as S
 from leangraph.prune import shared as P
 from leangraph.prune.data import check_data, split
 from leangraph.prune.int8 import int8_ready
+from leangraph.prune.loading import count_params, load
+from leangraph.prune.lowrank.api import after_channels, lowrank
 from leangraph.prune.report import PruneReport, group_rows
 from leangraph.search.storage import data_fingerprint, masked
 
 
 __all__ = ["PruneReport", "check_data", "int8_ready", "prune", "split"]
-
-
-def _count_params(model):
-    return int(sum(int(np.prod(v.shape)) for v in model.weights))
 
 
 def _round_keep(ratio, channels, multiple):
@@ -83,14 +78,6 @@ def _print_trial(t):
           f"held-out drop {t.accuracy_drop:+.2f} points", flush=True)
 
 
-def _load(model, unsafe):
-    import keras
-
-    if isinstance(model, keras.Model):
-        return model
-    return load_keras(model, unsafe=unsafe)
-
-
 def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criterion="l2",
           epochs=10, seconds=None, temperature=4.0, alpha=0.7, patience=3, batch_size=32,
           learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
@@ -137,8 +124,6 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     if method != "channels":
         if storage is not None or worker or resume:
             raise PruneError("a shared study is the channel search's; it needs method 'channels'")
-        from leangraph.prune.lowrank.api import after_channels, lowrank
-
         common = dict(epochs=epochs, seconds=seconds, temperature=temperature, alpha=alpha,
                       patience=patience, batch_size=batch_size, learning_rate=learning_rate,
                       holdout=holdout, trial_epochs=trial_epochs, recalibrate=recalibrate,
@@ -170,7 +155,7 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
         raise PruneError("worker joins a running study and resume restarts a stopped one; "
                          "give one of them")
     model_arg = model
-    model = _load(model, unsafe)
+    model = load(model, unsafe)
     config = D.DistillConfig.for_model(
         model, y, output_kind, max_mae_increase, temperature=temperature, alpha=alpha,
         epochs=epochs, seconds=seconds, patience=patience, batch_size=batch_size,
@@ -235,7 +220,7 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     report = PruneReport(
         model=model.name, criterion=criterion, target_macs=target_macs,
         max_accuracy_drop=max_accuracy_drop, macs_before=graph.macs(), macs_after=plan.macs(),
-        params_before=_count_params(teacher), params_after=_count_params(pruned),
+        params_before=count_params(teacher), params_after=count_params(pruned),
         accuracy_before=before, accuracy_after=after, accuracy_unfinetuned=unfinetuned,
         labels=y is not None, metric=scoring.name, n_train=len(train), n_held_out=len(val),
         prunable_share=graph.prunable_share(), groups=group_rows(graph, plan),

@@ -4,9 +4,11 @@ import time
 from dataclasses import asdict
 
 from leangraph.errors import PruneError
-from leangraph.prune import api as P
 from leangraph.prune import distill as D
+from leangraph.prune.data import check_data, split
 from leangraph.prune.groups import ChannelGraph
+from leangraph.prune.int8 import int8_ready
+from leangraph.prune.loading import count_params, load
 from leangraph.prune.lowrank import ranks as K
 from leangraph.prune.lowrank.apply import Factorable
 from leangraph.prune.lowrank.decompose import ENERGIES
@@ -100,15 +102,15 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
         raise PruneError(f"rank_multiple must be >= 1, got {rank_multiple}")
     if not energies or not all(0.0 < e <= 1.0 for e in energies):
         raise PruneError(f"energies must be shares in (0, 1], got {list(energies)}")
-    model = P._load(model, unsafe)
-    teacher = model if teacher is None else P._load(teacher, unsafe)
+    model = load(model, unsafe)
+    teacher = model if teacher is None else load(teacher, unsafe)
     config = D.DistillConfig.for_model(
         teacher, y, output_kind, max_mae_increase, temperature=temperature, alpha=alpha,
         epochs=epochs, seconds=seconds, patience=patience, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, progress=progress)
     scoring = config.scoring
-    x, y = P.check_data(model, x, y, scoring)
-    train, val = P.split(len(x), holdout, seed)
+    x, y = check_data(model, x, y, scoring)
+    train, val = split(len(x), holdout, seed)
     factorable = Factorable(model)
     if not factorable.sites:
         whole = "; ".join(f"{n} ({why})" for n, _, why in factorable.unsupported) or "none"
@@ -186,7 +188,7 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
     after = D.score(student, x_val, y_val, reference, scoring=scoring)
     int8_info = {}
     if int8:
-        int8_info = P.int8_ready(student, teacher, x_train, x_val, y_train, y_val, reference,
+        int8_info = int8_ready(student, teacher, x_train, x_val, y_train, y_val, reference,
                                  config, max_drop=int8_max_drop, qat_epochs=qat_epochs)
         after = D.score(student, x_val, y_val, reference, scoring=scoring)
     speed = asdict(final_judge.time(student)) if chosen or teacher is not model else {}
@@ -195,7 +197,7 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
         model=model.name, method="lowrank", target_macs=target_macs,
         max_accuracy_drop=max_accuracy_drop, batch=batch, macs_before=macs_teacher,
         macs_after=macs_model - factorable.macs_saved(chosen),
-        params_before=P._count_params(teacher), params_after=P._count_params(student),
+        params_before=count_params(teacher), params_after=count_params(student),
         accuracy_before=before, accuracy_after=after, accuracy_unfinetuned=unfinetuned,
         labels=y is not None, metric=scoring.name, n_train=len(train), n_held_out=len(val),
         layers=rows,
@@ -241,7 +243,7 @@ def after_channels(prune, model, x, y, *, target_macs=None, max_accuracy_drop=No
         raise PruneError("give exactly one of target_macs and max_accuracy_drop")
     if target_macs is not None and not 0.0 < target_macs < 1.0:
         raise PruneError(f"target_macs must be in (0, 1), got {target_macs}")
-    original = P._load(model, common.get("unsafe", False))
+    original = load(model, common.get("unsafe", False))
     pruned, channel_report = prune(
         original, x, y, method="channels",
         target_macs=None if target_macs is None else math.sqrt(target_macs),
