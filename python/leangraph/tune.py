@@ -95,6 +95,8 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
 
     if max_accuracy_drop < 0:
         raise UsageError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
+    for name in precisions or ():
+        registry.choose(name)  # an unknown name fails before the model and data are read
     base_graph = graph_def_of(model)
     chosen = ([input_name] if input_name else None, [output_name] if output_name else None)
     input_names, output_infos, data = read_examples(base_graph, x, y, *chosen, limit=limit)
