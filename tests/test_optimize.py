@@ -826,6 +826,28 @@ def test_pairs_that_find_the_first_ranked_slower_than_frozen_overrule_the_rounds
     assert data["settings"]["confirmed"] is None or data["settings"]["confirmed"]["b"] == data["result"]
 
 
+@pytest.mark.slow
+def test_a_lossy_variant_the_pairs_cannot_show_faster_gives_way_to_fp32(
+        model_path, int8_data, tmp_path, monkeypatch, int8_anywhere):
+    """int8 ranked first in the rounds, but the confirming pairs put it at 1.01x the frozen
+    graph [0.97, 1.05]: no measured gain for the numbers it changes, so the result is fp32."""
+    seen = _pairs_say(monkeypatch, first=(1.01, (0.97, 1.05)))
+    reporting = importlib.import_module("leangraph.pipeline.reporting")
+    real_rank = reporting.rank_results
+    monkeypatch.setattr(reporting, "rank_results", lambda variants: sorted(
+        real_rank(variants), key=lambda v: v.name != "int8"))
+    outdir = tmp_path / "out"
+    report = _quick(model_path, outdir, precisions="fp32,int8", data=int8_data)
+    data = _assert_written(report, outdir)
+    assert report.variant("int8").passed
+    assert data["result"] != "int8" and report.variant(data["result"]).precision == "fp32"
+    assert any(note.startswith("int8 ranked first in the timing rounds")
+               and "not measurably faster, and int8 changes the numbers" in note
+               for note in data["notes"])
+    assert seen and (outdir / "optimized.pb").read_bytes() == \
+        report.variant(data["result"]).graph_def
+
+
 def _fake_thread_timer(monkeypatch, ms):
     """bench.benchmark_in_child replaced: p50 from ms[(threads, caller thread set)]."""
     import types

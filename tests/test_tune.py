@@ -410,3 +410,15 @@ def test_tune_and_prune_flags_are_declared_once_as_their_drivers_keywords(comman
         with pytest.raises(SystemExit):  # the goals are exclusive
             parser.parse_args(["prune", "m.keras", "--data", "d.npz", "--target-macs", "0.5",
                                "--max-accuracy-drop", "1"])
+
+
+def test_a_winner_is_worth_it_only_faster_and_a_lossy_one_only_measurably_faster():
+    from leangraph.pipeline.confirm import not_worth_it
+
+    assert not_worth_it("fp32", (0.90, 0.98)) == "slower"
+    assert not_worth_it("int8", (0.90, 0.98)) == "slower"
+    assert not_worth_it("fp32", (0.97, 1.05)) is None  # a tie of exact graphs: either will do
+    assert not_worth_it("int8@25", (0.97, 1.05)) == \
+        "not measurably faster, and int8@25 changes the numbers"
+    assert not_worth_it("bf16", (1.00, 1.10)) is not None  # the interval must clear 1
+    assert not_worth_it("bf16", (1.01, 1.10)) is None

@@ -20,7 +20,7 @@ from leangraph._extras import require
 from leangraph.errors import GraphError, LeangraphError, UsageError
 from leangraph.metrics import Gates
 from leangraph.pipeline import precisions as registry
-from leangraph.pipeline.confirm import confirm, overrule
+from leangraph.pipeline.confirm import confirm, not_worth_it, overrule
 from leangraph.pipeline.model import graph_def_of
 from leangraph.pipeline.scoring import Judge, read_examples, split_examples
 from leangraph.pipeline.timing import session_timer
@@ -269,8 +269,10 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     result = TuneResult(best, baseline, trials, max_accuracy_drop, messages, graph, config)
     if timer is session_timer and best.key != baseline.key and config is None:
         result.confirmed = confirm(variants[baseline.key[:3]][0], graph, best, feeds, say)
-        if result.confirmed and result.confirmed["speedup_ci95"][1] < 1.0:
-            overrule(result, feasible, variants, say)
+        why = result.confirmed and not_worth_it(best.precision,
+                                                result.confirmed["speedup_ci95"])
+        if why:
+            overrule(result, feasible, variants, say, why)
     if record:
         result.save_json(record)
     return result

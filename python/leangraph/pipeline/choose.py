@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from leangraph.errors import LeangraphError
-from leangraph.pipeline.confirm import CONFIRM_MAX_TIME, CONFIRM_TARGET_CI, pairs
+from leangraph.pipeline.confirm import CONFIRM_MAX_TIME, CONFIRM_TARGET_CI, not_worth_it, pairs
 from leangraph.pipeline.export import write_result
 from leangraph.pipeline.inputs import load_any_model
 from leangraph.pipeline.settings import run_bench_kwargs
@@ -72,7 +72,9 @@ def choose_result(run, bench, staging, ranked, prog):
     first are interleaved, so a slow phase of the machine hits both graphs alike.
     When the pairs find the first slower than the frozen graph (its interval all
     below 1), the rounds misranked it: it goes behind the frozen graph and the
-    next is written and confirmed instead.
+    next is written and confirmed instead. A variant that changes the numbers (bf16,
+    int8) must be measurably faster (its interval all above 1): speed is what it
+    trades accuracy for, so at a tie the exact fp32 graph is the better result.
     """
     c = run.config
     ranked = list(ranked)
@@ -82,13 +84,15 @@ def choose_result(run, bench, staging, ranked, prog):
         chosen = write_result(staging, ranked, run.examples, run.reference, *run.ends,
                               c.tolerance, run.notes, prog, gates=run.gates)
         confirmed = confirm_result(run, bench, chosen, prog)
-        if (chosen is None or confirmed is None or confirmed["speedup_ci95"][1] >= 1.0
-                or overruled >= MAX_OVERRULED):
+        if chosen is None or confirmed is None or overruled >= MAX_OVERRULED:
+            return chosen, confirmed
+        why = not_worth_it(chosen.precision, confirmed["speedup_ci95"])
+        if why is None:
             return chosen, confirmed
         overruled += 1
         lo, hi = confirmed["speedup_ci95"]
         slower = (f"in interleaved pairs {chosen.name} runs at {confirmed['speedup']:.2f}x the "
-                  f"frozen graph's speed [95 % CI {lo:.2f}, {hi:.2f}]: slower")
+                  f"frozen graph's speed [95 % CI {lo:.2f}, {hi:.2f}]: {why}")
         ranked.remove(chosen)
         frozen = next((i for i, v in enumerate(ranked) if v.name == "frozen"), None)
         ranked.insert(len(ranked) if frozen is None else frozen + 1, chosen)

@@ -5,6 +5,7 @@ CONFIRM_MAX_TIME passes. optimize and tune confirm through here.
 
 from leangraph import bench
 from leangraph.errors import LeangraphError
+from leangraph.pipeline.precisions import lossy
 
 
 #: The winner's speed-up over the baseline is re-measured in interleaved pairs until
@@ -22,6 +23,19 @@ def pairs(a, b, feeds, **options):
                          max_time=CONFIRM_MAX_TIME, **options)
 
 
+def not_worth_it(precision, speedup_ci95):
+    """Why a confirmed winner is not the result, or None when it is: the pairs found it
+    slower (its interval all below 1), or it changes the numbers (bf16, int8) and is not
+    measurably faster (its interval reaches 1): speed is what such a precision trades
+    accuracy for, so at a tie the exact fp32 graph is the better answer."""
+    lo, hi = speedup_ci95
+    if hi < 1.0:
+        return "slower"
+    if lossy(precision) and lo <= 1.0:
+        return f"not measurably faster, and {precision} changes the numbers"
+    return None
+
+
 def confirm(baseline_graph, best_graph, best, feeds, say):
     """The trials rank on p50s of separate runs; the claimed speed-up is measured side by side."""
     try:
@@ -37,17 +51,18 @@ def confirm(baseline_graph, best_graph, best, feeds, say):
             "target_met": c.target_met, "threads": best.threads}
 
 
-def overrule(result, feasible, variants, say):
-    """The pairs found the winner slower than the baseline's graph on the winner's threads:
-    its lead in the trials was the thread count (or noise), so that graph on those threads
-    is the result, where it was timed."""
+def overrule(result, feasible, variants, say, why="slower"):
+    """The pairs found the winner not worth it against the baseline's graph on the winner's
+    threads (not_worth_it: slower, or lossy and no faster): its lead in the trials was the
+    thread count (or noise), so that graph on those threads is the result, where it was
+    timed."""
     best, confirmed = result.best, result.confirmed
     lo, hi = confirmed["speedup_ci95"]
     same = next((t for t in feasible
                  if t.key == result.baseline.key[:3] + (best.threads,)), None)
     said = (f"in interleaved pairs on {best.threads} thread(s), {best.label()} runs at "
             f"{confirmed['speedup']:.2f}x the baseline graph's speed [95 % CI {lo:.2f}, "
-            f"{hi:.2f}]: slower")
+            f"{hi:.2f}]: {why}")
     lead = ("the thread count" if best.threads != result.baseline.threads
             else "the noise of separate timings")
     if same is None or same is best:
