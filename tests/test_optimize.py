@@ -1086,3 +1086,24 @@ def test_the_step_by_step_freeze_repeats_the_loading_flags():
                     "keep_prob=1.0 --batch none"), step
     whole = lines[1]
     assert "--outputs probs" in whole and "--feed keep_prob=1.0" in whole
+
+
+def test_the_table_shows_each_outputs_own_agreement():
+    """A multilabel output's row shows its thresholded label agreement (the gate), not the
+    argmax of its independent sigmoids; a regression output shows none."""
+    from leangraph.pipeline.variants import Variant
+    from leangraph.report import agreement_shown
+
+    def variant(kind, checks):
+        v = Variant(name="int8", description="", kind="graph", top1_agreement=0.92)
+        v.verification = {"outputs": [dict(name="tags", kind=kind, gate=g, threshold=0.0,
+                                           value=value, passed=True) for g, value in checks]}
+        return v
+
+    assert agreement_shown(variant("multilabel", [("label agreement", 1.0),
+                                                  ("SQNR", 27.1)])) == 1.0
+    assert agreement_shown(variant("classes", [("top-1 agreement", 0.99), ("SQNR", 30)])) == 0.99
+    assert agreement_shown(variant("classes", [("relative error", 0.0)])) == 0.92  # fp32 row
+    assert agreement_shown(variant("regression", [("relative error", 0.0)])) is None
+    assert agreement_shown(Variant(name="f", description="", kind="graph",
+                                   top1_agreement=0.5)) == 0.5  # no gates ran

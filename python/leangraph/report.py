@@ -168,8 +168,23 @@ def _columns(report):
     columns = ["Variant", "Precision", "p50 ms", "p90 ms", "mean ms", "ex/s", f"vs {ref_text}"]
     if _batch(report):
         columns += [f"batch {_batch(report)} p50 ms", f"batch {_batch(report)} ex/s"]
-    return tuple(columns + ["Nodes", "File", "Max abs diff", "Max rel diff", "Top-1 agree",
+    return tuple(columns + ["Nodes", "File", "Max abs diff", "Max rel diff", "Agree",
                             "SQNR", "Status"])
+
+
+def agreement_shown(v):
+    """The table's agreement: the first output's, by its kind, as its gate measured it
+    (top-1 for classes, the thresholded classes for binary and multilabel); top-1 where no
+    agreement gate ran on a class output; None for a regression output (argmax of a
+    regression or of independent sigmoids agrees by chance, not by design)."""
+    checks = (v.verification or {}).get("outputs") or []
+    if not checks:
+        return v.top1_agreement
+    first = checks[0]["name"]
+    for check in checks:
+        if check["name"] == first and check["gate"].endswith("agreement"):
+            return check["value"]
+    return v.top1_agreement if checks[0]["kind"] == "classes" else None
 
 
 def _rate(value):
@@ -197,7 +212,7 @@ def _rows(report):
             _size(v.file_bytes),
             "reference" if v.is_reference else _sci(v.max_abs_diff),
             "reference" if v.is_reference else _sci(v.max_rel_diff),
-            "reference" if v.is_reference else _pct(v.top1_agreement),
+            "reference" if v.is_reference else _pct(agreement_shown(v)),
             "reference" if v.is_reference else _db(getattr(v, "sqnr_db", None)),
             _status(v, report.result),
         ]))
@@ -279,7 +294,9 @@ def render_markdown(report):
         out.append(f"Batch {_batch(report)}: one more round per variant, after the batch-1 "
                    "rounds, on the same inputs repeated to fill the batch.")
     out.append(f"Differences: against {ref_text} on the same {s['images']} input(s) "
-               f"({s['input_source']}); relative = max|a − b| / max|reference output|.")
+               f"({s['input_source']}); relative = max|a − b| / max|reference output|; "
+               "Agree: the first output's agreement by its kind (top-1 for classes, the "
+               "thresholded classes for binary and multilabel outputs).")
     out.append("")
     out.append("## Variants")
     out.append("")
