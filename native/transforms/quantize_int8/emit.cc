@@ -261,6 +261,9 @@ class Emitter {
     std::vector<DataType> types;
     std::vector<std::string> fused;
   };
+  // Appends "Requantize" and the unit's calibrated output range (two scalar
+  // constants) as the kernel's last inputs.
+  void Requantize(const Unit& unit, const std::string& scope, Kernel* kernel);
   // Dequantizes inside the kernel, or requantizes to the unit's output
   // range where only 8-bit units read it (see plan.cc).
   void MatMulKernel(const Unit& unit, const Quantized& source, const std::string& scope,
@@ -490,21 +493,25 @@ void Emitter::EmitUnit(Unit& unit) {
   if (unit.is_matmul) q->set_name(unit.last);
 }
 
+void Emitter::Requantize(const Unit& unit, const std::string& scope, Kernel* kernel) {
+  kernel->fused.push_back("Requantize");
+  const std::string lo = constants_.Name(scope, "lo");
+  const std::string hi = constants_.Name(scope, "hi");
+  *out_->add_node() = MakeScalar(lo, unit.out_range.lo);
+  *out_->add_node() = MakeScalar(hi, unit.out_range.hi);
+  kernel->inputs.push_back(lo);
+  kernel->inputs.push_back(hi);
+  kernel->types.push_back(kFloat);
+  kernel->types.push_back(kFloat);
+}
+
 void Emitter::MatMulKernel(const Unit& unit, const Quantized& source, const std::string& scope,
                            NodeDef* q, Kernel* kernel) {
   auto& attr = *q->mutable_attr();
   q->set_op("_QuantizedMatMul");
   const DataType out = unit.requantized ? unit.out_type : kFloat;
   if (unit.requantized) {
-    kernel->fused.push_back("Requantize");
-    const std::string lo = constants_.Name(scope, "lo");
-    const std::string hi = constants_.Name(scope, "hi");
-    *out_->add_node() = MakeScalar(lo, unit.out_range.lo);
-    *out_->add_node() = MakeScalar(hi, unit.out_range.hi);
-    kernel->inputs.push_back(lo);
-    kernel->inputs.push_back(hi);
-    kernel->types.push_back(kFloat);
-    kernel->types.push_back(kFloat);
+    Requantize(unit, scope, kernel);
   } else {
     kernel->fused.push_back("Dequantize");
   }
@@ -546,15 +553,7 @@ void Emitter::ConvKernel(const Unit& unit, const Quantized& source, const std::s
     kernel->types.push_back(kFloat);
     kernel->fused = {"BiasAdd", "Sum", "Relu"};
   }
-  kernel->fused.push_back("Requantize");
-  const std::string lo = constants_.Name(scope, "lo");
-  const std::string hi = constants_.Name(scope, "hi");
-  *out_->add_node() = MakeScalar(lo, unit.out_range.lo);
-  *out_->add_node() = MakeScalar(hi, unit.out_range.hi);
-  kernel->inputs.push_back(lo);
-  kernel->inputs.push_back(hi);
-  kernel->types.push_back(kFloat);
-  kernel->types.push_back(kFloat);
+  Requantize(unit, scope, kernel);
   attr["Tinput"].set_type(source.type);
   attr["Tfilter"].set_type(kS8);
   attr["Tbias"].set_type(kFloat);
