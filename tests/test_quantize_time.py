@@ -165,7 +165,7 @@ def test_sqnr_over_parts_is_the_joined_arrays_sqnr_to_the_bit(shape, sizes):
     from leangraph.metrics import sqnr_db
     from leangraph.quantization.calibrate import join
     from leangraph.quantization.values import Parts
-    from leangraph.quantization.values import sqnr_db as parts_sqnr
+    from leangraph.quantization.values import parts_sqnr_db as parts_sqnr
 
     rng = np.random.default_rng(7)
     reference = (rng.standard_normal(shape) * rng.uniform(0.01, 50.0, shape[-1])).astype(np.float32)
@@ -186,7 +186,7 @@ def test_parts_of_examples_that_differ_in_shape_read_as_join_lays_them_out():
     from leangraph.metrics import sqnr_db
     from leangraph.quantization.calibrate import join
     from leangraph.quantization.values import Parts
-    from leangraph.quantization.values import sqnr_db as parts_sqnr
+    from leangraph.quantization.values import parts_sqnr_db as parts_sqnr
 
     rng = np.random.default_rng(2)
     refs = [rng.standard_normal((1, n, 6)).astype(np.float32) for n in (5, 9, 2)]

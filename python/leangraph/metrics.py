@@ -85,6 +85,16 @@ def sqnr_db(reference, value):
     with np.errstate(over="ignore", invalid="ignore"):
         noise = float(np.sum((reference - value) ** 2))
         signal = float(np.sum(reference ** 2))
+    return sqnr_of_sums(noise, signal)
+
+
+def sqnr_of_sums(noise, signal, value_finite=True, reference_finite=True):
+    """sqnr_db from its sums: noise = sum((reference - value)^2), signal = sum(reference^2),
+    with sqnr_db's edge cases (value_finite / reference_finite: whether every value is
+    finite). For callers that sum in pieces (quantization.values, arrays never joined)."""
+    if not value_finite and reference_finite:
+        return float("-inf")
+    noise, signal = float(noise), float(signal)
     if noise == 0:
         return float("inf")
     ratio = signal / noise if np.isfinite(noise) else 0.0

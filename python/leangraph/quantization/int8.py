@@ -503,9 +503,9 @@ def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
     got = dict(zip(names, run_all(probe, names, feeds, as_parts=True)))
     measured = {}  # most units read what the one before them wrote: each tensor once
 
-    def sqnr(tensor):
+    def tensor_sqnr(tensor):
         if tensor not in measured:
-            measured[tensor] = values.sqnr_db(reference[tensor], got[tensor])
+            measured[tensor] = values.parts_sqnr_db(reference[tensor], got[tensor])
         return measured[tensor]
 
     out = {}
@@ -513,7 +513,7 @@ def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
         source, result = sources.get(c), ends.get(c, "") + ":0"
         if result not in reference:
             continue
-        out[c] = (sqnr(source) if source in reference else math.inf, sqnr(result))
+        out[c] = (tensor_sqnr(source) if source in reference else math.inf, tensor_sqnr(result))
     return out
 
 

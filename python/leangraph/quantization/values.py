@@ -9,10 +9,9 @@ made four more in float64. Here nothing larger than a block is made, and each bl
 is made where its sum is taken, so it stays in cache.
 """
 
-import math
-
 import numpy as np
 
+from leangraph.metrics import sqnr_of_sums
 from leangraph.quantization.calibrate import join
 
 #: Elements per block (512 KB in float64): at most this many are made at once.
@@ -72,7 +71,7 @@ class Parts:
         return np.concatenate(pieces)
 
 
-def sqnr_db(reference, value):
+def parts_sqnr_db(reference, value):
     """metrics.sqnr_db of the joined arrays, to the bit, without joining them.
 
     numpy sums a contiguous float64 array pairwise, halving it (the first half rounded down
@@ -103,15 +102,7 @@ def sqnr_db(reference, value):
 
     with np.errstate(over="ignore", invalid="ignore"):
         noise, signal = sums(0, count) if count else (np.float64(0.0), np.float64(0.0))
-    if not finite["value"] and finite["reference"]:
-        return float("-inf")
-    noise, signal = float(noise), float(signal)
-    if noise == 0:
-        return float("inf")
-    ratio = signal / noise if math.isfinite(noise) else 0.0
-    if not ratio > 0:
-        return float("-inf")
-    return 10.0 * float(np.log10(ratio))
+    return sqnr_of_sums(noise, signal, finite["value"], finite["reference"])
 
 
 def row_blocks(values, channels, rows):
