@@ -1,13 +1,15 @@
-"""Where the default int8 graph's time goes, op by op, in a plain TensorFlow session.
+"""Where leangraph's int8, fp32 or bf16 graph's time goes, op by op, in a plain TensorFlow session.
 
-The graph is the one `leangraph.quantize(deploy_graph, calibration)` writes with default
-arguments (built as bench/int8_bench.py builds it: keras.applications, random weights,
-non-trivial batch norms, 16 calibration inputs), run as a serving harness runs it: a
+--precision picks the graph: int8 (the default) is the one `leangraph.quantize(deploy_graph,
+calibration)` writes with default arguments, fp32 the `deploy` recipe's graph, bf16 that graph
+through `to_bfloat16` (all built as bench/int8_bench.py builds them: keras.applications, random
+weights, non-trivial batch norms, 16 calibration inputs); OpenVINO's side is NNCF's int8, or the
+converted frozen graph with INFERENCE_PRECISION_HINT f32 or bf16. Each is run as a serving harness runs it: a
 `tf.compat.v1.Session(intra_op_parallelism_threads=T, inter_op_parallelism_threads=1)`
 fed one image. Every timed path runs in a process of its own, pinned to --cpus.
 
     .venv/bin/python bench/int8_profile.py [--models Xception] [--threads 1,2] [--runs 40]
-        [--graphs DIR] [--save DIR] [--options] [--rounds 3] [--peers-python PY]
+        [--precision int8|fp32|bf16] [--graphs DIR] [--save DIR] [--options] [--rounds 3] [--peers-python PY]
         [--against DIR] [--only-options] [--ov-hint f32]
 
 Printed per model:
@@ -19,7 +21,7 @@ Printed per model:
     threads against its time at the first count divided by T (what perfect scaling would
     give: the excess is hand-over and serial work);
   - OpenVINO's per-node profile (PERF_COUNT) by node type, same threads;
-  - with --against DIR: the graph against another build of it (NAME.int8.pb there, e.g.
+  - with --against DIR: the graph against another build of it (NAME.PRECISION.pb there, e.g.
     made by the code before a change) in interleaved rounds, each run in its own process;
   - with --options: the graph timed under session and runtime settings (thread spinning,
     executor type, inter-op threads, TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD), each in its
@@ -71,11 +73,20 @@ for _ in range(int(runs)):
     t = time.perf_counter()
     sess.run(fetch, feed)
     times.append((time.perf_counter() - t) * 1e3)
-by_type, spans, op_sums = {}, [], []
+by_type, spans, op_sums, executed = {}, [], [], {}
 opts = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-for _ in range(int(traced)):
+for i in range(int(traced)):
     meta = tf.compat.v1.RunMetadata()
+    opts.output_partition_graphs = i == 0
     sess.run(fetch, feed, options=opts, run_metadata=meta)
+    # The graph the executor ran (after Grappler and oneDNN's layout pass), fused_ops spelled out.
+    for pg in meta.partition_graphs:
+        for node in pg.node:
+            if node.op in ("Const", "_Arg", "_Retval", "NoOp"):
+                continue
+            fused = [f.decode() for f in node.attr["fused_ops"].list.s] if "fused_ops" in node.attr else []
+            kind = node.op + ("[" + ",".join(fused) + "]" if fused else "")
+            executed[kind] = executed.get(kind, 0) + 1
     starts, ends, total = [], [], 0
     for dev in meta.step_stats.dev_stats:
         for ns in dev.node_stats:
@@ -94,17 +105,19 @@ n = max(int(traced), 1)
 print(json.dumps({"ms": float(np.median(times)),
                   "types": {k: [c // n, us / n / 1e3] for k, (c, us) in by_type.items()},
                   "span_ms": float(np.median(spans)) / 1e3 if spans else None,
+                  "executed": executed,
                   "ops_ms": float(np.median(op_sums)) / 1e3 if op_sums else None}))
 """
 
-# OpenVINO + NNCF int8 of the same frozen fp32 graph: node count and PERF_COUNT by type.
+# OpenVINO of the same frozen fp32 graph (NNCF int8 for --precision int8, else the converted
+# graph at the hint's precision): node count and PERF_COUNT by type.
 _OV_CHILD = nncf_int8.child(r"""
 import json, sys, time, numpy as np
-graph, x_path, calib_path, threads, runs, profile, hint = sys.argv[1:8]
+graph, x_path, calib_path, threads, runs, profile, hint, precision = sys.argv[1:9]
 import openvino as ov
-x = np.load(x_path); calib = np.load(calib_path)
+x = np.load(x_path)
 core = ov.Core()
-model = nncf_int8(graph, calib)
+model = nncf_int8(graph, np.load(calib_path)) if precision == "int8" else ov.convert_model(graph)
 config = {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"}
 if hint:
     config["INFERENCE_PRECISION_HINT"] = hint
@@ -189,18 +202,32 @@ def op_counts(path):
 
 
 def graphs_for(name, args, workdir):
-    """{int8, fp32, x, calib} paths: read from --graphs, else built."""
+    """{int8, fp32, x, calib[, bf16]} paths: read from --graphs, else built. The bf16 graph is
+    the fp32 one through to_bfloat16, made (into workdir) when the folder has none."""
+    found = None
     if args.graphs:
         folder = Path(args.graphs)
         found = {"int8": folder / f"{name}.int8.pb", "fp32": folder / f"{name}.fp32.pb",
                  "x": folder / f"{name}.x.npy", "calib": folder / f"{name}.calib.npy"}
-        if all(p.exists() for p in found.values()):
-            return found
-    import int8_bench
+        if args.precision != "int8":
+            found.pop("int8")  # not needed, and building it takes minutes
+        if not all(p.exists() for p in found.values()):
+            found = None
+    if found is None:
+        import int8_bench
 
-    paths, _ = int8_bench.build(name, workdir, args.calibration)
-    return {"int8": paths["int8"], "fp32": paths["fp32"], "x": workdir / f"{name}.x.npy",
-            "calib": workdir / f"{name}.calib.npy"}
+        paths, _ = int8_bench.build(name, workdir, args.calibration)
+        found = {"int8": paths["int8"], "fp32": paths["fp32"], "x": workdir / f"{name}.x.npy",
+                 "calib": workdir / f"{name}.calib.npy"}
+    if args.precision == "bf16":
+        found["bf16"] = Path(args.graphs or workdir) / f"{name}.bf16.pb"
+        if not found["bf16"].exists():
+            import leangraph
+
+            found["bf16"] = workdir / f"{name}.bf16.pb"
+            leangraph.save_graph(leangraph.transform(str(found["fp32"]), "to_bfloat16"),
+                                 str(found["bf16"]))
+    return found
 
 
 def io_names(path):
@@ -216,6 +243,12 @@ def io_names(path):
 
 def print_profile(threads, results):
     first = threads[0]
+    executed = results[threads[-1]].get("executed") or {}
+    if executed:
+        print(f"    the graph TensorFlow executed (after Grappler and the oneDNN layout pass): "
+              f"{sum(executed.values())} ops besides constants")
+        for kind, count in sorted(executed.items(), key=lambda kv: -kv[1]):
+            print(f"      {kind:<70} {count:>4}")
     kinds = sorted({k for t in threads for k in results[t].get("types", {})},
                    key=lambda k: -results[threads[-1]].get("types", {}).get(k, [0, 0])[1])
     head = "  ".join(f"{f'{t} thr ms':>9} {'%':>5}" for t in threads)
@@ -243,6 +276,8 @@ def print_profile(threads, results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="Xception")
+    parser.add_argument("--precision", choices=("int8", "fp32", "bf16"), default="int8",
+                        help="which of leangraph's graphs to profile, against OpenVINO at the same")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--cpus", default="0,1")
     parser.add_argument("--runs", type=int, default=40)
@@ -256,13 +291,18 @@ def main():
                         help="time session/runtime settings side by side (at the last --threads)")
     parser.add_argument("--only-options", action="store_true", help="--options without the profile")
     parser.add_argument("--peers-python", default=os.environ.get("LEANGRAPH_PEERS_PYTHON"))
-    parser.add_argument("--ov-hint", default="f32",
-                        help="OpenVINO's INFERENCE_PRECISION_HINT ('' for its default)")
+    parser.add_argument("--ov-hint", default=None,
+                        help="OpenVINO's INFERENCE_PRECISION_HINT ('' for its default); by default "
+                        "f32, bf16 for --precision bf16")
     parser.add_argument("--against", help="a folder of other int8 graphs (as --graphs): time "
                         "each model's graph against that one side by side, per thread count, "
                         "in the harness's setting and with the caller thread")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    prec = args.precision
+    if args.ov_hint is None:
+        args.ov_hint = "bf16" if prec == "bf16" else "f32"
+    peer_label = "OpenVINO+NNCF int8" if prec == "int8" else "OpenVINO"
     peers = False
     if args.peers_python:
         probe = subprocess.run([args.peers_python, "-c", "import openvino, nncf"], capture_output=True)
@@ -277,14 +317,14 @@ def main():
         workdir.mkdir(parents=True, exist_ok=True)
         for name in args.models.split(","):
             paths = graphs_for(name, args, workdir)
-            inp, out = io_names(paths["int8"])
-            kinds, total = op_counts(paths["int8"])
-            print(f"\n{name}: int8 graph, {total} ops besides constants")
+            inp, out = io_names(paths[prec])
+            kinds, total = op_counts(paths[prec])
+            print(f"\n{name}: {prec} graph, {total} ops besides constants")
             for kind, count in kinds.most_common():
                 print(f"    {kind:<72} {count:>4}")
 
             def tf_cmd(t, inter, runs, traced, settings):
-                return [sys.executable, "-c", _TF_CHILD, str(paths["int8"]), str(paths["x"]), inp, out,
+                return [sys.executable, "-c", _TF_CHILD, str(paths[prec]), str(paths["x"]), inp, out,
                         str(t), str(inter), str(runs), str(traced), json.dumps(settings)]
 
             if not args.only_options:
@@ -299,7 +339,7 @@ def main():
                             keep_fastest(peer, t, child(
                                 [args.peers_python, "-c", _OV_CHILD, str(paths["fp32"]),
                                  str(paths["x"]), str(paths["calib"]), str(t), str(args.runs), "1",
-                                 args.ov_hint], args.cpus))
+                                 args.ov_hint, prec], args.cpus))
                 bad = {t: r["error"] for t, r in results.items() if "error" in r}
                 if bad:
                     print(f"  profile failed: {bad}")
@@ -311,7 +351,7 @@ def main():
                     if "error" in r:
                         print(f"  OpenVINO failed: {r['error']}")
                         continue
-                    print(f"  OpenVINO+NNCF int8, {t} thread(s), PERF_COUNT on: {r['nodes']} nodes "
+                    print(f"  {peer_label}, {t} thread(s), PERF_COUNT on: {r['nodes']} nodes "
                           f"in the compiled model, {r['executed']} of them executed, median "
                           f"{r['ms']:.2f} ms (precision hint {r['precision']}); against "
                           f"TensorFlow's untraced median: {results[t].get('ms', 0) / r['ms']:.2f}")
@@ -319,7 +359,7 @@ def main():
                     for kind, (c, ms) in sorted(r["types"].items(), key=lambda kv: -kv[1][1]):
                         print(f"    {kind:<40} {c:>5} {ms:8.2f} ms {100 * ms / total_ms:5.1f} %")
             if args.against:
-                other = Path(args.against) / f"{name}.int8.pb"
+                other = Path(args.against) / f"{name}.{prec}.pb"
                 o_kinds, o_total = op_counts(other)
                 print(f"  against {other}: {o_total} ops besides constants there, {total} here")
                 for t in threads:
@@ -328,7 +368,7 @@ def main():
                                             {"TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD": "1"})):
                         best = {}
                         for _ in range(args.rounds):
-                            for label, graph in (("this", paths["int8"]), ("other", other)):
+                            for label, graph in (("this", paths[prec]), ("other", other)):
                                 cmd = tf_cmd(t, 1, args.runs, 0, {})
                                 cmd[3] = str(graph)
                                 r = child(cmd, args.cpus, env)

@@ -12,7 +12,12 @@
 //    (round to nearest even); Placeholders, the named outputs and every op
 //    without a bf16 CPU kernel keep float;
 //  - a Cast is inserted once per crossing tensor, only where a bf16 region
-//    meets a float one.
+//    meets a float one;
+//  - then a bf16 Conv2D + BiasAdd with a same-shape residual Add (and the
+//    Relu that alone reads it) becomes one oneDNN conv with a sum post-op
+//    (fuse_residual_add.cc; fuse_residual=false keeps them apart): Grappler
+//    leaves those Adds and Relus to Eigen, whose bf16 element-wise kernels
+//    are slow, and cannot fuse them itself.
 // Anything that does not fit (unexpected attrs, dtypes or input counts, no
 // registered kernel) is left as it is: the transform never fails a graph.
 #include <cstdint>
@@ -26,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "native/transform_context.h"
+#include "native/transforms/fuse_residual_add.h"
 #include "native/transforms/graph_util.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
 #include "tensorflow/core/framework/graph.pb.h"
@@ -567,22 +573,27 @@ absl::Status ToBfloat16(const GraphDef& in, const TransformContext& context,
         "to_bfloat16: zero_bias must be 'tiny' or 'exact', not '", *zero_bias,
         "'"));
   }
+  const auto fuse_residual = context.GetBool("fuse_residual", true);
+  if (!fuse_residual.ok()) return fuse_residual.status();
+  std::set<std::string> endpoints;
+  for (const auto* names : {&context.inputs, &context.outputs}) {
+    for (const std::string& name : *names) endpoints.insert(StripPort(name));
+  }
   // tf.nn.silu's custom gradient leaves an IdentityN after every swish; its
   // float type list would split the bf16 region there, so readers of it
   // read its inputs instead.
   // The copy only when there is one.
+  bool converted = false;
   for (const NodeDef& node : in.node()) {
     if (node.op() != "IdentityN") continue;
     GraphDef graph = in;
-    std::set<std::string> endpoints;
-    for (const auto* names : {&context.inputs, &context.outputs}) {
-      for (const std::string& name : *names) endpoints.insert(StripPort(name));
-    }
     graph_util::BypassIdentityN(&graph, endpoints);
     Rewriter(graph, context, *zero_bias == "exact").Run(out);
-    return absl::OkStatus();
+    converted = true;
+    break;
   }
-  Rewriter(in, context, *zero_bias == "exact").Run(out);
+  if (!converted) Rewriter(in, context, *zero_bias == "exact").Run(out);
+  if (*fuse_residual) FuseResidualAdds(out, endpoints, /*bfloat16_only=*/true);
   return absl::OkStatus();
 }
 
@@ -590,7 +601,8 @@ absl::Status ToBfloat16(const GraphDef& in, const TransformContext& context,
 
 LEANGRAPH_REGISTER_TRANSFORM(
     "to_bfloat16", ToBfloat16,
-    "exclude_op (repeatable), exclude_node (repeatable), zero_bias=tiny|exact",
+    "exclude_op (repeatable), exclude_node (repeatable), zero_bias=tiny|exact, "
+    "fuse_residual=true",
     "float compute (conv, matmul and what follows them) to bfloat16; bf16 "
     "weights, casts only at region boundaries; inputs/outputs stay float");
 

@@ -1,7 +1,9 @@
 // to_bfloat16 on hand-built graphs: which ops change, where the casts go,
 // how weights are encoded, and what must be left alone.
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,7 +14,9 @@
 #include "tensorflow/core/framework/attr_value.pb.h"
 #include "tensorflow/core/framework/graph.pb.h"
 #include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor.pb.h"
+#include "tensorflow/core/public/session.h"
 
 namespace {
 
@@ -419,6 +423,77 @@ LG_TEST(ZeroBiasExactKeepsZerosAndBadValuesAreRefused) {
   const absl::Status status = own->fn(ZeroBiasChain(), context, &out);
   LG_EXPECT(absl::IsInvalidArgument(status));
   LG_EXPECT(std::string(status.message()).find("zero_bias") != std::string::npos);
+}
+
+// ResNet's block end in bf16: the conv, its bias, the residual Add and the
+// Relu become one oneDNN conv (no _FusedConv2D takes bf16), and the graph
+// computes what the unfused bf16 graph computes, in TensorFlow's own run.
+GraphDef ResidualBlock() {
+  GraphDef graph;
+  NodeDef* input = Placeholder(&graph, "input");
+  auto* shape = (*input->mutable_attr())["shape"].mutable_shape();
+  for (const int64_t d : {1, 5, 5, 4}) shape->add_dim()->set_size(d);
+  std::vector<float> w(16), b(4);
+  for (int i = 0; i < 16; ++i) w[i] = std::sin(0.9f * i + 0.2f);
+  for (int i = 0; i < 4; ++i) b[i] = 0.25f * (i - 1.5f);
+  FloatConst(&graph, "w", {1, 1, 4, 4}, w);
+  FloatConst(&graph, "b", {4}, b);
+  Conv(&graph, "conv", "input", "w");
+  Add(&graph, "bias", "BiasAdd", {"conv", "b"});
+  Add(&graph, "add", "AddV2", {"bias", "input"});
+  Add(&graph, "relu", "Relu", {"add"});
+  Add(&graph, "out", "Identity", {"relu"});
+  return graph;
+}
+
+std::vector<float> Evaluate(const GraphDef& graph) {
+  tensorflow::SessionOptions options;
+  options.config.set_intra_op_parallelism_threads(1);
+  options.config.set_inter_op_parallelism_threads(1);
+  std::unique_ptr<tensorflow::Session> session(tensorflow::NewSession(options));
+  std::vector<float> values;
+  if (!session || !session->Create(graph).ok()) {
+    LG_EXPECT(false && "the graph does not load");
+    return values;
+  }
+  tensorflow::Tensor x(DT_FLOAT, tensorflow::TensorShape({1, 5, 5, 4}));
+  auto flat = x.flat<float>();
+  for (int64_t i = 0; i < flat.size(); ++i) flat(i) = std::cos(0.41f * i);
+  std::vector<tensorflow::Tensor> results;
+  LG_EXPECT(session->Run({{"input", x}}, {"out"}, {}, &results).ok());
+  if (results.size() != 1) return values;
+  const auto out = results[0].flat<float>();
+  for (int64_t i = 0; i < out.size(); ++i) values.push_back(out(i));
+  return values;
+}
+
+LG_TEST(ResidualAddAndReluFuseIntoTheBf16Conv) {
+  const GraphDef graph = ResidualBlock();
+  const GraphDef fused = Run(graph, {"out"});
+  const auto nodes = ByName(fused);
+  const NodeDef* relu = nodes.count("relu") ? nodes.at("relu") : nullptr;
+  LG_EXPECT(relu != nullptr && relu->op() == "_MklNativeFusedConv2D");
+  LG_EXPECT(TypeOf(relu, "T") == DT_BFLOAT16);
+  LG_EXPECT(nodes.count("add") == 0 && nodes.count("bias") == 0 &&
+            nodes.count("conv") == 0);
+  if (relu != nullptr && relu->op() == "_MklNativeFusedConv2D") {
+    const auto& ops = relu->attr().at("fused_ops").list().s();
+    LG_EXPECT(ops.size() == 3 && ops[0] == "BiasAdd" && ops[1] == "Add" &&
+              ops[2] == "Relu");
+    LG_EXPECT(relu->attr().at("_kernel").s() == "MklNameChangeOp");
+    LG_EXPECT(relu->attr().at("is_filter_const").b());
+  }
+  leangraph::TransformParams params;
+  params["fuse_residual"] = {"false"};
+  const GraphDef apart = Run(graph, {"out"}, params);
+  LG_EXPECT(ByName(apart).at("relu")->op() == "Relu");
+  // One bf16 rounding of the sum against two: within bf16's step.
+  const auto want = Evaluate(apart);
+  const auto got = Evaluate(fused);
+  LG_EXPECT(!want.empty() && want.size() == got.size());
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    LG_EXPECT(std::fabs(want[i] - got[i]) <= 1.6e-2f * (1.0f + std::fabs(want[i])));
+  }
 }
 
 }  // namespace
