@@ -223,13 +223,40 @@ def _with_library(nodes_from, library_from):
     return view
 
 
+# Ops that make a resource anew on every run (a TF1 dynamic_rnn's TensorArrays, a while
+# loop's gradient stacks): no state outlives the run, so a frozen graph holds them fine.
+_PER_RUN_RESOURCE_OPS = {"TensorArrayV3", "TensorArrayGradV3", "TensorArrayGradWithShape",
+                         "StackV2"}
+# Ops that pass a resource handle on unchanged (into, around and out of a v1 while loop).
+_HANDLE_PASSING_OPS = {"Enter", "Exit", "Identity", "Switch", "Merge", "NextIteration"}
+
+
+def _per_run_resource(node, by_name):
+    """Whether `node` only passes on a handle that a per-run resource op made."""
+    seen = set()
+    while node is not None and node.name not in seen:
+        seen.add(node.name)
+        if node.op in _PER_RUN_RESOURCE_OPS:
+            return True
+        if node.op not in _HANDLE_PASSING_OPS:
+            return False
+        data = [i for i in node.input if not i.startswith("^")]
+        if not data:
+            return False
+        # Merge's first input enters the loop; NextIteration's comes back round it.
+        node = by_name.get(_split(data[0])[0])
+    return False
+
+
 def _check_clean(graph_def):
     from tensorflow.core.framework import types_pb2
 
     bad = sorted({n.op for n in graph_def.node if n.op in _STATEFUL_RESOURCE_OPS})
+    by_name = {n.name: n for n in graph_def.node}
     resource = sorted(
         n.name for n in graph_def.node
         if any(v.type == types_pb2.DT_RESOURCE for v in n.attr.values())
+        and not _per_run_resource(n, by_name)
     )
     if bad or resource:
         what = ", ".join(bad) if bad else f"resource tensors ({', '.join(resource[:5])})"
