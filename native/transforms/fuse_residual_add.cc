@@ -109,6 +109,7 @@ std::optional<Match> Find(const GraphDef& graph, const GraphIndex& index,
                           const NodeDef& add,
                           const std::set<std::string>& same_shape,
                           const std::set<std::string>& endpoints) {
+  // input_size() counts control inputs: an Add (or Relu) with any is left.
   if ((add.op() != "Add" && add.op() != "AddV2") || add.input_size() != 2 ||
       !IsFloat(add) || same_shape.count(add.name()) == 0) {
     return std::nullopt;
@@ -141,7 +142,7 @@ std::optional<Match> Find(const GraphDef& graph, const GraphIndex& index,
     // its residual Add) keeps its value and only the Add is fused.
     const auto& readers = index.Consumers(add.name());
     if (readers.size() == 1 && index.HasSingleDataConsumer(add.name()) &&
-        endpoints.count(add.name()) == 0 && !HasControlInput(add)) {
+        endpoints.count(add.name()) == 0) {
       const NodeDef& reader = graph.node(readers[0].node);
       if (reader.op() == "Relu" && SameType(reader, add) &&
           reader.input_size() == 1) {
@@ -170,13 +171,6 @@ NodeDef FusedNode(const GraphIndex& index, const Match& match) {
   fused.add_input(match.conv->input(1));
   fused.add_input(match.bias_add->input(1));
   fused.add_input(match.other);
-  // Control inputs of the Add (and Relu) stay on the node that replaces them.
-  for (const NodeDef* node : {match.add, match.relu}) {
-    if (node == nullptr) continue;
-    for (const std::string& input : node->input()) {
-      if (!input.empty() && input[0] == '^') fused.add_input(input);
-    }
-  }
   for (const char* name : {"strides", "padding", "explicit_paddings",
                            "data_format", "dilations", "use_cudnn_on_gpu"}) {
     CopyAttr(*match.conv, name, &fused);
