@@ -16,7 +16,7 @@ Printed per model:
   - the graph's ops by type (fused_ops spelled out), and OpenVINO+NNCF int8's node count for
     the same frozen graph where --peers-python can import openvino and nncf;
   - per thread count: the untraced median, then from TensorFlow's step stats (FULL_TRACE)
-    each op type's count and time, the traced span and the executor's gaps between ops
+    each op type's count and time (its median over the traced runs), the traced span and the executor's gaps between ops
     (the span less the ops' own times); with two thread counts, each type's time at T
     threads against its time at the first count divided by T (what perfect scaling would
     give: the excess is hand-over and serial work);
@@ -73,7 +73,7 @@ for _ in range(int(runs)):
     t = time.perf_counter()
     sess.run(fetch, feed)
     times.append((time.perf_counter() - t) * 1e3)
-by_type, spans, op_sums, executed = {}, [], [], {}
+per_run, spans, op_sums, executed = [], [], [], {}
 opts = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
 for i in range(int(traced)):
     meta = tf.compat.v1.RunMetadata()
@@ -87,7 +87,7 @@ for i in range(int(traced)):
             fused = [f.decode() for f in node.attr["fused_ops"].list.s] if "fused_ops" in node.attr else []
             kind = node.op + ("[" + ",".join(fused) + "]" if fused else "")
             executed[kind] = executed.get(kind, 0) + 1
-    starts, ends, total = [], [], 0
+    starts, ends, total, by_type = [], [], 0, {}
     for dev in meta.step_stats.dev_stats:
         for ns in dev.node_stats:
             label = ns.timeline_label
@@ -101,9 +101,13 @@ for i in range(int(traced)):
             row[1] += us
     spans.append(max(ends) - min(starts))
     op_sums.append(total)
-n = max(int(traced), 1)
+    per_run.append(by_type)
+# Each type's median over the traced runs: on a shared machine one slow run would move a mean.
+kinds = {k for r in per_run for k in r}
+types = {k: [max(r.get(k, [0, 0])[0] for r in per_run),
+             float(np.median([r.get(k, [0, 0.0])[1] for r in per_run])) / 1e3] for k in kinds}
 print(json.dumps({"ms": float(np.median(times)),
-                  "types": {k: [c // n, us / n / 1e3] for k, (c, us) in by_type.items()},
+                  "types": types,
                   "span_ms": float(np.median(spans)) / 1e3 if spans else None,
                   "executed": executed,
                   "ops_ms": float(np.median(op_sums)) / 1e3 if op_sums else None}))
@@ -344,7 +348,7 @@ def main():
                 if bad:
                     print(f"  profile failed: {bad}")
                 else:
-                    print(f"  TensorFlow step stats (mean of the traced runs; fastest of "
+                    print(f"  TensorFlow step stats (median of the traced runs; fastest of "
                           f"{args.rounds} rounds):")
                     print_profile(threads, results)
                 for t, r in peer.items():
