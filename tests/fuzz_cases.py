@@ -587,6 +587,7 @@ def _tensorflow_alone(case):
 def _child_main(path, tensorflow_alone=False):
     """Runs the pickled cases in order, announcing each before it starts."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    dump_stacks_on_signal()
     import leangraph
 
     with open(path, "rb") as handle:
@@ -632,11 +633,31 @@ class _watchdog:
         self.done.set()
 
     def _watch(self):
+        import signal
+
         while not self.done.wait(1.0):
             if time.monotonic() - self.last > self.limit:
                 self.fired = True
+                # The child's Python stacks first (dump_stacks_on_signal), then the kill.
+                self.child.send_signal(signal.SIGUSR1)
+                time.sleep(2.0)
                 self.child.kill()
                 return
+
+
+def dump_stacks_on_signal():
+    """In a fuzz child: SIGUSR1 writes every thread's Python stack to stderr, which the
+    watchdog sends before it kills a silent child, so a hang says where it hung."""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _tail(handle, lines=25):
+    handle.seek(0)
+    text = handle.read().decode("utf-8", "replace").strip().splitlines()
+    return "\n    ".join(text[-lines:])
 
 
 def run_batch(cases, timeout_per_case=60.0, report=None, python=sys.executable,
@@ -654,11 +675,12 @@ def run_batch(cases, timeout_per_case=60.0, report=None, python=sys.executable,
         with tempfile.NamedTemporaryFile("wb", suffix=".pkl", delete=False) as handle:
             pickle.dump(pending, handle)
             path = handle.name
+        stderr = tempfile.TemporaryFile()
         try:
             child = subprocess.Popen(
                 [python, os.path.abspath(script),
                  "--child-tensorflow-alone" if tensorflow_alone else "--child", path],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+                stdout=subprocess.PIPE, stderr=stderr, env=env, text=True,
             )
             current, finished = None, set()
             hung = _watchdog(child, timeout_per_case)
@@ -684,14 +706,17 @@ def run_batch(cases, timeout_per_case=60.0, report=None, python=sys.executable,
             os.unlink(path)
         remaining = [c for c in pending if c.index not in finished]
         if code == 0 and not remaining:
+            stderr.close()
             break
         if current is None:
             if not remaining:
                 break
             # Died before its first case (import failure): not a finding about a case.
-            raise RuntimeError(f"fuzz child failed to start (exit {code})")
+            raise RuntimeError(f"fuzz child failed to start (exit {code}): {_tail(stderr, 5)}")
         report.ran += 1
-        report.deaths.append((by_index[current], "hang" if hung.fired else code))
+        how = f"hang; the child's stacks:\n    {_tail(stderr)}" if hung.fired else code
+        stderr.close()
+        report.deaths.append((by_index[current], how))
         pending = [c for c in remaining if c.index != current]
     report.seconds += time.monotonic() - start
     return report

@@ -451,6 +451,7 @@ def _child_main(path, tensorflow_alone=False):
     import pickle
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    fuzz_cases.dump_stacks_on_signal()
     import leangraph
 
     with open(path, "rb") as handle:

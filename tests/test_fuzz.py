@@ -71,3 +71,28 @@ def test_harness_detects_a_death_and_carries_on(seeds, conv_bn_graph):
     # ... and through leangraph the same case is refused, not fatal.
     report = fuzz_cases.run_batch([fatal])
     assert report.deaths == [] and report.refused == 1
+
+
+def test_a_hung_child_reports_where_it_hung(tmp_path):
+    """The watchdog asks a silent child for its Python stacks before it kills it, so a hang
+    is reported with the call it hung in."""
+    import os
+    import sys
+
+    script = tmp_path / "stuck_child.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {os.path.dirname(fuzz_cases.__file__)!r})\n"
+        "import fuzz_cases\n"
+        "fuzz_cases.dump_stacks_on_signal()\n"
+        "def stuck_in_this_call():\n"
+        "    time.sleep(600)\n"
+        "print('start 7', flush=True)\n"
+        "stuck_in_this_call()\n")
+    case = fuzz_cases.Case(seed=0, index=7, graph=b"", transforms="", inputs=None,
+                           outputs=None, mutations=[])
+    report = fuzz_cases.run_batch([case], timeout_per_case=3, python=sys.executable,
+                                  script=str(script))
+    assert len(report.deaths) == 1
+    dead, how = report.deaths[0]
+    assert dead.index == 7 and how.startswith("hang") and "stuck_in_this_call" in how
