@@ -68,16 +68,21 @@ NodeDef* Find(GraphDef* graph, const std::string& name) {
   return nullptr;
 }
 
+// The graph's float input, quantized to quint8 as node "q" (ranges "lo", "hi").
+void QuantizedInput(GraphDef* graph) {
+  Add(graph, "input", "Placeholder");
+  AddConst(graph, "lo", {});
+  AddConst(graph, "hi", {});
+  NodeDef* q = Add(graph, "q", "QuantizeV2", {"input", "lo", "hi"});
+  (*q->mutable_attr())["T"].set_type(kQUInt8);
+  (*q->mutable_attr())["axis"].set_i(-1);
+}
+
 // input -> QuantizeV2 -> conv (bias, relu, requantize; 3 output channels)
 // -> QuantizedMaxPool -> Dequantize, as leangraph's int8 rewrite writes it.
 GraphDef Int8Graph() {
   GraphDef graph;
-  Add(&graph, "input", "Placeholder");
-  AddConst(&graph, "lo", {});
-  AddConst(&graph, "hi", {});
-  NodeDef* q = Add(&graph, "q", "QuantizeV2", {"input", "lo", "hi"});
-  (*q->mutable_attr())["T"].set_type(kQUInt8);
-  (*q->mutable_attr())["axis"].set_i(-1);
+  QuantizedInput(&graph);
   AddConst(&graph, "w", {1, 1, 2, 3}, kQInt8);
   AddConst(&graph, "b", {3});
   AddConst(&graph, "wmin", {3});
@@ -123,12 +128,7 @@ LG_TEST(AcceptsTheRewritesOwnForm) { LG_EXPECT(Accepted(Int8Graph())); }
 // relu, dequantize): a factorised Dense's pair, handed over 8-bit.
 GraphDef MatMulPair() {
   GraphDef graph;
-  Add(&graph, "input", "Placeholder");
-  AddConst(&graph, "lo", {});
-  AddConst(&graph, "hi", {});
-  NodeDef* q = Add(&graph, "q", "QuantizeV2", {"input", "lo", "hi"});
-  (*q->mutable_attr())["T"].set_type(kQUInt8);
-  (*q->mutable_attr())["axis"].set_i(-1);
+  QuantizedInput(&graph);
   auto matmul = [&](const std::string& name, const std::string& input, DataType in,
                     const std::vector<int64_t>& dims, bool requantized) {
     AddConst(&graph, name + "/w", dims, kQInt8);
