@@ -341,3 +341,31 @@ def test_the_verdict_line_states_the_confirmed_speed_up():
                                 "16 held-out example(s) of reviews.npy")
     settings["confirmed"] = None
     assert "interleaved" not in report.verdict()
+
+
+def test_one_example_files_of_several_sizes_are_compared_position_by_position(tmp_path):
+    """A fully convolutional model fed images of three sizes, one file each: every
+    variant's outputs are compared row by row of their last axis (the classes), not
+    refused as arrays that cannot be stacked."""
+    import keras
+
+    from leangraph.runner import join_examples
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same",
+                                                    activation="softmax")(inputs))
+    model.save(tmp_path / "fcn.keras")
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k, (h, w) in enumerate([(20, 30), (16, 16), (24, 12)] * 3):
+        np.save(folder / f"{k:02d}.npy", rng.uniform(0, 1, (1, h, w, 3)).astype("float32"))
+    report = optimize(tmp_path / "fcn.keras", outdir=tmp_path / "out", data=folder, runs=3,
+                      precisions="fp32", progress=False)
+    assert report.result and report.variant(report.result).passed
+    frozen = report.variant("frozen")
+    assert frozen.verified_on == 9
+    assert join_examples([np.zeros((1, 20, 30, 4)), np.zeros((1, 16, 16, 4))]).shape == \
+        (20 * 30 + 16 * 16, 4)
+    with pytest.raises(UsageError, match="disagree in shape beyond axis 0 and in their last"):
+        join_examples([np.zeros((1, 2, 4)), np.zeros((1, 2, 5))])

@@ -15,7 +15,7 @@ from leangraph.pipeline.data import PerExample
 from leangraph.quantization import quantize
 from leangraph.quantization.int8 import DEFAULT_MIN_SQNR_DB
 from leangraph.quantization.prepare import output_heads
-from leangraph.runner import Runner
+from leangraph.runner import Runner, join_examples
 from leangraph.transform import transform
 
 
@@ -288,11 +288,9 @@ def predict(graph, arrays, input_names, output_names, batch_size=32, session_con
             for slot, value in zip(parts, values):
                 value = np.asarray(value)
                 slot.append(value if one_by_one else value[:real])
-    try:
+    if not one_by_one:
         return [np.concatenate(p) for p in parts]
-    except ValueError:
-        raise UsageError("the outputs of the one-example files disagree in shape beyond "
-                         "axis 0, so they cannot be scored together") from None
+    return [join_examples(p) for p in parts]
 
 
 def _ends(graph_def, input_name, output_name):

@@ -13,7 +13,7 @@ import numpy as np
 
 from leangraph import graphs
 from leangraph._tfcheck import load_native
-from leangraph.errors import GraphError, LeangraphError
+from leangraph.errors import GraphError, LeangraphError, UsageError
 
 
 def check(graph, error=GraphError):
@@ -140,4 +140,24 @@ def outputs_per_example(graph, input_names, output_names, examples, config=None)
             values = runner.run(fetches, {f: x[i:i + 1] for f, x in zip(feeds, examples)})
             for slot, value in zip(results, values):
                 slot.append(np.asarray(value))
-    return [np.concatenate(r) for r in results]
+    return [join_examples(r) for r in results]
+
+
+def join_examples(parts):
+    """One output's values over examples run one at a time, as one array: stacked on axis
+    0; where the examples were of different sizes (a fully convolutional model fed images
+    of several shapes), each example's values as rows of its last axis (the classes or
+    features), so every position is compared, scored and gated as a row. UsageError when
+    even the last axes disagree."""
+    parts = [np.asarray(p) for p in parts]
+    try:
+        return np.concatenate(parts)
+    except ValueError:
+        pass
+    lasts = {p.shape[-1] if p.ndim else 1 for p in parts}
+    if len(lasts) != 1:
+        shapes = sorted({p.shape for p in parts})
+        raise UsageError(f"the outputs of the examples disagree in shape beyond axis 0 and in "
+                         f"their last axis ({', '.join(map(str, shapes[:4]))}), so they cannot "
+                         "be compared together")
+    return np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts])

@@ -3,7 +3,6 @@
 import shutil
 from pathlib import Path
 
-import numpy as np
 
 from leangraph import graphs
 from leangraph.pipeline.verify import (
@@ -13,6 +12,7 @@ from leangraph.pipeline.verify import (
     output_checks,
     output_sqnr,
 )
+from leangraph.runner import join_examples
 
 
 def export_savedmodel(graph_def, input_names, output_names, path):
@@ -66,7 +66,7 @@ def savedmodel_outputs(path, input_names, output_names, examples):
         result = fn(**kwargs)
         for slot, name in zip(got, output_names):
             slot.append(result[graphs.node_name(name)].numpy())
-    return [np.concatenate(g) for g in got]
+    return [join_examples(g) for g in got]
 
 
 def check_savedmodel(path, variant, input_names, output_names, examples, reference, tolerance,

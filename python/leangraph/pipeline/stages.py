@@ -47,6 +47,7 @@ from leangraph.pipeline.verify import (
     top1_margin,
     verify,
 )
+from leangraph.runner import join_examples
 from leangraph.safety import require_safe
 
 
@@ -248,7 +249,7 @@ def keras_per_example(run):
     names = run.loaded.output_names
     parts = [as_list(run.loaded.keras_model(keras_x(run.examples, i, i + 1), training=False),
                       names) for i in range(run.count)]
-    return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(names))]
+    return [join_examples([p[k] for p in parts]) for k in range(len(names))]
 
 
 def verify_stage(run, prog):
