@@ -245,6 +245,45 @@ def tf_keras_savedmodel(folder, x, keras3_path):
         return folder, want, bool(saved["refused"])
 
 
+_TF_KERAS_RNN_CHILD = r"""
+import sys
+import numpy as np
+import tf_keras
+folder, x_path = sys.argv[1:3]
+tf_keras.utils.set_random_seed(3)
+inputs = tf_keras.Input((7, 4), name="seq")
+hidden = tf_keras.layers.LSTM(6, return_sequences=True, name="lstm")(inputs)
+hidden = tf_keras.layers.GRU(5, name="gru")(hidden)
+model = tf_keras.Model(inputs, tf_keras.layers.Dense(3, activation="softmax")(hidden))
+model.save(folder + "/rnn.h5")
+np.save(folder + "/want.npy", model.predict(np.load(x_path), verbose=0))
+inputs = tf_keras.Input((7, 4), name="seq")
+major = tf_keras.layers.LSTM(6, time_major=True, name="major")(inputs)
+tf_keras.Model(inputs, major).save(folder + "/time_major.h5")
+"""
+
+
+def tf_keras_rnn_h5(folder, x):
+    """Keras 2 (tf_keras) .h5 files of recurrent layers, which store `time_major`: an LSTM
+    and a GRU (rnn.h5, its outputs on x) and a time-major LSTM (time_major.h5), made in a
+    child (see tf_keras_savedmodel). Returns (rnn.h5, outputs, time_major.h5), or None
+    without tf_keras."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tf_keras") is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "x.npy", x)
+    done = subprocess.run([sys.executable, "-c", _TF_KERAS_RNN_CHILD, str(folder),
+                           str(folder / "x.npy")], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder / "rnn.h5", np.load(folder / "want.npy"), folder / "time_major.h5"
+
+
 def cond_flag_graph(path):
     """A frozen graph with a tf.cond on a bool flag input, as a v2 function traces it
     (an If op, lowered to Switch/Merge by the freeze). Returns (path, x, the outputs

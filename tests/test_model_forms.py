@@ -507,6 +507,23 @@ def test_tf_keras_savedmodel_with_three_outputs(forms):
     assert freeze(forms / "k3.keras").input_names == ["x"]
 
 
+def test_tf_keras_2_recurrent_h5_loads_and_a_time_major_one_is_named(forms):
+    """tf.keras 2 writes `time_major` into every LSTM/GRU/SimpleRNN config, which Keras 3
+    refuses (ethnicolr's census LSTM): False is dropped, and the frozen graph computes what
+    tf_keras computed; True is refused in one line naming the layer."""
+    x = np.random.default_rng(0).normal(size=(4, 7, 4)).astype(np.float32)
+    made = build.tf_keras_rnn_h5(forms / "tfk_rnn", x)
+    assert made is not None, "tf_keras is not installed (make setup installs it)"
+    path, want, time_major = made
+    frozen = freeze(path)
+    got = np.concatenate([run(frozen.graph_def, {frozen.input_names[0]: x[i:i + 1]},
+                              frozen.output_names)[0] for i in range(len(x))])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(FreezeError, match="LSTM 'major' is time-major") as refused:
+        freeze(time_major)
+    assert "\n" not in str(refused.value)
+
+
 def test_cond_on_a_flag(forms):
     path, x, when_false, when_true = build.cond_flag_graph(forms / "cond.pb")
     frozen = freeze(path)

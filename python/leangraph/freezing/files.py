@@ -159,10 +159,33 @@ def _load_keras_file(path, kind, weights, unsafe):
     return model
 
 
+#: The recurrent layers tf.keras 2 saves with a `time_major` argument Keras 3 does not take.
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+
+
+def _without_time_major(base):
+    """`base` (keras.layers.LSTM, ...) reading a tf.keras 2 config: `time_major` False, which
+    every tf.keras 2 recurrent layer writes and Keras 3 refuses, is dropped (the layer
+    computes the same); True, which Keras 3 cannot run, is refused naming the layer."""
+
+    class Legacy(base):
+        @classmethod
+        def from_config(cls, config):
+            config = dict(config)
+            if config.pop("time_major", False):
+                raise ValueError(f"{base.__name__} '{config.get('name')}' is time-major "
+                                 "(time_major=True), which Keras 3 cannot run")
+            return super().from_config(config)
+
+    Legacy.__name__ = Legacy.__qualname__ = base.__name__
+    return Legacy
+
+
 def _keras_operations(config):
-    """{class name: Keras op class} for the ops a Keras 3 functional model stores as
-    layers (an Embedding's mask_zero saves a `NotEqual`); Keras's legacy .h5 reader
-    does not know them, though they are Keras's own classes, not code from the file."""
+    """{class name: Keras class} for what Keras's legacy .h5 reader cannot read by itself,
+    though they are Keras's own classes, not code from the file: the ops a Keras 3
+    functional model stores as layers (an Embedding's mask_zero saves a `NotEqual`), and
+    tf.keras 2's recurrent layers with their `time_major` argument."""
     from keras.src.ops import core, math, nn
     from keras.src.ops import numpy as knp
     from keras.src.ops.operation import Operation
@@ -184,6 +207,9 @@ def _keras_operations(config):
 
     found = {}
     for name in sorted(names):
+        if name in _RECURRENT:
+            found[name] = _without_time_major(getattr(keras.layers, name))
+            continue
         if hasattr(keras.layers, name):
             continue  # a layer of that name (Add, Softmax, ...) is what the file means
         for module in (knp, nn, math, core):
