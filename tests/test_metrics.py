@@ -163,3 +163,29 @@ def test_the_scan_finds_what_it_looks_for():
                  "feasible = drop <= max_accuracy_drop",
                  "return 10.0 * np.log10(signal / noise)"):
         assert any(p.search(line) for p in _INLINE), line
+
+
+def test_a_per_position_output_of_one_dominant_class_is_gated_off_it():
+    """spliceai's case: a per-position softmax that is nearly all one class. Rounding that
+    flips a quarter of the rare classes' positions leaves top-1 agreement at 99.9 %, which
+    alone passes; the gate on the positions off the dominant class fails it."""
+    rng = np.random.default_rng(0)
+    ref = np.zeros((4, 1000, 3))
+    ref[..., 0] = 1.0
+    sites = rng.choice(4000, 40, replace=False)
+    flat = ref.reshape(-1, 3)
+    flat[sites] = [0.1, 0.8, 0.1]
+    out = ref.copy().reshape(-1, 3)
+    out[sites[:10]] = [0.6, 0.3, 0.1]  # 10 of the 40 sites lost
+    out = out.reshape(ref.shape)
+    gates = M.Gates(["y"], ["classes"])
+    checks = {c.gate: c for c in gates.checks([out], [ref], lossy=True)}
+    assert checks["top-1 agreement"].passed and checks["top-1 agreement"].value > 0.997
+    off = next(c for g, c in checks.items() if g.startswith("top-1 agreement on the 40"))
+    assert off.value == pytest.approx(0.75) and not off.passed
+    assert "not of class 0 (99.0 % are)" in off.gate
+    assert "75.0 %" in off.failure()
+    # A classifier's (N, C) output, or too few positions off the dominant class: no such gate.
+    assert M.off_dominant_agreement(out[:, :5], ref[:, :5]) is None
+    plain = M.Gates(["y"], ["classes"]).checks([out[:, 0]], [ref[:, 0]], lossy=True)
+    assert [c.gate for c in plain] == ["top-1 agreement", "SQNR"]

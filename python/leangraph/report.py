@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leangraph.metrics import is_agreement
 from leangraph.pipeline.evidence import markdown as evidence_markdown
 from leangraph.pipeline.variants import (  # noqa: F401 - their old home, still imported
     FAILED,
@@ -182,7 +183,7 @@ def agreement_shown(v):
         return v.top1_agreement
     first = checks[0]["name"]
     for check in checks:
-        if check["name"] == first and check["gate"].endswith("agreement"):
+        if check["name"] == first and is_agreement(check["gate"]):
             return check["value"]
     return v.top1_agreement if checks[0]["kind"] == "classes" else None
 

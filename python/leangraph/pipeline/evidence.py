@@ -180,7 +180,7 @@ def _value(gate, value):
         return "—"
     if gate == "SQNR":
         return "exact" if value == float("inf") else f"{value:.1f} dB"
-    if gate.endswith("agreement") or gate == "accuracy":
+    if metrics.is_agreement(gate) or gate == "accuracy":
         return f"{100 * value:.2f} %"
     return f"{value:.3g}"
 
