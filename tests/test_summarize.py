@@ -154,3 +154,20 @@ def test_cli_summarize(tmp_path, capsys, hand):
     assert cli_main(["summarize", str(tmp_path / "lambda.keras"), "--unsafe"]) == 0
     assert cli_main(["summarize", str(tmp_path / "nothing.pb")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_bf16_conv_with_its_residual_sum_counts_its_macs():
+    """to_bfloat16 writes a conv + residual add + relu as one _MklNativeFusedConv2D; its MACs
+    are the conv's, as in the fp32 graph."""
+    import keras
+
+    import leangraph
+
+    inputs = keras.Input((16, 16, 8))
+    conv = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    model = keras.Model(inputs, keras.layers.ReLU()(keras.layers.Add()([conv, inputs])))
+    frozen = leangraph.freeze(model)
+    deploy = leangraph.transform(frozen.graph_def, leangraph.recipe("deploy", frozen.graph_def))
+    bf16 = leangraph.transform(deploy, "to_bfloat16")
+    assert "_MklNativeFusedConv2D" in {n.op for n in bf16.node}
+    assert leangraph.summarize(bf16).macs == leangraph.summarize(deploy).macs == 16 * 16 * 8 * 9 * 8

@@ -11,7 +11,8 @@ from leangraph.runner import import_graph
 
 
 _VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp"}
-_CONV_OPS = {"Conv2D", "_FusedConv2D", "Conv3D"}
+# _MklNativeFusedConv2D: the bf16 conv with a residual sum that to_bfloat16 writes.
+_CONV_OPS = {"Conv2D", "_FusedConv2D", "_MklNativeFusedConv2D", "Conv3D"}
 _MATMUL_OPS = {"MatMul", "_FusedMatMul"}
 _BATCH_MATMUL_OPS = {"BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"}
 _BACKPROP_INPUT_OPS = {"Conv2DBackpropInput", "Conv3DBackpropInputV2"}
@@ -250,6 +251,7 @@ def summarize(graph, graph_path=None, **freeze_kwargs):
       BatchMatMul(V2/V3):     |O| * K
       Conv2DBackpropInput:    |dY| * kh * kw * W[2]            (dY: the op's input 2)
     where |T| is the number of elements of T. Fused variants (_FusedConv2D,
+    _MklNativeFusedConv2D,
     _FusedMatMul) count like their base op; other ops count 0. The total over the
     graph's batch is divided by the batch (the first Placeholder's leading
     dimension) to give `macs` per example. Ops whose shapes stay unknown are not
