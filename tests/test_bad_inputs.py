@@ -487,3 +487,31 @@ def test_graph_is_parsed_once_and_scanned_once(graph, tmp_path, monkeypatch):
     saved = g.save(tmp_path / "g.pb")
     assert saved.read_bytes() == g.data
     assert leangraph.Graph(saved).inputs == g.inputs
+
+
+def test_an_unregistered_subclassed_keras_model_is_refused_in_one_line(tmp_path):
+    """Keras's error for a class it cannot locate appends the model's whole config; the
+    refusal names the class in one line without it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import keras, sys\n"
+        "@keras.saving.register_keras_serializable(package='elsewhere')\n"
+        "class Net(keras.Model):\n"
+        "    def __init__(self, **kw):\n"
+        "        super().__init__(**kw)\n"
+        "        self.dense = keras.layers.Dense(3)\n"
+        "    def call(self, x):\n"
+        "        return self.dense(x)\n"
+        "model = Net()\n"
+        "model(keras.ops.zeros((1, 4)))\n"
+        "model.save(sys.argv[1])\n")
+    path = tmp_path / "sub.keras"
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, capture_output=True)
+    with pytest.raises(leangraph.errors.FreezeError,
+                       match="Could not locate class 'Net'") as refused:
+        leangraph.freeze(path)
+    message = str(refused.value)
+    assert "\n" not in message and "config" not in message.split("decorated")[0]
+    assert "Full object config" not in message and len(message) < 600

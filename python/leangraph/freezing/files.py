@@ -142,10 +142,10 @@ def _load_keras_file(path, kind, weights, unsafe):
                 f"{path}: Keras refuses to load it in safe mode, because loading runs "
                 f"code from the file ({exc}). Pass unsafe=True only for a trusted file."
             ) from None
-        raise FreezeError(f"cannot load {path} as a Keras model: {exc}") from None
+        raise FreezeError(f"cannot load {path} as a Keras model: {_first_part(exc)}") from None
     except Exception as exc:  # Keras raises many types on a bad file
         raise FreezeError(
-            f"cannot load {path} as a Keras model: {type(exc).__name__}: {exc}"
+            f"cannot load {path} as a Keras model: {type(exc).__name__}: {_first_part(exc)}"
         ) from None
     if not isinstance(model, keras.Model):
         raise FreezeError(f"{path} holds a {type(model).__name__}, not a Keras model")
@@ -179,6 +179,13 @@ def _without_time_major(base):
 
     Legacy.__name__ = Legacy.__qualname__ = base.__name__
     return Legacy
+
+
+def _first_part(exc):
+    """Keras's message without the object config it appends (a subclassed model's whole
+    config, pages long), on one line."""
+    text = str(exc).split("Full object config:")[0].split("config={")[0]
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def _keras_operations(config):
