@@ -292,22 +292,18 @@ def mtcnn_data(wheels, out):
 
 
 def run_pb(path, feeds_list, fetch):
-    import tensorflow as tf
+    """The written graph in a plain TF1 session, as bench/real_model_check.py runs it, once
+    per feeds (imported here: the `data` step runs where leangraph may not be installed)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from real_model_check import run_pb as run_one
 
-    v1 = tf.compat.v1
-    graph_def = v1.GraphDef()
-    graph_def.ParseFromString(open(path, "rb").read())
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    with v1.Session(graph=graph) as session:
-        return [session.run(fetch, feeds) for feeds in feeds_list]
+    return [run_one(path, feeds, fetch) for feeds in feeds_list]
 
 
 def sqnr(ref, got):
-    ref = np.asarray(ref, np.float64)
-    noise = np.sum((ref - got) ** 2)
-    return float("inf") if noise == 0 else 10 * np.log10(np.sum(ref ** 2) / noise)
+    from leangraph.metrics import sqnr_db
+
+    return sqnr_db(ref, got)
 
 
 def report(name, ref, got, held, agree):
