@@ -31,6 +31,9 @@ from leangraph.transform import transform
 
 __all__ = ["ORIGINAL", "Trial", "TuneResult", "session_timer", "tune"]
 
+#: What tune searches without --precisions: leangraph's int8 at two fallback thresholds.
+DEFAULT_PRECISIONS = ("fp32", "bf16", "bf16-grappler", "int8-weights", "int8", "int8@25")
+
 
 def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, tolerance=1e-4,
          output_kinds=None, gates=None, calibration=None, n_trials=24, recipes=None,
@@ -95,8 +98,13 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
 
     if max_accuracy_drop < 0:
         raise UsageError(f"max_accuracy_drop must be >= 0, got {max_accuracy_drop}")
-    for name in precisions or ():
-        registry.choose(name)  # an unknown name fails before the model and data are read
+    # Every name is read once, before the model and data are (an unknown one fails first).
+    choices = {}
+    for name in precisions or DEFAULT_PRECISIONS:
+        choice = registry.choose(name)
+        choices.setdefault(choice.name, choice)
+    if "fp32" not in choices:  # the baseline, always searched, first
+        choices = {"fp32": registry.choose("fp32"), **choices}
     base_graph = graph_def_of(model)
     chosen = ([input_name] if input_name else None, [output_name] if output_name else None)
     input_names, output_infos, data = read_examples(base_graph, x, y, *chosen, limit=limit)
@@ -124,20 +132,14 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
     for name in recipes:
         if name != "none":
             recipe_for(name, base_graph)  # unknown names fail before any work
-    precisions = list(precisions) if precisions else ["fp32", "bf16", "bf16-grappler",
-                                                      "int8-weights", "int8", "int8@25"]
-    choices = {name: registry.choose(name) for name in precisions}
+    unavailable = {name: choice.precision.unavailable() for name, choice in choices.items()}
     missing = {}
-    for name, choice in choices.items():
-        why = choice.precision.unavailable()
+    for name, why in unavailable.items():
         if why:
             missing.setdefault(why, []).append(name)
     for why, names in missing.items():
         say(f"{', '.join(names)} requested, but {why}: left out, and fp32 is kept")
-    precisions = list(dict.fromkeys(choice.name for choice in choices.values()
-                                    if choice.precision.available()))
-    if "fp32" not in precisions:
-        precisions.insert(0, "fp32")
+    precisions = [name for name, why in unavailable.items() if not why]
     threads = sorted({int(t) for t in threads}) if threads else sorted({1, os.cpu_count() or 1})
     if threads[0] < 1:
         raise UsageError("thread counts must be positive")
@@ -155,7 +157,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
                 if recipe != "none":
                     graph = transform(graph, recipe_for(recipe, graph),
                                       inputs=input_names, outputs=output_names)
-                choice = registry.choose(precision)
+                choice = choices[precision]
                 graph, config, _ = choice.build(graph, (input_names, output_names),
                                                 x_calib.arrays if x_calib.count else None)
                 candidate = model_name != ORIGINAL
@@ -184,7 +186,7 @@ def tune(model, x, y=None, *, max_accuracy_drop=0.5, max_mae_increase=0.1, toler
             graph, config, scored, size = built
             trial.file_bytes = size
             scored.fill(trial, judge.baseline)
-            if too_few and registry.choose(precision).precision.calibrated:
+            if too_few and choices[precision].precision.calibrated:
                 trial.note, trial.feasible = too_few, False
             try:
                 trial.latency_ms = float(timer(graph, config, n_threads, feeds))
