@@ -126,10 +126,7 @@ def test_bf16_keeps_the_logits_fp32_and_passes_where_bf16_logits_flip(tmp_path, 
     from leangraph import hardware
     from leangraph.optimize import optimize
 
-    from leangraph.pipeline import variants
-
     monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: True)
-    monkeypatch.setattr(variants, "cpu_supports_bf16", lambda: True, raising=False)
     x = keras.Input((3,), name="x")
     hidden = keras.layers.Dense(3, activation="relu", name="hidden")(x)
     out = keras.layers.Dense(2, activation="softmax", name="out")(hidden)

@@ -381,13 +381,14 @@ def test_interrupt_during_benchmark_leaves_no_partial_file(model_path, tmp_path,
 
 
 def test_bf16_is_skipped_without_cpu_support(monkeypatch):
-    from leangraph.pipeline.variants import BuildContext, bf16_variant
+    from leangraph.pipeline.precisions import choose, derived_variant
+    from leangraph.pipeline.variants import BuildContext
     from leangraph.report import SKIPPED
 
     monkeypatch.setenv("LEANGRAPH_FAKE_NO_BF16", "1")
     best = _variant("deploy", 1.0)
-    v = bf16_variant(BuildContext(best=best, ends=(["input"], ["output"]),
-                                  precisions=("fp32", "bf16")))
+    v = derived_variant(choose("bf16").precision, BuildContext(
+        best=best, ends=(["input"], ["output"]), precisions=("fp32", "bf16")))
     assert v.status == SKIPPED and "AVX512_BF16" in v.reason
     assert v.latency is None and not v.eligible
 

@@ -368,7 +368,6 @@ def test_tune_and_optimize_build_bf16_the_same_way(digits, monkeypatch):
     logits' layer left fp32 in both."""
     from leangraph.pipeline import variants
 
-    monkeypatch.setattr(variants, "cpu_supports_bf16", lambda: True)
     graph = digits.graph_def
     ends = ([digits.input_name], [digits.output_name])
     built = precisions.choose("bf16").build(graph, ends)

@@ -12,17 +12,7 @@ from leangraph.pipeline.confirm import CONFIRM_MAX_TIME, CONFIRM_TARGET_CI, not_
 from leangraph.pipeline.export import write_result
 from leangraph.pipeline.inputs import load_any_model
 from leangraph.pipeline.settings import run_bench_kwargs
-from leangraph.pipeline.variants import (
-    BuildContext,
-    bf16_variant,
-)
 from leangraph.safety import require_safe
-
-
-def bf16_of(best, bench, ends, allow_io_ops=False):
-    """bf16 of `best` (see pipeline.variants.bf16_variant)."""
-    return bf16_variant(BuildContext(best=best, ends=ends, precisions=("fp32", "bf16"),
-                                     allow_io_ops=allow_io_ops))
 
 
 def confirm_result(run, bench, chosen, prog):

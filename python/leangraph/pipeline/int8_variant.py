@@ -23,14 +23,9 @@ NAME = "int8"
 
 
 def int8_variant(ctx):
-    if not ctx.wants(NAME):
-        return None
+    """Whether it is wanted and can run here is pipeline.precisions.derived_variant's to say."""
     description = "int8 (calibrated quantize_int8: oneDNN's int8 kernels, x86-64 TF CPU builds)"
-    if not int8.cpu_supports_int8():
-        return ctx.skipped(NAME, "int8", description, f"{int8.NO_INT8_CPU}: fp32 is kept")
     best = ctx.best
-    if best is None:
-        return ctx.skipped(NAME, "int8", description, "no fp32 graph variant passed")
     samples = ctx.calibration or ctx.examples
     if not samples:
         return ctx.skipped(NAME, "int8", description, "no calibration inputs")

@@ -13,9 +13,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from leangraph import graphs
+from leangraph import graphs, hardware
 from leangraph.errors import LeangraphError, UsageError
-from leangraph.hardware import cpu_supports_bf16
 from leangraph.pipeline.int8_variant import int8_variant
 from leangraph.pipeline.variants import bf16_variant, failed_variant, quantize_weights_variant
 from leangraph.precision import (
@@ -39,7 +38,7 @@ class Built(NamedTuple):
 
 
 def _no_bf16():
-    if not cpu_supports_bf16():
+    if not hardware.cpu_supports_bf16():
         return ("this CPU has neither AVX512_BF16 nor AMX-BF16 (or LEANGRAPH_FAKE_NO_BF16 is "
                 "set): bf16 would be emulated and slow")
     return None
@@ -194,18 +193,28 @@ def result_names():
     return tuple(p.name for p in PRECISIONS if p.result)
 
 
+def derived_variant(precision, ctx):
+    """optimize's row for one precision of the registry, from the best fp32 graph: None when
+    --precision leaves out a precision optimize may return; SKIPPED where this CPU cannot run
+    it or no fp32 graph passed (said here for every precision, not in each builder); else
+    what its builder makes, a FAILED row where that raises."""
+    row = precision.row or precision.name
+    if precision.result and not ctx.wants(precision.name):
+        return None
+    why = precision.unavailable()
+    if why is None and ctx.best is None:
+        why = "no fp32 graph variant passed"
+    elif why is not None:
+        why = f"{why}: fp32 is kept"
+    if why is not None:
+        return ctx.skipped(row, precision.name, f"{precision.name} of the best fp32 graph", why)
+    try:
+        return precision.variant(ctx)
+    except (LeangraphError, ValueError) as exc:
+        return failed_variant(row, "derived variant", f"building it failed: {exc}")
+
+
 def build_derived(ctx):
-    """optimize's derived variants, in the registry's order; a builder that raises gives a
-    FAILED row."""
-    built = []
-    for precision in PRECISIONS:
-        if precision.variant is None:
-            continue
-        try:
-            variant = precision.variant(ctx)
-        except (LeangraphError, ValueError) as exc:
-            variant = failed_variant(precision.row or precision.name, "derived variant",
-                                     f"building it failed: {exc}")
-        if variant is not None:
-            built.append(variant)
-    return built
+    """optimize's derived variants, in the registry's order (derived_variant each)."""
+    built = [derived_variant(p, ctx) for p in PRECISIONS if p.variant is not None]
+    return [v for v in built if v is not None]

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from leangraph import graphs
 from leangraph.bench import stats
 from leangraph.errors import GraphError, LeangraphError, TransformError
-from leangraph.hardware import cpu_supports_bf16
 from leangraph.precision import bf16_graph, bf16_heads, grappler_bf16_config, quantize_weights
 from leangraph.runner import outputs_per_example
 from leangraph.transform import transform
@@ -250,14 +249,9 @@ def built_variant(name, description, build, transform_text, **kwargs):
 
 
 def bf16_variant(ctx):
-    """bf16 of the best fp32 graph: precision.bf16_graph (to_bfloat16, logits kept fp32)."""
-    if not ctx.wants("bf16"):
-        return None
-    if not cpu_supports_bf16():
-        return ctx.skipped("bf16", "bf16", "bf16", "this CPU has neither AVX512_BF16 nor AMX-BF16")
+    """bf16 of the best fp32 graph: precision.bf16_graph (to_bfloat16, logits kept fp32).
+    Whether it is wanted and can run here is pipeline.precisions.derived_variant's to say."""
     best = ctx.best
-    if best is None:
-        return ctx.skipped("bf16", "bf16", "bf16", "no fp32 graph variant passed")
     graph = graphs.load_graph(best.graph_def)
     heads = bf16_heads(graph, ctx.ends[1])
     kept = f"; fp32: {', '.join(heads)} (makes an output's logits)" if heads else ""
@@ -272,9 +266,6 @@ def bf16_variant(ctx):
 def quantize_weights_variant(ctx):
     """TF's quantize_weights of the best fp32 graph: a smaller file, float compute."""
     best = ctx.best
-    if best is None:
-        return ctx.skipped("quantize_weights", "int8-weights", "TF's quantize_weights",
-                           "no fp32 graph variant passed")
     return built_variant(
         "quantize_weights", f"TF's quantize_weights of {best.name}: 8-bit weights in the "
         "file, dequantized at load (for size)",
