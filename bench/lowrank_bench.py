@@ -30,9 +30,11 @@ spectra are flat: the default levels from 0.5 up would keep 40-60 % of the
 rank); the attention layers are left whole and named.
 
 --stack: channel pruning + int8 against factorisation + int8 and against
-channel pruning + factorisation + int8 (method "both"), each int8 graph
-leangraph.quantize of the deploy graph calibrated on training digits, timed in
-pairs against the original and against channels + int8 at --batch.
+channel pruning + factorisation + int8 (method "both"), the pruned models made
+int8-ready (int8=True, so "both" also judges its ranks on int8 graphs), each
+int8 graph leangraph.quantize of the deploy graph calibrated on training
+digits, timed in pairs against the original and against channels + int8 at
+--batch.
 
 --apps: keras.applications VGG16 and ResNet50 (weights=None, 160x160, batch 1):
 the --apps-layers layers with the most MACs get their candidate ranks timed
@@ -261,8 +263,12 @@ def stack(model, factorised, x_train, y_train, x_test, y_test, args):
     original = _graph(model, batch)
     common = dict(max_accuracy_drop=args.max_accuracy_drop, epochs=args.epochs, batch=batch,
                   progress=False)
-    pruned, pruned_report = leangraph.prune(model, x_train, y_train, method="channels", **common)
-    both, both_report = leangraph.prune(model, x_train, y_train, method="both", **common)
+    # int8 is the target here: each is made int8-ready, and "both" judges its ranks by
+    # what they save in the int8 graph.
+    pruned, pruned_report = leangraph.prune(model, x_train, y_train, method="channels",
+                                            int8=True, **common)
+    both, both_report = leangraph.prune(model, x_train, y_train, method="both", int8=True,
+                                        **common)
     for label, report in (("channels", pruned_report), ("channels + lowrank", both_report)):
         widths = ", ".join(f"{layer.name} {layer.units}" for layer in
                            (pruned if label == "channels" else both).layers

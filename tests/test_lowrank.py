@@ -400,3 +400,24 @@ def test_a_factorised_pair_stays_8_bit_between_its_matmuls_and_matches_float(mlp
     got = run(q.graph_def, {name: batch}, outputs)[0]
     assert np.abs(got - want).max() < 0.05
     assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9
+
+
+def test_with_int8_the_target_ranks_are_judged_on_int8_graphs(mlp, digits):
+    """lowrank(int8=True) times the original and each candidate as leangraph.quantize writes
+    them (a rank that pays in float need not pay in 8 bits); without int8, the float graphs."""
+    x, y = digits
+    timed = []
+
+    def recording(a, b, feeds, outputs):
+        timed.append([sorted({n.op for n in g.node if "Quantized" in n.op}) for g in (a, b)])
+        return K.Timing(2.0, 1.5, 2.5, 1.0, 0.5, 10)
+
+    kwargs = dict(target_macs=0.8, timer=recording, epochs=0, progress=False, energies=(0.5,))
+    _, report = lowrank(mlp, x[:300], y[:300], int8=True, qat_epochs=0, **kwargs)
+    assert timed and report.timed_as == "int8"
+    assert all(a and b for a, b in timed), timed  # both sides 8-bit, every time
+    assert "as leangraph.quantize writes it in int8" in report.to_markdown()
+    timed.clear()
+    _, report = lowrank(mlp, x[:300], y[:300], **kwargs)
+    assert timed and report.timed_as == "fp32"
+    assert not any(a or b for a, b in timed)

@@ -16,6 +16,9 @@ from leangraph.quantization.int8 import quantize
 from leangraph.quantization.qat import FakeQuant
 from leangraph.runner import run
 
+# Training examples int8 is calibrated on, for the held-out score and for timing int8 graphs.
+CALIBRATION = 64
+
 
 def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32, scoring=None):
     """The held-out score (prune.scoring) of `model`'s post-training int8 graph
@@ -35,7 +38,7 @@ def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32, scor
 
 
 def int8_ready(model, teacher, x_train, x_val, y_train, y_val, reference, config, *,
-               max_drop=0.5, qat_epochs=3, calibration=64):
+               max_drop=0.5, qat_epochs=3, calibration=CALIBRATION):
     """Checks `model`'s post-training int8 score; fine-tunes it through fake quantization
     when int8 is over the budget (max_drop points, or the MAE or SQNR budget of a
     regression output: prune.scoring). Returns what it found."""

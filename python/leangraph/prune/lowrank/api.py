@@ -7,7 +7,7 @@ from leangraph.errors import PruneError
 from leangraph.prune import distill as D
 from leangraph.prune.data import check_data, split
 from leangraph.prune.groups import ChannelGraph
-from leangraph.prune.int8 import int8_ready
+from leangraph.prune.int8 import CALIBRATION, int8_ready
 from leangraph.prune.loading import count_params, load
 from leangraph.prune.lowrank import ranks as K
 from leangraph.prune.lowrank.apply import Factorable
@@ -77,8 +77,8 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
     for Tucker-2, at the ranks that keep `energies` of its spectrum or that
     EVBMF estimates, rounded up to `rank_multiple`. A candidate is kept only
     when the whole model's frozen deploy graph at `batch`, with that layer
-    swapped, is measurably faster (ranks.paying_ranks; `timer` replaces the C++
-    timer, for tests). Then, as for channel pruning, exactly one goal:
+    swapped, is measurably faster (ranks.paying_ranks; with `int8`, both graphs
+    as leangraph.quantize writes them; `timer` replaces the C++ timer, for tests). Then, as for channel pruning, exactly one goal:
     `max_accuracy_drop` (points; every energy level is fine-tuned briefly,
     scored held out and timed, and the fastest within the budget is kept, or
     none), `target_macs` (the highest energy level within that share of the
@@ -126,8 +126,11 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
     def error(name, rank):
         return factorable.reconstruction_error(name, rank, inputs[name])
 
-    layer_judge = K.Judge(model, x_val, batch, timer)
-    final_judge = layer_judge if teacher is model else K.Judge(teacher, x_val, batch, timer)
+    # With int8 the target, ranks are judged by what they save in the int8 graph.
+    calibration = x_train[:CALIBRATION] if int8 else None
+    layer_judge = K.Judge(model, x_val, batch, timer, calibration)
+    final_judge = (layer_judge if teacher is model else
+                   K.Judge(teacher, x_val, batch, timer, calibration))
     timed, search_info, why_whole = {}, {}, {}
     if ranks is not None:
         chosen = factorable.check(ranks)
@@ -195,7 +198,8 @@ def lowrank(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, ranks
     rows = _layer_rows(factorable, chosen, timed, why_whole, error)
     report = LowRankReport(
         model=model.name, method="lowrank", target_macs=target_macs,
-        max_accuracy_drop=max_accuracy_drop, batch=batch, macs_before=macs_teacher,
+        max_accuracy_drop=max_accuracy_drop, batch=batch, timed_as=layer_judge.precision,
+        macs_before=macs_teacher,
         macs_after=macs_model - factorable.macs_saved(chosen),
         params_before=count_params(teacher), params_after=count_params(student),
         accuracy_before=before, accuracy_after=after, accuracy_unfinetuned=unfinetuned,

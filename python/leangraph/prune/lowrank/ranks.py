@@ -6,7 +6,10 @@ smaller-but-not-faster results showed). So each candidate is judged by the
 whole model's frozen `deploy` graph with only that layer swapped, timed
 against the original's by the C++ timer in interleaved pairs
 (leangraph.bench.compare); a candidate is kept only when the lower end of the
-95 % interval of its speed-up is above `min_speedup`.
+95 % interval of its speed-up is above `min_speedup`. When int8 is the target,
+both graphs are timed as leangraph.quantize writes them: a rank that pays in
+float can cost more than it saves in 8 bits (a second kernel and its hand-over
+for a matmul that was already cheap).
 """
 
 from dataclasses import asdict, dataclass
@@ -16,6 +19,7 @@ import numpy as np
 from leangraph.bench import compare
 from leangraph.errors import PruneError
 from leangraph.prune.search import deploy_graph
+from leangraph.quantization.int8 import quantize
 
 
 @dataclass
@@ -45,18 +49,31 @@ def compare_graphs(graph_a, graph_b, feeds, outputs, runs=40, max_time=10.0, tar
 
 
 class Judge:
-    """Times candidate models against one original at a fixed batch."""
+    """Times candidate models against one original at a fixed batch: their frozen deploy
+    graphs, or with `calibration` (examples) their int8 graphs calibrated on it."""
 
-    def __init__(self, original, x, batch, timer=None):
+    def __init__(self, original, x, batch, timer=None, calibration=None):
         if batch < 1:
             raise PruneError(f"batch must be >= 1, got {batch}")
         self.batch = batch
         self.timer = timer or compare_graphs
-        self.graph, self.input, self.outputs = deploy_graph(original, batch)
+        self.calibration = calibration
+        self.graph, self.input, self.outputs = self._graph(original)
         self.feeds = {self.input: np.resize(x, (batch,) + x.shape[1:]).astype(np.float32)}
 
-    def time(self, model):
+    @property
+    def precision(self):
+        return "fp32" if self.calibration is None else "int8"
+
+    def _graph(self, model):
         graph, name, outputs = deploy_graph(model, self.batch)
+        if self.calibration is not None:
+            graph = quantize(graph, self.calibration, outputs=outputs,
+                             require_int8_cpu=False).graph_def
+        return graph, name, outputs
+
+    def time(self, model):
+        graph, name, outputs = self._graph(model)
         if name != self.input or list(outputs) != list(self.outputs):
             raise PruneError(f"internal: the factorised graph's inputs/outputs ({name}, "
                              f"{outputs}) differ from the original's ({self.input}, "

@@ -13,6 +13,7 @@ class LowRankReport(ReductionSummary):
     target_macs: float | None
     max_accuracy_drop: float | None
     batch: int  # the batch the latencies were measured at
+    timed_as: str = "fp32"  # the graphs timed: "fp32" (deploy) or "int8" (leangraph.quantize)
     layers: list = field(default_factory=list)  # one row per factorisable layer
     unsupported: list = field(default_factory=list)  # [name, class, why it is left whole]
     search: dict = field(default_factory=dict)  # the energy levels tried
@@ -29,8 +30,9 @@ class LowRankReport(ReductionSummary):
         title = "low-rank factorisation" + (" after channel pruning" if self.channels else "")
         lines = [f"# leangraph prune ({title}): {self.model}", "",
                  f"Held-out {what} on {self.n_held_out} examples ({self.n_train} used for "
-                 f"fine-tuning); latencies of the frozen `deploy` graph at batch {self.batch}, "
-                 "timed in interleaved pairs on this machine.", "",
+                 f"fine-tuning); latencies of the frozen `deploy` graph"
+                 f"{' as leangraph.quantize writes it in int8' if self.timed_as == 'int8' else ''}"
+                 f" at batch {self.batch}, timed in interleaved pairs on this machine.", "",
                  "| | before | after | ratio |", "| --- | --- | --- | --- |",
                  f"| MACs per example | {self.macs_before:,} | {self.macs_after:,} | "
                  f"{self.macs_ratio:.3f} |",
