@@ -29,6 +29,7 @@ from leangraph.freezing.files import _file_kind, _load_keras_file, load_keras
 from leangraph.freezing.frozen import FrozenGraph
 from leangraph.freezing.graphdef import _freeze_graph, _pin_placeholders, split_names
 from leangraph.freezing.savedmodel import _saved_model_function, _saved_model_v1
+from leangraph.freezing import tf_keras
 from leangraph.freezing.shapes import (
     TensorInfo,
     _check_batch_size,
@@ -303,6 +304,8 @@ def _resolve(model, weights, signature, unsafe):
             if kind == "checkpoint":
                 return "checkpoint", model, None, None
             return "graph", graphs.load_graph(model), None, None
+        if kind == "keras" and weights is None and tf_keras.written_by_tf_keras(model):
+            return "tf_keras", None, tf_keras.load_archive(model, unsafe), None
         return "keras", None, _load_keras_file(Path(model), kind, weights, unsafe), None
     if signature is not None:
         raise FreezeError("signature= applies to a SavedModel directory only")
@@ -315,6 +318,10 @@ def _resolve(model, weights, signature, unsafe):
             return "keras", None, load_keras(model, weights=weights), None
     except ImportError:  # pragma: no cover
         pass
+    if tf_keras.is_tf_keras_model(model):
+        if weights is not None:
+            model.load_weights(weights)
+        return "tf_keras", None, model, None
     from tensorflow.python.eager.polymorphic_function.concrete_function import ConcreteFunction
 
     if isinstance(model, ConcreteFunction):
@@ -325,9 +332,9 @@ def _resolve(model, weights, signature, unsafe):
             return "concrete", model.get_concrete_function(), None, None
         return "function", model, None, None
     raise TypeError(
-        "freeze() takes a keras.Model, a path (.keras, .h5, .json, SavedModel directory, "
-        ".pb/.pbtxt), an (arch.json, weights.h5) tuple, a GraphDef, a tf.function or a "
-        "ConcreteFunction; got "
+        "freeze() takes a keras.Model (or a tf_keras one), a path (.keras, .h5, .json, "
+        "SavedModel directory, .pb/.pbtxt), an (arch.json, weights.h5) tuple, a GraphDef, "
+        "a tf.function or a ConcreteFunction; got "
         f"{type(model).__name__}"
     )
 
@@ -392,6 +399,10 @@ def _freeze_traced(kind, function, keras_model, keep_alive, input_shapes, batch_
     """A FrozenGraph from a Keras model, a tf.function or a ConcreteFunction."""
     if kind == "keras":
         concrete = _trace_keras(keras_model, input_shapes, batch_size)
+    elif kind == "tf_keras":
+        concrete = tf_keras.trace(keras_model, input_shapes, batch_size)
+        # the pipeline's Keras steps (predict as the reference, pruning) are Keras 3's
+        keras_model = None
     elif kind == "function":
         concrete = _trace_function(function, input_shapes)
     else:
@@ -409,8 +420,8 @@ def _freeze_traced(kind, function, keras_model, keep_alive, input_shapes, batch_
             graph_def, keras_state.seed_state_inputs(keras_model, concrete))
         if dropped:
             notes.append(keras_state.note(dropped))
-    source = "keras" if kind == "keras" else "savedmodel" if keep_alive is not None \
-        else "function"
+    source = kind if kind in ("keras", "tf_keras") else "savedmodel" \
+        if keep_alive is not None else "function"
     del keep_alive
     placeholders = [t.op.name for t in input_tensors]
 

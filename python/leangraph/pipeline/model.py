@@ -20,6 +20,7 @@ from leangraph.graph_view import Graph
 #: What each source form is called in reports.
 SOURCES = {
     "keras": "Keras model",
+    "tf_keras": "tf.keras 2 model (tf_keras)",
     "savedmodel": "SavedModel (object-graph load)",
     "savedmodel-v1": "SavedModel (TF's v1 loader)",
     "graph": "frozen GraphDef",
