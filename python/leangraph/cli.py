@@ -58,9 +58,13 @@ def _quiet_tensorflow(verbose):
         os.dup2(saved, 2)
         os.close(saved)
     import logging
+    import warnings
 
     # TF's Python logger prints deprecation notices for its own v1 APIs.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # Keras warns about how a model file's layers were written (a legacy .h5's
+    # `input_shape=`, `input_length=`): two lines each, about nothing the user can change.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tf_)?keras(\.|$)")
 
 
 def _one_line(exc):

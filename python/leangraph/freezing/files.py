@@ -122,8 +122,10 @@ def _load_keras_file(path, kind, weights, unsafe):
     config = _keras_config(path, kind)
     if kind == "h5" and config is None:
         raise FreezeError(
-            f"{path} holds weights only (no model_config); pass the architecture too: "
-            "model=('model.json', 'weights.h5')"
+            f"{path} holds weights only (no model_config): build the model in code, load "
+            "these weights into it and pass the model object to leangraph (or save it with "
+            "model.save('model.keras')); or give its architecture .json with these weights "
+            "(model=('model.json', 'weights.h5'), `leangraph freeze ARCH.json --weights W.h5`)"
         )
     if kind == "json" and not isinstance(config, dict):
         raise FreezeError(f"{path} is JSON but not a Keras model architecture")
