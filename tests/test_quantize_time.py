@@ -2,7 +2,8 @@
 bias correction (settled tensors fed back instead of recomputed) give the corrections that
 full runs give, to the bit, and never feed a fused op's summand; the blockwise error sums
 and the SQNR of values left in the parts the runs fetched equal those of the joined arrays,
-to the bit; and the float graph's tensors are computed once per quantize."""
+to the bit; and the float graph is opened once per quantize, by calibration, whose runs give
+the checks' values, the outputs' reference (where nothing was equalized) and the shapes."""
 
 import sys
 
@@ -17,6 +18,7 @@ from leangraph.quantization.values import Parts
 
 RNG = np.random.default_rng(5)
 calibrate_module = sys.modules["leangraph.quantization.calibrate"]
+int8_module = sys.modules["leangraph.quantization.int8"]
 
 
 def _c(value):
@@ -122,8 +124,8 @@ def test_blockwise_error_sums_equal_whole_array_sums(op):
     assert np.array_equal(from_parts[0], total) and np.array_equal(from_parts[1], count)
 
 
-def test_the_float_graph_is_opened_once_and_not_run_again_for_the_checks(monkeypatch):
-    g, x = _graph(), _samples(12)
+def _count_sessions(monkeypatch):
+    """([whether each session opened is of a float graph], [the fetches of each float run])."""
     float_runs, opened = [], []
     real_init, real_run = calibrate_module._Session.__init__, calibrate_module._Session.run
 
@@ -139,16 +141,70 @@ def test_the_float_graph_is_opened_once_and_not_run_again_for_the_checks(monkeyp
 
     monkeypatch.setattr(calibrate_module._Session, "__init__", counted_init)
     monkeypatch.setattr(calibrate_module._Session, "run", counted_run)
+    return opened, float_runs
+
+
+def test_the_float_graph_is_opened_once_and_run_only_by_calibration(monkeypatch):
+    g, x = _graph(), _samples(12)
+    opened, float_runs = _count_sessions(monkeypatch)
+    shape_imports = []
+    real_shape_graph = int8_module.summary._shape_graph
+    monkeypatch.setattr(int8_module.summary, "_shape_graph",
+                        lambda *a: shape_imports.append(a) or real_shape_graph(*a))
     result = _quantize(g, x)
-    # Calibration's session, then one more of the float graph for the outputs' reference:
-    # every other session is of an 8-bit rewrite.
-    assert opened.count(True) == 2
-    # The graph is frozen at batch 1: 12 calibration runs, whose values on the first 8
-    # samples the checks reuse, then the reference outputs on the 8 check samples and on
-    # the 4 held-out ones that judge the bias correction. Nothing else runs the float graph.
     assert any(n.startswith("bias correction") for n in result.notes)
-    assert len(float_runs) == 12 + 8 + 4
+    # Nothing to equalize here: calibration's session is the float graph's only one, and its
+    # 12 runs (the graph is frozen at batch 1) are the only float runs: the checks' values
+    # and the outputs' reference on the 8 check samples and on the 4 held-out ones that judge
+    # the bias correction are kept from them, and its imported graph gives the shapes.
+    assert opened.count(True) == 1 and len(float_runs) == 12
+    assert all("output:0" in fetches for fetches in float_runs)
+    assert not shape_imports
+    # The 8-bit sessions: each round's bias fit, whose session then measures the layers' SQNR;
+    # the final fit; the rewrite without the corrections on the held-out samples; the result,
+    # with them, on the held-out samples and then the check samples.
+    assert opened.count(False) == 4
+
+
+def _separable_graph():
+    rng = np.random.default_rng(4)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (1, 10, 10, 8), name="input")
+        scale = np.linspace(0.05, 3.0, 8)[None, None, :, None]
+        y = tf.nn.depthwise_conv2d(x, _c(rng.normal(size=(3, 3, 8, 1)) * scale),
+                                   [1, 1, 1, 1], "SAME", name="dw")
+        y = tf.nn.conv2d(y, _c(rng.normal(size=(1, 1, 8, 8)) * 0.3), 1, "SAME", name="pw")
+        y = tf.nn.relu(tf.nn.bias_add(y, _c(rng.normal(size=8) * 0.1)), name="pw_act")
+        y = tf.nn.conv2d(y, _c(rng.normal(size=(3, 3, 8, 8)) * 0.3), 1, "SAME", name="last")
+        tf.identity(tf.nn.bias_add(y, _c(rng.normal(size=8) * 0.1)), name="output")
+    return graph.as_graph_def()
+
+
+def test_an_equalized_graph_takes_its_reference_from_the_callers_graph(monkeypatch):
+    opened, float_runs = _count_sessions(monkeypatch)
+    result = _quantize(_separable_graph(), _samples(12))
+    assert any("separable conv" in n for n in result.notes)
+    # Equalized, the graph calibrated computes other bits than the caller's: the reference
+    # outputs come from a session of the caller's graph, run on the 4 held-out samples (where
+    # a bias correction is judged) and the 8 check samples, for the outputs alone.
+    assert opened.count(True) == 2
+    judged = 4 if any(n.startswith("bias correction") for n in result.notes) else 0
+    assert len(float_runs) == 12 + judged + 8
     assert all(fetches == ["output:0"] for fetches in float_runs[12:])
+
+
+def test_an_open_batch_takes_its_shapes_from_a_graph_pinned_at_one(monkeypatch):
+    graph = tf.Graph()
+    with graph.as_default():
+        _residual_net(tf.compat.v1.placeholder(tf.float32, (None, 10, 10, 8), name="input"))
+    shape_imports = []
+    real_shape_graph = int8_module.summary._shape_graph
+    monkeypatch.setattr(int8_module.summary, "_shape_graph",
+                        lambda *a: shape_imports.append(a) or real_shape_graph(*a))
+    result = _quantize(graph.as_graph_def(), _samples(4))
+    assert len(shape_imports) == 1 and shape_imports[0][1] == 1
+    assert all(l.macs > 0 for l in result.layers)
 
 
 def _split(array, sizes):

@@ -6,11 +6,13 @@ are fed (runs.StepwiseRunner); leangraph.quantize keeps the corrections where th
 the outputs on other samples.
 """
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from leangraph import graphs
 from leangraph.quantization.calibrate import _Session
-from leangraph.quantization.runs import StepwiseRunner
+from leangraph.quantization.runs import StepwiseRunner, run_all
 from leangraph.quantization.units import depths, quantized_units, readers
 from leangraph.quantization.values import Parts, row_blocks
 
@@ -111,22 +113,45 @@ def _correct_biases(graph_def, probe, ends, feeds, float_values, leave_to_reader
     Relu6, from the values both graphs leave in its linear range. float_values: a
     FloatValues of graph_def on `feeds`. leave_to_readers: skip the units _left_to_readers
     names (each layer's own SQNR is measured with all corrected)."""
+    with fitted_biases(graph_def, probe, ends, feeds, float_values,
+                       leave_to_readers) as (corrected, _):
+        return corrected
+
+
+@contextmanager
+def fitted_biases(graph_def, probe, ends, feeds, float_values, leave_to_readers=True):
+    """Yields (_correct_biases' corrections, run): run(names) gives those tensors of the probe
+    with the corrections in, as _with_biases writes them, over all of `feeds` (a
+    values.Parts each), in the fit's own session (its biases fed) while it is open."""
     targets = _bias_targets(probe, ends)
     for c in _left_to_readers(graph_def, targets, ends) if leave_to_readers else ():
         del targets[c]
     if not targets:
-        return {}
-    from tensorflow.python.framework import tensor_util
-
-    units = list(targets)
-    position = {c: i for i, c in enumerate(units)}
-    upstream = _upstream(graph_def, units, {c: end for c, (_, _, end) in targets.items()})
+        yield {}, lambda names: run_all(probe, names, feeds, as_parts=True)
+        return
     editable = graphs.graph_pb2().GraphDef()
     editable.CopyFrom(probe)
     by = {n.name: n for n in editable.node}
     for name, _, _ in targets.values():
         # The kernels cache a constant bias on their first run; this one is fed.
         by[name].attr["is_bias_const"].b = False
+    session = _Session(editable)
+    try:
+        corrected, written = _fit(graph_def, editable, targets, session, feeds, float_values)
+        yield corrected, _corrected_run(probe, editable, session, feeds, corrected, written)
+    finally:
+        session.close()
+
+
+def _fit(graph_def, editable, targets, session, feeds, float_values):
+    """(the corrections, {bias tensor: its value as _with_biases writes it}) of `targets`
+    ({contraction: (8-bit node, bias Const, end)}), fitted in `session` of `editable`."""
+    from tensorflow.python.framework import tensor_util
+
+    units = list(targets)
+    position = {c: i for i, c in enumerate(units)}
+    upstream = _upstream(graph_def, units, {c: end for c, (_, _, end) in targets.items()})
+    by = {n.name: n for n in editable.node}
     bias = {c: tensor_util.MakeNdarray(by[b].attr["value"].tensor).astype(np.float32)
             for c, (_, b, _) in targets.items()}
     start = {c: b.copy() for c, b in bias.items()}
@@ -134,36 +159,50 @@ def _correct_biases(graph_def, probe, ends, feeds, float_values, leave_to_reader
     want = float_values.get(names)
     float_ops = {n.name: n.op for n in graph_def.node}
     corrected, pending = {}, (1 << len(units)) - 1
-    session = _Session(editable)
     # Each run computes only what the units still pending can change (see runs).
     runner = StepwiseRunner(session, editable, [targets[c][1] for c in units], feeds)
-    try:
-        while pending:
-            ready = [c for i, c in enumerate(units)
-                     if pending >> i & 1 and not upstream[c] & pending]
-            if not ready:
-                break
-            extra = {targets[c][1] + ":0": bias[c] for c in units}
-            fetch = [targets[c][2] + ":0" for c in ready]
-            fitted = ((1 << len(units)) - 1) & ~pending
-            got = dict(zip(fetch, runner.run(fetch, extra, fitted)))
-            for c in ready:
-                pending &= ~(1 << position[c])
-                end = targets[c][2]
-                reference, value = want[end + ":0"], got[end + ":0"]
-                if reference.shape != value.shape or reference.shape[-1:] != bias[c].shape:
-                    continue
-                total, count = _error_sums(reference, value, float_ops.get(end))
-                shift = np.where(count >= _MIN_VALUES_PER_CHANNEL,
-                                 total / np.maximum(count, 1), 0.0)
-                if np.any(shift) and np.all(np.isfinite(shift)):
-                    bias[c] = (bias[c] - shift).astype(np.float32)
-                    # As a difference: the rewrite without probes folds other terms
-                    # into some biases (an unsigned input's shift).
-                    corrected[targets[c][0]] = start[c] - bias[c]
-    finally:
-        session.close()
-    return corrected
+    while pending:
+        ready = [c for i, c in enumerate(units)
+                 if pending >> i & 1 and not upstream[c] & pending]
+        if not ready:
+            break
+        extra = {targets[c][1] + ":0": bias[c] for c in units}
+        fetch = [targets[c][2] + ":0" for c in ready]
+        fitted = ((1 << len(units)) - 1) & ~pending
+        got = dict(zip(fetch, runner.run(fetch, extra, fitted)))
+        for c in ready:
+            pending &= ~(1 << position[c])
+            end = targets[c][2]
+            reference, value = want[end + ":0"], got[end + ":0"]
+            if reference.shape != value.shape or reference.shape[-1:] != bias[c].shape:
+                continue
+            total, count = _error_sums(reference, value, float_ops.get(end))
+            shift = np.where(count >= _MIN_VALUES_PER_CHANNEL,
+                             total / np.maximum(count, 1), 0.0)
+            if np.any(shift) and np.all(np.isfinite(shift)):
+                bias[c] = (bias[c] - shift).astype(np.float32)
+                # As a difference: the rewrite without probes folds other terms
+                # into some biases (an unsigned input's shift).
+                corrected[targets[c][0]] = start[c] - bias[c]
+    written = {targets[c][1] + ":0": _as_written(start[c], corrected.get(targets[c][0], 0))
+               for c in units}
+    return corrected, written
+
+
+def _corrected_run(probe, editable, session, feeds, corrected, written):
+    """fitted_biases' run(names): in the fit's session of `editable`, its biases fed as
+    `written`, where none is shared (a fed Const changes every reader); else in a
+    session of the probe with the corrections written in."""
+    read_by = readers(editable, control=True)
+    if any(len(read_by.get(graphs.node_name(b), ())) > 1 for b in written):
+        return lambda names: run_all(_with_biases(probe, corrected), names, feeds, as_parts=True)
+    return lambda names: run_all(editable, names, feeds, session=session, extra=written,
+                                 as_parts=True)
+
+
+def _as_written(bias, correction):
+    """A bias less its correction, as _with_biases writes it into a graph."""
+    return (bias - correction).astype(np.float32)
 
 
 def _error_sums(reference, value, op):
@@ -216,6 +255,5 @@ def _with_biases(graph_def, corrected):
             own.name = f"{name}/corrected_bias"
             node.input[2] = own.name
             const = own
-        const.attr["value"].tensor.CopyFrom(
-            tensor_util.make_tensor_proto((old - values).astype(np.float32)))
+        const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(_as_written(old, values)))
     return out

@@ -269,7 +269,7 @@ class _Session:
         config = tf.compat.v1.ConfigProto()
         config.graph_options.rewrite_options.disable_meta_optimizer = True
         self._runner = Runner(graph_def, config=config, error=QuantizeError)
-        self._graph = self._runner.graph
+        self.graph = self._runner.graph  # the imported tf.Graph (its shapes: int8's MACs)
 
     def run(self, fetches, feeds):
         return self._runner.run(fetches, feeds)
@@ -347,7 +347,8 @@ def _kl_threshold(hist, width, levels):
 
 
 def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=None,
-              batch_size=1, tensors=None, progress=None, observer=None):
+              batch_size=1, tensors=None, progress=None, observer=None, observed=(),
+              session=None):
     """Runs the float graph on `samples` and returns a Calibration of its tensors.
 
     graph: a frozen GraphDef (or bytes / path), normally after the `deploy` recipe.
@@ -360,6 +361,9 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
     observer: a callable(start, values) given each batch's values {tensor: array} as they
         are fetched, start the index of its first example (leangraph.quantize keeps its
         check samples' float values from them instead of running the graph again).
+    observed: more tensors fetched in each run, for the observer alone (not calibrated).
+    session: a callable giving a _Session of the graph to run in, left open for the caller
+        (default: one made and closed here).
     Raises QuantizeError for data that does not fit the graph.
     """
     if method not in METHODS:
@@ -389,7 +393,9 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         batch_size = fixed
     count = example_count(feeds)
     total = math.ceil(count / int(batch_size))
-    session = _Session(graph_def)
+    fetches = names + [t for t in map(graphs.tensor_name, observed) if t not in names]
+    own = session is None
+    session = _Session(graph_def) if own else session()
     try:
         lo = {n: math.inf for n in names}
         hi = {n: -math.inf for n in names}
@@ -397,9 +403,9 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
         pct_hi = {n: [] for n in names}
         for done, batch in enumerate(_batches(feeds, int(batch_size), pad=fixed is not None),
                                      start=1):
-            values = session.run(names, batch)
+            values = session.run(fetches, batch)
             if observer is not None:
-                observer((done - 1) * int(batch_size), dict(zip(names, values)))
+                observer((done - 1) * int(batch_size), dict(zip(fetches, values)))
             for name, value in zip(names, values):
                 lo[name] = min(lo[name], float(value.min()))
                 hi[name] = max(hi[name], float(value.max()))
@@ -437,7 +443,8 @@ def calibrate(graph, samples, method="minmax", *, percentile=99.99, input_name=N
                 t = _kl_threshold(hists[n], width, 128 if signed else 256) if width else 0.0
                 ranges[n] = (-t if signed else 0.0, t)
     finally:
-        session.close()
+        if own:
+            session.close()
     for name, (a, b) in ranges.items():
         if not (math.isfinite(a) and math.isfinite(b)):
             raise QuantizeError(f"tensor '{name}' took non-finite values on the calibration data")

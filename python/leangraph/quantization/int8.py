@@ -25,9 +25,10 @@ from leangraph.errors import LeangraphError, QuantizeError
 from leangraph.hardware import cpu_has_vnni, cpu_supports_int8
 from leangraph.metrics import sqnr_db  # noqa: F401 - the one definition; Q.sqnr_db too
 from leangraph.quantization import values
-from leangraph.quantization.bias import _correct_biases, _with_biases
+from leangraph.quantization.bias import _correct_biases, _with_biases, fitted_biases
 from leangraph.quantization.calibrate import (
     Calibration,
+    _Session,
     calibrate,
     example_count,
     input_feeds,
@@ -134,9 +135,15 @@ class QuantizeResult:
         }
 
 
-def _macs_and_sizes(graph_def):
-    """({contraction: MACs per example}, {tensor "node:port": elements per example, when static})."""
-    tf_graph = summary._shape_graph(graph_def, 1)
+def _macs_and_sizes(graph_def, imported=None):
+    """({contraction: MACs per example}, {tensor "node:port": elements per example, when static}).
+
+    imported: a tf.Graph of graph_def already imported (calibration's), used where no input's
+    batch is open: summary._shape_graph would import the same graph again."""
+    open_batch = any(n.op == "Placeholder" and not n.attr["shape"].shape.unknown_rank
+                     and n.attr["shape"].shape.dim and n.attr["shape"].shape.dim[0].size < 0
+                     for n in graph_def.node)
+    tf_graph = summary._shape_graph(graph_def, 1) if open_batch or imported is None else imported
     macs, sizes = {}, {}
     for op in tf_graph.get_operations():
         if op.type in _CONTRACTIONS:
@@ -263,20 +270,23 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if equalize:
             graph_def, equalized = equalize_products(graph_def, input_feeds(graph_def, samples))
             graph_def, spread = equalize_depthwise(graph_def)
-        # The float values of the check samples are kept from calibration's runs.
-        observed = FloatValues(graph_def, original,
-                               _check_tensors(graph_def, chain_ends(graph_def)))
-        calibration = calibrate(graph_def, samples, method=method, progress=progress,
-                                observer=observed.observing(max(1, int(check_samples))))
     elif not isinstance(calibration, Calibration):
         raise QuantizeError("calibration must be a leangraph.Calibration")
-    if min_sqnr_db is not None and not math.isfinite(float(min_sqnr_db)):
-        raise QuantizeError(f"min_sqnr_db must be a finite number, got {min_sqnr_db}")
     if outputs is None:
         outputs = graphs.default_outputs(graph_def)
     elif isinstance(outputs, str):
         outputs = [outputs]
     outputs = list(outputs)
+    if calibration is None:
+        # The float values of the check samples are kept from calibration's runs, in
+        # calibration's session.
+        observed = FloatValues(graph_def, original,
+                               _check_tensors(graph_def, chain_ends(graph_def)), outputs)
+        calibration = calibrate(graph_def, samples, method=method, progress=progress,
+                                observer=observed.observing(max(1, int(check_samples))),
+                                observed=observed.observed(), session=observed.session)
+    if min_sqnr_db is not None and not math.isfinite(float(min_sqnr_db)):
+        raise QuantizeError(f"min_sqnr_db must be a finite number, got {min_sqnr_db}")
 
     ends = chain_ends(graph_def)
     known = {n.name for n in graph_def.node}
@@ -309,16 +319,20 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         checked = min(max(1, int(check_samples)), example_count(feeds))
         check = take(feeds, 0, checked)
         # Where there are more samples, a bias correction fitted on `check` is judged on others.
-        held_out = take(feeds, checked, 2 * checked)
+        held_out, held_out_start = take(feeds, checked, 2 * checked), checked
         if not example_count(held_out):
-            held_out = check
+            held_out, held_out_start = check, 0
+    float_values = None
+    if check is not None:
+        float_values = (observed or FloatValues(graph_def, original,
+                                                _check_tensors(graph_def, ends), outputs)).use(check)
+    macs, sizes = _macs_and_sizes(graph_def, float_values and float_values.imported())
 
     if min_macs_per_conversion:
         threshold = float(min_macs_per_conversion)
         if not math.isfinite(threshold) or threshold < 0:
             raise QuantizeError(f"min_macs_per_conversion must be a number >= 0, got "
                                 f"{min_macs_per_conversion}")
-        macs, sizes = _macs_and_sizes(graph_def)
         for _ in range(4):  # a unit gone float changes what its neighbours convert
             costs = _conversion_costs(
                 _transform(graph_def, calibration, set(excluded), False, inputs, outputs,
@@ -332,13 +346,8 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     rounds = 0
     sqnr = {}
-    float_values = None
-    if check is not None:
-        float_values = (observed or FloatValues(graph_def, original,
-                                                _check_tensors(graph_def, ends))).use(check)
     # Each round's layers are measured with their biases corrected (fitted anew: a
     # correction fitted downstream of a layer that then fell back would be wrong).
-    early = None
     while True:
         rounds += 1
         probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs, weight_bits)
@@ -346,11 +355,14 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if check is None or not units or min_sqnr_db is None:
             break
         if bias_correction:
-            # Fitted on this probe, as measured: the graph's own offsets are fitted below.
-            early = _correct_biases(graph_def, probe, ends, check, float_values,
-                                    leave_to_readers=False)
-        measured = _unit_sqnr(graph_def, _with_biases(probe, early) if early else probe, units,
-                              ends, check, float_values)
+            # Fitted on this probe and measured in the fit's session: the graph's own
+            # offsets are fitted below.
+            with fitted_biases(graph_def, probe, ends, check, float_values,
+                               leave_to_readers=False) as (_, run):
+                measured = _unit_sqnr(graph_def, probe, units, ends, float_values, run)
+        else:
+            measured = _unit_sqnr(graph_def, probe, units, ends, float_values,
+                                  lambda names: run_all(probe, names, check, as_parts=True))
         sqnr.update({c: out for c, (_, out) in measured.items()})
         worst = _culprits(measured, float(min_sqnr_db))
         if not worst or rounds >= int(max_rounds):
@@ -362,6 +374,7 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     final = _transform(graph_def, calibration, set(excluded), False, inputs, outputs, weight_bits)
     corrected, bias_note = {}, None
+    rewritten, session = None, None  # the result (merged), and a session of it if one is open
     if bias_correction and check is not None and quantized_units(final):
         probe = _transform(graph_def, calibration, set(excluded), True, inputs, outputs,
                            weight_bits, shifts=True)
@@ -369,11 +382,14 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
         if corrected:
             # Kept where it helps the outputs, measured: a correction fitted on few
             # samples, or on a network that amplifies small shifts, can cost more.
-            reference = run_all(original, outputs, held_out, session=float_values.original())
-            fixed = _with_biases(final, corrected)
+            reference = float_values.reference(held_out, held_out_start)
+            # Judged merged, as it is returned, in the session its check then runs in
+            # (merging identical nodes changes no value).
+            fixed = _merged(_with_biases(final, corrected), inputs, outputs)
+            session = _Session(fixed)
             before, after = (min(sqnr_db(a, b) for a, b in
-                                 zip(reference, run_all(g, outputs, held_out)))
-                             for g in (final, fixed))
+                                 zip(reference, run_all(g, outputs, held_out, session=own)))
+                             for g, own in ((final, None), (fixed, session)))
             kept = after > before
             fitted = example_count(check)
             judged = ("the same samples" if held_out is check else
@@ -383,12 +399,14 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
                          f"the outputs' SQNR is {after:.1f} dB with it against {before:.1f} dB "
                          "without: " + ("kept" if kept else "not kept"))
             if kept:
-                final = fixed
+                rewritten = fixed
             else:
                 corrected = {}
-    rewritten = _merged(final, inputs, outputs)
+                session.close()
+                session = None
+    if rewritten is None:
+        rewritten = _merged(final, inputs, outputs)
     units = quantized_units(rewritten)
-    macs, sizes = _macs_and_sizes(graph_def)
     layers = []
     for name in sorted(ends, key=lambda n: -macs.get(n, 0)):
         node_op = next(n.op for n in graph_def.node if n.name == name)
@@ -402,10 +420,12 @@ def quantize(graph, samples=None, *, calibration=None, method="minmax", exclude=
 
     output_sqnr = None
     if check is not None:
-        reference = run_all(original, outputs, check, session=float_values.original())
+        reference = float_values.reference(check, 0)
         float_values.close()
-        got = run_all(rewritten, outputs, check)
+        got = run_all(rewritten, outputs, check, session=session)
         output_sqnr = min(sqnr_db(a, b) for a, b in zip(reference, got))
+    if session is not None:
+        session.close()
     result = QuantizeResult(
         graph_def=rewritten,
         calibration=calibration,
@@ -488,10 +508,11 @@ def _check_tensors(graph_def, ends):
         if graphs.node_name(t) not in loops))
 
 
-def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
+def _unit_sqnr(graph_def, probe, units, ends, float_values, run):
     """{contraction: (SQNR of the tensor its unit reads, SQNR of its output)} against the float graph.
 
-    float_values: a FloatValues of graph_def on `feeds`."""
+    float_values: a FloatValues of graph_def on the check samples; run(names): those tensors
+    of the probe (its biases corrected, if any) on them, a values.Parts each."""
     sources = chain_inputs(graph_def)
     probe_names = {n.name for n in probe.node}
     names = []
@@ -500,7 +521,7 @@ def _unit_sqnr(graph_def, probe, units, ends, feeds, float_values):
             if tensor and graphs.node_name(tensor) in probe_names and tensor not in names:
                 names.append(tensor)
     reference = float_values.get(names)
-    got = dict(zip(names, run_all(probe, names, feeds, as_parts=True)))
+    got = dict(zip(names, run(names)))
     measured = {}  # most units read what the one before them wrote: each tensor once
 
     def tensor_sqnr(tensor):

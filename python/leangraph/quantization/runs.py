@@ -2,10 +2,11 @@
 
 - run_all: tensors over all examples, in the batches a graph frozen at a batch takes (as
   values.Parts where the caller only reads statistics of them: never joined);
-- FloatValues: the float graphs' values on the check samples, each session opened once;
-  the tensors of the graph being quantized are kept from calibration's own runs where it
-  ran them in the same batches, else computed once (the rounds and both bias fits ask for
-  overlapping sets);
+- FloatValues: the float graphs' values on the check samples, each session opened once
+  (calibration's is the graph being quantized's); the tensors of the graph being quantized,
+  and the outputs where nothing was equalized, are kept from calibration's own runs where
+  it ran them in the same batches, else computed once (the rounds and both bias fits ask
+  for overlapping sets);
 - StepwiseRunner: the bias correction's runs. It fits each 8-bit unit's bias once every
   unit upstream of it is fitted, so a deep network takes one run per level of units
   (MobileNetV2: 53) over every check sample, and a full run each time recomputed the
@@ -75,62 +76,99 @@ def run_all(graph_def, names, feeds, session=None, extra=None, as_parts=False):
 
 
 class FloatValues:
-    """The float graphs' values on the check samples, each session opened once: the graph
-    being quantized, whose tensors are kept (the rounds and both bias fits ask for
-    overlapping sets, which do not change), and the caller's graph before equalization,
-    the outputs' reference (the same graph where nothing was equalized).
+    """The float graphs' values on the check samples: the graph being quantized, whose
+    tensors are kept (the rounds and both bias fits ask for overlapping sets, which do not
+    change), and the caller's graph before equalization, the outputs' reference (the same
+    graph where nothing was equalized). Each graph is opened once: calibration runs in the
+    session of the graph being quantized, which then serves the other values asked of it,
+    and its imported tf.Graph the shapes.
 
     As calibrate's observer it keeps what calibration fetches anyway: used where its
     batches are the check runs' own (a graph frozen at a batch that divides the check
-    samples), the graph being quantized is then not run again."""
+    samples, or examples fed one by one), the graph being quantized is then not run again,
+    nor, where nothing was equalized, the caller's graph for the outputs."""
 
-    def __init__(self, graph_def, original, wanted):
+    def __init__(self, graph_def, original, wanted, outputs):
         """wanted: the tensors of graph_def the rounds will ask for, fetched in the first
-        pass (or kept from calibration's)."""
+        pass (or kept from calibration's); outputs: the reference outputs."""
         self.graph_def, self.feeds = graph_def, None
         self._original = original
+        self._outputs = [graphs.tensor_name(t) for t in outputs]
         self._values = {}
         self._sessions = {}
-        self._observed = {}
+        self._runs = {}  # {first example: {tensor: calibration's values of that run}}
         self._prefetch = list(wanted)
         self._observe_until = 0
 
     def observing(self, count):
         """calibrate's observer, keeping the first `count` examples' values of the tensors
-        the rounds ask for."""
+        the rounds ask for (and of the outputs, where they are the reference, for twice as
+        many: the held-out samples too)."""
         self._observe_until = count
         return self._observe
 
+    def observed(self):
+        """What calibrate fetches for the observer alone: the outputs where they are the
+        reference."""
+        return self._outputs if self._original is self.graph_def else []
+
     def _observe(self, start, values):
+        keep = list(self.observed()) if start < 2 * self._observe_until else []
         if start < self._observe_until:
-            for name in self._prefetch:
-                if name in values:
-                    self._observed.setdefault(name, []).append(values[name])
+            keep += self._prefetch
+        if keep:
+            self._runs[start] = {name: values[name] for name in keep if name in values}
+
+    def _kept(self, names, start, count):
+        """{tensor: Parts} of calibration's values of examples start..start+count, where it
+        ran exactly those in the batches run_all would; None where it did not."""
+        # Calibration runs examples fed as they are one each, as run_all does.
+        fixed = 1 if isinstance(self.feeds, ExampleFeeds) else static_batch(self.graph_def)
+        if not fixed or start % fixed or count % fixed:
+            return None
+        runs = [self._runs.get(first, {}) for first in range(start, start + count, fixed)]
+        if not runs or any(name not in run for run in runs for name in names):
+            return None
+        return {name: Parts([run[name] for run in runs]) for name in names}
 
     def use(self, feeds):
         """The check samples, the first examples calibration saw: its values are kept where
         it ran them in the batches run_all would."""
         self.feeds = feeds
         count = example_count(feeds)
-        # Calibration runs examples fed as they are one each, as run_all does.
-        fixed = 1 if isinstance(feeds, ExampleFeeds) else static_batch(self.graph_def)
-        if fixed and count % fixed == 0:
-            for name, parts in self._observed.items():
-                if len(parts) == count // fixed:
-                    self._values[name] = Parts(parts)
+        for name in self._prefetch:
+            kept = self._kept([name], 0, count)
+            if kept:
+                self._values.update(kept)
         if self._values:  # the rest, if any, is run when asked for
             self._prefetch = []
-        self._observed = {}
+        outputs = self.observed()
+        self._runs = {start: {n: run[n] for n in outputs if n in run}
+                      for start, run in self._runs.items()}
         return self
+
+    def session(self):
+        """The session of the graph being quantized (calibration runs in it)."""
+        return self._session(self.graph_def)
 
     def _session(self, graph):
         if id(graph) not in self._sessions:
             self._sessions[id(graph)] = _Session(graph)
         return self._sessions[id(graph)]
 
-    def original(self):
-        """A session of the caller's graph, to run its outputs in."""
-        return self._session(self._original)
+    def imported(self):
+        """The tf.Graph of the graph being quantized, where a session of it is open."""
+        session = self._sessions.get(id(self.graph_def))
+        return session and session.graph
+
+    def reference(self, feeds, start):
+        """The caller's graph's outputs on `feeds`, examples start.. of the samples: arrays,
+        as run_all gives them."""
+        kept = self._kept(self.observed(), start, example_count(feeds))
+        if kept:  # (never where something was equalized: nothing observed then)
+            return [kept[name].joined() for name in self._outputs]
+        return run_all(self._original, self._outputs, feeds,
+                       session=self._session(self._original))
 
     def get(self, names):
         """{tensor: the float graph's values on the check samples, a values.Parts} for
@@ -138,8 +176,8 @@ class FloatValues:
         missing = [n for n in dict.fromkeys(self._prefetch + list(names)) if n not in self._values]
         self._prefetch = []
         if missing:
-            session = self._session(self.graph_def)
-            values = run_all(self.graph_def, missing, self.feeds, session=session, as_parts=True)
+            values = run_all(self.graph_def, missing, self.feeds, session=self.session(),
+                             as_parts=True)
             self._values.update(zip(missing, values))
         return {n: self._values[n] for n in names}
 
@@ -147,6 +185,7 @@ class FloatValues:
         for session in self._sessions.values():
             session.close()
         self._sessions = {}
+        self._runs = {}
 
 
 # What is never worth feeding back: constants, and the inputs, fed anyway.

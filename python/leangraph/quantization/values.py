@@ -55,6 +55,10 @@ class Parts:
     def joined(self):
         return join(self.parts)
 
+    def finite(self):
+        """Whether every value is finite."""
+        return all(np.isfinite(p).all() for p in self.parts)
+
     def flat(self, start, count):
         """Values start..start+count of the joined array in order, as one array (a view
         where they lie in one part)."""
@@ -78,12 +82,15 @@ def parts_sqnr_db(reference, value):
     to a multiple of 8) down to blocks of 128; np.sum of a node of that recursion is that
     node's sum, so the recursion is followed down to nodes of at most _BLOCK values,
     each made, squared and summed in cache, and the nodes' sums are added as numpy adds
-    them (tests/test_quantize_time.py checks it against metrics.sqnr_db)."""
+    them (tests/test_quantize_time.py checks it against metrics.sqnr_db). Each node is
+    made in the same two buffers, squared in place: (r - v) * (r - v) is (r - v) ** 2 to
+    the bit. A non-finite value makes a sum non-finite, so only then are the values
+    scanned for what sqnr_db says of them."""
     reference, value = Parts.of(reference), Parts.of(value)
     count = reference.size
     if value.size != count:
         raise ValueError(f"sqnr_db: {value.size} values against a reference of {count}")
-    finite = {"value": True, "reference": True}
+    r_buffer, v_buffer = np.empty(min(count, _BLOCK)), np.empty(min(count, _BLOCK))
 
     def sums(start, n):
         if n > _BLOCK:
@@ -91,18 +98,19 @@ def parts_sqnr_db(reference, value):
             half -= half % 8
             a, b = sums(start, half), sums(start + half, n - half)
             return a[0] + b[0], a[1] + b[1]
-        r = reference.flat(start, n).astype(np.float64)
-        v = value.flat(start, n).astype(np.float64)
-        if finite["value"] and not np.isfinite(v).all():
-            finite["value"] = False
-        if finite["reference"] and not np.isfinite(r).all():
-            finite["reference"] = False
-        with np.errstate(over="ignore", invalid="ignore"):
-            return np.sum((r - v) ** 2), np.sum(r ** 2)
+        r, v = r_buffer[:n], v_buffer[:n]
+        np.copyto(r, reference.flat(start, n), casting="unsafe")
+        np.copyto(v, value.flat(start, n), casting="unsafe")
+        np.subtract(r, v, out=v)
+        np.multiply(v, v, out=v)
+        np.multiply(r, r, out=r)
+        return np.sum(v), np.sum(r)
 
     with np.errstate(over="ignore", invalid="ignore"):
         noise, signal = sums(0, count) if count else (np.float64(0.0), np.float64(0.0))
-    return sqnr_of_sums(noise, signal, finite["value"], finite["reference"])
+    if np.isfinite(noise) and np.isfinite(signal):
+        return sqnr_of_sums(noise, signal)
+    return sqnr_of_sums(noise, signal, value.finite(), reference.finite())
 
 
 def row_blocks(values, channels, rows):
