@@ -4,16 +4,17 @@ code, with data made the packages' own way and the packages' own outputs.
     PYTHONPATH=python .venv/bin/python bench/real_models_3.py data  NAME WHEELS OUT
     PYTHONPATH=python .venv/bin/python bench/real_models_3.py check NAME WHEELS OUT RESULT_DIR...
 
-NAME: deepcut, mhcnuggets, textgenrnn, chars2vec. WHEELS: the folder the wheels and sdists
-were unpacked into (bench/results/2026-12-06-zen4-real_models-3.md says how). `data` builds
-the model with the package's own builder and loads the package's weights-only .h5 into it
-(the package's way), then writes OUT/data.npz (arrays named after the model's inputs),
-OUT/reference.npz (the package's own outputs on the same examples, computed the package's
-way), OUT/model.keras and OUT/model.h5 (the built model saved as a user would, for
-`leangraph optimize`) and, for the custom-layer model, the model object is also optimized
-through the Python API by `api`. `check` runs RESULT_DIR/optimized.pb on every example and
-prints SQNR, max difference and agreement against the reference, on every example and on the
-held-out split leangraph verified on.
+NAME: deepcut, mhcnuggets, textgenrnn, chars2vec, chars2vec_tf_keras. WHEELS: the folder the
+wheels and sdists were unpacked into (bench/results/2026-12-06-zen4-real_models-3.md says how).
+`data` builds the model with the package's own builder and loads the package's weights-only .h5
+into it (the package's way), then writes OUT/data.npz (arrays named after the model's inputs),
+OUT/reference.npz (the package's own outputs on the same examples, computed the package's way)
+and the built model saved as a user would (OUT/model.keras, and OUT/model.h5 where Keras can
+write it). `api NAME WHEELS OUT RESULT_DIR` builds the model and gives the object itself to
+leangraph.optimize (the route for textgenrnn, whose custom layer no saved file can carry).
+`check` runs RESULT_DIR/optimized.pb on every example and prints SQNR, max difference and
+agreement against the reference, on every example and on the held-out split leangraph verified
+on.
 """
 
 import glob
@@ -228,6 +229,35 @@ def chars2vec_data(wheels, out, dim=50):
     return model
 
 
+def chars2vec_tf_keras_data(wheels, out, dim=50):
+    """The same chars2vec network built with tf_keras (tf.keras 2, closer to the Keras 2.2
+    that wrote the weights) and saved as the .keras archive tf.keras 2 writes: the route a
+    TF 2.x-era package's user takes. Data and reference: chars2vec's (run that first, into
+    the folder beside OUT named chars2vec)."""
+    import pickle
+
+    import tf_keras
+
+    base = f"{root(wheels, 'chars2vec')}/chars2vec/trained_models/eng_{dim}"
+    emb_dim, char_to_ix = pickle.load(open(f"{base}/model.pkl", "rb"))
+    inp = tf_keras.layers.Input(shape=(None, len(char_to_ix)))
+    x = tf_keras.layers.LSTM(emb_dim, return_sequences=True)(inp)
+    model = tf_keras.models.Model(inp, tf_keras.layers.LSTM(emb_dim)(x))
+    model.load_weights(f"{base}/weights.h5")
+    src = Path(out).parent / "chars2vec"
+    x = np.load(src / "data.npz")
+    x = {input_names(model)[0]: x[x.files[0]]}
+    pred = model.predict(next(iter(x.values())), verbose=0)
+    ref = np.load(src / "reference.npz")["out"]
+    print(f"tf_keras against the package (Keras 3): max |diff| {np.abs(pred - ref).max():.2e}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "data.npz", **x)
+    np.savez(out / "reference.npz", out=ref)
+    model.save(out / "model.keras")
+    return model
+
+
 # --- checking ----------------------------------------------------------------------------
 
 
@@ -285,7 +315,8 @@ def api(name, wheels, out, outdir):
 
 
 BUILDERS = {"deepcut": deepcut_data, "mhcnuggets": mhcnuggets_data,
-            "textgenrnn": textgenrnn_data, "chars2vec": chars2vec_data}
+            "textgenrnn": textgenrnn_data, "chars2vec": chars2vec_data,
+            "chars2vec_tf_keras": chars2vec_tf_keras_data}
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
