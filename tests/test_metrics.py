@@ -189,3 +189,31 @@ def test_a_per_position_output_of_one_dominant_class_is_gated_off_it():
     assert M.off_dominant_agreement(out[:, :5], ref[:, :5]) is None
     plain = M.Gates(["y"], ["classes"]).checks([out[:, 0]], [ref[:, 0]], lossy=True)
     assert [c.gate for c in plain] == ["top-1 agreement", "SQNR"]
+
+
+def test_a_per_position_output_says_how_many_examples_keep_every_position():
+    """deepcut's case: 99.6 % of characters agree, and yet one sentence in five is
+    segmented differently. The share of examples unchanged in every position is recorded
+    beside the gates and shown in report.md; a classifier's (N, C) output has none."""
+    from leangraph.pipeline.variants import Variant
+    from leangraph.pipeline.verify import verify
+    from leangraph.report import variant_line
+
+    ref = np.zeros((10, 250, 2))
+    ref[..., 0] = 1.0
+    out = ref.copy()
+    out[3, 17] = [0.2, 0.8]  # one position of two examples flipped
+    out[8, 200] = [0.4, 0.6]
+    assert M.examples_unchanged(out, ref) == pytest.approx(0.8)
+    assert M.agreement(out, ref, "classes") == pytest.approx(1 - 2 / 2500)
+    assert M.examples_unchanged(out[:, 0], ref[:, 0]) is None  # (N, C): no positions
+    assert M.examples_unchanged(ref, ref) == 1.0
+    v = Variant("int8", "int8 graph", "graph", precision="int8", gate="top1")
+    verify(v, [out], [ref], 1e-4, gates=M.Gates(["tags"], ["classes"]))
+    assert v.passed and v.verification["examples_unchanged"] == {"tags": pytest.approx(0.8)}
+    # Time-major examples (axis 0 holds steps, not examples): no per-example share.
+    steps = Variant("int8", "int8 graph", "graph", precision="int8", gate="top1")
+    verify(steps, [out], [ref], 1e-4, gates=M.Gates(["tags"], ["classes"]), examples=2)
+    assert "examples_unchanged" not in steps.verification
+    assert "every position's top-1 class unchanged: `tags` 80.0 %" in variant_line(v)
+    assert "unchanged" not in variant_line(steps)

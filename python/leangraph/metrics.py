@@ -103,6 +103,22 @@ def off_dominant_agreement(output, reference):
     return float(np.mean(got[off] == want[off])), dominant, share, int(off.sum())
 
 
+def examples_unchanged(output, reference):
+    """For a per-position classes output (N, positions..., C): the share of examples whose
+    every position keeps the reference's top-1 class; None for any other output.
+
+    Per-position agreement counts positions, but a user reads a segmented sentence or a
+    tagged sequence whole: 99.6 % of characters agreeing left about one of five of
+    deepcut's sentences segmented differently."""
+    want, got = top1(np.asarray(reference)), top1(np.asarray(output))
+    if np.ndim(reference) < 3 or want is None or got is None or want.shape != got.shape:
+        return None
+    if want.shape[0] == 0:
+        return None
+    same = (want == got).reshape(want.shape[0], -1).all(axis=1)
+    return float(np.mean(same))
+
+
 def sqnr_db(reference, value):
     """Signal-to-quantization-noise ratio (dB) of `value` against `reference`: inf when
     identical; -inf when value overflowed where the reference did not, when the reference

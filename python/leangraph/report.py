@@ -256,6 +256,26 @@ def _md_escape(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def variant_line(v):
+    """report.md's line for one variant: how it was made, what it measured beyond the table's
+    columns, and why it failed or was skipped."""
+    detail = f"- `{v.name}`: {v.description}"
+    if v.transform:
+        detail += f"; transforms `{v.transform}`"
+    if v.bench_precision != "fp32":
+        detail += f"; timed with the timer's precision={v.bench_precision}"
+    whole = (v.verification or {}).get("examples_unchanged") or {}
+    if whole and not v.is_reference:
+        detail += ("; verification examples with every position's top-1 class unchanged: " +
+                   ", ".join(f"`{name}` {100 * share:.1f} %" for name, share in whole.items()))
+    if v.reason:
+        status, _, reason = _said(v).partition(": ")
+        detail += f". **{status}:** {reason}"
+    if v.batch_note:
+        detail += f". {v.batch_note}"
+    return detail
+
+
 def render_markdown(report):
     """report.md: the seed-style table, the verification gate, the settings and how to reproduce."""
     s = report.settings
@@ -301,18 +321,7 @@ def render_markdown(report):
     out.append("")
     out.append("## Variants")
     out.append("")
-    for v in report.variants:
-        detail = f"- `{v.name}`: {v.description}"
-        if v.transform:
-            detail += f"; transforms `{v.transform}`"
-        if v.bench_precision != "fp32":
-            detail += f"; timed with the timer's precision={v.bench_precision}"
-        if v.reason:
-            status, _, reason = _said(v).partition(": ")
-            detail += f". **{status}:** {reason}"
-        if v.batch_note:
-            detail += f". {v.batch_note}"
-        out.append(detail)
+    out.extend(variant_line(v) for v in report.variants)
     out.append("")
     out.append("## Verification gate")
     out.append("")

@@ -103,7 +103,8 @@ class Variant:
     graph_def: object = field(default=None, repr=False)
     #: int8: what leangraph.quantize reported (layers, fallbacks, calibration)
     quantization: dict = None
-    #: {"outputs": [metrics.OutputCheck as a dict, ...]}: every gate on every output
+    #: {"outputs": [metrics.OutputCheck as a dict, ...]}: every gate on every output;
+    #: "examples_unchanged": {output: share} for per-position classes outputs
     verification: dict = None
 
     @property

@@ -14,6 +14,7 @@ from leangraph.metrics import (  # noqa: F401 - the one definition; imported fro
     MIN_TOP1_AGREEMENT,
     agreement,
     differences,
+    examples_unchanged,
     failure,
     top1,
     top1_margin,
@@ -135,6 +136,13 @@ def verify(variant, outputs, reference, tolerance, gates=None, examples=None):
         variant.fail(f"its outputs do not match the reference's: {exc}")
         return
     variant.verification = {"outputs": [c.to_dict() for c in checks]}
+    # Per example only where axis 0 is the examples (not time-major ones' steps).
+    whole = {name: examples_unchanged(out, ref) for name, kind, out, ref
+             in zip(gates.names, gates.kinds, outputs, reference)
+             if kind == "classes" and len(ref) == variant.verified_on}
+    whole = {name: share for name, share in whole.items() if share is not None}
+    if whole:
+        variant.verification["examples_unchanged"] = whole
     reason = failure(checks)
     if reason and variant.status != SKIPPED:
         variant.fail(reason)
