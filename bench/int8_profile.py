@@ -23,6 +23,10 @@ Printed per model:
   - OpenVINO's per-node profile (PERF_COUNT) by node type, same threads;
   - with --against DIR: the graph against another build of it (NAME.PRECISION.pb there, e.g.
     made by the code before a change) in interleaved rounds, each run in its own process;
+  - with --handover: the runtime's own cost per oneDNN op, with no model: a chain of 200 small
+    1x1 convolutions (19x19x32, the work of one 1x1 conv in Xception's middle flow over 23)
+    timed at one thread and at the last --threads, with and without the caller thread; the
+    excess over perfect scaling per op is what each op of a graph pays for the thread hand-over;
   - with --options: the graph timed under session and runtime settings (thread spinning,
     executor type, inter-op threads, TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD), each in its
     own process, in interleaved rounds, as the best round's median against the harness's
@@ -38,8 +42,6 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -112,6 +114,32 @@ print(json.dumps({"ms": float(np.median(times)),
                   "executed": executed,
                   "ops_ms": float(np.median(op_sums)) / 1e3 if op_sums else None}))
 """
+
+
+# A chain of small oneDNN convolutions with no model around it. argv: intra threads, ops, runs.
+_CHAIN_CHILD = r"""
+import json, sys, time, numpy as np, tensorflow as tf
+intra, ops, runs = (int(a) for a in sys.argv[1:4])
+g = tf.Graph()
+with g.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [1, 19, 19, 32])
+    w = tf.constant(np.random.default_rng(0).normal(0, 0.1, (1, 1, 32, 32)).astype(np.float32))
+    y = x
+    for _ in range(ops):
+        y = tf.nn.relu(tf.nn.conv2d(y, w, 1, "SAME"))
+cfg = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=1)
+sess = tf.compat.v1.Session(graph=g, config=cfg)
+feed = {x: np.random.default_rng(1).random((1, 19, 19, 32), dtype=np.float32)}
+for _ in range(10):
+    sess.run(y, feed)
+times = []
+for _ in range(runs):
+    t = time.perf_counter()
+    sess.run(y, feed)
+    times.append((time.perf_counter() - t) * 1e3)
+print(json.dumps({"ms": float(np.median(times)), "us_per_op": float(np.median(times)) * 1e3 / ops}))
+"""
+
 
 # OpenVINO of the same frozen fp32 graph (NNCF int8 for --precision int8, else the converted
 # graph at the hint's precision): node count and PERF_COUNT by type.
@@ -277,6 +305,43 @@ def print_profile(threads, results):
               f"= ops {r['ops_ms']:.2f} ms + executor gaps {r['span_ms'] - r['ops_ms']:.2f} ms")
 
 
+def print_scaled_as_peer(threads, results, peer):
+    """TensorFlow's time at the first thread count scaled by OpenVINO's own scaling to the last:
+    where the gap would be if TensorFlow's runtime handed work to its threads as OpenVINO's does."""
+    first, last = threads[0], threads[-1]
+    runs = [results.get(first), results.get(last), peer.get(first), peer.get(last)]
+    if first == last or any(r is None or "error" in r for r in runs):
+        return
+    tf_first, tf_last, ov_first, ov_last = (r["ms"] for r in runs)
+    scaled = tf_first * ov_last / ov_first
+    print(f"  TensorFlow's {first}-thread time scaled as OpenVINO's scales to {last} threads "
+          f"({ov_first:.2f} -> {ov_last:.2f} ms): {scaled:.2f} ms, {scaled / ov_last:.2f}x OpenVINO "
+          f"(measured: {tf_last:.2f} ms, {tf_last / ov_last:.2f}x)")
+
+
+def print_handover(t, args):
+    """The chain's time per op at one thread and at t threads (harness setting and caller thread),
+    best of the interleaved rounds, and the excess over perfect scaling per op."""
+    settings = (("1 thread", 1, {}), (f"{t} threads", t, {}),
+                (f"{t} threads, caller thread", t, {"TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD": "1"}))
+    best = {}
+    for _ in range(args.rounds):
+        for label, intra, env in settings:
+            keep_fastest(best, label, child([sys.executable, "-c", _CHAIN_CHILD, str(intra), "200",
+                                             str(args.runs)], args.cpus, env))
+    failed = {k: r["error"] for k, r in best.items() if "error" in r}
+    if failed:
+        print(f"hand-over chain failed: {failed}")
+        return
+    one = best["1 thread"]["us_per_op"]
+    print(f"hand-over: 200 chained 1x1 convs (19x19x32), best of {args.rounds} rounds, "
+          f"median of {args.runs}:")
+    for label, _, _ in settings:
+        us = best[label]["us_per_op"]
+        excess = f", {us - one / t:+.1f} us per op over perfect scaling" if label != "1 thread" else ""
+        print(f"    {label:<28} {us:6.1f} us per op{excess}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="Xception")
@@ -294,6 +359,9 @@ def main():
     parser.add_argument("--options", action="store_true",
                         help="time session/runtime settings side by side (at the last --threads)")
     parser.add_argument("--only-options", action="store_true", help="--options without the profile")
+    parser.add_argument("--handover", action="store_true",
+                        help="time the runtime's per-op cost on a chain of small oneDNN convs "
+                        "(no model) at one thread and at the last --threads")
     parser.add_argument("--peers-python", default=os.environ.get("LEANGRAPH_PEERS_PYTHON"))
     parser.add_argument("--ov-hint", default=None,
                         help="OpenVINO's INFERENCE_PRECISION_HINT ('' for its default); by default "
@@ -316,6 +384,8 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), "?")
     print(f"CPU: {cpu}; pinned to {args.cpus}; plain tf.compat.v1.Session, inter_op 1 unless said")
+    if args.handover:
+        print_handover(threads[-1], args)
     with tempfile.TemporaryDirectory(prefix="int8-profile-") as tmp:
         workdir = Path(args.save) if args.save else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -362,6 +432,7 @@ def main():
                     total_ms = sum(ms for _, ms in r["types"].values()) or 1.0
                     for kind, (c, ms) in sorted(r["types"].items(), key=lambda kv: -kv[1][1]):
                         print(f"    {kind:<40} {c:>5} {ms:8.2f} ms {100 * ms / total_ms:5.1f} %")
+                print_scaled_as_peer(threads, results, peer)
             if args.against:
                 other = Path(args.against) / f"{name}.{prec}.pb"
                 o_kinds, o_total = op_counts(other)
