@@ -125,7 +125,7 @@ def _load_keras_file(path, kind, weights, unsafe):
             f"{path} holds weights only (no model_config): build the model in code, load "
             "these weights into it and pass the model object to leangraph (or save it with "
             "model.save('model.keras')); or give its architecture .json with these weights "
-            "(model=('model.json', 'weights.h5'), `leangraph freeze ARCH.json --weights W.h5`)"
+            "(model=('model.json', 'weights.h5'); on the command line ARCH.json --weights W.h5)"
         )
     if kind == "json" and not isinstance(config, dict):
         raise FreezeError(f"{path} is JSON but not a Keras model architecture")
