@@ -8,6 +8,7 @@ needed, and only after the extension's hand-declared TF symbols resolve and a
 tiny transform gives what TF's own transform_graph gives.
 """
 
+import contextlib
 import ctypes
 import os
 import re
@@ -146,6 +147,22 @@ def check_tf_version():
 
 
 # Console scripts import the package before their main() can catch anything.
+@contextlib.contextmanager
+def stderr_closed():
+    """File descriptor 2 on /dev/null for the block: for the lines TensorFlow's C++ writes
+    where no log level reaches (while its libraries load, before absl is initialised; oneDNN's
+    own ERROR lines)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 _CONSOLE_SCRIPTS = ("leangraph", "leangraph-bench")
 
 

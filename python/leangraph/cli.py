@@ -42,21 +42,15 @@ def _quiet_tensorflow(verbose):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     # TF's libraries print their oneDNN notice while they load, before any log level
     # applies (absl logs to stderr until initialised): load them with stderr closed.
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        import tensorflow  # noqa: F401
+    from leangraph._tfcheck import load_native, stderr_closed
 
-        from leangraph._tfcheck import load_native
+    with stderr_closed():
+        try:
+            import tensorflow  # noqa: F401
 
-        load_native()
-    except Exception:  # noqa: BLE001 - the command itself reports what is wrong
-        pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+            load_native()
+        except Exception:  # noqa: BLE001 - the command itself reports what is wrong
+            pass
     import logging
     import warnings
 

@@ -2,13 +2,13 @@
 
 import contextlib
 import os
-import sys
 import time
+
+from leangraph._tfcheck import stderr_closed
 
 _SIZE = 1024
 
 
-@contextlib.contextmanager
 def _tf_errors_hidden():
     """Where TF's log lines are hidden (TF_CPP_MIN_LOG_LEVEL >= 2, the command line's quiet
     mode), also hides the ERROR line oneDNN logs when it meets the probe's float16 ops: "oneDNN
@@ -17,17 +17,8 @@ def _tf_errors_hidden():
     does not."""
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
     if not level.isdigit() or int(level) < 2:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        return contextlib.nullcontext()
+    return stderr_closed()
 
 
 def matmul_gflops(dtypes=("float32", "bfloat16", "float16"), size=_SIZE, repeats=5):
