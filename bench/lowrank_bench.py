@@ -161,11 +161,9 @@ def _fmt(result):
 
 
 def _int8(model, x_calib, batch):
-    from leangraph.quantization.int8 import quantize
+    from leangraph.prune.int8 import int8_graph
 
-    graph_def, name, outputs = _graph(model, batch)
-    return quantize(graph_def, x_calib, outputs=outputs,
-                    require_int8_cpu=False).graph_def, name, outputs
+    return int8_graph(model, x_calib, batch)
 
 
 def _int8_accuracy(graph, x, y, batch):

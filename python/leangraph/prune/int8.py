@@ -20,11 +20,17 @@ from leangraph.runner import run
 CALIBRATION = 64
 
 
-def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32, scoring=None):
-    """The held-out score (prune.scoring) of `model`'s post-training int8 graph
-    (leangraph.quantize of its frozen deploy graph, calibrated on `x_calib`)."""
+def int8_graph(model, x_calib, batch):
+    """(graph, input name, outputs) of `model`'s post-training int8 graph: leangraph.quantize
+    of its frozen deploy graph at `batch`, calibrated on `x_calib`."""
     graph_def, name, outputs = deploy_graph(model, batch)
-    quantized = quantize(graph_def, x_calib, outputs=outputs, require_int8_cpu=False).graph_def
+    return (quantize(graph_def, x_calib, outputs=outputs, require_int8_cpu=False).graph_def,
+            name, outputs)
+
+
+def int8_score(model, x_calib, x_val, y_val=None, reference=None, batch=32, scoring=None):
+    """The held-out score (prune.scoring) of `model`'s post-training int8 graph (int8_graph)."""
+    quantized, name, outputs = int8_graph(model, x_calib, batch)
     parts = []
     for start in range(0, len(x_val), batch):
         n = len(x_val[start:start + batch])

@@ -18,8 +18,8 @@ import numpy as np
 
 from leangraph.bench import compare
 from leangraph.errors import PruneError
+from leangraph.prune.int8 import int8_graph
 from leangraph.prune.search import deploy_graph
-from leangraph.quantization.int8 import quantize
 
 
 @dataclass
@@ -66,11 +66,9 @@ class Judge:
         return "fp32" if self.calibration is None else "int8"
 
     def _graph(self, model):
-        graph, name, outputs = deploy_graph(model, self.batch)
-        if self.calibration is not None:
-            graph = quantize(graph, self.calibration, outputs=outputs,
-                             require_int8_cpu=False).graph_def
-        return graph, name, outputs
+        if self.calibration is None:
+            return deploy_graph(model, self.batch)
+        return int8_graph(model, self.calibration, self.batch)
 
     def time(self, model):
         graph, name, outputs = self._graph(model)
