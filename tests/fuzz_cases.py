@@ -60,6 +60,8 @@ TRANSFORMS = [
     "strip_unused_nodes(type=float, shape=\"1,16,16,3\")",
     "fold_keras_batch_norms",
     "fuse_bias_add",
+    "fuse_matmul_reshape",
+    "fuse_layer_norm",
     "strip_freeze_artifacts",
     "remove_identity_chains",
     "to_bfloat16",

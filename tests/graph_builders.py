@@ -161,6 +161,25 @@ def keras_separable_deconv_dense_graph():
     return freeze_keras(model, (1, 12, 12, 3))
 
 
+def keras_encoder_block_graph(batch=2, steps=6):
+    """A Keras 3 post-norm encoder block on a [batch, steps, 16] sequence: 2-head
+    self-attention (EinsumDense projections), a 16 -> 32 -> 16 Relu feed-forward block
+    (Dense on a sequence: tensordot) and a sigmoid Dense head per step."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((steps, 16))
+    a = layers.MultiHeadAttention(2, 8)(inputs, inputs)
+    h = layers.LayerNormalization()(layers.Add()([inputs, a]))
+    f = layers.Dense(32, activation="relu")(h)
+    f = layers.Dense(16)(f)
+    h = layers.LayerNormalization()(layers.Add()([h, f]))
+    outputs = layers.Dense(3, activation="sigmoid")(h)
+    model = keras.Model(inputs, outputs)
+    return freeze_keras(model, (batch, steps, 16))
+
+
 def keras_modern_blocks_graph():
     """What Keras freezes for newer architectures, small.
 

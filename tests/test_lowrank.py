@@ -248,9 +248,12 @@ def test_cli_lowrank_writes_model_and_report(mlp, digits, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["prune", str(model_path), "--data", str(data), "--method", "lowrank",
                  "--max-accuracy-drop", "2", "--batch", "32", "--epochs", "2",
-                 "-o", str(out)]) == 0
+                 "--energies", "0.5,0.7", "--trial-epochs", "2", "-o", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["kind"] == "leangraph prune" and report["method"] == "lowrank"
+    # The levels given, each fine-tuned as long as asked before it was scored.
+    levels = [level["level"] for level in report["search"].get("levels", [])]
+    assert set(levels) <= {"energy 0.5", "energy 0.7", "evbmf"}
     assert report["source"] == str(model_path.resolve())
     rows = {r["name"]: r for r in report["layers"]}
     assert set(rows) == {"d1", "d2", "probs"}
@@ -331,12 +334,34 @@ def test_both_prunes_channels_then_factorises(monkeypatch):
      "a shared study is the channel search's"),
     (dict(method="lowrank", target_macs=0.5, max_accuracy_drop=1.0), "give exactly one"),
     (dict(method="lowrank", target_macs=1.5), "target_macs must be in"),
+    (dict(method="channels", target_macs=0.5, energies=(0.3,)),
+     "energies are the low-rank levels"),
+    (dict(method="lowrank", target_macs=0.5, energies=(0.3, 1.5)), "energies must be shares"),
 ])
 def test_bad_method_arguments(kwargs, message):
     model = _dense_model(True, False)
     x = np.zeros((20, 12), dtype="float32")
     with pytest.raises(PruneError, match=message):
         leangraph.prune(model, x, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--energies", "0.3,1.5", "--energies: each must be a share in (0, 1], got 1.5"),
+    ("--energies", "0.3,x", "--energies: 'x' is not a number"),
+    ("--trial-epochs", "0", "--trial-epochs: must be at least 1, got 0"),
+])
+def test_bad_lowrank_flags_are_one_line(tmp_path, capsys, flag, value, message):
+    model_path, data = tmp_path / "m.keras", tmp_path / "d.npz"
+    _dense_model(True, False).save(model_path)
+    np.savez(data, x=np.zeros((20, 12), dtype="float32"))
+    try:  # a converted list is checked by leangraph, a count by argparse (exit 2)
+        code = main(["prune", str(model_path), "--data", str(data), "--method", "lowrank",
+                     "--target-macs", "0.5", flag, value, "-o", str(tmp_path / "out")])
+    except SystemExit as exc:
+        code = exc.code
+    assert code != 0
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
 
 
 def test_nothing_to_factorise_is_an_error():

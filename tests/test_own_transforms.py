@@ -14,7 +14,7 @@ import leangraph
 from leangraph import graphs
 
 OWN = ["fold_keras_batch_norms", "fuse_bias_add", "strip_freeze_artifacts", "remove_identity_chains",
-       "inline_grouped_convs"]
+       "inline_grouped_convs", "fuse_matmul_reshape", "fuse_layer_norm"]
 
 # (architecture, input size, every batch norm follows a contraction)
 APPLICATIONS = [
@@ -115,6 +115,51 @@ def test_deploy_folds_separable_transposed_and_dense_batch_norms(separable_decon
     readers = collections.Counter(graphs.node_name(i) for n in deployed.node for i in n.input
                                   if n.op == "BiasAdd")
     assert all(readers[n.name] == 1 for n in contractions)
+
+
+def test_deploy_puts_a_sequence_dense_layers_bias_and_relu_next_to_its_matmul():
+    """Keras 3 lowers Dense on a sequence to MatMul -> Reshape -> BiasAdd -> Relu and an
+    attention projection to BatchMatMulV2 -> Reshape -> AddV2; Grappler fuses neither."""
+    frozen = graph_builders.keras_encoder_block_graph()
+    deployed = _deploy(frozen)
+    _assert_same_outputs(frozen, deployed, (2, 6, 16))
+
+    def reader_ops(name):
+        return [n.op for n in deployed.node if name in (graphs.node_name(i) for i in n.input)]
+
+    def weighted(graph_def):
+        named = {n.name: n for n in graph_def.node}
+        return [n for n in graph_def.node if n.op == "BatchMatMulV2"
+                and named[graphs.node_name(n.input[1])].op == "Const"]
+
+    # The query, key, value and output projections, as deploy without this step leaves them.
+    without = leangraph.transform(
+        frozen, leangraph.recipe("deploy", frozen).replace("fuse_matmul_reshape ", ""))
+    assert len(weighted(without)) == 4 and weighted(deployed) == []
+    matmuls = [n for n in deployed.node if n.op == "MatMul"]
+    # Dense 32 (Relu), Dense 16, the sigmoid head and the four projections: each MatMul is
+    # read by its BiasAdd alone, and the activations sit right behind them.
+    assert len(matmuls) == 7
+    assert all(reader_ops(n.name) == ["BiasAdd"] for n in matmuls)
+    after_bias = collections.Counter(op for n in deployed.node if n.op == "BiasAdd"
+                                     for op in reader_ops(n.name))
+    assert after_bias["Relu"] == 1 and after_bias["Sigmoid"] == 1
+    assert _ops(deployed)["BiasAdd"] == len(matmuls)
+
+
+def test_deploy_fuses_keras_layer_normalization_of_a_large_tensor(modern_blocks_graph):
+    """Keras 3's LayerNormalization freezes to eleven ops; deploy makes each one
+    `_MklLayerNorm` where the tensor has 65536 elements or more ([64, 64, 16] here). The
+    kernel's fixed cost is more than a small tensor's ops take: those stay."""
+    frozen = graph_builders.keras_encoder_block_graph(batch=64, steps=64)
+    deployed = _deploy(frozen)
+    _assert_same_outputs(frozen, deployed, (64, 64, 16))
+    ops = _ops(deployed)
+    assert ops["_MklLayerNorm"] == 2
+    assert ops["Mean"] == ops["Rsqrt"] == ops["SquaredDifference"] == ops["Neg"] == 0
+    for small in (graph_builders.keras_encoder_block_graph(), modern_blocks_graph):
+        ops = _ops(_deploy(small))
+        assert ops["_MklLayerNorm"] == 0 and ops["Rsqrt"] >= 1
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import graph_builders
 import leangraph
 from leangraph import precision
 from leangraph.pipeline import precisions
@@ -194,6 +195,23 @@ def test_to_bfloat16_keeps_swish_hard_swish_and_layer_norm_in_one_region(modern_
     # The input, both sides of Erfc, and the output: nothing else crosses.
     assert sum(n.op == "Cast" for n in low.node) == 4
     x = np.random.default_rng(0).normal(size=(1, 10, 10, 8)).astype(np.float32)
+    (ref,) = leangraph.run(deployed, {"input": x})
+    (out,) = leangraph.run(low, {"input": x})
+    assert np.abs(out - ref).max() <= 3e-2 * np.abs(ref).max()
+
+
+def test_to_bfloat16_runs_the_fused_layer_norm_in_bf16():
+    """An encoder block's deploy graph: its `_MklLayerNorm`s and projections in one bf16
+    region with the MatMuls around them."""
+    frozen = graph_builders.keras_encoder_block_graph(batch=64, steps=64)
+    deployed = leangraph.transform(frozen, leangraph.recipe("deploy", frozen))
+    low = precision.to_bfloat16(deployed)
+    norms = [n for n in low.node if n.op == "_MklLayerNorm"]
+    assert len(norms) == 2
+    assert all(n.attr["T"].type == tf.bfloat16.as_datatype_enum for n in norms)
+    assert all(n.attr["T"].type == tf.bfloat16.as_datatype_enum for n in low.node
+               if n.op == "MatMul")
+    x = np.random.default_rng(0).normal(size=(64, 64, 16)).astype(np.float32)
     (ref,) = leangraph.run(deployed, {"input": x})
     (out,) = leangraph.run(low, {"input": x})
     assert np.abs(out - ref).max() <= 3e-2 * np.abs(ref).max()

@@ -72,24 +72,13 @@ absl::Status FuseBiasAdd(GraphDef* graph, const TransformContext& context) {
     const GraphIndex index(*graph);
     for (const NodeDef& node : graph->node()) rewrites.push_back(Match(index, node));
   }
-  GraphDef rebuilt;
-  GraphDef* out = &rebuilt;
   std::set<std::string> consumed;
-  for (int n = 0; n < graph->node_size(); ++n) {
-    NodeDef& node = *graph->mutable_node(n);
+  graph_util::RebuildNodes(graph, [&](int n, const NodeDef& node, GraphDef* out) {
     const std::optional<Rewrite>& rewrite = rewrites[n];
-    if (!rewrite) {
-      *out->add_node() = std::move(node);
-      continue;
-    }
-    Tensor bias(tensorflow::DT_FLOAT,
-                tensorflow::TensorShape(
-                    {static_cast<int64_t>(rewrite->bias.size())}));
-    std::copy(rewrite->bias.begin(), rewrite->bias.end(),
-              bias.flat<float>().data());
+    if (!rewrite) return false;
     const std::string bias_name =
         graph_util::UniqueName(node.name() + "/bias", &taken);
-    *out->add_node() = graph_util::MakeFloatConst(bias_name, bias);
+    *out->add_node() = graph_util::MakeFloatVector(bias_name, rewrite->bias);
     NodeDef* fused = out->add_node();
     fused->set_name(node.name());
     fused->set_op("BiasAdd");
@@ -100,11 +89,11 @@ absl::Status FuseBiasAdd(GraphDef* graph, const TransformContext& context) {
     (*fused->mutable_attr())["T"].set_type(tensorflow::DT_FLOAT);
     (*fused->mutable_attr())["data_format"].set_s("NHWC");
     consumed.insert(rewrite->consumed.begin(), rewrite->consumed.end());
-  }
+    return true;
+  });
   std::set<std::string> endpoints(context.outputs.begin(),
                                   context.outputs.end());
   endpoints.insert(context.inputs.begin(), context.inputs.end());
-  graph->mutable_node()->Swap(out->mutable_node());
   graph_util::RemoveOrphans(graph, consumed, endpoints);
   return absl::OkStatus();
 }

@@ -22,7 +22,6 @@
 // summands' shapes are inferred and must be fully known and equal. The last
 // node of the pattern (the Relu, else the Add) gives the fused node its name,
 // so readers are untouched; nodes the runner's outputs name stay unfused.
-#include <cstdlib>
 #include <map>
 #include <optional>
 #include <set>
@@ -47,15 +46,6 @@ using graph_util::Edge;
 using graph_util::GraphIndex;
 using tensorflow::GraphDef;
 using tensorflow::NodeDef;
-
-// TensorFlow's own switch (tensorflow/core/util/util.cc reads the same
-// variable): oneDNN's rewrites are on unless it says 0/false.
-bool OneDnnEnabled() {
-  const char* value = std::getenv("TF_ENABLE_ONEDNN_OPTS");
-  if (value == nullptr) return true;
-  const std::string v(value);
-  return !(v == "0" || v == "false" || v == "False" || v == "FALSE");
-}
 
 bool IsFloat(const NodeDef& node) {
   const auto type = graph_util::TypeAttr(node, "T");
@@ -199,7 +189,7 @@ NodeDef FusedNode(const GraphIndex& index, const Match& match) {
 
 int FuseResidualAdds(GraphDef* graph, const std::set<std::string>& endpoints,
                      bool bfloat16_only) {
-  const bool float32 = !bfloat16_only && OneDnnEnabled();
+  const bool float32 = !bfloat16_only && graph_util::OneDnnEnabled();
   // Every match is found first, while the index sees the whole graph; a node
   // belongs to at most one (the conv and BiasAdd have one reader, the Add).
   std::map<std::string, NodeDef> replace;  // name -> the fused node

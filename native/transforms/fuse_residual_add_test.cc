@@ -9,60 +9,34 @@
 #include <vector>
 
 #include "native/test_main.h"
-#include "native/transform_context.h"
+#include "native/transforms/test_graphs.h"
 #include "tensorflow/core/framework/attr_value.pb.h"
 #include "tensorflow/core/framework/graph.pb.h"
 #include "tensorflow/core/framework/node_def.pb.h"
-#include "tensorflow/core/framework/tensor.h"
-#include "tensorflow/core/framework/tensor.pb.h"
-#include "tensorflow/core/public/session.h"
 
 namespace {
 
-using tensorflow::DT_FLOAT;
+using leangraph_test::Names;
 using tensorflow::GraphDef;
 using tensorflow::NodeDef;
-using tensorflow::Tensor;
-using Names = std::vector<std::string>;
+constexpr auto Find = leangraph_test::FindNode;
+constexpr auto Count = leangraph_test::CountOps;
 
 constexpr int kSide = 6;
 constexpr int kChannels = 8;
 
 NodeDef* Add(GraphDef* graph, const std::string& name, const std::string& op,
              const Names& inputs) {
-  NodeDef* node = graph->add_node();
-  node->set_name(name);
-  node->set_op(op);
-  for (const std::string& input : inputs) node->add_input(input);
-  if (op != "Const" && op != "Placeholder") {
-    (*node->mutable_attr())["T"].set_type(DT_FLOAT);
-  }
-  return node;
+  return leangraph_test::AddNode(graph, name, op, inputs);
 }
 
-// Values that differ per element, so a wrong channel or summand shows.
 NodeDef* Const(GraphDef* graph, const std::string& name,
                const std::vector<int64_t>& shape, float scale) {
-  NodeDef* node = Add(graph, name, "Const", {});
-  (*node->mutable_attr())["dtype"].set_type(DT_FLOAT);
-  auto* tensor = (*node->mutable_attr())["value"].mutable_tensor();
-  tensor->set_dtype(DT_FLOAT);
-  int64_t count = 1;
-  for (const int64_t d : shape) {
-    tensor->mutable_tensor_shape()->add_dim()->set_size(d);
-    count *= d;
-  }
-  for (int64_t i = 0; i < count; ++i) {
-    tensor->add_float_val(scale * std::sin(0.7f * static_cast<float>(i) + 0.3f));
-  }
-  return node;
+  return leangraph_test::FloatConstNode(graph, name, shape, scale);
 }
 
 void Input(GraphDef* graph) {
-  NodeDef* node = Add(graph, "input", "Placeholder", {});
-  (*node->mutable_attr())["dtype"].set_type(DT_FLOAT);
-  auto* shape = (*node->mutable_attr())["shape"].mutable_shape();
-  for (const int64_t d : {1, kSide, kSide, kChannels}) shape->add_dim()->set_size(d);
+  leangraph_test::PlaceholderNode(graph, "input", {1, kSide, kSide, kChannels});
 }
 
 // name/conv -> name/bias: a 1x1 or 3x3 conv of `from` with a bias.
@@ -79,29 +53,7 @@ std::string ConvBias(GraphDef* graph, const std::string& name,
 }
 
 GraphDef Run(const GraphDef& graph, const Names& outputs) {
-  const leangraph::OwnTransform* own = nullptr;
-  for (const auto& t : leangraph::OwnTransforms()) {
-    if (std::string(t.name) == "fuse_residual_add") own = &t;
-  }
-  LG_EXPECT(own != nullptr);
-  GraphDef out;
-  if (own == nullptr) return out;
-  leangraph::TransformContext context{"fuse_residual_add", {"input"}, outputs, {}};
-  LG_EXPECT(own->fn(graph, context, &out).ok());
-  return out;
-}
-
-const NodeDef* Find(const GraphDef& graph, const std::string& name) {
-  for (const NodeDef& node : graph.node()) {
-    if (node.name() == name) return &node;
-  }
-  return nullptr;
-}
-
-int Count(const GraphDef& graph, const std::string& op) {
-  int count = 0;
-  for (const NodeDef& node : graph.node()) count += node.op() == op;
-  return count;
+  return leangraph_test::RunTransform("fuse_residual_add", graph, {"input"}, outputs);
 }
 
 std::string FusedOps(const GraphDef& graph, const std::string& name) {
@@ -114,47 +66,11 @@ std::string FusedOps(const GraphDef& graph, const std::string& name) {
   return ops;
 }
 
-std::vector<Tensor> Evaluate(const GraphDef& graph, const Names& outputs) {
-  tensorflow::SessionOptions options;
-  options.config.set_intra_op_parallelism_threads(1);
-  options.config.set_inter_op_parallelism_threads(1);
-  std::unique_ptr<tensorflow::Session> session(tensorflow::NewSession(options));
-  std::vector<Tensor> results;
-  if (!session || !session->Create(graph).ok()) {
-    LG_EXPECT(false && "the graph does not load");
-    return results;
-  }
-  Tensor x(DT_FLOAT, tensorflow::TensorShape({1, kSide, kSide, kChannels}));
-  auto flat = x.flat<float>();
-  for (int64_t i = 0; i < flat.size(); ++i) {
-    flat(i) = std::cos(0.37f * static_cast<float>(i));
-  }
-  const auto status = session->Run({{"input", x}}, outputs, {}, &results);
-  LG_EXPECT(status.ok());
-  return results;
-}
-
 // The fused graph computes what TensorFlow computes for the unfused one.
 void ExpectSameOutputs(const GraphDef& before, const GraphDef& after,
                        const Names& outputs) {
-  const auto want = Evaluate(before, outputs);
-  const auto got = Evaluate(after, outputs);
-  LG_EXPECT(want.size() == outputs.size() && got.size() == outputs.size());
-  if (want.size() != got.size()) return;
-  for (size_t k = 0; k < want.size(); ++k) {
-    LG_EXPECT(want[k].shape() == got[k].shape());
-    if (want[k].NumElements() != got[k].NumElements()) continue;
-    const auto a = want[k].flat<float>();
-    const auto b = got[k].flat<float>();
-    for (int64_t i = 0; i < a.size(); ++i) {
-      if (std::fabs(a(i) - b(i)) > 1e-5f * (1.0f + std::fabs(a(i)))) {
-        std::fprintf(stderr, "output %zu element %lld: %g against %g\n", k,
-                     static_cast<long long>(i), b(i), a(i));
-        LG_EXPECT(false && "outputs differ");
-        break;
-      }
-    }
-  }
+  leangraph_test::ExpectSameOutputs(before, after, "input",
+                                    {1, kSide, kSide, kChannels}, outputs);
 }
 
 // ResNet's block end: relu(conv(x) + b + x).

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <algorithm>
 #include <utility>
 
@@ -89,6 +90,13 @@ const std::vector<Consumer>& GraphIndex::Consumers(
     const std::string& name) const {
   const auto it = consumers_.find(name);
   return it == consumers_.end() ? none_ : it->second;
+}
+
+bool OneDnnEnabled() {
+  const char* value = std::getenv("TF_ENABLE_ONEDNN_OPTS");
+  if (value == nullptr) return true;
+  const std::string v(value);
+  return !(v == "0" || v == "false" || v == "False" || v == "FALSE");
 }
 
 bool GraphIndex::HasSingleDataConsumer(const std::string& name) const {
@@ -396,6 +404,41 @@ NodeDef MakeFloatConst(const std::string& name, const Tensor& value) {
   node.set_op("Const");
   (*node.mutable_attr())["dtype"].set_type(tensorflow::DT_FLOAT);
   value.AsProtoTensorContent((*node.mutable_attr())["value"].mutable_tensor());
+  return node;
+}
+
+NodeDef MakeFloatVector(const std::string& name, const std::vector<float>& values) {
+  Tensor tensor(tensorflow::DT_FLOAT, TensorShape({static_cast<int64_t>(values.size())}));
+  std::copy(values.begin(), values.end(), tensor.flat<float>().data());
+  return MakeFloatConst(name, tensor);
+}
+
+NodeDef* AddShapeConst(GraphDef* graph, const std::string& name, const std::string& device,
+                       const std::vector<int64_t>& values) {
+  Tensor shape(tensorflow::DT_INT32,
+               TensorShape({static_cast<int64_t>(values.size())}));
+  for (size_t i = 0; i < values.size(); ++i) {
+    shape.flat<int32_t>()(i) = static_cast<int32_t>(values[i]);
+  }
+  NodeDef* node = graph->add_node();
+  node->set_name(name);
+  node->set_op("Const");
+  node->set_device(device);
+  (*node->mutable_attr())["dtype"].set_type(tensorflow::DT_INT32);
+  shape.AsProtoTensorContent((*node->mutable_attr())["value"].mutable_tensor());
+  return node;
+}
+
+NodeDef* AddReshape(GraphDef* graph, const std::string& name, const std::string& device,
+                    const std::string& input, const std::string& shape) {
+  NodeDef* node = graph->add_node();
+  node->set_name(name);
+  node->set_op("Reshape");
+  node->set_device(device);
+  node->add_input(input);
+  node->add_input(shape);
+  (*node->mutable_attr())["T"].set_type(tensorflow::DT_FLOAT);
+  (*node->mutable_attr())["Tshape"].set_type(tensorflow::DT_INT32);
   return node;
 }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensorflow/core/framework/graph.pb.h"
@@ -34,6 +35,11 @@ struct Edge {
 // malformed port ("a:x", "a:-1") stays part of the node name, which no node has.
 Edge ParseEdge(const std::string& input);
 std::string EdgeString(const Edge& edge);
+
+// TensorFlow's own switch (tensorflow/core/util/util.cc reads the same
+// variable): oneDNN's rewrites and ops are on unless TF_ENABLE_ONEDNN_OPTS
+// says 0/false.
+bool OneDnnEnabled();
 
 // Stateful per the op registry. An op the registry does not know (a library
 // function, a custom op) counts as stateful: nothing may assume otherwise.
@@ -121,9 +127,38 @@ std::optional<std::vector<float>> PerChannel(const tensorflow::Tensor& value,
 tensorflow::NodeDef MakeFloatConst(const std::string& name,
                                    const tensorflow::Tensor& value);
 
+// A float32 Const node named `name` holding the vector `values` (a bias).
+tensorflow::NodeDef MakeFloatVector(const std::string& name,
+                                    const std::vector<float>& values);
+
+// Appends an int32 Const `name` holding the rank-1 `values` (a shape; each
+// must fit int32) to `graph`; returns it.
+tensorflow::NodeDef* AddShapeConst(tensorflow::GraphDef* graph, const std::string& name,
+                                   const std::string& device,
+                                   const std::vector<int64_t>& values);
+
+// Appends a float Reshape `name` of `input` by the int32 `shape`; returns it.
+tensorflow::NodeDef* AddReshape(tensorflow::GraphDef* graph, const std::string& name,
+                                const std::string& device, const std::string& input,
+                                const std::string& shape);
+
 // `base`, or `base_1`, `base_2`... whichever is not in `taken`; the result
 // is added to `taken`.
 std::string UniqueName(const std::string& base, std::set<std::string>* taken);
+
+// Rebuilds `graph`'s node list in order, moving each node rather than
+// copying it (weights are most of a graph's bytes): `emit(n, node, &out)`
+// writes what replaces node n into `out` (nothing drops it) and returns
+// true, or returns false to keep the node as it is.
+template <typename Emit>
+void RebuildNodes(tensorflow::GraphDef* graph, Emit emit) {
+  tensorflow::GraphDef rebuilt;
+  for (int n = 0; n < graph->node_size(); ++n) {
+    tensorflow::NodeDef& node = *graph->mutable_node(n);
+    if (!emit(n, node, &rebuilt)) *rebuilt.add_node() = std::move(node);
+  }
+  graph->mutable_node()->Swap(rebuilt.mutable_node());
+}
 
 // Names of all nodes.
 std::set<std::string> NodeNames(const tensorflow::GraphDef& graph);

@@ -117,6 +117,8 @@ const std::map<std::string, OpSpec>& Specs() {
       {"RealDiv", {Role::kFollow, Inputs::kList, {0, 1}}},
       {"Div", {Role::kFollow, Inputs::kList, {0, 1}}},
       {"SquaredDifference", {Role::kFollow, Inputs::kList, {0, 1}}},
+      // fuse_layer_norm's layer norm: x, gamma and beta in one type.
+      {"_MklLayerNorm", {Role::kFollow, Inputs::kList, {0, 1, 2}}},
       {"ClipByValue", {Role::kFollow, Inputs::kList, {0, 1, 2}}},
       {"Max", {Role::kFollow, Inputs::kList, {0}}},
       // Shape plumbing between bf16 regions (NASNet's StridedSlice, ...).

@@ -23,7 +23,8 @@ RECIPES = {
     # strip_freeze_artifacts would keep their control edges.
     "deploy": (
         "inline_grouped_convs strip_freeze_artifacts remove_identity_chains(check_numerics=true) "
-        f"strip_unused_nodes(type=float{_SHAPE}) fold_keras_batch_norms fuse_bias_add"
+        f"strip_unused_nodes(type=float{_SHAPE}) fold_keras_batch_norms fuse_matmul_reshape "
+        "fuse_bias_add fuse_layer_norm"
     ),
     # "Optimizing for Deployment" (tensorflow/tools/graph_transforms README).
     "tf-deploy": (

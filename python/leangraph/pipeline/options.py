@@ -234,6 +234,17 @@ def counts(text):
     return [count(v) for v in names(text)] if text else None
 
 
+def shares(text):
+    """A comma-separated list of shares in (0, 1] (None for an empty one)."""
+    if not text:
+        return None
+    values = [positive(v) for v in names(text)]
+    for value in values:
+        if value > 1:
+            raise argparse.ArgumentTypeError(f"each must be a share in (0, 1], got {value:g}")
+    return values
+
+
 # The data flags as tune takes them (its x and calibration keywords).
 TUNE_DATA = (
     replace(DATA, keyword="x"),
@@ -299,6 +310,13 @@ PRUNE = (
            "%(default)s)", keyword="alpha", default=0.7, type=non_negative),
     Option(("--trials",), "search trials (default %(default)s)", keyword="n_trials",
            default=12, type=count, metavar="N"),
+    Option(("--trial-epochs",), "fine-tuning epochs of each candidate (a search trial, a "
+           "low-rank level) before it is scored; short trials misjudge the aggressive ones "
+           "(default %(default)s)", keyword="trial_epochs", default=1, type=count, metavar="N"),
+    Option(("--energies",), "with --method lowrank/both: the candidate levels, shares of each "
+           "layer's spectral energy kept (default 0.5,0.7,0.8,0.9,0.95,0.99; trained "
+           "transformers' flat spectra need lower ones, such as 0.2,0.3,0.4)",
+           keyword="energies", default="", convert=shares, metavar="E,F"),
     Option(("--seed",), "the channel choice's, the search's and the split's seed (default "
            "%(default)s)", keyword="seed", default=0, type=int),
     Option(("--unsafe",), "allow Lambda layers that carry Python code", keyword="unsafe",

@@ -83,13 +83,16 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
           learning_rate=1e-3, holdout=0.15, channel_multiple=8, n_trials=12, trial_epochs=1,
           recalibrate=True, seed=0, progress=True, unsafe=False, storage=None, study=None,
           worker=False, resume=False, wait=60.0, heartbeat=10, int8=False, int8_max_drop=0.5,
-          qat_epochs=3, method="channels", batch=1, output_kind=None, max_mae_increase=0.1):
+          qat_epochs=3, method="channels", batch=1, output_kind=None, max_mae_increase=0.1,
+          energies=None):
     """Prunes a Keras model's channels; returns (pruned Keras model, PruneReport).
 
     method: "channels" (this), "lowrank" (factorise Dense and Conv2D layers where
     the timer says it pays at `batch`: leangraph.prune.lowrank.lowrank, which
     returns a LowRankReport) or "both" (channels first, then low-rank, each
     given half the accuracy budget or the square root of the MACs share).
+    energies: the low-rank candidate levels (shares of each layer's spectral
+    energy; None: leangraph.prune.lowrank.decompose.ENERGIES).
 
     Give `target_macs` (keep that share of the MACs, 0..1) or
     `max_accuracy_drop` (percentage points; searches per-group ratios for the
@@ -121,6 +124,8 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
     started = time.monotonic()
     if method not in ("channels", "lowrank", "both"):
         raise PruneError(f"unknown method {method!r}; choose channels, lowrank or both")
+    if method == "channels" and energies is not None:
+        raise PruneError("energies are the low-rank levels: they need method 'lowrank' or 'both'")
     if method != "channels":
         if storage is not None or worker or resume:
             raise PruneError("a shared study is the channel search's; it needs method 'channels'")
@@ -130,6 +135,8 @@ def prune(model, x, y=None, *, target_macs=None, max_accuracy_drop=None, criteri
                       seed=seed, progress=progress, unsafe=unsafe, output_kind=output_kind,
                       max_mae_increase=max_mae_increase)
         finish = dict(int8=int8, int8_max_drop=int8_max_drop, qat_epochs=qat_epochs, batch=batch)
+        if energies is not None:
+            finish["energies"] = tuple(energies)
         if method == "lowrank":
             return lowrank(model, x, y, target_macs=target_macs,
                            max_accuracy_drop=max_accuracy_drop, **common, **finish)
