@@ -69,6 +69,12 @@ absl::StatusOr<long long> TransformContext::GetInt(const std::string& key,
   return value;
 }
 
+std::set<std::string> TransformContext::Endpoints() const {
+  std::set<std::string> endpoints(outputs.begin(), outputs.end());
+  endpoints.insert(inputs.begin(), inputs.end());
+  return endpoints;
+}
+
 std::vector<std::string> TransformContext::GetAll(const std::string& key) const {
   const auto it = params.find(key);
   if (it == params.end()) return {};

@@ -2,6 +2,7 @@
 #ifndef LEANGRAPH_NATIVE_TRANSFORM_CONTEXT_H_
 #define LEANGRAPH_NATIVE_TRANSFORM_CONTEXT_H_
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,8 @@ struct TransformContext {
                                    long long fallback) const;
   // Every value given for `key` (none when absent).
   std::vector<std::string> GetAll(const std::string& key) const;
+  // The graph's inputs and outputs, which a transform keeps as they are.
+  std::set<std::string> Endpoints() const;
 };
 
 using TransformFn = absl::Status (*)(const tensorflow::GraphDef& in,

@@ -55,13 +55,6 @@ struct Plan {
   Affine affine;
 };
 
-bool HasControlInput(const NodeDef& node) {
-  for (const std::string& input : node.input()) {
-    if (!input.empty() && input[0] == '^') return true;
-  }
-  return false;
-}
-
 float FloatAttr(const NodeDef& node, const std::string& name, float fallback) {
   const auto it = node.attr().find(name);
   if (it == node.attr().end()) return fallback;
@@ -93,7 +86,7 @@ bool Absorb(const GraphIndex& index, const NodeDef& node, int from_input,
             std::set<std::string>* consumed) {
   const std::string& op = node.op();
   if (graph_util::TypeAttr(node, "T") != tensorflow::DT_FLOAT ||
-      HasControlInput(node)) {
+      graph_util::HasControlInput(node)) {
     return false;
   }
   std::set<std::string> used;
@@ -191,7 +184,7 @@ std::optional<Plan> PlanFold(const GraphDef& graph, const GraphIndex& index,
                              std::set<std::string>* consumed) {
   const NodeDef& conv = graph.node(contraction);
   const auto layout = graph_util::ContractionLayout(conv);
-  if (!layout || HasControlInput(conv)) return std::nullopt;
+  if (!layout || graph_util::HasControlInput(conv)) return std::nullopt;
   const Edge weight_edge = graph_util::ParseEdge(conv.input(1));
   const auto shape = graph_util::ConstShape(index, weight_edge);
   if (!shape) return std::nullopt;
@@ -298,9 +291,7 @@ absl::Status FoldKerasBatchNorms(GraphDef* graph,
                                  const TransformContext& context) {
   const GraphDef& in = *graph;
   const GraphIndex index(in);
-  std::set<std::string> endpoints(context.outputs.begin(),
-                                  context.outputs.end());
-  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> endpoints = context.Endpoints();
 
   std::map<int, const Plan*> at_contraction;
   std::map<int, const Plan*> at_last;

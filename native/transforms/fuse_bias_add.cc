@@ -91,9 +91,7 @@ absl::Status FuseBiasAdd(GraphDef* graph, const TransformContext& context) {
     consumed.insert(rewrite->consumed.begin(), rewrite->consumed.end());
     return true;
   });
-  std::set<std::string> endpoints(context.outputs.begin(),
-                                  context.outputs.end());
-  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> endpoints = context.Endpoints();
   graph_util::RemoveOrphans(graph, consumed, endpoints);
   return absl::OkStatus();
 }

@@ -39,7 +39,6 @@
 namespace leangraph {
 namespace {
 
-using graph_util::Edge;
 using graph_util::GraphIndex;
 using tensorflow::GraphDef;
 using tensorflow::NodeDef;
@@ -90,24 +89,12 @@ Shapes MeanInputs(const GraphDef& graph) {
 }
 
 bool Plain(const NodeDef* node, const char* op, int inputs) {
-  if (node == nullptr || node->op() != op || node->input_size() != inputs ||
-      graph_util::TypeAttr(*node, "T") != tensorflow::DT_FLOAT) {
-    return false;
-  }
-  for (const std::string& input : node->input()) {
-    if (!input.empty() && input[0] == '^') return false;
-  }
-  return true;
+  return node != nullptr && node->op() == op && node->input_size() == inputs &&
+         graph_util::TypeAttr(*node, "T") == tensorflow::DT_FLOAT &&
+         !graph_util::HasControlInput(*node);
 }
 
 bool IsAdd(const NodeDef* node) { return Plain(node, "AddV2", 2) || Plain(node, "Add", 2); }
-
-// The node input `input` reads at port 0, or nullptr.
-const NodeDef* Producer(const GraphIndex& index, const std::string& input) {
-  const Edge edge = graph_util::ParseEdge(input);
-  if (edge.control || edge.port != 0) return nullptr;
-  return index.Find(edge.node);
-}
 
 struct LayerNorm {
   std::string x;  // the input, as an input string
@@ -137,11 +124,11 @@ class Matcher {
  private:
   std::optional<LayerNorm> Sides(const std::string& scaled_input,
                                  const std::string& shift_input) const {
-    const NodeDef* scaled = Producer(index_, scaled_input);  // x * mul
-    const NodeDef* shift = Producer(index_, shift_input);    // Neg(mean) * mul + beta
+    const NodeDef* scaled = graph_util::Producer(index_, scaled_input);  // x * mul
+    const NodeDef* shift = graph_util::Producer(index_, shift_input);    // Neg(mean) * mul + beta
     if (!Plain(scaled, "Mul", 2) || !IsAdd(shift)) return std::nullopt;
     for (int side = 0; side < 2; ++side) {
-      const NodeDef* mul = Producer(index_, scaled->input(1 - side));
+      const NodeDef* mul = graph_util::Producer(index_, scaled->input(1 - side));
       if (!Plain(mul, "Mul", 2)) continue;
       auto found = WithScale(scaled->input(side), *mul, *shift);
       if (found) {
@@ -156,7 +143,7 @@ class Matcher {
                                      const NodeDef& shift) const {
     // mul = Rsqrt(...) * gamma
     for (int side = 0; side < 2; ++side) {
-      const NodeDef* rsqrt = Producer(index_, mul.input(side));
+      const NodeDef* rsqrt = graph_util::Producer(index_, mul.input(side));
       if (!Plain(rsqrt, "Rsqrt", 1)) continue;
       LayerNorm norm;
       const auto gamma = graph_util::EvalFloat(
@@ -180,17 +167,17 @@ class Matcher {
   // Rsqrt(Mean(SquaredDifference(x, mean)) + epsilon), mean = Mean(x), both
   // over the last axis with keep_dims. Returns the mean.
   const NodeDef* Statistics(const std::string& x, const NodeDef& rsqrt, LayerNorm* norm) const {
-    const NodeDef* plus = Producer(index_, rsqrt.input(0));
+    const NodeDef* plus = graph_util::Producer(index_, rsqrt.input(0));
     if (!IsAdd(plus)) return nullptr;
     for (int side = 0; side < 2; ++side) {
-      const NodeDef* variance = Producer(index_, plus->input(side));
+      const NodeDef* variance = graph_util::Producer(index_, plus->input(side));
       const auto epsilon = graph_util::EvalFloat(
           index_, graph_util::ParseEdge(plus->input(1 - side)), &norm->consumed);
       if (!LastAxisMean(variance) || !epsilon || epsilon->NumElements() != 1) continue;
-      const NodeDef* squared = Producer(index_, variance->input(0));
+      const NodeDef* squared = graph_util::Producer(index_, variance->input(0));
       if (!Plain(squared, "SquaredDifference", 2)) continue;
       for (int order = 0; order < 2; ++order) {
-        const NodeDef* mean = Producer(index_, squared->input(1 - order));
+        const NodeDef* mean = graph_util::Producer(index_, squared->input(1 - order));
         if (squared->input(order) != x || !LastAxisMean(mean) || mean->input(0) != x) continue;
         const InputShape& shape = shapes_.at(mean->name());
         if (!(shapes_.at(variance->name()) == shape) || shape.rank < 2 ||
@@ -212,12 +199,12 @@ class Matcher {
              LayerNorm* norm) const {
     const InputShape& shape = shapes_.at(mean.name());
     for (int side = 0; side < 2; ++side) {
-      const NodeDef* product = Producer(index_, shift.input(side));
+      const NodeDef* product = graph_util::Producer(index_, shift.input(side));
       const auto beta = graph_util::EvalFloat(
           index_, graph_util::ParseEdge(shift.input(1 - side)), &norm->consumed);
       if (!Plain(product, "Mul", 2) || !beta) continue;
       for (int order = 0; order < 2; ++order) {
-        const NodeDef* neg = Producer(index_, product->input(order));
+        const NodeDef* neg = graph_util::Producer(index_, product->input(order));
         if (!Plain(neg, "Neg", 1) || product->input(1 - order) != mul.name() ||
             neg->input(0) != mean.name()) {
           continue;
@@ -239,22 +226,10 @@ class Matcher {
     const auto it = mean->attr().find("keep_dims");
     const auto shape = shapes_.find(mean->name());
     if (it == mean->attr().end() || !it->second.b() || shape == shapes_.end()) return false;
-    const NodeDef* axes = Producer(index_, mean->input(1));
-    Tensor value;
-    if (axes == nullptr || axes->op() != "Const" || !axes->attr().count("value") ||
-        !value.FromProto(axes->attr().at("value").tensor()) || value.NumElements() != 1) {
-      return false;
-    }
-    int64_t axis = 0;
-    if (value.dtype() == tensorflow::DT_INT32) {
-      axis = value.flat<int32_t>()(0);
-    } else if (value.dtype() == tensorflow::DT_INT64) {
-      axis = value.flat<int64_t>()(0);
-    } else {
-      return false;
-    }
-    const int rank = shape->second.rank;
-    return axis == -1 || axis == rank - 1;
+    const auto axes = graph_util::IntConst(index_, mean->input(1));
+    if (!axes || axes->size() != 1) return false;
+    const int64_t axis = axes->front();
+    return axis == -1 || axis == shape->second.rank - 1;
   }
 
   const GraphIndex& index_;
@@ -266,8 +241,7 @@ absl::Status FuseLayerNorm(GraphDef* graph, const TransformContext& context) {
   const auto min_elements = context.GetInt("min_elements", 65536);
   if (!min_elements.ok()) return min_elements.status();
   if (!graph_util::OneDnnEnabled()) return absl::OkStatus();
-  std::set<std::string> endpoints(context.outputs.begin(), context.outputs.end());
-  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> endpoints = context.Endpoints();
   const auto shapes = MeanInputs(*graph);
   if (shapes.empty()) return absl::OkStatus();
   std::vector<std::optional<LayerNorm>> norms;

@@ -39,7 +39,6 @@
 namespace leangraph {
 namespace {
 
-using graph_util::Edge;
 using graph_util::GraphIndex;
 using tensorflow::GraphDef;
 using tensorflow::NodeDef;
@@ -54,43 +53,9 @@ const std::set<std::string>& Activations() {
   return *kActivations;
 }
 
-bool HasControlInput(const NodeDef& node) {
-  for (const std::string& input : node.input()) {
-    if (!input.empty() && input[0] == '^') return true;
-  }
-  return false;
-}
-
 bool AttrTrue(const NodeDef& node, const std::string& name) {
   const auto it = node.attr().find(name);
   return it != node.attr().end() && it->second.b();
-}
-
-// The values of a rank-1 int32/int64 Const read at port 0.
-std::optional<std::vector<int64_t>> IntConst(const GraphIndex& index,
-                                             const std::string& input) {
-  const Edge edge = graph_util::ParseEdge(input);
-  const NodeDef* node = index.Find(edge.node);
-  if (node == nullptr || edge.control || edge.port != 0 || node->op() != "Const") {
-    return std::nullopt;
-  }
-  const auto it = node->attr().find("value");
-  Tensor value;
-  if (it == node->attr().end() || !it->second.has_tensor() ||
-      !value.FromProto(it->second.tensor()) || value.dims() != 1) {
-    return std::nullopt;
-  }
-  std::vector<int64_t> values;
-  for (int64_t i = 0; i < value.NumElements(); ++i) {
-    if (value.dtype() == tensorflow::DT_INT32) {
-      values.push_back(value.flat<int32_t>()(i));
-    } else if (value.dtype() == tensorflow::DT_INT64) {
-      values.push_back(value.flat<int64_t>()(i));
-    } else {
-      return std::nullopt;
-    }
-  }
-  return values;
 }
 
 // The one node that reads `name` (port 0, no control edge), and where.
@@ -116,7 +81,7 @@ std::optional<Flat> FlatBatchMatMul(const GraphIndex& index, const GraphDef& gra
   if (node.op() != "BatchMatMulV2" || node.input_size() != 2 ||
       graph_util::TypeAttr(node, "T") != tensorflow::DT_FLOAT ||
       AttrTrue(node, "adj_x") || AttrTrue(node, "adj_y") ||
-      endpoints.count(node.name()) > 0 || HasControlInput(node)) {
+      endpoints.count(node.name()) > 0 || graph_util::HasControlInput(node)) {
     return std::nullopt;
   }
   const auto weight = graph_util::ConstShape(index, graph_util::ParseEdge(node.input(1)));
@@ -129,13 +94,11 @@ std::optional<Flat> FlatBatchMatMul(const GraphIndex& index, const GraphDef& gra
   const NodeDef* reader = OnlyReader(index, graph, node.name(), &input);
   if (reader != nullptr && reader->op() == "Reshape" && input == 0) return flat;
   // Otherwise the output's shape must be known: x from a Reshape to [..., K].
-  const Edge from = graph_util::ParseEdge(node.input(0));
-  const NodeDef* producer = index.Find(from.node);
-  if (producer == nullptr || from.control || from.port != 0 ||
-      producer->op() != "Reshape" || producer->input_size() != 2) {
+  const NodeDef* producer = graph_util::Producer(index, node.input(0));
+  if (producer == nullptr || producer->op() != "Reshape" || producer->input_size() != 2) {
     return std::nullopt;
   }
-  const auto shape = IntConst(index, producer->input(1));
+  const auto shape = graph_util::IntConst(index, producer->input(1));
   if (!shape || shape->size() < 3 || shape->back() != flat.depth) return std::nullopt;
   int inferred = 0;  // a -1 (the batch, as Keras writes it) is inferred again after
   for (const int64_t d : *shape) {
@@ -243,9 +206,8 @@ std::optional<Hoist> MatchHoist(const GraphIndex& index, const GraphDef& graph,
       endpoints.count(reshape.name()) > 0) {
     return std::nullopt;
   }
-  const Edge from = graph_util::ParseEdge(reshape.input(0));
-  const NodeDef* matmul = index.Find(from.node);
-  if (matmul == nullptr || from.control || from.port != 0 || matmul->op() != "MatMul" ||
+  const NodeDef* matmul = graph_util::Producer(index, reshape.input(0));
+  if (matmul == nullptr || matmul->op() != "MatMul" ||
       !index.HasSingleDataConsumer(matmul->name())) {
     return std::nullopt;
   }
@@ -253,7 +215,7 @@ std::optional<Hoist> MatchHoist(const GraphIndex& index, const GraphDef& graph,
   const auto weight = graph_util::ConstShape(index, graph_util::ParseEdge(matmul->input(1)));
   if (!layout || !weight) return std::nullopt;
   const int64_t channels = graph_util::ChannelCount(*layout, *weight);
-  const auto shape = IntConst(index, reshape.input(1));
+  const auto shape = graph_util::IntConst(index, reshape.input(1));
   if (channels <= 0 || !shape || shape->empty()) return std::nullopt;
   // The last dims of the new shape that hold exactly one row of the MatMul.
   std::vector<int64_t> tail;
@@ -303,13 +265,13 @@ void HoistBiases(GraphDef* graph, const std::set<std::string>& endpoints) {
     const GraphIndex index(*graph);
     for (int n = 0; n < graph->node_size(); ++n) {
       const NodeDef& node = graph->node(n);
-      if (HasControlInput(node)) continue;
+      if (graph_util::HasControlInput(node)) continue;
       hoists[n] = MatchHoist(index, *graph, node, endpoints);
       if (!hoists[n]) continue;
       const int add = hoists[n]->add;
       const int activation = hoists[n]->activation;
-      if (HasControlInput(graph->node(add)) ||
-          (activation >= 0 && HasControlInput(graph->node(activation)))) {
+      if (graph_util::HasControlInput(graph->node(add)) ||
+          (activation >= 0 && graph_util::HasControlInput(graph->node(activation)))) {
         hoists[n].reset();
         continue;
       }
@@ -365,8 +327,7 @@ void HoistBiases(GraphDef* graph, const std::set<std::string>& endpoints) {
 }
 
 absl::Status FuseMatMulReshape(GraphDef* graph, const TransformContext& context) {
-  std::set<std::string> endpoints(context.outputs.begin(), context.outputs.end());
-  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> endpoints = context.Endpoints();
   FlattenBatchMatMuls(graph, endpoints);
   HoistBiases(graph, endpoints);
   return absl::OkStatus();

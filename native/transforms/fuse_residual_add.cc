@@ -56,13 +56,6 @@ bool SameType(const NodeDef& a, const NodeDef& b) {
   return graph_util::TypeAttr(a, "T") == graph_util::TypeAttr(b, "T");
 }
 
-bool HasControlInput(const NodeDef& node) {
-  for (const std::string& input : node.input()) {
-    if (!input.empty() && input[0] == '^') return true;
-  }
-  return false;
-}
-
 struct Match {
   const NodeDef* conv;
   const NodeDef* bias_add;
@@ -110,7 +103,7 @@ std::optional<Match> Find(const GraphDef& graph, const GraphIndex& index,
     if (bias_add == nullptr || edge.control || edge.port != 0 ||
         bias_add->op() != "BiasAdd" || !SameType(*bias_add, add) ||
         graph_util::DataFormat(*bias_add) != "NHWC" ||
-        HasControlInput(*bias_add) || bias_add->input_size() != 2 ||
+        graph_util::HasControlInput(*bias_add) || bias_add->input_size() != 2 ||
         !index.HasSingleDataConsumer(bias_add->name()) ||
         endpoints.count(bias_add->name()) > 0) {
       continue;
@@ -119,7 +112,7 @@ std::optional<Match> Find(const GraphDef& graph, const GraphIndex& index,
     const NodeDef* conv = index.Find(conv_edge.node);
     if (conv == nullptr || conv_edge.port != 0 || conv->op() != "Conv2D" ||
         !SameType(*conv, add) || graph_util::DataFormat(*conv) != "NHWC" ||
-        HasControlInput(*conv) || conv->input_size() != 2 ||
+        graph_util::HasControlInput(*conv) || conv->input_size() != 2 ||
         !index.HasSingleDataConsumer(conv->name()) ||
         endpoints.count(conv->name()) > 0) {
       continue;
@@ -241,9 +234,7 @@ int FuseResidualAdds(GraphDef* graph, const std::set<std::string>& endpoints,
 namespace {
 
 absl::Status FuseResidualAdd(GraphDef* graph, const TransformContext& context) {
-  std::set<std::string> endpoints(context.outputs.begin(),
-                                  context.outputs.end());
-  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> endpoints = context.Endpoints();
   FuseResidualAdds(graph, endpoints);
   return absl::OkStatus();
 }

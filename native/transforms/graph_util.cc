@@ -92,6 +92,41 @@ const std::vector<Consumer>& GraphIndex::Consumers(
   return it == consumers_.end() ? none_ : it->second;
 }
 
+bool HasControlInput(const NodeDef& node) {
+  for (const std::string& input : node.input()) {
+    if (!input.empty() && input[0] == '^') return true;
+  }
+  return false;
+}
+
+const NodeDef* Producer(const GraphIndex& index, const std::string& input) {
+  const Edge edge = ParseEdge(input);
+  if (edge.control || edge.port != 0) return nullptr;
+  return index.Find(edge.node);
+}
+
+std::optional<std::vector<int64_t>> IntConst(const GraphIndex& index, const std::string& input) {
+  const NodeDef* node = Producer(index, input);
+  if (node == nullptr || node->op() != "Const") return std::nullopt;
+  const auto it = node->attr().find("value");
+  Tensor value;
+  if (it == node->attr().end() || !it->second.has_tensor() ||
+      !value.FromProto(it->second.tensor()) || value.dims() > 1) {
+    return std::nullopt;
+  }
+  std::vector<int64_t> values;
+  for (int64_t i = 0; i < value.NumElements(); ++i) {
+    if (value.dtype() == tensorflow::DT_INT32) {
+      values.push_back(value.flat<int32_t>()(i));
+    } else if (value.dtype() == tensorflow::DT_INT64) {
+      values.push_back(value.flat<int64_t>()(i));
+    } else {
+      return std::nullopt;
+    }
+  }
+  return values;
+}
+
 bool OneDnnEnabled() {
   const char* value = std::getenv("TF_ENABLE_ONEDNN_OPTS");
   if (value == nullptr) return true;
@@ -244,13 +279,6 @@ std::optional<Tensor> Unary(const std::string& op, const Tensor& a) {
                           : 1.0f / v;  // Reciprocal
   }
   return out;
-}
-
-bool HasControlInput(const NodeDef& node) {
-  for (const std::string& input : node.input()) {
-    if (!input.empty() && input[0] == '^') return true;
-  }
-  return false;
 }
 
 std::optional<Tensor> Eval(const GraphIndex& index, const Edge& edge,

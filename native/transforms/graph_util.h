@@ -36,6 +36,9 @@ struct Edge {
 Edge ParseEdge(const std::string& input);
 std::string EdgeString(const Edge& edge);
 
+// Whether any input is a control edge ("^name").
+bool HasControlInput(const tensorflow::NodeDef& node);
+
 // TensorFlow's own switch (tensorflow/core/util/util.cc reads the same
 // variable): oneDNN's rewrites and ops are on unless TF_ENABLE_ONEDNN_OPTS
 // says 0/false.
@@ -77,6 +80,13 @@ class GraphIndex {
   std::map<std::string, std::vector<Consumer>> consumers_;
   std::vector<Consumer> none_;
 };
+
+// The node that `input` reads at port 0 (not a control edge), or nullptr.
+const tensorflow::NodeDef* Producer(const GraphIndex& index, const std::string& input);
+
+// The values of the int32/int64 Const (a scalar or rank 1) that `input`
+// reads at port 0; nullopt for anything else.
+std::optional<std::vector<int64_t>> IntConst(const GraphIndex& index, const std::string& input);
 
 // The value of a Const node of type float32; nullopt for anything else
 // (another op or dtype, or a TensorProto that does not decode).

@@ -39,13 +39,6 @@ using graph_util::GraphIndex;
 using tensorflow::GraphDef;
 using tensorflow::NodeDef;
 
-bool HasControlInput(const NodeDef& node) {
-  for (const std::string& input : node.input()) {
-    if (!input.empty() && input[0] == '^') return true;
-  }
-  return false;
-}
-
 // Reshapes whose fully known output shape equals their fully known input
 // shape.
 std::set<std::string> NoOpReshapes(const GraphDef& graph) {
@@ -102,9 +95,7 @@ absl::Status RemoveIdentityChains(GraphDef* graph,
   const absl::StatusOr<bool> check_numerics =
       context.GetBool("check_numerics", false);
   if (!check_numerics.ok()) return check_numerics.status();
-  std::set<std::string> endpoints(context.outputs.begin(),
-                                  context.outputs.end());
-  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> endpoints = context.Endpoints();
   // IdentityN first; the constants only an IdentityN read (swish's beta) go
   // with the orphans below.
   std::set<std::string> orphans;
@@ -121,7 +112,7 @@ absl::Status RemoveIdentityChains(GraphDef* graph,
   std::map<std::string, Edge> forward;
   for (const NodeDef& node : in.node()) {
     if (endpoints.count(node.name()) > 0 || !IsPassThrough(node, reshapes, *check_numerics) ||
-        HasControlInput(node)) {
+        graph_util::HasControlInput(node)) {
       continue;
     }
     const Edge source = graph_util::ParseEdge(node.input(0));

@@ -89,9 +89,7 @@ class ConstOnly {
 // as given), then the input lists are edited; no node is copied.
 absl::Status StripFreezeArtifacts(GraphDef* graph,
                                   const TransformContext& context) {
-  std::set<std::string> endpoints(context.outputs.begin(),
-                                  context.outputs.end());
-  endpoints.insert(context.inputs.begin(), context.inputs.end());
+  const std::set<std::string> endpoints = context.Endpoints();
 
   std::vector<std::pair<int, std::vector<std::string>>> edited;
   std::set<std::string> dead;

@@ -67,7 +67,7 @@ std::optional<Unit> MatchContraction(const GraphIndex& index, const NodeDef& nod
   const std::string& op = node.op();
   if ((op != "Conv2D" && op != "DepthwiseConv2dNative" && op != "MatMul") ||
       graph_util::TypeAttr(node, "T") != kFloat || node.input_size() != 2 ||
-      HasControlInput(node) || exclude.count(node.name()) > 0) {
+      graph_util::HasControlInput(node) || exclude.count(node.name()) > 0) {
     return std::nullopt;
   }
   Unit unit;
@@ -132,7 +132,7 @@ const NodeDef* AbsorbBias(const GraphIndex& index, const GraphDef& graph,
   unit->last = unit->contraction->name();
   const NodeDef* next = SoleReader(index, graph, unit->last, endpoints);
   if (next != nullptr && next->op() == "BiasAdd" && next->input_size() == 2 &&
-      graph_util::TypeAttr(*next, "T") == kFloat && !HasControlInput(*next) &&
+      graph_util::TypeAttr(*next, "T") == kFloat && !graph_util::HasControlInput(*next) &&
       graph_util::DataFormat(*next) == "NHWC" &&
       graph_util::ParseEdge(next->input(0)).node == unit->last) {
     const auto bias = graph_util::EvalFloat(index, graph_util::ParseEdge(next->input(1)));
@@ -154,7 +154,7 @@ void FindSumCandidate(const GraphIndex& index, const GraphDef& graph, const Node
                       const std::set<std::string>& endpoints,
                       const std::set<std::string>& same_shape_adds, Unit* unit) {
   if (unit->is_matmul || next == nullptr || same_shape_adds.count(next->name()) == 0 ||
-      graph_util::TypeAttr(*next, "T") != kFloat || HasControlInput(*next) ||
+      graph_util::TypeAttr(*next, "T") != kFloat || graph_util::HasControlInput(*next) ||
       next->input_size() != 2 || exclude.count(next->name()) > 0) {
     return;
   }
@@ -172,7 +172,7 @@ void FindSumCandidate(const GraphIndex& index, const GraphDef& graph, const Node
                         source->op() != "Const" && !other.control &&
                         !(other.node == unit->input.node && other.port == unit->input.port);
   if (summable && relu != nullptr && relu->op() == "Relu" && relu_range &&
-      graph_util::TypeAttr(*relu, "T") == kFloat && !HasControlInput(*relu) &&
+      graph_util::TypeAttr(*relu, "T") == kFloat && !graph_util::HasControlInput(*relu) &&
       exclude.count(relu->name()) == 0) {
     unit->sum_add = next;
     unit->sum_relu = relu;
@@ -199,7 +199,7 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
   const NodeDef* next = AbsorbBias(index, graph, endpoints, &unit);
   FindSumCandidate(index, graph, next, ranges, exclude, endpoints, same_shape_adds, &unit);
   if (next != nullptr && (next->op() == "Relu" || next->op() == "Relu6") &&
-      graph_util::TypeAttr(*next, "T") == kFloat && !HasControlInput(*next) &&
+      graph_util::TypeAttr(*next, "T") == kFloat && !graph_util::HasControlInput(*next) &&
       exclude.count(next->name()) == 0) {
     unit.act = next;
     unit.last = next->name();
@@ -226,13 +226,6 @@ std::optional<Unit> MatchUnit(const GraphIndex& index, const GraphDef& graph,
 
 }  // namespace
 
-bool HasControlInput(const NodeDef& node) {
-  for (const std::string& input : node.input()) {
-    if (!input.empty() && input[0] == '^') return true;
-  }
-  return false;
-}
-
 bool IsPoolable(const NodeDef& node, const std::set<std::string>& exclude) {
   return (node.op() == "MaxPool" || node.op() == "AvgPool") &&
          graph_util::TypeAttr(node, "T") == kFloat && node.input_size() == 1 &&
@@ -242,7 +235,7 @@ bool IsPoolable(const NodeDef& node, const std::set<std::string>& exclude) {
 std::optional<std::vector<int64_t>> SpatialZeroPad(const GraphIndex& index,
                                                    const NodeDef& pad) {
   if (pad.op() != "Pad" || pad.input_size() != 2 ||
-      graph_util::TypeAttr(pad, "T") != kFloat || HasControlInput(pad)) {
+      graph_util::TypeAttr(pad, "T") != kFloat || graph_util::HasControlInput(pad)) {
     return std::nullopt;
   }
   const NodeDef* paddings = index.Find(graph_util::ParseEdge(pad.input(1)).node);

@@ -18,8 +18,6 @@
 namespace leangraph {
 namespace quantize_int8 {
 
-bool HasControlInput(const tensorflow::NodeDef& node);
-
 // A MaxPool/AvgPool the rewrite runs 8-bit when its input is 8-bit.
 bool IsPoolable(const tensorflow::NodeDef& node, const std::set<std::string>& exclude);
 
